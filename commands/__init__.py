@@ -1,0 +1,1 @@
+"""Text -> typed request: the `/aml` grammar, its help and its errors. Knows no Slack, no Azure."""

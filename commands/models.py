@@ -1,0 +1,154 @@
+"""One pydantic model per command: what the parser produces and the core consumes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workspaces.types import DatastoreKind
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # `--workspace`; None lets the core pick the person's only workspace or the channel's.
+    workspace: str | None = None
+
+
+class Help(Command):
+    kind: Literal["help"] = "help"
+    topic: str | None = None
+
+
+class WhoAmI(Command):
+    kind: Literal["whoami"] = "whoami"
+
+
+class ComputeList(Command):
+    kind: Literal["compute list"] = "compute list"
+
+
+class AccessRequest(Command):
+    kind: Literal["access request"] = "access request"
+    cluster: str
+    duration: timedelta | None = None  # None: the policy's default
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class AccessList(Command):
+    kind: Literal["access list"] = "access list"
+
+
+class AccessRevoke(Command):
+    kind: Literal["access revoke"] = "access revoke"
+    grant_id: int
+
+
+class DatastoreRegister(Command):
+    kind: Literal["datastore register"] = "datastore register"
+    name: str
+    store_kind: DatastoreKind
+    account: str
+    container: str
+    description: str | None = None
+
+
+class DatastoreList(Command):
+    kind: Literal["datastore list"] = "datastore list"
+
+
+class JobSubmit(Command):
+    kind: Literal["job submit"] = "job submit"
+    compute: str
+    environment: str  # normalised: `NAME@latest`, `azureml:NAME:VERSION` or an image
+    command: str
+    code: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)  # name -> URI
+    instances: int = 1
+    experiment: str | None = None
+    name: str | None = None  # display name chosen by the person
+
+
+class JobStatusQuery(Command):
+    kind: Literal["job status"] = "job status"
+    job: str
+
+
+class JobList(Command):
+    kind: Literal["job list"] = "job list"
+    mine: bool = False
+
+
+class JobCancel(Command):
+    kind: Literal["job cancel"] = "job cancel"
+    job: str
+
+
+class JobWatch(Command):
+    kind: Literal["job watch"] = "job watch"
+    job: str
+
+
+class JobUnwatch(Command):
+    kind: Literal["job unwatch"] = "job unwatch"
+    job: str
+
+
+class RequestList(Command):
+    kind: Literal["request list"] = "request list"
+
+
+class RequestShow(Command):
+    kind: Literal["request show"] = "request show"
+    request_id: int
+
+
+class RequestCancel(Command):
+    kind: Literal["request cancel"] = "request cancel"
+    request_id: int
+
+
+class Approve(Command):
+    kind: Literal["approve"] = "approve"
+    request_id: int
+
+
+class Deny(Command):
+    kind: Literal["deny"] = "deny"
+    request_id: int
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class Audit(Command):
+    kind: Literal["audit"] = "audit"
+    since: timedelta | None = None
+
+
+class IdleReport(Command):
+    kind: Literal["idle"] = "idle"
+
+
+AnyCommand = (
+    Help
+    | WhoAmI
+    | ComputeList
+    | AccessRequest
+    | AccessList
+    | AccessRevoke
+    | DatastoreRegister
+    | DatastoreList
+    | JobSubmit
+    | JobStatusQuery
+    | JobList
+    | JobCancel
+    | JobWatch
+    | JobUnwatch
+    | RequestList
+    | RequestShow
+    | RequestCancel
+    | Approve
+    | Deny
+    | Audit
+    | IdleReport
+)

@@ -1,0 +1,123 @@
+"""Refuse secrets pasted into chat: they must not be stored, logged, audited or echoed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from commands.errors import SecretRefusedError
+
+# The alphabet of Entra ID client secrets. They are bounded with lookarounds, not `\b`,
+# because they may begin or end with `~`, `-` or `.`, where `\b` does not hold.
+_TOKEN_CHARS = r"A-Za-z0-9_~.\-"
+
+# Query parameters of a shared access signature. `sig=` alone may be anything; next to the
+# version, expiry or permissions it is a SAS.
+_SAS_PARAM = re.compile(r"(?:^|[?&;\s\"'])(sig|sv|se|sp)=([^&\s\"']*)", re.IGNORECASE)
+# An HMAC-SHA256 in base64 is 44 characters (more when URL-encoded): that long, a signature
+# is a SAS even on its own; a short `sig=` next to `sv=` is a script's own arguments.
+_LONE_SIGNATURE_LENGTH = 40
+_SIGNATURE_LENGTH = 16
+# A value starting like `$DB_PASSWORD`, `%PASS%`, `{{secret}}` or `<password>` names a
+# secret kept elsewhere, which is what we want people to do.
+_NOT_A_REFERENCE = r"(?![$%{<])"
+
+
+def _holds_sas(text: str) -> bool:
+    longest: dict[str, int] = {}
+    for match in _SAS_PARAM.finditer(text):
+        name = match.group(1).lower()
+        longest[name] = max(longest.get(name, 0), len(match.group(2)))
+    signature = longest.get("sig", 0)
+    if signature >= _LONE_SIGNATURE_LENGTH:
+        return True
+    return signature >= _SIGNATURE_LENGTH and bool(longest.keys() & {"sv", "se", "sp"})
+
+
+def _pattern(regex: str, flags: int = 0) -> Callable[[str], object]:
+    return re.compile(regex, flags).search
+
+
+# Order matters: the first match names the secret, so the most specific description comes
+# first (a connection string holds an account key and may hold a SAS).
+_DETECTORS: tuple[tuple[str, Callable[[str], object]], ...] = (
+    ("a private key", _pattern(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
+    ("a connection string with AccountKey=", _pattern(r"AccountKey\s*=", re.I)),
+    (
+        "a connection string with SharedAccessSignature=",
+        _pattern(r"SharedAccessSignature\s*=", re.I),
+    ),
+    ("a connection string with SharedAccessKey=", _pattern(r"SharedAccessKey\s*=", re.I)),
+    ("a SAS token", _holds_sas),
+    ("a Slack token", _pattern(r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,}")),
+    ("a Slack token", _pattern(r"(?<![A-Za-z0-9])xapp-\d-[A-Za-z0-9-]{10,}")),
+    (
+        "a Slack webhook URL",
+        _pattern(r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{8,}"),
+    ),
+    ("a GitHub token", _pattern(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}")),
+    ("a GitHub token", _pattern(r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9_]{30,}")),
+    (
+        "a JWT/bearer token",
+        _pattern(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."),
+    ),
+    # A digit is required so prose like "the Bearer of bad news" never matches.
+    (
+        "a JWT/bearer token",
+        _pattern(r"\bBearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{20,}"),
+    ),
+    # 64 random bytes in base64 are 86 characters and "==": the shape of every storage key.
+    (
+        "a storage account key",
+        _pattern(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+    ),
+    # Entra ID client secrets: 3 characters, a version digit, "Q~", then 31-34 more.
+    (
+        "a client secret",
+        _pattern(
+            rf"(?<![{_TOKEN_CHARS}])[{_TOKEN_CHARS}]{{3}}\dQ~[{_TOKEN_CHARS}]{{31,34}}"
+            rf"(?![{_TOKEN_CHARS}])"
+        ),
+    ),
+    # The scheme is bounded so a long run like `a.a.a.a...` cannot make the search quadratic.
+    (
+        "a password in a URL",
+        _pattern(rf"\b[a-z][a-z0-9+.-]{{0,30}}://[^/\s:@]+:{_NOT_A_REFERENCE}[^/\s@]+@", re.I),
+    ),
+    # `password: TEXT` with a space is left alone: it reads as prose in a reason.
+    (
+        "a password",
+        _pattern(
+            rf"(?:(?:password|passwd|pwd)(?:\s*=\s*|:)|--(?:password|passwd|pwd)\s+)"
+            rf"{_NOT_A_REFERENCE}[^\s;'\"&]{{6,}}",
+            re.I,
+        ),
+    ),
+)
+
+
+def find_secret(text: str) -> str | None:
+    """A short name of the kind of secret `text` holds, or None. Never the secret itself."""
+    for kind, detect in _DETECTORS:
+        if detect(text):
+            return kind
+    return None
+
+
+def secret_refusal(kind: str) -> SecretRefusedError:
+    """The reply to a message holding a secret. It names the kind only, never the text."""
+    error = SecretRefusedError(
+        f"That message contains what looks like {kind}, so I did not process it, and the text "
+        f"was not stored, logged or audited. Secrets never belong in chat: everyone in the "
+        f"conversation, and Slack's exports and search, can read them. If it was real, rotate "
+        f"it now.\n"
+        f"Use identity-based access instead: "
+        f"`/aml datastore register NAME --kind blob --account ACCOUNT --container NAME` "
+        f"registers a datastore with no secret at all, and the workspace's managed identity "
+        f"or your own Entra ID identity reads the data. If a credential is truly needed, ask a "
+        f"team lead to put it in the workspace's Key Vault and name the Key Vault secret in the "
+        f"amlbot configuration.",
+        field="secret",
+    )
+    error.kind = kind
+    return error
