@@ -1,0 +1,114 @@
+"""What runs at once, what needs a team lead, and what is refused. Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from approvals.config import Action, ClusterConfig, WorkspaceConfig
+from commands.durations import format_duration
+from commands.errors import PermissionRefusedError, UsageError
+
+
+@dataclass(frozen=True)
+class Decision:
+    run_now: bool
+    approvals_needed: int = 1
+    why: str = ""
+
+
+def _approvals_needed(ws: WorkspaceConfig, action: Action) -> int:
+    return 2 if action in ws.policy.two_approvers else 1
+
+
+def _needs_lead(ws: WorkspaceConfig, action: Action, requester: str, why: str) -> Decision:
+    needed = _approvals_needed(ws, action)
+    other_leads = [lead for lead in ws.team_leads if lead != requester]
+    if len(other_leads) < needed:
+        raise PermissionRefusedError(
+            f"This needs {needed} team lead(s) of `{ws.name}` other than you, and the workspace "
+            f"has {len(other_leads)}. Ask an administrator to add a lead to the configuration."
+        )
+    return Decision(run_now=False, approvals_needed=needed, why=why)
+
+
+def require_cluster(ws: WorkspaceConfig, name: str) -> ClusterConfig:
+    cluster = ws.cluster(name)
+    if cluster is None:
+        known = ", ".join(c.name for c in ws.clusters) or "none"
+        raise UsageError(
+            f"Workspace `{ws.name}` has no cluster `{name}`. Clusters: {known}.",
+            field="CLUSTER",
+            example="/aml compute list",
+        )
+    return cluster
+
+
+def access_duration(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta:
+    policy = ws.policy.access
+    duration = asked or policy.default_duration
+    if duration > policy.max_duration:
+        raise UsageError(
+            f"`--for {format_duration(duration)}` is longer than workspace `{ws.name}` allows "
+            f"(at most {format_duration(policy.max_duration)}).",
+            field="--for",
+            example=f"--for {format_duration(policy.default_duration)}",
+        )
+    return duration
+
+
+def decide_access(ws: WorkspaceConfig, requester: str) -> Decision:
+    # Access to a cluster always needs a lead, whoever asks.
+    return _needs_lead(ws, Action.ACCESS, requester, "cluster access always needs a team lead")
+
+
+def decide_datastore(ws: WorkspaceConfig, requester: str) -> Decision:
+    lead_may_act = requester in ws.team_leads and ws.policy.datastores.leads_register_at_once
+    if lead_may_act and _approvals_needed(ws, Action.DATASTORE) == 1:
+        return Decision(run_now=True, why="team leads register datastores themselves")
+    return _needs_lead(ws, Action.DATASTORE, requester, "registering a datastore needs a lead")
+
+
+def decide_job(
+    ws: WorkspaceConfig,
+    requester: str,
+    cluster: ClusterConfig,
+    instances: int,
+    has_grant: bool,
+) -> Decision:
+    """Run at once with a grant and within limits; otherwise ask a lead or refuse with the fix."""
+    if instances > cluster.nodes:
+        raise UsageError(
+            f"`--instances {instances}` is more than cluster `{cluster.name}` has "
+            f"(at most {cluster.nodes} nodes).",
+            field="--instances",
+            example=f"--instances {min(2, cluster.nodes)}",
+        )
+    policy = ws.policy.jobs
+    is_lead = requester in ws.team_leads
+    if not (is_lead or has_grant or not cluster.requires_grant):
+        if policy.without_grant == "refuse":
+            default_for = format_duration(ws.policy.access.default_duration)
+            raise PermissionRefusedError(
+                f"You have no active access to `{cluster.name}` in `{ws.name}`, so the job was "
+                f"not submitted. Ask for access first:\n"
+                f"`/aml access request {cluster.name} --for {default_for} "
+                f'--reason "what you need it for"`'
+            )
+        return _needs_lead(ws, Action.JOB, requester, "no active access grant on the cluster")
+    if Action.JOB in ws.policy.two_approvers and not is_lead:
+        return _needs_lead(ws, Action.JOB, requester, "jobs in this workspace need two leads")
+    if cluster.name in policy.approval_required_on and not is_lead:
+        return _needs_lead(ws, Action.JOB, requester, f"every job on {cluster.name} needs a lead")
+    limit = policy.max_instances_without_approval
+    if limit is not None and instances > limit and not is_lead:
+        return _needs_lead(
+            ws, Action.JOB, requester, f"more than {limit} instances needs a team lead"
+        )
+    return Decision(run_now=True, why="within policy")
+
+
+def decide_compute_action(ws: WorkspaceConfig, requester: str) -> Decision:
+    if requester in ws.team_leads:
+        return Decision(run_now=True, why="team leads manage compute")
+    return _needs_lead(ws, Action.COMPUTE, requester, "changing compute needs a team lead")

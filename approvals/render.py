@@ -1,0 +1,188 @@
+"""Platform-neutral descriptions of requests, grants and jobs, for replies and cards.
+
+Text uses the small markup Slack and a terminal both read well: `code` and *bold*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from approvals.config import AppConfig
+from approvals.states import RequestStatus
+from approvals.tables import GrantRow, JobRow, RequestRow
+from commands.durations import format_duration
+from workspaces.prices import PRICE_SOURCE, format_price, hourly_price
+from workspaces.types import JobInfo, Priority
+
+STATUS_WORDS = {
+    RequestStatus.PENDING: "waiting for a team lead",
+    RequestStatus.APPROVED: "approved",
+    RequestStatus.EXECUTING: "being carried out",
+    RequestStatus.SUCCEEDED: "done",
+    RequestStatus.FAILED: "failed",
+    RequestStatus.DENIED: "denied",
+    RequestStatus.CANCELLED: "cancelled",
+    RequestStatus.EXPIRED: "expired",
+}
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def short_ref(request_id: int) -> str:
+    return f"#{request_id}"
+
+
+@dataclass
+class RequestDescription:
+    """A request's card: a title, labelled facts, and the state it is in."""
+
+    request_id: int
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    status: RequestStatus = RequestStatus.PENDING
+    status_line: str = ""
+
+    def as_text(self) -> str:
+        lines = [f"*{self.title}*"]
+        lines += [f"  {label}: {value}" for label, value in self.facts]
+        if self.status_line:
+            lines.append(f"  Status: {self.status_line}")
+        return "\n".join(lines)
+
+
+def describe_request(row: RequestRow, config: AppConfig) -> RequestDescription:
+    payload = row.payload
+    ws = config.workspaces.get(row.workspace)
+    facts: list[tuple[str, str]] = [("Requested by", row.requester), ("Workspace", row.workspace)]
+    if row.action == "access":
+        cluster = ws.cluster(payload["cluster"]) if ws else None
+        title = f"{short_ref(row.id)} Access to cluster {payload['cluster']}"
+        policy = ws.policy.access if ws else None
+        scope = (
+            "the cluster's resource scope"
+            if (policy and policy.scope == "compute")
+            else ("the whole workspace")
+        )
+        facts += [
+            ("Azure action", "create a role assignment, removed again when it expires"),
+            ("Role", policy.role if policy else "-"),
+            (
+                "Scope",
+                f"{scope} (…/workspaces/{ws.azure.workspace_name if ws else '?'}"
+                f"/computes/{payload['cluster']})"
+                if policy and policy.scope == "compute"
+                else scope,
+            ),
+            ("Duration", format_duration(_seconds(payload.get("duration_seconds")))),
+        ]
+        if cluster is not None:
+            low = cluster.priority == Priority.LOW_PRIORITY
+            price = hourly_price(cluster.vm_sku, low_priority=low)
+            facts.append(
+                (
+                    "Cluster",
+                    f"{cluster.vm_sku}, up to {cluster.nodes} node(s), "
+                    f"{'low priority' if low else 'dedicated'}",
+                )
+            )
+            if price is not None:
+                facts.append(
+                    (
+                        "Est. cost",
+                        f"{format_price(price)}/node-hour, up to "
+                        f"{format_price(price * cluster.nodes)}/hour at full size ({PRICE_SOURCE})",
+                    )
+                )
+    elif row.action == "datastore":
+        title = f"{short_ref(row.id)} Register datastore {payload['name']}"
+        facts += [
+            ("Azure action", f"create a {payload['store_kind']} datastore in the workspace"),
+            ("Storage", f"account `{payload['account']}`, container `{payload['container']}`"),
+            ("Credentials", "none: identity-based access (no secret stored)"),
+        ]
+        if payload.get("description"):
+            facts.append(("Description", str(payload["description"])))
+    elif row.action == "job":
+        title = f"{short_ref(row.id)} Run a job on {payload['compute']}"
+        facts += [
+            ("Azure action", "submit a command job"),
+            ("Command", f"`{payload['command']}`"),
+            ("Environment", f"`{payload['environment']}`"),
+            ("Instances", str(payload.get("instances", 1))),
+        ]
+        if payload.get("inputs"):
+            facts.append(
+                ("Inputs", ", ".join(f"{k}={v}" for k, v in sorted(payload["inputs"].items())))
+            )
+    elif row.action == "compute":
+        title = f"{short_ref(row.id)} {payload.get('title', 'Change compute')}"
+        facts.append(("Azure action", str(payload.get("description", ""))))
+    else:
+        title = f"{short_ref(row.id)} {row.summary}"
+    if row.reason:
+        facts.append(("Reason", row.reason))
+    status = RequestStatus(row.status)
+    return RequestDescription(
+        request_id=row.id,
+        title=title,
+        facts=facts,
+        status=status,
+        status_line=status_line(row),
+    )
+
+
+def status_line(row: RequestRow) -> str:
+    status = RequestStatus(row.status)
+    word = STATUS_WORDS[status]
+    if status == RequestStatus.PENDING:
+        needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
+        return f"{word}{needed}; expires {when(row.expires_at)}"
+    if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
+        return f"{word} (approved by {row.decided_by})"
+    if status == RequestStatus.SUCCEEDED:
+        by = f"approved by {row.decided_by}" if row.decided_by != "policy" else "within policy"
+        return f"{word}, {by}, {when(row.finished_at)}"
+    if status == RequestStatus.FAILED:
+        return f"{word}: {row.error}"
+    if status == RequestStatus.DENIED:
+        return f"{word} by {row.decided_by}: {row.deny_reason}"
+    return f"{word} {when(row.decided_at or row.finished_at)}"
+
+
+def _seconds(value: object) -> timedelta:
+    return timedelta(seconds=float(value)) if isinstance(value, int | float) else timedelta(0)
+
+
+def describe_grant(grant: GrantRow, now: datetime) -> str:
+    left = grant.expires_at - now
+    remaining = format_duration(left) if left.total_seconds() > 0 else "expired"
+    return (
+        f"grant {short_ref(grant.id)}: *{grant.grantee}* on `{grant.cluster}` "
+        f"({grant.role}), expires {when(grant.expires_at)} ({remaining} left)"
+    )
+
+
+def describe_job(job: JobInfo) -> str:
+    parts = [f"`{job.name}`: *{job.status.value}*"]
+    if job.compute:
+        parts.append(f"on `{job.compute}`")
+    if job.display_name and job.display_name != job.name:
+        parts.append(f"({job.display_name})")
+    text = " ".join(parts)
+    if job.error:
+        text += f"\n  Error: {job.error}"
+    if job.metrics:
+        text += "\n  Metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(job.metrics.items()))
+    if job.studio_url:
+        text += f"\n  Studio: {job.studio_url}"
+    return text
+
+
+def describe_job_row(job: JobRow) -> str:
+    text = f"`{job.name}`: *{job.status}* on `{job.compute}` by {job.requester}"
+    if job.request_id:
+        text += f" (request {short_ref(job.request_id)})"
+    return text

@@ -1,0 +1,287 @@
+"""The core every edge calls: a person and a command in, a reply out.
+
+Slack, the console and tests all go through `AmlService.handle_text` (or `run` with an
+already parsed command, e.g. from a button or a modal), so they behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from approvals import audit
+from approvals.config import WorkspaceConfig
+from approvals.policy import (
+    access_duration,
+    decide_access,
+    decide_datastore,
+    decide_job,
+    require_cluster,
+)
+from approvals.render import (
+    short_ref,
+    when,
+)
+from approvals.replies import Reply
+from approvals.service_jobs import JobCommands
+from approvals.service_views import ViewCommands
+from approvals.states import RequestStatus
+from approvals.tables import GrantRow, RequestRow
+from commands import models as m
+from commands.errors import (
+    NotFoundUserError,
+    PermissionRefusedError,
+    SecretRefusedError,
+    UsageError,
+    UserError,
+)
+from commands.help import help_text
+from commands.parser import parse_command
+from workspaces.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+
+class AmlService(JobCommands, ViewCommands):
+    """Dispatches each command to its handler; mutating ones live here, the rest in the bases."""
+
+    # ---- entry points -----------------------------------------------------------------
+
+    def handle_text(self, person: str, text: str, channel: str | None = None) -> Reply:
+        """Parse and run one `/aml` line for a known person. Never raises."""
+        try:
+            command = parse_command(text)  # looks for secrets before anything else
+        except SecretRefusedError as exc:
+            # The text itself is neither stored, logged nor audited: only that it happened.
+            self._audit_secret_refusal(person, exc.kind)
+            return Reply(text=exc.render(), ok=False)
+        except UserError as exc:
+            return Reply(text=exc.render(), ok=False)
+        return self.run(person, command, channel)
+
+    def run(self, person: str, command: m.AnyCommand, channel: str | None = None) -> Reply:
+        """Run a parsed command. The one error boundary: known errors become their message,
+        anything else an error id the person can quote, with the trace in the log."""
+        try:
+            handler = self._handlers[type(command)]
+            return handler(self, person, command, channel)
+        except SecretRefusedError as exc:
+            return Reply(text=exc.render(), ok=False)
+        except (UserError, WorkspaceError) as exc:
+            text = exc.render() if isinstance(exc, UserError) else exc.message
+            return Reply(text=text, ok=False)
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("command %s by %s failed (error id %s)", command.kind, person, error_id)
+            return Reply(
+                text=(
+                    f"Something went wrong on our side (error id `{error_id}`); nothing was "
+                    f"changed. Try again, and quote the error id to your team lead if it lasts."
+                ),
+                ok=False,
+                error_id=error_id,
+            )
+
+    def unknown_person(self) -> Reply:
+        return Reply(
+            text=(
+                "I don't know you yet. Ask a team lead to add you (your Slack user id or "
+                "e-mail) to a workspace in the amlbot configuration."
+            ),
+            ok=False,
+        )
+
+    def _audit_secret_refusal(self, person: str, kind: str) -> None:
+        with self.store.transaction() as session:
+            audit.record(
+                session,
+                at=self.clock.now(),
+                actor=person,
+                action="command.refused",
+                outcome="secret",
+                detail_kind=kind,
+            )
+
+    # ---- handlers ---------------------------------------------------------------------
+
+    def _help(self, person: str, command: m.Help, channel: str | None) -> Reply:
+        return Reply(text=help_text(command.topic))
+
+    def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        cluster = require_cluster(ws, command.cluster)
+        duration = access_duration(ws, command.duration)
+        existing = self._active_grant(person, ws.name, cluster.name)
+        extending = existing is not None and (
+            existing.expires_at - self.clock.now() <= ws.policy.grant_expiry_warning
+        )
+        if existing is not None and not extending:
+            raise UserError(
+                f"You already have access to `{cluster.name}` until {when(existing.expires_at)} "
+                f"(grant {short_ref(existing.id)})."
+            )
+        pending = self._pending_like(person, ws.name, "access", "cluster", cluster.name)
+        if pending is not None:
+            raise UserError(
+                f"You already asked for `{cluster.name}`: request {short_ref(pending)} is waiting "
+                f"for a team lead. See `/aml request show {pending}`."
+            )
+        decision = decide_access(ws, person)
+        payload = {"cluster": cluster.name, "duration_seconds": duration.total_seconds()}
+        summary = f"access to {cluster.name} for {_fmt(duration)}"
+        if extending and existing is not None:
+            payload["extends_grant"] = existing.id
+            summary = f"extend access to {cluster.name} by {_fmt(duration)}"
+        row = self.workflow.open_request(
+            ws, person, "access", payload, summary, command.reason, decision.approvals_needed
+        )
+        return self._pending_reply(ws, row)
+
+    def _pending_reply(self, ws: WorkspaceConfig, row: RequestRow) -> Reply:
+        leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
+        return Reply(
+            text=(
+                f"Request {short_ref(row.id)} ({row.summary}) is waiting for a team lead of "
+                f"`{ws.name}` ({leads}). You'll hear back here when it is decided; it expires "
+                f"{when(row.expires_at)}. Withdraw it with `/aml request cancel {row.id}`."
+            ),
+            request_id=row.id,
+        )
+
+    def _access_revoke(self, person: str, command: m.AccessRevoke, channel: str | None) -> Reply:
+        with self.store.transaction() as session:
+            grant = session.get(GrantRow, command.grant_id)
+        if grant is None:
+            raise NotFoundUserError(
+                f"There is no grant {short_ref(command.grant_id)}.", example="/aml access list"
+            )
+        if grant.grantee != person and not self.directory.is_lead(person, grant.workspace):
+            raise PermissionRefusedError(
+                f"Only {grant.grantee} or a team lead of `{grant.workspace}` can revoke grant "
+                f"{short_ref(grant.id)}."
+            )
+        reason = "given up by the grantee" if grant.grantee == person else f"revoked by {person}"
+        self.workflow.revoke_grant(grant.id, person, reason=reason)
+        return Reply(
+            text=(
+                f"Grant {short_ref(grant.id)} ({grant.grantee} on `{grant.cluster}`) is revoked "
+                f"in Azure; the role assignment is deleted. Azure can take up to about 10 "
+                f"minutes to stop honouring it everywhere."
+            )
+        )
+
+    def _datastore_register(
+        self, person: str, command: m.DatastoreRegister, channel: str | None
+    ) -> Reply:
+        ws = self._workspace(person, command, channel)
+        existing = {d.name for d in self.backend_for(ws.name).list_datastores()}
+        if command.name in existing:
+            raise UsageError(
+                f"Workspace `{ws.name}` already has a datastore named `{command.name}`; pick "
+                f"another name, or use it as `azureml://datastores/{command.name}/paths/...`.",
+                field="NAME",
+                example=f"/aml datastore register {command.name}2 --kind {command.store_kind} "
+                f"--account {command.account} --container {command.container}",
+            )
+        pending = self._pending_like(person, ws.name, "datastore", "name", command.name)
+        if pending is not None:
+            raise UserError(
+                f"You already asked for `{command.name}`: request {short_ref(pending)}."
+            )
+        payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
+        summary = (
+            f"register {command.store_kind} datastore {command.name} "
+            f"({command.account}/{command.container})"
+        )
+        decision = decide_datastore(ws, person)
+        if decision.run_now:
+            row = self.workflow.run_now(ws, person, "datastore", payload, summary, decision.why)
+            return Reply(text=self.workflow.outcome_text(row), ok=row.status == "succeeded")
+        row = self.workflow.open_request(
+            ws,
+            person,
+            "datastore",
+            payload,
+            summary,
+            command.description,
+            decision.approvals_needed,
+        )
+        return self._pending_reply(ws, row)
+
+    def _job_submit(self, person: str, command: m.JobSubmit, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        cluster = require_cluster(ws, command.compute)
+        has_grant = self._active_grant(person, ws.name, cluster.name) is not None
+        decision = decide_job(ws, person, cluster, command.instances, has_grant)
+        payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
+        summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
+        if decision.run_now:
+            row = self.workflow.run_now(ws, person, "job", payload, summary, decision.why)
+            return Reply(
+                text=self.workflow.outcome_text(row),
+                ok=row.status == RequestStatus.SUCCEEDED,
+                request_id=row.id,
+            )
+        row = self.workflow.open_request(
+            ws,
+            person,
+            "job",
+            payload,
+            summary,
+            f"needs approval: {decision.why}",
+            decision.approvals_needed,
+        )
+        return self._pending_reply(ws, row)
+
+    def _request_cancel(self, person: str, command: m.RequestCancel, channel: str | None) -> Reply:
+        row = self.workflow.cancel(command.request_id, person)
+        return Reply(text=f"Request {short_ref(row.id)} is cancelled.", request_id=row.id)
+
+    def _approve(self, person: str, command: m.Approve, channel: str | None) -> Reply:
+        row, message = self.workflow.approve(command.request_id, person)
+        return Reply(text=message, ok=row.status != RequestStatus.FAILED, request_id=row.id)
+
+    def _deny(self, person: str, command: m.Deny, channel: str | None) -> Reply:
+        row = self.workflow.deny(command.request_id, person, command.reason)
+        return Reply(
+            text=f"Denied {short_ref(row.id)}; {row.requester} is told why.", request_id=row.id
+        )
+
+    def _idle(self, person: str, command: m.IdleReport, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        if self.idle_reporter is None:
+            raise UserError("Idle-compute reports are not enabled in this deployment.")
+        return Reply(text=self.idle_reporter(ws))
+
+    _handlers: dict[type[Any], Callable[..., Reply]] = {
+        m.Help: _help,
+        m.WhoAmI: ViewCommands._whoami,
+        m.ComputeList: ViewCommands._compute_list,
+        m.AccessRequest: _access_request,
+        m.AccessList: ViewCommands._access_list,
+        m.AccessRevoke: _access_revoke,
+        m.DatastoreRegister: _datastore_register,
+        m.DatastoreList: ViewCommands._datastore_list,
+        m.JobSubmit: _job_submit,
+        m.JobStatusQuery: JobCommands._job_status,
+        m.JobList: JobCommands._job_list,
+        m.JobCancel: JobCommands._job_cancel,
+        m.JobWatch: JobCommands._job_watch,
+        m.JobUnwatch: JobCommands._job_unwatch,
+        m.RequestList: ViewCommands._request_list,
+        m.RequestShow: ViewCommands._request_show,
+        m.RequestCancel: _request_cancel,
+        m.Approve: _approve,
+        m.Deny: _deny,
+        m.Audit: ViewCommands._audit,
+        m.IdleReport: _idle,
+    }
+
+
+def _fmt(duration: timedelta) -> str:
+    from commands.durations import format_duration
+
+    return format_duration(duration)

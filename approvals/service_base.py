@@ -1,0 +1,70 @@
+"""What the command handlers share: the collaborators and the lookups every handler uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from approvals.config import AppConfig, WorkspaceConfig
+from approvals.directory import Directory
+from approvals.states import RequestStatus
+from approvals.store import Store
+from approvals.tables import GrantRow, RequestRow
+from approvals.workflow import Workflow
+from approvals.workflow_base import BackendFor
+from commands import models as m
+from workspaces.clock import Clock
+
+IdleReporter = Callable[[WorkspaceConfig], str]
+
+
+class ServiceBase:
+    def __init__(
+        self,
+        config: AppConfig,
+        store: Store,
+        backend_for: BackendFor,
+        clock: Clock,
+        directory: Directory | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.backend_for = backend_for
+        self.clock = clock
+        self.directory = directory or Directory(config)
+        self.workflow = Workflow(config, self.directory, store, backend_for, clock)
+        # The notifications layer plugs its on-demand idle report in here.
+        self.idle_reporter: IdleReporter | None = None
+
+    def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
+        return self.directory.resolve_workspace(person, command.workspace, channel)
+
+    def _load_request(self, request_id: int) -> RequestRow:
+        with self.store.transaction() as session:
+            return self.workflow.load(session, request_id)
+
+    def _active_grant(self, person: str, ws: str, cluster: str) -> GrantRow | None:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            return session.scalars(
+                select(GrantRow).where(
+                    GrantRow.grantee == person,
+                    GrantRow.workspace == ws,
+                    GrantRow.cluster == cluster,
+                    GrantRow.status == "active",
+                    GrantRow.expires_at > now,
+                )
+            ).first()
+
+    def _pending_like(self, person: str, ws: str, action: str, key: str, value: str) -> int | None:
+        with self.store.transaction() as session:
+            rows = session.scalars(
+                select(RequestRow).where(
+                    RequestRow.requester == person,
+                    RequestRow.workspace == ws,
+                    RequestRow.action == action,
+                    RequestRow.status == RequestStatus.PENDING.value,
+                )
+            )
+            return next((row.id for row in rows if row.payload.get(key) == value), None)

@@ -1,0 +1,88 @@
+"""The request state machine. Every transition is one compare-and-set in the database.
+
+    pending -> approved -> executing -> succeeded | failed
+    pending -> denied | cancelled | expired
+
+A double click, a retried delivery or a second replica races on the same UPDATE ... WHERE
+status = <expected>; exactly one wins, so an action executes exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from approvals.tables import RequestRow
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {
+        RequestStatus.SUCCEEDED,
+        RequestStatus.FAILED,
+        RequestStatus.DENIED,
+        RequestStatus.CANCELLED,
+        RequestStatus.EXPIRED,
+    }
+)
+
+ALLOWED: dict[RequestStatus, frozenset[RequestStatus]] = {
+    RequestStatus.PENDING: frozenset(
+        {
+            RequestStatus.APPROVED,
+            RequestStatus.DENIED,
+            RequestStatus.CANCELLED,
+            RequestStatus.EXPIRED,
+        }
+    ),
+    RequestStatus.APPROVED: frozenset({RequestStatus.EXECUTING}),
+    RequestStatus.EXECUTING: frozenset({RequestStatus.SUCCEEDED, RequestStatus.FAILED}),
+}
+
+
+class IllegalTransitionError(Exception):
+    pass
+
+
+def transition(
+    session: Session,
+    request_id: int,
+    source: RequestStatus,
+    target: RequestStatus,
+    **changes: Any,
+) -> bool:
+    """Move a request from `source` to `target` if it is still in `source`.
+
+    Returns False when another actor got there first (the caller reports the current state).
+    """
+    if target not in ALLOWED.get(source, frozenset()):
+        raise IllegalTransitionError(f"{source} -> {target} is not a transition")
+    result = session.execute(
+        update(RequestRow)
+        .where(RequestRow.id == request_id, RequestRow.status == source.value)
+        .values(status=target.value, version=RequestRow.version + 1, **changes)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def is_overdue(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now

@@ -1,0 +1,177 @@
+"""The bot's own schema. Alembic migrations in `approvals/migrations` create and evolve it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on SQLite (which stores naive text) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class RequestRow(Base):
+    """One privileged (or auto-approved) action, from asking to its outcome."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    requester: Mapped[str] = mapped_column(String(128), index=True)
+    # The parsed command (never raw text, so never a secret) and a one-line summary.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]
+    deny_reason: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    reminded_at: Mapped[datetime | None]
+    # Bumped by every transition; lets an edge tell a stale card from a fresh one.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class VoteRow(Base):
+    """An approval by one lead; two distinct rows when policy wants two approvers."""
+
+    __tablename__ = "request_votes"
+    __table_args__ = (UniqueConstraint("request_id", "approver", name="uq_vote_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+
+
+class GrantRow(Base):
+    """A time-bound role assignment the bot made and must take away again."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), unique=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    cluster: Mapped[str] = mapped_column(String(64))
+    grantee: Mapped[str] = mapped_column(String(128), index=True)
+    principal_object_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(8))
+    assignment_name: Mapped[str] = mapped_column(String(64))
+    assignment_id: Mapped[str | None] = mapped_column(String(512))
+    granted_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # active|revoking|revoked
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(128))
+    revoke_error: Mapped[str | None] = mapped_column(Text)
+    warned_at: Mapped[datetime | None]
+
+
+class JobRow(Base):
+    """A job the bot submitted or was asked to watch, followed until it ends."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("workspace", "name", name="uq_job_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    requester: Mapped[str] = mapped_column(String(128), index=True)
+    compute: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    studio_url: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    following: Mapped[bool] = mapped_column(default=True)
+
+
+class JobWatcherRow(Base):
+    __tablename__ = "job_watchers"
+    __table_args__ = (UniqueConstraint("job_id", "person", name="uq_watch_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    person: Mapped[str] = mapped_column(String(128))
+
+
+class AuditRow(Base):
+    """Append-only: the store offers no update or delete for it."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_ws_at", "workspace", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    workspace: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OutboxRow(Base):
+    """A message to deliver, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Same key twice: the second is dropped (a sweep on two replicas, a retried webhook).
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]

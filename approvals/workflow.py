@@ -1,0 +1,327 @@
+"""The life of a request: open, vote, decide, execute, expire; and of a grant: revoke.
+
+Each state change, its audit event and the messages it causes share one transaction.
+Calls to the workspace happen between transactions, never inside one, so a slow Azure
+call holds no database lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from approvals import audit, outbox
+from approvals.config import WorkspaceConfig
+from approvals.execution import Execution
+from approvals.grants import GrantKeeper
+from approvals.render import short_ref
+from approvals.states import RequestStatus, transition
+from approvals.tables import RequestRow, VoteRow
+from commands.durations import format_duration
+from commands.errors import PermissionRefusedError, UserError
+
+log = logging.getLogger(__name__)
+
+
+class Workflow(Execution, GrantKeeper):
+    """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
+
+    # ---- opening ----------------------------------------------------------------------
+
+    def open_request(
+        self,
+        ws: WorkspaceConfig,
+        requester: str,
+        action: str,
+        payload: dict[str, Any],
+        summary: str,
+        reason: str | None,
+        approvals_needed: int,
+    ) -> RequestRow:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            row = RequestRow(
+                workspace=ws.name,
+                action=action,
+                requester=requester,
+                payload=payload,
+                summary=summary[:500],
+                reason=reason,
+                status=RequestStatus.PENDING.value,
+                approvals_needed=approvals_needed,
+                created_at=now,
+                expires_at=now + ws.policy.request_ttl,
+                version=1,
+            )
+            session.add(row)
+            session.flush()
+            audit.record(
+                session,
+                at=now,
+                actor=requester,
+                action=f"{action}.requested",
+                outcome="pending",
+                workspace=ws.name,
+                target=short_ref(row.id),
+                summary=summary,
+                reason=reason,
+            )
+            outbox.enqueue(session, outbox.REQUEST_OPENED, {"request_id": row.id}, now=now)
+            return row
+
+    def run_now(
+        self,
+        ws: WorkspaceConfig,
+        requester: str,
+        action: str,
+        payload: dict[str, Any],
+        summary: str,
+        why: str,
+    ) -> RequestRow:
+        """Record an action policy lets run without a lead, then carry it out."""
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            row = RequestRow(
+                workspace=ws.name,
+                action=action,
+                requester=requester,
+                payload=payload,
+                summary=summary[:500],
+                status=RequestStatus.APPROVED.value,
+                approvals_needed=0,
+                created_at=now,
+                decided_by="policy",
+                decided_at=now,
+                version=1,
+            )
+            session.add(row)
+            session.flush()
+            audit.record(
+                session,
+                at=now,
+                actor=requester,
+                action=f"{action}.requested",
+                outcome="approved",
+                workspace=ws.name,
+                target=short_ref(row.id),
+                summary=summary,
+                policy=why,
+            )
+            request_id = row.id
+        return self.execute(request_id)
+
+    # ---- deciding ---------------------------------------------------------------------
+
+    def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
+        """Only other leads of the request's workspace decide; the attempt is audited."""
+        problem = None
+        if not self.directory.is_lead(actor, row.workspace):
+            leads = ", ".join(self.directory.leads(row.workspace))
+            problem = (
+                f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
+            )
+        elif actor == row.requester:
+            problem = (
+                f"You cannot {verb} your own request {short_ref(row.id)}; another team lead "
+                f"must decide it."
+                + (f" To withdraw it: `/aml request cancel {row.id}`" if verb == "deny" else "")
+            )
+        if problem is None:
+            return
+        with self.store.transaction() as session:
+            audit.record(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action=f"request.{verb}",
+                outcome="refused",
+                workspace=row.workspace,
+                target=short_ref(row.id),
+                why=problem,
+            )
+        raise PermissionRefusedError(problem)
+
+    def _not_pending(self, row: RequestRow) -> UserError:
+        from approvals.render import status_line
+
+        return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
+
+    def expire_if_due(self, request_id: int) -> bool:
+        """Expire a pending request whose time ran out. True if this call expired it."""
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+            if row.status != RequestStatus.PENDING or row.expires_at is None:
+                return False
+            if row.expires_at > now:
+                return False
+            if not transition(
+                session, row.id, RequestStatus.PENDING, RequestStatus.EXPIRED, finished_at=now
+            ):
+                return False
+            audit.record(
+                session,
+                at=now,
+                actor="amlbot",
+                action=f"{row.action}.expired",
+                outcome="expired",
+                workspace=row.workspace,
+                target=short_ref(row.id),
+            )
+            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
+            outbox.notify_person(
+                session,
+                row.requester,
+                f"Your request {short_ref(row.id)} ({row.summary}) expired: no team lead "
+                f"decided it within {format_duration(now - row.created_at)}. Ask again if "
+                f"you still need it.",
+                now=now,
+                request_id=row.id,
+            )
+            return True
+
+    def approve(self, request_id: int, actor: str) -> tuple[RequestRow, str]:
+        """Record a lead's approval; execute once enough leads approved. Returns a message."""
+        if self.expire_if_due(request_id):
+            raise UserError(f"Request {short_ref(request_id)} had expired; nothing was done.")
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+        self._refuse_decision(row, actor, "approve")
+        if row.status != RequestStatus.PENDING:
+            raise self._not_pending(row)
+        now = self.clock.now()
+        try:
+            with self.store.transaction() as session:
+                session.add(VoteRow(request_id=row.id, approver=actor, at=now))
+        except IntegrityError:
+            raise UserError(
+                f"You already approved {short_ref(row.id)}; it needs another team lead."
+            ) from None
+        with self.store.transaction() as session:
+            votes = (
+                session.scalar(
+                    select(func.count()).select_from(VoteRow).where(VoteRow.request_id == row.id)
+                )
+                or 0
+            )
+            if votes < row.approvals_needed:
+                audit.record(
+                    session,
+                    at=now,
+                    actor=actor,
+                    action=f"{row.action}.approval",
+                    outcome="recorded",
+                    workspace=row.workspace,
+                    target=short_ref(row.id),
+                    votes=votes,
+                    needed=row.approvals_needed,
+                )
+                outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
+                return row, (
+                    f"Your approval of {short_ref(row.id)} is recorded "
+                    f"({votes} of {row.approvals_needed}); another team lead must approve too."
+                )
+            won = transition(
+                session,
+                row.id,
+                RequestStatus.PENDING,
+                RequestStatus.APPROVED,
+                decided_by=actor,
+                decided_at=now,
+            )
+            if not won:
+                session.rollback()
+                with self.store.transaction() as again:
+                    raise self._not_pending(self.load(again, row.id))
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action=f"{row.action}.approved",
+                outcome="approved",
+                workspace=row.workspace,
+                target=short_ref(row.id),
+            )
+        done = self.execute(row.id)
+        return done, f"Approved {short_ref(row.id)}. {self.outcome_text(done)}"
+
+    def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+        self._refuse_decision(row, actor, "deny")
+        notice = f"{actor} denied your request {short_ref(row.id)} ({row.summary}): {reason}"
+        return self._close_pending(
+            row, actor, RequestStatus.DENIED, notice, decided_by=actor, deny_reason=reason
+        )
+
+    def cancel(self, request_id: int, actor: str) -> RequestRow:
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+        if row.requester != actor:
+            raise PermissionRefusedError(
+                f"Only {row.requester}, who asked, can cancel {short_ref(row.id)}."
+                + (
+                    f' As a lead you can deny it: `/aml deny {row.id} --reason "..."`'
+                    if self.directory.is_lead(actor, row.workspace)
+                    else ""
+                )
+            )
+        return self._close_pending(row, actor, RequestStatus.CANCELLED, None)
+
+    def _close_pending(
+        self,
+        row: RequestRow,
+        actor: str,
+        target: RequestStatus,
+        notice: str | None,
+        **changes: Any,
+    ) -> RequestRow:
+        """End a pending request without executing it: one transition, its audit event,
+        the card's refresh and the requester's notice, in one transaction."""
+        if row.status != RequestStatus.PENDING:
+            raise self._not_pending(row)
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            if not transition(
+                session,
+                row.id,
+                RequestStatus.PENDING,
+                target,
+                decided_at=now,
+                finished_at=now,
+                **changes,
+            ):
+                session.rollback()
+                with self.store.transaction() as again:
+                    raise self._not_pending(self.load(again, row.id))
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action=f"{row.action}.{target.value}",
+                outcome=target.value,
+                workspace=row.workspace,
+                target=short_ref(row.id),
+                **({"reason": changes["deny_reason"]} if "deny_reason" in changes else {}),
+            )
+            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
+            if notice is not None:
+                outbox.notify_person(session, row.requester, notice, now=now, request_id=row.id)
+        with self.store.transaction() as session:
+            return self.load(session, row.id)
+
+    def expire_pending_requests(self) -> list[int]:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            due = list(
+                session.scalars(
+                    select(RequestRow.id).where(
+                        RequestRow.status == RequestStatus.PENDING.value,
+                        RequestRow.expires_at <= now,
+                    )
+                )
+            )
+        return [request_id for request_id in due if self.expire_if_due(request_id)]
