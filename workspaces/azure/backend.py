@@ -1,0 +1,106 @@
+"""`AzureWorkspace`: the workspace port on a real Azure ML workspace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from approvals.config import CloudConfig
+from workspaces.azure import computes, datastores, jobs
+from workspaces.azure.clients import Connection, WorkspaceClients
+from workspaces.azure.cloud import endpoints_for
+from workspaces.azure.errors import translated
+from workspaces.azure.rbac import RoleAccess
+from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
+from workspaces.types import (
+    AzureCoordinates,
+    ComputeInventory,
+    DatastoreInfo,
+    DatastoreSpec,
+    GrantReceipt,
+    JobInfo,
+    JobSpec,
+    RoleGrantSpec,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+
+def default_credential(cloud: CloudConfig) -> TokenCredential:
+    """`DefaultAzureCredential` signing in at the cloud's Entra ID authority: a managed
+    identity in production, environment variables or `az login` in development."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=endpoints_for(cloud).active_directory)
+
+
+class AzureWorkspace:
+    """One Azure ML workspace behind the `WorkspaceBackend` port. Thread-safe: clients are
+    made once, on first use, and shared."""
+
+    def __init__(
+        self,
+        coordinates: AzureCoordinates,
+        credential: TokenCredential | None,
+        cloud: CloudConfig,
+        *,
+        environments: Sequence[str] = (),
+        key_vault: str | None = None,
+        connection_verify: bool | str = True,
+        graph_endpoint: str | None = None,
+        retry: RetrySettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.coordinates = coordinates
+        self.retry_settings = retry or RetrySettings()
+        connection = Connection(
+            endpoints=endpoints_for(cloud, graph=graph_endpoint),
+            credential=credential or default_credential(cloud),
+            retry_policy=BoundedRetryPolicy(self.retry_settings, sleep=sleep),
+            connection_verify=connection_verify,
+        )
+        self.clients = WorkspaceClients(coordinates, connection)
+        self.access = RoleAccess(self.clients)
+        self._environments = list(environments)
+        self._key_vault = key_vault
+
+    def list_computes(self) -> ComputeInventory:
+        return computes.list_computes(self.clients)
+
+    def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
+        return self.access.grant(grant)
+
+    def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
+        self.access.revoke(grant)
+
+    def list_datastores(self) -> list[DatastoreInfo]:
+        return datastores.list_datastores(self.clients)
+
+    def register_datastore(self, spec: DatastoreSpec) -> DatastoreInfo:
+        return datastores.register_datastore(self.clients, spec, key_vault=self._key_vault)
+
+    def list_environments(self) -> list[str]:
+        """The configured (curated) environments, then the workspace's own, as NAME@latest."""
+        with translated(f"listing environments in workspace {self.coordinates.workspace_name}"):
+            own = [f"{env.name}@latest" for env in self.clients.ml().environments.list()]
+        return list(dict.fromkeys([*self._environments, *own]))
+
+    def submit_job(self, spec: JobSpec) -> JobInfo:
+        return jobs.submit_job(self.clients, spec)
+
+    def get_job(self, name: str) -> JobInfo:
+        return jobs.get_job(self.clients, name)
+
+    def list_jobs(self, *, tag_filter: dict[str, str] | None = None) -> list[JobInfo]:
+        return jobs.list_jobs(self.clients, tag_filter)
+
+    def cancel_job(self, name: str) -> JobInfo:
+        return jobs.cancel_job(self.clients, name)
+
+    def stop_instance(self, name: str) -> None:
+        computes.stop_instance(self.clients, name)
+
+    def set_cluster_min_nodes(self, name: str, min_nodes: int) -> None:
+        computes.set_cluster_min_nodes(self.clients, name, min_nodes)

@@ -1,0 +1,149 @@
+"""Computes: the inventory in one call, stopping an instance, a cluster's minimum nodes.
+
+The inventory is read from the raw ARM list, not through azure-ai-ml: its `AmlCompute`
+entity drops `currentNodeCount`, `nodeStateCounts` and `allocationState`, which idle
+detection needs, and `compute.list_nodes()` returns nodes whose state is always None.
+One list call per workspace (plus one per extra page), never one per compute.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from workspaces.azure.clients import WorkspaceClients
+from workspaces.azure.errors import translated
+from workspaces.errors import NotFoundError, WorkspaceError
+from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
+
+COMPUTE_API_VERSION = "2024-04-01"
+
+# Azure's nodeStateCounts keys -> the names ClusterInfo documents.
+_NODE_STATES = {
+    "idleNodeCount": "idle",
+    "runningNodeCount": "running",
+    "preparingNodeCount": "preparing",
+    "unusableNodeCount": "unusable",
+    "leavingNodeCount": "leaving",
+    "preemptedNodeCount": "preempted",
+}
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def iso_duration_seconds(value: str | None) -> int | None:
+    """Seconds in an ISO-8601 duration such as Azure's `PT3M20S`; None if absent or odd."""
+    if not value:
+        return None
+    found = _ISO_DURATION.match(value.strip().upper())
+    if found is None:
+        return None
+    days, hours, minutes, seconds = (float(found.group(k) or 0) for k in "dhms")
+    return int(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+
+
+def list_computes(clients: WorkspaceClients) -> ComputeInventory:
+    scope = clients.coordinates.workspace_scope
+    with translated(f"listing the computes of workspace {clients.coordinates.workspace_name}"):
+        items = clients.arm().list_all(
+            f"{scope}/computes", params={"api-version": COMPUTE_API_VERSION}
+        )
+    clusters: list[ClusterInfo] = []
+    instances: list[InstanceInfo] = []
+    others: dict[str, str] = {}
+    for item in items:
+        props = item.get("properties") or {}
+        kind = props.get("computeType", "Unknown")
+        inner = props.get("properties") or {}
+        if kind == "AmlCompute":
+            clusters.append(_cluster(item["name"], inner))
+        elif kind == "ComputeInstance":
+            instances.append(_instance(item["name"], inner))
+        else:
+            others[item["name"]] = kind
+    return ComputeInventory(clusters=clusters, instances=instances, others=others)
+
+
+def _cluster(name: str, inner: dict[str, Any]) -> ClusterInfo:
+    scale = inner.get("scaleSettings") or {}
+    counts = inner.get("nodeStateCounts") or {}
+    priority = (
+        Priority.LOW_PRIORITY
+        if str(inner.get("vmPriority", "")).lower() == "lowpriority"
+        else Priority.DEDICATED
+    )
+    return ClusterInfo(
+        name=name,
+        vm_size=inner.get("vmSize") or "unknown",
+        priority=priority,
+        min_nodes=int(scale.get("minNodeCount") or 0),
+        max_nodes=int(scale.get("maxNodeCount") or 0),
+        current_nodes=int(inner.get("currentNodeCount") or 0),
+        node_state_counts={
+            ours: int(counts.get(theirs) or 0) for theirs, ours in _NODE_STATES.items()
+        },
+        idle_seconds_before_scale_down=iso_duration_seconds(
+            scale.get("nodeIdleTimeBeforeScaleDown")
+        ),
+        allocation_state=inner.get("allocationState"),
+    )
+
+
+def _instance(name: str, inner: dict[str, Any]) -> InstanceInfo:
+    personal = inner.get("personalComputeInstanceSettings") or {}
+    assigned = (personal.get("assignedUser") or {}).get("objectId")
+    idle = iso_duration_seconds(inner.get("idleTimeBeforeShutdown"))
+    return InstanceInfo(
+        name=name,
+        vm_size=inner.get("vmSize") or "unknown",
+        state=inner.get("state") or "Unknown",
+        assigned_user=assigned,
+        idle_shutdown_minutes=None if idle is None else idle // 60,
+    )
+
+
+def stop_instance(clients: WorkspaceClients, name: str) -> None:
+    workspace = clients.coordinates.workspace_name
+    with translated(f"stopping compute instance {name} in workspace {workspace}"):
+        ml = clients.ml()
+        compute = _get_compute(ml, name, workspace)
+        if compute.type != "computeinstance":
+            raise WorkspaceError(
+                f"{name} is a {compute.type}, not a compute instance; only instances can be "
+                "stopped (set a cluster's minimum nodes to 0 instead)."
+            )
+        if (compute.state or "").lower() in {"stopped", "stopping"}:
+            return  # already where we want it: stopping again would be a 409
+        ml.compute.begin_stop(name).result()
+
+
+def set_cluster_min_nodes(clients: WorkspaceClients, name: str, min_nodes: int) -> None:
+    workspace = clients.coordinates.workspace_name
+    if min_nodes < 0:
+        raise WorkspaceError(f"A cluster's minimum nodes cannot be negative (got {min_nodes}).")
+    with translated(f"setting the minimum nodes of cluster {name} in workspace {workspace}"):
+        ml = clients.ml()
+        cluster = _get_compute(ml, name, workspace)
+        if cluster.type != "amlcompute":
+            raise WorkspaceError(f"{name} is a {cluster.type}, not a compute cluster.")
+        if cluster.min_instances == min_nodes:
+            return
+        if min_nodes > (cluster.max_instances or 0):
+            raise WorkspaceError(
+                f"Cluster {name} has at most {cluster.max_instances} nodes; its minimum cannot "
+                f"be {min_nodes}."
+            )
+        cluster.min_instances = min_nodes
+        # azure-ai-ml updates a cluster by PUT of the entity; Azure only lets scale settings
+        # change on an existing cluster, which is all that changed here.
+        ml.compute.begin_update(cluster).result()
+
+
+def _get_compute(ml: Any, name: str, workspace: str) -> Any:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return ml.compute.get(name)
+    except ResourceNotFoundError:
+        raise NotFoundError(f"There is no compute named {name} in workspace {workspace}.") from None

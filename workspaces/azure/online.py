@@ -1,0 +1,79 @@
+"""`amlbot check-config --online`: is the workspace reachable, and may the bot do its job?"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from approvals.config import WorkspaceConfig
+from workspaces.azure.backend import AzureWorkspace
+from workspaces.azure.errors import translated
+from workspaces.errors import WorkspaceError
+
+ML = "Microsoft.MachineLearningServices/workspaces"
+PERMISSIONS_API_VERSION = "2022-04-01"
+WORKSPACE_API_VERSION = "2024-04-01"
+
+# What the bot does with each permission, so a missing one reads as a consequence.
+REQUIRED_ACTIONS = {
+    f"{ML}/read": "reach the workspace",
+    f"{ML}/computes/read": "list computes and watch idle ones",
+    f"{ML}/computes/write": "set a cluster's minimum nodes",
+    f"{ML}/computes/stop/action": "stop idle compute instances",
+    f"{ML}/datastores/read": "list datastores",
+    f"{ML}/datastores/write": "register datastores",
+    f"{ML}/jobs/read": "follow jobs",
+    f"{ML}/jobs/write": "submit and cancel jobs",
+    "Microsoft.Authorization/roleDefinitions/read": "look up the role to grant",
+    "Microsoft.Authorization/roleAssignments/write": "grant cluster access",
+    "Microsoft.Authorization/roleAssignments/delete": "revoke cluster access when it expires",
+}
+PIM_ACTION = "Microsoft.Authorization/roleAssignmentScheduleRequests/write"
+
+
+def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
+    """Problems found, each a sentence an administrator can act on; empty when all is well."""
+    coords = backend.coordinates
+    arm = backend.clients.arm()
+    try:
+        with translated(f"reaching workspace {coords.workspace_name}"):
+            arm.request(
+                "GET", coords.workspace_scope, params={"api-version": WORKSPACE_API_VERSION}
+            )
+    except WorkspaceError as error:
+        return [error.message]
+    problems: list[str] = []
+    try:
+        with translated(f"reading the bot's permissions on workspace {coords.workspace_name}"):
+            grants = arm.list_all(
+                f"{coords.workspace_scope}/providers/Microsoft.Authorization/permissions",
+                params={"api-version": PERMISSIONS_API_VERSION},
+            )
+    except WorkspaceError as error:
+        return [error.message]
+    required = dict(REQUIRED_ACTIONS)
+    if ws.policy.access.mode == "pim":
+        required[PIM_ACTION] = "make time-bound (PIM) grants"
+    for action, purpose in required.items():
+        if not is_permitted(action, grants):
+            problems.append(
+                f"the bot's identity lacks `{action}` on `{coords.workspace_scope}` "
+                f"(needed to {purpose})"
+            )
+    role = ws.policy.access.role
+    try:
+        backend.access.role_definition_id(coords.workspace_scope, role)
+    except WorkspaceError as error:
+        problems.append(f"policy access.role '{role}': {error.message}")
+    return problems
+
+
+def is_permitted(action: str, grants: list[dict[str, Any]]) -> bool:
+    """Whether Azure's permission list allows `action` (wildcards, notActions excluded)."""
+    wanted = action.lower()
+    for grant in grants:
+        allowed = any(fnmatch.fnmatchcase(wanted, a.lower()) for a in grant.get("actions", []))
+        denied = any(fnmatch.fnmatchcase(wanted, a.lower()) for a in grant.get("notActions", []))
+        if allowed and not denied:
+            return True
+    return False

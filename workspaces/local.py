@@ -1,0 +1,366 @@
+"""A simulated Azure ML workspace on this machine, persisted in the bot's database.
+
+It behaves like a workspace as far as the bot can see: default datastores, clusters that
+scale with their jobs, jobs that move through Azure's states as the clock moves (timing in
+`local_timeline`), role assignments at Azure-shaped scopes. It never runs a job's command:
+it reads the text to decide how long the job runs and whether it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from workspaces import local_jobs
+from workspaces.clock import Clock
+from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
+from workspaces.local_seed import seed_workspace
+from workspaces.local_tables import (
+    SimClusterRow,
+    SimDatastoreRow,
+    SimInstanceRow,
+    SimJobRow,
+    SimRoleAssignmentRow,
+    SimWorkspaceRow,
+    create_simulator_tables,
+)
+from workspaces.types import (
+    AzureCoordinates,
+    ClusterSpec,
+    ComputeInventory,
+    DatastoreInfo,
+    DatastoreSpec,
+    GrantReceipt,
+    InstanceInfo,
+    InstanceSpec,
+    JobInfo,
+    JobSpec,
+    RoleGrantSpec,
+)
+
+DEFAULT_ENVIRONMENTS = [
+    "AzureML-sklearn-1.5@latest",
+    "AzureML-lightgbm-3.3@latest",
+    "AzureML-acpt-pytorch-2.2-cuda12.1@latest",
+    "AzureML-tensorflow-2.16-cuda12@latest",
+    "AzureML-minimal-ubuntu22.04-py39-cpu-inference@latest",
+]
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    """A role assignment as the simulated workspace holds it (see `role_assignments`)."""
+
+    assignment_name: str
+    assignment_id: str
+    principal_object_id: str
+    role_name: str
+    compute: str
+    scope: str
+    mode: str
+    description: str
+    expires_at: datetime
+
+
+class LocalWorkspace:
+    """One simulated workspace. Safe to share between threads, and processes may share its
+    database: every call is one transaction, and changes take turns per workspace."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        workspace: str,
+        clusters: list[ClusterSpec],
+        instances: list[InstanceSpec],
+        clock: Clock,
+        environments: list[str] | None = None,
+    ) -> None:
+        for spec in clusters:
+            if not 0 <= spec.min_nodes <= spec.nodes:
+                raise ValueError(
+                    f"cluster {spec.name}: min_nodes {spec.min_nodes} must be 0..{spec.nodes}"
+                )
+        self.workspace = workspace
+        self.coordinates = AzureCoordinates(
+            subscription_id="local", resource_group="local", workspace_name=workspace
+        )
+        self._clock = clock
+        self._environments = list(environments) if environments else list(DEFAULT_ENVIRONMENTS)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        create_simulator_tables(engine)
+        self._seed(clusters, instances)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A transaction that first takes this workspace's turn, so changes never interleave.
+
+        The lock also makes every later read in the transaction current: on PostgreSQL the
+        row lock queues other writers of this workspace, on SQLite the write lock queues all.
+        """
+        with self._sessions.begin() as session:
+            session.execute(
+                update(SimWorkspaceRow)
+                .where(SimWorkspaceRow.workspace == self.workspace)
+                .values(revision=SimWorkspaceRow.revision + 1)
+                .execution_options(synchronize_session=False)
+            )
+            yield session
+
+    def _seed(self, clusters: list[ClusterSpec], instances: list[InstanceSpec]) -> None:
+        now = self._clock.now()
+        try:
+            with self._sessions.begin() as session:
+                if session.get(SimWorkspaceRow, self.workspace) is None:
+                    session.add(SimWorkspaceRow(workspace=self.workspace, seeded_at=now))
+        except IntegrityError:
+            pass  # another process created it first; the seeding below is idempotent
+        with self._changing() as session:
+            seed_workspace(session, self.workspace, clusters, instances, now)
+
+    # -- computes ------------------------------------------------------------------------
+
+    def list_computes(self) -> ComputeInventory:
+        now = self._clock.now()
+        with self._reading() as session:
+            clusters = session.scalars(
+                select(SimClusterRow)
+                .where(SimClusterRow.workspace == self.workspace)
+                .order_by(SimClusterRow.name)
+            ).all()
+            cluster_infos = [local_jobs.cluster_info(session, row, now) for row in clusters]
+            instances = session.scalars(
+                select(SimInstanceRow)
+                .where(SimInstanceRow.workspace == self.workspace)
+                .order_by(SimInstanceRow.name)
+            ).all()
+        return ComputeInventory(
+            clusters=cluster_infos, instances=[_instance_info(row, now) for row in instances]
+        )
+
+    def stop_instance(self, name: str) -> None:
+        with self._changing() as session:
+            row = session.get(SimInstanceRow, (self.workspace, name))
+            if row is None:
+                raise NotFoundError(
+                    f"There is no compute instance named '{name}' in workspace '{self.workspace}'."
+                )
+            row.state = "Stopped"
+
+    def set_cluster_min_nodes(self, name: str, min_nodes: int) -> None:
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.find_cluster(session, self.workspace, name)
+            if not 0 <= min_nodes <= row.max_nodes:
+                raise WorkspaceError(
+                    f"The minimum node count of cluster '{name}' must be between 0 and its "
+                    f"maximum, {row.max_nodes}; {min_nodes} was asked for."
+                )
+            row.change_min_nodes(min_nodes, now)
+            row.min_nodes_pinned = True
+
+    # -- access --------------------------------------------------------------------------
+
+    def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
+        now = self._clock.now()
+        with self._changing() as session:
+            local_jobs.find_cluster(session, self.workspace, grant.compute)
+            scope = self._scope(grant)
+            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
+            if row is None:
+                session.add(
+                    SimRoleAssignmentRow(
+                        workspace=self.workspace,
+                        assignment_name=grant.assignment_name,
+                        principal_object_id=grant.principal_object_id,
+                        role_name=grant.role_name,
+                        compute=grant.compute,
+                        scope=scope,
+                        mode=grant.mode,
+                        description=grant.description,
+                        expires_at=grant.expires_at,
+                        created_at=now,
+                    )
+                )
+                note = "Role assigned in the simulated workspace."
+            elif (row.principal_object_id, row.role_name, row.scope) == (
+                grant.principal_object_id,
+                grant.role_name,
+                scope,
+            ):
+                note = "The role assignment already existed; nothing changed."
+            else:
+                # Azure refuses to change an assignment in place
+                # (RoleAssignmentUpdateNotPermitted); so does the simulation.
+                raise ConflictError(
+                    f"Role assignment {grant.assignment_name} already exists for another "
+                    "principal, role or scope, and an assignment cannot be changed in place."
+                )
+        if grant.mode == "pim":
+            note += f" It ends by itself at {grant.expires_at.isoformat(timespec='minutes')}."
+        return GrantReceipt(
+            assignment_id=_assignment_id(scope, grant.assignment_name),
+            scope=scope,
+            role_name=grant.role_name,
+            note=note,
+        )
+
+    def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
+        with self._changing() as session:
+            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
+            if row is not None:
+                session.delete(row)
+
+    def role_assignments(self) -> list[RoleAssignment]:
+        """The role assignments in force now; time-bound (PIM) ones vanish at their end."""
+        now = self._clock.now()
+        with self._reading() as session:
+            rows = session.scalars(
+                select(SimRoleAssignmentRow)
+                .where(SimRoleAssignmentRow.workspace == self.workspace)
+                .order_by(SimRoleAssignmentRow.created_at, SimRoleAssignmentRow.assignment_name)
+            ).all()
+        return [
+            RoleAssignment(
+                assignment_name=row.assignment_name,
+                assignment_id=_assignment_id(row.scope, row.assignment_name),
+                principal_object_id=row.principal_object_id,
+                role_name=row.role_name,
+                compute=row.compute,
+                scope=row.scope,
+                mode=row.mode,
+                description=row.description,
+                expires_at=row.expires_at,
+            )
+            for row in rows
+            if not (row.mode == "pim" and row.expires_at <= now)
+        ]
+
+    def _scope(self, grant: RoleGrantSpec) -> str:
+        if grant.scope == "compute":
+            return self.coordinates.compute_scope(grant.compute)
+        if grant.scope == "workspace":
+            return self.coordinates.workspace_scope
+        raise WorkspaceError(
+            f"Unknown role assignment scope '{grant.scope}'; use 'compute' or 'workspace'."
+        )
+
+    # -- datastores and environments -----------------------------------------------------
+
+    def list_datastores(self) -> list[DatastoreInfo]:
+        with self._reading() as session:
+            rows = session.scalars(
+                select(SimDatastoreRow)
+                .where(SimDatastoreRow.workspace == self.workspace)
+                .order_by(SimDatastoreRow.name)
+            ).all()
+        return [_datastore_info(row) for row in rows]
+
+    def register_datastore(self, spec: DatastoreSpec) -> DatastoreInfo:
+        now = self._clock.now()
+        with self._changing() as session:
+            if session.get(SimDatastoreRow, (self.workspace, spec.name)) is not None:
+                raise ConflictError(
+                    f"A datastore named {spec.name} already exists in workspace "
+                    f"{self.workspace}; pick another name or use it."
+                )
+            row = SimDatastoreRow(
+                workspace=self.workspace,
+                name=spec.name,
+                kind=spec.kind.value,
+                account=spec.account,
+                container=spec.container,
+                is_default=False,
+                # Only which kind of credential: the secret stays in the Key Vault.
+                credentials="key_vault_secret" if spec.key_vault_secret else "identity",
+                description=spec.description,
+                tags=dict(spec.tags),
+                created_at=now,
+            )
+            session.add(row)
+        return _datastore_info(row)
+
+    def list_environments(self) -> list[str]:
+        return list(self._environments)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def submit_job(self, spec: JobSpec) -> JobInfo:
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.submit(session, self.workspace, spec, now)
+        return self._job_info(row, now)
+
+    def get_job(self, name: str) -> JobInfo:
+        now = self._clock.now()
+        with self._reading() as session:
+            row = local_jobs.find_job(session, self.workspace, name)
+        return self._job_info(row, now)
+
+    def list_jobs(self, *, tag_filter: dict[str, str] | None = None) -> list[JobInfo]:
+        now = self._clock.now()
+        with self._reading() as session:
+            rows = session.scalars(
+                select(SimJobRow)
+                .where(SimJobRow.workspace == self.workspace)
+                .order_by(SimJobRow.created_at.desc(), SimJobRow.id.desc())
+            ).all()
+        wanted = (tag_filter or {}).items()
+        return [self._job_info(row, now) for row in rows if wanted <= row.tags.items()]
+
+    def cancel_job(self, name: str) -> JobInfo:
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.cancel(session, self.workspace, name, now)
+        return self._job_info(row, now)
+
+    def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:
+        return local_jobs.job_info(row, now, self.coordinates.workspace_scope)
+
+
+def _assignment_id(scope: str, assignment_name: str) -> str:
+    return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{assignment_name}"
+
+
+def _instance_state(row: SimInstanceRow, now: datetime) -> str:
+    # Azure's idle shutdown stops an instance nobody has used for that long.
+    if (
+        row.state == "Running"
+        and row.idle_shutdown_minutes is not None
+        and now >= row.last_activity_at + timedelta(minutes=row.idle_shutdown_minutes)
+    ):
+        return "Stopped"
+    return row.state
+
+
+def _instance_info(row: SimInstanceRow, now: datetime) -> InstanceInfo:
+    return InstanceInfo(
+        name=row.name,
+        vm_size=row.vm_size,
+        state=_instance_state(row, now),
+        assigned_user=row.assigned_user,
+        idle_shutdown_minutes=row.idle_shutdown_minutes,
+        last_activity_at=row.last_activity_at,
+    )
+
+
+def _datastore_info(row: SimDatastoreRow) -> DatastoreInfo:
+    return DatastoreInfo(
+        name=row.name,
+        kind=row.kind,
+        account=row.account,
+        container=row.container,
+        is_default=row.is_default,
+        credentials=row.credentials,
+        description=row.description,
+    )

@@ -1,0 +1,200 @@
+"""Domain types returned by the workspace port. No SDK type ever crosses the port."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Priority(enum.StrEnum):
+    DEDICATED = "dedicated"
+    LOW_PRIORITY = "low_priority"
+
+
+class AzureCoordinates(_Frozen):
+    """Where a workspace lives in Azure."""
+
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+
+    @property
+    def workspace_scope(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace_name}"
+        )
+
+    def compute_scope(self, compute_name: str) -> str:
+        return f"{self.workspace_scope}/computes/{compute_name}"
+
+
+class ClusterSpec(_Frozen):
+    """A cluster as configuration describes it (what the local simulation creates)."""
+
+    name: str
+    vm_sku: str
+    nodes: int = Field(ge=1, description="max_instances")
+    min_nodes: int = 0
+    priority: Priority = Priority.DEDICATED
+    idle_seconds_before_scale_down: int = 120
+
+
+class InstanceSpec(_Frozen):
+    """A compute instance as configuration describes it (what the local simulation creates)."""
+
+    name: str
+    vm_sku: str
+    assigned_to: str | None = None
+    idle_shutdown_minutes: int | None = None
+
+
+class ClusterInfo(_Frozen):
+    name: str
+    vm_size: str
+    priority: Priority
+    min_nodes: int
+    max_nodes: int
+    current_nodes: int
+    # Azure's nodeStateCounts: idle, running, preparing, unusable, leaving, preempted.
+    node_state_counts: dict[str, int] = Field(default_factory=dict)
+    idle_seconds_before_scale_down: int | None = None
+    allocation_state: str | None = None  # "Steady" | "Resizing"
+    # When the cluster last had a job running (None: unknown). Used by idle detection.
+    last_busy_at: datetime | None = None
+
+
+class InstanceInfo(_Frozen):
+    name: str
+    vm_size: str
+    state: str  # Azure's ComputeInstanceState: Running, Stopped, Starting, ...
+    assigned_user: str | None = None
+    idle_shutdown_minutes: int | None = None
+    last_activity_at: datetime | None = None
+
+
+class ComputeInventory(_Frozen):
+    clusters: list[ClusterInfo] = Field(default_factory=list)
+    instances: list[InstanceInfo] = Field(default_factory=list)
+    # Attached, Kubernetes and other kinds the bot lists but does not manage.
+    others: dict[str, str] = Field(default_factory=dict)  # name -> kind
+
+    def cluster(self, name: str) -> ClusterInfo | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+
+class DatastoreKind(enum.StrEnum):
+    BLOB = "blob"
+    ADLS_GEN2 = "adls-gen2"
+    FILE = "file"
+
+
+class DatastoreSpec(_Frozen):
+    name: str
+    kind: DatastoreKind
+    account: str
+    container: str
+    description: str | None = None
+    # A secret already sitting in a Key Vault named in configuration; None: identity-based.
+    key_vault_secret: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DatastoreInfo(_Frozen):
+    name: str
+    kind: str
+    account: str | None = None
+    container: str | None = None
+    is_default: bool = False
+    credentials: str = "identity"  # identity | account_key | sas | service_principal
+    description: str | None = None
+
+
+class JobSpec(_Frozen):
+    """A command job. `name` is derived from the request so a retry submits nothing twice."""
+
+    name: str
+    compute: str
+    environment: str
+    command: str
+    code: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    instance_count: int = 1
+    experiment: str = "amlbot"
+    display_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class JobStatus(enum.StrEnum):
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    PREPARING = "Preparing"
+    STARTING = "Starting"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_RESPONDING = "NotResponding"
+    PAUSED = "Paused"
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+
+    @classmethod
+    def parse(cls, raw: str | None) -> JobStatus:
+        """Azure spells statuses in several casings (Event Grid sends 'completed')."""
+        if not raw:
+            return cls.UNKNOWN
+        folded = raw.replace("_", "").replace(" ", "").lower()
+        if folded == "cancelled":
+            folded = "canceled"
+        for status in cls:
+            if status.value.lower() == folded:
+                return status
+        return cls.UNKNOWN
+
+
+class JobInfo(_Frozen):
+    name: str
+    status: JobStatus
+    compute: str | None = None
+    experiment: str | None = None
+    display_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    studio_url: str | None = None
+    error: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RoleGrantSpec(_Frozen):
+    """A role assignment the bot makes for a time-bound access grant."""
+
+    assignment_name: str  # deterministic UUID derived from the request
+    principal_object_id: str
+    role_name: str
+    compute: str
+    scope: str  # "compute" (the cluster's resource scope) or "workspace"
+    mode: str = "rbac"  # "rbac" or "pim" (Azure ends the assignment itself)
+    description: str
+    expires_at: datetime
+
+
+class GrantReceipt(_Frozen):
+    assignment_id: str
+    scope: str
+    role_name: str
+    note: str = ""
