@@ -1,0 +1,61 @@
+"""`amlbot check-config`: validate, summarise, and optionally reach Azure."""
+
+from __future__ import annotations
+
+import sys
+
+from approvals.config import ConfigError, load_config
+
+
+def check_config(path: str | None, *, online: bool = False) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"Configuration error in {exc.source}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
+    print(f"{path or 'built-in demo configuration'}: OK")
+    print(f"cloud: {config.cloud.name}")
+    for ws in config.workspaces.values():
+        policy = ws.policy
+        print(
+            f"workspace {ws.name}: backend {ws.backend}, Azure "
+            f"{ws.azure.subscription_id}/{ws.azure.resource_group}/{ws.azure.workspace_name}, "
+            f"channel {ws.channel or '(none)'}"
+        )
+        print(f"  team leads: {', '.join(ws.team_leads)}")
+        print(f"  data scientists: {', '.join(ws.data_scientists) or '(none)'}")
+        for cluster in ws.clusters:
+            print(
+                f"  cluster {cluster.name}: {cluster.vm_sku}, {cluster.nodes} nodes "
+                f"(min {cluster.min_nodes}), {cluster.priority.value}"
+                + ("" if cluster.requires_grant else ", open to all members")
+            )
+        for instance in ws.instances:
+            print(f"  instance {instance.name}: {instance.vm_sku}")
+        print(
+            f"  policy: access {policy.access.role} at {policy.access.scope} scope "
+            f"({policy.access.mode}), requests expire after {policy.request_ttl}, "
+            f"two approvers for: {', '.join(policy.two_approvers) or 'nothing'}"
+        )
+        if len(ws.team_leads) < 2 and policy.two_approvers:
+            print("  warning: two approvers are required but the workspace has fewer than 2 leads")
+    if not online:
+        return 0
+    problems = 0
+    for ws in config.workspaces.values():
+        if ws.backend != "azure":
+            print(f"workspace {ws.name}: local simulation, nothing to reach")
+            continue
+        from workspaces.azure import check_workspace_online
+
+        found = check_workspace_online(ws, config.cloud)
+        if found:
+            problems += len(found)
+            print(f"workspace {ws.name}: {len(found)} problem(s)")
+            for line in found:
+                print(f"  - {line}")
+        else:
+            print(f"workspace {ws.name}: reachable, the bot's identity holds every role it needs")
+    return 1 if problems else 0

@@ -1,0 +1,95 @@
+"""`amlbot`: console, serve, check-config, audit export, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from approvals.config import ConfigError, load_config
+from bot.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amlbot", description="Govern Azure ML workspaces from Slack (or a terminal)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    console = sub.add_parser("console", help="talk to the bot in this terminal (no Slack needed)")
+    console.add_argument("--config", help="teams and policy YAML (default: the built-in demo)")
+
+    serve = sub.add_parser("serve", help="run the Slack app (Socket Mode unless --http)")
+    serve.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
+    serve.add_argument("--http", action="store_true", help="serve POST /slack/events over HTTP")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=3000)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
+    check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
+    check.add_argument(
+        "--online", action="store_true", help="also reach each Azure workspace and check roles"
+    )
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="write the audit trail out")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", help="only events newer than this, e.g. 7d")
+    export.add_argument("--workspace", help="only this workspace")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+    sub.add_parser("db-upgrade", help="apply database migrations and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Migrations run at every start; their step-by-step log is noise outside an upgrade.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "console":
+        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        if args.command == "check-config":
+            from bot.check_config import check_config
+
+            return check_config(args.file or settings.config_path, online=args.online)
+        config_path = getattr(args, "config", None) or settings.config_path
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"Configuration error in {exc.source}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
+    settings.ensure_database_folder()
+    if args.command == "db-upgrade":
+        from approvals.store import Store
+
+        Store.open(settings.database_url)
+        print("database is up to date")
+        return 0
+    if args.command == "audit":
+        from bot.audit_export import export_audit
+
+        return export_audit(settings, args.format, args.since, args.workspace, args.output)
+    if args.command == "serve":
+        from bot.serve import serve
+
+        return serve(settings, config, http=args.http, host=args.host, port=args.port)
+    from bot.console import run_console
+    from bot.wiring import build_core
+
+    core = build_core(config, database_url=settings.database_url)
+    run_console(core, settings.database_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The console front end: what each person would see in Slack, as plain text.
+
+Reads `@NAME /aml ...` lines from standard input (so it can be scripted with a pipe);
+a line without `@NAME` acts as the last person. Buttons are shown as the command that
+presses them. State lives in the database, so one run can be continued by the next.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from sqlalchemy import update
+
+from approvals import outbox
+from approvals.render import describe_request
+from approvals.states import RequestStatus
+from approvals.tables import OutboxRow, RequestRow
+from bot.delivery import OutboxWorker
+from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST
+from bot.notify.sweeps import run_due
+from bot.wiring import Core
+from commands.secrets import find_secret
+
+_ACTOR = re.compile(r"^@(?P<name>[\w.@-]+)\s*(?P<rest>.*)$")
+
+
+class Console:
+    def __init__(self, core: Core, out: TextIO) -> None:
+        self.core = core
+        self.out = out
+        self.person: str | None = None
+
+    def banner(self, database_url: str) -> None:
+        people = ", ".join(sorted(p.name for p in self.core.config.all_people()))
+        workspaces = ", ".join(
+            f"{ws.name} ({ws.backend})" for ws in self.core.config.workspaces.values()
+        )
+        self._print(
+            f"amlbot console. Workspaces: {workspaces}. People: {people}.\n"
+            f"State: {database_url}\n"
+            f"Type `@NAME /aml help` to act as someone; a line without @NAME acts as the "
+            f"last person. Ctrl-D ends."
+        )
+
+    def run(self, lines: Iterable[str]) -> None:
+        for raw in lines:
+            self.handle_line(raw.rstrip("\n"))
+
+    def handle_line(self, line: str) -> None:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            return
+        match = _ACTOR.match(stripped)
+        if match:
+            name, text = match.group("name"), match.group("rest")
+        else:
+            name, text = self.person or "", stripped
+        echo = text if find_secret(text) is None else "[text withheld: it contains a secret]"
+        self._print(f"\n> @{name or '?'} {echo}")
+        if not name:
+            self._print("  [error] Say who you are first, e.g. `@alice /aml help`.")
+            return
+        if self.core.service.directory.by_name(name) is None:
+            known = ", ".join(sorted(p.name for p in self.core.config.all_people()))
+            self._print(f"  [error] Nobody called @{name} is configured. People: {known}.")
+            return
+        self.person = name
+        # The console is its own scheduler: due sweeps (expiries, job updates, idle compute)
+        # run before each command, and what they say is shown with the reply.
+        run_due(self.core, self.core.clock.now())
+        reply = self.core.service.handle_text(name, text, channel=None)
+        where = "posted in the channel" if reply.public else f"only @{name} sees"
+        self._print(_indent(f"[{where}] {reply.text}"))
+        self.deliver()
+
+    def deliver(self) -> None:
+        """Show every queued message the way Slack would, through the same outbox worker."""
+        self._skip_superseded_card_updates()
+        OutboxWorker(self.core.store, _Printer(self), self.core.clock, self.core.config).run_once(
+            1000
+        )
+
+    def _skip_superseded_card_updates(self) -> None:
+        """A card is drawn from the request's current state, so of several queued updates
+        of one card only the last shows anything new; a terminal prints each, so the
+        earlier ones are marked delivered unseen (Slack would redraw the card in place)."""
+        with self.core.store.transaction() as session:
+            rows = outbox.pending(session, now=self.core.clock.now(), limit=1000)
+            latest: dict[object, int] = {}
+            for row in rows:
+                if row.kind == outbox.REQUEST_UPDATED:
+                    latest[row.payload.get("request_id")] = row.id
+            superseded = [
+                row.id
+                for row in rows
+                if row.kind == outbox.REQUEST_UPDATED
+                and latest[row.payload.get("request_id")] != row.id
+            ]
+            if superseded:
+                session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(superseded))
+                    .values(status="sent", sent_at=self.core.clock.now())
+                )
+
+    def deliver_row(self, row: OutboxRow) -> None:
+        self._print(_indent(self._render(row)))
+
+    def _render(self, row: OutboxRow) -> str:
+        payload = row.payload
+        if row.kind in {outbox.REQUEST_OPENED, outbox.REQUEST_UPDATED}:
+            with self.core.store.transaction() as session:
+                request = session.get(RequestRow, payload["request_id"])
+            if request is None:
+                return f"[card] request #{payload['request_id']} is gone"
+            ws = self.core.config.workspaces[request.workspace]
+            channel = f"#{ws.name} ({ws.channel})" if ws.channel else f"#{ws.name}"
+            card = describe_request(request, self.core.config).as_text()
+            verb = "approval card" if row.kind == outbox.REQUEST_OPENED else "card updated"
+            text = f"[{channel}, {verb}]\n{_indent(card)}"
+            if request.status == RequestStatus.PENDING:
+                text += (
+                    f"\n    [Approve: /aml approve {request.id}] "
+                    f'[Deny: /aml deny {request.id} --reason "..."]'
+                )
+            return text
+        if row.kind == outbox.PERSON_NOTICE:
+            return f"[to @{payload['person']}] {payload['text']}"
+        if row.kind == outbox.CHANNEL_NOTICE:
+            return f"[#{payload['workspace']}] {payload['text']}"
+        if row.kind == IDLE_DIGEST:
+            return (
+                f"[#{payload['workspace']}, idle compute]\n{_indent(str(payload['text']))}\n"
+                f"    [Buttons in Slack: Stop instance / Set minimum to 0 / Snooze]"
+            )
+        if row.kind == GRANT_EXPIRING:
+            return (
+                f"[to @{payload['person']}] {payload['text']}\n"
+                f'    [Extend: /aml access request {payload["cluster"]} --reason "extend"]'
+            )
+        return f"[{row.kind}] {payload.get('text', '')}"
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+class _Printer:
+    """Adapts the console to the outbox worker's `Deliverer`."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def deliver(self, row: OutboxRow) -> None:
+        self.console.deliver_row(row)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def run_console(core: Core, database_url: str, stream: TextIO | None = None) -> None:
+    console = Console(core, sys.stdout)
+    source = stream or sys.stdin
+    console.banner(database_url)
+    console.deliver()
+    if source.isatty():
+        while True:
+            try:
+                line = input("amlbot> ")
+            except EOFError:
+                print()
+                return
+            console.handle_line(line)
+    console.run(source)

@@ -1,0 +1,217 @@
+"""The outbox worker: delivers queued messages through an edge, never losing or doubling one.
+
+Rows are claimed one by one with a compare-and-set, so several workers (threads or
+replicas) can run at once. A row that fails for a while is retried with backoff (honouring
+Retry-After); one the edge rejects for good is marked failed, logged, and reported to the
+workspace's leads. Rows about the same request are delivered in order: an update never
+overtakes the card it updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import or_, select, update
+
+from approvals import outbox
+from approvals.config import AppConfig
+from approvals.store import Store
+from approvals.tables import OutboxRow
+from workspaces.clock import Clock
+
+log = logging.getLogger(__name__)
+
+CLAIM_FOR = timedelta(minutes=2)
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+class RetryableDeliveryError(Exception):
+    """Try again later: rate limited, a 5xx, a timeout."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(Exception):
+    """The edge will never accept this message (e.g. `channel_not_found`)."""
+
+
+class Deliverer(Protocol):
+    def deliver(self, row: OutboxRow) -> None:
+        """Deliver one message or raise one of the two errors above."""
+        ...
+
+
+def _ordering_key(row: OutboxRow) -> str | None:
+    if isinstance(row.payload, dict) and row.payload.get("ordering_key"):
+        return str(row.payload["ordering_key"])
+    request_id = row.payload.get("request_id") if isinstance(row.payload, dict) else None
+    return f"request:{request_id}" if request_id is not None else None
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        clock: Clock,
+        config: AppConfig | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.deliverer = deliverer
+        self.clock = clock
+        self.config = config
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    def _claim(self, row_id: int) -> bool:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == row_id,
+                    OutboxRow.status == "pending",
+                    or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+                )
+                .values(claimed_by=self.worker_id, claimed_until=now + CLAIM_FOR)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    def run_once(self, limit: int = 200) -> int:
+        """Deliver what is due now. Returns how many messages were delivered."""
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            rows = list(
+                session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.status == "pending")
+                    .order_by(OutboxRow.id)
+                    .limit(limit)
+                )
+            )
+        blocked: set[str] = set()
+        delivered = 0
+        for row in rows:
+            key = _ordering_key(row)
+            if key is not None and key in blocked:
+                continue
+            due = row.next_attempt_at <= now
+            claimed_elsewhere = row.claimed_until is not None and row.claimed_until >= now
+            if not due or claimed_elsewhere or not self._claim(row.id):
+                if key is not None:
+                    blocked.add(key)  # keep later messages about it behind this one
+                continue
+            if self._deliver(row):
+                delivered += 1
+            elif key is not None:
+                blocked.add(key)
+        return delivered
+
+    def _deliver(self, row: OutboxRow) -> bool:
+        try:
+            self.deliverer.deliver(row)
+        except RetryableDeliveryError as exc:
+            self._reschedule(row, str(exc), exc.retry_after)
+            return False
+        except PermanentDeliveryError as exc:
+            self._give_up(row, str(exc))
+            return False
+        except Exception as exc:  # an unknown failure is retried, never dropped
+            log.exception("delivering outbox message %s failed", row.id)
+            self._reschedule(row, f"{type(exc).__name__}: {exc}", None)
+            return False
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    attempts=OutboxRow.attempts + 1,
+                    claimed_until=None,
+                    last_error=None,
+                )
+            )
+        return True
+
+    def _reschedule(self, row: OutboxRow, reason: str, retry_after: float | None) -> None:
+        attempts = row.attempts + 1
+        backoff = (
+            timedelta(seconds=retry_after)
+            if retry_after
+            else timedelta(seconds=min(2 ** min(attempts, 10), MAX_BACKOFF.total_seconds()))
+        )
+        now = self.clock.now()
+        log.warning(
+            "outbox message %s (%s) will be retried in %ss: %s",
+            row.id,
+            row.kind,
+            backoff.total_seconds(),
+            reason,
+        )
+        with self.store.transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=now + min(backoff, MAX_BACKOFF),
+                    claimed_until=None,
+                    last_error=reason[:1000],
+                )
+            )
+
+    def _give_up(self, row: OutboxRow, reason: str) -> None:
+        now = self.clock.now()
+        log.error("outbox message %s (%s) rejected for good: %s", row.id, row.kind, reason)
+        with self.store.transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    status="failed",
+                    attempts=OutboxRow.attempts + 1,
+                    claimed_until=None,
+                    last_error=reason[:1000],
+                )
+            )
+            workspace = self._workspace_of(row)
+            if self.config is None or workspace is None or row.payload.get("delivery_report"):
+                return
+            for lead in self.config.workspaces[workspace].team_leads:
+                outbox.enqueue(
+                    session,
+                    outbox.PERSON_NOTICE,
+                    {
+                        "person": lead,
+                        "text": (
+                            f"amlbot could not deliver a message ({row.kind}) in workspace "
+                            f"`{workspace}`: {reason}. Check the channel configured for it."
+                        ),
+                        "delivery_report": True,
+                    },
+                    now=now,
+                    dedupe_key=f"delivery-report:{row.id}:{lead}",
+                )
+
+    def _workspace_of(self, row: OutboxRow) -> str | None:
+        payload = row.payload
+        if isinstance(payload.get("workspace"), str):
+            return str(payload["workspace"])
+        request_id = payload.get("request_id")
+        if request_id is None:
+            return None
+        from approvals.tables import RequestRow
+
+        with self.store.transaction() as session:
+            request = session.get(RequestRow, request_id)
+            return request.workspace if request else None

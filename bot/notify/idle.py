@@ -1,0 +1,186 @@
+"""Idle-compute detection: a pure function of an inventory, the policy and the time.
+
+What counts as idle, and why it matters (see DOMAIN.md: compute is the expensive part):
+- a cluster with nodes up and no job on them for longer than `idle_threshold`;
+- a cluster whose minimum nodes is above zero (those nodes never scale down), or which
+  waits longer than `max_idle_seconds_before_scale_down` before scaling down;
+- a compute instance running with no activity for longer than `idle_threshold`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from approvals.config import IdlePolicy
+from approvals.render import when
+from commands.durations import format_duration
+from workspaces.prices import hourly_price
+from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
+
+ComputeKind = Literal["cluster", "instance"]
+
+
+@dataclass(frozen=True)
+class IdleFinding:
+    compute: str
+    kind: ComputeKind
+    vm_size: str
+    reasons: tuple[str, ...]
+    idle_since: datetime | None  # None: not idle now (a configuration finding only)
+    idle_nodes: int
+    min_nodes: int
+    hourly_cost: float | None  # USD per hour of what idles now, or of the minimum nodes
+    cost_so_far: float | None  # USD since `idle_since`
+    # What "until changed" compares: configuration for a cluster (its nodes come and go
+    # with jobs), size and state for an instance (stopping it is the change).
+    fingerprint: str
+
+    @property
+    def can_stop(self) -> bool:
+        return self.kind == "instance"
+
+    @property
+    def can_set_min_zero(self) -> bool:
+        return self.kind == "cluster" and self.min_nodes > 0
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["idle_since"] = self.idle_since.isoformat() if self.idle_since else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> IdleFinding:
+        since = data.get("idle_since")
+        return cls(
+            compute=str(data["compute"]),
+            kind="instance" if data["kind"] == "instance" else "cluster",
+            vm_size=str(data["vm_size"]),
+            reasons=tuple(str(r) for r in data.get("reasons", [])),
+            idle_since=datetime.fromisoformat(since) if since else None,
+            idle_nodes=int(data.get("idle_nodes", 0)),
+            min_nodes=int(data.get("min_nodes", 0)),
+            hourly_cost=data.get("hourly_cost"),
+            cost_so_far=data.get("cost_so_far"),
+            fingerprint=str(data["fingerprint"]),
+        )
+
+
+def cluster_fingerprint(cluster: ClusterInfo) -> str:
+    return (
+        f"cluster|{cluster.vm_size}|min={cluster.min_nodes}"
+        f"|idle={cluster.idle_seconds_before_scale_down}"
+    )
+
+
+def instance_fingerprint(instance: InstanceInfo) -> str:
+    return f"instance|{instance.vm_size}|{instance.state}"
+
+
+def _idle_nodes(cluster: ClusterInfo) -> tuple[int, bool]:
+    """(nodes up with nothing on them, whether any job holds nodes)."""
+    counts = cluster.node_state_counts
+    working = counts.get("running", 0) + counts.get("preparing", 0)
+    idle = counts.get("idle", max(cluster.current_nodes - working, 0))
+    return idle, working > 0
+
+
+def idle_without_known_start(inventory: ComputeInventory) -> set[str]:
+    """Computes idle now whose idle start Azure does not report; the sweep remembers when it
+    first saw each, and passes that back in as `seen_since`."""
+    names = set()
+    for cluster in inventory.clusters:
+        idle, busy = _idle_nodes(cluster)
+        if idle > 0 and not busy and cluster.last_busy_at is None:
+            names.add(cluster.name)
+    for instance in inventory.instances:
+        if instance.state == "Running" and instance.last_activity_at is None:
+            names.add(instance.name)
+    return names
+
+
+def find_idle(
+    inventory: ComputeInventory,
+    policy: IdlePolicy,
+    now: datetime,
+    seen_since: Mapping[str, datetime] | None = None,
+) -> list[IdleFinding]:
+    """Every compute that idles or is set up to idle, in inventory order."""
+    seen = seen_since or {}
+    findings = [_cluster(c, policy, now, seen.get(c.name)) for c in inventory.clusters]
+    findings += [_instance(i, policy, now, seen.get(i.name)) for i in inventory.instances]
+    return [finding for finding in findings if finding is not None]
+
+
+def _cluster(
+    cluster: ClusterInfo, policy: IdlePolicy, now: datetime, seen: datetime | None
+) -> IdleFinding | None:
+    idle, busy = _idle_nodes(cluster)
+    since = None if busy or idle == 0 else (cluster.last_busy_at or seen)
+    idling = since is not None and now - since >= policy.idle_threshold
+    reasons = []
+    if idling and since is not None:
+        reasons.append(f"{idle} node(s) up with no job since {when(since)}")
+    if cluster.min_nodes > 0:
+        reasons.append(
+            f"minimum nodes is {cluster.min_nodes}, so they never scale down (recommended: 0)"
+        )
+    idle_setting = cluster.idle_seconds_before_scale_down
+    if idle_setting is not None and idle_setting > policy.max_idle_seconds_before_scale_down:
+        reasons.append(
+            f"idle nodes wait {format_duration(timedelta(seconds=idle_setting))} before "
+            f"scaling down (policy: at most "
+            f"{format_duration(timedelta(seconds=policy.max_idle_seconds_before_scale_down))})"
+        )
+    if not reasons:
+        return None
+    price = hourly_price(cluster.vm_size, low_priority=cluster.priority == Priority.LOW_PRIORITY)
+    costly_nodes = idle if idling else cluster.min_nodes
+    hourly = None if price is None else round(price * costly_nodes, 4)
+    return IdleFinding(
+        compute=cluster.name,
+        kind="cluster",
+        vm_size=cluster.vm_size,
+        reasons=tuple(reasons),
+        idle_since=since if idling else None,
+        idle_nodes=idle if idling else 0,
+        min_nodes=cluster.min_nodes,
+        hourly_cost=hourly,
+        cost_so_far=_so_far(hourly, since, now) if idling else None,
+        fingerprint=cluster_fingerprint(cluster),
+    )
+
+
+def _instance(
+    instance: InstanceInfo, policy: IdlePolicy, now: datetime, seen: datetime | None
+) -> IdleFinding | None:
+    if instance.state != "Running":
+        return None
+    since = instance.last_activity_at or seen
+    if since is None or now - since < policy.idle_threshold:
+        return None
+    reason = f"running with no activity since {when(since)}"
+    if instance.idle_shutdown_minutes is None:
+        reason += " (no idle shutdown is set)"
+    hourly = hourly_price(instance.vm_size)
+    return IdleFinding(
+        compute=instance.name,
+        kind="instance",
+        vm_size=instance.vm_size,
+        reasons=(reason,),
+        idle_since=since,
+        idle_nodes=1,
+        min_nodes=0,
+        hourly_cost=hourly,
+        cost_so_far=_so_far(hourly, since, now),
+        fingerprint=instance_fingerprint(instance),
+    )
+
+
+def _so_far(hourly: float | None, since: datetime | None, now: datetime) -> float | None:
+    if hourly is None or since is None:
+        return None
+    return round(hourly * max((now - since).total_seconds(), 0) / 3600, 2)

@@ -1,0 +1,179 @@
+"""What the idle digest's buttons do: stop an instance or set a cluster's minimum to 0 (a
+lead at once, anyone else through an approval request), or snooze the alert.
+
+Buttons carry only an `IdleItemRow` id; workspace, compute and fingerprint come from the
+database. Every function returns a `Reply` for the person who clicked.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy import update
+
+from approvals import audit
+from approvals.policy import decide_compute_action
+from approvals.render import short_ref, when
+from approvals.replies import Reply
+from approvals.states import RequestStatus
+from bot.notify.idle import IdleFinding
+from bot.notify.idle_sweep import alert_state
+from bot.notify.tables import IdleItemRow
+from bot.wiring import Core
+from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
+from workspaces.errors import WorkspaceError
+
+ComputeOperation = Literal["stop_instance", "set_min_nodes"]
+SnoozeChoice = Literal["1h", "1d", "changed"]
+SNOOZE_FOR: dict[str, timedelta] = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
+SNOOZE_WORDS = {"1h": "for 1 hour", "1d": "for 1 day", "changed": "until it changes"}
+
+
+def request_compute_change(
+    core: Core,
+    person: str,
+    workspace: str,
+    operation: ComputeOperation,
+    compute: str,
+    min_nodes: int = 0,
+) -> Reply:
+    """Stop an instance or set a cluster's minimum nodes, as policy allows: a team lead's
+    change runs at once (through the workspace port, audited by the workflow); anyone
+    else's becomes an approval request for the workspace's leads."""
+    ws = core.config.workspaces.get(workspace)
+    if ws is None or person not in ws.members:
+        return Reply(text=f"You are not a member of workspace `{workspace}`.", ok=False)
+    if operation == "stop_instance":
+        title = f"Stop compute instance {compute}"
+        description = f"stop compute instance `{compute}` (it can be started again)"
+    else:
+        title = f"Set minimum nodes of {compute} to {min_nodes}"
+        description = f"set the minimum node count of cluster `{compute}` to {min_nodes}"
+    payload = {
+        "operation": operation,
+        "compute": compute,
+        "min_nodes": min_nodes,
+        "title": title,
+        "description": description,
+    }
+    workflow = core.service.workflow
+    try:
+        decision = decide_compute_action(ws, person)
+        if decision.run_now:
+            row = workflow.run_now(ws, person, "compute", payload, title.lower(), decision.why)
+            ok = row.status == RequestStatus.SUCCEEDED
+            return Reply(text=workflow.outcome_text(row), ok=ok, request_id=row.id)
+        row = workflow.open_request(
+            ws,
+            person,
+            "compute",
+            payload,
+            title.lower(),
+            "asked from the idle-compute alert",
+            decision.approvals_needed,
+        )
+    except (UserError, WorkspaceError) as exc:
+        return Reply(text=exc.render() if isinstance(exc, UserError) else exc.message, ok=False)
+    leads = ", ".join(lead for lead in ws.team_leads if lead != person)
+    return Reply(
+        text=(
+            f"Request {short_ref(row.id)} ({title.lower()}) is waiting for a team lead of "
+            f"`{ws.name}` ({leads}). Withdraw it with `/aml request cancel {row.id}`."
+        ),
+        request_id=row.id,
+    )
+
+
+def _load_item(core: Core, item_id: int, person: str) -> IdleItemRow:
+    with core.store.transaction() as session:
+        item = session.get(IdleItemRow, item_id)
+    if item is None:
+        raise NotFoundUserError("That idle alert is no longer known to amlbot.")
+    if person not in core.config.workspaces[item.workspace].members:
+        raise PermissionRefusedError(f"You are not a member of workspace `{item.workspace}`.")
+    return item
+
+
+def _mark_handled(core: Core, item_id: int, person: str, note: str) -> None:
+    with core.store.transaction() as session:
+        session.execute(
+            update(IdleItemRow)
+            .where(IdleItemRow.id == item_id)
+            .values(handled_by=person, handled_note=note[:255], handled_at=core.clock.now())
+        )
+
+
+def _claim_item(core: Core, item_id: int, person: str) -> bool:
+    """Only the first Stop / Set-minimum click on an item acts (a double click, or two
+    people at once, must not make two changes or two requests)."""
+    with core.store.transaction() as session:
+        claimed = session.execute(
+            update(IdleItemRow)
+            .where(IdleItemRow.id == item_id, IdleItemRow.handled_by.is_(None))
+            .values(handled_by=person, handled_note="being handled", handled_at=core.clock.now())
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(claimed, "rowcount", 0) == 1
+
+
+def act_on_item(core: Core, item_id: int, person: str) -> Reply:
+    """The item's fix: Stop instance, or Set minimum to 0."""
+    try:
+        item = _load_item(core, item_id, person)
+    except UserError as exc:
+        return Reply(text=exc.render(), ok=False)
+    finding = IdleFinding.from_json(item.finding)
+    operation: ComputeOperation = "stop_instance" if finding.can_stop else "set_min_nodes"
+    if operation == "set_min_nodes" and not finding.can_set_min_zero:
+        return Reply(text=f"`{item.compute}` already has a minimum of 0 nodes.", ok=False)
+    if not _claim_item(core, item_id, person):
+        with core.store.transaction() as session:
+            handled = session.get(IdleItemRow, item_id)
+        note = handled.handled_note if handled is not None else None
+        return Reply(text=f"`{item.compute}` is already handled: {note}.", ok=False)
+    reply = request_compute_change(core, person, item.workspace, operation, item.compute, 0)
+    if not reply.ok or reply.request_id is None:
+        with core.store.transaction() as session:  # nothing changed: let someone try again
+            session.execute(
+                update(IdleItemRow)
+                .where(IdleItemRow.id == item_id)
+                .values(handled_by=None, handled_note=None, handled_at=None)
+            )
+        return reply
+    with core.store.transaction() as session:
+        row = core.service.workflow.load(session, reply.request_id)
+    done = "stopped" if operation == "stop_instance" else "minimum set to 0"
+    asked = row.status == RequestStatus.PENDING
+    _mark_handled(
+        core, item_id, person, f"{'asked' if asked else done} by {person} ({short_ref(row.id)})"
+    )
+    return reply
+
+
+def snooze_item(core: Core, item_id: int, person: str, choice: SnoozeChoice) -> Reply:
+    """Keep this compute out of the digests for a while, or until its fingerprint changes."""
+    try:
+        item = _load_item(core, item_id, person)
+    except UserError as exc:
+        return Reply(text=exc.render(), ok=False)
+    now = core.clock.now()
+    until = now + SNOOZE_FOR[choice] if choice in SNOOZE_FOR else None
+    with core.store.transaction() as session:
+        state = alert_state(session, item.workspace, item.compute)
+        state.snoozed_until = until
+        state.snoozed_fingerprint = item.fingerprint if until is None else None
+        state.snoozed_by = person
+        audit.record(
+            session,
+            at=now,
+            actor=person,
+            action="idle.snoozed",
+            outcome="snoozed",
+            workspace=item.workspace,
+            target=item.compute,
+            until=until.isoformat() if until else "changed",
+        )
+    words = f"until {when(until)}" if until else SNOOZE_WORDS[choice]
+    _mark_handled(core, item_id, person, f"snoozed {words} by {person}")
+    return Reply(text=f"Idle alerts for `{item.compute}` are snoozed {words}.")

@@ -1,0 +1,190 @@
+"""The idle sweep: one digest per workspace channel per sweep, and the `/aml idle` report.
+
+Alert memory (`ComputeAlertRow`) keeps a compute out of the digest while it is snoozed, or
+while it is unchanged and was alerted within the re-alert interval. The digest row is the
+sweep's claim on its slot: a second replica inserting the same (workspace, slot) inserts
+nothing and posts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from approvals import outbox
+from approvals.config import WorkspaceConfig
+from approvals.render import when
+from bot.notify.claims import insert_once
+from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from bot.notify.kinds import IDLE_DIGEST
+from bot.notify.tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
+from bot.wiring import Core
+from workspaces.errors import WorkspaceError
+from workspaces.prices import PRICE_SOURCE, format_price
+
+log = logging.getLogger(__name__)
+
+
+def sweep_slot(now: datetime, interval: timedelta) -> int:
+    """The sweep period `now` falls in; one digest per workspace per slot."""
+    return int(now.timestamp() // max(interval.total_seconds(), 1))
+
+
+def _states(session: Session, workspace: str) -> dict[str, ComputeAlertRow]:
+    rows = session.scalars(select(ComputeAlertRow).where(ComputeAlertRow.workspace == workspace))
+    return {row.compute: row for row in rows}
+
+
+def alert_state(session: Session, workspace: str, compute: str) -> ComputeAlertRow:
+    insert_once(
+        session,
+        ComputeAlertRow,
+        {"workspace": workspace, "compute": compute},
+    )
+    row = session.scalars(
+        select(ComputeAlertRow).where(
+            ComputeAlertRow.workspace == workspace, ComputeAlertRow.compute == compute
+        )
+    ).one()
+    return row
+
+
+def is_quiet(
+    state: ComputeAlertRow | None, finding: IdleFinding, now: datetime, realert: timedelta
+) -> str | None:
+    """Why `finding` stays out of the digest now (snoozed, recently alerted), or None."""
+    if state is None:
+        return None
+    if state.snoozed_until is not None and state.snoozed_until > now:
+        return f"snoozed until {when(state.snoozed_until)} by {state.snoozed_by}"
+    if state.snoozed_fingerprint is not None and state.snoozed_fingerprint == finding.fingerprint:
+        return f"snoozed until it changes, by {state.snoozed_by}"
+    recently = state.alerted_at is not None and now - state.alerted_at < realert
+    if recently and state.alerted_fingerprint == finding.fingerprint:
+        return f"alerted {when(state.alerted_at)}"
+    return None
+
+
+def sweep_idle(core: Core, workspace: str, now: datetime) -> int | None:
+    """Look for idle compute in one workspace and queue its digest. Returns the digest id,
+    or None when there is nothing new to say (or another replica has this slot)."""
+    ws = core.config.workspaces[workspace]
+    try:
+        inventory = core.backends(workspace).list_computes()
+    except WorkspaceError as exc:
+        log.warning("listing compute in %s failed; the next sweep tries again: %s", workspace, exc)
+        return None
+    policy = ws.policy.idle
+    unknown_start = idle_without_known_start(inventory)
+    with core.store.transaction() as session:
+        states = _states(session, workspace)
+        for name in unknown_start:
+            state = states.get(name) or alert_state(session, workspace, name)
+            states[name] = state
+            if state.idle_seen_since is None:
+                state.idle_seen_since = now
+        for name, state in states.items():
+            if name not in unknown_start:
+                state.idle_seen_since = None
+        seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
+        findings = find_idle(inventory, policy, now, seen)
+        found = {finding.compute for finding in findings}
+        for name, state in states.items():
+            if name not in found:
+                state.alerted_at = None  # busy or fixed in between: alert afresh next time
+        due = [
+            f
+            for f in findings
+            if is_quiet(states.get(f.compute), f, now, policy.realert_interval) is None
+        ]
+        if not due:
+            return None
+        slot = sweep_slot(now, policy.sweep_interval)
+        claimed = insert_once(
+            session,
+            IdleDigestRow,
+            {"workspace": workspace, "slot": slot, "created_at": now},
+        )
+        if not claimed:
+            return None
+        digest_id = session.scalars(
+            select(IdleDigestRow.id).where(
+                IdleDigestRow.workspace == workspace, IdleDigestRow.slot == slot
+            )
+        ).one()
+        for finding in due:
+            session.add(
+                IdleItemRow(
+                    digest_id=digest_id,
+                    workspace=workspace,
+                    compute=finding.compute,
+                    fingerprint=finding.fingerprint,
+                    finding=finding.as_json(),
+                )
+            )
+            state = states.get(finding.compute) or alert_state(session, workspace, finding.compute)
+            state.alerted_at = now
+            state.alerted_fingerprint = finding.fingerprint
+            state.snoozed_fingerprint = None  # it changed since "until changed"; that ended
+        outbox.enqueue(
+            session,
+            IDLE_DIGEST,
+            {"workspace": workspace, "digest_id": digest_id, "text": digest_text(ws, due)},
+            now=now,
+            dedupe_key=f"idle-digest:{workspace}:{slot}",
+        )
+        return int(digest_id)
+
+
+def finding_line(finding: IdleFinding) -> str:
+    what = "Compute instance" if finding.kind == "instance" else "Cluster"
+    cost = f"~{format_price(finding.hourly_cost)}/hour"
+    if finding.cost_so_far is not None:
+        cost += f", ~{format_price(finding.cost_so_far)} so far"
+    return f"{what} `{finding.compute}` ({finding.vm_size}): {'; '.join(finding.reasons)}. {cost}"
+
+
+def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
+    total = sum(f.hourly_cost or 0 for f in findings)
+    lines = [f"Idle compute in `{ws.name}`: {len(findings)} item(s), ~{format_price(total)}/hour"]
+    lines += [f"• {finding_line(f)}" for f in findings]
+    lines.append(f"Prices: {PRICE_SOURCE}.")
+    return "\n".join(lines)
+
+
+def idle_report(core: Core, ws: WorkspaceConfig) -> str:
+    """`/aml idle`: every idle compute now, snoozed ones marked, without alerting anyone."""
+    inventory = core.backends(ws.name).list_computes()
+    now = core.clock.now()
+    with core.store.transaction() as session:
+        states = _states(session, ws.name)
+    seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
+    findings = find_idle(inventory, ws.policy.idle, now, seen)
+    if not findings:
+        return f"No idle compute in `{ws.name}` right now."
+    lines = [f"*Idle compute in `{ws.name}`*"]
+    for finding in findings:
+        quiet = is_quiet(states.get(finding.compute), finding, now, timedelta(0))
+        lines.append(f"• {finding_line(finding)}" + (f" _({quiet})_" if quiet else ""))
+    total = sum(f.hourly_cost or 0 for f in findings)
+    lines.append(f"Together ~{format_price(total)}/hour. Prices: {PRICE_SOURCE}.")
+    return "\n".join(lines)
+
+
+def install_idle_reporter(core: Core) -> None:
+    """Plug `/aml idle` into the core."""
+    core.service.idle_reporter = lambda ws: idle_report(core, ws)
+
+
+def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
+    with core.store.transaction() as session:
+        return list(
+            session.scalars(
+                select(IdleItemRow)
+                .where(IdleItemRow.digest_id == digest_id)
+                .order_by(IdleItemRow.id)
+            )
+        )

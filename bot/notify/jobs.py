@@ -1,0 +1,232 @@
+"""Following jobs: each status change that matters is announced once, in order.
+
+The poll (`follow_jobs`) and the Event Grid webhook both end in `record_job_status`, which
+raises the job's announced rank by compare-and-set and queues the messages in the same
+transaction. Whoever raises the rank first announces; a repeat, a second replica or a late,
+older event finds the rank already there and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from approvals import outbox
+from approvals.tables import JobRow, JobWatcherRow
+from bot.notify.claims import insert_once
+from bot.notify.tables import JobNoticeRow
+from bot.wiring import Core
+from commands.durations import format_duration
+from workspaces.errors import NotFoundError, WorkspaceError
+from workspaces.types import JobInfo, JobStatus
+
+log = logging.getLogger(__name__)
+
+# Order of a job's life. Azure may skip states (a short job goes Queued -> Completed
+# between two polls) but never goes back, so a lower rank is always stale news.
+_RANKS: dict[JobStatus, int] = {
+    JobStatus.NOT_STARTED: 0,
+    JobStatus.QUEUED: 1,
+    JobStatus.PREPARING: 2,
+    JobStatus.STARTING: 2,
+    JobStatus.PROVISIONING: 2,
+    JobStatus.RUNNING: 3,
+    JobStatus.NOT_RESPONDING: 3,
+    JobStatus.PAUSED: 3,
+    JobStatus.FINALIZING: 4,
+    JobStatus.CANCEL_REQUESTED: 5,
+    JobStatus.COMPLETED: 10,
+    JobStatus.FAILED: 10,
+    JobStatus.CANCELED: 10,
+}
+# The transitions people are told about; the others only move the rank.
+ANNOUNCED = frozenset(
+    {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+)
+# At most this many jobs missing from a workspace's list are looked up one by one per sweep.
+MAX_SINGLE_LOOKUPS = 10
+
+
+def status_rank(status: JobStatus) -> int:
+    """-1 for Unknown: it says nothing, so it never replaces what was announced."""
+    return _RANKS.get(status, -1)
+
+
+def job_message(info: JobInfo) -> str:
+    """What the requester and watchers read, for an announced status."""
+    name = f"`{info.name}`"
+    where = f" on `{info.compute}`" if info.compute else ""
+    if info.status is JobStatus.RUNNING:
+        text = f"Job {name} is running{where}."
+    elif info.status is JobStatus.COMPLETED:
+        text = f"Job {name} completed{where}{_took(info)}."
+        if info.metrics:
+            shown = sorted(info.metrics.items())[:6]
+            text += "\nMetrics: " + ", ".join(f"{key}={value:g}" for key, value in shown)
+    elif info.status is JobStatus.FAILED:
+        text = f"Job {name} failed{where}{_took(info)}."
+        if info.error:
+            text += f"\nError: {info.error[:1500]}"
+    elif info.status is JobStatus.CANCELED:
+        text = f"Job {name} was canceled{where}."
+    else:
+        text = f"Job {name} is now {info.status.value}{where}."
+    if info.studio_url:
+        text += f"\nStudio: {info.studio_url}"
+    return text
+
+
+def _took(info: JobInfo) -> str:
+    if info.ended_at is None:
+        return ""
+    parts = []
+    if info.started_at is not None:
+        parts.append(f"ran {_span(info.ended_at - info.started_at)}")
+    if info.created_at is not None:
+        parts.append(f"{_span(info.ended_at - info.created_at)} after submission")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _span(value: timedelta) -> str:
+    """Seconds matter for a short job (2m40s); beyond an hour, minutes are plenty."""
+    seconds = max(int(value.total_seconds()), 0)
+    if seconds >= 3600:
+        return format_duration(value)
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest}s"
+    return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
+
+
+def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> bool:
+    """Announce `info.status` for job `job_id` unless it (or a later status) already was.
+
+    True if this call raised the job's rank (and so queued any messages).
+    """
+    rank = status_rank(info.status)
+    if rank < 0:
+        return False
+    with core.store.transaction() as session:
+        insert_once(
+            session,
+            JobNoticeRow,
+            {"job_id": job_id, "status": "", "rank": -1, "updated_at": now},
+        )
+        raised = session.execute(
+            update(JobNoticeRow)
+            .where(JobNoticeRow.job_id == job_id, JobNoticeRow.rank < rank)
+            .values(status=info.status.value, rank=rank, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(raised, "rowcount", 0) != 1:
+            return False
+        job = session.get(JobRow, job_id)
+        if job is None:
+            return False
+        job.status = info.status.value
+        job.updated_at = now
+        job.studio_url = job.studio_url or info.studio_url
+        if info.status.is_terminal:
+            job.following = False
+            job.ended_at = info.ended_at or now
+        if info.status in ANNOUNCED:
+            _queue_messages(session, job, info, now)
+    return True
+
+
+def _queue_messages(session: Session, job: JobRow, info: JobInfo, now: datetime) -> None:
+    text = job_message(info)
+    watchers = list(
+        session.scalars(
+            select(JobWatcherRow.person)
+            .where(JobWatcherRow.job_id == job.id)
+            .order_by(JobWatcherRow.id)
+        )
+    )
+    if job.request_id is not None:
+        # The requester hears in the request's thread; the edge falls back to a DM.
+        outbox.notify_person(
+            session,
+            job.requester,
+            text,
+            now=now,
+            request_id=job.request_id,
+            dedupe_key=f"job:{job.id}:{info.status.value}:{job.requester}",
+        )
+    # A job the bot did not start is followed for its watchers only: `/aml job unwatch`
+    # by the last of them ends its messages.
+    for person in dict.fromkeys(watchers):
+        if job.request_id is not None and person == job.requester:
+            continue
+        outbox.enqueue(
+            session,
+            outbox.PERSON_NOTICE,
+            # No request id: a watcher is told by DM, not in someone else's thread. The
+            # ordering key asks the worker to keep one watcher's updates of one job in
+            # order (see `bot.delivery._ordering_key`).
+            {"person": person, "text": text, "ordering_key": f"job:{job.id}:{person}"},
+            now=now,
+            dedupe_key=f"job:{job.id}:{info.status.value}:{person}",
+        )
+
+
+def follow_jobs(core: Core, now: datetime, workspaces: Iterable[str] | None = None) -> int:
+    """One poll of every followed job, one `list_jobs` call per workspace.
+
+    Returns how many status changes were announced (or recorded) by this call.
+    """
+    with core.store.transaction() as session:
+        statement = select(JobRow).where(JobRow.following.is_(True)).order_by(JobRow.id)
+        if workspaces is not None:
+            statement = statement.where(JobRow.workspace.in_(list(workspaces)))
+        followed = list(session.scalars(statement))
+    by_workspace: dict[str, list[JobRow]] = {}
+    for job in followed:
+        if job.workspace in core.config.workspaces:
+            by_workspace.setdefault(job.workspace, []).append(job)
+    changed = 0
+    for workspace, jobs in by_workspace.items():
+        changed += _follow_workspace(core, workspace, jobs, now)
+    return changed
+
+
+def _follow_workspace(core: Core, workspace: str, jobs: list[JobRow], now: datetime) -> int:
+    backend = core.backends(workspace)
+    # Jobs the bot submitted carry its tag, which lets Azure narrow the list; a watched job
+    # of someone else's does not, so then the whole list is needed.
+    only_ours = all(job.request_id is not None for job in jobs)
+    try:
+        live = backend.list_jobs(tag_filter={"amlbot": "true"} if only_ours else None)
+    except WorkspaceError as exc:
+        log.warning("listing jobs in %s failed; the next sweep tries again: %s", workspace, exc)
+        return 0
+    by_name = {info.name: info for info in live}
+    changed = 0
+    lookups = 0
+    for job in jobs:
+        info = by_name.get(job.name)
+        if info is None and lookups < MAX_SINGLE_LOOKUPS:
+            # Not in the list (paged out, or the list lags a fresh submission): ask for it.
+            lookups += 1
+            info = _lookup(core, job, now)
+        if info is not None and record_job_status(core, job.id, info, now):
+            changed += 1
+    return changed
+
+
+def _lookup(core: Core, job: JobRow, now: datetime) -> JobInfo | None:
+    try:
+        return core.backends(job.workspace).get_job(job.name)
+    except NotFoundError:
+        log.warning("job %s is gone from %s; no longer following it", job.name, job.workspace)
+        with core.store.transaction() as session:
+            session.execute(
+                update(JobRow).where(JobRow.id == job.id).values(following=False, updated_at=now)
+            )
+    except WorkspaceError as exc:
+        log.warning("looking up job %s failed; retried next sweep: %s", job.name, exc)
+    return None

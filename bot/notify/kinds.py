@@ -1,0 +1,14 @@
+"""Outbox kinds this package adds (the core's are in `approvals/outbox.py`).
+
+- `grant.expiring` {grant_id, person, workspace, cluster, expires_at, request_id, text}:
+  tell a grantee their access ends soon, with an Extend button.
+- `idle.digest` {workspace, digest_id, text}: the idle computes of one workspace found by one
+  sweep, one message in its channel, each item with Stop / Set minimum to 0 / Snooze.
+
+`text` is always there, so an edge without a renderer for the kind (the console) can show it.
+"""
+
+from __future__ import annotations
+
+GRANT_EXPIRING = "grant.expiring"
+IDLE_DIGEST = "idle.digest"

@@ -1,0 +1,98 @@
+"""Runs the sweeps in the background: APScheduler 3.x triggers `run_due` at a short interval.
+
+Why one short periodic job and no job per grant or request: APScheduler 3's job stores cannot
+be shared by several processes, and a job that fires later than its `misfire_grace_time` is
+skipped. So APScheduler only says "look now" (memory job store, nothing persisted); what is
+due, and who claimed it, is in the database. A round that fires late still runs
+(`misfire_grace_time=None`), missed rounds collapse into one (`coalesce`), and a slow round
+never overlaps the next (`max_instances=1`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.notify.idle_sweep import install_idle_reporter
+from bot.notify.sweeps import HOLDER, SweepReport, run_due, run_startup
+from bot.wiring import Core
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK = timedelta(seconds=15)
+JOB_ID = "amlbot-sweeps"
+
+
+class NotificationScheduler:
+    """A background service (`name`, `start()`, `stop()`) as `bot/serve.py` runs them."""
+
+    name = "notifications"
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        tick: timedelta = DEFAULT_TICK,
+        on_change: Callable[[], None] | None = None,
+        holder: str = HOLDER,
+    ) -> None:
+        self.core = core
+        self.tick = tick
+        # Called when a round queued messages, e.g. to wake the outbox worker at once.
+        self.on_change = on_change or (lambda: None)
+        self.holder = holder
+        self.rounds = 0  # rounds finished, failed or not: for health checks and tests
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self) -> None:
+        install_idle_reporter(self.core)
+        # Synchronously, before the first round and before the app answers anyone: access
+        # that ran out during downtime is taken away first.
+        self._after(run_startup(self.core))
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._round,
+            IntervalTrigger(seconds=self.tick.total_seconds(), timezone=UTC),
+            id=JOB_ID,
+            name="amlbot sweeps",
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("notification sweeps every %ss", self.tick.total_seconds())
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+    def _round(self) -> None:
+        try:
+            self._after(run_due(self.core, self.core.clock.now(), self.holder))
+        except Exception:  # APScheduler would only log it too; keep the trace ours
+            log.exception("a sweep round failed; the next one runs in %s", self.tick)
+        finally:
+            self.rounds += 1
+
+    def _after(self, report: SweepReport) -> None:
+        if report.changed:
+            self.on_change()
+
+
+def start_notifications(
+    core: Core,
+    *,
+    tick: timedelta = DEFAULT_TICK,
+    on_change: Callable[[], None] | None = None,
+) -> NotificationScheduler:
+    """Revoke and expire what is overdue, then sweep every `tick`. `stop()` ends it."""
+    scheduler = NotificationScheduler(core, tick=tick, on_change=on_change)
+    scheduler.start()
+    return scheduler

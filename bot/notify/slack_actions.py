@@ -1,0 +1,158 @@
+"""This package at the Slack edge: renderers for its outbox kinds and the listeners of its
+buttons (Extend, Stop instance / Set minimum to 0, Snooze).
+
+Add to the app with `build_slack(..., extra_registrars=[register_slack_actions])`; importing
+this module registers the renderers with the Slack deliverer. Listeners follow the edge's
+pattern: Bolt acks, `edge.hand_over` runs the job on a thread with the synchronous client.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from approvals.tables import OutboxRow
+from bot.delivery import PermanentDeliveryError
+from bot.notify.idle_actions import act_on_item, snooze_item
+from bot.notify.idle_sweep import digest_items
+from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST
+from bot.notify.reminders import extension_request
+from bot.notify.slack_views import (
+    EXTEND_ACTION,
+    IDLE_FIX_ACTION,
+    SNOOZE_ACTIONS,
+    SNOOZE_PREFIX,
+    grant_expiring_message,
+    idle_digest_message,
+)
+from bot.notify.tables import IdleItemRow
+from bot.slack.delivery import DeliveryContext, register_renderer
+from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.listeners.common import channel_of, tell
+from commands.errors import UserError
+
+UNKNOWN_BUTTON = "That button does not belong to anything amlbot knows; nothing was done."
+
+# ---- renderers (run by the outbox worker) ------------------------------------------------
+
+
+def render_grant_expiring(row: OutboxRow, context: DeliveryContext) -> None:
+    payload = row.payload
+    user_id = context.user_id(str(payload["person"]))
+    message = grant_expiring_message(str(payload["text"]), int(payload["grant_id"]))
+    context.post(row, "dm", channel=user_id, message=message)
+
+
+def render_idle_digest(row: OutboxRow, context: DeliveryContext) -> None:
+    workspace = str(row.payload["workspace"])
+    ws = context.core.config.workspaces.get(workspace)
+    if ws is None:
+        raise PermanentDeliveryError(f"workspace `{workspace}` is no longer configured")
+    items = digest_items(context.core, int(row.payload["digest_id"]))
+    if not items:
+        return
+    message = idle_digest_message(workspace, items)
+    if ws.channel:
+        context.post(row, "digest", channel=ws.channel, message=message)
+        return
+    for lead in ws.team_leads:  # no channel: the leads, who can act on it, by DM
+        context.post(row, f"digest:{lead}", channel=context.user_id(lead), message=message)
+
+
+register_renderer(GRANT_EXPIRING, render_grant_expiring)
+register_renderer(IDLE_DIGEST, render_idle_digest)
+
+# ---- listeners (jobs run on the edge's threads after the ack) ------------------------
+
+
+def clicked(body: dict[str, Any]) -> tuple[str, int | None]:
+    """(action id, the id the button carries) of the click."""
+    action = (body.get("actions") or [{}])[0]
+    value = str(action.get("value", ""))
+    return str(action.get("action_id", "")), int(value) if value.isdigit() else None
+
+
+def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, str, int] | None:
+    """(person, action id, id) of a click to act on, after telling anyone it is not for."""
+    body = delivery.body
+    person = edge.person(delivery)
+    if person is None:
+        tell(edge, body, edge.core.service.unknown_person().text)
+        return None
+    if not edge.first_delivery(delivery):
+        return None
+    action_id, target = clicked(body)
+    if target is None:
+        tell(edge, body, UNKNOWN_BUTTON, person=person)
+        return None
+    return person, action_id, target
+
+
+def _redraw_digest(edge: SlackEdge, body: dict[str, Any], item_id: int) -> None:
+    """Show a click's outcome in the digest itself: the item's buttons give way to a note."""
+    with edge.core.store.transaction() as session:
+        item = session.get(IdleItemRow, item_id)
+    channel = (body.get("channel") or {}).get("id")
+    ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
+    if item is None or not channel or not ts:
+        return
+    message = idle_digest_message(item.workspace, digest_items(edge.core, item.digest_id))
+    edge.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+
+
+def extend_grant(edge: SlackEdge, delivery: Delivery) -> None:
+    """Extend: a new access request for the grant's cluster, through the core like a typed
+    `/aml access request`, so policy and leads decide it as usual."""
+    click = _clicker(edge, delivery)
+    if click is None:
+        return
+    person, _, grant_id = click
+    try:
+        command = extension_request(edge.core, person, grant_id)
+    except UserError as exc:
+        tell(edge, delivery.body, exc.render(), person=person)
+        return
+    reply = edge.run(person, command, channel_of(delivery.body))
+    tell(edge, delivery.body, reply.text, person=person)
+
+
+def fix_idle_compute(edge: SlackEdge, delivery: Delivery) -> None:
+    """Stop instance / Set minimum to 0."""
+    click = _clicker(edge, delivery)
+    if click is None:
+        return
+    person, _, item_id = click
+    try:
+        reply = act_on_item(edge.core, item_id, person)
+    finally:
+        edge.on_core_done()  # a request card or notice may be waiting in the outbox
+    tell(edge, delivery.body, reply.text, person=person)
+    if reply.ok:
+        _redraw_digest(edge, delivery.body, item_id)
+
+
+def snooze_idle_compute(edge: SlackEdge, delivery: Delivery) -> None:
+    click = _clicker(edge, delivery)
+    if click is None:
+        return
+    person, action_id, item_id = click
+    choice = SNOOZE_ACTIONS.get(action_id)
+    if choice is None:
+        tell(edge, delivery.body, UNKNOWN_BUTTON, person=person)
+        return
+    reply = snooze_item(edge.core, item_id, person, choice)
+    tell(edge, delivery.body, reply.text, person=person)
+    if reply.ok:
+        _redraw_digest(edge, delivery.body, item_id)
+
+
+def register_slack_actions(app: AsyncApp, edge: SlackEdge) -> None:
+    """A registrar for `bot.slack.app.build_slack(extra_registrars=...)`."""
+    app.action(EXTEND_ACTION)(edge.hand_over(extend_grant))
+    app.action(IDLE_FIX_ACTION)(edge.hand_over(fix_idle_compute))
+    # Snoozing only touches the database: the quick pool, not behind stalled Azure calls.
+    app.action(re.compile(re.escape(SNOOZE_PREFIX) + ".+"))(
+        edge.hand_over(snooze_idle_compute, "quick")
+    )

@@ -1,0 +1,111 @@
+"""One round of every sweep, as plain functions of (core, now). The scheduler calls
+`run_due` every few seconds on every replica; each unit of work inside is claimed in the
+database, so replicas share the work instead of doubling it.
+
+- grants and requests (cheap queries): every round, on every replica;
+- job following and idle compute (they call Azure): per workspace, when its lease is due
+  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.notify.claims import claim_due
+from bot.notify.idle_sweep import sweep_idle
+from bot.notify.jobs import follow_jobs
+from bot.notify.reminders import (
+    expire_requests,
+    remind_pending_requests,
+    revoke_expired_grants,
+    warn_expiring_grants,
+)
+from bot.wiring import Core
+
+log = logging.getLogger(__name__)
+
+HOLDER = f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class SweepReport:
+    """What one round did; `changed` says whether the outbox may have new rows."""
+
+    revoked: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    warned: list[int] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+    job_changes: int = 0
+    digests: list[int] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.revoked
+            or self.expired
+            or self.warned
+            or self.reminded
+            or self.job_changes
+            or self.digests
+        )
+
+
+def run_startup(core: Core) -> SweepReport:
+    """Before anything else on start: take away access that ran out while the bot was down,
+    and expire requests nobody decided in time."""
+    report = SweepReport()
+    _overdue(core, report)
+    if report.revoked or report.expired:
+        log.info(
+            "at start-up: revoked grants %s, expired requests %s", report.revoked, report.expired
+        )
+    return report
+
+
+def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
+    """One round: everything that is due at `now`."""
+    report = SweepReport()
+    _overdue(core, report)
+    _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
+    _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
+    for ws in core.config.workspaces.values():
+        if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
+
+            def follow(name: str = ws.name) -> None:
+                report.job_changes += follow_jobs(core, now, [name])
+
+            _step(report, f"jobs:{ws.name}", follow)
+        if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
+
+            def idle(name: str = ws.name) -> None:
+                digest = sweep_idle(core, name, now)
+                if digest is not None:
+                    report.digests.append(digest)
+
+            _step(report, f"idle:{ws.name}", idle)
+    return report
+
+
+def _overdue(core: Core, report: SweepReport) -> None:
+    _step(report, "revoke", lambda: report.revoked.extend(revoke_expired_grants(core)))
+    _step(report, "expire", lambda: report.expired.extend(expire_requests(core)))
+
+
+def _claim(core: Core, name: str, now: datetime, interval: timedelta, holder: str) -> bool:
+    with core.store.transaction() as session:
+        return claim_due(session, name, now, interval, holder)
+
+
+def _step(report: SweepReport, name: str, work: Callable[[], None]) -> None:
+    """Run one part of a round; a failure is logged and the other parts still run."""
+    try:
+        work()
+    except Exception:
+        log.exception("sweep step %s failed; it runs again next round", name)
+        report.failed.append(name)

@@ -1,0 +1,205 @@
+"""`amlbot serve`: the Slack app (Socket Mode, or HTTP on uvicorn) and the background
+services beside it.
+
+Background services are built in `background_services` and started before the app
+answers Slack; each is a thread with `start()` / `stop()`. The scheduler of sweeps
+(notifications) is added there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Protocol
+
+from starlette.routing import BaseRoute
+
+from approvals.config import AppConfig
+from bot.delivery import OutboxWorker
+from bot.settings import Settings
+from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
+from bot.slack.edge import SlackOptions
+from bot.slack.workers import freeze_startup_objects
+from bot.wiring import Core, build_core
+
+log = logging.getLogger(__name__)
+
+OUTBOX_POLL = timedelta(seconds=1)
+OUTBOX_MIN_GAP = timedelta(milliseconds=100)
+EMAIL_RETRY = timedelta(minutes=10)
+PRUNE_EVERY = timedelta(hours=1)
+
+
+class BackgroundService(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class PeriodicThread:
+    """Runs `work` every `interval` on a daemon thread; `wake()` runs it sooner, but not
+    within `min_gap` of the last round (a burst of wakes is one round, not a busy loop
+    competing with the acks). A failure is logged and the next round goes on."""
+
+    def __init__(
+        self,
+        name: str,
+        interval: timedelta,
+        work: Callable[[], object],
+        min_gap: timedelta = timedelta(0),
+    ) -> None:
+        self.name = name
+        self.interval = interval.total_seconds()
+        self.min_gap = min_gap.total_seconds()
+        self.work = work
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"amlbot-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.work()
+            except Exception:
+                log.exception("background service %s failed; it runs again", self.name)
+            if self.min_gap and self._stopping.wait(self.min_gap):
+                return
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+def slack_registrars() -> list[Registrar]:
+    """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
+    the notifications' buttons. Worker processes import them too (their renderers)."""
+    from bot.notify.slack_actions import register_slack_actions
+
+    return [register_slack_actions]
+
+
+def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
+    """Everything that runs beside the listeners. Add new services (the scheduler) here."""
+    outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
+    outbox_loop = PeriodicThread("outbox", OUTBOX_POLL, outbox.run_once, OUTBOX_MIN_GAP)
+    # A card or notice should not wait for the next poll after a command changed state.
+    bot.edge.on_core_done = outbox_loop.wake
+    identity = bot.edge.identity
+
+    def resolve_emails() -> None:
+        left = identity.resolve_emails()
+        if left:
+            log.warning("not yet known in Slack, retried later: %s", ", ".join(left))
+
+    from bot.notify.runtime import NotificationScheduler
+
+    # Sweeps: job updates, grant expiry, reminders, idle compute. What they queue is
+    # delivered at once by waking the outbox loop. With worker processes, the first worker
+    # runs them instead (bot/slack/workers.py), away from the acks.
+    sweeps: list[BackgroundService] = (
+        [NotificationScheduler(core, on_change=outbox_loop.wake)]
+        if bot.edge.workers is None
+        else []
+    )
+    return [
+        outbox_loop,
+        *sweeps,
+        PeriodicThread("resolve-emails", EMAIL_RETRY, resolve_emails),
+        PeriodicThread("prune-inbound", PRUNE_EVERY, bot.edge.inbound.prune),
+    ]
+
+
+def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
+    """`POST /azure/events`: Azure Event Grid deliveries of job status changes."""
+    from bot.notify.webhook import eventgrid_routes
+
+    return list(
+        eventgrid_routes(
+            bot.edge.core, secret=settings.eventgrid_secret, on_change=bot.edge.on_core_done
+        )
+    )
+
+
+def default_work_processes() -> int:
+    """Processes for the work beside the one that acks: one per spare CPU, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port: int) -> int:
+    problems = missing_settings(settings, socket_mode=not http)
+    if problems:
+        for problem in problems:
+            print(f"amlbot serve: {problem}", file=sys.stderr)
+        return 2
+    settings.ensure_database_folder()
+    core = build_core(config, database_url=settings.database_url)
+    options = SlackOptions(work_processes=default_work_processes())
+    bot = build_slack(
+        core, settings, socket_mode=not http, options=options, extra_registrars=slack_registrars()
+    )
+    services = background_services(core, bot)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
+    # lets the `finally` below stop the services and the worker processes.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    for service in services:
+        service.start()
+    freeze_startup_objects()
+    try:
+        if http:
+            _serve_http(bot, settings, host, port)
+        else:
+            asyncio.run(_serve_socket_mode(bot, settings))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for service in reversed(services):
+            service.stop()
+        bot.edge.close()
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from bot.slack.http import asgi_app
+
+    log.info("serving Slack events on http://%s:%s/slack/events", host, port)
+    uvicorn.run(
+        asgi_app(bot, extra_routes=azure_routes(bot, settings)),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        lifespan="off",
+        # Slack closes idle connections itself; keep ours open a little longer.
+        timeout_keep_alive=30,
+    )
+
+
+async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    assert settings.slack_app_token is not None  # checked by missing_settings
+    handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
+    log.info("connecting to Slack in Socket Mode")
+    await handler.start_async()  # type: ignore[no-untyped-call]

@@ -1,0 +1,43 @@
+"""Secrets and endpoints from the environment, read once at start and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    folder = Path(state_home) / "amlbot"
+    return f"sqlite:///{folder / 'amlbot.sqlite3'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_SIGNING_SECRET"
+    )
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(default=None, validation_alias="SLACK_API_URL")
+    database_url: str = Field(
+        default_factory=default_database_url,
+        validation_alias=AliasChoices("AMLBOT_DATABASE_URL", "database_url"),
+    )
+    config_path: str | None = Field(
+        default=None, validation_alias=AliasChoices("AMLBOT_CONFIG", "config_path")
+    )
+    # Shared secret Azure Event Grid deliveries to POST /azure/events must carry.
+    eventgrid_secret: SecretStr | None = Field(
+        default=None, validation_alias="AMLBOT_EVENTGRID_SECRET"
+    )
+    log_level: str = Field(default="INFO", validation_alias="AMLBOT_LOG_LEVEL")
+
+    def ensure_database_folder(self) -> None:
+        if self.database_url.startswith("sqlite:///"):
+            path = Path(self.database_url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)

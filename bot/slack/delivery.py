@@ -1,0 +1,218 @@
+"""The Slack `Deliverer`: turns outbox rows into Slack messages.
+
+Dispatch is on `row.kind` through a registry, so other modules add kinds (`idle.digest`,
+`grant.expiring`, ...) with `register_renderer(kind, fn)` without touching this file. A
+renderer gets the row and a `DeliveryContext` whose helpers post, thread, DM and map
+Slack's errors onto the worker's two: `RetryableDeliveryError` (429 with its Retry-After,
+5xx, timeouts) and `PermanentDeliveryError` (`channel_not_found`, `invalid_blocks`, ...).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import urllib.error
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
+from approvals.tables import OutboxRow
+from bot.delivery import PermanentDeliveryError, RetryableDeliveryError
+from bot.slack.cards import CardStore
+from bot.slack.identity import Identity
+from bot.slack.views.card import SlackMessage, notice
+from bot.wiring import Core
+
+log = logging.getLogger(__name__)
+
+Renderer = Callable[[OutboxRow, "DeliveryContext"], None]
+
+_RENDERERS: dict[str, Renderer] = {}
+
+# Slack answers these when trying again later can work.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# The bot's own credentials are wrong: an operator fixes them, then the messages flow.
+# Retried (with the worker's capped backoff) rather than dropped.
+CREDENTIAL_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})
+UNKNOWN_KIND_RETRY_SECONDS = 300.0
+
+
+class SlackRefusedError(PermanentDeliveryError):
+    """Slack refused the call for good; `error` is Slack's code (`channel_not_found`, ...)."""
+
+    def __init__(self, method: str, error: str, detail: object = None) -> None:
+        super().__init__(f"{method}: {error}" + (f" {detail}" if detail else ""))
+        self.method = method
+        self.error = error
+
+
+def register_renderer(kind: str, renderer: Renderer) -> None:
+    """Deliver outbox rows of `kind` with `renderer(row, context)`. One renderer per kind."""
+    existing = _RENDERERS.get(kind)
+    if existing is not None and existing is not renderer:
+        raise ValueError(f"a Slack renderer for {kind!r} is already registered: {existing}")
+    _RENDERERS[kind] = renderer
+
+
+def registered_renderers() -> Mapping[str, Renderer]:
+    return _RENDERERS
+
+
+class DeliveryContext:
+    """What a renderer needs: the core, the Slack client, and idempotent posting helpers."""
+
+    def __init__(
+        self,
+        core: Core,
+        client: WebClient,
+        identity: Identity,
+        cards: CardStore,
+        *,
+        dm_notices: bool,
+    ) -> None:
+        self.core = core
+        self.client = client
+        self.identity = identity
+        self.cards = cards
+        self.dm_notices = dm_notices
+
+    def call(self, method: str, **kwargs: Any) -> SlackResponse:
+        """One Web API call, with Slack's failures sorted into retry-later or never."""
+        try:
+            return self.client.api_call(method, json=kwargs)
+        except SlackApiError as exc:
+            raise _classify(method, exc) from exc
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            ConnectionError,
+            http.client.HTTPException,
+        ) as exc:
+            raise RetryableDeliveryError(f"{method}: {type(exc).__name__}: {exc}") from exc
+
+    def post(
+        self,
+        row: OutboxRow,
+        step: str,
+        *,
+        channel: str,
+        message: SlackMessage,
+        thread_ts: str | None = None,
+    ) -> tuple[str, str]:
+        """`chat.postMessage` once per (row, step): a retried row skips what was sent."""
+        done = self.cards.step_done(row.id, step)
+        if done is not None and done.channel and done.ts:
+            return done.channel, done.ts
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        response = self.call(
+            "chat.postMessage",
+            channel=channel,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+            **extra,
+        )
+        posted = (str(response["channel"]), str(response["ts"]))
+        self.cards.record_step(row.id, step, *posted)
+        return posted
+
+    def user_id(self, person: str) -> str:
+        user_id = self.identity.slack_id_of(person)
+        if user_id is None:
+            raise PermanentDeliveryError(
+                f"{person} has no Slack user id (configure `slack_id`, or an e-mail Slack knows)"
+            )
+        return user_id
+
+    def tell_person(
+        self, row: OutboxRow, person: str, text: str, request_id: int | None = None
+    ) -> None:
+        """About a request with a card: a reply in the card's thread naming the person,
+        where the leads see it too, plus a DM (unless turned off), because a mention does
+        not reach someone who is not in the channel. Anything else: a DM."""
+        user_id = self.user_id(person)
+        card = self.cards.channel_card(request_id) if request_id is not None else None
+        if card is not None:
+            self.post(
+                row,
+                "thread",
+                channel=card.channel,
+                thread_ts=card.ts,
+                message=notice(text, prefix=f"<@{user_id}> "),
+            )
+        if card is None or self.dm_notices:
+            self.post(row, "dm", channel=user_id, message=notice(text))
+
+    def tell_channel(
+        self, row: OutboxRow, workspace: str, text: str, request_id: int | None = None
+    ) -> None:
+        ws = self.core.config.workspaces.get(workspace)
+        if ws is None or ws.channel is None:
+            raise PermanentDeliveryError(f"workspace `{workspace}` has no Slack channel configured")
+        card = self.cards.channel_card(request_id) if request_id is not None else None
+        thread = card.ts if card is not None and card.channel == ws.channel else None
+        self.post(row, "channel", channel=ws.channel, thread_ts=thread, message=notice(text))
+
+
+class SlackDeliverer:
+    """Implements `bot.delivery.Deliverer` for Slack."""
+
+    def __init__(
+        self,
+        core: Core,
+        client: WebClient,
+        identity: Identity,
+        *,
+        dm_notices: bool = True,
+        renderers: Mapping[str, Renderer] | None = None,
+    ) -> None:
+        # Importing the built-in renderers registers them.
+        import bot.slack.renderers  # noqa: F401
+
+        self.context = DeliveryContext(
+            core, client, identity, CardStore(core.store, core.clock), dm_notices=dm_notices
+        )
+        self._renderers = renderers
+
+    def deliver(self, row: OutboxRow) -> None:
+        renderer = (self._renderers if self._renderers is not None else _RENDERERS).get(row.kind)
+        if renderer is None:
+            # Maybe a newer replica's kind during a rolling deploy: keep it for later.
+            raise RetryableDeliveryError(
+                f"no Slack renderer registered for {row.kind!r}",
+                retry_after=UNKNOWN_KIND_RETRY_SECONDS,
+            )
+        renderer(row, self.context)
+
+
+def _classify(method: str, exc: SlackApiError) -> Exception:
+    response = exc.response
+    status = response.status_code
+    error = str(response.get("error") or "") if isinstance(response.data, dict) else ""
+    if status == 429 or error == "ratelimited":
+        return RetryableDeliveryError(
+            f"{method}: rate limited", retry_after=_retry_after(response.headers)
+        )
+    if status >= 500 or error in TRANSIENT_ERRORS:
+        return RetryableDeliveryError(f"{method}: Slack answered {status} {error}".strip())
+    if error in CREDENTIAL_ERRORS:
+        log.error("Slack rejects the bot token (%s): fix SLACK_BOT_TOKEN", error)
+        return RetryableDeliveryError(f"{method}: {error} (the bot token is not accepted)")
+    detail = response.get("response_metadata") if isinstance(response.data, dict) else None
+    return SlackRefusedError(method, error or f"HTTP {status}", detail)
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float:
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                return max(float(raw), 1.0)
+            except (TypeError, ValueError):
+                break
+    return 30.0

@@ -1,0 +1,63 @@
+"""Reads what the App Home shows, straight from the database (no Azure call: the tab must
+open fast, and the job statuses shown are the last ones the bot saw)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from approvals.states import RequestStatus
+from approvals.tables import GrantRow, JobRow, RequestRow
+from bot.slack.views.home import LIST_SHOWN, WAITING_SHOWN, HomeData
+from bot.wiring import Core
+
+
+def home_data(core: Core, person: str) -> HomeData:
+    directory = core.service.directory
+    lead_of = [ws.name for ws in directory.workspaces_of(person) if person in ws.team_leads]
+    now = core.clock.now()
+    data = HomeData(person=person, now=now, is_lead=bool(lead_of))
+    pending = RequestStatus.PENDING.value
+    with core.store.transaction() as session:
+        if lead_of:
+            waiting = (
+                select(RequestRow)
+                .where(
+                    RequestRow.workspace.in_(lead_of),
+                    RequestRow.status == pending,
+                    RequestRow.requester != person,
+                )
+                .order_by(RequestRow.id)
+            )
+            data.waiting = list(session.scalars(waiting.limit(WAITING_SHOWN)))
+            data.waiting_total = int(
+                session.scalar(select(func.count()).select_from(waiting.subquery())) or 0
+            )
+        data.pending = list(
+            session.scalars(
+                select(RequestRow)
+                .where(RequestRow.requester == person, RequestRow.status == pending)
+                .order_by(RequestRow.id.desc())
+                .limit(LIST_SHOWN)
+            )
+        )
+        data.grants = list(
+            session.scalars(
+                select(GrantRow)
+                .where(
+                    GrantRow.grantee == person,
+                    GrantRow.status == "active",
+                    GrantRow.expires_at > now,
+                )
+                .order_by(GrantRow.expires_at)
+                .limit(LIST_SHOWN)
+            )
+        )
+        data.jobs = list(
+            session.scalars(
+                select(JobRow)
+                .where(JobRow.requester == person)
+                .order_by(JobRow.id.desc())
+                .limit(LIST_SHOWN)
+            )
+        )
+    return data

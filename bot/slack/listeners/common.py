@@ -1,0 +1,72 @@
+"""What listener jobs share (on a thread): reading a modal's metadata, and telling the
+person where they acted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_sdk.webhook import WebhookClient
+
+from bot.slack.edge import SlackEdge, user_id_of
+from bot.slack.home import home_data
+from bot.slack.views.common import clip, escape
+from bot.slack.views.home import home_view
+
+log = logging.getLogger(__name__)
+
+
+def metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """A modal's private_metadata, written by us when we opened it."""
+    raw = (body.get("view") or {}).get("private_metadata") or "{}"
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def channel_of(body: dict[str, Any]) -> str | None:
+    if body.get("channel_id"):
+        return str(body["channel_id"])
+    if isinstance(body.get("channel"), dict):
+        return str(body["channel"]["id"])
+    channel = metadata(body).get("channel")
+    return str(channel) if channel else None
+
+
+def tell(
+    edge: SlackEdge,
+    body: dict[str, Any],
+    text: str,
+    *,
+    public: bool = False,
+    person: str | None = None,
+) -> None:
+    """Answer the person where they acted: through the response_url of their command or
+    click (ephemeral unless `public`), else at the top of their App Home, else by DM."""
+    url = body.get("response_url") or metadata(body).get("response_url")
+    shown = clip(escape(text), 3900)
+    if url:
+        response = WebhookClient(str(url), timeout=10).send(
+            text=shown,
+            response_type="in_channel" if public else "ephemeral",
+            replace_original=False,
+        )
+        if response.status_code == 200:
+            return
+        log.warning("response_url answered %s; telling the person by DM", response.status_code)
+    user_id = user_id_of(body)
+    if user_id is None:
+        return
+    from_home = (body.get("view") or {}).get("type") == "home" or metadata(body).get("from_home")
+    if from_home and person is not None:
+        publish_home(edge, user_id, person, notice=text)
+    else:
+        edge.client.chat_postMessage(channel=user_id, text=shown)
+
+
+def publish_home(edge: SlackEdge, user_id: str, person: str, notice: str | None = None) -> None:
+    view = home_view(home_data(edge.core, person), notice)
+    edge.client.views_publish(user_id=user_id, view=view)

@@ -1,0 +1,116 @@
+"""The core's outbox kinds, rendered for Slack (see `approvals/outbox.py` for the kinds).
+
+- `request.opened`: the approval card in the workspace's channel, and in each lead's DM
+  when the workspace has `dm_leads` (or no channel).
+- `request.updated`: every card of the request redrawn in place with `chat.update`, from
+  the request's current state, so no card keeps a live button once it is decided.
+- `person.notice` / `channel.notice`: see `DeliveryContext.tell_person` / `tell_channel`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from approvals import outbox
+from approvals.render import describe_request
+from approvals.tables import OutboxRow, RequestRow, VoteRow
+from bot.delivery import PermanentDeliveryError
+from bot.slack.delivery import DeliveryContext, SlackRefusedError, register_renderer
+from bot.slack.views.card import SlackMessage, approval_card
+from bot.slack.views.common import mention
+
+# chat.update answers these when the card was deleted from Slack: post it again instead.
+CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
+
+
+def _load(context: DeliveryContext, request_id: int) -> tuple[RequestRow, list[str]]:
+    with context.core.store.transaction() as session:
+        request = session.get(RequestRow, request_id)
+        if request is None:
+            raise PermanentDeliveryError(f"request #{request_id} does not exist")
+        votes = list(
+            session.scalars(
+                select(VoteRow.approver)
+                .where(VoteRow.request_id == request_id)
+                .order_by(VoteRow.id)
+            )
+        )
+    return request, votes
+
+
+def card_message(context: DeliveryContext, request: RequestRow, votes: list[str]) -> SlackMessage:
+    description = describe_request(request, context.core.config)
+    requester_id = context.identity.directory.slack_id_of(request.requester)
+    pending_votes = votes if request.status == "pending" else []
+    return approval_card(
+        description,
+        requester_mention=mention(requester_id, request.requester),
+        approvals_so_far=pending_votes,
+    )
+
+
+def post_cards(row: OutboxRow, context: DeliveryContext) -> None:
+    request, votes = _load(context, int(row.payload["request_id"]))
+    message = card_message(context, request, votes)
+    ws = context.core.config.workspaces[request.workspace]
+    if ws.channel:
+        channel, ts = context.post(row, "card:channel", channel=ws.channel, message=message)
+        context.cards.save(request.id, channel, ts, "channel", request.version)
+    if ws.dm_leads or not ws.channel:
+        for lead in ws.team_leads:
+            if lead == request.requester:
+                continue
+            user_id = context.user_id(lead)
+            channel, ts = context.post(row, f"card:dm:{lead}", channel=user_id, message=message)
+            context.cards.save(request.id, channel, ts, "dm", request.version)
+
+
+def update_cards(row: OutboxRow, context: DeliveryContext) -> None:
+    request, votes = _load(context, int(row.payload["request_id"]))
+    cards = context.cards.cards_for(request.id)
+    if not cards:
+        if request.approvals_needed == 0:
+            return  # ran within policy at once: it never had a card
+        post_cards(row, context)  # its card was never delivered: show it as it is now
+        return
+    message = card_message(context, request, votes)
+    for card in cards:
+        if card.shown_version >= request.version:
+            continue  # already shows this state or a newer one
+        try:
+            context.call(
+                "chat.update",
+                channel=card.channel,
+                ts=card.ts,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except SlackRefusedError as exc:
+            if exc.error not in CARD_GONE:
+                raise
+            channel, ts = context.post(
+                row, f"repost:{card.id}", channel=card.channel, message=message
+            )
+            context.cards.save(request.id, channel, ts, card.placement, request.version)
+            continue
+        context.cards.shown(card.id, request.version)
+
+
+def person_notice(row: OutboxRow, context: DeliveryContext) -> None:
+    payload = row.payload
+    context.tell_person(
+        row, str(payload["person"]), str(payload["text"]), payload.get("request_id")
+    )
+
+
+def channel_notice(row: OutboxRow, context: DeliveryContext) -> None:
+    payload = row.payload
+    context.tell_channel(
+        row, str(payload["workspace"]), str(payload["text"]), payload.get("request_id")
+    )
+
+
+register_renderer(outbox.REQUEST_OPENED, post_cards)
+register_renderer(outbox.REQUEST_UPDATED, update_cards)
+register_renderer(outbox.PERSON_NOTICE, person_notice)
+register_renderer(outbox.CHANNEL_NOTICE, channel_notice)

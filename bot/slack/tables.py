@@ -1,0 +1,73 @@
+"""The Slack edge's own state: where each card lives, what was already sent or received.
+
+These share `approvals.tables.Base` so one database and one migration chain hold them;
+migration `0002` creates them. Nothing here is kept in process memory, so a card posted
+before a restart, or a click delivered twice, behaves the same on any replica.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from approvals.tables import Base
+
+
+class SlackCardRow(Base):
+    """One approval card message: in the workspace's channel, or in a lead's DM."""
+
+    __tablename__ = "slack_cards"
+    __table_args__ = (UniqueConstraint("request_id", "channel", name="uq_slack_card_place"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    placement: Mapped[str] = mapped_column(String(16))  # channel | dm
+    posted_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # The request's `version` the card shows: an older update never overwrites a newer one.
+    shown_version: Mapped[int] = mapped_column(Integer)
+
+
+class SlackSentStepRow(Base):
+    """One Slack call an outbox message needed, done. A message that needs two calls (a
+    thread reply and a DM) and fails on the second is retried without repeating the first."""
+
+    __tablename__ = "slack_sent_steps"
+    __table_args__ = (UniqueConstraint("outbox_id", "step", name="uq_slack_step_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    done_at: Mapped[datetime]
+
+
+class SlackInboundRow(Base):
+    """A request from Slack already acted on, by its delivery key (the event id, or the
+    trigger id of a command, click or form), so a retried or doubled delivery acts once."""
+
+    __tablename__ = "slack_inbound"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    retry_num: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SlackPersonRow(Base):
+    """A configured e-mail resolved to a Slack user id through `users.lookupByEmail`, kept so
+    the lookup happens once, not at every start."""
+
+    __tablename__ = "slack_people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime]

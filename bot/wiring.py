@@ -1,0 +1,81 @@
+"""Build the core from settings and configuration: store, workspaces, service."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from approvals.config import AppConfig, load_config
+from approvals.service import AmlService
+from approvals.store import Store
+from workspaces.clock import Clock, SystemClock
+from workspaces.port import WorkspaceBackend
+
+
+class Backends:
+    """One backend per workspace, made on first use (the Azure SDK is slow to import)."""
+
+    def __init__(self, config: AppConfig, store: Store, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._made: dict[str, WorkspaceBackend] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, workspace: str) -> WorkspaceBackend:
+        with self._lock:
+            backend = self._made.get(workspace)
+            if backend is None:
+                backend = self._make(workspace)
+                self._made[workspace] = backend
+            return backend
+
+    def _make(self, workspace: str) -> WorkspaceBackend:
+        ws = self.config.workspaces[workspace]
+        if ws.backend == "azure":
+            from workspaces.azure import make_azure_workspace
+
+            return make_azure_workspace(ws, self.config.cloud)
+        from workspaces.local import LocalWorkspace
+
+        return LocalWorkspace(
+            self.store.engine,
+            ws.name,
+            [c.spec() for c in ws.clusters],
+            [i.spec() for i in ws.instances],
+            self.clock,
+            environments=ws.environments,
+        )
+
+    def install(self, workspace: str, backend: WorkspaceBackend) -> None:
+        """Use a given backend for a workspace (tests, a custom deployment)."""
+        with self._lock:
+            self._made[workspace] = backend
+
+
+@dataclass
+class Core:
+    config: AppConfig
+    store: Store
+    backends: Backends
+    clock: Clock
+    service: AmlService
+
+
+def build_core(
+    config: AppConfig | None = None,
+    *,
+    database_url: str,
+    config_path: str | None = None,
+    clock: Clock | None = None,
+) -> Core:
+    config = config or load_config(config_path)
+    clock = clock or SystemClock()
+    store = Store.open(database_url)
+    backends = Backends(config, store, clock)
+    service = AmlService(config, store, backends, clock)
+    core = Core(config=config, store=store, backends=backends, clock=clock, service=service)
+    from bot.notify.idle_sweep import install_idle_reporter
+
+    install_idle_reporter(core)
+    return core
