@@ -1,0 +1,436 @@
+"""Ack latency of signed `/aml` slash commands over HTTP, at fixed concurrency.
+
+    python bench/ack_latency.py                    # the bare Bolt baseline only
+    python bench/ack_latency.py --target amlbot    # baseline, then amlbot, and the p99 ratio
+
+Each target runs in its own process on uvicorn at 127.0.0.1; a fake Slack Web API runs in
+a third; this process only signs requests and times them (aiohttp), so the server under
+test does not share a GIL with the load. Prints figures; asserts nothing. See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SIGNING_SECRET = "bench-signing-secret"
+BOT_TOKEN = "xoxb-bench"
+CHANNEL = "C0DEMO0001"
+USERS = {
+    "U0ALICE01": "alice@example.com",
+    "U0BOB0001": "bob@example.com",
+    "U0CAROL01": "carol@example.com",
+}
+AMLBOT_FACTORY = "bot.slack.http:create_asgi_app"
+STALLED_FACTORY = "bench.ack_latency:stalled_amlbot_app"
+TARGET_RATIO = 1.5  # issue 3: amlbot's p99 at most 1.5x the bare app's
+STARTUP_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 10.0
+
+
+# ---- the servers under test (run in child processes) -----------------------------------
+
+
+def bare_asgi_app() -> Any:
+    """The baseline: AsyncApp + process_before_response, a `/aml` listener that only acks,
+    behind the same Starlette adapter the real app uses."""
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+    from slack_bolt.async_app import AsyncAck, AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    # Popped: AsyncApp reads SLACK_BOT_TOKEN itself and warns that `client` overrides it.
+    token = os.environ.pop("SLACK_BOT_TOKEN")
+    app = AsyncApp(
+        signing_secret=os.environ["SLACK_SIGNING_SECRET"],
+        client=AsyncWebClient(token=token, base_url=os.environ["SLACK_API_URL"]),
+        process_before_response=True,
+    )
+
+    @app.command("/aml")
+    async def aml(ack: AsyncAck) -> None:
+        await ack()
+
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+
+
+class StalledBackend:
+    """A workspace backend whose every call first stalls for `seconds` (a hung Azure)."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self._inner = inner
+        self._seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def stalled(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self._seconds)
+            return attribute(*args, **kwargs)
+
+        return stalled
+
+
+def stalled_amlbot_app() -> Any:
+    """amlbot (`--factory` default) with every workspace backend stalling for
+    AMLBOT_BENCH_STALL_S seconds per call: `--stall S` serves this."""
+    from bot.slack.http import create_asgi_app
+
+    seconds = float(os.environ["AMLBOT_BENCH_STALL_S"])
+
+    def stall_every_backend(core: Any) -> None:
+        for workspace in core.config.workspaces:
+            core.backends.install(workspace, StalledBackend(core.backends(workspace), seconds))
+
+    return create_asgi_app(prepare=stall_every_backend)
+
+
+def load_factory_app(factory: str) -> Any:
+    """`module:callable`, called with no arguments; it reads SLACK_SIGNING_SECRET,
+    SLACK_BOT_TOKEN and SLACK_API_URL (and its own settings) from the environment, as
+    `amlbot serve --http` does."""
+    module_name, _, attribute = factory.partition(":")
+    create = getattr(importlib.import_module(module_name), attribute)
+    return create()
+
+
+def serve(target: str, factory: str) -> int:
+    try:
+        app = bare_asgi_app() if target == "bare" else load_factory_app(factory)
+    except (ImportError, AttributeError) as missing:
+        print(f"UNAVAILABLE {factory}: {type(missing).__name__}: {missing}", flush=True)
+        return 3
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2048)
+    print(f"READY {listener.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto")
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def serve_fake_slack(mint: int) -> int:
+    """The fake Slack Web API, with `mint` response_urls for the load to use."""
+    from tests.fakes.slack_api import FakeSlack
+
+    # The fake stands in for Slack's servers, which do not share the bot's CPUs: it yields
+    # to the server under test, so the figures measure the bot, not the fake.
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    users = list(USERS)
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
+        urls = [slack.response_url(CHANNEL, users[i % len(users)]) for i in range(mint)]
+        print(f"READY {slack.base_url} {json.dumps(urls)}", flush=True)
+        sys.stdin.read()  # until the parent closes our stdin or ends us
+    return 0
+
+
+# ---- the load (this process) -----------------------------------------------------------
+
+
+@dataclass
+class Child:
+    process: asyncio.subprocess.Process
+    ready: str
+    drain: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout=5)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self.drain.cancel()
+
+
+async def wait_until_healthy(url: str, limit: float) -> None:
+    """Poll a health endpoint until it answers 200; a missing one (404) counts as ready."""
+    import aiohttp
+
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status in (200, 404):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not become healthy within {limit:.0f} s")
+
+
+async def start_child(args: Sequence[str], env: dict[str, str]) -> Child:
+    python_path = [
+        str(REPO_ROOT),
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(python_path)},
+        cwd=str(REPO_ROOT),
+        # The fake Slack's READY line lists every minted response_url (~100 bytes each).
+        limit=64 * 1024 * 1024,
+    )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=STARTUP_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"{' '.join(args)} did not start in {STARTUP_TIMEOUT_S:.0f} s") from None
+    text = line.decode().strip()
+    if not text.startswith("READY "):
+        await process.wait()
+        raise ChildUnavailable(text or f"{' '.join(args)} exited with {process.returncode}")
+    stdout = process.stdout
+
+    async def drain() -> None:  # keep the pipe from filling up
+        while await stdout.readline():
+            pass
+
+    return Child(process, text.removeprefix("READY "), asyncio.create_task(drain()))
+
+
+class ChildUnavailable(Exception):
+    pass
+
+
+@dataclass
+class Level:
+    target: str
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return math.nan
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+    def over(self, seconds: float) -> int:
+        return sum(1 for ms in self.latencies_ms if ms > seconds * 1000)
+
+
+async def run_level(
+    url: str,
+    level: Level,
+    total: int,
+    response_urls: list[str],
+    text: str,
+    keep_alive: bool,
+    time_limit_s: float,
+) -> None:
+    import aiohttp
+
+    from tests.fakes.slack_signing import signed_headers, slash_command_body
+
+    users = list(USERS)
+    sent = 0
+    deadline = time.monotonic() + time_limit_s
+    connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=not keep_alive)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one_client() -> None:
+            nonlocal sent
+            while sent < total and time.monotonic() < deadline:
+                index = sent
+                sent += 1
+                body = slash_command_body(
+                    text,
+                    user_id=users[index % len(users)],
+                    channel_id=CHANNEL,
+                    response_url=response_urls[index % len(response_urls)],
+                )
+                headers = signed_headers(body, SIGNING_SECRET)
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError) as failure:
+                    name = type(failure).__name__
+                    level.errors[name] = level.errors.get(name, 0) + 1
+                    continue
+                if status == 200:
+                    level.latencies_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    level.errors[f"HTTP {status}"] = level.errors.get(f"HTTP {status}", 0) + 1
+
+        started_wall = time.monotonic()
+        await asyncio.gather(*(one_client() for _ in range(level.concurrency)))
+        level.wall_s = time.monotonic() - started_wall
+
+
+async def bench_target(
+    target: str, options: argparse.Namespace, slack_url: str, response_urls: list[str]
+) -> list[Level]:
+    env = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": slack_url,
+    }
+    factory = options.factory
+    if target == "amlbot":
+        # A database of its own per run (migrated at start), never the user's state file.
+        state = tempfile.mkdtemp(prefix="amlbot-bench-")
+        env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
+        env["AMLBOT_LOG_LEVEL"] = "WARNING"
+        if options.stall:
+            env["AMLBOT_BENCH_STALL_S"] = str(options.stall)
+            factory = STALLED_FACTORY
+    server = await start_child(["--serve", target, "--factory", factory], env)
+    url = f"http://127.0.0.1:{server.ready}/slack/events"
+    try:
+        # Measure the running service, not its start: worker processes import and connect
+        # after the socket opens, and /healthz answers 200 only once they are ready (as a
+        # load balancer's readiness probe would wait for).
+        await wait_until_healthy(f"http://127.0.0.1:{server.ready}/healthz", 120.0)
+        # every request of a target gets its own response_url (Slack allows 5 posts on one)
+        warmup = Level(target, 1)  # the first requests pay for auth.test and lazy imports
+        await run_level(url, warmup, options.warmup, response_urls, options.text, False, 30)
+        levels = []
+        offset = options.warmup
+        for concurrency in options.concurrency:
+            level = Level(target, concurrency)
+            await run_level(
+                url,
+                level,
+                options.requests,
+                response_urls[offset : offset + options.requests],
+                options.text,
+                options.keep_alive,
+                options.time_limit,
+            )
+            offset += options.requests
+            levels.append(level)
+        return levels
+    finally:
+        await server.stop()
+
+
+def print_levels(levels: list[Level]) -> None:
+    print(
+        f"{'target':<8} {'conc':>4} {'acks':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'max ms':>8} {'>1s':>4} {'>3s':>4} {'acks/s':>7}"
+    )
+    for level in levels:
+        count = len(level.latencies_ms)
+        print(
+            f"{level.target:<8} {level.concurrency:>4} {count:>5} "
+            f"{sum(level.errors.values()):>6} {level.percentile(50):>8.1f} "
+            f"{level.percentile(95):>8.1f} {level.percentile(99):>8.1f} "
+            f"{max(level.latencies_ms, default=math.nan):>8.1f} {level.over(1):>4} "
+            f"{level.over(3):>4} {count / level.wall_s if level.wall_s else 0:>7.0f}"
+        )
+        for name, times in sorted(level.errors.items()):
+            print(f"{'':<14}error {name}: {times}")
+
+
+def print_ratios(baseline: list[Level], candidate: list[Level]) -> None:
+    print(f"\np99 ratio {candidate[0].target}/{baseline[0].target} (target <= {TARGET_RATIO}x):")
+    for base, other in zip(baseline, candidate, strict=True):
+        ratio = other.percentile(99) / base.percentile(99)
+        verdict = "within target" if ratio <= TARGET_RATIO else "OVER target"
+        print(f"  concurrency {base.concurrency:>3}: {ratio:5.2f}x  {verdict}")
+
+
+async def bench(options: argparse.Namespace) -> int:
+    targets = ["bare"] if options.target == "bare" else ["bare", "amlbot"]
+    per_target = options.warmup + options.requests * len(options.concurrency)
+    slack = await start_child(["--serve-fake-slack", "--mint", str(per_target)], {})
+    slack_url, _, urls_json = slack.ready.partition(" ")
+    response_urls: list[str] = json.loads(urls_json)
+    if options.stall:
+        print(f"amlbot's workspace backend stalls {options.stall:g} s on every call")
+    print(
+        f"signed /aml slash commands -> uvicorn on 127.0.0.1; {options.requests} acks per level "
+        f"(after {options.warmup} warm-up), keep-alive {'on' if options.keep_alive else 'off'}; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
+    )
+    results: dict[str, list[Level]] = {}
+    try:
+        for target in targets:
+            results[target] = await bench_target(target, options, slack_url, response_urls)
+    except ChildUnavailable as unavailable:
+        print(f"target not available yet: {unavailable}")
+        print("(expects an importable zero-argument ASGI factory; see bench/README.md)\n")
+    finally:
+        await slack.stop()
+    print_levels([level for levels in results.values() for level in levels])
+    if "amlbot" in results:
+        print_ratios(results["bare"], results["amlbot"])
+    return 0 if set(results) == set(targets) else 2
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--target", choices=["bare", "amlbot"], default="bare")
+    parser.add_argument("--factory", default=AMLBOT_FACTORY, help="module:callable for amlbot")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--requests", type=int, default=300, help="acks timed per level")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--text", default="help", help="what follows /aml")
+    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per level")
+    parser.add_argument("--keep-alive", action="store_true", help="reuse connections")
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=0.0,
+        help="amlbot: every workspace backend call stalls this many seconds (try with "
+        "--text 'compute list', which reaches the backend)",
+    )
+    parser.add_argument("--serve", choices=["bare", "amlbot"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-fake-slack", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mint", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    if options.serve:
+        return serve(options.serve, options.factory)
+    if options.serve_fake_slack:
+        return serve_fake_slack(options.mint)
+    sys.path.insert(0, str(REPO_ROOT))  # for tests.fakes (request signing)
+    return asyncio.run(bench(options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
