@@ -1,0 +1,98 @@
+"""Concurrent deciders execute an action exactly once, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from approvals.config import AppConfig, parse_config
+from approvals.tables import AuditRow
+from bot.wiring import Core, build_core
+from workspaces.clock import ManualClock
+
+TWO_LEADS = (
+    Path("deploy/config.example.yml")
+    .read_text()
+    .replace("team_leads: [bob]", "team_leads: [bob, carol]")
+    .replace("data_scientists: [alice, carol]", "data_scientists: [alice]")
+)
+
+
+def two_lead_config() -> AppConfig:
+    return parse_config(TWO_LEADS)
+
+
+def executions(core: Core) -> int:
+    with core.store.transaction() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(AuditRow)
+                .where(AuditRow.action == "access.executed")
+            )
+            or 0
+        )
+
+
+def _approve_in_child(url: str, moment: str, person: str, request_id: int, start: object) -> None:
+    clock = ManualClock(datetime.fromisoformat(moment))
+    core = build_core(two_lead_config(), database_url=url, clock=clock)
+    start.wait()  # type: ignore[attr-defined]
+    core.service.handle_text(person, f"/aml approve {request_id}")
+    core.store.engine.dispose()
+
+
+@pytest.mark.parametrize("deciders", [("bob", "bob"), ("bob", "carol")])
+def test_two_threads_deciding_at_once_execute_once(
+    database_url: str, make_core: Callable[..., Core], deciders: tuple[str, str]
+) -> None:
+    core = make_core(two_lead_config(), database_url)
+    request_id = core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --reason 'race test'"
+    ).request_id
+    start = threading.Barrier(len(deciders))
+    replies = []
+
+    def decide(person: str) -> None:
+        start.wait()
+        replies.append(core.service.handle_text(person, f"/aml approve {request_id}"))
+
+    threads = [threading.Thread(target=decide, args=(p,)) for p in deciders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.ok for r in replies) == [False, True]
+    assert executions(core) == 1
+    backend = core.backends("demo")
+    assert len(backend.role_assignments()) == 1  # type: ignore[attr-defined]
+
+
+def test_two_processes_deciding_at_once_execute_once(database_url: str, clock: ManualClock) -> None:
+    core = build_core(two_lead_config(), database_url=database_url, clock=clock)
+    request_id = core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --reason 'race test'"
+    ).request_id
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    processes = [
+        context.Process(
+            target=_approve_in_child,
+            args=(database_url, clock.now().isoformat(), person, request_id, start),
+        )
+        for person in ("bob", "carol")
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=90)
+        assert process.exitcode == 0
+    assert executions(core) == 1
+    backend = core.backends("demo")
+    assert len(backend.role_assignments()) == 1  # type: ignore[attr-defined]

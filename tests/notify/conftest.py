@@ -1,0 +1,196 @@
+"""What the notification tests share: the demo core on a manual clock, its outbox, a
+workspace backend that counts its calls, and the bot's Slack edge against the fake Slack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from approvals import outbox
+from approvals.tables import OutboxRow
+from bot.delivery import OutboxWorker
+from bot.notify.slack_actions import register_slack_actions
+from bot.notify.webhook import eventgrid_routes
+from bot.settings import Settings
+from bot.slack.app import SlackBot, build_slack
+from bot.slack.http import asgi_app
+from bot.wiring import Core, build_core
+from tests.fakes.slack_api import FakeSlack, Message
+from tests.fakes.slack_signing import (
+    block_actions_payload,
+    interactive_body,
+    post_signed,
+)
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    CAROL,
+    CHANNEL,
+    SIGNING_SECRET,
+    USERS,
+    AppServer,
+    wait_for,
+)
+from workspaces.clock import ManualClock
+from workspaces.port import WorkspaceBackend
+from workspaces.types import JobInfo
+
+__all__ = ["ALICE", "BOB", "CAROL", "CHANNEL", "wait_for"]
+
+ENV = "azureml:AzureML-sklearn-1.5@latest"
+EVENTGRID_SECRET = "eg-secret-7f3a"
+
+
+def submit_job(core: Core, person: str = "alice", command: str = "python train.py") -> str:
+    """Submit a job on the shared cpu-cluster (runs at once); returns its name."""
+    reply = core.service.handle_text(
+        person,
+        f'job submit --compute cpu-cluster --environment {ENV} --command "{command}"',
+    )
+    assert reply.ok, reply.text
+    return reply.text.split("`")[1]
+
+
+def notices(core: Core, kind: str = outbox.PERSON_NOTICE) -> list[dict[str, Any]]:
+    with core.store.transaction() as session:
+        rows = session.scalars(
+            select(OutboxRow).where(OutboxRow.kind == kind).order_by(OutboxRow.id)
+        )
+        return [row.payload for row in rows]
+
+
+def job_notices(core: Core, job: str) -> list[tuple[str, str]]:
+    """(person, first line) of every queued message about job `job`, oldest first."""
+    return [
+        (str(p["person"]), str(p["text"]).splitlines()[0])
+        for p in notices(core)
+        if f"`{job}`" in str(p["text"]) and "submitted" not in str(p["text"])
+    ]
+
+
+class CountingBackend:
+    """The real backend, counting the calls that reach the workspace."""
+
+    def __init__(self, inner: WorkspaceBackend) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def list_jobs(self, *, tag_filter: dict[str, str] | None = None) -> list[JobInfo]:
+        self.calls.append("list_jobs")
+        return self.inner.list_jobs(tag_filter=tag_filter)
+
+    def get_job(self, name: str) -> JobInfo:
+        self.calls.append("get_job")
+        return self.inner.get_job(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def core(core: Core) -> Core:
+    """The shared core (SQLite and PostgreSQL), its simulated workspace created now, as
+    `amlbot serve` would at start: the compute instance's last activity is the start."""
+    core.backends("demo")
+    return core
+
+
+def replica_of(core: Core) -> Core:
+    """Another bot process on the same database (its simulated workspace already there)."""
+    url = core.store.engine.url.render_as_string(hide_password=False)
+    replica = build_core(core.config, database_url=url, clock=core.clock)
+    replica.backends("demo")
+    return replica
+
+
+@pytest.fixture
+def counting(core: Core) -> CountingBackend:
+    backend = CountingBackend(core.backends("demo"))
+    core.backends.install("demo", backend)
+    return backend
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
+        yield slack
+
+
+@dataclass
+class NotifyBot:
+    """The Slack edge with this package's registrar and routes, on uvicorn. Messages are
+    delivered when a test calls `deliver()` (the real worker, on the manual clock)."""
+
+    core: Core
+    clock: ManualClock
+    slack: FakeSlack
+    bot: SlackBot
+    worker: OutboxWorker
+    url: str
+
+    def deliver(self) -> int:
+        return self.worker.run_once()
+
+    def deliver_until_quiet(
+        self, step: timedelta = timedelta(seconds=30), rounds: int = 40
+    ) -> None:
+        """Deliver, moving the clock on, until nothing is pending (retries included)."""
+        for _ in range(rounds):
+            self.deliver()
+            with self.core.store.transaction() as session:
+                left = session.scalars(select(OutboxRow).where(OutboxRow.status == "pending")).all()
+            if not left:
+                return
+            self.clock.advance(step)
+        raise AssertionError("messages still pending after every retry")
+
+    def click(self, user: str, action_id: str, value: str, message: Message) -> int:
+        payload = block_actions_payload(
+            action_id=action_id,
+            user_id=user,
+            value=value,
+            block_id="b",
+            channel_id=message.channel,
+            message_ts=message.ts,
+            message={"type": "message", "text": message.text, "blocks": message.blocks},
+            response_url=self.slack.response_url(message.channel, user, message_ts=message.ts),
+        )
+        body = interactive_body(payload)
+        return post_signed(self.url, "/slack/events", body, secret=SIGNING_SECRET).status
+
+    def answer_to(self, user: str, containing: str) -> str:
+        def find() -> str | None:
+            for post in reversed(self.slack.response_posts()):
+                if post.user == user and containing in post.text:
+                    return post.text
+            return None
+
+        return wait_for(find, what=f"an answer to {user} containing {containing!r}")
+
+
+@pytest.fixture
+def notify_bot(core: Core, clock: ManualClock, fake_slack: FakeSlack) -> Iterator[NotifyBot]:
+    settings = Settings(
+        slack_bot_token=SecretStr(BOT_TOKEN),
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_api_url=fake_slack.base_url,
+    )
+    bot = build_slack(core, settings, extra_registrars=[register_slack_actions])
+    worker = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
+    # Mounted the way the HTTP app is asked to: its routes plus the Event Grid route.
+    app = Starlette(
+        routes=[*asgi_app(bot).routes, *eventgrid_routes(core, secret=EVENTGRID_SECRET)]
+    )
+    try:
+        with AppServer(app) as server:
+            yield NotifyBot(core, clock, fake_slack, bot, worker, server.url)
+    finally:
+        bot.edge.close()

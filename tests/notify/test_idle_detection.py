@@ -1,0 +1,125 @@
+"""Idle-compute detection as a pure function: an inventory, the policy and the time in,
+exactly the computes that idle (or are set up to idle) out, with their estimated cost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from approvals.config import IdlePolicy
+from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+POLICY = IdlePolicy(idle_threshold=timedelta(minutes=30), max_idle_seconds_before_scale_down=600)
+DS3 = 0.293  # STANDARD_DS3_V2, USD per node-hour in workspaces/prices.py
+
+
+def cluster(name: str = "cpu", **fields: Any) -> ClusterInfo:
+    values: dict[str, Any] = {
+        "name": name,
+        "vm_size": "STANDARD_DS3_V2",
+        "priority": Priority.DEDICATED,
+        "min_nodes": 0,
+        "max_nodes": 4,
+        "current_nodes": 0,
+        "node_state_counts": {"idle": 0, "running": 0, "preparing": 0},
+        "idle_seconds_before_scale_down": 120,
+    }
+    values.update(fields)
+    return ClusterInfo(**values)
+
+
+def idle_cluster(nodes: int, since: datetime | None, **fields: Any) -> ClusterInfo:
+    counts = {"idle": nodes, "running": 0, "preparing": 0}
+    return cluster(current_nodes=nodes, node_state_counts=counts, last_busy_at=since, **fields)
+
+
+def instance(
+    state: str = "Running", activity: datetime | None = None, **fields: Any
+) -> InstanceInfo:
+    values: dict[str, Any] = {"name": "nb", "vm_size": "STANDARD_DS11_V2", "state": state}
+    values.update(fields)
+    return InstanceInfo(last_activity_at=activity, **values)
+
+
+def found(
+    *clusters: ClusterInfo, instances: tuple[InstanceInfo, ...] = (), **kw: Any
+) -> list[IdleFinding]:
+    inventory = ComputeInventory(clusters=list(clusters), instances=list(instances))
+    return find_idle(inventory, POLICY, NOW, **kw)
+
+
+def test_nodes_up_with_no_job_past_the_threshold_are_idle_with_their_cost() -> None:
+    (finding,) = found(idle_cluster(2, since=NOW - timedelta(hours=2)))
+    assert finding.compute == "cpu" and finding.idle_since == NOW - timedelta(hours=2)
+    assert finding.reasons == ("2 node(s) up with no job since 2026-01-05 10:00 UTC",)
+    assert finding.hourly_cost == round(2 * DS3, 4)
+    assert finding.cost_so_far == round(2 * DS3 * 2, 2)
+    assert not finding.can_set_min_zero and not finding.can_stop
+
+
+def test_nodes_idle_for_less_than_the_threshold_are_not_reported() -> None:
+    assert found(idle_cluster(2, since=NOW - timedelta(minutes=29))) == []
+
+
+def test_a_cluster_running_a_job_is_not_idle() -> None:
+    busy = cluster(current_nodes=2, node_state_counts={"idle": 1, "running": 1}, last_busy_at=NOW)
+    assert found(busy) == []
+
+
+def test_a_minimum_above_zero_is_reported_even_while_busy_at_the_cost_of_that_minimum() -> None:
+    busy = cluster(min_nodes=1, current_nodes=2, node_state_counts={"running": 2}, last_busy_at=NOW)
+    (finding,) = found(busy)
+    assert finding.reasons == ("minimum nodes is 1, so they never scale down (recommended: 0)",)
+    assert finding.hourly_cost == DS3 and finding.cost_so_far is None
+    assert finding.can_set_min_zero
+
+
+def test_a_long_idle_time_before_scale_down_is_reported() -> None:
+    (finding,) = found(cluster(idle_seconds_before_scale_down=3600))
+    assert finding.reasons == ("idle nodes wait 1h before scaling down (policy: at most 10m)",)
+
+
+def test_a_running_instance_without_activity_past_the_threshold_is_idle() -> None:
+    (finding,) = found(instances=(instance(activity=NOW - timedelta(hours=3)),))
+    assert finding.kind == "instance" and finding.can_stop
+    assert finding.reasons == (
+        "running with no activity since 2026-01-05 09:00 UTC (no idle shutdown is set)",
+    )
+    assert (finding.hourly_cost, finding.cost_so_far) == (0.185, 0.56)  # 3 h at $0.185
+
+
+def test_stopped_or_recently_used_instances_are_not_idle() -> None:
+    stopped = instance(state="Stopped", activity=NOW - timedelta(days=1))
+    recent = instance(activity=NOW - timedelta(minutes=5), name="nb2")
+    assert found(instances=(stopped, recent)) == []
+
+
+def test_low_priority_nodes_cost_less_and_unknown_sizes_have_no_price() -> None:
+    low = idle_cluster(1, NOW - timedelta(hours=1), priority=Priority.LOW_PRIORITY)
+    odd = idle_cluster(1, NOW - timedelta(hours=1), name="odd", vm_size="STANDARD_X1")
+    by_name = {f.compute: f for f in found(low, odd)}
+    assert by_name["cpu"].hourly_cost == round(DS3 * 0.2, 4)
+    assert by_name["odd"].hourly_cost is None and by_name["odd"].cost_so_far is None
+
+
+def test_without_azures_last_busy_time_idleness_counts_from_when_it_was_first_seen() -> None:
+    unknown = idle_cluster(1, since=None)
+    inventory = ComputeInventory(clusters=[unknown])
+    assert idle_without_known_start(inventory) == {"cpu"}
+    assert found(unknown) == []
+    (finding,) = found(unknown, seen_since={"cpu": NOW - timedelta(hours=1)})
+    assert finding.idle_since == NOW - timedelta(hours=1)
+
+
+def test_a_clusters_fingerprint_is_its_configuration_not_its_nodes() -> None:
+    one = found(idle_cluster(1, NOW - timedelta(hours=1), min_nodes=1))[0]
+    three = found(idle_cluster(3, NOW - timedelta(hours=1), min_nodes=1))[0]
+    other_min = found(idle_cluster(2, NOW - timedelta(hours=1), min_nodes=2))[0]
+    assert one.fingerprint == three.fingerprint != other_min.fingerprint
+
+
+def test_a_finding_survives_its_json_form() -> None:
+    (finding,) = found(instances=(instance(activity=NOW - timedelta(hours=3)),))
+    assert IdleFinding.from_json(finding.as_json()) == finding

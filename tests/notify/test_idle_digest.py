@@ -1,0 +1,190 @@
+"""The idle sweep on the demo workspace: one digest per workspace and sweep slot listing
+exactly the idle computes with their costs; snoozed and recently alerted ones left out;
+Stop / Set minimum to 0 by a lead at once, by anyone else through a request."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from approvals.tables import AuditRow, RequestRow
+from bot.notify.idle_actions import act_on_item, snooze_item
+from bot.notify.idle_sweep import digest_items, install_idle_reporter, sweep_idle
+from bot.notify.kinds import IDLE_DIGEST
+from bot.notify.sweeps import run_due
+from bot.notify.tables import IdleItemRow
+from bot.wiring import Core
+from tests.notify.conftest import notices, replica_of
+from workspaces.clock import ManualClock
+
+HOUR = timedelta(hours=1)
+SLOT = timedelta(minutes=15)  # the default sweep interval
+
+
+def computes(core: Core, digest_id: int | None) -> list[str]:
+    assert digest_id is not None
+    return [item.compute for item in digest_items(core, digest_id)]
+
+
+def item_id(core: Core, digest_id: int | None, compute: str) -> int:
+    assert digest_id is not None
+    return next(i.id for i in digest_items(core, digest_id) if i.compute == compute)
+
+
+def test_the_digest_lists_exactly_the_idle_computes_with_their_costs(
+    core: Core, clock: ManualClock
+) -> None:
+    clock.advance(HOUR)  # the notebook has not been used since the workspace started
+    digest = sweep_idle(core, "demo", clock.now())
+
+    assert computes(core, digest) == ["cpu-cluster", "alice-notebook"]  # not gpu-cluster
+    (payload,) = notices(core, IDLE_DIGEST)
+    assert payload["workspace"] == "demo" and payload["digest_id"] == digest
+    assert payload["text"].splitlines() == [
+        "Idle compute in `demo`: 2 item(s), ~$0.48/hour",
+        "• Cluster `cpu-cluster` (STANDARD_DS3_V2): minimum nodes is 1, so they never scale "
+        "down (recommended: 0). ~$0.29/hour",
+        "• Compute instance `alice-notebook` (STANDARD_DS11_V2): running with no activity "
+        "since 2026-01-05 09:00 UTC (no idle shutdown is set). ~$0.18/hour, ~$0.18 so far",
+        "Prices: Azure pay-as-you-go Linux list prices, East US, 2024 (USD, estimates).",
+    ]
+
+
+def test_an_unchanged_compute_is_not_alerted_again_within_the_realert_interval(
+    core: Core, clock: ManualClock
+) -> None:
+    clock.advance(HOUR)
+    assert sweep_idle(core, "demo", clock.now()) is not None
+    clock.advance(SLOT)
+    assert sweep_idle(core, "demo", clock.now()) is None  # nothing new: no message at all
+    clock.advance(timedelta(hours=4))
+    again = sweep_idle(core, "demo", clock.now())
+    assert computes(core, again) == ["cpu-cluster", "alice-notebook"]
+    assert len(notices(core, IDLE_DIGEST)) == 2
+
+
+def test_a_snoozed_compute_is_skipped_until_the_snooze_ends(core: Core, clock: ManualClock) -> None:
+    clock.advance(HOUR)
+    first = sweep_idle(core, "demo", clock.now())
+    reply = snooze_item(core, item_id(core, first, "alice-notebook"), "alice", "1d")
+    assert reply.ok and "snoozed until 2026-01-06 10:00 UTC" in reply.text
+
+    clock.advance(timedelta(hours=5))
+    assert computes(core, sweep_idle(core, "demo", clock.now())) == ["cpu-cluster"]
+    clock.advance(timedelta(hours=20))
+    assert "alice-notebook" in computes(core, sweep_idle(core, "demo", clock.now()))
+
+
+def test_snoozed_until_changed_stays_quiet_until_the_compute_changes(
+    core: Core, clock: ManualClock
+) -> None:
+    clock.advance(HOUR)
+    first = sweep_idle(core, "demo", clock.now())
+    assert snooze_item(core, item_id(core, first, "cpu-cluster"), "carol", "changed").ok
+
+    clock.advance(timedelta(days=2))
+    assert "cpu-cluster" not in computes(core, sweep_idle(core, "demo", clock.now()))
+    core.backends("demo").set_cluster_min_nodes("cpu-cluster", 2)
+    clock.advance(SLOT)
+    assert computes(core, sweep_idle(core, "demo", clock.now())) == ["cpu-cluster"]
+
+
+def test_the_snooze_is_audited(core: Core, clock: ManualClock) -> None:
+    first = sweep_idle(core, "demo", clock.now())
+    snooze_item(core, item_id(core, first, "cpu-cluster"), "carol", "1h")
+    with core.store.transaction() as session:
+        actions = session.scalars(select(AuditRow.action).where(AuditRow.actor == "carol"))
+        assert "idle.snoozed" in list(actions)
+
+
+def test_two_replicas_sweeping_the_same_slot_post_one_digest(
+    core: Core, clock: ManualClock
+) -> None:
+    replicas = [core, replica_of(core)]
+    clock.advance(HOUR)
+    barrier = threading.Barrier(4)
+    results: list[int | None] = []
+
+    def sweep(on: Core) -> None:
+        barrier.wait()
+        results.append(sweep_idle(on, "demo", clock.now()))
+
+    threads = [threading.Thread(target=sweep, args=(on,)) for on in replicas * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    replicas[1].store.engine.dispose()
+    assert len([r for r in results if r is not None]) == 1
+    assert len(notices(core, IDLE_DIGEST)) == 1
+
+
+def test_the_idle_sweep_runs_when_its_interval_is_due(core: Core, clock: ManualClock) -> None:
+    clock.advance(HOUR)
+    assert run_due(core, clock.now()).digests  # first round: due at once
+    clock.advance(timedelta(hours=5))
+    assert run_due(core, clock.now()).digests
+    assert not run_due(core, clock.now()).digests  # same slot, already claimed
+
+
+def test_a_lead_sets_the_minimum_to_zero_at_once(core: Core, clock: ManualClock) -> None:
+    digest = sweep_idle(core, "demo", clock.now())
+    reply = act_on_item(core, item_id(core, digest, "cpu-cluster"), "bob")
+    assert reply.ok, reply.text
+    cluster = core.backends("demo").list_computes().cluster("cpu-cluster")
+    assert cluster is not None and cluster.min_nodes == 0
+    with core.store.transaction() as session:
+        item = session.scalars(
+            select(IdleItemRow).where(IdleItemRow.compute == "cpu-cluster")
+        ).one()
+        assert item.handled_note == "minimum set to 0 by bob (#1)"
+        audited = list(session.scalars(select(AuditRow.action).where(AuditRow.actor == "amlbot")))
+    assert "compute.executed" in audited
+
+
+def test_anyone_else_asks_a_lead_to_stop_an_instance(core: Core, clock: ManualClock) -> None:
+    clock.advance(HOUR)
+    digest = sweep_idle(core, "demo", clock.now())
+    reply = act_on_item(core, item_id(core, digest, "alice-notebook"), "carol")
+    assert reply.ok and "is waiting for a team lead of `demo` (bob)" in reply.text
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.state == "Running"
+
+    assert core.service.handle_text("bob", "approve 1").ok
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.state == "Stopped"
+    with core.store.transaction() as session:
+        request = session.get(RequestRow, 1)
+        assert request is not None and request.payload["operation"] == "stop_instance"
+
+
+def test_a_stranger_cannot_touch_another_workspaces_compute(core: Core, clock: ManualClock) -> None:
+    digest = sweep_idle(core, "demo", clock.now())
+    reply = act_on_item(core, item_id(core, digest, "cpu-cluster"), "mallory")
+    assert not reply.ok and "not a member" in reply.text
+
+
+def test_aml_idle_reports_on_demand_and_marks_snoozed_computes(
+    core: Core, clock: ManualClock
+) -> None:
+    install_idle_reporter(core)
+    clock.advance(HOUR)
+    digest = sweep_idle(core, "demo", clock.now())
+    snooze_item(core, item_id(core, digest, "alice-notebook"), "alice", "1h")
+    text = core.service.handle_text("alice", "idle").text
+    assert text.startswith("*Idle compute in `demo`*")
+    assert "`cpu-cluster`" in text and "`gpu-cluster`" not in text
+    assert "_(snoozed until 2026-01-05 11:00 UTC by alice)_" in text
+    assert "Prices: Azure pay-as-you-go" in text
+
+
+def test_a_second_click_on_the_same_item_changes_nothing(core: Core, clock: ManualClock) -> None:
+    digest = sweep_idle(core, "demo", clock.now())
+    item = item_id(core, digest, "cpu-cluster")
+    assert act_on_item(core, item, "carol").ok
+    again = act_on_item(core, item, "carol")
+    assert not again.ok and "already handled: asked by carol (#1)" in again.text
+    with core.store.transaction() as session:
+        assert len(session.scalars(select(RequestRow)).all()) == 1

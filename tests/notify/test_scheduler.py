@@ -1,0 +1,68 @@
+"""The background scheduler as `amlbot serve` runs it (APScheduler, real threads), on two
+replicas sharing one database: every transition announced exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from bot.notify.runtime import NotificationScheduler, start_notifications
+from bot.wiring import Core
+from tests.notify.conftest import job_notices, replica_of, submit_job, wait_for
+from workspaces.clock import ManualClock
+
+TICK = timedelta(milliseconds=20)
+
+
+@pytest.fixture
+def two_schedulers(core: Core) -> Iterator[list[NotificationScheduler]]:
+    replica = replica_of(core)
+    schedulers = [start_notifications(on, tick=TICK) for on in (core, replica)]
+    try:
+        yield schedulers
+    finally:
+        for scheduler in schedulers:
+            scheduler.stop()
+        replica.store.engine.dispose()
+
+
+def rounds_pass(schedulers: list[NotificationScheduler], count: int = 3) -> None:
+    """Wait until every scheduler has run `count` more rounds."""
+    targets = [s.rounds + count for s in schedulers]
+    wait_for(
+        lambda: all(s.rounds >= t for s, t in zip(schedulers, targets, strict=True)),
+        what=f"{count} more rounds",
+    )
+
+
+def test_two_schedulers_announce_a_jobs_transitions_exactly_once(
+    core: Core, clock: ManualClock, two_schedulers: list[NotificationScheduler]
+) -> None:
+    start = clock.now()
+    name = submit_job(core)
+    clock.set(start + timedelta(seconds=90))  # running, and the job poll is due again
+    wait_for(lambda: job_notices(core, name), what="the running notice")
+    rounds_pass(two_schedulers)
+    clock.set(start + timedelta(minutes=10))
+    wait_for(lambda: len(job_notices(core, name)) == 2, what="the completed notice")
+    rounds_pass(two_schedulers)
+
+    assert [text.split(" on ")[0] for _, text in job_notices(core, name)] == [
+        f"Job `{name}` is running",
+        f"Job `{name}` completed",
+    ]
+
+
+def test_the_scheduler_wakes_the_outbox_when_a_round_queued_messages(
+    core: Core, clock: ManualClock
+) -> None:
+    woken: list[int] = []
+    scheduler = start_notifications(core, tick=TICK, on_change=lambda: woken.append(1))
+    try:
+        rounds_pass([scheduler], 2)
+        assert woken  # the first idle digest of the demo
+        assert core.service.idle_reporter is not None  # `/aml idle` is plugged in
+    finally:
+        scheduler.stop()

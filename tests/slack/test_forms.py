@@ -1,0 +1,124 @@
+"""`/aml job submit` and `/aml datastore register` with no arguments open a form filled
+from the workspace; its submission takes the typed command's path, and a field error
+comes back into the form."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from approvals.tables import AuditRow
+from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
+from tests.slack.conftest import ALICE, CHANNEL, STRANGER, SlackHarness, wait_for
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "value": value}
+
+
+def choice(value: str) -> dict[str, Any]:
+    return {"type": "static_select", "selected_option": {"value": value}}
+
+
+def form(harness: SlackHarness, user: str, command: str, callback_id: str) -> dict[str, Any]:
+    harness.command(user, command)
+    return wait_for(
+        lambda: next(
+            (
+                v.view
+                for v in harness.slack.views()
+                if v.view.get("callback_id") == callback_id and v.updates
+            ),
+            None,
+        ),
+        what=f"the {callback_id} form",
+    )
+
+
+def options(view: dict[str, Any], block_id: str) -> list[str]:
+    block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
+    return [option["value"] for option in block["element"]["options"]]
+
+
+def job_values(**overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        "compute": choice("cpu-cluster"),
+        "environment": choice("AzureML-sklearn-1.5@latest"),
+        "command": text("python train.py"),
+        "instances": {"type": "number_input", "value": "1"},
+        "code": text(""),
+        "input_datastore": {"type": "static_select", "selected_option": None},
+        "input_path": text(""),
+        "experiment": text(""),
+        "name": text(""),
+    }
+    values.update(overrides)
+    return {block: {block: state} for block, state in values.items()}
+
+
+def test_job_form_offers_the_workspace_clusters_environments_and_datastores(
+    harness: SlackHarness,
+) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    assert options(view, "compute") == ["cpu-cluster", "gpu-cluster"]
+    assert "AzureML-sklearn-1.5@latest" in options(view, "environment")
+    assert "workspaceblobstore" in options(view, "input_datastore")
+    assert json.loads(view["private_metadata"])["ws"] == "demo"
+
+
+def test_job_form_submission_runs_like_the_typed_command(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    response = harness.submit(ALICE, JOB_MODAL, job_values(), view["private_metadata"])
+    assert (response.status, response.body) == (200, "")
+    answer = harness.answer_to(ALICE, containing="submitted on `cpu-cluster`")
+    assert "Job `amlbot-1-" in answer
+
+
+def test_job_form_field_error_comes_back_into_the_form(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    values = job_values(experiment=text("not a valid name!"))
+    response = harness.submit(ALICE, JOB_MODAL, values, view["private_metadata"])
+    assert response.json()["response_action"] == "errors"
+    errors = response.json()["errors"]
+    assert list(errors) == ["experiment"] and "--experiment" in errors["experiment"]
+
+
+def test_datastore_form_submission_posts_an_approval_card(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "datastore register", DATASTORE_MODAL)
+    assert "workspaceblobstore" in str(view["blocks"][0])  # existing ones are listed
+    values = {
+        "name": {"name": text("trainingdata")},
+        "kind": {"kind": choice("blob")},
+        "account": {"account": text("contosodata")},
+        "container": {"container": text("training")},
+        "description": {"description": text("")},
+    }
+    harness.submit(ALICE, DATASTORE_MODAL, values, view["private_metadata"])
+    request_id = harness.request_id(harness.answer_to(ALICE, containing="waiting"))
+    assert "Register datastore trainingdata" in harness.card(request_id, CHANNEL).all_text
+
+
+def test_secret_in_a_form_field_is_refused_there(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    leaked = "python train.py --conn 'DefaultEndpointsProtocol=https;AccountKey=abc123=='"
+    response = harness.submit(
+        ALICE, JOB_MODAL, job_values(command=text(leaked)), view["private_metadata"]
+    )
+    assert list(response.json()["errors"]) == ["command"]
+    assert "abc123" not in response.body
+    wait_for(lambda: refused_secrets(harness) == 1, what="the refusal to be audited")
+    assert "abc123" not in harness.answer_to(ALICE, containing="AccountKey")
+
+
+def refused_secrets(harness: SlackHarness) -> int:
+    with harness.core.store.transaction() as session:
+        rows = session.scalars(select(AuditRow).where(AuditRow.action == "command.refused"))
+        return len([row for row in rows if row.outcome == "secret"])
+
+
+def test_form_for_someone_in_no_workspace_is_not_opened(harness: SlackHarness) -> None:
+    harness.command(STRANGER, "job submit")
+    assert "I don't know you yet" in harness.answer_to(STRANGER)
+    assert not harness.slack.views()

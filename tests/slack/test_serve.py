@@ -1,0 +1,190 @@
+"""`amlbot serve`: refuses to start without what its mode needs to verify Slack, and in
+HTTP mode answers a signed command from a fresh process against a fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from approvals.config import AppConfig
+from bot.serve import serve
+from bot.settings import Settings
+from bot.slack.app import SlackSettingsError, build_slack
+from bot.slack.views.common import APPROVE_ACTION
+from bot.wiring import Core
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_signing import (
+    block_actions_payload,
+    interactive_body,
+    post_signed,
+    slash_command_body,
+)
+from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, USERS, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_http_mode_refuses_to_start_without_a_signing_secret(
+    demo_config: AppConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(slack_bot_token=SecretStr(BOT_TOKEN), slack_signing_secret=None)
+    assert serve(settings, demo_config, http=True, host="127.0.0.1", port=0) == 2
+    assert "SLACK_SIGNING_SECRET is not set" in capsys.readouterr().err
+
+
+def test_socket_mode_refuses_to_start_without_an_app_token(
+    demo_config: AppConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(
+        slack_bot_token=SecretStr(BOT_TOKEN),
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_app_token=None,
+    )
+    assert serve(settings, demo_config, http=False, host="127.0.0.1", port=0) == 2
+    assert "SLACK_APP_TOKEN" in capsys.readouterr().err
+
+
+def test_socket_mode_talks_to_the_configured_api_url(core: Core) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    settings = Settings(
+        slack_bot_token=SecretStr(BOT_TOKEN),
+        slack_app_token=SecretStr("xapp-1-test"),
+        slack_api_url="http://127.0.0.1:9/api",
+    )
+    bot = build_slack(core, settings, socket_mode=True)
+
+    async def socket_mode_api_url() -> str:
+        handler = AsyncSocketModeHandler(bot.app, "xapp-1-test")  # connects only on start
+        try:
+            return str(handler.client.web_client.base_url)
+        finally:
+            await handler.client.close()
+
+    assert asyncio.run(socket_mode_api_url()) == "http://127.0.0.1:9/api/"
+    assert bot.web_client.base_url == "http://127.0.0.1:9/api/"
+    bot.edge.close()
+
+
+def test_http_mode_cannot_be_built_without_a_signing_secret(core: Core) -> None:
+    settings = Settings(slack_bot_token=SecretStr(BOT_TOKEN), slack_signing_secret=None)
+    with pytest.raises(SlackSettingsError, match="SLACK_SIGNING_SECRET"):
+        build_slack(core, settings)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
+    """`amlbot serve --http` in its own process, as the README runs it."""
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
+        port = free_port()
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+            "AMLBOT_LOG_LEVEL": "WARNING",
+        }
+        for name in ("SLACK_APP_TOKEN", "AMLBOT_CONFIG"):
+            env.pop(name, None)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "serve",
+                "--http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
+            yield url, slack
+        finally:
+            process.terminate()
+            _, errors = process.communicate(timeout=15)
+            assert "Traceback" not in errors, errors
+
+
+def _healthy(url: str, process: subprocess.Popen[str]) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(
+            f"amlbot serve exited: {process.stderr.read() if process.stderr else ''}"
+        )
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_serve_http_posts_a_card_and_executes_one_approval(
+    served: tuple[str, FakeSlack],
+) -> None:
+    url, slack = served
+    body = slash_command_body(
+        'access request gpu-cluster --for 2h --reason "fine-tune BERT"',
+        user_id=ALICE,
+        response_url=slack.response_url(CHANNEL, ALICE),
+    )
+    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).status == 200
+    # The scheduler's first idle digest may reach the channel before the card does.
+    card = wait_for(
+        lambda: [m for m in slack.messages_in(CHANNEL) if "Access to cluster" in m.all_text],
+        timeout=10,
+        what="the card",
+    )[0]
+    click = interactive_body(
+        block_actions_payload(
+            action_id=APPROVE_ACTION,
+            user_id=BOB,
+            value="1",
+            block_id="decision",
+            message_ts=card.ts,
+            response_url=slack.response_url(CHANNEL, BOB, message_ts=card.ts),
+        )
+    )
+    for _ in range(2):  # the same click delivered twice
+        assert post_signed(url, "/slack/events", click, secret=SIGNING_SECRET).status == 200
+    wait_for(
+        lambda: "done" in slack.message(CHANNEL, card.ts).all_text, timeout=10, what="card done"
+    )
+    approvals = [p for p in slack.response_posts() if p.user == BOB]
+    assert len(approvals) == 1 and "Approved #1" in approvals[0].text
+
+
+def test_serve_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
+    served: tuple[str, FakeSlack],
+) -> None:
+    _, slack = served
+    # The demo's cpu-cluster keeps a node up (min_nodes 1): the first sweep reports it.
+    digest = wait_for(
+        lambda: [m for m in slack.messages_in(CHANNEL) if "cpu-cluster" in m.all_text],
+        timeout=20,
+        what="the idle digest",
+    )[0]
+    assert "Set minimum to 0" in digest.all_text or "minimum" in digest.all_text
