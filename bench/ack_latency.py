@@ -17,6 +17,7 @@ import importlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -132,6 +133,9 @@ def serve(target: str, factory: str) -> int:
     listener.listen(2048)
     print(f"READY {listener.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto")
+    # uvicorn shuts down on SIGTERM, then raises it again; as SystemExit (as `amlbot serve`
+    # does) the interpreter's exit handlers still run and release amlbot's worker processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 
@@ -165,7 +169,8 @@ class Child:
         if self.process.returncode is None:
             self.process.terminate()
             try:
-                await asyncio.wait_for(self.process.wait(), timeout=5)
+                # amlbot's workers finish the calls they are in before they exit
+                await asyncio.wait_for(self.process.wait(), timeout=30)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
@@ -228,6 +233,38 @@ class ChildUnavailable(Exception):
     pass
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid` so far, in nanosecond resolution (schedstat), so a
+    level of a few hundred requests is measured, not rounded to 10 ms ticks; 0 off Linux."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (amlbot's worker processes)."""
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                # the command name may hold spaces: the fields after its ")" are fixed
+                fields = f.read().rpartition(")")[2].split()
+                if int(fields[1]) == pid:
+                    children.append(int(entry))
+    return children
+
+
+def cpu_snapshot(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the server under test: its acking process, and the processes
+    it started (amlbot's workers, which do the work behind each ack)."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
+
+
 @dataclass
 class Level:
     target: str
@@ -235,6 +272,17 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    server_cpu_s: float = 0.0
+    work_cpu_s: float = 0.0
+
+    def absorb(self, other: Level) -> None:
+        """Pool another round of the same target and concurrency into this one."""
+        self.latencies_ms += other.latencies_ms
+        for name, times in other.errors.items():
+            self.errors[name] = self.errors.get(name, 0) + times
+        self.wall_s += other.wall_s
+        self.server_cpu_s += other.server_cpu_s
+        self.work_cpu_s += other.work_cpu_s
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -301,6 +349,7 @@ async def run_level(
 async def bench_target(
     target: str, options: argparse.Namespace, slack_url: str, response_urls: list[str]
 ) -> list[Level]:
+    """One round of one target: start its server, warm up, run every level, stop it."""
     env = {
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -329,6 +378,7 @@ async def bench_target(
         offset = options.warmup
         for concurrency in options.concurrency:
             level = Level(target, concurrency)
+            before = cpu_snapshot(server.process.pid)
             await run_level(
                 url,
                 level,
@@ -338,6 +388,9 @@ async def bench_target(
                 options.keep_alive,
                 options.time_limit,
             )
+            after = cpu_snapshot(server.process.pid)
+            level.server_cpu_s = after[0] - before[0]
+            level.work_cpu_s = after[1] - before[1]
             offset += options.requests
             levels.append(level)
         return levels
@@ -348,7 +401,8 @@ async def bench_target(
 def print_levels(levels: list[Level]) -> None:
     print(
         f"{'target':<8} {'conc':>4} {'acks':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'max ms':>8} {'>1s':>4} {'>3s':>4} {'acks/s':>7}"
+        f"{'p99 ms':>8} {'max ms':>8} {'>1s':>4} {'>3s':>4} {'acks/s':>7} "
+        f"{'cpu us/ack':>10} {'work us/ack':>11}"
     )
     for level in levels:
         count = len(level.latencies_ms)
@@ -357,10 +411,15 @@ def print_levels(levels: list[Level]) -> None:
             f"{sum(level.errors.values()):>6} {level.percentile(50):>8.1f} "
             f"{level.percentile(95):>8.1f} {level.percentile(99):>8.1f} "
             f"{max(level.latencies_ms, default=math.nan):>8.1f} {level.over(1):>4} "
-            f"{level.over(3):>4} {count / level.wall_s if level.wall_s else 0:>7.0f}"
+            f"{level.over(3):>4} {count / level.wall_s if level.wall_s else 0:>7.0f} "
+            f"{per_ack_us(level.server_cpu_s, count):>10} {per_ack_us(level.work_cpu_s, count):>11}"
         )
         for name, times in sorted(level.errors.items()):
             print(f"{'':<14}error {name}: {times}")
+
+
+def per_ack_us(seconds: float, acks: int) -> str:
+    return f"{seconds / acks * 1e6:.0f}" if acks and seconds else "-"
 
 
 def print_ratios(baseline: list[Level], candidate: list[Level]) -> None:
@@ -374,21 +433,35 @@ def print_ratios(baseline: list[Level], candidate: list[Level]) -> None:
 async def bench(options: argparse.Namespace) -> int:
     targets = ["bare"] if options.target == "bare" else ["bare", "amlbot"]
     per_target = options.warmup + options.requests * len(options.concurrency)
-    slack = await start_child(["--serve-fake-slack", "--mint", str(per_target)], {})
+    minted = per_target * len(targets) * options.rounds
+    slack = await start_child(["--serve-fake-slack", "--mint", str(minted)], {})
     slack_url, _, urls_json = slack.ready.partition(" ")
     response_urls: list[str] = json.loads(urls_json)
     if options.stall:
         print(f"amlbot's workspace backend stalls {options.stall:g} s on every call")
     print(
-        f"signed /aml slash commands -> uvicorn on 127.0.0.1; {options.requests} acks per level "
-        f"(after {options.warmup} warm-up), keep-alive {'on' if options.keep_alive else 'off'}; "
+        f"signed /aml slash commands -> uvicorn on 127.0.0.1; {options.rounds} rounds of "
+        f"{options.requests} acks per level (after {options.warmup} warm-up), pooled; "
+        f"keep-alive {'on' if options.keep_alive else 'off'}; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
     )
     results: dict[str, list[Level]] = {}
     try:
-        for target in targets:
-            results[target] = await bench_target(target, options, slack_url, response_urls)
+        for round_number in range(options.rounds):
+            # Alternate which target goes first, so neither always runs on a warmer or a
+            # busier machine; every round gets response_urls of its own.
+            order = targets if round_number % 2 == 0 else list(reversed(targets))
+            for target in order:
+                first = (round_number * len(targets) + targets.index(target)) * per_target
+                urls = response_urls[first : first + per_target]
+                levels = await bench_target(target, options, slack_url, urls)
+                if target not in results:
+                    results[target] = levels
+                else:
+                    for pooled, level in zip(results[target], levels, strict=True):
+                        pooled.absorb(level)
     except ChildUnavailable as unavailable:
+        results.pop("amlbot", None)
         print(f"target not available yet: {unavailable}")
         print("(expects an importable zero-argument ASGI factory; see bench/README.md)\n")
     finally:
@@ -405,6 +478,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--factory", default=AMLBOT_FACTORY, help="module:callable for amlbot")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--requests", type=int, default=300, help="acks timed per level")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of every target, alternating which goes first; the figures pool them",
+    )
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--text", default="help", help="what follows /aml")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per level")

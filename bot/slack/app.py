@@ -123,6 +123,7 @@ def build_slack(
         edge.workers = WorkerProcesses(
             settings, core.config, options, options.work_processes, registrars
         )
+        edge.acks_first.share_with_workers(edge.workers.ack_activity)
     deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
     return SlackBot(app=app, edge=edge, deliverer=deliverer, web_client=web_client)
 

@@ -16,12 +16,13 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -44,6 +45,8 @@ Pool = Literal["core", "quick"]
 
 # How long work waits for a moment with no acks in flight before it goes ahead anyway.
 MAX_DEFER_SECONDS = 0.5
+GAP_POLL_SECONDS = 0.002
+QUIET_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -69,17 +72,35 @@ class Delivery:
     body: dict[str, Any]
     home_team: str | None  # the team the bot is installed in (from auth.test)
     retry_num: int  # X-Slack-Retry-Num; 0 for a first delivery
+    # When the acking process handed it over (time.monotonic(), the same clock in every
+    # process of the machine): bounds how long it gives way to acks.
+    handed_at: float = field(default_factory=time.monotonic)
 
 
 Job = Callable[["SlackEdge", Delivery], None]
 
 
+class AckActivity(Protocol):
+    """Two numbers in memory shared with the worker processes (a `multiprocessing` array):
+    requests in flight, and when (`time.monotonic()`) the last one came or went."""
+
+    def __getitem__(self, index: int) -> float: ...
+
+    def __setitem__(self, index: int, value: float) -> None: ...
+
+
+IN_FLIGHT, LAST_ACTIVITY = 0, 1
+
+
 class AcksFirst:
     """Requests from Slack being answered right now, so work can give way to them.
 
-    Threads share the GIL with the event loop: work running beside the acks slows them
-    down. A job waits for a moment with no request in flight, so a burst of acks is
-    answered first; the wait is bounded, so under sustained traffic work still goes ahead.
+    Work shares the CPUs (threads: the GIL too) with the event loop that acks, so work
+    running beside the acks slows them down. A job waits for a moment with no request in
+    flight, so a burst of acks is answered first. The wait is bounded from when the job was
+    handed over, so under sustained traffic every job still starts at most
+    `MAX_DEFER_SECONDS` late. Worker processes see the activity through shared memory
+    (`share_with_workers`), so they give way to the acks too (`wait_for_quiet`).
     """
 
     def __init__(self) -> None:
@@ -87,12 +108,17 @@ class AcksFirst:
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+        self._shared: AckActivity | None = None
+
+    def share_with_workers(self, activity: AckActivity) -> None:
+        self._shared = activity
 
     @contextmanager
     def answering(self) -> Iterator[None]:
         with self._lock:
             self._in_flight += 1
             self._idle.clear()
+            self._publish()
         try:
             yield
         finally:
@@ -100,9 +126,29 @@ class AcksFirst:
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._idle.set()
+                self._publish()
 
-    def wait_for_a_gap(self) -> None:
-        self._idle.wait(MAX_DEFER_SECONDS)
+    def _publish(self) -> None:
+        if self._shared is not None:
+            self._shared[IN_FLIGHT] = self._in_flight
+            self._shared[LAST_ACTIVITY] = time.monotonic()
+
+    def wait_for_a_gap(self, handed_at: float) -> None:
+        self._idle.wait(max(0.0, handed_at + MAX_DEFER_SECONDS - time.monotonic()))
+
+
+def wait_for_quiet(activity: AckActivity, handed_at: float) -> None:
+    """`AcksFirst.wait_for_a_gap` for a worker process, which sees the shared activity.
+
+    Quiet means no request in flight and none for `QUIET_SECONDS`: in a burst the next
+    request arrives a fraction of a millisecond after the last ack. Polled by the one
+    thread that hands jobs to the worker's pools, so a burst costs one check per
+    `GAP_POLL_SECONDS`, not one per waiting job."""
+    deadline = handed_at + MAX_DEFER_SECONDS
+    while (now := time.monotonic()) < deadline and (
+        activity[IN_FLIGHT] > 0 or now - activity[LAST_ACTIVITY] < QUIET_SECONDS
+    ):
+        time.sleep(GAP_POLL_SECONDS)
 
 
 def user_id_of(body: dict[str, Any]) -> str | None:
@@ -180,7 +226,7 @@ class SlackEdge:
     def _guarded(self, job: Job, delivery: Delivery) -> None:
         """The edge's error boundary: an unexpected failure is logged with its trace and an
         error id, and the person is given the id (never the trace)."""
-        self.acks_first.wait_for_a_gap()
+        self.acks_first.wait_for_a_gap(delivery.handed_at)
         try:
             job(self, delivery)
         except Exception:

@@ -29,9 +29,12 @@ def asgi_app(
     bot: SlackBot,
     services: Sequence[BackgroundService] = (),
     extra_routes: Sequence[BaseRoute] = (),
+    *,
+    owns_edge: bool = False,
 ) -> Starlette:
     """The endpoint for an assembled bot; `services` start and stop with the server, and
-    `extra_routes` (the Event Grid webhook) are served beside Slack's."""
+    `extra_routes` (the Event Grid webhook) are served beside Slack's. With `owns_edge`
+    the server's shutdown also closes the edge (its worker processes and thread pools)."""
     handler = AsyncSlackRequestHandler(bot.app)
 
     async def slack_events(request: Request) -> Response:
@@ -64,6 +67,8 @@ def asgi_app(
         finally:
             for service in reversed(services):
                 service.stop()
+            if owns_edge:
+                bot.edge.close()
 
     return Starlette(
         lifespan=lifespan,
@@ -103,6 +108,6 @@ def create_asgi_app(
         options = SlackOptions(work_processes=default_work_processes())
     bot = build_slack(core, settings, options=options, extra_registrars=slack_registrars())
     services = background_services(core, bot)
-    app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings))
+    app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
     freeze_startup_objects()
     return app

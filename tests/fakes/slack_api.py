@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 import traceback
@@ -1193,6 +1194,13 @@ def _parse_params(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the stdlib default of 5 drops connections under concurrency
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up before its answer (a bot shut down mid-call) is not a fault
+        # of the fake; anything else still prints its traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
