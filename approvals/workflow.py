@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
@@ -43,30 +44,22 @@ class Workflow(Execution, GrantKeeper):
     ) -> RequestRow:
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = RequestRow(
-                workspace=ws.name,
-                action=action,
-                requester=requester,
-                payload=payload,
-                summary=summary[:500],
-                reason=reason,
-                status=RequestStatus.PENDING.value,
-                approvals_needed=approvals_needed,
-                created_at=now,
-                expires_at=now + ws.policy.request_ttl,
-                version=1,
-            )
-            session.add(row)
-            session.flush()
-            audit.record(
+            row = _record_request(
                 session,
-                at=now,
-                actor=requester,
-                action=f"{action}.requested",
-                outcome="pending",
-                workspace=ws.name,
-                target=short_ref(row.id),
-                summary=summary,
+                RequestRow(
+                    workspace=ws.name,
+                    action=action,
+                    requester=requester,
+                    payload=payload,
+                    summary=summary[:500],
+                    reason=reason,
+                    status=RequestStatus.PENDING.value,
+                    approvals_needed=approvals_needed,
+                    created_at=now,
+                    expires_at=now + ws.policy.request_ttl,
+                    version=1,
+                ),
+                summary,
                 reason=reason,
             )
             outbox.enqueue(session, outbox.REQUEST_OPENED, {"request_id": row.id}, now=now)
@@ -84,30 +77,22 @@ class Workflow(Execution, GrantKeeper):
         """Record an action policy lets run without a lead, then carry it out."""
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = RequestRow(
-                workspace=ws.name,
-                action=action,
-                requester=requester,
-                payload=payload,
-                summary=summary[:500],
-                status=RequestStatus.APPROVED.value,
-                approvals_needed=0,
-                created_at=now,
-                decided_by="policy",
-                decided_at=now,
-                version=1,
-            )
-            session.add(row)
-            session.flush()
-            audit.record(
+            row = _record_request(
                 session,
-                at=now,
-                actor=requester,
-                action=f"{action}.requested",
-                outcome="approved",
-                workspace=ws.name,
-                target=short_ref(row.id),
-                summary=summary,
+                RequestRow(
+                    workspace=ws.name,
+                    action=action,
+                    requester=requester,
+                    payload=payload,
+                    summary=summary[:500],
+                    status=RequestStatus.APPROVED.value,
+                    approvals_needed=0,
+                    created_at=now,
+                    decided_by="policy",
+                    decided_at=now,
+                    version=1,
+                ),
+                summary,
                 policy=why,
             )
             request_id = row.id
@@ -325,3 +310,21 @@ class Workflow(Execution, GrantKeeper):
                 )
             )
         return [request_id for request_id in due if self.expire_if_due(request_id)]
+
+
+def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
+    """Add a new request and its "requested" audit event, in the caller's transaction."""
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        at=row.created_at,
+        actor=row.requester,
+        action=f"{row.action}.requested",
+        outcome=row.status,
+        workspace=row.workspace,
+        target=short_ref(row.id),
+        summary=summary,
+        **details,
+    )
+    return row
