@@ -107,15 +107,20 @@ class Console:
                 )
 
     def deliver_row(self, row: OutboxRow) -> None:
-        self._print(_indent(self._render(row)))
+        text = self._render(row)
+        if text is not None:
+            self._print(_indent(text))
 
-    def _render(self, row: OutboxRow) -> str:
+    def _render(self, row: OutboxRow) -> str | None:
+        """What Slack would show for an outbox row; None where Slack shows nothing."""
         payload = row.payload
         if row.kind in {outbox.REQUEST_OPENED, outbox.REQUEST_UPDATED}:
             with self.core.store.transaction() as session:
                 request = session.get(RequestRow, payload["request_id"])
             if request is None:
                 return f"[card] request #{payload['request_id']} is gone"
+            if row.kind == outbox.REQUEST_UPDATED and request.approvals_needed == 0:
+                return None  # ran within policy at once: like in Slack, it has no card
             ws = self.core.config.workspaces[request.workspace]
             channel = f"#{ws.name} ({ws.channel})" if ws.channel else f"#{ws.name}"
             card = describe_request(request, self.core.config).as_text()

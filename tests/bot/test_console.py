@@ -79,6 +79,15 @@ def test_job_with_grant_is_accepted_and_listed(transcripts: tuple[str, str]) -> 
     assert "*Your jobs in `demo`*" in first
 
 
+def test_a_job_run_within_policy_shows_no_card_as_in_slack(
+    transcripts: tuple[str, str],
+) -> None:
+    first, _ = transcripts
+    job_turn = first.split("job submit", 1)[1].split("> ", 1)[0]
+    assert "Job `amlbot-2-" in job_turn
+    assert "card updated" not in job_turn and "#2 Run a job" not in job_turn
+
+
 def test_job_without_grant_is_refused_with_the_access_command(
     transcripts: tuple[str, str],
 ) -> None:
