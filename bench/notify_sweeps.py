@@ -32,7 +32,7 @@ from bot.notify.jobs import follow_jobs  # noqa: E402
 from bot.notify.webhook import eventgrid_routes  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from workspaces.clock import ManualClock  # noqa: E402
-from workspaces.types import JobInfo  # noqa: E402
+from workspaces.types import JobInfo, JobOutcome  # noqa: E402
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 SECRET = "bench-secret"
@@ -42,6 +42,7 @@ class CountingBackend:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls = 0
+        self.outcomes = 0  # one per ended job, apart from the per-sweep calls
 
     def list_jobs(self, *, tag_filter: dict[str, str] | None = None) -> list[JobInfo]:
         self.calls += 1
@@ -50,6 +51,10 @@ class CountingBackend:
     def get_job(self, name: str) -> JobInfo:
         self.calls += 1
         return JobInfo.model_validate(self.inner.get_job(name))
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        self.outcomes += 1
+        return JobOutcome.model_validate(self.inner.job_outcome(name))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -92,7 +97,8 @@ def bench_follow(jobs: int) -> None:
         print(
             f"job sweep, {jobs} followed jobs: median {statistics.median(timings) * 1000:.1f} ms, "
             f"max {max(timings) * 1000:.1f} ms per sweep; workspace calls per sweep: "
-            f"{counting.calls / len(timings):.1f}; status changes recorded: {announced}"
+            f"{counting.calls / len(timings):.1f}; status changes recorded: {announced}; "
+            f"outcome look-ups: {counting.outcomes} (one per ended job)"
         )
         core.store.engine.dispose()
 

@@ -40,6 +40,7 @@ from workspaces.types import (
     InstanceInfo,
     InstanceSpec,
     JobInfo,
+    JobOutcome,
     JobSpec,
     RoleGrantSpec,
 )
@@ -323,6 +324,16 @@ class LocalWorkspace:
         with self._changing() as session:
             row = local_jobs.cancel(session, self.workspace, name, now)
         return self._job_info(row, now)
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        """What the simulation already knows. It never runs a command, so it has no log."""
+        info = self.get_job(name)
+        return JobOutcome(
+            started_at=info.started_at,
+            ended_at=info.ended_at,
+            error=info.error,
+            metrics=info.metrics,
+        )
 
     def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:
         return local_jobs.job_info(row, now, self.coordinates.workspace_scope)

@@ -10,6 +10,7 @@ from workspaces.types import (
     DatastoreSpec,
     GrantReceipt,
     JobInfo,
+    JobOutcome,
     JobSpec,
     RoleGrantSpec,
 )
@@ -48,6 +49,14 @@ class WorkspaceBackend(Protocol):
         ...
 
     def cancel_job(self, name: str) -> JobInfo: ...
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        """When an ended job ran, why it failed and the end of its error log.
+
+        Costlier than `get_job` (on Azure, a call to the run history and one to the log's
+        blob): callers ask once per job, when it has ended, never on every poll.
+        """
+        ...
 
     def stop_instance(self, name: str) -> None: ...
 

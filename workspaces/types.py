@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from commands.secrets import find_secret
 
 
 class _Frozen(BaseModel):
@@ -178,6 +180,67 @@ class JobInfo(_Frozen):
     error: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+# How much of a failed job's log a message quotes: enough for the traceback's last frames and
+# the exception, little enough to read in a chat message.
+ERROR_LOG_TAIL_LINES = 20
+ERROR_LOG_TAIL_CHARS = 1500
+
+
+class JobOutcome(_Frozen):
+    """What a workspace keeps about a job that has ended: when it ran, why it failed, and
+    the last lines of the log that says so. Asked for once per job, when it ends.
+
+    A job's log is its user's code talking, and Azure's error quotes it: a line that looks
+    like a secret is withheld here, so no backend can pass one on to a chat message.
+    """
+
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    error_log_name: str | None = None  # e.g. user_logs/std_log.txt
+    error_log_tail: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("error")
+    @classmethod
+    def _error_without_secrets(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return "\n".join(withhold_secret(line) for line in value.splitlines())
+
+    @field_validator("error_log_tail")
+    @classmethod
+    def _short_tail_without_secrets(cls, lines: list[str]) -> list[str]:
+        # Withholding keeps one line per line, so only the last ones need looking at.
+        return last_lines([withhold_secret(line) for line in lines[-ERROR_LOG_TAIL_LINES:]])
+
+
+def withhold_secret(line: str) -> str:
+    """`line`, or a note in its place naming the kind of secret it seems to hold."""
+    kind = find_secret(line)
+    return line if kind is None else f"[line withheld: it looks like {kind}]"
+
+
+def last_lines(
+    lines: list[str],
+    *,
+    max_lines: int = ERROR_LOG_TAIL_LINES,
+    max_chars: int = ERROR_LOG_TAIL_CHARS,
+) -> list[str]:
+    """The last lines of `lines` that fit `max_lines` and `max_chars` (newlines included);
+    a last line longer than that on its own keeps its end, where the error usually is."""
+    kept: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        if len(kept) == max_lines or used + len(line) + 1 > max_chars:
+            break
+        kept.append(line)
+        used += len(line) + 1
+    if not kept and lines:
+        kept.append("…" + lines[-1][-(max_chars - 2) :])
+    return kept[::-1]
 
 
 class RoleGrantSpec(_Frozen):

@@ -4,6 +4,9 @@ The poll (`follow_jobs`) and the Event Grid webhook both end in `record_job_stat
 raises the job's announced rank by compare-and-set and queues the messages in the same
 transaction. Whoever raises the rank first announces; a repeat, a second replica or a late,
 older event finds the rank already there and does nothing.
+
+When a job ends, its outcome (how long it ran, Azure's error, the end of its error log) is
+asked for once, just before the announcement; without it the announcement still goes out.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from bot.notify.tables import JobNoticeRow
 from bot.wiring import Core
 from commands.durations import format_duration
 from workspaces.errors import NotFoundError, WorkspaceError
-from workspaces.types import JobInfo, JobStatus
+from workspaces.types import JobInfo, JobOutcome, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,10 @@ def status_rank(status: JobStatus) -> int:
     return _RANKS.get(status, -1)
 
 
-def job_message(info: JobInfo) -> str:
+def job_message(info: JobInfo, outcome: JobOutcome | None = None) -> str:
     """What the requester and watchers read, for an announced status."""
+    if outcome is not None:
+        info = with_outcome(info, outcome)
     name = f"`{info.name}`"
     where = f" on `{info.compute}`" if info.compute else ""
     if info.status is JobStatus.RUNNING:
@@ -71,6 +76,10 @@ def job_message(info: JobInfo) -> str:
         text = f"Job {name} failed{where}{_took(info)}."
         if info.error:
             text += f"\nError: {info.error[:1500]}"
+        if outcome is not None and outcome.error_log_tail:
+            text += f"\nLast lines of {outcome.error_log_name or 'its log'}:\n" + _code_block(
+                outcome.error_log_tail
+            )
     elif info.status is JobStatus.CANCELED:
         text = f"Job {name} was canceled{where}."
     else:
@@ -78,6 +87,24 @@ def job_message(info: JobInfo) -> str:
     if info.studio_url:
         text += f"\nStudio: {info.studio_url}"
     return text
+
+
+def with_outcome(info: JobInfo, outcome: JobOutcome) -> JobInfo:
+    """`info` completed by what the workspace told about the job's end."""
+    return info.model_copy(
+        update={
+            "started_at": outcome.started_at or info.started_at,
+            "ended_at": outcome.ended_at or info.ended_at,
+            "error": outcome.error or info.error,
+            "metrics": outcome.metrics or info.metrics,
+        }
+    )
+
+
+def _code_block(lines: list[str]) -> str:
+    # Three backticks inside would end Slack's code block early.
+    quoted = "\n".join(line.replace("`" * 3, "'" * 3) for line in lines)
+    return f"```\n{quoted}\n```"
 
 
 def _took(info: JobInfo) -> str:
@@ -93,7 +120,9 @@ def _took(info: JobInfo) -> str:
 
 def _span(value: timedelta) -> str:
     """Seconds matter for a short job (2m40s); beyond an hour, minutes are plenty."""
-    seconds = max(int(value.total_seconds()), 0)
+    # Rounded: Azure's times come from two services with different precisions (ARM's
+    # creation time in 100 ns, RunHistory's end in ms), so a span may be 159.9995 s.
+    seconds = max(round(value.total_seconds()), 0)
     if seconds >= 3600:
         return format_duration(value)
     minutes, rest = divmod(seconds, 60)
@@ -110,6 +139,8 @@ def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> 
     rank = status_rank(info.status)
     if rank < 0:
         return False
+    # Asked before the transaction, which must not wait on Azure.
+    outcome = _outcome_if_news(core, job_id, info, rank) if info.status.is_terminal else None
     with core.store.transaction() as session:
         insert_once(
             session,
@@ -132,14 +163,35 @@ def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> 
         job.studio_url = job.studio_url or info.studio_url
         if info.status.is_terminal:
             job.following = False
-            job.ended_at = info.ended_at or now
+            ended_at = outcome.ended_at if outcome is not None else None
+            job.ended_at = ended_at or info.ended_at or now
         if info.status in ANNOUNCED:
-            _queue_messages(session, job, info, now)
+            _queue_messages(session, job, job_message(info, outcome), info.status, now)
     return True
 
 
-def _queue_messages(session: Session, job: JobRow, info: JobInfo, now: datetime) -> None:
-    text = job_message(info)
+def _outcome_if_news(core: Core, job_id: int, info: JobInfo, rank: int) -> JobOutcome | None:
+    """The ended job's outcome, unless its end was already announced: a repeat, a late event
+    or the replica that lost the race asks nothing. None if the workspace cannot say."""
+    with core.store.transaction() as session:
+        notice = session.get(JobNoticeRow, job_id)
+        workspace = session.scalar(select(JobRow.workspace).where(JobRow.id == job_id))
+    if workspace is None or (notice is not None and notice.rank >= rank):
+        return None
+    try:
+        return core.backends(workspace).job_outcome(info.name)
+    except WorkspaceError as exc:
+        log.warning("details of job %s unavailable; announced without them: %s", info.name, exc)
+    except Exception:
+        # Details are extras: a fault in fetching them must not hold the announcement back
+        # (it would fail again at every sweep).
+        log.warning("details of job %s failed; announced without them", info.name, exc_info=True)
+    return None
+
+
+def _queue_messages(
+    session: Session, job: JobRow, text: str, status: JobStatus, now: datetime
+) -> None:
     watchers = list(
         session.scalars(
             select(JobWatcherRow.person)
@@ -155,7 +207,7 @@ def _queue_messages(session: Session, job: JobRow, info: JobInfo, now: datetime)
             text,
             now=now,
             request_id=job.request_id,
-            dedupe_key=f"job:{job.id}:{info.status.value}:{job.requester}",
+            dedupe_key=f"job:{job.id}:{status.value}:{job.requester}",
         )
     # A job the bot did not start is followed for its watchers only: `/aml job unwatch`
     # by the last of them ends its messages.
@@ -170,7 +222,7 @@ def _queue_messages(session: Session, job: JobRow, info: JobInfo, now: datetime)
             # order (see `bot.delivery._ordering_key`).
             {"person": person, "text": text, "ordering_key": f"job:{job.id}:{person}"},
             now=now,
-            dedupe_key=f"job:{job.id}:{info.status.value}:{person}",
+            dedupe_key=f"job:{job.id}:{status.value}:{person}",
         )
 
 

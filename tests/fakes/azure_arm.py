@@ -3,8 +3,10 @@
 It serves what amlbot's Azure backend calls: Azure ML workspaces, computes, datastores,
 jobs (`azure_arm_ml`) and the assets jobs refer to (`azure_arm_assets`); role definitions,
 role assignments, PIM schedule requests, permissions, Microsoft Graph users and a
-managed-identity token endpoint (`azure_arm_auth`). Shapes follow the recorded responses
-in `shared/fixtures/azure/` and the REST API examples in Azure/azure-rest-api-specs. It
+managed-identity token endpoint (`azure_arm_auth`); the workspace's discovery document, its
+RunHistory and the log blobs it hands out SAS URLs for (`azure_run_history`). Shapes follow
+the recorded responses in `shared/fixtures/azure/` and the REST API examples in
+Azure/azure-rest-api-specs. It
 checks the method, path, api-version, bearer token audience and each body's essential
 fields, records every call, pages lists with `nextLink`, polls long-running operations
 the way Azure does, and answers 429/503 with `Retry-After` when told to (`fail`).
@@ -35,6 +37,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +47,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import trustme
 
 from approvals.config import CloudConfig
-from tests.fakes import azure_arm_assets, azure_arm_auth, azure_arm_ml
+from tests.fakes import azure_arm_assets, azure_arm_auth, azure_arm_ml, azure_run_history
 from tests.fakes.azure_arm_state import ArmError, ArmState, Call, FakeResponse
 from workspaces.types import AzureCoordinates
 
@@ -117,6 +120,7 @@ class FakeAzure(ArmState):
         azure_arm_ml.register(self)
         azure_arm_assets.register(self)
         azure_arm_auth.register(self)
+        azure_run_history.register(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -214,6 +218,37 @@ class FakeAzure(ArmState):
             )
         )
 
+    def end_job(
+        self,
+        coords: AzureCoordinates,
+        name: str,
+        status: str,
+        *,
+        ran_for: timedelta | None = None,
+        queued_for: timedelta = timedelta(seconds=20),
+        error: str | None = None,
+        log: str | None = None,
+        log_name: str = azure_run_history.STD_LOG,
+    ) -> None:
+        """End a job as Azure does: ARM's status, RunHistory's times (from its creation)
+        and error, and its log as a blob behind a SAS URL."""
+        azure_run_history.end_job(
+            self,
+            coords,
+            name,
+            status,
+            ran_for=ran_for,
+            queued_for=queued_for,
+            error=error,
+            log=log,
+            log_name=log_name,
+        )
+
+    def sas_queries(self) -> list[str]:
+        """Every SAS query string this fake handed out (each is a secret to the bot)."""
+        with self.lock:
+            return [blob.query for blob in self.blobs.values()]
+
     def calls_to(self, method: str, path_pattern: str) -> list[Call]:
         pattern = re.compile(path_pattern, re.IGNORECASE)
         with self.lock:
@@ -306,7 +341,9 @@ class FakeAzure(ArmState):
     # -- dispatch ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> FakeResponse:
-        call = Call(request.method, request.path, dict(request.query), request.body)
+        call = Call(
+            request.method, request.path, dict(request.query), request.body, dict(request.headers)
+        )
         with self.lock:
             self.calls.append(call)
             for fault in self._faults:
@@ -424,10 +461,15 @@ def _handler_class(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
                 body=body,
             )
             response = fake.dispatch(request)
-            payload = b"" if response.body is None else json.dumps(response.body).encode()
+            if isinstance(response.body, bytes):
+                payload = response.body
+                content_type = "application/octet-stream"
+            else:
+                payload = b"" if response.body is None else json.dumps(response.body).encode()
+                content_type = "application/json; charset=utf-8"
             self.send_response(response.status)
             if response.body is not None:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", content_type)
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))

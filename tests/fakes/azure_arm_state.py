@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.azure_credential import BOT_OBJECT_ID
@@ -46,12 +47,13 @@ class Call:
     path: str
     query: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 @dataclass
 class FakeResponse:
     status: int
-    body: Any
+    body: Any  # JSON, or `bytes` sent as they are (a blob)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,6 +71,25 @@ class ArmError(Exception):
 
 
 @dataclass
+class RunRecord:
+    """What RunHistory knows of a job beyond its ARM entity (see `azure_run_history`)."""
+
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: dict[str, Any] | None = None  # RunHistory's `{"error": {...}, "correlation": ...}`
+    logs: dict[str, str] = field(default_factory=dict)  # log name -> blob path
+
+
+@dataclass
+class Blob:
+    """A log blob, readable with its SAS signature only."""
+
+    data: bytes
+    signature: str
+    query: str  # the whole SAS query string, as handed out in `logFiles`
+
+
+@dataclass
 class WorkspaceState:
     coordinates: AzureCoordinates
     location: str
@@ -77,6 +98,7 @@ class WorkspaceState:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
     assets: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower asset id -> body
+    runs: dict[str, RunRecord] = field(default_factory=dict)  # lower job name -> record
 
     @property
     def id(self) -> str:
@@ -99,6 +121,7 @@ class ArmState:
         self.role_assignment_limit = 4000
         self.pim_licensed = True
         self.key_vault_secrets: dict[str, str] = {}  # the fake's one Key Vault
+        self.blobs: dict[str, Blob] = {}  # path under /blobs/ -> blob
         self.caller_object_id = BOT_OBJECT_ID
         self.lro_subscription = "00000000-0000-0000-0000-000000000000"
 

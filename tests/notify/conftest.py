@@ -41,7 +41,7 @@ from tests.slack.conftest import (
 )
 from workspaces.clock import ManualClock
 from workspaces.port import WorkspaceBackend
-from workspaces.types import JobInfo
+from workspaces.types import JobInfo, JobOutcome
 
 __all__ = ["ALICE", "BOB", "CAROL", "CHANNEL", "wait_for"]
 
@@ -90,6 +90,10 @@ class CountingBackend:
     def get_job(self, name: str) -> JobInfo:
         self.calls.append("get_job")
         return self.inner.get_job(name)
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        self.calls.append("job_outcome")
+        return self.inner.job_outcome(name)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
+import pytest
+
 from approvals.tables import JobRow
 from bot.notify.jobs import follow_jobs, record_job_status
 from bot.wiring import Core
@@ -17,7 +19,9 @@ from tests.notify.conftest import (
     submit_job,
 )
 from workspaces.clock import ManualClock
-from workspaces.types import JobInfo, JobStatus
+from workspaces.errors import TransientError
+from workspaces.port import WorkspaceBackend
+from workspaces.types import JobInfo, JobOutcome, JobStatus
 
 # The demo's cpu-cluster keeps one node warm: a default job queues 10 s, prepares 20 s,
 # runs 2 min and finalizes 10 s, so it completes 2 min 40 s after submission.
@@ -150,3 +154,79 @@ def test_sweepers_racing_on_two_replicas_announce_each_transition_once(
             f"Job `{name}` is running",
             f"Job `{name}` completed",
         ]
+
+
+class OutcomeBackend(CountingBackend):
+    """The real backend, whose ended jobs come back with a given outcome (or failure)."""
+
+    def __init__(self, inner: WorkspaceBackend, outcome: JobOutcome | Exception) -> None:
+        super().__init__(inner)
+        self.outcome = outcome
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        self.calls.append("job_outcome")
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_an_ended_job_is_asked_for_its_outcome_once_and_a_running_one_never(
+    core: Core, clock: ManualClock, counting: CountingBackend
+) -> None:
+    start = clock.now()
+    name = submit_job(core)
+    counting.calls.clear()
+    for offset in (5, 35, 60, 90, 170, 200, 400):
+        sweep_at(core, clock, start, timedelta(seconds=offset))
+    with core.store.transaction() as session:
+        job_id = session.query(JobRow.id).scalar()
+    record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.COMPLETED), clock.now())
+
+    assert counting.calls == ["list_jobs"] * 5 + ["job_outcome"]
+
+
+def test_a_failed_jobs_message_quotes_the_end_of_its_error_log(
+    core: Core, clock: ManualClock
+) -> None:
+    start = clock.now()
+    outcome = JobOutcome(
+        started_at=start + timedelta(seconds=40),
+        ended_at=start + timedelta(seconds=100),
+        error_log_name="user_logs/std_log.txt",
+        error_log_tail=["Traceback (most recent call last):", "ValueError: bad", "```"],
+    )
+    core.backends.install("demo", OutcomeBackend(core.backends("demo"), outcome))
+    name = submit_job(core, command="python train.py; exit 3")
+
+    sweep_at(core, clock, start, timedelta(minutes=5))
+
+    (failed,) = [p["text"] for p in notices(core) if name in p["text"]]
+    assert failed.startswith(
+        f"Job `{name}` failed on `cpu-cluster` (ran 1m, 1m40s after submission).\n"
+        "Error: Execution failed. User process 'python' exited with status code 3."
+    )
+    assert (
+        "\nLast lines of user_logs/std_log.txt:\n"
+        "```\nTraceback (most recent call last):\nValueError: bad\n'''\n```\nStudio: "
+    ) in failed
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [TransientError("Azure could not be reached while reading the run history."), KeyError("x")],
+)
+def test_the_end_is_announced_when_its_outcome_cannot_be_had(
+    core: Core, clock: ManualClock, caplog: pytest.LogCaptureFixture, failure: Exception
+) -> None:
+    core.backends.install("demo", OutcomeBackend(core.backends("demo"), failure))
+    start = clock.now()
+    name = submit_job(core)
+
+    sweep_at(core, clock, start, COMPLETED_AT)
+    sweep_at(core, clock, start, COMPLETED_AT + timedelta(minutes=1))
+
+    assert [text for _, text in job_notices(core, name)] == [
+        f"Job `{name}` completed on `cpu-cluster` (ran 2m10s, 2m40s after submission)."
+    ]
+    assert f"details of job {name}" in caplog.text
+    assert "announced without them" in caplog.text

@@ -258,6 +258,22 @@ def test_a_command_that_asks_to_fail_ends_failed_with_azures_message(
     assert failed.metrics == {}
 
 
+def test_an_ended_jobs_outcome_is_what_the_simulation_knows_and_no_log(
+    ws: LocalWorkspace, clock: ManualClock
+) -> None:
+    submitted_at = clock.now()
+    ws.submit_job(job(command="python train.py --fail"))
+    clock.advance(timedelta(minutes=5))
+
+    outcome = ws.job_outcome("job-1")
+
+    failed = ws.get_job("job-1")
+    assert (outcome.started_at, outcome.ended_at) == (failed.started_at, failed.ended_at)
+    assert outcome.ended_at is not None and outcome.ended_at > submitted_at
+    assert outcome.error == failed.error
+    assert (outcome.error_log_name, outcome.error_log_tail) == (None, [])
+
+
 def test_exit_with_a_code_fails_with_that_code(ws: LocalWorkspace, clock: ManualClock) -> None:
     ws.submit_job(job(command="bash run.sh; exit 3"))
     clock.advance(timedelta(minutes=5))

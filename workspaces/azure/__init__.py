@@ -3,8 +3,9 @@
 Importing this package imports no Azure SDK; `AzureWorkspace` and the clients load on
 first use. Modules: `cloud` (endpoints per cloud), `clients` (lazily built, shared
 clients), `retry` and `errors` (bounded retries, Azure errors in plain words), then one
-module per concern: `computes`, `rbac`, `datastores`, `jobs`, and `online` (the
-`check-config --online` checks). `backend.AzureWorkspace` ties them together.
+module per concern: `computes`, `rbac`, `datastores`, `jobs`, `run_history` (an ended
+job's times, error and log tail), and `online` (the `check-config --online` checks).
+`backend.AzureWorkspace` ties them together.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from approvals.config import CloudConfig
-from workspaces.azure import computes, datastores, jobs
+from workspaces.azure import computes, datastores, jobs, run_history
 from workspaces.azure.clients import Connection, WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
 from workspaces.azure.errors import translated
@@ -20,6 +20,7 @@ from workspaces.types import (
     DatastoreSpec,
     GrantReceipt,
     JobInfo,
+    JobOutcome,
     JobSpec,
     RoleGrantSpec,
 )
@@ -98,6 +99,9 @@ class AzureWorkspace:
 
     def cancel_job(self, name: str) -> JobInfo:
         return jobs.cancel_job(self.clients, name)
+
+    def job_outcome(self, name: str) -> JobOutcome:
+        return run_history.job_outcome(self.clients, name)
 
     def stop_instance(self, name: str) -> None:
         computes.stop_instance(self.clients, name)

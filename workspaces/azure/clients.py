@@ -6,12 +6,18 @@
   and cloud, shared by every workspace through `_AUTH_REGISTRY`.
 - `arm` and `graph`: azure-core pipelines for the few raw REST calls the SDKs cannot make
   (compute node counts the SDK entity drops; Graph user look-ups).
+- `run_history`: the workspace's RunHistory service (an ended job's times, error and log
+  files), at the endpoint the workspace's discovery URL names, as azure-ai-ml finds it.
+- `anonymous`: a pipeline that sends no token, for the discovery URL and for the SAS URLs
+  of log blobs, which carry their own authorization.
 
-All of them use the same credential, cloud endpoints, TLS trust and retry policy.
+All of them use the same credential, cloud endpoints, TLS trust and retry policy; the last
+two retry less, because an announcement waits for them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,13 +36,23 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
 from workspaces.azure.cloud import CloudEndpoints
+from workspaces.azure.errors import redact
 from workspaces.azure.retry import BoundedRetryPolicy
+from workspaces.errors import WorkspaceError
 from workspaces.types import AzureCoordinates
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 USER_AGENT = "amlbot"
+WORKSPACE_API_VERSION = "2024-04-01"
+
+# An ended job's details are a nicety on an announcement that waits for them: a slow or
+# failing service may cost it seconds, not the minutes other calls may retry for.
+DETAILS_RETRIES = 2
+DETAILS_TOTAL_SECONDS = 30.0
+DETAILS_MAX_RETRY_AFTER_SECONDS = 10.0
+DETAILS_TIMEOUTS = {"connection_timeout": 10.0, "read_timeout": 20.0}
 
 
 @dataclass(frozen=True)
@@ -52,22 +68,85 @@ class Connection:
     def transport_kwargs(self) -> dict[str, Any]:
         return {"connection_verify": self.connection_verify}
 
-    def pipeline(self, base_url: str, scope: str) -> PipelineClient[Any, Any]:
+    def pipeline(
+        self,
+        base_url: str,
+        scope: str,
+        *,
+        retry_policy: BoundedRetryPolicy | None = None,
+        timeouts: dict[str, float] | None = None,
+    ) -> PipelineClient[Any, Any]:
         policies = [
             RequestIdPolicy(),
             HeadersPolicy(),
             UserAgentPolicy(sdk_moniker=USER_AGENT),
             ContentDecodePolicy(),
             RedirectPolicy(),
-            self.retry_policy,
+            retry_policy or self.retry_policy,
             BearerTokenCredentialPolicy(self.credential, scope),
             NetworkTraceLoggingPolicy(),
         ]
         return PipelineClient(
             base_url,
             policies=policies,
-            transport=RequestsTransport(connection_verify=self.connection_verify),
+            transport=self._transport(timeouts),
         )
+
+    def anonymous_pipeline(
+        self,
+        *,
+        retry_policy: BoundedRetryPolicy | None = None,
+        timeouts: dict[str, float] | None = None,
+    ) -> PipelineClient[Any, Any]:
+        """For URLs that need no token or carry their own (a SAS). No bearer token may go
+        there, and no policy that can log a URL is in the way."""
+        _keep_sas_out_of_transport_logs()
+        policies = [
+            RequestIdPolicy(),
+            HeadersPolicy(),
+            UserAgentPolicy(sdk_moniker=USER_AGENT),
+            RedirectPolicy(),
+            retry_policy or self.retry_policy,
+        ]
+        return PipelineClient(
+            "",
+            policies=policies,
+            transport=self._transport(timeouts),
+        )
+
+    def _transport(self, timeouts: dict[str, float] | None) -> RequestsTransport:
+        return RequestsTransport(connection_verify=self.connection_verify, **(timeouts or {}))
+
+    def details_retry_policy(self) -> BoundedRetryPolicy:
+        return self.retry_policy.tightened(
+            retries=DETAILS_RETRIES,
+            total_seconds=DETAILS_TOTAL_SECONDS,
+            max_retry_after_seconds=DETAILS_MAX_RETRY_AFTER_SECONDS,
+        )
+
+
+class _SasRedactingFilter(logging.Filter):
+    """urllib3 logs each request line, query string and all, at DEBUG: for a log blob that
+    is its SAS. The signature is redacted before any handler sees the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_sas_filter_lock = threading.Lock()
+_sas_filter = _SasRedactingFilter()
+
+
+def _keep_sas_out_of_transport_logs() -> None:
+    with _sas_filter_lock:
+        for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+            logger = logging.getLogger(name)
+            if _sas_filter not in logger.filters:
+                logger.addFilter(_sas_filter)
 
 
 class RestClient:
@@ -156,6 +235,8 @@ class WorkspaceClients:
         self._ml: Any = None
         self._arm: RestClient | None = None
         self._graph: RestClient | None = None
+        self._run_history: RestClient | None = None
+        self._anonymous: PipelineClient[Any, Any] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -191,6 +272,53 @@ class WorkspaceClients:
                     pipeline = self.connection.pipeline(base, self.endpoints.graph_scope)
                     self._graph = RestClient(pipeline, base)
         return self._graph
+
+    def anonymous(self) -> PipelineClient[Any, Any]:
+        if self._anonymous is None:
+            with self._lock:
+                if self._anonymous is None:
+                    self._anonymous = self.connection.anonymous_pipeline(
+                        retry_policy=self.connection.details_retry_policy(),
+                        timeouts=DETAILS_TIMEOUTS,
+                    )
+        return self._anonymous
+
+    def run_history(self) -> RestClient:
+        """The RunHistory service of this workspace. azure-ai-ml calls it with a resource
+        manager token too (its data-plane clients get the cloud's ARM scope)."""
+        if self._run_history is None:
+            # Found outside the lock: finding it takes `arm()`, which takes the lock.
+            base = _run_history_endpoint(self)
+            with self._lock:
+                if self._run_history is None:
+                    pipeline = self.connection.pipeline(
+                        base,
+                        self.endpoints.arm_scope,
+                        retry_policy=self.connection.details_retry_policy(),
+                        timeouts=DETAILS_TIMEOUTS,
+                    )
+                    self._run_history = RestClient(pipeline, base)
+        return self._run_history
+
+
+def _run_history_endpoint(clients: WorkspaceClients) -> str:
+    """The `api` endpoint the workspace's discovery URL names: regional
+    (`https://eastus.api.azureml.ms`), sovereign or private-link alike, as azure-ai-ml's
+    `JobOperations._get_workspace_url` finds it. The discovery document needs no token."""
+    name = clients.coordinates.workspace_name
+    workspace = clients.arm().request(
+        "GET",
+        clients.coordinates.workspace_scope,
+        params={"api-version": WORKSPACE_API_VERSION},
+    )
+    discovery_url = ((workspace or {}).get("properties") or {}).get("discoveryUrl")
+    if not discovery_url:
+        raise WorkspaceError(f"Azure names no discovery URL for workspace {name}.")
+    urls = RestClient(clients.anonymous(), "").request("GET", str(discovery_url))
+    api = urls.get("api") if isinstance(urls, dict) else None
+    if not api:
+        raise WorkspaceError(f"The discovery URL of workspace {name} names no `api` endpoint.")
+    return str(api).rstrip("/")
 
 
 _ml_import_lock = threading.Lock()

@@ -24,6 +24,7 @@ REQUIRED_ACTIONS = {
     f"{ML}/datastores/write": "register datastores",
     f"{ML}/jobs/read": "follow jobs",
     f"{ML}/jobs/write": "submit and cancel jobs",
+    f"{ML}/experiments/runs/read": "say how long an ended job ran and why it failed",
     "Microsoft.Authorization/roleDefinitions/read": "look up the role to grant",
     "Microsoft.Authorization/roleAssignments/write": "grant cluster access",
     "Microsoft.Authorization/roleAssignments/delete": "revoke cluster access when it expires",

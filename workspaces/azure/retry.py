@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.core.pipeline.policies import RetryPolicy
@@ -54,6 +54,20 @@ class BoundedRetryPolicy(RetryPolicy[Any, Any]):
         )
         self.settings = settings
         self._sleep = sleep
+
+    def tightened(
+        self, *, retries: int, total_seconds: float, max_retry_after_seconds: float
+    ) -> BoundedRetryPolicy:
+        """A stricter copy (never looser than this one), sleeping the same way."""
+        settings = replace(
+            self.settings,
+            retries=min(retries, self.settings.retries),
+            total_seconds=min(total_seconds, self.settings.total_seconds),
+            max_retry_after_seconds=min(
+                max_retry_after_seconds, self.settings.max_retry_after_seconds
+            ),
+        )
+        return BoundedRetryPolicy(settings, sleep=self._sleep)
 
     def _sleep_for_retry(self, response: Any, transport: Any) -> bool:
         retry_after = self.get_retry_after(response)
