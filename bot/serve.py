@@ -161,18 +161,19 @@ def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port:
     for service in services:
         service.start()
     freeze_startup_objects()
+    exit_code = 0
     try:
         if http:
             _serve_http(bot, settings, host, port)
         else:
-            asyncio.run(_serve_socket_mode(bot, settings))
+            exit_code = asyncio.run(_serve_socket_mode(bot, settings))
     except KeyboardInterrupt:
         pass
     finally:
         for service in reversed(services):
             service.stop()
         bot.edge.close()
-    return 0
+    return exit_code
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -196,10 +197,39 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
     )
 
 
-async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> None:
+async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
+    """Until SIGTERM or SIGINT; then the websocket and its client session are closed
+    before the services stop (`serve`'s `finally`). 2 if Slack refuses the app token."""
+    from aiohttp import ClientError
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     assert settings.slack_app_token is not None  # checked by missing_settings
     handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-    log.info("connecting to Slack in Socket Mode")
-    await handler.start_async()  # type: ignore[no-untyped-call]
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        log.info("connecting to Slack in Socket Mode")
+        # The first URL is asked for here, not in the client's connect loop: that loop
+        # retries every error forever, so a wrong token would only fill the log.
+        try:
+            handler.client.wss_uri = await handler.client.issue_new_wss_url()
+        except SlackApiError as refused:
+            print(
+                f"amlbot serve: Slack refused SLACK_APP_TOKEN "
+                f"({refused.response.get('error')}); it must be this app's app-level "
+                "token (xapp-...) with the connections:write scope",
+                file=sys.stderr,
+            )
+            return 2
+        except (ClientError, OSError, TimeoutError) as unreachable:
+            log.warning("Slack is not reachable yet (%r); retrying", unreachable)
+        # The client retries a failed connection by itself; a signal must stop it even then.
+        connecting = asyncio.ensure_future(handler.connect_async())  # type: ignore[no-untyped-call]
+        await stopping.wait()
+        connecting.cancel()
+        return 0
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]

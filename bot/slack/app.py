@@ -121,7 +121,12 @@ def build_slack(
         from bot.slack.workers import WorkerProcesses
 
         edge.workers = WorkerProcesses(
-            settings, core.config, options, options.work_processes, registrars
+            settings,
+            core.config,
+            options,
+            options.work_processes,
+            registrars,
+            socket_mode=socket_mode,
         )
         edge.acks_first.share_with_workers(edge.workers.ack_activity)
     deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)

@@ -27,6 +27,7 @@ import struct
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from multiprocessing.reduction import ForkingPickler
@@ -51,16 +52,25 @@ _edge: SlackEdge | None = None
 _services: list[BackgroundService] = []
 
 
-def _start_worker(
-    settings: Settings,
-    config: AppConfig,
-    options: SlackOptions,
-    parent: int,
-    registrars: tuple[Registrar, ...],
-) -> None:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker process builds its own core and edge from (pickled to it)."""
+
+    settings: Settings
+    config: AppConfig
+    options: SlackOptions
+    registrars: tuple[Registrar, ...]
+    # The acking process's mode: a worker must pass the same checks (no signing secret
+    # is needed in Socket Mode) and build the same listeners.
+    socket_mode: bool
+    parent: int  # the acking process, whose death ends the worker
+
+
+def _start_worker(setup: WorkerSetup) -> None:
     global _edge
+    settings = setup.settings
     # First, so a worker whose parent dies while it starts up does not linger either.
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(setup.parent,), daemon=True).start()
     # Acks must win the CPU: Slack drops a command not acked within 3 s, while the work
     # behind it can wait a few milliseconds. A lower priority lets the acking process run
     # first whenever both want the CPU.
@@ -76,9 +86,15 @@ def _start_worker(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
-    core = build_core(config, database_url=settings.database_url)
-    local = dataclasses.replace(options, work_processes=0)
-    bot = build_slack(core, settings, options=local, extra_registrars=registrars)
+    core = build_core(setup.config, database_url=settings.database_url)
+    local = dataclasses.replace(setup.options, work_processes=0)
+    bot = build_slack(
+        core,
+        settings,
+        socket_mode=setup.socket_mode,
+        options=local,
+        extra_registrars=setup.registrars,
+    )
     bot.edge.identity.load_cached()
     # This process makes the state changes, so it delivers their messages promptly.
     # The first worker also runs the sweeps, so their database work stays off the
@@ -199,15 +215,11 @@ def _work(
     reader: Connection,
     read_lock: Lock,
     ack_activity: AckActivity,
-    settings: Settings,
-    config: AppConfig,
-    options: SlackOptions,
-    parent: int,
-    registrars: tuple[Registrar, ...],
+    setup: WorkerSetup,
     ready: Event,
 ) -> None:
     """A worker process: start, then hand each job it receives to its thread pools."""
-    _start_worker(settings, config, options, parent, registrars)
+    _start_worker(setup)
     assert _edge is not None
     freeze_startup_objects()
     ready.set()
@@ -232,8 +244,11 @@ class WorkerProcesses:
         options: SlackOptions,
         count: int,
         registrars: tuple[Registrar, ...] = (),
+        *,
+        socket_mode: bool = False,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # not fork: threads hold locks
+        setup = WorkerSetup(settings, config, options, registrars, socket_mode, os.getpid())
         self._jobs = JobPipe(context)
         # Written by the acking process only (no lock needed), read by the workers.
         self.ack_activity: AckActivity = context.Array("d", 2, lock=False)
@@ -245,11 +260,7 @@ class WorkerProcesses:
                     self._jobs.reader,
                     self._jobs.read_lock,
                     self.ack_activity,
-                    settings,
-                    config,
-                    options,
-                    os.getpid(),
-                    registrars,
+                    setup,
                     ready,
                 ),
                 name=f"amlbot-work-{n}",

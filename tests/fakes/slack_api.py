@@ -521,6 +521,8 @@ class FakeSlack:
             "views.update": self._views_update,
             "views.publish": self._views_publish,
         }
+        # Methods that take another token than the bot's (an app-level `xapp-` token).
+        self._method_tokens: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -575,6 +577,18 @@ class FakeSlack:
     def add_user(self, user_id: str, email: str) -> None:
         with self._lock:
             self._users[user_id] = email
+
+    def add_method(
+        self, method: str, handler: Callable[[JSONDict], JSONDict], *, token: str | None = None
+    ) -> None:
+        """Serve one more Web API method, e.g. `apps.connections.open` from
+        `tests/fakes/slack_socket_mode.py`. `handler` gets the merged params and returns the
+        answer without `ok`; it raises `SlackApiFailure` for an error. With `token`, calls
+        must carry that token instead of the bot token (an app-level `xapp-` one)."""
+        with self._lock:
+            self._methods[method] = handler
+            if token is not None:
+                self._method_tokens[method] = token
 
     def dm_channel_id(self, user_id: str) -> str:
         """The id `conversations.open` returns for `user_id` (deterministic)."""
@@ -731,7 +745,8 @@ class FakeSlack:
         if handler is None:
             return 404, {}, {"ok": False, "error": "unknown_method", "req_method": method}
         if method != "api.test":
-            auth_error = self._auth_error(params, headers, body_format)
+            expected = self._method_tokens.get(method, self.token)
+            auth_error = self._auth_error(params, headers, body_format, expected)
             if auth_error is not None:
                 return 200, {}, {"ok": False, "error": auth_error}
         try:
@@ -760,7 +775,7 @@ class FakeSlack:
         return failure.status, extra, {"ok": False, "error": failure.error}
 
     def _auth_error(
-        self, params: JSONDict, headers: Mapping[str, str], body_format: str
+        self, params: JSONDict, headers: Mapping[str, str], body_format: str, expected: str
     ) -> str | None:
         authorization = headers.get("authorization", "")
         token: str | None = None
@@ -771,7 +786,11 @@ class FakeSlack:
             token = candidate if isinstance(candidate, str) else None
         if not token:
             return "not_authed"
-        return None if token == self.token else "invalid_auth"
+        if token == expected:
+            return None
+        if expected.startswith("xapp-") and not token.startswith("xapp-"):
+            return "not_allowed_token_type"  # e.g. the bot token where an app token belongs
+        return "invalid_auth"
 
     # ---- helpers shared by methods ----------------------------------------------------
 

@@ -48,7 +48,13 @@ def new_event_id() -> str:
 # ---- payloads --------------------------------------------------------------------------
 
 
-def slash_command_body(
+def slash_command_body(text: str, **fields: Any) -> str:
+    """The form-encoded body of a slash command invocation (over HTTP); `fields` as for
+    `slash_command_payload`."""
+    return urlencode(slash_command_payload(text, **fields))
+
+
+def slash_command_payload(
     text: str,
     *,
     user_id: str,
@@ -60,9 +66,10 @@ def slash_command_body(
     user_name: str | None = None,
     channel_name: str = "aml-demo",
     team_domain: str = "amlbot-test",
-) -> str:
-    """The form-encoded body of a slash command invocation."""
-    fields = {
+) -> dict[str, str]:
+    """A slash command invocation's fields: form-encoded over HTTP, a JSON object as the
+    payload of a Socket Mode `slash_commands` envelope."""
+    return {
         "token": "verification-token-unused",  # legacy field; signatures replaced it
         "team_id": team_id,
         "team_domain": team_domain,
@@ -77,7 +84,6 @@ def slash_command_body(
         "response_url": response_url,
         "trigger_id": trigger_id or new_trigger_id(),
     }
-    return urlencode(fields)
 
 
 def block_actions_payload(

@@ -5,12 +5,16 @@ way Slack does and look at what the fake Slack shows."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -48,6 +52,8 @@ USERS = {
     STRANGER: "stranger@example.com",
 }
 
+ROOT = Path(__file__).resolve().parents[2]
+
 T = TypeVar("T")
 
 
@@ -64,6 +70,20 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = 5.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def start_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """`amlbot serve ARGS` in its own process, as the README runs it, configured by `env`
+    alone: no SLACK_* or AMLBOT_* variable of the test's own environment leaks in."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", *args],
+        cwd=ROOT,
+        env={**inherited, "AMLBOT_LOG_LEVEL": "WARNING", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class AppServer:

@@ -4,10 +4,8 @@ HTTP mode answers a signed command from a fresh process against a fake Slack."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +26,16 @@ from tests.fakes.slack_signing import (
     post_signed,
     slash_command_body,
 )
-from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, USERS, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    CHANNEL,
+    SIGNING_SECRET,
+    USERS,
+    start_serve,
+    wait_for,
+)
 
 
 def test_http_mode_refuses_to_start_without_a_signing_secret(
@@ -93,33 +98,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
     with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
         port = free_port()
         env = {
-            **os.environ,
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.base_url,
             "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
-            "AMLBOT_LOG_LEVEL": "WARNING",
         }
-        for name in ("SLACK_APP_TOKEN", "AMLBOT_CONFIG"):
-            env.pop(name, None)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "serve",
-                "--http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_serve("--http", "--host", "127.0.0.1", "--port", str(port), env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
