@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX_POLL = timedelta(seconds=1)
 OUTBOX_MIN_GAP = timedelta(milliseconds=100)
+# The acking process's safety net when worker processes deliver the outbox.
+ACKING_OUTBOX_POLL = timedelta(minutes=1)
 EMAIL_RETRY = timedelta(minutes=10)
 PRUNE_EVERY = timedelta(hours=1)
 
@@ -98,7 +100,11 @@ def slack_registrars() -> list[Registrar]:
 def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
     """Everything that runs beside the listeners. Add new services (the scheduler) here."""
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
-    outbox_loop = PeriodicThread("outbox", OUTBOX_POLL, outbox.run_once, OUTBOX_MIN_GAP)
+    # With worker processes, they deliver the outbox; the acking process only delivers
+    # what its own Event Grid webhook changed (when woken), so a poll of the database
+    # every second does not take the GIL from its acks.
+    poll = OUTBOX_POLL if bot.edge.workers is None else ACKING_OUTBOX_POLL
+    outbox_loop = PeriodicThread("outbox", poll, outbox.run_once, OUTBOX_MIN_GAP)
     # A card or notice should not wait for the next poll after a command changed state.
     bot.edge.on_core_done = outbox_loop.wake
     identity = bot.edge.identity
@@ -110,17 +116,14 @@ def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
 
     from bot.notify.runtime import NotificationScheduler
 
-    # Sweeps: job updates, grant expiry, reminders, idle compute. What they queue is
-    # delivered at once by waking the outbox loop. With worker processes, the first worker
-    # runs them instead (bot/slack/workers.py), away from the acks.
-    sweeps: list[BackgroundService] = (
-        [NotificationScheduler(core, on_change=outbox_loop.wake)]
-        if bot.edge.workers is None
-        else []
-    )
+    if bot.edge.workers is not None:
+        # The first worker runs the rest (bot/slack/workers.py), away from the acks.
+        return [outbox_loop]
     return [
         outbox_loop,
-        *sweeps,
+        # Sweeps: job updates, grant expiry, reminders, idle compute. What they queue is
+        # delivered at once by waking the outbox loop.
+        NotificationScheduler(core, on_change=outbox_loop.wake),
         PeriodicThread("resolve-emails", EMAIL_RETRY, resolve_emails),
         PeriodicThread("prune-inbound", PRUNE_EVERY, bot.edge.inbound.prune),
     ]

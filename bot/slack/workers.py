@@ -97,9 +97,11 @@ def _start_worker(setup: WorkerSetup) -> None:
     )
     bot.edge.identity.load_cached()
     # This process makes the state changes, so it delivers their messages promptly.
-    # The first worker also runs the sweeps, so their database work stays off the
-    # process that acknowledges Slack.
-    wanted = {"outbox", "notifications"} if _is_first_worker() else {"outbox"}
+    # The first worker also runs the sweeps and the housekeeping, so their database work
+    # stays off the process that acknowledges Slack.
+    wanted = {"outbox"}
+    if _is_first_worker():
+        wanted |= {"notifications", "resolve-emails", "prune-inbound"}
     _services[:] = [service for service in background_services(core, bot) if service.name in wanted]
     for service in _services:
         service.start()
