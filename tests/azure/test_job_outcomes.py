@@ -84,6 +84,33 @@ def test_a_completed_job_costs_one_details_call_and_reads_no_log(
     assert fake.calls_to("GET", "/blobs/") == fake.calls_to("HEAD", "/blobs/") == []
 
 
+def test_a_completed_jobs_metrics_come_from_the_workspaces_mlflow_server(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    submit(backend)
+    fake.end_job(
+        coords, JOB, "Completed", ran_for=timedelta(minutes=2), metrics={"acc": 0.93, "loss": 0.2}
+    )
+
+    outcome = backend.job_outcome(JOB)
+
+    assert outcome.metrics == {"acc": 0.93, "loss": 0.2}
+    [call] = fake.calls_to("GET", "/mlflow/")
+    assert call.path == f"/mlflow/v1.0{coords.workspace_scope}/api/2.0/mlflow/runs/get"
+    assert call.query == {"run_id": JOB}
+
+
+def test_a_failed_job_asks_mlflow_nothing(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    submit(backend)
+    fake.end_job(coords, JOB, "Failed", ran_for=timedelta(minutes=1), error=USER_ERROR, log="x\n")
+
+    backend.job_outcome(JOB)
+
+    assert fake.calls_to("GET", "/mlflow/") == []
+
+
 def test_run_history_is_found_once_through_the_workspaces_discovery_url(
     backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
 ) -> None:
@@ -296,6 +323,30 @@ def test_a_completed_jobs_announcement_says_how_long_it_ran(
     assert completed.startswith(
         f"Job `{name}` completed on `cpu-cluster` (ran 2m20s, 2m40s after submission).\nStudio: "
     )
+
+
+def test_a_completed_jobs_announcement_carries_its_metrics_and_survives_without_them(
+    core_on_azure: tuple[Core, AzureCoordinates],
+    fake: FakeAzure,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core, coords = core_on_azure
+    with_metrics = submit_through_the_bot(core)
+    fake.end_job(
+        coords, with_metrics, "Completed", ran_for=timedelta(seconds=140), metrics={"f1": 0.87}
+    )
+    follow_jobs(core, clock.now())
+    without = submit_through_the_bot(core)
+    fake.end_job(coords, without, "Completed", ran_for=timedelta(seconds=60), metrics={"f1": 0.5})
+    fake.fail("GET", "/mlflow/", 503, times=100)
+    follow_jobs(core, clock.now())
+
+    [completed] = announcements(core, with_metrics)
+    assert "(ran 2m20s, 2m40s after submission).\nMetrics: f1=0.87\nStudio: " in completed
+    [no_metrics] = announcements(core, without)
+    assert "(ran 1m, " in no_metrics and "Metrics" not in no_metrics
+    assert f"could not read the metrics of job {without}" in caplog.text
 
 
 def test_a_running_job_costs_no_run_history_call(

@@ -229,9 +229,10 @@ class FakeAzure(ArmState):
         error: str | None = None,
         log: str | None = None,
         log_name: str = azure_run_history.STD_LOG,
+        metrics: dict[str, float] | None = None,
     ) -> None:
         """End a job as Azure does: ARM's status, RunHistory's times (from its creation)
-        and error, and its log as a blob behind a SAS URL."""
+        and error, its log as a blob behind a SAS URL, and the metrics it logged."""
         azure_run_history.end_job(
             self,
             coords,
@@ -242,6 +243,7 @@ class FakeAzure(ArmState):
             error=error,
             log=log,
             log_name=log_name,
+            metrics=metrics,
         )
 
     def sas_queries(self) -> list[str]:

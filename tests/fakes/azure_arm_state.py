@@ -78,6 +78,7 @@ class RunRecord:
     ended_at: datetime | None = None
     error: dict[str, Any] | None = None  # RunHistory's `{"error": {...}, "correlation": ...}`
     logs: dict[str, str] = field(default_factory=dict)  # log name -> blob path
+    metrics: dict[str, float] = field(default_factory=dict)  # MLflow's latest values
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The fake's Azure ML data plane: the workspace's discovery document, RunHistory's run
-details, and the log blobs those details hand out SAS URLs for.
+details, the log blobs those details hand out SAS URLs for, and MLflow's `runs/get`.
 
 Shapes: the run details azure-ai-ml's `RunDetails` model reads (`startTimeUtc`,
 `endTimeUtc`, `error`, `logFiles`), as real responses quoted in public issues show them:
@@ -49,6 +49,8 @@ def register(fake: FakeAzure) -> None:
     )
     route("GET", "/blobs/(?P<blob>.+)", read_blob, api_versions=None, audience="none")
     route("HEAD", "/blobs/(?P<blob>.+)", read_blob, api_versions=None, audience="none")
+    # The workspace's MLflow tracking server (its `mlflowTrackingUri`, on the same host).
+    route("GET", rf"/mlflow/v1\.0{WS}/api/2\.0/mlflow/runs/get", mlflow_run, api_versions=None)
 
 
 def discovery(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
@@ -117,6 +119,40 @@ def run_details(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRes
     )
 
 
+def mlflow_run(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    """MLflow's `GET runs/get?run_id=`: in Azure ML the run id is the job's name, and
+    `data.metrics` holds each metric's latest value."""
+    ws = fake.find_workspace(m["sub"], m["rg"], m["ws"])
+    run_id = request.query.get("run_id", "")
+    fake.authorize(f"{ML}/workspaces/experiments/runs/read", f"{ws.id}/jobs/{run_id}")
+    with fake.lock:
+        job = ws.jobs.get(run_id.lower())
+        if job is None:
+            return FakeResponse(
+                404,
+                {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run {run_id} not found"},
+            )
+        record = ws.runs.get(run_id.lower(), RunRecord())
+        status = job["properties"]["status"]
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    return FakeResponse(
+        200,
+        {
+            "run": {
+                "info": {"run_id": run_id, "run_uuid": run_id, "status": status.upper()},
+                "data": {
+                    "metrics": [
+                        {"key": key, "value": value, "timestamp": stamp, "step": 0}
+                        for key, value in record.metrics.items()
+                    ],
+                    "params": [],
+                    "tags": [],
+                },
+            }
+        },
+    )
+
+
 def read_blob(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     if "authorization" in request.headers:
         raise ArmError(
@@ -152,6 +188,7 @@ def end_job(
     error: str | None,
     log: str | None,
     log_name: str,
+    metrics: dict[str, float] | None = None,
 ) -> None:
     with fake.lock:
         ws = fake.workspace(coords)
@@ -163,6 +200,7 @@ def end_job(
             started_at=started,
             ended_at=(started or created + queued_for) + (ran_for or timedelta()),
             error=_run_error(ws, error) if error else None,
+            metrics=dict(metrics or {}),
         )
         logs = {log_name: log or ""} if log is not None else {}
         logs.update({system: "ok\n" for system in SYSTEM_LOGS})

@@ -19,15 +19,22 @@ Where this comes from, and why it is read the way it is:
   names against the installed SDK's request builder and model, so an upgrade that moves
   either fails there rather than here.
 
+Metrics are not in RunHistory's details: a job logs them through MLflow, and the workspace
+is its MLflow tracking server (`mlflowTrackingUri`, `azureml://API-HOST/mlflow/v1.0/...`,
+on the same `api` host). MLflow's `runs/get` (the run id is the job's name) answers each
+metric's latest value; no MLflow client is needed for one GET.
+
 Cost: the RunHistory endpoint is found once per process (the workspace GET and its
-discovery document); then one details call per ended job, and for a failed one two more to
-its log's blob (its size, then its last bytes). The SAS URL of a log is a secret: it lives
-in a local variable for those two calls and goes into no log, exception, message or row.
+discovery document); then one details call per ended job, one MLflow call for a completed
+one, and for a failed one two more to its log's blob (its size, then its last bytes).
+The SAS URL of a log is a secret: it lives in a local variable for those two calls and
+goes into no log, exception, message or row.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -71,10 +78,18 @@ def job_outcome(clients: WorkspaceClients, name: str) -> JobOutcome:
             params={"api-version": RUN_HISTORY_API_VERSION},
         )
     details = details if isinstance(details, dict) else {}
+    status = JobStatus.parse(details.get("status"))
     error = error_message(details.get("error"))
     log_name: str | None = None
     tail: list[str] = []
-    if JobStatus.parse(details.get("status")) is JobStatus.FAILED:
+    metrics: dict[str, float] = {}
+    if status is JobStatus.COMPLETED:
+        try:
+            metrics = latest_metrics(clients, name)
+        except WorkspaceError as exc:
+            # Its times still make the announcement worth more.
+            log.warning("could not read the metrics of job %s: %s", name, exc)
+    if status is JobStatus.FAILED:
         log_files = details.get("logFiles") or {}
         log_name = error_log_name(log_files, error)
         if log_name is not None:
@@ -89,7 +104,32 @@ def job_outcome(clients: WorkspaceClients, name: str) -> JobOutcome:
         error=error,
         error_log_name=log_name if tail else None,
         error_log_tail=tail,
+        metrics=metrics,
     )
+
+
+def mlflow_run_path(coordinates: AzureCoordinates) -> str:
+    return f"/mlflow/v1.0{coordinates.workspace_scope}/api/2.0/mlflow/runs/get"
+
+
+def latest_metrics(clients: WorkspaceClients, name: str) -> dict[str, float]:
+    """Each metric's latest value, as MLflow's `runs/get` answers (`run.data.metrics`)."""
+    with translated(f"reading the metrics of job {name}"):
+        answer = clients.run_history().request(
+            "GET", mlflow_run_path(clients.coordinates), params={"run_id": name}
+        )
+    run = answer.get("run") if isinstance(answer, dict) else None
+    data = run.get("data") if isinstance(run, dict) else None
+    found = data.get("metrics") if isinstance(data, dict) else None
+    metrics: dict[str, float] = {}
+    for metric in found if isinstance(found, list) else []:
+        try:
+            value = float(metric["value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            metrics[str(metric["key"])] = value
+    return metrics
 
 
 def error_message(error: Any) -> str | None:
