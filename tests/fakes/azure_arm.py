@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -49,6 +48,7 @@ import trustme
 from approvals.config import CloudConfig
 from tests.fakes import azure_arm_assets, azure_arm_auth, azure_arm_ml, azure_run_history
 from tests.fakes.azure_arm_state import ArmError, ArmState, Call, FakeResponse
+from tests.fakes.serving import ServesWhileOpen
 from workspaces.types import AzureCoordinates
 
 __all__ = ["ArmError", "Call", "FakeAzure", "FakeResponse", "start_fake_azure"]
@@ -97,7 +97,7 @@ class _Lro:
     final: FakeResponse | None = None
 
 
-class FakeAzure(ArmState):
+class FakeAzure(ArmState, ServesWhileOpen):
     """The fake. Start it with `with FakeAzure() as fake:` or `start_fake_azure()`."""
 
     def __init__(self, *, page_size: int = 2, lro_polls: int = 1) -> None:
@@ -143,17 +143,6 @@ class FakeAzure(ArmState):
             self._server.server_close()
             self._server = None
         self._tmp.cleanup()
-
-    def __enter__(self) -> FakeAzure:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -27,9 +27,10 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.serving import ServesWhileOpen
 
 JSONDict = dict[str, Any]
 
@@ -472,7 +473,7 @@ class _State:
     last_ts_micros: int = 0
 
 
-class FakeSlack:
+class FakeSlack(ServesWhileOpen):
     """A local Slack Web API; use as a context manager (or `start()`/`stop()`).
 
     `channels` are the public channel ids the bot may post to; `users` maps user id to
@@ -543,17 +544,6 @@ class FakeSlack:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

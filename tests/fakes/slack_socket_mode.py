@@ -27,11 +27,11 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.serving import ServesWhileOpen
 from tests.fakes.slack_api import FakeSlack, JSONDict
 
 EnvelopeType = Literal["slash_commands", "interactive", "events_api"]
@@ -57,7 +57,7 @@ class _Connection:
     websocket: web.WebSocketResponse
 
 
-class FakeSocketMode:
+class FakeSocketMode(ServesWhileOpen):
     """The Socket Mode endpoint; use as a context manager (or `start()`/`stop()`) after
     the `FakeSlack` it extends has started."""
 
@@ -101,17 +101,6 @@ class FakeSocketMode:
         loop.close()
         self._loop = None
         self._thread = None
-
-    def __enter__(self) -> FakeSocketMode:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- acting as Slack ---------------------------------------------------------------
 
