@@ -30,6 +30,7 @@ from workspaces.local_tables import (
     SimWorkspaceRow,
     create_simulator_tables,
 )
+from workspaces.local_timeline import STD_LOG
 from workspaces.types import (
     AzureCoordinates,
     ClusterSpec,
@@ -42,6 +43,7 @@ from workspaces.types import (
     JobInfo,
     JobOutcome,
     JobSpec,
+    JobStatus,
     RoleGrantSpec,
 )
 
@@ -326,13 +328,20 @@ class LocalWorkspace:
         return self._job_info(row, now)
 
     def job_outcome(self, name: str) -> JobOutcome:
-        """What the simulation already knows. It never runs a command, so it has no log."""
-        info = self.get_job(name)
+        """What the simulation knows of an ended job; a failed one gets the end of a log as
+        Azure's would read, made up (it never runs the command) and saying so."""
+        now = self._clock.now()
+        with self._reading() as session:
+            row = local_jobs.find_job(session, self.workspace, name)
+        info = self._job_info(row, now)
+        failed = info.status is JobStatus.FAILED
         return JobOutcome(
             started_at=info.started_at,
             ended_at=info.ended_at,
             error=info.error,
             metrics=info.metrics,
+            error_log_name=STD_LOG if failed else None,
+            error_log_tail=local_jobs.simulated_log_tail(row) if failed else [],
         )
 
     def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:

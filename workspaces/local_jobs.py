@@ -258,3 +258,12 @@ def _apply_schedule(row: SimJobRow, schedule: Schedule) -> None:
     row.finalizing_at = schedule.finalizing_at
     row.ended_at = schedule.ended_at
     row.released_at = row.canceled_at or schedule.ended_at
+
+
+def simulated_log_tail(row: SimJobRow) -> list[str]:
+    """The end of a failed job's `user_logs/std_log.txt`, as the simulation imagines it."""
+    return [
+        "[simulated workspace: no command ran; this log is made up]",
+        f"Running: {row.command}",
+        f"{row.process} exited with status code {row.exit_code}",
+    ]

@@ -70,10 +70,14 @@ def _program(command: str) -> str:
     return PurePosixPath(words[0]).name if words else "python"
 
 
+# Where Azure ML's common runtime writes a command job's own output.
+STD_LOG = "user_logs/std_log.txt"
+
+
 def failure_message(process: str, exit_code: int) -> str:
     return (
         f"Execution failed. User process '{process}' exited with status code {exit_code}. "
-        "Please check log file 'user_logs/std_log.txt' for more details."
+        f"Please check log file '{STD_LOG}' for more details."
     )
 
 

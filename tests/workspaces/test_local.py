@@ -258,7 +258,7 @@ def test_a_command_that_asks_to_fail_ends_failed_with_azures_message(
     assert failed.metrics == {}
 
 
-def test_an_ended_jobs_outcome_is_what_the_simulation_knows_and_no_log(
+def test_an_ended_jobs_outcome_is_what_the_simulation_knows_and_a_made_up_log(
     ws: LocalWorkspace, clock: ManualClock
 ) -> None:
     submitted_at = clock.now()
@@ -271,7 +271,22 @@ def test_an_ended_jobs_outcome_is_what_the_simulation_knows_and_no_log(
     assert (outcome.started_at, outcome.ended_at) == (failed.started_at, failed.ended_at)
     assert outcome.ended_at is not None and outcome.ended_at > submitted_at
     assert outcome.error == failed.error
+    assert outcome.error_log_name == "user_logs/std_log.txt"
+    assert outcome.error_log_tail == [
+        "[simulated workspace: no command ran; this log is made up]",
+        "Running: python train.py --fail",
+        "python exited with status code 1",
+    ]
+
+
+def test_a_completed_jobs_outcome_quotes_no_log(ws: LocalWorkspace, clock: ManualClock) -> None:
+    ws.submit_job(job(command="python train.py"))
+    clock.advance(timedelta(hours=2))
+
+    outcome = ws.job_outcome("job-1")
+
     assert (outcome.error_log_name, outcome.error_log_tail) == (None, [])
+    assert outcome.metrics == ws.get_job("job-1").metrics != {}
 
 
 def test_exit_with_a_code_fails_with_that_code(ws: LocalWorkspace, clock: ManualClock) -> None:
