@@ -30,8 +30,9 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
+from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
-from multiprocessing.synchronize import Event, Lock
+from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
 
 from approvals.config import AppConfig
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 WORKER_NICENESS = 10
 LIVENESS_CHECK_SECONDS = 1.0
+# A worker that lived this long died by accident, not at start: restart it at once.
+STABLE_SECONDS = 60.0
+MAX_RESTART_DELAY_SECONDS = 60.0
 
 # The worker process's own edge, built once by `_start_worker`.
 _edge: SlackEdge | None = None
@@ -131,33 +135,39 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class JobPipe:
-    """The pipe jobs travel to the workers on: every worker reads, the acking process writes.
+    """The pipe one worker reads its jobs from; the acking process writes.
 
     Why not `multiprocessing.Queue`: its `put` wakes a feeder thread that pickles and
     writes, and that thread takes the GIL from the event loop on every job; measured with
     bench/ack_latency.py, about 50 us of the acking process's CPU per job, a sixth of an
     ack. Here the caller pickles (a few us) and writes the frame straight into the pipe
-    without blocking. Only when the pipe is full (workers far behind) does the rest wait in
-    a backlog that a thread writes out, in order, as the pipe drains.
+    without blocking. Only when the pipe is full (the worker far behind) does the rest wait
+    in a backlog that a thread writes out, in order, as the pipe drains.
 
-    Frames are what `Connection.recv_bytes` reads (a 4-byte big-endian length, then the
-    pickle), and a lock shared by the readers makes each frame go to exactly one worker.
+    One pipe per worker, not one shared: readers of a shared pipe need a lock, and a worker
+    killed while it waits for a job holds that lock for good (and may leave half a frame
+    behind), which would stop every other worker. A dead worker's pipe is simply dropped.
+
+    Frames are what `Connection.recv_bytes` reads: a 4-byte big-endian length, then the
+    pickle.
     """
 
     def __init__(self, context: SpawnContext) -> None:
         self.reader, writer = context.Pipe(duplex=False)
-        self.read_lock: Lock = context.Lock()
         self._writer = writer  # keeps the descriptor open
         self._fd = writer.fileno()
         os.set_blocking(self._fd, False)
         self._backlog: deque[bytes] = deque()
         self._changed = threading.Condition()
         self._flusher: threading.Thread | None = None
+        self._closed = False
 
     def put(self, item: object) -> None:
         payload = ForkingPickler.dumps(item)
         frame = struct.pack("!i", len(payload)) + bytes(payload)
         with self._changed:
+            if self._closed:
+                return
             if not self._backlog:  # nothing queued before it: straight into the pipe
                 frame = frame[self._write_some(frame) :]
                 if not frame:
@@ -169,12 +179,21 @@ class JobPipe:
     def wait_until_written(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
-            while self._backlog:
+            while self._backlog and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._changed.wait(left)
-        return True
+        return not self._backlog
+
+    def close(self) -> None:
+        """Drop the pipe (its worker is gone): what was not written yet is lost with it."""
+        with self._changed:
+            self._closed = True
+            self._backlog.clear()
+            self._changed.notify_all()
+        self._writer.close()
+        self.reader.close()
 
     def _write_some(self, data: bytes) -> int:
         try:
@@ -192,11 +211,16 @@ class JobPipe:
     def _flush_backlog(self) -> None:
         while True:
             with self._changed:
-                while not self._backlog:
+                while not self._backlog and not self._closed:
                     self._changed.wait()
-            select.select([], [self._fd], [])  # until the workers have read some
+                if self._closed:
+                    return
+            try:
+                select.select([], [self._fd], [], LIVENESS_CHECK_SECONDS)  # until it reads
+            except (OSError, ValueError):
+                return  # closed under us
             with self._changed:
-                while self._backlog:
+                while self._backlog and not self._closed:
                     chunk = self._backlog[0]
                     written = self._write_some(chunk)
                     if written < len(chunk):
@@ -206,16 +230,13 @@ class JobPipe:
                 self._changed.notify_all()
 
 
-def receive(reader: Connection, read_lock: Lock) -> Any:
-    """The next job from a `JobPipe`, in a worker; blocks until there is one."""
-    with read_lock:
-        data = reader.recv_bytes()
-    return pickle.loads(data)
+def receive(reader: Connection) -> Any:
+    """The next job from a `JobPipe`, in its worker; blocks until there is one."""
+    return pickle.loads(reader.recv_bytes())
 
 
 def _work(
     reader: Connection,
-    read_lock: Lock,
     ack_activity: AckActivity,
     setup: WorkerSetup,
     ready: Event,
@@ -227,7 +248,7 @@ def _work(
     ready.set()
     from bot.slack.edge import wait_for_quiet
 
-    while (item := receive(reader, read_lock)) is not None:
+    while (item := receive(reader)) is not None:
         job, delivery, pool = item
         # The acking process answers the requests in flight first (see `AcksFirst`).
         wait_for_quiet(ack_activity, delivery.handed_at)
@@ -235,9 +256,28 @@ def _work(
     _edge.close()
 
 
+@dataclass
+class _Worker:
+    """One worker process and what the acking process keeps for it."""
+
+    index: int
+    process: BaseProcess
+    pipe: JobPipe
+    ready: Event
+    started_at: float
+    restarts: int = 0  # in a row, each soon after the last start: the backoff grows
+    alive: bool = True  # as the supervisor last saw it
+
+
 class WorkerProcesses:
-    """Worker processes fed through one `JobPipe`, fire and forget: handing over never
-    blocks the event loop, and there are no futures to track in the acking process."""
+    """Worker processes, each fed through its own `JobPipe`, fire and forget: handing over
+    never blocks the event loop, and there are no futures to track in the acking process.
+
+    A supervisor thread looks at the workers once a second and starts a new one in place of
+    one that died (killed, out of memory), with the same name, so the first worker's
+    sweeps resume; one that keeps dying is restarted less and less often. Until every
+    worker is up again, `ready()` says no, and so does `/healthz`.
+    """
 
     def __init__(
         self,
@@ -249,59 +289,87 @@ class WorkerProcesses:
         *,
         socket_mode: bool = False,
     ) -> None:
-        context = multiprocessing.get_context("spawn")  # not fork: threads hold locks
-        setup = WorkerSetup(settings, config, options, registrars, socket_mode, os.getpid())
-        self._jobs = JobPipe(context)
+        self._context = multiprocessing.get_context("spawn")  # not fork: threads hold locks
+        self._setup = WorkerSetup(settings, config, options, registrars, socket_mode, os.getpid())
         # Written by the acking process only (no lock needed), read by the workers.
-        self.ack_activity: AckActivity = context.Array("d", 2, lock=False)
-        self._ready = [context.Event() for _ in range(count)]
-        self._processes = [
-            context.Process(
-                target=_work,
-                args=(
-                    self._jobs.reader,
-                    self._jobs.read_lock,
-                    self.ack_activity,
-                    setup,
-                    ready,
-                ),
-                name=f"amlbot-work-{n}",
-                daemon=True,
-            )
-            for n, ready in enumerate(self._ready)
-        ]
-        for process in self._processes:
-            process.start()
-        self._alive = True
-        self._checked_at = time.monotonic()
+        self.ack_activity: AckActivity = self._context.Array("d", 2, lock=False)
+        self._lock = threading.Lock()
+        self._workers = [self._start(index) for index in range(count)]
+        self._next = 0
+        self._closing = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="amlbot-workers", daemon=True
+        )
+        self._supervisor.start()
+
+    def _start(self, index: int, restarts: int = 0) -> _Worker:
+        pipe = JobPipe(self._context)
+        ready = self._context.Event()
+        process = self._context.Process(
+            target=_work,
+            args=(pipe.reader, self.ack_activity, self._setup, ready),
+            name=f"amlbot-work-{index}",
+            daemon=True,
+        )
+        process.start()
+        return _Worker(index, process, pipe, ready, time.monotonic(), restarts)
 
     def submit(self, job: Job, delivery: Delivery, pool: Pool) -> bool:
-        """Hand a job to a worker; False if no worker is alive (the caller runs it)."""
-        if not self._any_alive():
-            log.error("no worker process is alive; running the work in this process")
-            return False
-        self._jobs.put((job, delivery, pool))
-        return True
+        """Hand a job to the next live worker; False if none is (the caller runs it)."""
+        with self._lock:
+            for _ in range(len(self._workers)):
+                worker = self._workers[self._next % len(self._workers)]
+                self._next += 1
+                if worker.alive:
+                    worker.pipe.put((job, delivery, pool))
+                    return True
+        log.error("no worker process is alive; running the work in this process")
+        return False
 
     def ready(self) -> bool:
-        """Every worker has started (imports, database, Slack client): until then the
-        process is not ready for traffic, and its health check says so."""
-        return all(event.is_set() for event in self._ready)
+        """Every worker is up (imports, database, Slack client): until then the process is
+        not ready for traffic, and its health check says so."""
+        with self._lock:
+            return all(worker.alive and worker.ready.is_set() for worker in self._workers)
 
-    def _any_alive(self) -> bool:
-        # Asking the OS about every worker on every command costs the acking process a
-        # system call per worker; once a second is often enough to notice a dead one.
-        now = time.monotonic()
-        if now - self._checked_at >= LIVENESS_CHECK_SECONDS:
-            self._alive = any(process.is_alive() for process in self._processes)
-            self._checked_at = now
-        return self._alive
+    def _supervise(self) -> None:
+        # Asking the OS about the workers on every command would cost the acking process a
+        # system call per worker; once a second is soon enough to notice a dead one.
+        while not self._closing.wait(LIVENESS_CHECK_SECONDS):
+            for worker in list(self._workers):
+                if worker.process.is_alive():
+                    continue
+                if worker.alive:
+                    with self._lock:
+                        worker.alive = False
+                    worker.pipe.close()
+                    log.error(
+                        "worker process %s died (exit code %s); starting another",
+                        worker.process.name,
+                        worker.process.exitcode,
+                    )
+                if self._closing.is_set() or time.monotonic() < self._restart_at(worker):
+                    continue
+                quick = time.monotonic() - worker.started_at < STABLE_SECONDS
+                replacement = self._start(worker.index, worker.restarts + 1 if quick else 0)
+                with self._lock:
+                    self._workers[worker.index] = replacement
+
+    @staticmethod
+    def _restart_at(worker: _Worker) -> float:
+        return worker.started_at + min(2.0**worker.restarts, MAX_RESTART_DELAY_SECONDS)
 
     def close(self) -> None:
-        for _ in self._processes:
-            self._jobs.put(None)
-        self._jobs.wait_until_written(timeout=10)
-        for process in self._processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
+        self._closing.set()
+        self._supervisor.join(timeout=5)
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            if worker.alive:
+                worker.pipe.put(None)
+        for worker in workers:
+            worker.pipe.wait_until_written(timeout=10)
+        for worker in workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.terminate()

@@ -4,6 +4,8 @@ HTTP mode answers a signed command from a fresh process against a fake Slack."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -93,7 +95,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
+def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
     """`amlbot serve --http` in its own process, as the README runs it."""
     with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
         port = free_port()
@@ -107,7 +109,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
-            yield url, slack
+            yield url, slack, process
         finally:
             process.terminate()
             _, errors = process.communicate(timeout=15)
@@ -127,9 +129,9 @@ def _healthy(url: str, process: subprocess.Popen[str]) -> bool:
 
 
 def test_serve_http_posts_a_card_and_executes_one_approval(
-    served: tuple[str, FakeSlack],
+    served: tuple[str, FakeSlack, subprocess.Popen[str]],
 ) -> None:
-    url, slack = served
+    url, slack, _ = served
     body = slash_command_body(
         'access request gpu-cluster --for 2h --reason "fine-tune BERT"',
         user_id=ALICE,
@@ -162,9 +164,9 @@ def test_serve_http_posts_a_card_and_executes_one_approval(
 
 
 def test_serve_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
-    served: tuple[str, FakeSlack],
+    served: tuple[str, FakeSlack, subprocess.Popen[str]],
 ) -> None:
-    _, slack = served
+    _, slack, _ = served
     # The demo's cpu-cluster keeps a node up (min_nodes 1): the first sweep reports it.
     digest = wait_for(
         lambda: [m for m in slack.messages_in(CHANNEL) if "cpu-cluster" in m.all_text],
@@ -172,3 +174,48 @@ def test_serve_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
         what="the idle digest",
     )[0]
     assert "Set minimum to 0" in digest.all_text or "minimum" in digest.all_text
+
+
+def worker_pids(parent: int) -> list[int]:
+    """amlbot's worker processes: the children of `parent` that multiprocessing spawned
+    (not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
+    served: tuple[str, FakeSlack, subprocess.Popen[str]],
+) -> None:
+    url, slack, process = served
+    [worker] = wait_for(lambda: worker_pids(process.pid) or None, timeout=10, what="a worker")
+
+    os.kill(worker, signal.SIGKILL)
+
+    [replacement] = wait_for(
+        lambda: [pid for pid in worker_pids(process.pid) if pid != worker] or None,
+        timeout=20,
+        what="a new worker",
+    )
+    assert replacement != worker
+    wait_for(lambda: _healthy(url, process), timeout=30, what="/healthz after the restart")
+    body = slash_command_body(
+        "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
+    )
+    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).status == 200
+    wait_for(
+        lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,
+        timeout=10,
+        what="the help reply, from the new worker",
+    )
+    assert worker not in worker_pids(process.pid)
