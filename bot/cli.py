@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from approvals.config import ConfigError, load_config
 from bot.settings import Settings
 
@@ -46,7 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print("Environment error:", file=sys.stderr)
+        for error in exc.errors():
+            variable = ".".join(str(part) for part in error["loc"])
+            # Never echo what may be a secret (a token, a database URL with its password).
+            secret = any(word in variable for word in ("TOKEN", "SECRET", "URL"))
+            given = "" if secret else f"={error.get('input')!r}"
+            print(f"  - {variable}{given}: {error['msg']}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

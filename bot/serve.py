@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol
 
 from starlette.routing import BaseRoute
@@ -140,9 +142,40 @@ def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
     )
 
 
-def default_work_processes() -> int:
-    """Processes for the work beside the one that acks: one per spare CPU, 1 to 4."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+def work_processes(settings: Settings) -> int:
+    """Processes for the work beside the one that acks: `AMLBOT_WORK_PROCESSES`, else one
+    per spare CPU this process may use, 1 to 4."""
+    if settings.work_processes is not None:
+        return settings.work_processes
+    return max(1, min(4, usable_cpus() - 1))
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota.
+
+    `os.cpu_count()` counts the machine's: in a container limited to one CPU on a 16-core
+    node it says 16, and four workers of 100-200 MB each would meet the memory limit.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cpus = cpus or os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """The CPU quota of cgroup v2 (`cpu.max`: "QUOTA PERIOD" or "max PERIOD") or v1
+    (`cpu/cpu.cfs_quota_us`, -1 for none), in CPUs; None when there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return int(quota) / int(period) if quota != "max" else None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port: int) -> int:
@@ -153,7 +186,7 @@ def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port:
         return 2
     settings.ensure_database_folder()
     core = build_core(config, database_url=settings.database_url)
-    options = SlackOptions(work_processes=default_work_processes())
+    options = SlackOptions(work_processes=work_processes(settings))
     bot = build_slack(
         core, settings, socket_mode=not http, options=options, extra_registrars=slack_registrars()
     )

@@ -93,8 +93,8 @@ def create_asgi_app(
     from bot.serve import (
         azure_routes,
         background_services,
-        default_work_processes,
         slack_registrars,
+        work_processes,
     )
 
     settings = settings or Settings()
@@ -105,7 +105,7 @@ def create_asgi_app(
         prepare(core)
         options = SlackOptions()
     else:
-        options = SlackOptions(work_processes=default_work_processes())
+        options = SlackOptions(work_processes=work_processes(settings))
     bot = build_slack(core, settings, options=options, extra_registrars=slack_registrars())
     services = background_services(core, bot)
     app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
