@@ -245,23 +245,65 @@ class Execution(WorkflowBase):
         ended meanwhile: then a fresh grant is made."""
         from sqlalchemy import update
 
+        now = self.clock.now()
+        done = row.result or {}
+        if done.get("extended_grant") == grant_id:
+            # Extended before this process was interrupted: pushing it out again on the
+            # retry would give the time twice.
+            return dict(done)
         with self.store.transaction() as session:
             grant = session.get(GrantRow, grant_id)
             if grant is None or grant.status != "active" or grant.grantee != row.requester:
                 return None
-            new_expiry = max(grant.expires_at, self.clock.now()) + duration
-            if grant.mode == "pim":
-                return None  # Azure ends PIM assignments itself: a new schedule is needed
-            session.execute(
+            if grant.mode == "pim" and grant.expires_at <= now:
+                return None  # Azure ended the PIM assignment at its expiry: nothing to extend
+            # A PIM grant's expiry is still ahead here, so its new end derives from the stored
+            # expiry alone: a retry before the row below is updated asks Azure for the same
+            # end, under the same request name, and extends nothing twice.
+            new_expiry = max(grant.expires_at, now) + duration
+        spec = RoleGrantSpec(
+            assignment_name=grant.assignment_name,
+            principal_object_id=grant.principal_object_id,
+            role_name=grant.role,
+            compute=grant.cluster,
+            scope=grant.scope,
+            mode=grant.mode,
+            description=(
+                f"amlbot request #{row.id} for {row.requester} extends grant #{grant.id}; "
+                f"expires {new_expiry.isoformat(timespec='minutes')}"
+            ),
+            expires_at=grant.expires_at,
+        )
+        # Outside any transaction: for PIM this is a schedule request to Azure, which ends
+        # the assignment itself and must hear of the new end.
+        self.backend_for(grant.workspace).extend_cluster_access(spec, new_expiry)
+        with self.store.transaction() as session:
+            extended = session.execute(
                 update(GrantRow)
                 .where(GrantRow.id == grant_id, GrantRow.status == "active")
                 .values(expires_at=new_expiry, warned_at=None)
+                .execution_options(synchronize_session=False)
             )
-        return {
-            "assignment_id": grant.assignment_id,
-            "expires_at": new_expiry.isoformat(),
-            "extended_grant": grant_id,
-        }
+            if getattr(extended, "rowcount", 0) != 1:
+                # Revoked (by its holder, a lead or the expiry sweep) during the call: the
+                # revocation wins, and the person must not be told they have access.
+                raise UserError(
+                    f"Grant {short_ref(grant_id)} was revoked while it was being extended, so "
+                    "it was not extended. Ask for access again."
+                )
+            result = {
+                "assignment_id": grant.assignment_id,
+                "expires_at": new_expiry.isoformat(),
+                "extended_grant": grant_id,
+            }
+            # Recorded with the new expiry, so a retry after an interruption finds it done.
+            session.execute(
+                update(RequestRow)
+                .where(RequestRow.id == row.id)
+                .values(result=result)
+                .execution_options(synchronize_session=False)
+            )
+        return result
 
     def _finish_succeeded(
         self,

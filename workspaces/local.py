@@ -224,6 +224,25 @@ class LocalWorkspace:
             if row is not None:
                 session.delete(row)
 
+    def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
+        now = self._clock.now()
+        with self._changing() as session:
+            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
+            # A time-bound (PIM) assignment past its end is gone, as in `role_assignments`.
+            if row is None or (row.mode == "pim" and row.expires_at <= now):
+                raise NotFoundError(
+                    f"Role assignment {grant.assignment_name} ('{grant.role_name}' on "
+                    f"{grant.compute}) no longer exists, so it cannot be extended. Ask for "
+                    "access again."
+                )
+            row.expires_at = new_expiry
+            scope = row.scope
+        assignment_id = _assignment_id(scope, grant.assignment_name)
+        ends = f"It now ends at {new_expiry.isoformat(timespec='minutes')}."
+        return GrantReceipt(
+            assignment_id=assignment_id, scope=scope, role_name=grant.role_name, note=ends
+        )
+
     def role_assignments(self) -> list[RoleAssignment]:
         """The role assignments in force now; time-bound (PIM) ones vanish at their end."""
         now = self._clock.now()

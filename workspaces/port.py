@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from workspaces.types import (
@@ -30,6 +31,15 @@ class WorkspaceBackend(Protocol):
 
     def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
         """Remove the assignment. A grant already gone counts as revoked."""
+        ...
+
+    def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
+        """Make the assignment last until `new_expiry` (`grant.expires_at` is its end now).
+
+        Only a time-bound (PIM) assignment changes in Azure; the bot itself revokes the
+        others at expiry. Raises `NotFoundError` if the assignment is gone. Idempotent on
+        (`assignment_name`, `new_expiry`): a retry extends nothing twice.
+        """
         ...
 
     def list_datastores(self) -> list[DatastoreInfo]: ...

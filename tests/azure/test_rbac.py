@@ -10,6 +10,7 @@ from tests.azure.conftest import ALICE_EMAIL, ALICE_OBJECT_ID
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from workspaces.azure.backend import AzureWorkspace
+from workspaces.azure.rbac import extension_request_name
 from workspaces.errors import NotFoundError, PermissionDeniedError, QuotaError
 from workspaces.types import AzureCoordinates, RoleGrantSpec
 
@@ -180,6 +181,90 @@ def test_pim_revoke_is_an_admin_remove_request(backend: AzureWorkspace, fake: Fa
         "AdminRemove",
     ]
     assert fake.assignments() == []
+
+
+def test_pim_extension_is_an_admin_extend_request_moving_the_assignments_end(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    ends = datetime.now(UTC) + timedelta(minutes=10)
+    new_end = ends + timedelta(hours=2)
+    backend.grant_cluster_access(grant_spec(mode="pim", expires_at=ends))
+
+    receipt = backend.extend_cluster_access(grant_spec(mode="pim", expires_at=ends), new_end)
+
+    _, extend = fake.calls_to("PUT", "roleAssignmentScheduleRequests/")
+    scope = coords.compute_scope("gpu")
+    name = extension_request_name(ASSIGNMENT, new_end)
+    assert (
+        extend.path
+        == f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{name}"
+    )
+    props = extend.body["properties"]
+    assert props["requestType"] == "AdminExtend"
+    assert props["principalId"] == ALICE_OBJECT_ID
+    assert props["roleDefinitionId"].endswith(f"/roleDefinitions/{DATA_SCIENTIST}")
+    assert props["scheduleInfo"]["expiration"]["type"] == "AfterDateTime"
+    [assignment] = fake.assignments()
+    assert datetime.fromisoformat(assignment["properties"]["endDateTime"]) == new_end
+    assert receipt.assignment_id == assignment_path(scope)
+    assert "ends it by itself" in receipt.note
+
+
+def test_a_retried_pim_extension_reuses_its_request_name(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    ends = datetime.now(UTC) + timedelta(minutes=10)
+    new_end = ends + timedelta(hours=2)
+    backend.grant_cluster_access(grant_spec(mode="pim", expires_at=ends))
+
+    backend.extend_cluster_access(grant_spec(mode="pim", expires_at=ends), new_end)
+    backend.extend_cluster_access(grant_spec(mode="pim", expires_at=ends), new_end)
+
+    first, again = fake.calls_to("PUT", "roleAssignmentScheduleRequests/")[1:]
+    assert first.path == again.path  # Azure refuses the name the second time: already done
+    extensions = [
+        r
+        for r in fake.schedule_requests.values()
+        if r["properties"]["requestType"] == "AdminExtend"
+    ]
+    assert len(extensions) == 1
+    [assignment] = fake.assignments()
+    assert datetime.fromisoformat(assignment["properties"]["endDateTime"]) == new_end
+
+
+def test_extending_a_pim_assignment_azure_has_ended_is_not_found(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    ended = datetime.now(UTC) - timedelta(minutes=1)
+    backend.grant_cluster_access(grant_spec(mode="pim", expires_at=ended))
+
+    with pytest.raises(NotFoundError, match="Ask for access again"):
+        backend.extend_cluster_access(
+            grant_spec(mode="pim", expires_at=ended), ended + timedelta(hours=2)
+        )
+
+    [assignment] = fake.assignments()
+    assert datetime.fromisoformat(assignment["properties"]["endDateTime"]) == ended
+
+
+def test_extending_a_pim_assignment_that_was_never_made_is_not_found(
+    backend: AzureWorkspace,
+) -> None:
+    with pytest.raises(NotFoundError, match="to extend"):
+        backend.extend_cluster_access(
+            grant_spec(mode="pim"), datetime.now(UTC) + timedelta(hours=2)
+        )
+
+
+def test_rbac_extension_makes_no_azure_call(backend: AzureWorkspace, fake: FakeAzure) -> None:
+    backend.grant_cluster_access(grant_spec())
+    calls_before = len(fake.calls)
+
+    receipt = backend.extend_cluster_access(grant_spec(), datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
+
+    assert len(fake.calls) == calls_before
+    assert "The bot removes it at 2026-01-05T15:00" in receipt.note
+    assert len(fake.assignments()) == 1
 
 
 def test_pim_without_licence_names_the_licence(backend: AzureWorkspace, fake: FakeAzure) -> None:

@@ -4,6 +4,10 @@ Shapes: the 2022-04-01 REST examples (`RoleAssignments_CreateForResource.json`,
 `RoleAssignments_Delete.json` with its 200/204, `GetRoleDefinitionByName.json`) and
 Azure's documented error codes (PrincipalNotFound, RoleAssignmentExists,
 RoleAssignmentUpdateNotPermitted, RoleAssignmentLimitExceeded, AadPremiumLicenseRequired).
+PIM schedule requests (2020-10-01): AdminAssign, AdminExtend (only of an active time-bound
+assignment, else RoleAssignmentDoesNotExist) and AdminRemove; a request name used twice is
+refused with 409 RoleAssignmentRequestExists ("A role assignment request with Id: … already
+exists."), as Azure answers a PUT it has already run.
 """
 
 from __future__ import annotations
@@ -218,12 +222,20 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
     _check_scope(fake, scope)
     props = _validate_assignment_body(fake, request.body)
     request_type = props.get("requestType")
-    if request_type not in {"AdminAssign", "AdminRemove"}:
+    if request_type not in {"AdminAssign", "AdminExtend", "AdminRemove"}:
         raise ArmError(400, "InvalidRequestType", f"Unsupported requestType {request_type!r}.")
     key = (props["principalId"], props["roleDefinitionId"].rsplit("/", 1)[-1], scope.lower())
+    request_id = f"{scope}{AUTH}/roleAssignmentScheduleRequests/{m['name']}"
     with fake.lock:
+        if request_id.lower() in fake.schedule_requests:
+            # Azure keeps every request by name and never runs a name twice.
+            raise ArmError(
+                409,
+                "RoleAssignmentRequestExists",
+                f"A role assignment request with Id: {m['name']} already exists.",
+            )
         linked = [k for k, v in fake.role_assignments.items() if _assignment_key(v) == key]
-        if request_type == "AdminAssign":
+        if request_type in {"AdminAssign", "AdminExtend"}:
             expiration = (props.get("scheduleInfo") or {}).get("expiration") or {}
             if expiration.get("type") != "AfterDateTime" or not expiration.get("endDateTime"):
                 raise ArmError(
@@ -231,6 +243,21 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
                     "ExpirationRule",
                     'The following policy rules failed: ["ExpirationRule"]',
                 )
+        if request_type == "AdminExtend":
+            now = fake.now()
+            active = [
+                k
+                for k in linked
+                if (end := fake.role_assignments[k]["properties"].get("endDateTime"))
+                and datetime.fromisoformat(end) > now
+            ]
+            if not active:  # none, a permanent one, or one PIM has ended
+                raise ArmError(
+                    400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."
+                )
+            for k in active:
+                fake.role_assignments[k]["properties"]["endDateTime"] = expiration["endDateTime"]
+        elif request_type == "AdminAssign":
             if linked:
                 raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
             assignment_id = f"{scope}{AUTH}/roleAssignments/{m['name']}"
@@ -255,14 +282,14 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
             for k in linked:
                 fake.role_assignments.pop(k)
         body = {
-            "id": f"{scope}{AUTH}/roleAssignmentScheduleRequests/{m['name']}",
+            "id": request_id,
             "name": m["name"],
             "type": "Microsoft.Authorization/RoleAssignmentScheduleRequests",
             "properties": {
                 **props,
                 "scope": scope,
                 "status": "Provisioned",
-                "createdOn": datetime.now(UTC).isoformat(),
+                "createdOn": fake.now().isoformat(),
             },
         }
         fake.schedule_requests[body["id"].lower()] = body

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.azure_credential import BOT_OBJECT_ID
 from workspaces.types import AzureCoordinates
 
 ML = "Microsoft.MachineLearningServices"
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
 
 # Built-in role definitions (their ids are the same in every tenant).
 BUILTIN_ROLES = {
@@ -121,6 +127,8 @@ class ArmState:
         self.denied: set[str] = set()  # actions the bot's identity lacks
         self.role_assignment_limit = 4000
         self.pim_licensed = True
+        # When PIM assignments end is judged by this; a test may hand in its own clock's.
+        self.now: Callable[[], datetime] = _wall_clock
         self.key_vault_secrets: dict[str, str] = {}  # the fake's one Key Vault
         self.blobs: dict[str, Blob] = {}  # path under /blobs/ -> blob
         self.caller_object_id = BOT_OBJECT_ID

@@ -570,6 +570,31 @@ def test_a_pim_assignment_ends_by_itself(ws: LocalWorkspace, clock: ManualClock)
     assert ws.role_assignments() == []
 
 
+def test_extending_a_pim_assignment_moves_its_end(ws: LocalWorkspace, clock: ManualClock) -> None:
+    ws.grant_cluster_access(grant(mode="pim"))
+    new_end = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+
+    ws.extend_cluster_access(grant(mode="pim"), new_end)
+    ws.extend_cluster_access(grant(mode="pim"), new_end)  # a retry changes nothing more
+
+    clock.advance(timedelta(hours=3))
+    assert [a.expires_at for a in ws.role_assignments()] == [new_end]
+    clock.advance(timedelta(hours=1))
+    assert ws.role_assignments() == []
+
+
+def test_extending_an_assignment_already_gone_is_not_found(
+    ws: LocalWorkspace, clock: ManualClock
+) -> None:
+    ws.grant_cluster_access(grant(mode="pim"))
+    clock.advance(timedelta(hours=2))  # PIM ended it
+
+    with pytest.raises(NotFoundError, match="Ask for access again"):
+        ws.extend_cluster_access(grant(mode="pim"), datetime(2026, 1, 5, 13, 0, tzinfo=UTC))
+    with pytest.raises(NotFoundError):
+        ws.extend_cluster_access(grant("never-made"), datetime(2026, 1, 5, 13, 0, tzinfo=UTC))
+
+
 # -- persistence ---------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from approvals.config import CloudConfig
@@ -75,6 +76,9 @@ class AzureWorkspace:
 
     def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
         self.access.revoke(grant)
+
+    def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
+        return self.access.extend(grant, new_expiry)
 
     def list_datastores(self) -> list[DatastoreInfo]:
         return datastores.list_datastores(self.clients)

@@ -25,6 +25,16 @@ PROPAGATION_NOTE = (
 )
 # PIM removal requests need names of their own; derived, so a retried revoke reuses one.
 _REMOVAL_NAMESPACE = uuid.UUID("5b7c1f0e-5a3d-4f51-9d7e-2f3a9e7b0c11")
+_EXTENSION_NAMESPACE = uuid.UUID("8e2d4a6c-1f3b-4c5d-a7e9-0b1c2d3e4f50")
+# Azure keeps every schedule request by name and answers 409 with this code when a name is
+# used again. Our names derive from what the request does, so it means "already done".
+_REQUEST_EXISTS = "RoleAssignmentRequestExists"
+
+
+def extension_request_name(assignment_name: str, new_expiry: datetime) -> str:
+    """The PIM request extending `assignment_name` to `new_expiry`: a retry reuses it."""
+    ends = new_expiry.astimezone(UTC).isoformat()
+    return str(uuid.uuid5(_EXTENSION_NAMESPACE, f"{assignment_name}:{ends}"))
 
 
 class RoleAccess:
@@ -195,6 +205,71 @@ class RoleAccess:
             note=f"{PROPAGATION_NOTE} Azure ends it by itself at {ends}.",
         )
 
+    def extend(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
+        scope = self.scope_for(grant)
+        assignment_id = (
+            f"{scope}/providers/Microsoft.Authorization/roleAssignments/{grant.assignment_name}"
+        )
+        ends = new_expiry.isoformat(timespec="minutes")
+        if grant.mode == "rbac":
+            # A plain role assignment has no end in Azure: the bot removes it at the expiry
+            # it keeps, so there is nothing to tell Azure.
+            return GrantReceipt(
+                assignment_id=assignment_id,
+                scope=scope,
+                role_name=grant.role_name,
+                note=f"The bot removes it at {ends}.",
+            )
+        if grant.mode != "pim":
+            raise WorkspaceError(f"Unknown access mode '{grant.mode}'; use 'rbac' or 'pim'.")
+        self._extend_pim(grant, scope, new_expiry)
+        return GrantReceipt(
+            assignment_id=assignment_id,
+            scope=scope,
+            role_name=grant.role_name,
+            note=f"Azure now ends it by itself at {ends}.",
+        )
+
+    def _extend_pim(self, grant: RoleGrantSpec, scope: str, new_expiry: datetime) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        models = self._pim_models()
+        auth = self._clients.authorization()
+        principal = self.object_id(grant.principal_object_id)
+        role_id = self.role_definition_id(scope, grant.role_name)
+        request = models.RoleAssignmentScheduleRequest(
+            principal_id=principal,
+            role_definition_id=role_id,
+            # Not a second AdminAssign: Azure refuses one while the first is active
+            # (RoleAssignmentExists). Of the request types for an admin changing an existing
+            # assignment, Microsoft documents AdminExtend as "for administrators to extend
+            # expiring assignments" (Graph's unifiedRoleAssignmentScheduleRequest `action`,
+            # the same set as ARM's RequestType), AdminRenew for expired ones and AdminUpdate
+            # for changing an assignment; the bot offers Extend only as a grant nears its end.
+            request_type="AdminExtend",
+            justification=f"amlbot extended: {grant.description}",
+            schedule_info=models.RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+                start_date_time=datetime.now(UTC),
+                expiration=models.RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                    type="AfterDateTime", end_date_time=new_expiry
+                ),
+            ),
+        )
+        name = extension_request_name(grant.assignment_name, new_expiry)
+        with translated(f"extending '{grant.role_name}' on {grant.compute} through PIM"):
+            try:
+                auth.role_assignment_schedule_requests.create(scope, name, request)
+            except HttpResponseError as error:
+                code = azure_error_parts(error)[1]
+                if code == "RoleAssignmentDoesNotExist":
+                    raise NotFoundError(
+                        f"Azure holds no active '{grant.role_name}' assignment on "
+                        f"{grant.compute} to extend: it ended (PIM ends it at its expiry) or "
+                        "was removed. Ask for access again."
+                    ) from None
+                if code != _REQUEST_EXISTS:
+                    raise
+
     def revoke(self, grant: RoleGrantSpec) -> None:
         scope = self.scope_for(grant)
         doing = f"removing '{grant.role_name}' on {grant.compute}"
@@ -229,8 +304,12 @@ class RoleAccess:
                     ),
                 )
             except HttpResponseError as error:
-                # Ended by Azure at its expiry, or removed by someone: revoked all the same.
-                if azure_error_parts(error)[1] not in {"RoleAssignmentDoesNotExist"}:
+                # Ended by Azure at its expiry, removed by someone, or removed by an earlier
+                # try of this revoke (same request name): revoked all the same.
+                if azure_error_parts(error)[1] not in {
+                    "RoleAssignmentDoesNotExist",
+                    _REQUEST_EXISTS,
+                }:
                     raise
 
     @staticmethod
