@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.routing import BaseRoute
 
@@ -132,12 +132,20 @@ def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
 
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
-    """`POST /azure/events`: Azure Event Grid deliveries of job status changes."""
-    from bot.notify.webhook import eventgrid_routes
+    """`POST /azure/events`: Azure Event Grid deliveries of job status changes, recorded by
+    the worker processes when there are any (see `bot.notify.webhook`)."""
+    from bot.notify.webhook import eventgrid_routes, record_job_events
+    from bot.slack.edge import Delivery
+
+    def to_a_worker(events: list[dict[str, Any]]) -> None:
+        bot.edge.submit(record_job_events, Delivery({"events": events}, None, 0))
 
     return list(
         eventgrid_routes(
-            bot.edge.core, secret=settings.eventgrid_secret, on_change=bot.edge.on_core_done
+            bot.edge.core,
+            secret=settings.eventgrid_secret,
+            on_change=bot.edge.on_core_done,
+            hand_over=to_a_worker if bot.edge.workers is not None else None,
         )
     )
 

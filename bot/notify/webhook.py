@@ -9,8 +9,14 @@ carry a shared secret (`AMLBOT_EVENTGRID_SECRET`), either
 Without a configured secret the route answers 503 and does nothing, so an open endpoint
 never posts messages on anyone's behalf.
 
-The response is sent after the announcement is written to the database: a failure answers
-500 and Event Grid delivers again (it retries with backoff for up to 24 hours).
+In one process (`hand_over` not given) the response is sent after the announcement is
+written to the database: a failure answers 500 and Event Grid delivers again (it retries
+with backoff for up to 24 hours). With worker processes (`amlbot serve`), the process that
+answers Slack's requests only checks the delivery and hands its events to a worker
+(`record_job_events`), answering at once: the announcement needs the database and, for a
+job's end, Azure, which must not share the CPU with the acks. A failure in the worker is
+logged, and the poll sweep, the safety net for what Event Grid never sends, announces the
+change at its next round.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +41,9 @@ from bot.notify.eventgrid import (
 )
 from bot.wiring import Core
 
+if TYPE_CHECKING:
+    from bot.slack.edge import Delivery, SlackEdge
+
 log = logging.getLogger(__name__)
 
 PATH = "/azure/events"
@@ -47,9 +57,11 @@ def eventgrid_routes(
     *,
     secret: str | SecretStr | None,
     on_change: Callable[[], None] | None = None,
+    hand_over: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[Route]:
     """Routes for the HTTP app; `on_change` runs after a delivery queued messages (e.g. to
-    wake the outbox worker, so the message is in Slack within a second)."""
+    wake the outbox worker, so the message is in Slack within a second); `hand_over`, when
+    given, takes a checked delivery's events instead, to record them elsewhere."""
     wake = on_change or (lambda: None)
     expected = (secret.get_secret_value() if isinstance(secret, SecretStr) else secret) or ""
 
@@ -79,6 +91,9 @@ def eventgrid_routes(
         if code is not None:
             log.info("answering Event Grid's subscription validation")
             return JSONResponse({"validationResponse": code})
+        if hand_over is not None:
+            hand_over([dict(event) for event in events])
+            return JSONResponse({"accepted": len(events)})
         now = core.clock.now()
         announced = await run_in_threadpool(handle_delivery, core, events, now)
         if announced:
@@ -96,3 +111,9 @@ def eventgrid_routes(
         Route(PATH, receive, methods=["POST"]),
         Route(PATH, handshake, methods=["OPTIONS"]),
     ]
+
+
+def record_job_events(edge: SlackEdge, delivery: Delivery) -> None:
+    """In a worker process: the events of a delivery the webhook handed over."""
+    if handle_delivery(edge.core, delivery.body["events"], edge.core.clock.now()):
+        edge.on_core_done()  # deliver the announcements now, not at the next poll

@@ -243,3 +243,43 @@ def test_events_of_other_types_in_a_batch_are_accepted_and_ignored(
         "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
     }
     assert deliver(notify_bot.url, [for_demo(core, other)]) == (200, {"announced": 0})
+
+
+def test_with_workers_a_checked_delivery_is_handed_over_and_answered_at_once(
+    core: Core, clock: ManualClock
+) -> None:
+    from bot.notify.webhook import record_job_events
+    from bot.slack.edge import Delivery
+
+    handed: list[list[dict[str, Any]]] = []
+    app = Starlette(routes=eventgrid_routes(core, secret=EVENTGRID_SECRET, hand_over=handed.append))
+    event = for_demo(core, fixture(RUNNING_EVENT))
+    name = event["data"]["runId"]
+    follow_azure_job(core, name)
+    clock.advance(timedelta(seconds=40))
+
+    with AppServer(app) as server:
+        assert deliver(server.url, [VALIDATION]) == (
+            200,
+            {"validationResponse": VALIDATION["data"]["validationCode"]},
+        )
+        assert deliver(server.url, [event], code="wrong")[0] == 401
+        assert deliver(server.url, [event]) == (200, {"accepted": 1})
+    assert handed == [[event]]  # only the checked delivery, nothing recorded yet
+    assert job_notices(core, name) == []
+
+    class WorkerEdge:  # what a worker's edge offers the job: its core, and a wake-up
+        woken = 0
+
+        def __init__(self) -> None:
+            self.core = core
+
+        def on_core_done(self) -> None:
+            WorkerEdge.woken += 1
+
+    worker = WorkerEdge()
+    record_job_events(worker, Delivery({"events": handed[0]}, None, 0))  # type: ignore[arg-type]
+    record_job_events(worker, Delivery({"events": handed[0]}, None, 0))  # type: ignore[arg-type]
+
+    assert job_notices(core, name) == [("alice", f"Job `{name}` is running on `cpu-cluster`.")]
+    assert WorkerEdge.woken == 1  # the repeat announced nothing

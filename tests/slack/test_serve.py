@@ -4,6 +4,7 @@ HTTP mode answers a signed command from a fresh process against a fake Slack."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -88,6 +89,9 @@ def test_http_mode_cannot_be_built_without_a_signing_secret(core: Core) -> None:
         build_slack(core, settings)
 
 
+EVENTGRID_SECRET = "eventgrid-test-secret"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -104,6 +108,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[st
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.base_url,
             "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+            "AMLBOT_EVENTGRID_SECRET": EVENTGRID_SECRET,
         }
         process = start_serve("--http", "--host", "127.0.0.1", "--port", str(port), env=env)
         url = f"http://127.0.0.1:{port}"
@@ -219,3 +224,30 @@ def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
         what="the help reply, from the new worker",
     )
     assert worker not in worker_pids(process.pid)
+
+
+def test_an_event_grid_delivery_is_accepted_and_recorded_by_a_worker(
+    served: tuple[str, FakeSlack, subprocess.Popen[str]],
+) -> None:
+    url, _, _ = served
+    event = {
+        "id": "5b1d5a1e-0000-4000-8000-000000000001",
+        "topic": "/subscriptions/00000000-0000-4000-8000-000000000000/resourceGroups/"
+        "rg-amlbot-demo/providers/Microsoft.MachineLearningServices/workspaces/mlw-demo",
+        "subject": "experiments/e/runs/nobody-follows-this-job",
+        "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "eventTime": "2026-01-05T09:00:00.000Z",
+        "data": {"runId": "nobody-follows-this-job", "runStatus": "Running"},
+        "dataVersion": "2",
+        "metadataVersion": "1",
+    }
+    response = post_signed(
+        url,
+        f"/azure/events?code={EVENTGRID_SECRET}",
+        json.dumps([event]),
+        headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
+    )
+    assert (response.status, json.loads(response.body)) == (200, {"accepted": 1})
+    # What a worker then records for a followed job is tested in tests/notify/test_eventgrid.py;
+    # here, that the served app hands the delivery over and answers at once (and the
+    # fixture's teardown, that nothing logged a traceback).
