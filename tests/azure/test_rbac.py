@@ -168,6 +168,20 @@ def test_pim_grant_is_a_schedule_request_ending_at_expiry(
     assert "ends it by itself" in receipt.note
 
 
+def test_a_retried_pim_grant_finds_the_assignment_its_first_try_made(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    expires = datetime.now(UTC) + timedelta(hours=4)
+    first = backend.grant_cluster_access(grant_spec(mode="pim", expires_at=expires))
+
+    # As after a crash between Azure's answer and the bot's record: the same request again.
+    again = backend.grant_cluster_access(grant_spec(mode="pim", expires_at=expires))
+
+    assert again.assignment_id == first.assignment_id
+    assert len(fake.calls_to("PUT", "roleAssignmentScheduleRequests/")) == 2
+    assert len(fake.role_assignments) == 1
+
+
 def test_pim_revoke_is_an_admin_remove_request(backend: AzureWorkspace, fake: FakeAzure) -> None:
     backend.grant_cluster_access(grant_spec(mode="pim"))
 

@@ -43,12 +43,9 @@ def register(fake: FakeAzure) -> None:
     route("PUT", assignment, put_role_assignment, api_versions=RBAC_VERSIONS)
     route("GET", assignment, get_role_assignment, api_versions=RBAC_VERSIONS)
     route("DELETE", assignment, delete_role_assignment, api_versions=RBAC_VERSIONS)
-    route(
-        "PUT",
-        f"{SCOPE}{AUTH}/roleAssignmentScheduleRequests/(?P<name>[^/]+)",
-        put_schedule_request,
-        api_versions=PIM_VERSIONS,
-    )
+    schedule_request = f"{SCOPE}{AUTH}/roleAssignmentScheduleRequests/(?P<name>[^/]+)"
+    route("PUT", schedule_request, put_schedule_request, api_versions=PIM_VERSIONS)
+    route("GET", schedule_request, get_schedule_request, api_versions=PIM_VERSIONS)
     route("GET", f"{SCOPE}{AUTH}/permissions", list_permissions, api_versions=RBAC_VERSIONS)
     route("GET", r"/v1\.0/users/(?P<user>[^/]+)", get_graph_user, api_versions=None)
     route("GET", r"/v1\.0/users", list_graph_users, api_versions=None)
@@ -294,6 +291,17 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
         }
         fake.schedule_requests[body["id"].lower()] = body
     return FakeResponse(201, copy.deepcopy(body))
+
+
+def get_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    scope = m["scope"]
+    fake.authorize("Microsoft.Authorization/roleAssignmentScheduleRequests/read", scope)
+    request_id = f"{scope}{AUTH}/roleAssignmentScheduleRequests/{m['name']}"
+    with fake.lock:
+        body = fake.schedule_requests.get(request_id.lower())
+        if body is None:
+            raise ArmError(404, "RoleAssignmentScheduleRequestNotFound", "Request not found.")
+        return FakeResponse(200, copy.deepcopy(body))
 
 
 def list_permissions(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:

@@ -193,10 +193,19 @@ class RoleAccess:
                 ),
             ),
         )
+        from azure.core.exceptions import HttpResponseError
+
         with translated(doing + " through PIM"):
-            created = auth.role_assignment_schedule_requests.create(
-                scope, grant.assignment_name, request
-            )
+            try:
+                created = auth.role_assignment_schedule_requests.create(
+                    scope, grant.assignment_name, request
+                )
+            except HttpResponseError as error:
+                # The name derives from the request: Azure ran this very request before
+                # (a retry after an interruption), so the grant exists. Read it back.
+                if azure_error_parts(error)[1] != _REQUEST_EXISTS:
+                    raise
+                created = auth.role_assignment_schedule_requests.get(scope, grant.assignment_name)
         ends = grant.expires_at.isoformat(timespec="minutes")
         return GrantReceipt(
             assignment_id=created.id or grant.assignment_name,
