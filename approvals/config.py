@@ -80,15 +80,37 @@ class DatastorePolicy(_Strict):
     key_vault: str | None = None
 
 
+# Azure's own default for a new cluster, and what the seeds and the idle fix set.
+RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN = 120
+
+
 class IdlePolicy(_Strict):
     sweep_interval: timedelta = timedelta(minutes=15)
     idle_threshold: timedelta = timedelta(minutes=30)
     realert_interval: timedelta = timedelta(hours=4)
     max_idle_seconds_before_scale_down: int = 600
+    # What the digest's "Set idle time" button sets. At least 1 s: azure-ai-ml cannot send 0.
+    recommended_idle_seconds_before_scale_down: int = Field(
+        default=RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, ge=1
+    )
 
     _durations = field_validator(
         "sweep_interval", "idle_threshold", "realert_interval", mode="before"
     )(_duration)
+
+    @model_validator(mode="after")
+    def _recommended_within_max(self) -> IdlePolicy:
+        # Otherwise the fix would set a value the next sweep flags again.
+        if (
+            self.recommended_idle_seconds_before_scale_down
+            > self.max_idle_seconds_before_scale_down
+        ):
+            raise ValueError(
+                f"recommended_idle_seconds_before_scale_down "
+                f"({self.recommended_idle_seconds_before_scale_down}) cannot exceed "
+                f"max_idle_seconds_before_scale_down ({self.max_idle_seconds_before_scale_down})"
+            )
+        return self
 
 
 class Policy(_Strict):
@@ -129,7 +151,9 @@ class ClusterConfig(_Strict):
     nodes: int = Field(ge=1, le=1000)
     priority: Priority = Priority.DEDICATED
     min_nodes: int = Field(default=0, ge=0)
-    idle_seconds_before_scale_down: int = Field(default=120, ge=0)
+    idle_seconds_before_scale_down: int = Field(
+        default=RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, ge=0
+    )
     # False for a shared cluster every member may use without an access grant.
     requires_grant: bool = True
 

@@ -232,6 +232,8 @@ class Execution(WorkflowBase):
                 backend.stop_instance(payload["compute"])
             elif operation == "set_min_nodes":
                 backend.set_cluster_min_nodes(payload["compute"], int(payload["min_nodes"]))
+            elif operation == "set_idle_time":
+                backend.set_cluster_idle_time(payload["compute"], int(payload["idle_seconds"]))
             else:
                 raise UserError(f"unknown compute operation {operation!r}")
             return {"operation": operation, "compute": payload["compute"]}, None

@@ -19,8 +19,11 @@ from approvals.render import describe_request
 from approvals.states import RequestStatus
 from approvals.tables import OutboxRow, RequestRow
 from bot.delivery import OutboxWorker
+from bot.notify.idle import IdleFinding
+from bot.notify.idle_sweep import digest_items
 from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST
 from bot.notify.sweeps import run_due
+from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 from commands.secrets import find_secret
 
@@ -137,9 +140,18 @@ class Console:
         if row.kind == outbox.CHANNEL_NOTICE:
             return f"[#{payload['workspace']}] {payload['text']}"
         if row.kind == IDLE_DIGEST:
-            return (
-                f"[#{payload['workspace']}, idle compute]\n{_indent(str(payload['text']))}\n"
-                f"    [Buttons in Slack: Stop instance / Set minimum to 0 / Snooze]"
+            digest_id = payload.get("digest_id")
+            items = digest_items(self.core, int(digest_id)) if digest_id is not None else []
+            buttons = [
+                f"    [Buttons in Slack for {item.compute}: {' / '.join(_idle_item_buttons(item))}]"
+                for item in items
+            ]
+            return "\n".join(
+                [
+                    f"[#{payload['workspace']}, idle compute]",
+                    _indent(str(payload["text"])),
+                    *buttons,
+                ]
             )
         if row.kind == GRANT_EXPIRING:
             return (
@@ -160,6 +172,11 @@ class _Printer:
 
     def deliver(self, row: OutboxRow) -> None:
         self.console.deliver_row(row)
+
+
+def _idle_item_buttons(item: IdleItemRow) -> list[str]:
+    fix = IdleFinding.from_json(item.finding).fix_label
+    return [*([fix] if fix else []), "Snooze"]
 
 
 def _indent(text: str) -> str:

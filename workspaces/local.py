@@ -172,6 +172,18 @@ class LocalWorkspace:
             row.change_min_nodes(min_nodes, now)
             row.min_nodes_pinned = True
 
+    def set_cluster_idle_time(self, name: str, seconds: int) -> None:
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.find_cluster(session, self.workspace, name)
+            if seconds < 0:
+                raise WorkspaceError(
+                    f"The idle time before scale-down of cluster '{name}' cannot be negative; "
+                    f"{seconds} seconds was asked for."
+                )
+            row.change_idle_seconds(seconds, now)
+            row.idle_seconds_pinned = True
+
     # -- access --------------------------------------------------------------------------
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:

@@ -143,13 +143,13 @@ def cluster_holdings(
 ) -> list[tuple[SimJobRow, Holding]]:
     """The jobs whose nodes matter at `moment`, in submission order: running, waiting, or
     released within the idle time (their nodes may still be up)."""
-    idle = timedelta(seconds=cluster.idle_seconds_before_scale_down)
+    window_start = _shape(cluster).window_start(moment)
     rows = session.scalars(
         select(SimJobRow)
         .where(
             SimJobRow.workspace == cluster.workspace,
             SimJobRow.compute == cluster.name,
-            SimJobRow.released_at > moment - idle,
+            SimJobRow.released_at > window_start,
         )
         .order_by(SimJobRow.id)
     ).all()
@@ -226,6 +226,8 @@ def _shape(row: SimClusterRow) -> ClusterShape:
         idle=timedelta(seconds=row.idle_seconds_before_scale_down),
         retired_min_nodes=row.retired_min_nodes,
         min_lowered_at=row.min_lowered_at,
+        idle_changed_at=row.idle_changed_at,
+        idle_floor=row.idle_floor,
     )
 
 

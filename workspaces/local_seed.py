@@ -44,6 +44,7 @@ def _seed_cluster(session: Session, workspace: str, spec: ClusterSpec, now: date
                 idle_seconds_before_scale_down=spec.idle_seconds_before_scale_down,
                 min_nodes_pinned=False,
                 retired_min_nodes=0,
+                idle_seconds_pinned=False,
                 created_at=now,
             )
         )
@@ -51,8 +52,10 @@ def _seed_cluster(session: Session, workspace: str, spec: ClusterSpec, now: date
     row.vm_size = spec.vm_sku
     row.priority = spec.priority.value
     row.max_nodes = spec.nodes
-    row.idle_seconds_before_scale_down = spec.idle_seconds_before_scale_down
-    # A minimum someone fixed through the bot outlives the (possibly stale) configuration.
+    # A minimum or idle time someone fixed through the bot outlives the (possibly stale)
+    # configuration.
+    if not row.idle_seconds_pinned:
+        row.change_idle_seconds(spec.idle_seconds_before_scale_down, now)
     wanted_min = row.min_nodes if row.min_nodes_pinned else spec.min_nodes
     row.change_min_nodes(min(wanted_min, spec.nodes), now)
 

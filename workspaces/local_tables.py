@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Engine,
     Index,
@@ -24,10 +25,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    inspect,
+    literal,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 NAME = String(255)
 
@@ -85,6 +90,12 @@ class SimClusterRow(SimBase):
     # Lowering the minimum leaves the freed nodes idle until the idle time has passed.
     retired_min_nodes: Mapped[int] = mapped_column(Integer, default=0)
     min_lowered_at: Mapped[datetime | None]
+    # Like the minimum: once changed through the API, configuration no longer resets it.
+    idle_seconds_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the idle time last changed, and the earliest release whose nodes were still up
+    # then (see `ClusterShape.window_start`).
+    idle_changed_at: Mapped[datetime | None]
+    idle_floor: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
     def change_min_nodes(self, min_nodes: int, now: datetime) -> None:
@@ -92,6 +103,16 @@ class SimClusterRow(SimBase):
             self.retired_min_nodes = self.min_nodes
             self.min_lowered_at = now
         self.min_nodes = min_nodes
+
+    def change_idle_seconds(self, seconds: int, now: datetime) -> None:
+        if seconds == self.idle_seconds_before_scale_down:
+            return
+        old_start = now - timedelta(seconds=self.idle_seconds_before_scale_down)
+        if self.idle_changed_at is not None and self.idle_floor is not None:
+            old_start = max(old_start, self.idle_floor)
+        self.idle_floor = old_start
+        self.idle_changed_at = now
+        self.idle_seconds_before_scale_down = seconds
 
 
 class SimInstanceRow(SimBase):
@@ -174,18 +195,44 @@ class SimRoleAssignmentRow(SimBase):
 
 
 def create_simulator_tables(engine: Engine) -> None:
-    """Create the `sim_` tables that are missing, tolerating other processes doing the same.
+    """Create the `sim_` tables that are missing, and the columns a newer amlbot added to
+    them, tolerating other processes doing the same.
 
     Creators starting together each see tables missing and race to make them; a CREATE that
-    loses fails. Every lost race means another creator made a table, so trying again (once
-    per table at most, plus a spare) always ends with all of them in place.
+    loses fails. Every lost race means another creator made a table or column, so trying
+    again (once per table at most, plus spares) always ends with all of them in place.
     """
-    attempts = len(SimBase.metadata.tables) + 2
+    attempts = len(SimBase.metadata.tables) + 4
     for attempt in range(attempts):
         try:
             SimBase.metadata.create_all(engine, checkfirst=True)
+            _add_missing_columns(engine)
             return
         except (OperationalError, ProgrammingError, IntegrityError):
             if attempt == attempts - 1:
                 raise
             time.sleep(random.uniform(0.005, 0.02))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """The simulation is not under Alembic (it stands in for Azure), but a state file from
+    an earlier amlbot must keep working: a column added since is added to it, filled with
+    its default."""
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in SimBase.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    connection.execute(text(_add_column_sql(engine, table.name, column)))
+
+
+def _add_column_sql(engine: Engine, table: str, column: Column[Any]) -> str:
+    kind = column.type.compile(dialect=engine.dialect)
+    default = column.default
+    if not isinstance(default, ScalarElementColumnDefault):
+        return f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}"
+    value = literal(default.arg, column.type).compile(
+        dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+    )
+    return f"ALTER TABLE {table} ADD COLUMN {column.name} {kind} NOT NULL DEFAULT {value}"

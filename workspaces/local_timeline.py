@@ -11,7 +11,8 @@ Timing of a job on a cluster:
 - Finalizing 10 s, then Completed or Failed.
 
 A cluster's nodes: each node a job releases stays up idle for the cluster's idle time before
-scale-down, and the cluster never goes below its minimum.
+scale-down, and the cluster never goes below its minimum. A shorter idle time scales down at
+once the nodes idle longer than it; a longer one keeps those still up, never revives others.
 """
 
 from __future__ import annotations
@@ -107,6 +108,18 @@ class ClusterShape:
     idle: timedelta
     retired_min_nodes: int = 0
     min_lowered_at: datetime | None = None
+    # Set when the idle time last changed: nodes idle since before `idle_floor` had already
+    # scaled down then, and a longer idle time must not bring them back.
+    idle_changed_at: datetime | None = None
+    idle_floor: datetime | None = None
+
+    def window_start(self, moment: datetime) -> datetime:
+        """Nodes released after this are still up at `moment` (the idle period's start)."""
+        start = moment - self.idle
+        changed, floor = self.idle_changed_at, self.idle_floor
+        if changed is not None and floor is not None and moment >= changed:
+            start = max(start, floor)
+        return start
 
 
 @dataclass(frozen=True)
@@ -132,13 +145,14 @@ def busy_nodes(holdings: Iterable[Holding], moment: datetime) -> int:
 
 def nodes_up(shape: ClusterShape, holdings: Sequence[Holding], moment: datetime) -> int:
     """Nodes allocated at `moment`: the busiest point of the last idle period, or the minimum."""
-    window_start = moment - shape.idle
+    window_start = shape.window_start(moment)
     # Usage only rises when a job takes nodes, so its peak in the window is at the window's
     # start or at one of those moments.
     peaks = [window_start, *(h.nodes_at for h in holdings if window_start < h.nodes_at <= moment)]
     peak = max(busy_nodes(holdings, point) for point in peaks)
     floor = shape.min_nodes
-    if shape.min_lowered_at is not None and moment < shape.min_lowered_at + shape.idle:
+    # The nodes a lowered minimum freed idle from that moment, like nodes a job released.
+    if shape.min_lowered_at is not None and shape.min_lowered_at > window_start:
         floor = max(floor, shape.retired_min_nodes)
     return min(shape.max_nodes, max(floor, peak))
 

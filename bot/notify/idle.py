@@ -37,6 +37,10 @@ class IdleFinding:
     # What "until changed" compares: configuration for a cluster (its nodes come and go
     # with jobs), size and state for an instance (stopping it is the change).
     fingerprint: str
+    # A cluster's idle time before scale-down, and, when policy finds it too long, the
+    # value the fix sets: kept with the finding so the button does what its label said.
+    idle_seconds_before_scale_down: int | None = None
+    idle_seconds_fix: int | None = None
 
     @property
     def can_stop(self) -> bool:
@@ -45,6 +49,23 @@ class IdleFinding:
     @property
     def can_set_min_zero(self) -> bool:
         return self.kind == "cluster" and self.min_nodes > 0
+
+    @property
+    def can_set_idle_time(self) -> bool:
+        # Nodes held by a minimum above 0 never scale down, whatever the idle time: that
+        # fix comes first, and the next digest offers this one.
+        return self.kind == "cluster" and self.min_nodes == 0 and self.idle_seconds_fix is not None
+
+    @property
+    def fix_label(self) -> str | None:
+        """The label of the item's fix button; None when there is nothing to fix."""
+        if self.can_stop:
+            return "Stop instance"
+        if self.can_set_min_zero:
+            return "Set minimum to 0"
+        if self.can_set_idle_time and self.idle_seconds_fix is not None:
+            return f"Set idle time to {_short_seconds(self.idle_seconds_fix)}"
+        return None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,7 +87,21 @@ class IdleFinding:
             hourly_cost=data.get("hourly_cost"),
             cost_so_far=data.get("cost_so_far"),
             fingerprint=str(data["fingerprint"]),
+            # Findings stored before the idle-time fix existed lack these: no button then.
+            idle_seconds_before_scale_down=_optional_int(
+                data.get("idle_seconds_before_scale_down")
+            ),
+            idle_seconds_fix=_optional_int(data.get("idle_seconds_fix")),
         )
+
+
+def _short_seconds(seconds: int) -> str:
+    """Button text is short: "2 min", "90 s"."""
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def cluster_fingerprint(cluster: ClusterInfo) -> str:
@@ -129,7 +164,9 @@ def _cluster(
             f"minimum nodes is {cluster.min_nodes}, so they never scale down (recommended: 0)"
         )
     idle_setting = cluster.idle_seconds_before_scale_down
+    idle_fix = None
     if idle_setting is not None and idle_setting > policy.max_idle_seconds_before_scale_down:
+        idle_fix = policy.recommended_idle_seconds_before_scale_down
         reasons.append(
             f"idle nodes wait {format_duration(timedelta(seconds=idle_setting))} before "
             f"scaling down (policy: at most "
@@ -151,6 +188,8 @@ def _cluster(
         hourly_cost=hourly,
         cost_so_far=_so_far(hourly, since, now) if idling else None,
         fingerprint=cluster_fingerprint(cluster),
+        idle_seconds_before_scale_down=idle_setting,
+        idle_seconds_fix=idle_fix,
     )
 
 

@@ -1,5 +1,6 @@
-"""What the idle digest's buttons do: stop an instance or set a cluster's minimum to 0 (a
-lead at once, anyone else through an approval request), or snooze the alert.
+"""What the idle digest's buttons do: stop an instance, set a cluster's minimum to 0 or
+shorten its idle time before scale-down (a lead at once, anyone else through an approval
+request), or snooze the alert.
 
 Buttons carry only an `IdleItemRow` id; workspace, compute and fingerprint come from the
 database. Every function returns a `Reply` for the person who clicked.
@@ -21,10 +22,11 @@ from bot.notify.idle import IdleFinding
 from bot.notify.idle_sweep import alert_state
 from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
+from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.errors import WorkspaceError
 
-ComputeOperation = Literal["stop_instance", "set_min_nodes"]
+ComputeOperation = Literal["stop_instance", "set_min_nodes", "set_idle_time"]
 SnoozeChoice = Literal["1h", "1d", "changed"]
 SNOOZE_FOR: dict[str, timedelta] = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
 SNOOZE_WORDS = {"1h": "for 1 hour", "1d": "for 1 day", "changed": "until it changes"}
@@ -37,26 +39,34 @@ def request_compute_change(
     operation: ComputeOperation,
     compute: str,
     min_nodes: int = 0,
+    idle_seconds: int | None = None,
 ) -> Reply:
-    """Stop an instance or set a cluster's minimum nodes, as policy allows: a team lead's
+    """Stop an instance, or set a cluster's minimum nodes or idle time before scale-down
+    (`idle_seconds`, required for "set_idle_time"), as policy allows: a team lead's
     change runs at once (through the workspace port, audited by the workflow); anyone
     else's becomes an approval request for the workspace's leads."""
     ws = core.config.workspaces.get(workspace)
     if ws is None or person not in ws.members:
         return Reply(text=f"You are not a member of workspace `{workspace}`.", ok=False)
+    payload: dict[str, object] = {"operation": operation, "compute": compute}
     if operation == "stop_instance":
         title = f"Stop compute instance {compute}"
         description = f"stop compute instance `{compute}` (it can be started again)"
-    else:
+    elif operation == "set_min_nodes":
         title = f"Set minimum nodes of {compute} to {min_nodes}"
         description = f"set the minimum node count of cluster `{compute}` to {min_nodes}"
-    payload = {
-        "operation": operation,
-        "compute": compute,
-        "min_nodes": min_nodes,
-        "title": title,
-        "description": description,
-    }
+        payload["min_nodes"] = min_nodes
+    else:
+        if idle_seconds is None or idle_seconds < 0:
+            return Reply(text="An idle time of 0 seconds or more is needed.", ok=False)
+        words = format_duration(timedelta(seconds=idle_seconds))
+        title = f"Set idle time of {compute} to {words}"
+        description = (
+            f"set the idle time before scale-down of cluster `{compute}` to {words} "
+            f"({idle_seconds} s): idle nodes are released after that long"
+        )
+        payload["idle_seconds"] = idle_seconds
+    payload |= {"title": title, "description": description}
     workflow = core.service.workflow
     try:
         decision = decide_compute_action(ws, person)
@@ -118,21 +128,29 @@ def _claim_item(core: Core, item_id: int, person: str) -> bool:
 
 
 def act_on_item(core: Core, item_id: int, person: str) -> Reply:
-    """The item's fix: Stop instance, or Set minimum to 0."""
+    """The item's fix: Stop instance, Set minimum to 0, or Set idle time."""
     try:
         item = _load_item(core, item_id, person)
     except UserError as exc:
         return Reply(text=exc.render(), ok=False)
     finding = IdleFinding.from_json(item.finding)
-    operation: ComputeOperation = "stop_instance" if finding.can_stop else "set_min_nodes"
-    if operation == "set_min_nodes" and not finding.can_set_min_zero:
-        return Reply(text=f"`{item.compute}` already has a minimum of 0 nodes.", ok=False)
+    operation = _fix_for(finding)
+    if operation is None:
+        return Reply(text=f"`{item.compute}` has nothing the bot can fix.", ok=False)
     if not _claim_item(core, item_id, person):
         with core.store.transaction() as session:
             handled = session.get(IdleItemRow, item_id)
         note = handled.handled_note if handled is not None else None
         return Reply(text=f"`{item.compute}` is already handled: {note}.", ok=False)
-    reply = request_compute_change(core, person, item.workspace, operation, item.compute, 0)
+    reply = request_compute_change(
+        core,
+        person,
+        item.workspace,
+        operation,
+        item.compute,
+        min_nodes=0,
+        idle_seconds=finding.idle_seconds_fix,
+    )
     if not reply.ok or reply.request_id is None:
         with core.store.transaction() as session:  # nothing changed: let someone try again
             session.execute(
@@ -143,12 +161,28 @@ def act_on_item(core: Core, item_id: int, person: str) -> Reply:
         return reply
     with core.store.transaction() as session:
         row = core.service.workflow.load(session, reply.request_id)
-    done = "stopped" if operation == "stop_instance" else "minimum set to 0"
+    if operation == "set_idle_time":
+        done = (
+            f"idle time set to {format_duration(timedelta(seconds=finding.idle_seconds_fix or 0))}"
+        )
+    else:
+        done = "stopped" if operation == "stop_instance" else "minimum set to 0"
     asked = row.status == RequestStatus.PENDING
     _mark_handled(
         core, item_id, person, f"{'asked' if asked else done} by {person} ({short_ref(row.id)})"
     )
     return reply
+
+
+def _fix_for(finding: IdleFinding) -> ComputeOperation | None:
+    # The same order as the button's label (`IdleFinding.fix_label`).
+    if finding.can_stop:
+        return "stop_instance"
+    if finding.can_set_min_zero:
+        return "set_min_nodes"
+    if finding.can_set_idle_time:
+        return "set_idle_time"
+    return None
 
 
 def snooze_item(core: Core, item_id: int, person: str, choice: SnoozeChoice) -> Reply:

@@ -3,7 +3,8 @@
 - `grant.expiring` {grant_id, person, workspace, cluster, expires_at, request_id, text}:
   tell a grantee their access ends soon, with an Extend button.
 - `idle.digest` {workspace, digest_id, text}: the idle computes of one workspace found by one
-  sweep, one message in its channel, each item with Stop / Set minimum to 0 / Snooze.
+  sweep, one message in its channel, each item with Stop / Set minimum to 0 / Set idle time /
+  Snooze.
 
 `text` is always there, so an edge without a renderer for the kind (the console) can show it.
 """

@@ -1,5 +1,5 @@
 """This package at the Slack edge: renderers for its outbox kinds and the listeners of its
-buttons (Extend, Stop instance / Set minimum to 0, Snooze).
+buttons (Extend, Stop instance / Set minimum to 0 / Set idle time, Snooze).
 
 Add to the app with `build_slack(..., extra_registrars=[register_slack_actions])`; importing
 this module registers the renderers with the Slack deliverer. Listeners follow the edge's
@@ -119,7 +119,7 @@ def extend_grant(edge: SlackEdge, delivery: Delivery) -> None:
 
 
 def fix_idle_compute(edge: SlackEdge, delivery: Delivery) -> None:
-    """Stop instance / Set minimum to 0."""
+    """Stop instance / Set minimum to 0 / Set idle time."""
     click = _clicker(edge, delivery)
     if click is None:
         return

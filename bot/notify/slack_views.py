@@ -33,7 +33,7 @@ from bot.slack.views.common import (
 from workspaces.prices import PRICE_SOURCE, format_price
 
 EXTEND_ACTION = "amlbot.grant.extend"
-IDLE_FIX_ACTION = "amlbot.idle.fix"  # Stop instance, or Set minimum to 0
+IDLE_FIX_ACTION = "amlbot.idle.fix"  # Stop instance, Set minimum to 0, or Set idle time
 SNOOZE_PREFIX = "amlbot.idle.snooze_"
 # Action id -> choice: three ids, because the ids within one actions block must differ.
 SNOOZE_ACTIONS: dict[str, SnoozeChoice] = {
@@ -65,8 +65,8 @@ def grant_expiring_message(text: str, grant_id: int) -> SlackMessage:
 
 def _item_buttons(item: IdleItemRow, finding: IdleFinding) -> ActionsBlock:
     elements = []
-    if finding.can_stop or finding.can_set_min_zero:
-        label = "Stop instance" if finding.can_stop else "Set minimum to 0"
+    label = finding.fix_label
+    if label is not None:
         elements.append(
             ButtonElement(
                 text=label,

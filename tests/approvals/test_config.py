@@ -102,6 +102,15 @@ def test_bad_duration_in_policy_is_explained() -> None:
     assert "90m" in caught.value.errors[0]
 
 
+def test_a_recommended_idle_time_above_the_policy_maximum_is_refused() -> None:
+    idle = (
+        "{max_idle_seconds_before_scale_down: 300, recommended_idle_seconds_before_scale_down: 600}"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"defaults: {{policy: {{idle: {idle}}}}}")
+    assert "cannot exceed max_idle_seconds_before_scale_down (300)" in caught.value.errors[0]
+
+
 def test_not_yaml_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("workspaces: [")

@@ -1,4 +1,5 @@
-"""Computes: the inventory in one list call, stopping instances, a cluster's minimum."""
+"""Computes: the inventory in one list call, stopping instances, a cluster's minimum and
+idle time."""
 
 from __future__ import annotations
 
@@ -101,6 +102,41 @@ def test_setting_min_nodes_updates_only_the_scale_settings(
 def test_min_nodes_above_the_maximum_is_refused(backend: AzureWorkspace) -> None:
     with pytest.raises(WorkspaceError, match="at most 4 nodes"):
         backend.set_cluster_min_nodes("gpu", 5)
+
+
+def test_setting_the_idle_time_puts_it_as_an_iso_duration_and_later_lists_show_it(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    backend.set_cluster_idle_time("gpu", 120)
+
+    [put] = fake.calls_to("PUT", "/computes/gpu$")
+    scale = put.body["properties"]["properties"]["scaleSettings"]
+    assert scale["nodeIdleTimeBeforeScaleDown"] == "PT2M"
+    assert (scale["minNodeCount"], scale["maxNodeCount"]) == (0, 4)
+    gpu = backend.list_computes().cluster("gpu")
+    assert gpu is not None and gpu.idle_seconds_before_scale_down == 120
+
+
+def test_setting_the_idle_time_it_already_has_changes_nothing(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    backend.set_cluster_idle_time("gpu", 200)
+
+    assert fake.calls_to("PUT", "/computes/gpu$") == []
+
+
+@pytest.mark.parametrize(("seconds", "why"), [(-5, "cannot be negative"), (0, "0 s cannot be set")])
+def test_an_idle_time_azure_ai_ml_cannot_send_is_refused_before_calling_azure(
+    backend: AzureWorkspace, fake: FakeAzure, seconds: int, why: str
+) -> None:
+    with pytest.raises(WorkspaceError, match=why):
+        backend.set_cluster_idle_time("gpu", seconds)
+    assert fake.calls == []
+
+
+def test_the_idle_time_of_a_compute_instance_is_refused(backend: AzureWorkspace) -> None:
+    with pytest.raises(WorkspaceError, match="not a compute cluster"):
+        backend.set_cluster_idle_time("ci-alice", 120)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ Shapes: `shared/fixtures/azure/*_recorded.json` and the 2024-04-01 REST examples
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,20 @@ def get_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRes
         return FakeResponse(200, copy.deepcopy(_compute(ws, m["name"])))
 
 
+# Azure refuses an idle time that is not an ISO 8601 duration (`PT2M`, `PT1H30M`).
+_ISO_DURATION = re.compile(r"^P(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$")
+
+
+def _check_scale_settings(scale: dict[str, Any]) -> None:
+    if scale.get("minNodeCount", 0) > scale["maxNodeCount"]:
+        raise ArmError(400, "BadRequest", "minNodeCount cannot exceed maxNodeCount.")
+    idle = scale.get("nodeIdleTimeBeforeScaleDown")
+    if idle is not None and (not isinstance(idle, str) or not _ISO_DURATION.match(idle)):
+        raise ArmError(
+            400, "BadRequest", f"nodeIdleTimeBeforeScaleDown {idle!r} is not an ISO 8601 duration."
+        )
+
+
 def patch_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     """ClusterUpdateParameters: only `properties.properties.scaleSettings` may change."""
     ws = _ws(fake, m)
@@ -161,8 +176,7 @@ def patch_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeR
         if compute["properties"]["computeType"] != "AmlCompute":
             raise ArmError(400, "BadRequest", "Only AmlCompute can be scaled.")
         settings = compute["properties"]["properties"]["scaleSettings"]
-        if scale.get("minNodeCount", 0) > scale["maxNodeCount"]:
-            raise ArmError(400, "BadRequest", "minNodeCount cannot exceed maxNodeCount.")
+        _check_scale_settings(scale)
 
     def finish() -> None:
         with fake.lock:
@@ -195,8 +209,7 @@ def put_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRes
         current = compute["properties"]["properties"]
         if inner.get("vmSize") and inner["vmSize"].lower() != current["vmSize"].lower():
             raise ArmError(400, "BadRequest", "The VM size of an existing cluster cannot change.")
-        if scale.get("minNodeCount", 0) > scale["maxNodeCount"]:
-            raise ArmError(400, "BadRequest", "minNodeCount cannot exceed maxNodeCount.")
+        _check_scale_settings(scale)
         current["scaleSettings"].update(scale)
         body = copy.deepcopy(compute)
     accepted = FakeResponse(200, body)

@@ -123,3 +123,45 @@ def test_a_clusters_fingerprint_is_its_configuration_not_its_nodes() -> None:
 def test_a_finding_survives_its_json_form() -> None:
     (finding,) = found(instances=(instance(activity=NOW - timedelta(hours=3)),))
     assert IdleFinding.from_json(finding.as_json()) == finding
+
+
+def test_a_long_idle_time_with_a_minimum_of_zero_offers_the_recommended_idle_time() -> None:
+    (finding,) = found(cluster(idle_seconds_before_scale_down=3600))
+    assert finding.idle_seconds_before_scale_down == 3600
+    assert finding.idle_seconds_fix == POLICY.recommended_idle_seconds_before_scale_down
+    assert finding.can_set_idle_time and not finding.can_set_min_zero
+    assert finding.fix_label == "Set idle time to 2 min"
+
+
+def test_a_minimum_above_zero_is_fixed_first_even_when_the_idle_time_is_long_too() -> None:
+    (finding,) = found(cluster(min_nodes=1, idle_seconds_before_scale_down=3600))
+    assert finding.can_set_min_zero and not finding.can_set_idle_time
+    assert finding.fix_label == "Set minimum to 0"
+
+
+def test_an_idle_time_within_policy_offers_no_idle_time_fix() -> None:
+    (finding,) = found(idle_cluster(2, since=NOW - timedelta(hours=2)))
+    assert finding.idle_seconds_fix is None and finding.fix_label is None
+
+
+def test_the_idle_time_fix_follows_the_policys_recommended_value() -> None:
+    policy = POLICY.model_copy(update={"recommended_idle_seconds_before_scale_down": 90})
+    inventory = ComputeInventory(clusters=[cluster(idle_seconds_before_scale_down=3600)])
+    (finding,) = find_idle(inventory, policy, NOW)
+    assert finding.fix_label == "Set idle time to 90 s"
+
+
+def test_a_finding_stored_before_the_idle_time_fix_still_loads_without_that_fix() -> None:
+    (finding,) = found(cluster(idle_seconds_before_scale_down=3600))
+    stored = finding.as_json()
+    del stored["idle_seconds_before_scale_down"], stored["idle_seconds_fix"]
+
+    loaded = IdleFinding.from_json(stored)
+
+    assert loaded.idle_seconds_fix is None and not loaded.can_set_idle_time
+    assert loaded.fix_label is None
+
+
+def test_a_finding_with_the_idle_time_fix_survives_storage() -> None:
+    (finding,) = found(cluster(idle_seconds_before_scale_down=3600))
+    assert IdleFinding.from_json(finding.as_json()) == finding

@@ -1,15 +1,18 @@
 """The idle sweep on the demo workspace: one digest per workspace and sweep slot listing
 exactly the idle computes with their costs; snoozed and recently alerted ones left out;
-Stop / Set minimum to 0 by a lead at once, by anyone else through a request."""
+Stop / Set minimum to 0 / Set idle time by a lead at once, by anyone else through a request."""
 
 from __future__ import annotations
 
+import io
 import threading
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from approvals.render import describe_request
 from approvals.tables import AuditRow, RequestRow
+from bot.console import Console
 from bot.notify.idle_actions import act_on_item, snooze_item
 from bot.notify.idle_sweep import digest_items, install_idle_reporter, sweep_idle
 from bot.notify.kinds import IDLE_DIGEST
@@ -188,3 +191,83 @@ def test_a_second_click_on_the_same_item_changes_nothing(core: Core, clock: Manu
     assert not again.ok and "already handled: asked by carol (#1)" in again.text
     with core.store.transaction() as session:
         assert len(session.scalars(select(RequestRow)).all()) == 1
+
+
+def gpu_idle_seconds(core: Core) -> int | None:
+    cluster = core.backends("demo").list_computes().cluster("gpu-cluster")
+    assert cluster is not None
+    return cluster.idle_seconds_before_scale_down
+
+
+def test_a_lead_sets_a_long_idle_time_to_the_recommended_one_at_once(
+    core: Core, clock: ManualClock
+) -> None:
+    core.backends("demo").set_cluster_idle_time("gpu-cluster", 3600)
+    digest = sweep_idle(core, "demo", clock.now())
+
+    reply = act_on_item(core, item_id(core, digest, "gpu-cluster"), "bob")
+
+    assert reply.ok, reply.text
+    recommended = core.config.workspaces[
+        "demo"
+    ].policy.idle.recommended_idle_seconds_before_scale_down
+    assert gpu_idle_seconds(core) == recommended
+    with core.store.transaction() as session:
+        item = session.scalars(
+            select(IdleItemRow).where(IdleItemRow.compute == "gpu-cluster")
+        ).one()
+        assert item.handled_note == "idle time set to 2m by bob (#1)"
+        request = session.get(RequestRow, 1)
+        audited = list(session.scalars(select(AuditRow.action).where(AuditRow.actor == "amlbot")))
+    assert request is not None and request.payload["operation"] == "set_idle_time"
+    assert request.payload["idle_seconds"] == recommended
+    assert "compute.executed" in audited
+
+
+def test_anyone_else_asks_a_lead_to_set_the_idle_time(core: Core, clock: ManualClock) -> None:
+    core.backends("demo").set_cluster_idle_time("gpu-cluster", 3600)
+    digest = sweep_idle(core, "demo", clock.now())
+
+    reply = act_on_item(core, item_id(core, digest, "gpu-cluster"), "carol")
+
+    assert reply.ok and "set idle time of gpu-cluster to 2m" in reply.text
+    assert "is waiting for a team lead of `demo` (bob)" in reply.text
+    assert gpu_idle_seconds(core) == 3600
+    with core.store.transaction() as session:
+        request = session.get(RequestRow, 1)
+        assert request is not None
+        card = describe_request(request, core.config).as_text()
+    assert (
+        "Azure action: set the idle time before scale-down of cluster `gpu-cluster` to 2m" in card
+    )
+    assert core.service.handle_text("bob", "approve 1").ok
+    assert gpu_idle_seconds(core) == 120
+
+
+def test_the_idle_time_is_offered_once_the_minimum_is_zero(core: Core, clock: ManualClock) -> None:
+    core.backends("demo").set_cluster_idle_time("cpu-cluster", 3600)
+    first = sweep_idle(core, "demo", clock.now())
+    assert act_on_item(core, item_id(core, first, "cpu-cluster"), "bob").ok
+    cluster = core.backends("demo").list_computes().cluster("cpu-cluster")
+    assert cluster is not None and (cluster.min_nodes, cluster.idle_seconds_before_scale_down) == (
+        0,
+        3600,
+    )
+
+    clock.advance(SLOT)
+    second = sweep_idle(core, "demo", clock.now())
+    assert act_on_item(core, item_id(core, second, "cpu-cluster"), "bob").ok
+
+    cluster = core.backends("demo").list_computes().cluster("cpu-cluster")
+    assert cluster is not None and cluster.idle_seconds_before_scale_down == 120
+
+
+def test_the_console_shows_each_items_fix_button(core: Core, clock: ManualClock) -> None:
+    core.backends("demo").set_cluster_idle_time("gpu-cluster", 3600)
+    sweep_idle(core, "demo", clock.now())
+    out = io.StringIO()
+
+    Console(core, out).deliver()
+
+    assert "[Buttons in Slack for gpu-cluster: Set idle time to 2 min / Snooze]" in out.getvalue()
+    assert "[Buttons in Slack for cpu-cluster: Set minimum to 0 / Snooze]" in out.getvalue()

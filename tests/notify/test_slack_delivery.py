@@ -143,6 +143,21 @@ def test_a_lead_sets_the_minimum_to_zero_from_the_digest(
     assert cluster is not None and cluster.min_nodes == 0
 
 
+def test_a_lead_sets_a_long_idle_time_from_the_digest(
+    notify_bot: NotifyBot, core: Core, clock: ManualClock
+) -> None:
+    core.backends("demo").set_cluster_idle_time("gpu-cluster", 3600)
+    sweep_idle(core, "demo", clock.now())
+    notify_bot.deliver()
+    digest = top_level(notify_bot, CHANNEL, "Idle compute in demo")
+    assert "Set idle time to 2 min" in digest.all_text
+    value = button_value(digest, IDLE_FIX_ACTION, "gpu-cluster")
+    assert notify_bot.click(BOB, IDLE_FIX_ACTION, value, digest) == 200
+    assert "done" in notify_bot.answer_to(BOB, "set idle time of gpu-cluster to 2m")
+    cluster = core.backends("demo").list_computes().cluster("gpu-cluster")
+    assert cluster is not None and cluster.idle_seconds_before_scale_down == 120
+
+
 def test_the_grant_expiry_warning_offers_extend_which_goes_to_the_core(
     notify_bot: NotifyBot, core: Core, clock: ManualClock
 ) -> None:

@@ -700,3 +700,101 @@ def test_concurrent_submissions_of_one_name_create_one_job(
 
     assert errors == []
     assert [j.name for j in ws.list_jobs()] == ["job-1"]
+
+
+def idle_nodes_after(ws: LocalWorkspace, clock: ManualClock, seconds: int) -> int:
+    clock.advance(timedelta(seconds=seconds))
+    return gpu(ws).current_nodes
+
+
+def test_an_idle_time_set_through_the_port_is_listed(ws: LocalWorkspace) -> None:
+    ws.set_cluster_idle_time("gpu-cluster", 600)
+
+    assert gpu(ws).idle_seconds_before_scale_down == 600
+
+
+def test_a_shorter_idle_time_scales_down_at_once_the_nodes_idle_longer(
+    ws: LocalWorkspace, clock: ManualClock
+) -> None:
+    ws.set_cluster_idle_time("gpu-cluster", 3600)
+    ws.submit_job(job())
+    clock.advance(timedelta(seconds=210))  # the job has ended; its node idles
+    assert idle_nodes_after(ws, clock, 600) == 1
+
+    ws.set_cluster_idle_time("gpu-cluster", 120)
+
+    assert gpu(ws).current_nodes == 0
+
+
+def test_a_longer_idle_time_keeps_a_node_that_is_still_up_for_the_new_time(
+    ws: LocalWorkspace, clock: ManualClock
+) -> None:
+    ws.submit_job(job())
+    clock.advance(timedelta(seconds=210 + 60))  # idle for 60 s of the 120 s
+
+    ws.set_cluster_idle_time("gpu-cluster", 600)
+
+    assert idle_nodes_after(ws, clock, 539) == 1
+    assert idle_nodes_after(ws, clock, 1) == 0
+
+
+def test_a_longer_idle_time_does_not_bring_back_nodes_already_scaled_down(
+    ws: LocalWorkspace, clock: ManualClock
+) -> None:
+    ws.submit_job(job())
+    clock.advance(timedelta(seconds=210 + 200))  # scaled down 80 s ago
+
+    ws.set_cluster_idle_time("gpu-cluster", 3600)
+
+    assert gpu(ws).current_nodes == 0
+
+
+def test_a_negative_idle_time_is_refused(ws: LocalWorkspace) -> None:
+    with pytest.raises(WorkspaceError, match="cannot be negative; -1 seconds was asked for"):
+        ws.set_cluster_idle_time("gpu-cluster", -1)
+
+
+def test_an_idle_time_of_an_unknown_cluster_is_not_found(ws: LocalWorkspace) -> None:
+    with pytest.raises(NotFoundError):
+        ws.set_cluster_idle_time("tpu-cluster", 120)
+
+
+def test_an_idle_time_set_through_the_port_survives_reconfiguration(
+    ws: LocalWorkspace, make_workspace: MakeWorkspace
+) -> None:
+    ws.set_cluster_idle_time("gpu-cluster", 300)
+    longer = [CLUSTERS[0].model_copy(update={"idle_seconds_before_scale_down": 1800}), CLUSTERS[1]]
+
+    cluster = make_workspace(clusters=longer).list_computes().cluster("gpu-cluster")
+
+    assert cluster is not None and cluster.idle_seconds_before_scale_down == 300
+
+
+def test_an_idle_time_changed_in_configuration_is_applied(
+    ws: LocalWorkspace, make_workspace: MakeWorkspace
+) -> None:
+    longer = [CLUSTERS[0].model_copy(update={"idle_seconds_before_scale_down": 1800}), CLUSTERS[1]]
+
+    cluster = make_workspace(clusters=longer).list_computes().cluster("gpu-cluster")
+
+    assert cluster is not None and cluster.idle_seconds_before_scale_down == 1800
+
+
+def test_a_state_file_from_an_earlier_amlbot_gains_the_columns_added_since(
+    any_engine: Engine, clock: ManualClock
+) -> None:
+    from sqlalchemy import inspect, text
+
+    LocalWorkspace(any_engine, "demo", CLUSTERS, INSTANCES, clock)
+    # As the simulation's tables were before the idle-time columns came.
+    with any_engine.begin() as connection:
+        for column in ("idle_seconds_pinned", "idle_changed_at", "idle_floor"):
+            connection.execute(text(f"ALTER TABLE sim_clusters DROP COLUMN {column}"))
+
+    reopened = LocalWorkspace(any_engine, "demo", CLUSTERS, INSTANCES, clock)
+    reopened.set_cluster_idle_time("cpu-cluster", 300)
+
+    columns = {c["name"] for c in inspect(any_engine).get_columns("sim_clusters")}
+    assert {"idle_seconds_pinned", "idle_changed_at", "idle_floor"} <= columns
+    [cpu] = [c for c in reopened.list_computes().clusters if c.name == "cpu-cluster"]
+    assert cpu.idle_seconds_before_scale_down == 300

@@ -112,3 +112,6 @@ class AzureWorkspace:
 
     def set_cluster_min_nodes(self, name: str, min_nodes: int) -> None:
         computes.set_cluster_min_nodes(self.clients, name, min_nodes)
+
+    def set_cluster_idle_time(self, name: str, seconds: int) -> None:
+        computes.set_cluster_idle_time(self.clients, name, seconds)

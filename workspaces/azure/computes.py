@@ -140,6 +140,31 @@ def set_cluster_min_nodes(clients: WorkspaceClients, name: str, min_nodes: int) 
         ml.compute.begin_update(cluster).result()
 
 
+def set_cluster_idle_time(clients: WorkspaceClients, name: str, seconds: int) -> None:
+    workspace = clients.coordinates.workspace_name
+    if seconds < 0:
+        raise WorkspaceError(
+            f"A cluster's idle time before scale-down cannot be negative (got {seconds} s)."
+        )
+    if seconds == 0:
+        # azure-ai-ml leaves a falsy idle time out of the request, and Azure would then keep
+        # the current one: refuse rather than report a change that did not happen.
+        raise WorkspaceError(
+            f"Cluster {name}: an idle time of 0 s cannot be set through azure-ai-ml; use 1 s "
+            "or more."
+        )
+    with translated(f"setting the idle time of cluster {name} in workspace {workspace}"):
+        ml = clients.ml()
+        cluster = _get_compute(ml, name, workspace)
+        if cluster.type != "amlcompute":
+            raise WorkspaceError(f"{name} is a {cluster.type}, not a compute cluster.")
+        if cluster.idle_time_before_scale_down == seconds:
+            return
+        cluster.idle_time_before_scale_down = seconds
+        # Same PUT as for the minimum: scale settings are what Azure lets change in place.
+        ml.compute.begin_update(cluster).result()
+
+
 def _get_compute(ml: Any, name: str, workspace: str) -> Any:
     from azure.core.exceptions import ResourceNotFoundError
 
