@@ -263,18 +263,10 @@ class Execution(WorkflowBase):
             # expiry alone: a retry before the row below is updated asks Azure for the same
             # end, under the same request name, and extends nothing twice.
             new_expiry = max(grant.expires_at, now) + duration
-        spec = RoleGrantSpec(
-            assignment_name=grant.assignment_name,
-            principal_object_id=grant.principal_object_id,
-            role_name=grant.role,
-            compute=grant.cluster,
-            scope=grant.scope,
-            mode=grant.mode,
-            description=(
-                f"amlbot request #{row.id} for {row.requester} extends grant #{grant.id}; "
-                f"expires {new_expiry.isoformat(timespec='minutes')}"
-            ),
-            expires_at=grant.expires_at,
+        spec = spec_of_grant(
+            grant,
+            f"amlbot request #{row.id} for {row.requester} extends grant #{grant.id}; "
+            f"expires {new_expiry.isoformat(timespec='minutes')}",
         )
         # Outside any transaction: for PIM this is a schedule request to Azure, which ends
         # the assignment itself and must hear of the new end.
@@ -406,3 +398,17 @@ def _parse_time(value: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
+
+
+def spec_of_grant(grant: GrantRow, description: str) -> RoleGrantSpec:
+    """The role assignment a recorded grant stands for, as the workspace port takes it."""
+    return RoleGrantSpec(
+        assignment_name=grant.assignment_name,
+        principal_object_id=grant.principal_object_id,
+        role_name=grant.role,
+        compute=grant.cluster,
+        scope=grant.scope,
+        mode=grant.mode,
+        description=description,
+        expires_at=grant.expires_at,
+    )

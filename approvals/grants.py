@@ -7,13 +7,12 @@ import logging
 from sqlalchemy import select
 
 from approvals import audit, outbox
-from approvals.execution import PROPAGATION_NOTE
+from approvals.execution import PROPAGATION_NOTE, spec_of_grant
 from approvals.render import short_ref, when
 from approvals.tables import GrantRow
 from approvals.workflow_base import WorkflowBase
 from commands.errors import NotFoundUserError, UserError
 from workspaces.errors import WorkspaceError
-from workspaces.types import RoleGrantSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,7 @@ class GrantKeeper(WorkflowBase):
                     + (f" (since {when(grant.revoked_at)})" if grant.revoked_at else "")
                     + "."
                 )
-        spec = RoleGrantSpec(
-            assignment_name=grant.assignment_name,
-            principal_object_id=grant.principal_object_id,
-            role_name=grant.role,
-            compute=grant.cluster,
-            scope=grant.scope,
-            mode=grant.mode,
-            description=f"amlbot grant #{grant.id}",
-            expires_at=grant.expires_at,
-        )
+        spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
         try:
             self.backend_for(grant.workspace).revoke_cluster_access(spec)
         except WorkspaceError as exc:

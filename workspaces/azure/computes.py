@@ -124,9 +124,7 @@ def set_cluster_min_nodes(clients: WorkspaceClients, name: str, min_nodes: int) 
         raise WorkspaceError(f"A cluster's minimum nodes cannot be negative (got {min_nodes}).")
     with translated(f"setting the minimum nodes of cluster {name} in workspace {workspace}"):
         ml = clients.ml()
-        cluster = _get_compute(ml, name, workspace)
-        if cluster.type != "amlcompute":
-            raise WorkspaceError(f"{name} is a {cluster.type}, not a compute cluster.")
+        cluster = _get_cluster(ml, name, workspace)
         if cluster.min_instances == min_nodes:
             return
         if min_nodes > (cluster.max_instances or 0):
@@ -155,14 +153,19 @@ def set_cluster_idle_time(clients: WorkspaceClients, name: str, seconds: int) ->
         )
     with translated(f"setting the idle time of cluster {name} in workspace {workspace}"):
         ml = clients.ml()
-        cluster = _get_compute(ml, name, workspace)
-        if cluster.type != "amlcompute":
-            raise WorkspaceError(f"{name} is a {cluster.type}, not a compute cluster.")
+        cluster = _get_cluster(ml, name, workspace)
         if cluster.idle_time_before_scale_down == seconds:
             return
         cluster.idle_time_before_scale_down = seconds
         # Same PUT as for the minimum: scale settings are what Azure lets change in place.
         ml.compute.begin_update(cluster).result()
+
+
+def _get_cluster(ml: Any, name: str, workspace: str) -> Any:
+    cluster = _get_compute(ml, name, workspace)
+    if cluster.type != "amlcompute":
+        raise WorkspaceError(f"{name} is a {cluster.type}, not a compute cluster.")
+    return cluster
 
 
 def _get_compute(ml: Any, name: str, workspace: str) -> Any:
