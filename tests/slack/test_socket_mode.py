@@ -246,6 +246,22 @@ def test_privileged_request_posts_a_card_that_only_the_lead_can_approve_once(
     assert grants(tmp_path) == 1
 
 
+def test_socket_mode_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
+    bot: SocketModeBot,
+) -> None:
+    # The first worker runs the sweeps; a worker that cannot start in Socket Mode (as they
+    # once could not) leaves the channel without a digest. The demo's cpu-cluster keeps a
+    # node up (min_nodes 1): the first sweep reports it.
+    digest = bot.wait(
+        lambda: next(
+            (m for m in bot.slack.messages_in(CHANNEL) if "cpu-cluster" in m.all_text), None
+        ),
+        "the idle digest",
+    )
+    assert "idle compute item(s) in `demo`" in digest.all_text
+    assert bot.stop() == 0
+
+
 def test_a_refresh_from_slack_reconnects_and_the_new_connection_is_served(
     bot: SocketModeBot,
 ) -> None:
