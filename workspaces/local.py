@@ -10,23 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from workspaces import local_jobs
+from workspaces import local_access, local_jobs
 from workspaces.clock import Clock
 from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
+from workspaces.local_access import RoleAssignment
 from workspaces.local_seed import seed_workspace
 from workspaces.local_tables import (
     SimClusterRow,
     SimDatastoreRow,
     SimInstanceRow,
     SimJobRow,
-    SimRoleAssignmentRow,
     SimWorkspaceRow,
     create_simulator_tables,
 )
@@ -54,21 +53,6 @@ DEFAULT_ENVIRONMENTS = [
     "AzureML-tensorflow-2.16-cuda12@latest",
     "AzureML-minimal-ubuntu22.04-py39-cpu-inference@latest",
 ]
-
-
-@dataclass(frozen=True)
-class RoleAssignment:
-    """A role assignment as the simulated workspace holds it (see `role_assignments`)."""
-
-    assignment_name: str
-    assignment_id: str
-    principal_object_id: str
-    role_name: str
-    compute: str
-    scope: str
-    mode: str
-    description: str
-    expires_at: datetime
 
 
 class LocalWorkspace:
@@ -187,98 +171,25 @@ class LocalWorkspace:
     # -- access --------------------------------------------------------------------------
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
-        now = self._clock.now()
+        scope = self._scope(grant)
         with self._changing() as session:
             local_jobs.find_cluster(session, self.workspace, grant.compute)
-            scope = self._scope(grant)
-            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
-            if row is None:
-                session.add(
-                    SimRoleAssignmentRow(
-                        workspace=self.workspace,
-                        assignment_name=grant.assignment_name,
-                        principal_object_id=grant.principal_object_id,
-                        role_name=grant.role_name,
-                        compute=grant.compute,
-                        scope=scope,
-                        mode=grant.mode,
-                        description=grant.description,
-                        expires_at=grant.expires_at,
-                        created_at=now,
-                    )
-                )
-                note = "Role assigned in the simulated workspace."
-            elif (row.principal_object_id, row.role_name, row.scope) == (
-                grant.principal_object_id,
-                grant.role_name,
-                scope,
-            ):
-                note = "The role assignment already existed; nothing changed."
-            else:
-                # Azure refuses to change an assignment in place
-                # (RoleAssignmentUpdateNotPermitted); so does the simulation.
-                raise ConflictError(
-                    f"Role assignment {grant.assignment_name} already exists for another "
-                    "principal, role or scope, and an assignment cannot be changed in place."
-                )
-        if grant.mode == "pim":
-            note += f" It ends by itself at {grant.expires_at.isoformat(timespec='minutes')}."
-        return GrantReceipt(
-            assignment_id=_assignment_id(scope, grant.assignment_name),
-            scope=scope,
-            role_name=grant.role_name,
-            note=note,
-        )
+            return local_access.grant(session, self.workspace, grant, scope, self._clock.now())
 
     def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
         with self._changing() as session:
-            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
-            if row is not None:
-                session.delete(row)
+            local_access.revoke(session, self.workspace, grant)
 
     def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
-        now = self._clock.now()
         with self._changing() as session:
-            row = session.get(SimRoleAssignmentRow, (self.workspace, grant.assignment_name))
-            # A time-bound (PIM) assignment past its end is gone, as in `role_assignments`.
-            if row is None or (row.mode == "pim" and row.expires_at <= now):
-                raise NotFoundError(
-                    f"Role assignment {grant.assignment_name} ('{grant.role_name}' on "
-                    f"{grant.compute}) no longer exists, so it cannot be extended. Ask for "
-                    "access again."
-                )
-            row.expires_at = new_expiry
-            scope = row.scope
-        assignment_id = _assignment_id(scope, grant.assignment_name)
-        ends = f"It now ends at {new_expiry.isoformat(timespec='minutes')}."
-        return GrantReceipt(
-            assignment_id=assignment_id, scope=scope, role_name=grant.role_name, note=ends
-        )
+            return local_access.extend(
+                session, self.workspace, grant, new_expiry, self._clock.now()
+            )
 
     def role_assignments(self) -> list[RoleAssignment]:
         """The role assignments in force now; time-bound (PIM) ones vanish at their end."""
-        now = self._clock.now()
         with self._reading() as session:
-            rows = session.scalars(
-                select(SimRoleAssignmentRow)
-                .where(SimRoleAssignmentRow.workspace == self.workspace)
-                .order_by(SimRoleAssignmentRow.created_at, SimRoleAssignmentRow.assignment_name)
-            ).all()
-        return [
-            RoleAssignment(
-                assignment_name=row.assignment_name,
-                assignment_id=_assignment_id(row.scope, row.assignment_name),
-                principal_object_id=row.principal_object_id,
-                role_name=row.role_name,
-                compute=row.compute,
-                scope=row.scope,
-                mode=row.mode,
-                description=row.description,
-                expires_at=row.expires_at,
-            )
-            for row in rows
-            if not (row.mode == "pim" and row.expires_at <= now)
-        ]
+            return local_access.in_force(session, self.workspace, self._clock.now())
 
     def _scope(self, grant: RoleGrantSpec) -> str:
         if grant.scope == "compute":
@@ -377,10 +288,6 @@ class LocalWorkspace:
 
     def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:
         return local_jobs.job_info(row, now, self.coordinates.workspace_scope)
-
-
-def _assignment_id(scope: str, assignment_name: str) -> str:
-    return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{assignment_name}"
 
 
 def _instance_state(row: SimInstanceRow, now: datetime) -> str:
