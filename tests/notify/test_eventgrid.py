@@ -246,7 +246,7 @@ def test_events_of_other_types_in_a_batch_are_accepted_and_ignored(
 
 
 def test_with_workers_a_checked_delivery_is_handed_over_and_answered_at_once(
-    core: Core, clock: ManualClock
+    notify_bot: NotifyBot, core: Core, clock: ManualClock
 ) -> None:
     from bot.notify.webhook import record_job_events
     from bot.slack.edge import Delivery
@@ -268,18 +268,14 @@ def test_with_workers_a_checked_delivery_is_handed_over_and_answered_at_once(
     assert handed == [[event]]  # only the checked delivery, nothing recorded yet
     assert job_notices(core, name) == []
 
-    class WorkerEdge:  # what a worker's edge offers the job: its core, and a wake-up
-        woken = 0
-
-        def __init__(self) -> None:
-            self.core = core
-
-        def on_core_done(self) -> None:
-            WorkerEdge.woken += 1
-
-    worker = WorkerEdge()
-    record_job_events(worker, Delivery({"events": handed[0]}, None, 0))  # type: ignore[arg-type]
-    record_job_events(worker, Delivery({"events": handed[0]}, None, 0))  # type: ignore[arg-type]
+    # What a worker then runs with its own edge (here the test's, on the fake Slack).
+    edge = notify_bot.bot.edge
+    wakes: list[None] = []
+    edge.on_core_done = lambda: wakes.append(None)
+    for _ in range(2):  # Event Grid delivers at least once
+        record_job_events(edge, Delivery({"events": handed[0]}, None, 0))
 
     assert job_notices(core, name) == [("alice", f"Job `{name}` is running on `cpu-cluster`.")]
-    assert WorkerEdge.woken == 1  # the repeat announced nothing
+    notify_bot.deliver_until_quiet()
+    assert len([m for m in notify_bot.slack.messages_in(ALICE) if name in m.text]) == 1
+    assert len(wakes) == 1  # the repeat announced nothing
