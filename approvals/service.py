@@ -40,6 +40,7 @@ from commands.errors import (
 )
 from commands.help import help_text
 from commands.parser import parse_command
+from commands.secrets import secret_refusal
 from workspaces.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,12 @@ class AmlService(JobCommands, ViewCommands):
             ),
             ok=False,
         )
+
+    def refuse_secret(self, person: str, kind: str) -> Reply:
+        """The answer to a message an edge found a secret in (and withheld): the refusal,
+        audited like a typed one, with no text kept."""
+        self._audit_secret_refusal(person, kind)
+        return Reply(text=secret_refusal(kind).render(), ok=False)
 
     def _audit_secret_refusal(self, person: str, kind: str) -> None:
         with self.store.transaction() as session:

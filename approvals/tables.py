@@ -175,3 +175,30 @@ class OutboxRow(Base):
     claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+
+
+class InboxRow(Base):
+    """One inbound item accepted from Slack or Azure, kept until a worker has handled it.
+
+    Written before Slack's ack or Event Grid's 200, so what was acknowledged is never lost;
+    see `approvals/inbox.py` for its life.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_claimable", "status", "available_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The delivery's own identity (Slack's event or trigger id, Event Grid's event ids): a
+    # second delivery of the same item inserts nothing.
+    delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
+    handler: Mapped[str] = mapped_column(String(64))
+    # What the handler needs, secrets already withheld; emptied once handled.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending|running|done|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime]
+    available_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)

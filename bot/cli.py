@@ -1,4 +1,4 @@
-"""`amlbot`: console, serve, check-config, audit export, db upgrade."""
+"""`amlbot`: console, serve, work, check-config, audit export, db upgrade."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve POST /slack/events over HTTP")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=3000)
+
+    work = sub.add_parser(
+        "work", help="run workers alone: claim inbox items, deliver the outbox, run sweeps"
+    )
+    work.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
 
     check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
@@ -94,7 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from bot.serve import serve
 
-        return serve(settings, config, http=args.http, host=args.host, port=args.port)
+        return serve(
+            settings,
+            config,
+            http=args.http,
+            host=args.host,
+            port=args.port,
+            config_path=config_path,
+        )
+    if args.command == "work":
+        from bot.serve import work
+
+        return work(settings, config)
     from bot.console import run_console
     from bot.wiring import build_core
 

@@ -1,43 +1,57 @@
-"""`amlbot serve`: the Slack app (Socket Mode, or HTTP on uvicorn) and the background
-services beside it.
+"""`amlbot serve` and `amlbot work`: the Slack edge, the workers, and what runs beside them.
 
-Background services are built in `background_services` and started before the app
-answers Slack; each is a thread with `start()` / `stop()`. The scheduler of sweeps
-(notifications) is added there.
+- The edge (Socket Mode, or HTTP on uvicorn) verifies, keeps each delivery in the inbox and
+  acks. It holds no work of its own beyond opening modals, so it scales freely.
+- A worker claims inbox items and runs them, delivers the outbox and runs the sweeps
+  (every unit of which is claimed in the database, so any number of workers may run).
+- `serve` on SQLite runs one worker in its own process (one claimer per database file);
+  on PostgreSQL it starts `AMLBOT_WORK_PROCESSES` child processes running `amlbot work`
+  and starts a new one when one dies. `AMLBOT_WORK_PROCESSES=0` serves the edge alone,
+  for a deployment that runs `amlbot work` separately.
+
+SIGTERM (every deploy): readiness turns off, the edge stops taking new deliveries and
+finishes the ones in flight, and the workers finish what they hold within a grace period
+or release it to another worker. Nothing accepted is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import math
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.routing import BaseRoute
 
+from approvals import inbox
 from approvals.config import AppConfig
 from bot.delivery import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
-from bot.slack.workers import freeze_startup_objects
 from bot.wiring import Core, build_core
+from bot.work import Handler, InboxWorker
 
 log = logging.getLogger(__name__)
 
 OUTBOX_POLL = timedelta(seconds=1)
-OUTBOX_MIN_GAP = timedelta(milliseconds=100)
-# The acking process's safety net when worker processes deliver the outbox.
-ACKING_OUTBOX_POLL = timedelta(minutes=1)
+OUTBOX_MIN_GAP = timedelta(milliseconds=20)
 EMAIL_RETRY = timedelta(minutes=10)
 PRUNE_EVERY = timedelta(hours=1)
+# Workers finish what they hold within this after SIGTERM; Kubernetes waits 30 s by default
+# (terminationGracePeriodSeconds) before it kills.
+SHUTDOWN_GRACE_SECONDS = 20.0
+MAX_RESTART_DELAY_SECONDS = 30.0
 
 
 class BackgroundService(Protocol):
@@ -48,25 +62,25 @@ class BackgroundService(Protocol):
     def stop(self) -> None: ...
 
 
-class PeriodicThread:
-    """Runs `work` every `interval` on a daemon thread; `wake()` runs it sooner, but not
-    within `min_gap` of the last round (a burst of wakes is one round, not a busy loop
-    competing with the acks). A failure is logged and the next round goes on."""
+class OutboxLoop:
+    """Delivers the outbox: at once when woken (a change queued a message), else every
+    `interval` (retries, and what other processes queued). Not within `min_gap` of the last
+    round: a burst of wakes is one round, not a busy loop."""
+
+    name = "outbox"
 
     def __init__(
         self,
-        name: str,
-        interval: timedelta,
         work: Callable[[], object],
-        min_gap: timedelta = timedelta(0),
+        interval: timedelta = OUTBOX_POLL,
+        min_gap: timedelta = OUTBOX_MIN_GAP,
     ) -> None:
-        self.name = name
         self.interval = interval.total_seconds()
         self.min_gap = min_gap.total_seconds()
         self.work = work
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"amlbot-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="amlbot-outbox", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -81,34 +95,72 @@ class PeriodicThread:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 self.work()
             except Exception:
-                log.exception("background service %s failed; it runs again", self.name)
+                log.exception("delivering the outbox failed; it runs again")
             if self.min_gap and self._stopping.wait(self.min_gap):
                 return
             self._wake.wait(self.interval)
-            self._wake.clear()
+
+
+class StoppingWorker:
+    """The inbox worker as a background service, stopped with the shutdown grace."""
+
+    name = "inbox"
+
+    def __init__(self, worker: InboxWorker, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        self.worker = worker
+        self.grace = grace
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(self.grace)
 
 
 def slack_registrars() -> list[Registrar]:
     """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
-    the notifications' buttons. Worker processes import them too (their renderers)."""
+    the notifications' buttons. Workers build them too: a job is found by its name."""
     from bot.notify.slack_actions import register_slack_actions
 
     return [register_slack_actions]
 
 
-def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
-    """Everything that runs beside the listeners. Add new services (the scheduler) here."""
+def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:
+    """Every kind of inbox item, by handler name: the Slack jobs and Event Grid deliveries."""
+    from bot.notify.webhook import EVENTGRID_HANDLER, job_events_handler
+
+    handlers: dict[str, Handler] = {name: bot.edge.run_item for name in bot.edge.jobs}
+    handlers[EVENTGRID_HANDLER] = job_events_handler(bot.edge.core, bot.edge.on_core_done)
+    return handlers
+
+
+def background_services(
+    core: Core, bot: SlackBot, *, worker: bool = True, grace: float = SHUTDOWN_GRACE_SECONDS
+) -> list[BackgroundService]:
+    """What a worker runs beside the edge: the inbox worker, the outbox, the sweeps and
+    housekeeping. Without `worker`, nothing: the edge only accepts."""
+    if not worker:
+        return []
+    from bot.notify.runtime import Housekeeping, NotificationScheduler
+
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
-    # With worker processes, they deliver the outbox; the acking process only delivers
-    # what its own Event Grid webhook changed (when woken), so a poll of the database
-    # every second does not take the GIL from its acks.
-    poll = OUTBOX_POLL if bot.edge.workers is None else ACKING_OUTBOX_POLL
-    outbox_loop = PeriodicThread("outbox", poll, outbox.run_once, OUTBOX_MIN_GAP)
+    outbox_loop = OutboxLoop(outbox.run_once)
     # A card or notice should not wait for the next poll after a command changed state.
     bot.edge.on_core_done = outbox_loop.wake
+    inbox_worker = InboxWorker(
+        core.store,
+        core.clock,
+        inbox_handlers(bot),
+        threads=bot.edge.options.work_threads,
+        on_dead=bot.edge.dead_letter,
+        on_handled=outbox_loop.wake,
+    )
+    bot.edge.on_accepted = inbox_worker.wake
+    bot.edge.worker = inbox_worker
     identity = bot.edge.identity
 
     def resolve_emails() -> None:
@@ -116,46 +168,46 @@ def background_services(core: Core, bot: SlackBot) -> list[BackgroundService]:
         if left:
             log.warning("not yet known in Slack, retried later: %s", ", ".join(left))
 
-    from bot.notify.runtime import NotificationScheduler
+    def prune_inbox() -> None:
+        inbox.prune(core.store, core.clock.now())
 
-    if bot.edge.workers is not None:
-        # The first worker runs the rest (bot/slack/workers.py), away from the acks.
-        return [outbox_loop]
     return [
         outbox_loop,
-        # Sweeps: job updates, grant expiry, reminders, idle compute. What they queue is
-        # delivered at once by waking the outbox loop.
-        NotificationScheduler(core, on_change=outbox_loop.wake),
-        PeriodicThread("resolve-emails", EMAIL_RETRY, resolve_emails),
-        PeriodicThread("prune-inbound", PRUNE_EVERY, bot.edge.inbound.prune),
+        StoppingWorker(inbox_worker, grace),
+        # Sweeps: job updates, grant expiry, reminders, idle compute, recovery. What they
+        # queue is delivered at once by waking the outbox loop.
+        NotificationScheduler(
+            core,
+            on_change=outbox_loop.wake,
+            housekeeping=[
+                Housekeeping("resolve-emails", EMAIL_RETRY, resolve_emails),
+                Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
+            ],
+        ),
     ]
 
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
-    """`POST /azure/events`: Azure Event Grid deliveries of job status changes, recorded by
-    the worker processes when there are any (see `bot.notify.webhook`)."""
-    from bot.notify.webhook import eventgrid_routes, record_job_events
-    from bot.slack.edge import Delivery
-
-    def to_a_worker(events: list[dict[str, Any]]) -> None:
-        bot.edge.submit(record_job_events, Delivery({"events": events}, None, 0))
+    """`POST /azure/events`: Azure Event Grid deliveries, kept in the inbox before the 200."""
+    from bot.notify.webhook import eventgrid_routes
 
     return list(
         eventgrid_routes(
             bot.edge.core,
             secret=settings.eventgrid_secret,
-            on_change=bot.edge.on_core_done,
-            hand_over=to_a_worker if bot.edge.workers is not None else None,
+            on_accepted=lambda: bot.edge.on_accepted(),
         )
     )
 
 
-def work_processes(settings: Settings) -> int:
-    """Processes for the work beside the one that acks: `AMLBOT_WORK_PROCESSES`, else one
-    per spare CPU this process may use, 1 to 4."""
+def work_processes(settings: Settings, database_url: str) -> int:
+    """Worker processes `serve` starts: none on SQLite (its one worker runs in-process),
+    else `AMLBOT_WORK_PROCESSES`, else one per CPU this process may use, 1 to 4."""
+    if not database_url.startswith("postgresql"):
+        return 0
     if settings.work_processes is not None:
         return settings.work_processes
-    return max(1, min(4, usable_cpus() - 1))
+    return max(1, min(4, usable_cpus()))
 
 
 def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -186,7 +238,88 @@ def _cgroup_cpu_quota(root: Path) -> float | None:
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
-def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port: int) -> int:
+class WorkerChildren:
+    """`amlbot work` child processes of `serve`; one that exits is started again (sooner
+    the longer it had lived). They get SIGTERM if `serve` itself dies (PDEATHSIG)."""
+
+    name = "work-processes"
+
+    def __init__(self, count: int, config_path: str | None) -> None:
+        self.count = count
+        self.command = [sys.executable, "-m", "bot.cli", "work"]
+        if config_path:
+            self.command += ["--config", config_path]
+        self._children: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._started_at = [0.0] * count
+        self._restarts = [0] * count
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="amlbot-children", daemon=True)
+
+    def start(self) -> None:
+        for index in range(self.count):
+            self._spawn(index)
+        self._thread.start()
+
+    def _spawn(self, index: int) -> None:
+        self._children[index] = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+        self._started_at[index] = time.monotonic()
+
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children if child is not None]
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            for index, child in enumerate(self._children):
+                if child is None or child.poll() is None:
+                    continue
+                lived = time.monotonic() - self._started_at[index]
+                self._restarts[index] = 0 if lived > 60 else self._restarts[index] + 1
+                delay = min(2.0 ** self._restarts[index] - 1, MAX_RESTART_DELAY_SECONDS)
+                log.error(
+                    "worker process %s exited (%s); starting another in %.0fs",
+                    child.pid,
+                    child.returncode,
+                    delay,
+                )
+                self._children[index] = None
+                if self._stopping.wait(delay):
+                    return
+                self._spawn(index)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        children = [child for child in self._children if child is not None]
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS + 5
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the child outlives a killed parent
+        pass
+
+
+def serve(
+    settings: Settings,
+    config: AppConfig,
+    *,
+    http: bool,
+    host: str,
+    port: int,
+    config_path: str | None = None,
+) -> int:
     problems = missing_settings(settings, socket_mode=not http)
     if problems:
         for problem in problems:
@@ -194,16 +327,22 @@ def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port:
         return 2
     settings.ensure_database_folder()
     core = build_core(config, database_url=settings.database_url)
-    options = SlackOptions(work_processes=work_processes(settings))
     bot = build_slack(
-        core, settings, socket_mode=not http, options=options, extra_registrars=slack_registrars()
+        core,
+        settings,
+        socket_mode=not http,
+        options=SlackOptions(),
+        extra_registrars=slack_registrars(),
     )
-    services = background_services(core, bot)
-    # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
-    # lets the `finally` below stop the services and the worker processes.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    children = work_processes(settings, settings.database_url)
+    in_process = not settings.database_url.startswith("postgresql")
+    services: list[BackgroundService] = background_services(core, bot, worker=in_process)
+    if children:
+        services.append(WorkerChildren(children, config_path or settings.config_path))
     for service in services:
         service.start()
+    from bot.slack.http import freeze_startup_objects
+
     freeze_startup_objects()
     exit_code = 0
     try:
@@ -214,14 +353,33 @@ def serve(settings: Settings, config: AppConfig, *, http: bool, host: str, port:
     except KeyboardInterrupt:
         pass
     finally:
+        bot.edge.close()  # finish the acks in flight, then take no more
         for service in reversed(services):
             service.stop()
-        bot.edge.close()
     return exit_code
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+def work(settings: Settings, config: AppConfig) -> int:
+    """`amlbot work`: workers alone, until SIGTERM; then finish or release what they hold."""
+    settings.ensure_database_folder()
+    core = build_core(config, database_url=settings.database_url)
+    if not settings.slack_bot_token:
+        print("amlbot work: SLACK_BOT_TOKEN (the bot token, xoxb-...) is not set", file=sys.stderr)
+        return 2
+    bot = build_slack(core, settings, extra_registrars=slack_registrars(), worker_only=True)
+    bot.edge.identity.load_cached()
+    services = background_services(core, bot)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    for service in services:
+        service.start()
+    log.info("worker %s claiming inbox items", os.getpid())
+    stopping.wait()
+    for service in reversed(services):
+        service.stop()
+    core.store.engine.dispose()
+    return 0
 
 
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
@@ -229,16 +387,26 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
 
     from bot.slack.http import asgi_app
 
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Readiness off first, so the load balancer sends no more; uvicorn then
+            # finishes the requests in flight.
+            bot.edge.draining = True
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
     log.info("serving Slack events on http://%s:%s/slack/events", host, port)
-    uvicorn.run(
-        asgi_app(bot, extra_routes=azure_routes(bot, settings)),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        lifespan="off",
-        # Slack closes idle connections itself; keep ours open a little longer.
-        timeout_keep_alive=30,
+    server = DrainingServer(
+        uvicorn.Config(
+            asgi_app(bot, extra_routes=azure_routes(bot, settings)),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+            # Slack closes idle connections itself; keep ours open a little longer.
+            timeout_keep_alive=30,
+        )
     )
+    server.run()
 
 
 async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
@@ -252,8 +420,13 @@ async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
     handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        bot.edge.draining = True
+        stopping.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signum, drain)
     try:
         log.info("connecting to Slack in Socket Mode")
         # The first URL is asked for here, not in the client's connect loop: that loop

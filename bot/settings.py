@@ -36,11 +36,12 @@ class Settings(BaseSettings):
         default=None, validation_alias="AMLBOT_EVENTGRID_SECRET"
     )
     log_level: str = Field(default="INFO", validation_alias="AMLBOT_LOG_LEVEL")
-    # Worker processes beside the one that acks (`amlbot serve`); None: one per CPU the
-    # process may use, less the acking one, 1 to 4. Each takes about 100 MB, 200 MB once
-    # it has talked to Azure, so a container with a memory limit should set it.
+    # `amlbot work` processes that `amlbot serve` starts on PostgreSQL (on SQLite its one
+    # worker runs in-process); None: one per CPU the process may use, 1 to 4; 0: the edge
+    # alone (workers deployed separately). Each takes about 100 MB, 200 MB once it has
+    # talked to Azure, so a container with a memory limit should set it.
     work_processes: int | None = Field(
-        default=None, ge=1, le=32, validation_alias="AMLBOT_WORK_PROCESSES"
+        default=None, ge=0, le=32, validation_alias="AMLBOT_WORK_PROCESSES"
     )
 
     def ensure_database_folder(self) -> None:

@@ -11,7 +11,8 @@ never overlaps the next (`max_instances=1`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,6 +28,25 @@ DEFAULT_TICK = timedelta(seconds=15)
 JOB_ID = "amlbot-sweeps"
 
 
+@dataclass(frozen=True)
+class Housekeeping:
+    """A periodic chore beside the sweeps (e-mail lookups, pruning the inbox)."""
+
+    name: str
+    every: timedelta
+    work: Callable[[], object]
+
+
+def _logged(chore: Housekeeping) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            chore.work()
+        except Exception:
+            log.exception("%s failed; it runs again in %s", chore.name, chore.every)
+
+    return run
+
+
 class NotificationScheduler:
     """A background service (`name`, `start()`, `stop()`) as `bot/serve.py` runs them."""
 
@@ -39,12 +59,14 @@ class NotificationScheduler:
         tick: timedelta = DEFAULT_TICK,
         on_change: Callable[[], None] | None = None,
         holder: str = HOLDER,
+        housekeeping: Sequence[Housekeeping] = (),
     ) -> None:
         self.core = core
         self.tick = tick
         # Called when a round queued messages, e.g. to wake the outbox worker at once.
         self.on_change = on_change or (lambda: None)
         self.holder = holder
+        self.housekeeping = tuple(housekeeping)
         self.rounds = 0  # rounds finished, failed or not: for health checks and tests
         self._scheduler: BackgroundScheduler | None = None
 
@@ -64,6 +86,17 @@ class NotificationScheduler:
             max_instances=1,
             misfire_grace_time=None,
         )
+        for chore in self.housekeeping:
+            scheduler.add_job(
+                _logged(chore),
+                IntervalTrigger(seconds=chore.every.total_seconds(), timezone=UTC),
+                id=f"amlbot-{chore.name}",
+                name=chore.name,
+                next_run_time=datetime.now(UTC),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
         scheduler.start()
         self._scheduler = scheduler
         log.info("notification sweeps every %ss", self.tick.total_seconds())

@@ -3,7 +3,7 @@ buttons (Extend, Stop instance / Set minimum to 0 / Set idle time, Snooze).
 
 Add to the app with `build_slack(..., extra_registrars=[register_slack_actions])`; importing
 this module registers the renderers with the Slack deliverer. Listeners follow the edge's
-pattern: Bolt acks, `edge.hand_over` runs the job on a thread with the synchronous client.
+pattern: `edge.hand_over` keeps the click in the inbox and acks; a worker runs the job.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, str, int] | None
     if person is None:
         tell(edge, body, edge.core.service.unknown_person().text)
         return None
-    if not edge.first_delivery(delivery):
-        return None
     action_id, target = clicked(body)
     if target is None:
         tell(edge, body, UNKNOWN_BUTTON, person=person)
@@ -152,7 +150,4 @@ def register_slack_actions(app: AsyncApp, edge: SlackEdge) -> None:
     """A registrar for `bot.slack.app.build_slack(extra_registrars=...)`."""
     app.action(EXTEND_ACTION)(edge.hand_over(extend_grant))
     app.action(IDLE_FIX_ACTION)(edge.hand_over(fix_idle_compute))
-    # Snoozing only touches the database: the quick pool, not behind stalled Azure calls.
-    app.action(re.compile(re.escape(SNOOZE_PREFIX) + ".+"))(
-        edge.hand_over(snooze_idle_compute, "quick")
-    )
+    app.action(re.compile(re.escape(SNOOZE_PREFIX) + ".+"))(edge.hand_over(snooze_idle_compute))

@@ -9,23 +9,22 @@ carry a shared secret (`AMLBOT_EVENTGRID_SECRET`), either
 Without a configured secret the route answers 503 and does nothing, so an open endpoint
 never posts messages on anyone's behalf.
 
-In one process (`hand_over` not given) the response is sent after the announcement is
-written to the database: a failure answers 500 and Event Grid delivers again (it retries
-with backoff for up to 24 hours). With worker processes (`amlbot serve`), the process that
-answers Slack's requests only checks the delivery and hands its events to a worker
-(`record_job_events`), answering at once: the announcement needs the database and, for a
-job's end, Azure, which must not share the CPU with the acks. A failure in the worker is
-logged, and the poll sweep, the safety net for what Event Grid never sends, announces the
-change at its next round.
+Each checked delivery is kept in the inbox (`approvals/inbox.py`) before the 200, so a
+delivery Event Grid was told we accepted is never lost: a worker records its events
+(`job_events_handler`; the database and, for a job's end, Azure). When the inbox cannot
+take it, the answer is 503 and Event Grid delivers again (it retries with backoff for up
+to 24 hours). Its event ids make the inbox key, so a redelivery is kept once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from approvals import inbox
+from approvals.inbox import InboxItem
 from bot.notify.eventgrid import (
     EventGridPayloadError,
     as_events,
@@ -41,12 +42,10 @@ from bot.notify.eventgrid import (
 )
 from bot.wiring import Core
 
-if TYPE_CHECKING:
-    from bot.slack.edge import Delivery, SlackEdge
-
 log = logging.getLogger(__name__)
 
 PATH = "/azure/events"
+EVENTGRID_HANDLER = "eventgrid.deliveries"
 SECRET_HEADER = "x-amlbot-secret"
 MAX_BODY_BYTES = 1024 * 1024  # Event Grid batches are at most 1 MB
 EVENTGRID_ORIGIN = "eventgrid.azure.net"
@@ -56,13 +55,11 @@ def eventgrid_routes(
     core: Core,
     *,
     secret: str | SecretStr | None,
-    on_change: Callable[[], None] | None = None,
-    hand_over: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_accepted: Callable[[], None] | None = None,
 ) -> list[Route]:
-    """Routes for the HTTP app; `on_change` runs after a delivery queued messages (e.g. to
-    wake the outbox worker, so the message is in Slack within a second); `hand_over`, when
-    given, takes a checked delivery's events instead, to record them elsewhere."""
-    wake = on_change or (lambda: None)
+    """Routes for the HTTP app; `on_accepted` runs after a delivery was kept (e.g. to wake
+    a worker in this process)."""
+    wake = on_accepted or (lambda: None)
     expected = (secret.get_secret_value() if isinstance(secret, SecretStr) else secret) or ""
 
     def authorised(request: Request) -> bool:
@@ -91,14 +88,13 @@ def eventgrid_routes(
         if code is not None:
             log.info("answering Event Grid's subscription validation")
             return JSONResponse({"validationResponse": code})
-        if hand_over is not None:
-            hand_over([dict(event) for event in events])
-            return JSONResponse({"accepted": len(events)})
-        now = core.clock.now()
-        announced = await run_in_threadpool(handle_delivery, core, events, now)
-        if announced:
-            wake()
-        return JSONResponse({"announced": announced})
+        try:
+            await run_in_threadpool(keep_delivery, core, [dict(event) for event in events])
+        except Exception:
+            log.exception("could not keep an Event Grid delivery; asking for it again")
+            return JSONResponse({"error": "not accepted; deliver again"}, status_code=503)
+        wake()
+        return JSONResponse({"accepted": len(events)})
 
     async def handshake(request: Request) -> Response:
         """CloudEvents 1.0 abuse protection: Event Grid asks with OPTIONS before delivering."""
@@ -113,7 +109,21 @@ def eventgrid_routes(
     ]
 
 
-def record_job_events(edge: SlackEdge, delivery: Delivery) -> None:
-    """In a worker process: the events of a delivery the webhook handed over."""
-    if handle_delivery(edge.core, delivery.body["events"], edge.core.clock.now()):
-        edge.on_core_done()  # deliver the announcements now, not at the next poll
+def keep_delivery(core: Core, events: list[dict[str, Any]]) -> bool:
+    """Keep a delivery's events in the inbox; False if it was kept before."""
+    ids = sorted(str(event.get("id", "")) for event in events)
+    key = "eventgrid:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    if not any(ids):
+        key = f"eventgrid:unkeyed:{uuid.uuid4().hex}"
+    with core.store.transaction() as session:
+        return inbox.accept(session, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
+
+
+def job_events_handler(core: Core, on_change: Callable[[], None]) -> Callable[[InboxItem], None]:
+    """The inbox handler of kept deliveries: announce what changed, then wake the outbox."""
+
+    def record_job_events(item: InboxItem) -> None:
+        if handle_delivery(core, item.payload["events"], core.clock.now()):
+            on_change()
+
+    return record_job_events

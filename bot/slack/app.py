@@ -1,38 +1,40 @@
 """Builds the Slack edge: the Bolt `AsyncApp`, its listeners, and the outbox `Deliverer`.
 
-Why `AsyncApp` with `process_before_response=True`, and work handed over: the event
-loop only verifies, parses and acks, and the listener returns right after `ack()`; the
-work (database, Azure, Web API calls) runs on `SlackEdge`'s thread pools with the
-synchronous clients, in worker processes when `SlackOptions.work_processes` is set (as
-`amlbot serve` does; see `workers.py`). Bolt's default threaded `App` polls for `ack()`
-every 10 ms on a 5-thread pool, so slow work pushes later acks past Slack's 3 s; Bolt's
-own lazy listeners deep-copy each request and run their async work on the loop, between
-the acks (measured slower: see bench/ack_latency.py and the README).
+Why `AsyncApp` with `process_before_response=True`: the event loop only verifies, parses,
+writes the delivery to the inbox and acks; the work (database, Azure, Web API calls) is
+claimed from the inbox by workers (`bot/work.py`) in this process or others, with the
+synchronous clients. Bolt's default threaded `App` polls for `ack()` every 10 ms on a
+5-thread pool, so slow work pushes later acks past Slack's 3 s; Bolt's own lazy listeners
+keep the work in memory only, where a crash or a deploy loses it.
 
 Extension: `extra_registrars` are `Callable[[AsyncApp, SlackEdge], None]`, called once
 after the built-in listeners. Register with `edge.hand_over(job)` as the listener, where
-`job(edge, delivery)` is a module-level function (it may run in a worker process) run on
-a thread after the ack (see `listeners/decisions.py`). Outbox kinds are added with
+`job(edge, delivery)` is a module-level function (a worker in another process runs it by
+its name; see `listeners/decisions.py`). Outbox kinds are added with
 `bot.slack.delivery.register_renderer`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
-from bot.slack.dedupe import InboundLog
 from bot.slack.delivery import SlackDeliverer
 from bot.slack.edge import SlackEdge, SlackOptions
 from bot.slack.identity import Identity
 from bot.slack.listeners import command, decisions, forms, home
 from bot.wiring import Core
+
+log = logging.getLogger(__name__)
 
 Registrar = Callable[[AsyncApp, SlackEdge], None]
 
@@ -89,8 +91,14 @@ def build_slack(
     socket_mode: bool = False,
     options: SlackOptions | None = None,
     extra_registrars: Iterable[Registrar] = (),
+    worker_only: bool = False,
 ) -> SlackBot:
+    """The app, its edge and the deliverer. `worker_only`: for `amlbot work`, which runs
+    the jobs and delivers the outbox but never serves Slack, so it needs the bot token
+    alone."""
     problems = missing_settings(settings, socket_mode=socket_mode)
+    if worker_only:
+        problems = [p for p in problems if p.startswith("SLACK_BOT_TOKEN")]
     if problems:
         raise SlackSettingsError("; ".join(problems))
     options = options or SlackOptions()
@@ -104,31 +112,20 @@ def build_slack(
     # No 429 retry here: the outbox worker reschedules by Retry-After instead of blocking.
     web_client = WebClient(token=token, base_url=base_url, timeout=10)
     identity = Identity(core.service.directory, core.store, core.clock, web_client)
-    edge = SlackEdge(core, web_client, identity, InboundLog(core.store, core.clock), options)
+    edge = SlackEdge(core, web_client, identity, options)
     app = AsyncApp(
         name="amlbot",
         client=async_client,
+        authorize=_authorize_even_when_slack_is_down(async_client, token),
         # Verification stays on in both modes; Bolt skips it only for Socket Mode
         # requests, which arrive over the websocket the app token opened.
-        signing_secret=_secret(settings.slack_signing_secret),
-        request_verification_enabled=True,
+        signing_secret=_secret(settings.slack_signing_secret) or ("unused" if worker_only else ""),
+        request_verification_enabled=not worker_only,
         process_before_response=True,
     )
     registrars = tuple(extra_registrars)
     for registrar in (*BUILT_IN, *registrars):
         registrar(app, edge)
-    if options.work_processes > 0:
-        from bot.slack.workers import WorkerProcesses
-
-        edge.workers = WorkerProcesses(
-            settings,
-            core.config,
-            options,
-            options.work_processes,
-            registrars,
-            socket_mode=socket_mode,
-        )
-        edge.acks_first.share_with_workers(edge.workers.ack_activity)
     deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
     return SlackBot(app=app, edge=edge, deliverer=deliverer, web_client=web_client)
 
@@ -144,6 +141,32 @@ def create_app(
     return build_slack(
         core, settings, socket_mode=socket_mode, extra_registrars=extra_registrars
     ).app
+
+
+def _authorize_even_when_slack_is_down(client: AsyncWebClient, token: str) -> Any:
+    """Bolt's authorization for a single-workspace app, minus its failure mode.
+
+    Bolt asks Slack `auth.test` before the first listener runs and, if Slack does not
+    answer, drops the request ("installation no longer available") although the person is
+    waiting. The request was signed with our secret, so it is ours: it is kept in the inbox
+    and acked, and the worker learns the team once Slack answers again.
+    """
+    known: dict[str, AuthorizeResult] = {}
+
+    async def authorize(**_: Any) -> AuthorizeResult:
+        if "result" in known:
+            return known["result"]
+        try:
+            response = await client.auth_test()
+        except Exception as exc:
+            log.warning("Slack's auth.test failed (%r); accepting requests meanwhile", exc)
+            return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=token)
+        known["result"] = AuthorizeResult.from_auth_test_response(
+            auth_test_response=response, bot_token=token
+        )
+        return known["result"]
+
+    return authorize
 
 
 def _secret(value: object) -> str:

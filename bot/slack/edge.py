@@ -1,13 +1,14 @@
-"""What every listener shares: the core, who is who, dedupe, and the threads work runs on.
+"""What every listener shares: the core, who is who, and the way work leaves the event loop.
 
-Listeners run on the event loop and do nothing there but ack and hand the delivery to a
-thread (`SlackEdge.hand_over`); everything else (database, Azure, Slack Web API calls)
-runs on a thread with the synchronous clients. So the loop only parses, verifies and
-acks, and a stalled workspace backend never holds up an ack.
+A listener does two things on the event loop: it writes the delivery to the inbox
+(`approvals/inbox.py`) and acks. Only then does Slack hear "accepted", so a crash, a deploy
+or a dead worker never loses what was acknowledged: a worker (in this process or any other,
+see `bot/work.py`) claims the item and runs its job `(edge, delivery)` with the synchronous
+clients. Secrets are withheld from the body before it is written (`withhold_secrets`).
 
-Two pools: `core` for anything that may reach Azure, `quick` for what only needs the
-database and Slack (the Deny modal, App Home), so a trigger id (valid 3 s) is used in time
-even while stalled Azure calls fill the core pool.
+What must happen within Slack's 3-second trigger window (opening a modal) is run by this
+process right after the ack, on its `quick` threads; the item is accepted already claimed
+by this process, so no worker runs it too unless this process dies first.
 """
 
 from __future__ import annotations
@@ -16,37 +17,38 @@ import asyncio
 import functools
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
 
+from approvals import inbox
+from approvals.inbox import InboxItem
 from approvals.replies import Reply
-from bot.slack.dedupe import InboundLog
 from bot.slack.identity import Identity
 from bot.wiring import Core
 from commands import models as m
+from commands.secrets import find_secret
 
 if TYPE_CHECKING:
-    from bot.slack.workers import WorkerProcesses
+    from bot.work import InboxWorker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Pool = Literal["core", "quick"]
-
-# How long work waits for a moment with no acks in flight before it goes ahead anyway.
-MAX_DEFER_SECONDS = 0.5
-GAP_POLL_SECONDS = 0.002
-QUIET_SECONDS = 0.005
+# "worker": any worker, whenever it claims the item; "edge": this process, right after the
+# ack (Slack's trigger id is valid for 3 s).
+Where = Literal["worker", "edge"]
+HANDLER_PREFIX = "slack."
+WITHHELD = "[withheld: looked like a secret]"
+# Where a person types: a secret there is refused, not only withheld.
+_TYPED_FIELDS = ("text", "view")
 
 
 @dataclass(frozen=True)
@@ -54,101 +56,66 @@ class SlackOptions:
     """Edge behaviour that is not a secret or an endpoint (those are in `Settings`)."""
 
     command: str = "/aml"
-    # Threads for core work. Each waits on the database or Azure; a stalled backend holds
-    # one per request, so this bounds how many stalled requests can pile up.
-    core_threads: int = 32
+    # Threads for the trigger-window work run by the acking process (modals).
     quick_threads: int = 8
+    # Threads that run inbox items in a worker: each may wait on Azure for minutes.
+    work_threads: int = 16
     # Also DM the requester what is threaded under their request's card.
     dm_notices: bool = True
-    # Processes the work runs in, beside the one that acks (0: threads of this process).
-    # See `bot/slack/workers.py`.
-    work_processes: int = 0
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One request from Slack, as the thread that handles it needs it."""
+    """One request from Slack, as the job that handles it needs it."""
 
     body: dict[str, Any]
     home_team: str | None  # the team the bot is installed in (from auth.test)
     retry_num: int  # X-Slack-Retry-Num; 0 for a first delivery
-    # When the acking process handed it over (time.monotonic(), the same clock in every
-    # process of the machine): bounds how long it gives way to acks.
-    handed_at: float = field(default_factory=time.monotonic)
+    # The kind of secret found where the person typed (withheld from `body`), if any.
+    secret: str | None = None
 
 
 Job = Callable[["SlackEdge", Delivery], None]
 
 
-class AckActivity(Protocol):
-    """Two numbers in memory shared with the worker processes (a `multiprocessing` array):
-    requests in flight, and when (`time.monotonic()`) the last one came or went."""
-
-    def __getitem__(self, index: int) -> float: ...
-
-    def __setitem__(self, index: int, value: float) -> None: ...
-
-
-IN_FLIGHT, LAST_ACTIVITY = 0, 1
-
-
-class AcksFirst:
-    """Requests from Slack being answered right now, so work can give way to them.
-
-    Work shares the CPUs (threads: the GIL too) with the event loop that acks, so work
-    running beside the acks slows them down. A job waits for a moment with no request in
-    flight, so a burst of acks is answered first. The wait is bounded from when the job was
-    handed over, so under sustained traffic every job still starts at most
-    `MAX_DEFER_SECONDS` late. Worker processes see the activity through shared memory
-    (`share_with_workers`), so they give way to the acks too (`wait_for_quiet`).
-    """
-
-    def __init__(self) -> None:
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._shared: AckActivity | None = None
-
-    def share_with_workers(self, activity: AckActivity) -> None:
-        self._shared = activity
-
-    @contextmanager
-    def answering(self) -> Iterator[None]:
-        with self._lock:
-            self._in_flight += 1
-            self._idle.clear()
-            self._publish()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
-                self._publish()
-
-    def _publish(self) -> None:
-        if self._shared is not None:
-            self._shared[IN_FLIGHT] = self._in_flight
-            self._shared[LAST_ACTIVITY] = time.monotonic()
-
-    def wait_for_a_gap(self, handed_at: float) -> None:
-        self._idle.wait(max(0.0, handed_at + MAX_DEFER_SECONDS - time.monotonic()))
+def delivery_key(body: dict[str, Any]) -> str:
+    """The key naming one delivery: the event id for events, else the trigger id that Slack
+    mints once per command, click or form submission. Without either (never seen from
+    Slack), a fresh key: nothing tells two such deliveries apart."""
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    kind = str(body.get("type") or ("slash_command" if "command" in body else "other"))
+    trigger = body.get("trigger_id")
+    if trigger:
+        return f"{kind}:{trigger}"
+    return f"{kind}:unkeyed:{uuid.uuid4().hex}"
 
 
-def wait_for_quiet(activity: AckActivity, handed_at: float) -> None:
-    """`AcksFirst.wait_for_a_gap` for a worker process, which sees the shared activity.
-
-    Quiet means no request in flight and none for `QUIET_SECONDS`: in a burst the next
-    request arrives a fraction of a millisecond after the last ack. Polled by the one
-    thread that hands jobs to the worker's pools, so a burst costs one check per
-    `GAP_POLL_SECONDS`, not one per waiting job."""
-    deadline = handed_at + MAX_DEFER_SECONDS
-    while (now := time.monotonic()) < deadline and (
-        activity[IN_FLIGHT] > 0 or now - activity[LAST_ACTIVITY] < QUIET_SECONDS
-    ):
-        time.sleep(GAP_POLL_SECONDS)
+def withhold_secrets(body: Any, path: tuple[str, ...] = ()) -> tuple[Any, list[str]]:
+    """The body with every string that holds a secret replaced, and the kinds found where a
+    person types. Slack's legacy verification `token` is dropped: it is a credential too."""
+    typed: list[str] = []
+    if isinstance(body, dict):
+        cleaned = {}
+        for key, value in body.items():
+            if key == "token":
+                continue
+            cleaned[key], found = withhold_secrets(value, (*path, str(key)))
+            typed += found
+        return cleaned, typed
+    if isinstance(body, list):
+        items = []
+        for index, value in enumerate(body):
+            item, found = withhold_secrets(value, (*path, str(index)))
+            items.append(item)
+            typed += found
+        return items, typed
+    if isinstance(body, str):
+        kind = find_secret(body)
+        if kind is None:
+            return body, []
+        return WITHHELD, ([kind] if path[:1] and path[0] in _TYPED_FIELDS else [])
+    return body, []
 
 
 def user_id_of(body: dict[str, Any]) -> str | None:
@@ -173,76 +140,182 @@ class SlackEdge:
         core: Core,
         client: WebClient,
         identity: Identity,
-        inbound: InboundLog,
         options: SlackOptions,
+        *,
+        holder: str | None = None,
     ) -> None:
         self.core = core
         self.client = client  # synchronous: used from the threads only
         self.identity = identity
-        self.inbound = inbound
         self.options = options
-        self._pools = {
-            "core": ThreadPoolExecutor(options.core_threads, thread_name_prefix="amlbot-core"),
-            "quick": ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick"),
-        }
-        self.acks_first = AcksFirst()
-        self.workers: WorkerProcesses | None = None  # set by build_slack when configured
+        self.holder = holder or f"edge-{uuid.uuid4().hex[:12]}"
+        self.jobs: dict[str, Job] = {}
+        self._quick = ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick")
+        # The database writes of the acks: a few threads, so a burst of acks does not queue
+        # behind trigger-window work.
+        self._accepting = ThreadPoolExecutor(4, thread_name_prefix="amlbot-accept")
         # Called after each core call, e.g. to wake the outbox worker so a card appears
         # without waiting for its next poll.
         self.on_core_done: Callable[[], None] = lambda: None
+        # Called after an item is accepted, e.g. to wake a worker in this process.
+        self.on_accepted: Callable[[], None] = lambda: None
+        self.accepting = True  # False once shutting down: new deliveries are refused
+        # SIGTERM seen: readiness says no, so the load balancer stops sending.
+        self.draining = False
+        # The inbox worker in this process, when there is one (for readiness).
+        self.worker: InboxWorker | None = None
+        self._home_team: str | None = None
+        self._home_team_lock = threading.Lock()
 
     # ---- on the event loop -------------------------------------------------------------
 
-    def hand_over(self, job: Job, pool: Pool = "core") -> Callable[..., Any]:
-        """An ack function for Bolt: ack, then run `job` on a thread."""
+    def hand_over(self, job: Job, where: Where = "worker") -> Callable[..., Any]:
+        """A Bolt listener: keep the delivery in the inbox, ack, and have `job` run it."""
+        name = self.register_job(job)
 
-        async def ack_and_hand_over(
+        async def accept_and_ack(
             ack: AsyncAck,
             body: dict[str, Any],
             context: AsyncBoltContext,
             request: AsyncBoltRequest,
         ) -> None:
-            await ack()
-            # Handing over (pickling for a worker process) waits for the next turn of the
-            # event loop, so the acknowledgement is written to Slack's socket first.
-            asyncio.get_running_loop().call_soon(
-                self.submit, job, delivery_of(body, context, request), pool
+            await self.accept_then_ack(name, ack, body, context, request, where)
+
+        accept_and_ack.__name__ = f"accept_{job.__name__}"
+        return accept_and_ack
+
+    def register_job(self, job: Job) -> str:
+        """The inbox handler name of `job`: stable across versions, since items outlive a
+        deploy (a job's name is its identity; two jobs may not share one)."""
+        name = HANDLER_PREFIX + job.__name__
+        known = self.jobs.get(name)
+        if known is not None and known is not job:
+            raise ValueError(f"two Slack jobs are named {job.__name__!r}")
+        self.jobs[name] = job
+        return name
+
+    async def accept_then_ack(
+        self,
+        handler: str,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        request: AsyncBoltRequest,
+        where: Where = "worker",
+        **ack_args: Any,
+    ) -> None:
+        """Write first, ack after: Slack hears "accepted" only for what is kept."""
+        payload = inbox_payload(body, context, request)
+        loop = asyncio.get_running_loop()
+        claimed_by = self.holder if where == "edge" else None
+        try:
+            if not self.accepting:
+                raise RuntimeError("shutting down")
+            await loop.run_in_executor(
+                self._accepting,
+                functools.partial(self._accept, delivery_key(body), handler, payload, claimed_by),
             )
+        except Exception:
+            log.exception("could not keep a Slack delivery; not acknowledging it")
+            if "command" in body:
+                # Slack shows a slash command's ack text to the person; better than a timeout.
+                await ack(
+                    text="amlbot could not take this right now (it is restarting or its "
+                    "database is unreachable). Nothing was done; try again in a minute."
+                )
+                return
+            raise  # a 500: Slack retries events, and shows the person a failed click
+        await ack(**ack_args)
+        if where == "edge":
+            # Into the pool once the ack is on its way; the modal must open within 3 s.
+            loop.call_soon(self._quick.submit, self._run_at_edge, handler, payload)
+        else:
+            self.on_accepted()
 
-        ack_and_hand_over.__name__ = f"ack_then_{job.__name__}"
-        return ack_and_hand_over
-
-    def submit(self, job: Job, delivery: Delivery, pool: Pool = "core") -> None:
-        if self.workers is not None and self.workers.submit(job, delivery, pool):
-            return
-        self._pools[pool].submit(self._guarded, job, delivery)
+    def _accept(
+        self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
+    ) -> None:
+        with self.core.store.transaction() as session:
+            fresh = inbox.accept(
+                session, key, handler, payload, self.core.clock.now(), claimed_by=claimed_by
+            )
+        if not fresh:
+            log.info("ignoring a repeated Slack delivery (%s)", key.split(":", 1)[0])
+            payload["repeated"] = True
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pools["quick"], functools.partial(fn, *args))
+        return await loop.run_in_executor(self._quick, functools.partial(fn, *args))
 
     # ---- on a thread ------------------------------------------------------------------
 
-    def _guarded(self, job: Job, delivery: Delivery) -> None:
-        """The edge's error boundary: an unexpected failure is logged with its trace and an
-        error id, and the person is given the id (never the trace)."""
-        self.acks_first.wait_for_a_gap(delivery.handed_at)
+    def _run_at_edge(self, handler: str, payload: dict[str, Any]) -> None:
+        if payload.get("repeated"):
+            return
+        key = delivery_key(payload["body"])
         try:
-            job(self, delivery)
+            self.run_job(handler, payload)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            log.exception("Slack job %s failed (error id %s)", job.__name__, error_id)
-            from bot.slack.listeners.common import tell
+            log.exception("Slack job %s failed (error id %s)", handler, error_id)
+            self.tell_failure(payload["body"], error_id)
+        finally:
+            self._complete_by_key(key)
 
-            try:
-                tell(
-                    self,
-                    delivery.body,
-                    f"Something went wrong on our side (error id `{error_id}`). Try again, "
-                    f"and quote the error id to your team lead if it lasts.",
+    def _complete_by_key(self, key: str) -> None:
+        from sqlalchemy import select
+
+        from approvals.tables import InboxRow
+
+        try:
+            with self.core.store.transaction() as session:
+                item_id = session.scalar(
+                    select(InboxRow.id).where(InboxRow.delivery_key == key[:255])
                 )
-            except Exception:
-                log.exception("could not tell the person about error %s", error_id)
+            if item_id is not None:
+                inbox.complete(self.core.store, item_id, self.holder, self.core.clock.now())
+        except Exception:
+            log.exception("marking an edge-run Slack item done failed")
+
+    def run_item(self, item: InboxItem) -> None:
+        """An inbox handler: run the Slack job the item names (in a worker)."""
+        self.run_job(item.handler, item.payload)
+
+    def run_job(self, handler: str, payload: dict[str, Any]) -> None:
+        job = self.jobs[handler]
+        delivery = Delivery(
+            body=payload["body"],
+            home_team=payload.get("home_team") or self.home_team(),
+            retry_num=int(payload.get("retry_num") or 0),
+            secret=payload.get("secret"),
+        )
+        job(self, delivery)
+
+    def tell_failure(self, body: dict[str, Any], error_id: str) -> None:
+        from bot.slack.listeners.common import tell
+
+        try:
+            tell(
+                self,
+                body,
+                f"Something went wrong on our side (error id `{error_id}`). Try again, "
+                f"and quote the error id to your team lead if it lasts.",
+            )
+        except Exception:
+            log.exception("could not tell the person about error %s", error_id)
+
+    def dead_letter(self, item: InboxItem, error_id: str) -> None:
+        """Told when a Slack item failed every attempt: the person hears it plainly."""
+        if item.handler.startswith(HANDLER_PREFIX) and "body" in item.payload:
+            self.tell_failure(item.payload["body"], error_id)
+
+    def home_team(self) -> str | None:
+        """The team the bot is installed in; asked of Slack once (it may have been down
+        when the item was accepted)."""
+        with self._home_team_lock:
+            if self._home_team is None:
+                self._home_team = str(self.client.auth_test().get("team_id") or "") or None
+            return self._home_team
 
     def person(self, delivery: Delivery) -> str | None:
         """The configured person who sent this, or None."""
@@ -259,11 +332,11 @@ class SlackEdge:
             return person.name
         return self.identity.person_for_unknown(user_id)
 
-    def first_delivery(self, delivery: Delivery) -> bool:
-        first = self.inbound.first_time(delivery.body, delivery.retry_num)
-        if not first:
-            log.info("ignoring a repeated Slack delivery (retry %s)", delivery.retry_num)
-        return first
+    def refuse_secret(self, person: str, delivery: Delivery) -> Reply | None:
+        """The refusal when the person typed a secret (withheld before it was kept)."""
+        if delivery.secret is None:
+            return None
+        return self.core.service.refuse_secret(person, delivery.secret)
 
     def run_text(self, person: str, text: str, channel: str | None) -> Reply:
         try:
@@ -278,19 +351,21 @@ class SlackEdge:
             self.on_core_done()
 
     def close(self) -> None:
-        if self.workers is not None:
-            self.workers.close()
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        self.accepting = False
+        self._accepting.shutdown(wait=True)
+        self._quick.shutdown(wait=True, cancel_futures=False)
 
 
-def delivery_of(
+def inbox_payload(
     body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
-) -> Delivery:
+) -> dict[str, Any]:
+    """What the inbox keeps of a delivery: the body without secrets, and who it came to."""
     retry = request.headers.get("x-slack-retry-num", ["0"])[0]
     authorized = context.authorize_result
-    return Delivery(
-        body=body,
-        home_team=authorized.team_id if authorized is not None else None,
-        retry_num=int(retry) if retry.isdigit() else 0,
-    )
+    cleaned, secrets = withhold_secrets(body)
+    return {
+        "body": cleaned,
+        "home_team": authorized.team_id if authorized is not None else None,
+        "retry_num": int(retry) if retry.isdigit() else 0,
+        "secret": secrets[0] if secrets else None,
+    }

@@ -1,4 +1,4 @@
-"""The Slack edge's own state: where each card lives, what was already sent or received.
+"""The Slack edge's own state: where each card lives, what was already sent, who is who.
 
 These share `approvals.tables.Base` so one database and one migration chain hold them;
 migration `0002` creates them. Nothing here is kept in process memory, so a card posted
@@ -45,19 +45,6 @@ class SlackSentStepRow(Base):
     channel: Mapped[str | None] = mapped_column(String(32))
     ts: Mapped[str | None] = mapped_column(String(32))
     done_at: Mapped[datetime]
-
-
-class SlackInboundRow(Base):
-    """A request from Slack already acted on, by its delivery key (the event id, or the
-    trigger id of a command, click or form), so a retried or doubled delivery acts once."""
-
-    __tablename__ = "slack_inbound"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    retry_num: Mapped[int] = mapped_column(Integer, default=0)
-    received_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SlackPersonRow(Base):

@@ -38,16 +38,27 @@ def test_no_cgroup_files_leave_the_affinity(tmp_path: Path) -> None:
     assert usable_cpus(tmp_path / "missing") == affinity()
 
 
+POSTGRES = "postgresql+psycopg://db/amlbot"
+
+
 def test_the_setting_wins_over_the_cpus() -> None:
-    assert work_processes(Settings(work_processes=3)) == 3
+    assert work_processes(Settings(work_processes=3), POSTGRES) == 3
 
 
-def test_by_default_one_per_spare_cpu_from_one_to_four() -> None:
-    assert 1 <= work_processes(Settings()) <= 4
+def test_zero_serves_the_edge_alone() -> None:
+    assert work_processes(Settings(work_processes=0), POSTGRES) == 0
+
+
+def test_by_default_one_per_cpu_from_one_to_four() -> None:
+    assert 1 <= work_processes(Settings(), POSTGRES) <= 4
+
+
+def test_on_sqlite_the_one_worker_runs_in_process() -> None:
+    assert work_processes(Settings(work_processes=3), "sqlite:///x.sqlite3") == 0
 
 
 def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AMLBOT_WORK_PROCESSES", "0")
+    monkeypatch.setenv("AMLBOT_WORK_PROCESSES", "-1")
     with pytest.raises(ValidationError, match="AMLBOT_WORK_PROCESSES"):
         Settings()
 

@@ -15,7 +15,7 @@ from bot.delivery import OutboxWorker
 from bot.notify.runtime import start_notifications
 from bot.notify.slack_actions import register_slack_actions
 from bot.notify.webhook import eventgrid_routes
-from bot.serve import PeriodicThread, background_services
+from bot.serve import OutboxLoop, background_services
 from bot.settings import Settings
 from bot.slack.app import build_slack
 from bot.slack.http import asgi_app
@@ -39,7 +39,7 @@ def served(core: Core, clock: ManualClock, fake_slack: FakeSlack) -> Iterator[No
     bot = build_slack(core, settings, extra_registrars=[register_slack_actions])
     services = background_services(core, bot)
     outbox = next(s for s in services if s.name == "outbox")
-    assert isinstance(outbox, PeriodicThread)
+    assert isinstance(outbox, OutboxLoop)
     for service in services:
         service.start()
     scheduler = start_notifications(core, tick=TICK, on_change=outbox.wake)

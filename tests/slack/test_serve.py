@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.slack.app import SlackSettingsError, build_slack
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
+from tests.conftest import postgres_schema_url
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import (
     block_actions_payload,
@@ -101,14 +102,28 @@ def free_port() -> int:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
     """`amlbot serve --http` in its own process, as the README runs it."""
+    yield from _serve(f"sqlite:///{tmp_path / 'amlbot.sqlite3'}")
+
+
+@pytest.fixture
+def served_on_postgres() -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
+    """The same on PostgreSQL, where `serve` runs its workers as `amlbot work` children."""
+    for url in postgres_schema_url():
+        yield from _serve(url, AMLBOT_WORK_PROCESSES="1")
+
+
+def _serve(
+    database_url: str, **extra_env: str
+) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
     with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
         port = free_port()
         env = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.base_url,
-            "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+            "AMLBOT_DATABASE_URL": database_url,
             "AMLBOT_EVENTGRID_SECRET": EVENTGRID_SECRET,
+            **extra_env,
         }
         process = start_serve("--http", "--host", "127.0.0.1", "--port", str(port), env=env)
         url = f"http://127.0.0.1:{port}"
@@ -182,8 +197,7 @@ def test_serve_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
 
 
 def worker_pids(parent: int) -> list[int]:
-    """amlbot's worker processes: the children of `parent` that multiprocessing spawned
-    (not its resource tracker)."""
+    """amlbot's worker processes: the `amlbot work` children of `parent`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -193,16 +207,17 @@ def worker_pids(parent: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rpartition(")")[2].split()[1]) == parent and b"spawn_main" in command:
+        if int(stat.rpartition(")")[2].split()[1]) == parent and b"work" in command.split(b"\0"):
             found.append(int(entry.name))
     return found
 
 
+@pytest.mark.postgres
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
-    served: tuple[str, FakeSlack, subprocess.Popen[str]],
+    served_on_postgres: tuple[str, FakeSlack, subprocess.Popen[str]],
 ) -> None:
-    url, slack, process = served
+    url, slack, process = served_on_postgres
     [worker] = wait_for(lambda: worker_pids(process.pid) or None, timeout=10, what="a worker")
 
     os.kill(worker, signal.SIGKILL)

@@ -45,7 +45,9 @@ def run_command(edge: SlackEdge, delivery: Delivery) -> None:
     if person is None:
         tell(edge, body, edge.core.service.unknown_person().text)
         return
-    if not edge.first_delivery(delivery):
+    refusal = edge.refuse_secret(person, delivery)
+    if refusal is not None:
+        tell(edge, body, refusal.text, person=person)
         return
     text = command_text(str(body.get("text", "")))
     form = form_wanted(text)
@@ -56,10 +58,14 @@ def run_command(edge: SlackEdge, delivery: Delivery) -> None:
     tell(edge, body, reply.text, public=reply.public, person=person)
 
 
+def open_command_form(edge: SlackEdge, delivery: Delivery) -> None:
+    run_command(edge, delivery)
+
+
 def register(app: AsyncApp, edge: SlackEdge) -> None:
-    typed = edge.hand_over(run_command, "core")
-    # A form must open within the trigger's 3 s, even while Azure calls fill the core pool.
-    form = edge.hand_over(run_command, "quick")
+    typed = edge.hand_over(run_command)
+    # A form must open within the trigger's 3 s: this process opens it right after the ack.
+    form = edge.hand_over(open_command_form, "edge")
 
     async def route(
         ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest

@@ -17,7 +17,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from approvals.render import describe_request, status_line
 from approvals.replies import Reply
 from approvals.states import RequestStatus
-from bot.slack.edge import Delivery, SlackEdge, delivery_of
+from bot.slack.edge import Delivery, SlackEdge
 from bot.slack.listeners.common import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
@@ -63,8 +63,6 @@ def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, int] | None:
     if person is None:
         tell(edge, body, edge.core.service.unknown_person().text)
         return None
-    if not edge.first_delivery(delivery):
-        return None
     request_id = clicked_request_id(body)
     if request_id is None:
         tell(edge, body, NOT_OURS, person=person)
@@ -108,7 +106,11 @@ def deny(edge: SlackEdge, delivery: Delivery) -> None:
     body = delivery.body
     request_id = metadata(body).get("request_id")
     person = edge.person(delivery)
-    if not isinstance(request_id, int) or person is None or not edge.first_delivery(delivery):
+    if not isinstance(request_id, int) or person is None:
+        return
+    refusal = edge.refuse_secret(person, delivery)
+    if refusal is not None:
+        tell(edge, body, refusal.text, person=person)
         return
     command = m.Deny(request_id=request_id, reason=reason_of(body))
     reply = edge.run(person, command, metadata(body).get("channel"))
@@ -130,10 +132,10 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
                 errors={"reason": "Give the requester a reason of at least 3 characters."},
             )
             return
-        await ack()
-        edge.submit(deny, delivery_of(body, context, request))
+        await edge.accept_then_ack(deny_job, ack, body, context, request)
 
+    deny_job = edge.register_job(deny)
     app.action(APPROVE_ACTION)(edge.hand_over(approve))
-    # The modal must open within the trigger's 3 s: not behind stalled Azure calls.
-    app.action(DENY_ACTION)(edge.hand_over(ask_deny_reason, "quick"))
+    # The modal must open within the trigger's 3 s: this process opens it after the ack.
+    app.action(DENY_ACTION)(edge.hand_over(ask_deny_reason, "edge"))
     app.view(DENY_MODAL)(validate_reason)

@@ -1,7 +1,7 @@
 """The forms behind `/aml job submit` and `/aml datastore register` with no arguments.
 
 Opening: a "loading" modal goes up at once (the trigger id is valid for 3 s only), then
-the workspace's clusters, environments and datastores are read on a core thread and the
+the workspace's clusters, environments and datastores are read by the acking process and the
 modal is updated with the form. Submitting: the values are turned back into the typed
 command and parsed, so a form and a typed line obey the same rules; a field error goes
 back into the modal (`response_action: errors`), anything else runs after the ack
@@ -21,7 +21,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from approvals.config import WorkspaceConfig
-from bot.slack.edge import Delivery, SlackEdge, delivery_of
+from bot.slack.edge import Delivery, SlackEdge
 from bot.slack.listeners.common import metadata, tell
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from bot.slack.views.modals import ClusterChoice, datastore_modal, job_modal, message_modal
@@ -129,7 +129,8 @@ def _form_view(edge: SlackEdge, form: str, ws: WorkspaceConfig, private: str) ->
 def open_form(
     edge: SlackEdge, delivery: Delivery, person: str, form: str, workspace: str | None
 ) -> None:
-    """On a quick thread: the loading modal now, the form from a core thread after."""
+    """Right after the ack, in the acking process: the loading modal within the trigger's
+    3 s, then the form once the workspace is read (may be slow: Azure)."""
     body = delivery.body
     try:
         directory = edge.core.service.directory
@@ -144,20 +145,21 @@ def open_form(
         {"ws": ws.name, "channel": body.get("channel_id"), "response_url": body.get("response_url")}
     )
 
-    def fill_in(edge: SlackEdge, delivery: Delivery) -> None:
-        try:
-            form_view = _form_view(edge, form, ws, private)
-        except WorkspaceError as exc:
-            form_view = message_modal(title, f"Could not read the workspace: {exc.message}")
-        edge.client.views_update(view_id=view["id"], hash=view.get("hash"), view=form_view)
-
-    edge.submit(fill_in, delivery, "core")
+    try:
+        form_view = _form_view(edge, form, ws, private)
+    except WorkspaceError as exc:
+        form_view = message_modal(title, f"Could not read the workspace: {exc.message}")
+    edge.client.views_update(view_id=view["id"], hash=view.get("hash"), view=form_view)
 
 
 def submit_form(edge: SlackEdge, delivery: Delivery) -> None:
     body = delivery.body
     person = edge.person(delivery)
-    if person is None or not edge.first_delivery(delivery):
+    if person is None:
+        return
+    refusal = edge.refuse_secret(person, delivery)
+    if refusal is not None:
+        tell(edge, body, refusal.text, person=person)
         return
     callback_id = str(body["view"]["callback_id"])
     # The typed path: it also audits (without the text) a refused secret.
@@ -175,13 +177,15 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
     ) -> None:
         callback_id = str(body["view"]["callback_id"])
         errors = field_errors(callback_id, body["view"], str(metadata(body).get("ws", "")))
-        if errors:
-            await ack(response_action="errors", errors=errors)
-        else:
-            await ack()
         secret = any(find_secret(v) for v in values_of(body["view"]).values())
-        if not errors or secret:  # a refused secret still goes through the core's audit
-            edge.submit(submit_form, delivery_of(body, context, request))
+        if errors and not secret:
+            await ack(response_action="errors", errors=errors)
+            return
+        # A refused secret is kept (withheld) too, so the refusal is told and audited.
+        extra: dict[str, Any] = {"response_action": "errors", "errors": errors} if errors else {}
+        await edge.accept_then_ack(submit_job, ack, body, context, request, **extra)
+
+    submit_job = edge.register_job(submit_form)
 
     for callback_id in COMMAND_OF:
         app.view(callback_id)(validate_then_submit)

@@ -11,7 +11,7 @@ from bot.slack.views.common import escape
 
 def show_home(edge: SlackEdge, delivery: Delivery) -> None:
     event = delivery.body.get("event") or {}
-    if event.get("tab") != "home" or not edge.first_delivery(delivery):
+    if event.get("tab") != "home":
         return
     user_id = str(event["user"])
     person = edge.person(delivery)
@@ -24,5 +24,4 @@ def show_home(edge: SlackEdge, delivery: Delivery) -> None:
 
 
 def register(app: AsyncApp, edge: SlackEdge) -> None:
-    # DB only, no Azure: the quick pool, so the tab opens even while Azure stalls.
-    app.event("app_home_opened")(edge.hand_over(show_home, "quick"))
+    app.event("app_home_opened")(edge.hand_over(show_home))

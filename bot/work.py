@@ -1,0 +1,295 @@
+"""Workers: claim inbox items and run their handlers, anywhere the database is reachable.
+
+`InboxWorker` is a claim loop and a thread pool (each handler may wait minutes on Azure, so
+a thread each) plus a heartbeat that renews the leases of what its threads are running. It
+wakes when told (`wake()`, the edge in the same process), on PostgreSQL when an insert is
+announced (`LISTEN amlbot_inbox`), and otherwise polls: the poll is the safety net that
+also picks up items whose worker died.
+
+Shutting down (`stop`): claim nothing more, give in-flight work `grace` seconds to finish,
+then release what is left so another worker takes it at once instead of waiting out the
+lease. A handler still running then may finish later as well; handlers are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from approvals import inbox
+from approvals.inbox import InboxItem, InboxStatus
+from approvals.store import Store
+from workspaces.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[InboxItem], None]
+# Told when an item is dead-lettered: (item, error id), to tell the person and the leads.
+DeadLetterHook = Callable[[InboxItem, str], None]
+
+POLL_POSTGRES = 1.0
+POLL_SQLITE = 0.25
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class InboxWorker:
+    name = "inbox"
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        handlers: Mapping[str, Handler],
+        *,
+        threads: int = 16,
+        lease: timedelta = inbox.LEASE,
+        max_attempts: int = inbox.MAX_ATTEMPTS,
+        on_dead: DeadLetterHook | None = None,
+        on_handled: Callable[[], None] | None = None,
+        poll: float | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.handlers = handlers
+        self.threads = threads
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.on_dead = on_dead
+        # After each handled item, e.g. to wake the outbox so its replies go out at once.
+        self.on_handled = on_handled or (lambda: None)
+        self.holder = holder or holder_id()
+        postgres = store.engine.dialect.name == "postgresql"
+        self.poll = poll if poll is not None else (POLL_POSTGRES if postgres else POLL_SQLITE)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="amlbot-work")
+        self._in_flight: dict[int, InboxItem] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._loop_thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+        self._listener: _PostgresListener | None = None
+        self.last_claim_at: float | None = None  # time.monotonic() of the last claim round
+
+    # ---- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.store.engine.dialect.name == "postgresql":
+            self._listener = _PostgresListener(self.store, self._wake)
+            self._listener.start()
+        self._loop_thread = threading.Thread(target=self._loop, name="amlbot-claim", daemon=True)
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat, name="amlbot-heartbeat", daemon=True
+        )
+        self._loop_thread.start()
+        self._heartbeat_thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Stop claiming; let in-flight items finish within `grace` seconds, then release
+        the rest for another worker."""
+        self._stopping.set()
+        self._wake.set()
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout=5)
+        deadline = time.monotonic() + grace
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = list(self._in_flight_ids())
+        if left:
+            released = inbox.release(self.store, left, self.holder, self.clock.now())
+            log.warning(
+                "shutting down: released %s unfinished inbox items to other workers", released
+            )
+        if self._listener is not None:
+            self._listener.stop()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def ready(self) -> bool:
+        """Claiming: the loop runs and has claimed (or found nothing) recently."""
+        alive = self._loop_thread is not None and self._loop_thread.is_alive()
+        recent = self.last_claim_at is not None and time.monotonic() - self.last_claim_at < max(
+            30.0, 10 * self.poll
+        )
+        return alive and recent and not self._stopping.is_set()
+
+    # ---- synchronously (the console, tests) ----------------------------------------------
+
+    def run_until_idle(self, limit: int = 1000) -> int:
+        """Handle everything claimable now, on this thread. Returns how many were handled."""
+        handled = 0
+        while handled < limit:
+            items = inbox.claim(self.store, self.holder, self.clock.now(), lease=self.lease)
+            if not items:
+                return handled
+            for item in items:
+                with self._lock:
+                    self._in_flight[item.id] = item
+                self._run(item)
+                handled += 1
+        return handled
+
+    # ---- the loops -----------------------------------------------------------------------
+
+    def _in_flight_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._in_flight)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.threads - self.in_flight()
+            items: list[InboxItem] = []
+            if free > 0:
+                try:
+                    items = inbox.claim(
+                        self.store, self.holder, self.clock.now(), limit=free, lease=self.lease
+                    )
+                except Exception:
+                    log.exception("claiming inbox items failed; trying again shortly")
+                self.last_claim_at = time.monotonic()
+            for item in items:
+                with self._lock:
+                    self._in_flight[item.id] = item
+                self._pool.submit(self._run, item)
+            if items and len(items) == free:
+                continue  # there may be more waiting
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    def _heartbeat(self) -> None:
+        every = max(self.lease.total_seconds() / 3, 0.05)
+        while not self._stopping.wait(every):
+            ids = self._in_flight_ids()
+            if ids:
+                try:
+                    inbox.renew(self.store, ids, self.holder, self.clock.now(), self.lease)
+                except Exception:
+                    log.exception("renewing inbox leases failed; trying again")
+
+    def _run(self, item: InboxItem) -> None:
+        try:
+            handler = self.handlers.get(item.handler)
+            if handler is None:
+                raise LookupError(f"no handler {item.handler!r} in this version of amlbot")
+            handler(item)
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception(
+                "inbox item %s (%s, attempt %s) failed (error id %s)",
+                item.id,
+                item.handler,
+                item.attempts,
+                error_id,
+            )
+            self._failed(item, f"{type(exc).__name__} (error id {error_id})", error_id)
+        else:
+            try:
+                inbox.complete(self.store, item.id, self.holder, self.clock.now())
+            except Exception:
+                # Handled but not marked: it is claimed again after its lease, and the
+                # handler's idempotence makes the second run a no-op.
+                log.exception("marking inbox item %s done failed", item.id)
+        finally:
+            with self._lock:
+                self._in_flight.pop(item.id, None)
+            self._wake.set()  # a thread is free
+            try:
+                self.on_handled()
+            except Exception:
+                log.exception("after inbox item %s", item.id)
+
+    def _failed(self, item: InboxItem, error: str, error_id: str) -> None:
+        try:
+            status = inbox.fail(
+                self.store,
+                item.id,
+                self.holder,
+                self.clock.now(),
+                error,
+                max_attempts=self.max_attempts,
+            )
+        except Exception:
+            log.exception("recording the failure of inbox item %s failed", item.id)
+            return
+        if status == InboxStatus.DEAD:
+            log.error(
+                "inbox item %s (%s) dead-lettered after %s attempts (error id %s)",
+                item.id,
+                item.handler,
+                item.attempts,
+                error_id,
+            )
+            if self.on_dead is not None:
+                try:
+                    self.on_dead(item, error_id)
+                except Exception:
+                    log.exception("telling about dead inbox item %s failed", item.id)
+
+
+class _PostgresListener:
+    """`LISTEN amlbot_inbox` on a connection of its own; sets `wake` on every notification.
+    Reconnects after a failure; the worker's poll covers the gap."""
+
+    def __init__(self, store: Store, wake: threading.Event) -> None:
+        self._url = store.engine.url
+        self._wake = wake
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="amlbot-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=3)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        query = dict(self._url.query)
+        params: dict[str, Any] = {
+            "host": self._url.host,
+            "port": self._url.port,
+            "user": self._url.username,
+            "password": self._url.password,
+            "dbname": self._url.database,
+            "autocommit": True,
+        }
+        if "options" in query:
+            params["options"] = query["options"]
+        return psycopg.connect(**{k: v for k, v in params.items() if v is not None})
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with self._connect() as connection:
+                    connection.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything inserted before LISTEN took effect
+                    while not self._stopping.is_set():
+                        ready, _, _ = select.select([connection.fileno()], [], [], 0.5)
+                        if ready:
+                            for _ in connection.notifies(timeout=0):
+                                self._wake.set()
+            except Exception as exc:
+                log.warning("listening for new inbox items failed (%r); polling meanwhile", exc)
+                self._stopping.wait(2.0)

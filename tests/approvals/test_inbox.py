@@ -1,0 +1,200 @@
+"""The inbox: kept once per delivery key, claimed under a lease, retried, dead-lettered,
+released on shutdown; on PostgreSQL, claimers in parallel never take the same item."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from approvals import inbox
+from approvals.inbox import InboxItem, InboxStatus
+from approvals.store import Store
+from approvals.tables import InboxRow
+from bot.work import InboxWorker
+from tests.slack.conftest import wait_for
+from workspaces.clock import ManualClock
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    opened = Store.open(database_url)
+    yield opened  # type: ignore[misc]
+    opened.engine.dispose()
+
+
+def keep(store: Store, clock: ManualClock, key: str, handler: str = "h") -> bool:
+    with store.transaction() as session:
+        return inbox.accept(session, key, handler, {"key": key}, clock.now())
+
+
+def status_of(store: Store, key: str) -> InboxRow:
+    with store.transaction() as session:
+        row = session.query(InboxRow).filter_by(delivery_key=key).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_second_delivery_with_the_same_key_is_not_kept(store: Store, clock: ManualClock) -> None:
+    assert keep(store, clock, "slash_command:T1") is True
+    assert keep(store, clock, "slash_command:T1") is False
+    assert len(inbox.claim(store, "w1", clock.now(), limit=10)) == 1
+
+
+def test_a_claimed_item_is_not_claimed_again_while_its_lease_runs(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "k")
+    [item] = inbox.claim(store, "w1", clock.now())
+    assert inbox.claim(store, "w2", clock.now() + timedelta(seconds=29)) == []
+    assert item.attempts == 1 and item.payload == {"key": "k"}
+
+
+def test_an_item_whose_worker_died_is_claimed_again_after_the_lease(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "k")
+    inbox.claim(store, "dead-worker", clock.now())
+    [again] = inbox.claim(store, "w2", clock.now() + inbox.LEASE + timedelta(seconds=1))
+    assert again.attempts == 2
+    # The dead worker's late completion does not count: the lease is no longer its own.
+    assert inbox.complete(store, again.id, "dead-worker", clock.now()) is False
+    assert inbox.complete(store, again.id, "w2", clock.now()) is True
+
+
+def test_a_handled_item_keeps_its_key_but_not_its_payload(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "k")
+    [item] = inbox.claim(store, "w1", clock.now())
+    inbox.complete(store, item.id, "w1", clock.now())
+    row = status_of(store, "k")
+    assert (row.status, row.payload) == ("done", None)
+    assert keep(store, clock, "k") is False
+
+
+def test_a_failing_item_is_retried_later_then_dead_lettered(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "k")
+    statuses = []
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        [item] = inbox.claim(store, "w1", clock.now())
+        statuses.append(inbox.fail(store, item.id, "w1", clock.now(), "boom", max_attempts=3))
+        assert inbox.claim(store, "w1", clock.now()) == []  # not at once: backoff
+    assert statuses == [InboxStatus.PENDING, InboxStatus.PENDING, InboxStatus.DEAD]
+    assert status_of(store, "k").last_error == "boom"
+    assert inbox.depth(store, clock.now()).dead == 1
+
+
+def test_a_released_item_is_claimable_at_once_without_counting_the_attempt(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "k")
+    [item] = inbox.claim(store, "w1", clock.now())
+    assert inbox.release(store, [item.id], "w1", clock.now()) == 1
+    [again] = inbox.claim(store, "w2", clock.now())
+    assert again.attempts == 1
+
+
+def test_an_item_accepted_already_claimed_waits_for_its_holders_lease(
+    store: Store, clock: ManualClock
+) -> None:
+    with store.transaction() as session:
+        inbox.accept(session, "k", "h", {}, clock.now(), claimed_by="edge-1")
+    assert inbox.claim(store, "w1", clock.now()) == []
+    assert len(inbox.claim(store, "w1", clock.now() + inbox.LEASE * 2)) == 1
+
+
+def test_handled_items_are_pruned_after_slack_can_no_longer_retry(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "old")
+    [item] = inbox.claim(store, "w1", clock.now())
+    inbox.complete(store, item.id, "w1", clock.now())
+    keep(store, clock, "waiting")
+    assert inbox.prune(store, clock.now() + inbox.KEEP_HANDLED_FOR + timedelta(minutes=1)) == 1
+    assert keep(store, clock, "waiting") is False  # the pending one stays
+
+
+@pytest.mark.postgres
+def test_parallel_claimers_on_postgres_take_each_item_exactly_once(
+    clock: ManualClock,
+) -> None:
+    from tests.conftest import postgres_schema_url
+
+    for url in postgres_schema_url():
+        store = Store.open(url)
+        for n in range(200):
+            keep(store, clock, f"k{n}")
+        taken: list[list[int]] = [[] for _ in range(4)]
+
+        def claimer(index: int) -> None:
+            while items := inbox.claim(store, f"w{index}", clock.now(), limit=3):
+                taken[index] += [item.id for item in items]
+
+        threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        every = [item for items in taken for item in items]
+        assert len(every) == len(set(every)) == 200
+        assert all(items for items in taken), "SKIP LOCKED lets every claimer take some"
+        store.engine.dispose()
+
+
+def test_the_worker_runs_handlers_and_tells_about_dead_items(
+    store: Store, clock: ManualClock
+) -> None:
+    ran: list[str] = []
+    dead: list[tuple[str, str]] = []
+
+    def works(item: InboxItem) -> None:
+        ran.append(item.delivery_key)
+
+    def breaks(item: InboxItem) -> None:
+        raise RuntimeError("always")
+
+    worker = InboxWorker(
+        store,
+        clock,
+        {"works": works, "breaks": breaks},
+        max_attempts=1,
+        on_dead=lambda item, error_id: dead.append((item.delivery_key, error_id)),
+        poll=0.02,
+    )
+    keep(store, clock, "a", "works")
+    keep(store, clock, "b", "breaks")
+    keep(store, clock, "c", "unknown-in-this-version")
+    worker.start()
+    try:
+        wait_for(lambda: len(dead) == 2, what="two dead items")
+    finally:
+        worker.stop(grace=1)
+    assert ran == ["a"]
+    assert sorted(key for key, _ in dead) == ["b", "c"]
+    assert status_of(store, "a").status == "done"
+    assert status_of(store, "b").status == "dead"
+
+
+def test_stopping_releases_what_did_not_finish_within_the_grace(
+    store: Store, clock: ManualClock
+) -> None:
+    started = threading.Event()
+    finish = threading.Event()
+
+    def slow(item: InboxItem) -> None:
+        started.set()
+        finish.wait(5)
+
+    worker = InboxWorker(store, clock, {"slow": slow}, poll=0.02)
+    keep(store, clock, "k", "slow")
+    worker.start()
+    started.wait(5)
+    worker.stop(grace=0.1)
+    finish.set()
+    row = status_of(store, "k")
+    assert (row.status, row.claimed_by, row.attempts) == ("pending", None, 0)
