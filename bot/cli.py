@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "work", help="run workers alone: claim inbox items, deliver the outbox, run sweeps"
     )
     work.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
+    work.add_argument("--health-port", type=int, help="serve GET /healthz and /readyz on this port")
 
     check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "work":
         from bot.serve import work
 
-        return work(settings, config)
+        return work(settings, config, health_port=args.health_port)
     from bot.console import run_console
     from bot.wiring import build_core
 

@@ -326,7 +326,11 @@ def serve(
             print(f"amlbot serve: {problem}", file=sys.stderr)
         return 2
     settings.ensure_database_folder()
-    core = build_core(config, database_url=settings.database_url)
+    core = build_core(
+        config,
+        database_url=settings.database_url,
+        simulated_latency=settings.simulated_latency,
+    )
     bot = build_slack(
         core,
         settings,
@@ -339,6 +343,9 @@ def serve(
     services: list[BackgroundService] = background_services(core, bot, worker=in_process)
     if children:
         services.append(WorkerChildren(children, config_path or settings.config_path))
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
+    # lets the `finally` below finish the acks and stop the workers gracefully.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     for service in services:
         service.start()
     from bot.slack.http import freeze_startup_objects
@@ -359,10 +366,19 @@ def serve(
     return exit_code
 
 
-def work(settings: Settings, config: AppConfig) -> int:
-    """`amlbot work`: workers alone, until SIGTERM; then finish or release what they hold."""
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def work(settings: Settings, config: AppConfig, *, health_port: int | None = None) -> int:
+    """`amlbot work`: workers alone, until SIGTERM; then finish or release what they hold.
+    With `health_port`, `/healthz` (alive) and `/readyz` (claiming) for probes."""
     settings.ensure_database_folder()
-    core = build_core(config, database_url=settings.database_url)
+    core = build_core(
+        config,
+        database_url=settings.database_url,
+        simulated_latency=settings.simulated_latency,
+    )
     if not settings.slack_bot_token:
         print("amlbot work: SLACK_BOT_TOKEN (the bot token, xoxb-...) is not set", file=sys.stderr)
         return 2
@@ -374,12 +390,40 @@ def work(settings: Settings, config: AppConfig) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     for service in services:
         service.start()
+    if health_port is not None:
+        worker = bot.edge.worker
+        assert worker is not None
+        serve_health(health_port, lambda: worker.ready() and not stopping.is_set())
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
         service.stop()
     core.store.engine.dispose()
     return 0
+
+
+def serve_health(port: int, ready: Callable[[], bool]) -> None:
+    """`GET /healthz` (the process answers) and `/readyz` (`ready()`), on a thread."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Probe(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                status = 200
+            elif self.path == "/readyz":
+                status = 200 if ready() else 503
+            else:
+                status = 404
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok\n" if status == 200 else b"not ready\n")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every few seconds would drown the log
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Probe)
+    threading.Thread(target=server.serve_forever, name="amlbot-health", daemon=True).start()
 
 
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:

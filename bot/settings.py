@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         default=None, ge=0, le=32, validation_alias="AMLBOT_WORK_PROCESSES"
     )
 
+    # Seconds each change in a simulated (local) workspace takes, as an Azure call would.
+    simulated_latency: float = Field(
+        default=0.0, ge=0, le=60, validation_alias="AMLBOT_SIMULATED_LATENCY_SECONDS"
+    )
+
     def ensure_database_folder(self) -> None:
         if self.database_url.startswith("sqlite:///"):
             path = Path(self.database_url.removeprefix("sqlite:///"))

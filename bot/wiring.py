@@ -15,8 +15,11 @@ from workspaces.port import WorkspaceBackend
 class Backends:
     """One backend per workspace, made on first use (the Azure SDK is slow to import)."""
 
-    def __init__(self, config: AppConfig, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, config: AppConfig, store: Store, clock: Clock, simulated_latency: float = 0.0
+    ) -> None:
         self.config = config
+        self.simulated_latency = simulated_latency
         self.store = store
         self.clock = clock
         self._made: dict[str, WorkspaceBackend] = {}
@@ -45,6 +48,7 @@ class Backends:
             [i.spec() for i in ws.instances],
             self.clock,
             environments=ws.environments,
+            latency=self.simulated_latency,
         )
 
     def install(self, workspace: str, backend: WorkspaceBackend) -> None:
@@ -68,11 +72,12 @@ def build_core(
     database_url: str,
     config_path: str | None = None,
     clock: Clock | None = None,
+    simulated_latency: float = 0.0,
 ) -> Core:
     config = config or load_config(config_path)
     clock = clock or SystemClock()
     store = Store.open(database_url)
-    backends = Backends(config, store, clock)
+    backends = Backends(config, store, clock, simulated_latency)
     service = AmlService(config, store, backends, clock)
     core = Core(config=config, store=store, backends=backends, clock=clock, service=service)
     from bot.notify.idle_sweep import install_idle_reporter

@@ -8,6 +8,7 @@ it reads the text to decide how long the job runs and whether it fails.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -67,6 +68,7 @@ class LocalWorkspace:
         instances: list[InstanceSpec],
         clock: Clock,
         environments: list[str] | None = None,
+        latency: float = 0.0,
     ) -> None:
         for spec in clusters:
             if not 0 <= spec.min_nodes <= spec.nodes:
@@ -78,6 +80,10 @@ class LocalWorkspace:
             subscription_id="local", resource_group="local", workspace_name=workspace
         )
         self._clock = clock
+        # Seconds each change takes, half before and half after it is made, like an Azure
+        # call whose answer is still on its way: for demos and for crash tests, whose
+        # kills must land mid-call.
+        self._latency = latency
         self._environments = list(environments) if environments else list(DEFAULT_ENVIRONMENTS)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         create_simulator_tables(engine)
@@ -168,16 +174,24 @@ class LocalWorkspace:
             row.change_idle_seconds(seconds, now)
             row.idle_seconds_pinned = True
 
+    @contextmanager
+    def _slowly(self) -> Iterator[None]:
+        if self._latency:
+            time.sleep(self._latency / 2)
+        yield
+        if self._latency:
+            time.sleep(self._latency / 2)
+
     # -- access --------------------------------------------------------------------------
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
         scope = self._scope(grant)
-        with self._changing() as session:
+        with self._slowly(), self._changing() as session:
             local_jobs.find_cluster(session, self.workspace, grant.compute)
             return local_access.grant(session, self.workspace, grant, scope, self._clock.now())
 
     def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
-        with self._changing() as session:
+        with self._slowly(), self._changing() as session:
             local_access.revoke(session, self.workspace, grant)
 
     def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
@@ -213,7 +227,7 @@ class LocalWorkspace:
 
     def register_datastore(self, spec: DatastoreSpec) -> DatastoreInfo:
         now = self._clock.now()
-        with self._changing() as session:
+        with self._slowly(), self._changing() as session:
             if session.get(SimDatastoreRow, (self.workspace, spec.name)) is not None:
                 raise ConflictError(
                     f"A datastore named {spec.name} already exists in workspace "
@@ -242,7 +256,7 @@ class LocalWorkspace:
 
     def submit_job(self, spec: JobSpec) -> JobInfo:
         now = self._clock.now()
-        with self._changing() as session:
+        with self._slowly(), self._changing() as session:
             row = local_jobs.submit(session, self.workspace, spec, now)
         return self._job_info(row, now)
 

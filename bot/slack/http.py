@@ -102,7 +102,9 @@ def create_asgi_app(
     settings = settings or Settings()
     config = config or load_config(settings.config_path)
     settings.ensure_database_folder()
-    core = build_core(config, database_url=settings.database_url)
+    core = build_core(
+        config, database_url=settings.database_url, simulated_latency=settings.simulated_latency
+    )
     if prepare is not None:  # a hook into this process's core (its in-process worker)
         prepare(core)
     bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())

@@ -1,0 +1,375 @@
+"""Crash rounds against the real `amlbot serve` process: requests are approved while every
+simulated Azure call takes a while, the server (or its worker alone) is killed with SIGKILL
+at a random moment, a new one is started, and then every promise is checked from the
+database and from what the fake Slack received.
+
+Used by tests/e2e (a few rounds in CI) and bench/kill_loop.py (fifty, with figures).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from approvals.execution import assignment_name, job_name
+from approvals.tables import GrantRow, RequestRow
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_signing import (
+    block_actions_payload,
+    interactive_body,
+    post_signed,
+    slash_command_body,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNING_SECRET = "chaos-signing-secret"
+BOT_TOKEN = "xoxb-chaos"
+CHANNEL = "C0CHAOS001"
+LEAD = "U0LEAD0001"
+FINAL = {"succeeded", "failed", "denied", "cancelled", "expired"}
+
+
+def people(count: int) -> dict[str, str]:
+    """Slack user id -> name of `count` data scientists (each round has its own)."""
+    return {f"U0DS{n:06d}": f"ds{n}" for n in range(count)}
+
+
+def write_config(path: Path, scientists: dict[str, str]) -> Path:
+    config: dict[str, Any] = {
+        "people": {
+            "lead": {
+                "slack_id": LEAD,
+                "email": "lead@example.com",
+                "object_id": "22222222-2222-4222-8222-222222222222",
+            },
+            **{
+                name: {
+                    "slack_id": user_id,
+                    "email": f"{name}@example.com",
+                    "object_id": f"11111111-1111-4111-8111-{int(name[2:]):012d}",
+                }
+                for user_id, name in scientists.items()
+            },
+        },
+        "defaults": {"policy": {"jobs": {"without_grant": "approval"}}},
+        "workspaces": {
+            "demo": {
+                "backend": "local",
+                "azure": {
+                    "subscription_id": "00000000-0000-4000-8000-000000000000",
+                    "resource_group": "rg-chaos",
+                    "workspace_name": "mlw-chaos",
+                },
+                "channel": CHANNEL,
+                "team_leads": ["lead"],
+                "data_scientists": sorted(scientists.values()),
+                "clusters": [
+                    {
+                        "name": "gpu-cluster",
+                        "vm_sku": "STANDARD_NC6s_v3",
+                        "nodes": 2,
+                        "priority": "lowpriority",
+                        "min_nodes": 0,
+                    }
+                ],
+            }
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ServedBot:
+    """`amlbot serve --http` in a session of its own, so it and its workers die together."""
+
+    database_url: str
+    config: Path
+    slack: FakeSlack
+    latency: float
+    work_processes: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+        env = {
+            **inherited,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": self.slack.base_url,
+            "AMLBOT_DATABASE_URL": self.database_url,
+            "AMLBOT_CONFIG": str(self.config),
+            "AMLBOT_LOG_LEVEL": "ERROR",
+            "AMLBOT_WORK_PROCESSES": str(self.work_processes),
+            "AMLBOT_SIMULATED_LATENCY_SECONDS": str(self.latency),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "serve",
+                "--http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"amlbot serve exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("amlbot serve did not answer within 60 s")
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if parent == self.process.pid and b"work" in command:
+                found.append(int(entry.name))
+        return found
+
+    def kill_all(self) -> None:
+        """SIGKILL to the server and its workers at once: nobody gets to clean up."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def kill_worker(self) -> bool:
+        pids = self.worker_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return bool(pids)
+
+    def terminate(self, timeout: float = 60) -> None:
+        """SIGTERM, as a deploy does, and wait for a clean exit."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+
+    def command(self, user_id: str, text_: str) -> int:
+        body = slash_command_body(
+            text_,
+            user_id=user_id,
+            channel_id=CHANNEL,
+            response_url=self.slack.response_url(CHANNEL, user_id),
+        )
+        return post_signed(self.url, "/slack/events", body, secret=SIGNING_SECRET).status
+
+    def approve(self, request_id: int, card_ts: str) -> int:
+        payload = block_actions_payload(
+            action_id="amlbot.approve",
+            user_id=LEAD,
+            value=str(request_id),
+            block_id="decision",
+            channel_id=CHANNEL,
+            message_ts=card_ts,
+            response_url=self.slack.response_url(CHANNEL, LEAD, message_ts=card_ts),
+        )
+        return post_signed(
+            self.url, "/slack/events", interactive_body(payload), secret=SIGNING_SECRET
+        ).status
+
+
+def engine_for(url: str) -> Engine:
+    return create_engine(url, poolclass=NullPool)
+
+
+def wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def card_ts(slack: FakeSlack, request_id: int) -> str | None:
+    for message in slack.messages_in(CHANNEL):
+        if message.thread_ts is None and message.text.startswith(f"#{request_id} "):
+            return message.ts
+    return None
+
+
+@dataclass
+class RoundResult:
+    requests: int = 0
+    recovered_in: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def ask_and_approve(bot: ServedBot, engine: Engine, user_id: str, name: str, n: int) -> list[int]:
+    """One access request, one datastore registration and one job from `user_id`, all
+    approved by the lead. Returns the request ids."""
+    before = _max_request_id(engine)
+    assert bot.command(user_id, 'access request gpu-cluster --for 2h --reason "chaos"') == 200
+    assert (
+        bot.command(
+            user_id,
+            f"datastore register chaos{n} --kind blob --account chaosacct --container data{n}",
+        )
+        == 200
+    )
+    assert (
+        bot.command(
+            user_id,
+            "job submit --compute gpu-cluster --environment azureml:AzureML-sklearn-1.5@latest "
+            f'--command "python train.py --round {n}"',
+        )
+        == 200
+    )
+    ids: list[int] = wait(
+        lambda: (found := _request_ids(engine, name, after=before)) and len(found) == 3 and found,
+        30,
+        f"three requests from {name}",
+    )
+    for request_id in ids:
+        ts = wait(lambda rid=request_id: card_ts(bot.slack, rid), 30, f"the card of #{request_id}")
+        assert bot.approve(request_id, ts) == 200
+    return ids
+
+
+def _max_request_id(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(text("SELECT coalesce(max(id), 0) FROM requests")) or 0)
+
+
+def _request_ids(engine: Engine, requester: str, after: int) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(
+                select(RequestRow.id)
+                .where(RequestRow.requester == requester, RequestRow.id > after)
+                .order_by(RequestRow.id)
+            )
+        )
+
+
+def all_final(engine: Engine, ids: list[int]) -> bool:
+    with engine.connect() as connection:
+        statuses = (
+            connection.execute(select(RequestRow.status).where(RequestRow.id.in_(ids)))
+            .scalars()
+            .all()
+        )
+    return len(statuses) == len(ids) and all(status in FINAL for status in statuses)
+
+
+def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str]:
+    """What must hold for each request after any crash; the problems found."""
+    problems = []
+    with engine.connect() as connection:
+        rows = {
+            row.id: row
+            for row in connection.execute(select(RequestRow).where(RequestRow.id.in_(ids)))
+        }
+        assignments = Counter(
+            connection.scalars(text("SELECT assignment_name FROM sim_role_assignments"))
+        )
+        granted = Counter(connection.scalars(select(GrantRow.assignment_name)))
+        jobs = Counter(connection.scalars(text("SELECT name FROM sim_jobs")))
+        datastores = Counter(connection.scalars(text("SELECT name FROM sim_datastores")))
+    for assignment in assignments:
+        if granted[assignment] != 1:
+            problems.append(f"role assignment {assignment} has {granted[assignment]} grant rows")
+    for request_id, row in rows.items():
+        if row.status != "succeeded":
+            problems.append(f"#{request_id} ({row.action}) ended {row.status}: {row.error}")
+        if row.action == "access":
+            name = assignment_name("demo", request_id)
+            if assignments[name] != 1 or granted[name] != 1:
+                problems.append(
+                    f"#{request_id}: {assignments[name]} role assignments, {granted[name]} grants"
+                )
+        elif row.action == "job" and jobs[job_name("demo", request_id)] != 1:
+            problems.append(f"#{request_id}: {jobs[job_name('demo', request_id)]} jobs in Azure")
+        elif row.action == "datastore" and datastores[row.payload["name"]] != 1:
+            problems.append(f"#{request_id}: datastore {row.payload['name']} missing")
+        ts = card_ts(slack, request_id)
+        outcomes = [
+            m
+            for m in slack.messages_in(CHANNEL)
+            if ts is not None
+            and m.thread_ts == ts
+            and any(word in m.text for word in (" done", "failed", "submitted on"))
+        ]
+        if len(outcomes) != 1:
+            problems.append(f"#{request_id}: {len(outcomes)} outcome messages in its thread")
+    return problems
+
+
+def kill_round(
+    bot: ServedBot,
+    engine: Engine,
+    user_id: str,
+    name: str,
+    n: int,
+    rng: random.Random,
+    *,
+    worker_only: bool,
+    recovery_timeout: float = 120,
+) -> RoundResult:
+    """Approve three requests, SIGKILL mid-way, restart, wait for recovery, check."""
+    ids = ask_and_approve(bot, engine, user_id, name, n)
+    time.sleep(rng.uniform(0, bot.latency * 2))
+    if worker_only:
+        bot.kill_worker()
+    else:
+        bot.kill_all()
+        bot.start()
+    started = time.monotonic()
+    wait(lambda: all_final(engine, ids), recovery_timeout, f"requests {ids} to end")
+    result = RoundResult(requests=len(ids), recovered_in=time.monotonic() - started)
+    # Outcome messages are delivered after the state change: give the outbox a moment.
+    deadline = time.monotonic() + 15
+    while True:
+        result.problems = check_promises(engine, bot.slack, ids)
+        if not result.problems or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)

@@ -1,0 +1,66 @@
+"""Nothing accepted is lost or stranded: `amlbot serve` on PostgreSQL is killed with
+SIGKILL while approved requests are being carried out (every simulated Azure call takes a
+second), a new one is started, and each request still ends exactly once, with exactly one
+effect in the workspace, a grant row for every role assignment and one outcome message.
+The long version with figures is bench/kill_loop.py."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import (
+    CHANNEL,
+    LEAD,
+    ServedBot,
+    engine_for,
+    kill_round,
+    people,
+    write_config,
+)
+from tests.conftest import postgres_schema_url
+from tests.fakes.slack_api import FakeSlack
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)"),
+    pytest.mark.timeout(600),
+]
+
+SCIENTISTS = people(6)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServedBot]:
+    users = {user_id: f"{name}@example.com" for user_id, name in SCIENTISTS.items()}
+    users[LEAD] = "lead@example.com"
+    for url in postgres_schema_url():
+        with FakeSlack(token="xoxb-chaos", channels={CHANNEL}, users=users) as slack:
+            config = write_config(tmp_path / "chaos.yml", SCIENTISTS)
+            bot = ServedBot(url, config, slack, latency=1.0)
+            bot.start()
+            try:
+                yield bot
+            finally:
+                bot.kill_all()
+
+
+def test_killing_the_whole_server_mid_execution_strands_nothing(served: ServedBot) -> None:
+    engine = engine_for(served.database_url)
+    rng = random.Random(8)
+    for n, (user_id, name) in enumerate(list(SCIENTISTS.items())[:2]):
+        result = kill_round(served, engine, user_id, name, n, rng, worker_only=False)
+        assert result.problems == []
+    engine.dispose()
+
+
+def test_killing_the_worker_alone_strands_nothing(served: ServedBot) -> None:
+    engine = engine_for(served.database_url)
+    rng = random.Random(9)
+    user_id, name = list(SCIENTISTS.items())[2]
+    result = kill_round(served, engine, user_id, name, 2, rng, worker_only=True)
+    assert result.problems == []
+    engine.dispose()

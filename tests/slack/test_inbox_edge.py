@@ -1,0 +1,99 @@
+"""The edge keeps what it acknowledges: a delivery is in the inbox before Slack hears 200,
+without the secrets in it, once per delivery key, and is answered even if the process that
+acked it stops, or Slack's auth.test fails, before it is handled."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from approvals.tables import InboxRow
+from bot.slack.views.common import APPROVE_ACTION
+from bot.wiring import Core
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_signing import slash_command_body
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    SlackHarness,
+    restarted,
+    running_bot,
+    wait_for,
+)
+from workspaces.clock import ManualClock
+
+STORAGE_KEY = "Zm9v" * 21 + "YQ=="  # 86 base64 characters and "==": a storage key's shape
+
+
+def inbox_rows(core: Core) -> list[InboxRow]:
+    with core.store.transaction() as session:
+        return list(session.scalars(select(InboxRow).order_by(InboxRow.id)))
+
+
+def test_an_acked_command_is_answered_by_the_next_process_when_the_first_stopped_first(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    with running_bot(core, clock, fake_slack) as first:
+        worker = next(s for s in first.services if s.name == "inbox")
+        worker.stop()  # this process acks but will never handle anything
+        assert first.command(ALICE, "help").status == 200
+        assert [row.status for row in inbox_rows(core)] == ["pending"]
+        assert fake_slack.response_posts() == []
+        with restarted(first) as second:
+            assert "access request" in second.answer_to(ALICE)
+    assert [row.status for row in inbox_rows(core)] == ["done"]
+
+
+def test_a_delivery_sent_twice_is_kept_and_answered_once(harness: SlackHarness) -> None:
+    body = slash_command_body(
+        "help",
+        user_id=ALICE,
+        response_url=harness.slack.response_url(CHANNEL, ALICE),
+        trigger_id="12345.98765.abcd",
+    )
+    assert harness.post(body).status == 200
+    assert harness.post(body, headers={"X-Slack-Retry-Num": "1"}).status == 200
+    harness.answer_to(ALICE)
+    assert len(inbox_rows(harness.core)) == 1
+    assert len([p for p in harness.slack.response_posts() if p.user == ALICE]) == 1
+
+
+def test_a_pasted_secret_is_withheld_before_the_delivery_is_kept(harness: SlackHarness) -> None:
+    harness.command(ALICE, f"datastore register x --kind blob --account {STORAGE_KEY}")
+    assert "storage account key" in harness.answer_to(ALICE)
+    [row] = inbox_rows(harness.core)
+    assert STORAGE_KEY not in json.dumps(row.payload)  # emptied once handled, and before:
+    with harness.core.store.engine.connect() as connection:
+        dump = "\n".join(str(r) for r in connection.exec_driver_sql("SELECT * FROM inbox"))
+    assert STORAGE_KEY not in dump
+
+
+def test_commands_that_arrive_while_auth_test_fails_are_answered_once_it_succeeds(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    fake_slack.fail_next("auth.test", status=500, times=2)
+    with running_bot(core, clock, fake_slack) as harness:
+        assert harness.command(ALICE, "help").status == 200
+
+        def answered() -> str | None:
+            clock.advance(timedelta(seconds=3))  # past the retry's backoff
+            harness.bot.edge.worker.wake()  # type: ignore[union-attr]
+            posts = [p for p in fake_slack.response_posts() if p.user == ALICE]
+            return posts[0].text if posts else None
+
+        text = wait_for(answered, what="the answer once auth.test succeeds")
+    assert "access request" in text
+    assert [row.status for row in inbox_rows(core)] == ["done"]
+
+
+def test_a_click_the_lead_makes_is_kept_like_a_command(harness: SlackHarness) -> None:
+    reply = harness.command(ALICE, 'access request gpu-cluster --for 2h --reason "BERT"')
+    assert reply.status == 200
+    request_id = harness.request_id(harness.answer_to(ALICE, containing="Request #"))
+    assert harness.click(BOB, APPROVE_ACTION, request_id).status == 200
+    assert "Approved" in harness.answer_to(BOB, containing="Approved")
+    handlers = [row.handler for row in inbox_rows(harness.core)]
+    assert handlers == ["slack.run_command", "slack.approve"]
