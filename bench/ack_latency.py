@@ -274,24 +274,89 @@ class Level:
     wall_s: float = 0.0
     server_cpu_s: float = 0.0
     work_cpu_s: float = 0.0
+    # Slash command sent -> its reply received at response_url (amlbot only).
+    replies_ms: list[float] = field(default_factory=list)
+    unanswered: int = 0
 
     def absorb(self, other: Level) -> None:
         """Pool another round of the same target and concurrency into this one."""
         self.latencies_ms += other.latencies_ms
+        self.replies_ms += other.replies_ms
+        self.unanswered += other.unanswered
         for name, times in other.errors.items():
             self.errors[name] = self.errors.get(name, 0) + times
         self.wall_s += other.wall_s
         self.server_cpu_s += other.server_cpu_s
         self.work_cpu_s += other.work_cpu_s
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
+    def percentile(self, p: float, of: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies_ms if of is None else of)
         if not ordered:
             return math.nan
         return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
     def over(self, seconds: float) -> int:
         return sum(1 for ms in self.latencies_ms if ms > seconds * 1000)
+
+
+class ReplyCatcher:
+    """The response_urls of the load: a small HTTP server in this process that notes when
+    each reply arrives, so the latency a person feels is measured end to end."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, float] = {}
+        self.arrived: dict[str, float] = {}
+        self.base = ""
+        self._runner: Any = None
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def reply(request: web.Request) -> web.Response:
+            self.arrived.setdefault(request.match_info["token"], time.perf_counter())
+            await request.read()
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/reply/{token}", reply)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}/reply/"
+
+    def url(self, token: str) -> str:
+        return self.base + token
+
+    async def collect(self, level: Level, tokens: list[str], limit_s: float = 15.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not all(t in self.arrived for t in tokens):
+            await asyncio.sleep(0.05)
+        for token in tokens:
+            if token in self.arrived and token in self.sent:
+                level.replies_ms.append((self.arrived[token] - self.sent[token]) * 1000)
+            else:
+                level.unanswered += 1
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def rss_of_tree(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+        stack += child_pids(current)
+    return total
 
 
 async def run_level(
@@ -302,6 +367,7 @@ async def run_level(
     text: str,
     keep_alive: bool,
     time_limit_s: float,
+    catcher: ReplyCatcher | None = None,
 ) -> None:
     import aiohttp
 
@@ -320,14 +386,23 @@ async def run_level(
             while sent < total and time.monotonic() < deadline:
                 index = sent
                 sent += 1
+                token = f"{level.target}-{level.concurrency}-{index}-{time.monotonic_ns()}"
+                reply_to = (
+                    catcher.url(token)
+                    if catcher is not None
+                    else response_urls[index % len(response_urls)]
+                )
                 body = slash_command_body(
                     text,
                     user_id=users[index % len(users)],
                     channel_id=CHANNEL,
-                    response_url=response_urls[index % len(response_urls)],
+                    response_url=reply_to,
                 )
                 headers = signed_headers(body, SIGNING_SECRET)
                 started = time.perf_counter()
+                if catcher is not None:
+                    catcher.sent[token] = started
+                    tokens.append(token)
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
@@ -341,9 +416,12 @@ async def run_level(
                 else:
                     level.errors[f"HTTP {status}"] = level.errors.get(f"HTTP {status}", 0) + 1
 
+        tokens: list[str] = []
         started_wall = time.monotonic()
         await asyncio.gather(*(one_client() for _ in range(level.concurrency)))
         level.wall_s = time.monotonic() - started_wall
+        if catcher is not None:
+            await catcher.collect(level, tokens)
 
 
 async def bench_target(
@@ -356,16 +434,36 @@ async def bench_target(
         "SLACK_API_URL": slack_url,
     }
     factory = options.factory
+    workers: list[asyncio.subprocess.Process] = []
+    catcher: ReplyCatcher | None = None
     if target == "amlbot":
         # A database of its own per run (migrated at start), never the user's state file.
-        state = tempfile.mkdtemp(prefix="amlbot-bench-")
-        env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
+        if options.database == "postgres":
+            env["AMLBOT_DATABASE_URL"] = fresh_postgres_schema()
+        else:
+            state = tempfile.mkdtemp(prefix="amlbot-bench-")
+            env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
         env["AMLBOT_LOG_LEVEL"] = "WARNING"
         if options.stall:
             env["AMLBOT_BENCH_STALL_S"] = str(options.stall)
             factory = STALLED_FACTORY
+        catcher = ReplyCatcher()
+        await catcher.start()
     server = await start_child(["--serve", target, "--factory", factory], env)
     url = f"http://127.0.0.1:{server.ready}/slack/events"
+    if target == "amlbot" and options.database == "postgres" and not options.stall:
+        # On PostgreSQL the edge only accepts: `amlbot work` processes do the work.
+        for _ in range(options.work_processes):
+            workers.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bot.cli",
+                    "work",
+                    env={**os.environ, **env},
+                    cwd=str(REPO_ROOT),
+                )
+            )
     try:
         # Measure the running service, not its start: worker processes import and connect
         # after the socket opens, and /healthz answers 200 only once they are ready (as a
@@ -387,15 +485,58 @@ async def bench_target(
                 options.text,
                 options.keep_alive,
                 options.time_limit,
+                catcher,
             )
             after = cpu_snapshot(server.process.pid)
             level.server_cpu_s = after[0] - before[0]
             level.work_cpu_s = after[1] - before[1]
             offset += options.requests
             levels.append(level)
+        if target == "amlbot" and options.memory_commands:
+            pids = [server.process.pid, *(w.pid for w in workers)]
+            idle = sum(rss_of_tree(pid) for pid in pids)
+            flood = Level(target, 50)
+            await run_level(
+                url,
+                flood,
+                options.memory_commands,
+                response_urls,
+                options.text,
+                options.keep_alive,
+                600,
+                catcher,
+            )
+            after_flood = sum(rss_of_tree(pid) for pid in pids)
+            print(
+                f"resident memory of the process tree: idle {idle / 2**20:.0f} MiB, after "
+                f"{len(flood.latencies_ms)} more commands {after_flood / 2**20:.0f} MiB "
+                f"({flood.unanswered} unanswered)"
+            )
         return levels
     finally:
         await server.stop()
+        for worker in workers:
+            worker.terminate()
+            await worker.wait()
+        if catcher is not None:
+            await catcher.stop()
+
+
+def fresh_postgres_schema() -> str:
+    """A schema of its own in the test database (AMLBOT_TEST_POSTGRES_URL)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get(
+        "AMLBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{base}?options=-csearch_path%3D{schema}"
 
 
 def print_levels(levels: list[Level]) -> None:
@@ -416,6 +557,16 @@ def print_levels(levels: list[Level]) -> None:
         )
         for name, times in sorted(level.errors.items()):
             print(f"{'':<14}error {name}: {times}")
+    replied = [level for level in levels if level.replies_ms or level.unanswered]
+    if replied:
+        print("\nreply latency (command sent -> reply received at its response_url):")
+        for level in replied:
+            print(
+                f"  {level.target:<8} conc {level.concurrency:>3}: "
+                f"p50 {level.percentile(50, level.replies_ms):7.1f} ms  "
+                f"p99 {level.percentile(99, level.replies_ms):7.1f} ms  "
+                f"unanswered {level.unanswered}"
+            )
 
 
 def per_ack_us(seconds: float, acks: int) -> str:
@@ -494,6 +645,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="amlbot: every workspace backend call stalls this many seconds (try with "
         "--text 'compute list', which reaches the backend)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="amlbot's store: SQLite (its worker in-process) or PostgreSQL (workers as "
+        "`amlbot work` processes, as in production)",
+    )
+    parser.add_argument("--work-processes", type=int, default=1)
+    parser.add_argument(
+        "--memory-commands",
+        type=int,
+        default=0,
+        help="after the levels, print the resident memory of amlbot's processes idle and "
+        "after this many more commands (e.g. 10000)",
     )
     parser.add_argument("--serve", choices=["bare", "amlbot"], help=argparse.SUPPRESS)
     parser.add_argument("--serve-fake-slack", action="store_true", help=argparse.SUPPRESS)

@@ -123,8 +123,8 @@ def test_parallel_claimers_on_postgres_take_each_item_exactly_once(
 ) -> None:
     from tests.conftest import postgres_schema_url
 
-    url = next(postgres_schema_url())
-    store = Store.open(url)
+    schemas = postgres_schema_url()  # kept, so the schema lives until closed below
+    store = Store.open(next(schemas))
     for n in range(200):
         keep(store, clock, f"k{n}")
     taken: list[list[int]] = [[] for _ in range(4)]
@@ -142,6 +142,7 @@ def test_parallel_claimers_on_postgres_take_each_item_exactly_once(
     assert len(every) == len(set(every)) == 200
     assert all(items for items in taken), "SKIP LOCKED lets every claimer take some"
     store.engine.dispose()
+    schemas.close()
 
 
 def test_the_worker_runs_handlers_and_tells_about_dead_items(

@@ -1,0 +1,173 @@
+"""Nothing accepted is lost or stranded, measured the way it breaks.
+
+    python bench/kill_loop.py                 # 50 kill rounds, a rolling deploy, two replicas
+    python bench/kill_loop.py --rounds 10     # fewer kill rounds
+
+Needs PostgreSQL (AMLBOT_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test).
+Each kill round: one data scientist asks for access, a datastore and a job; the lead approves
+all three while every simulated Azure call takes --latency seconds; `amlbot serve` (edge and
+worker) is killed with SIGKILL at a random moment (every third round only its worker), a new
+one is started, and the round checks per request: one terminal state, one effect in the
+workspace, a grant row for every role assignment, one outcome message in the card's thread.
+Prints counts and recovery times; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.chaos import (  # noqa: E402 - after the path is set
+    BOT_TOKEN,
+    CHANNEL,
+    LEAD,
+    SIGNING_SECRET,
+    ServedBot,
+    engine_for,
+    kill_round,
+    people,
+    write_config,
+)
+from tests.fakes.slack_api import FakeSlack  # noqa: E402
+from tests.fakes.slack_signing import post_signed, slash_command_body  # noqa: E402
+
+
+def fresh_schema() -> str:
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from ack_latency import fresh_postgres_schema
+
+    return str(fresh_postgres_schema())
+
+
+def kill_loop(rounds: int, latency: float, seed: int) -> None:
+    scientists = people(rounds)
+    users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
+    users[LEAD] = "lead@example.com"
+    rng = random.Random(seed)
+    folder = Path(tempfile.mkdtemp(prefix="amlbot-kill-"))
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=users) as slack:
+        url = fresh_schema()
+        bot = ServedBot(url, write_config(folder / "c.yml", scientists), slack, latency)
+        bot.start()
+        engine = engine_for(url)
+        recoveries: list[float] = []
+        problems: list[str] = []
+        kinds: Counter[str] = Counter()
+        try:
+            for n, (user_id, name) in enumerate(scientists.items()):
+                worker_only = n % 3 == 2
+                kinds["worker only" if worker_only else "whole server"] += 1
+                result = kill_round(bot, engine, user_id, name, n, rng, worker_only=worker_only)
+                recoveries.append(result.recovered_in)
+                problems += [f"round {n}: {p}" for p in result.problems]
+                print(
+                    f"round {n:>2} ({'worker' if worker_only else 'server'} killed): "
+                    f"{result.requests} requests ended in {result.recovered_in:5.1f} s, "
+                    f"{len(result.problems)} problems",
+                    flush=True,
+                )
+        finally:
+            bot.kill_all()
+            engine.dispose()
+    print(
+        f"\nkill loop: {rounds} rounds ({dict(kinds)}), {3 * rounds} approved requests, "
+        f"{len(problems)} broken promises"
+    )
+    print(
+        f"time from the kill to the last request ending: median "
+        f"{statistics.median(recoveries):.1f} s, max {max(recoveries):.1f} s"
+    )
+    for problem in problems:
+        print("  ", problem)
+
+
+def rolling_deploy(commands: int) -> None:
+    scientists = people(4)
+    users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
+    folder = Path(tempfile.mkdtemp(prefix="amlbot-deploy-"))
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=users) as slack:
+        url = fresh_schema()
+        config = write_config(folder / "c.yml", scientists)
+        old, new = ServedBot(url, config, slack, 0.2), ServedBot(url, config, slack, 0.2)
+        old.start()
+        new.start()
+        deployed = threading.Event()
+        sent: list[str] = []
+        ids = list(scientists)
+        texts = ["help", "compute list", "request list", "access list", "job list --mine"]
+
+        def send(n: int) -> None:
+            user_id = ids[n % len(ids)]
+            reply_url = slack.response_url(CHANNEL, user_id)
+            body = slash_command_body(
+                texts[n % len(texts)],
+                user_id=user_id,
+                channel_id=CHANNEL,
+                response_url=reply_url,
+            )
+            sent.append(reply_url)
+            for bot in (old, new):
+                if bot is old and deployed.is_set():
+                    continue
+                try:
+                    if (
+                        post_signed(bot.url, "/slack/events", body, secret=SIGNING_SECRET).status
+                        == 200
+                    ):
+                        return
+                except OSError:
+                    continue
+
+        def deploy() -> None:
+            time.sleep(0.5)
+            old.terminate()
+            deployed.set()
+
+        deployer = threading.Thread(target=deploy)
+        deployer.start()
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(send, range(commands)))
+        deployer.join()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            answered = Counter(post.url for post in slack.response_posts())
+            if all(answered[u] for u in sent):
+                break
+            time.sleep(0.2)
+        time.sleep(2)
+        answered = Counter(post.url for post in slack.response_posts())
+        new.kill_all()
+    lost = sum(1 for u in sent if answered[u] == 0)
+    doubled = sum(1 for u in sent if answered[u] > 1)
+    print(
+        f"\nrolling deploy: {len(sent)} commands, SIGTERM to the old server mid-burst: "
+        f"{len(sent) - lost - doubled} answered once, {lost} lost, {doubled} doubled; "
+        f"old server exit code {old.process.returncode if old.process else '?'}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    options = parser.parse_args()
+    kill_loop(options.rounds, options.latency, options.seed)
+    rolling_deploy(options.commands)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
