@@ -1,8 +1,13 @@
-"""Carrying out an approved request exactly once, and recovering from a crash mid-way.
+"""Carrying out an approved request exactly once, and resuming it after a crash mid-way.
 
 Calls to the workspace happen between transactions, never inside one, so a slow Azure
 call holds no database lock. Names of what is made in Azure derive from the request, so a
-retry cannot make a second role assignment or job.
+retry cannot make a second role assignment or job. The process carrying a request out holds
+a lease on it (approvals/leases.py); when the lease runs out, a sweep resumes the request.
+
+    approved -(lease taken)-> executing -(heartbeat)-> succeeded | failed   (outcome told once)
+                                  |  Azure failed for a passing reason: short lease, retried
+                                  |  process died: lease runs out, a sweep claims and resumes
 """
 
 from __future__ import annotations
@@ -13,17 +18,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from approvals import audit, outbox
+from approvals import audit, leases, outbox
 from approvals.config import WorkspaceConfig
 from approvals.render import short_ref, when
 from approvals.states import RequestStatus, transition
 from approvals.tables import GrantRow, JobRow, RequestRow
 from approvals.workflow_base import WorkflowBase
 from commands.errors import UserError
-from workspaces.errors import WorkspaceError
+from workspaces.errors import ConflictError, WorkspaceError
 from workspaces.types import DatastoreKind, DatastoreSpec, JobSpec, RoleGrantSpec
 
 log = logging.getLogger(__name__)
@@ -44,75 +49,176 @@ def job_name(workspace: str, request_id: int) -> str:
 
 
 class Execution(WorkflowBase):
+    # How long a lease lasts, how often (wall-clock seconds) the heartbeat renews it (None:
+    # a third of the lease), and how many carry-outs of one request before giving up.
+    lease_length: timedelta = leases.LEASE
+    heartbeat_every: float | None = None
+    max_attempts: int = leases.MAX_ATTEMPTS
+
+    @property
+    def holder(self) -> str:
+        return leases.process_holder()
+
+    def new_lease(self, now: datetime) -> dict[str, Any]:
+        """The lease columns for a request this process is about to put in flight."""
+        return leases.taken(now, self.holder, self.lease_length)
+
     def execute(self, request_id: int) -> RequestRow:
         """Carry out an approved request exactly once: only the caller that moves it to
         `executing` acts; everyone else sees the state it is in."""
         now = self.clock.now()
         with self.store.transaction() as session:
             row = self.load(session, request_id)
-            won = transition(session, row.id, RequestStatus.APPROVED, RequestStatus.EXECUTING)
+            won = transition(
+                session,
+                row.id,
+                RequestStatus.APPROVED,
+                RequestStatus.EXECUTING,
+                attempts=RequestRow.attempts + 1,
+                result=self._plan(row, now),
+                **self.new_lease(now),
+            )
             if won:
                 outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
         if not won:
-            with self.store.transaction() as session:
-                return self.load(session, request_id)
+            return row
+        return self._attempt(row)
+
+    def resume_stalled(self) -> list[int]:
+        """Resume every request in flight whose lease ran out: its process died between
+        two transactions (or before Azure answered). The sweeps call this every round, on
+        every replica; each request is claimed by compare-and-set, so one replica resumes it."""
+        with self.store.transaction() as session:
+            stalled = leases.stalled(session, self.clock.now())
+        return [request_id for request_id in stalled if self.resume(request_id) is not None]
+
+    def resume(self, request_id: int, by: str = "amlbot") -> RequestRow | None:
+        """Claim a request whose lease ran out and carry it on from where it stopped. None if
+        it is not stalled (its holder is alive, another replica claimed it, or it ended)."""
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+            if row.status not in leases.IN_FLIGHT:
+                return None
+            status = RequestStatus(row.status)
+            if not leases.claim_stalled(
+                session, row.id, status, now, self.holder, self.lease_length
+            ):
+                return None
+            audit.record(
+                session,
+                at=now,
+                actor=by,
+                action=f"{row.action}.resumed",
+                outcome=status.value,
+                workspace=row.workspace,
+                target=short_ref(row.id),
+                left_by=row.lease_holder,
+            )
+        log.warning(
+            "resuming request %s left %s by %s (lease ran out %s)",
+            row.id,
+            status.value,
+            row.lease_holder or "a process from before leases",
+            row.lease_until.isoformat() if row.lease_until else "never set",
+        )
+        if status == RequestStatus.APPROVED:
+            # Its process died before touching Azure: carry it out as if just approved.
+            return self.execute(row.id)
+        with self.store.transaction() as session:
+            row = self.load(session, request_id)
+        if row.attempts > self.max_attempts:
+            return self._finish_failed(
+                row,
+                f"it was interrupted {self.max_attempts} times while being carried out, so "
+                "the bot gave up. Check in Azure whether it happened before asking again.",
+            )
+        return self._attempt(row)
+
+    def approve_in_flight(self, row: RequestRow, actor: str) -> tuple[RequestRow, str]:
+        """A lead's Approve on a request already approved: if its carry-out was interrupted
+        (lease ran out), resume it now rather than wait for the sweep; else say it is on."""
+        ref = short_ref(row.id)
+        done = self.resume(row.id, by=actor)
+        if done is not None:
+            return done, (
+                f"Request {ref} had been interrupted while being carried out; resumed it now. "
+                f"{self.outcome_text(done)}"
+            )
+        with self.store.transaction() as session:
+            now_row = self.load(session, row.id)
+        if now_row.status not in leases.IN_FLIGHT:
+            return now_row, f"Request {ref} is no longer pending. {self.outcome_text(now_row)}"
+        raise UserError(
+            f"Request {ref} is no longer pending: it was approved by {now_row.decided_by} and "
+            "is being carried out. If that is interrupted, the bot resumes it automatically "
+            f"within a minute; {now_row.requester} hears the outcome."
+        )
+
+    def _attempt(self, row: RequestRow) -> RequestRow:
+        """One carry-out of a request this process holds in `executing`; ends it unless
+        Azure failed for a passing reason and attempts remain."""
         ws = self.config.workspaces[row.workspace]
+        heartbeat = leases.Heartbeat(
+            self.store,
+            self.clock,
+            row.id,
+            self.holder,
+            self.lease_length,
+            self.heartbeat_every,
+        )
         try:
-            result, follow_up = self._carry_out(ws, row)
-        except (WorkspaceError, UserError) as exc:
+            with heartbeat:
+                result, follow_up = self._carry_out(ws, row)
+        except WorkspaceError as exc:
+            if exc.retryable and row.attempts < self.max_attempts:
+                return self._retry_later(row, str(exc))
+            return self._finish_failed(row, str(exc))
+        except UserError as exc:
             return self._finish_failed(row, str(exc))
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("executing request %s failed (error id %s)", row.id, error_id)
             return self._finish_failed(
-                row, f"an unexpected error (error id {error_id}); nothing else was changed"
+                row, f"an unexpected error (error id {error_id}); quote it to a team lead"
             )
         return self._finish_succeeded(row, result, follow_up)
 
-    def recover_interrupted(self, older_than: timedelta = timedelta(minutes=15)) -> list[int]:
-        """Finish requests a crash left `approved` or `executing` (the process died between
-        two transactions). Names derived from the request make the retry idempotent in Azure.
-        Each is claimed by bumping its version, so two replicas never both retry it."""
-        from sqlalchemy import update
-
-        cutoff = self.clock.now() - older_than
+    def _retry_later(self, row: RequestRow, error: str) -> RequestRow:
+        """Leave the request `executing` with a short lease: when it runs out, a sweep
+        resumes it (one more attempt). The error is kept so the state can be explained."""
+        now = self.clock.now()
+        wait = self.lease_length * row.attempts
+        log.warning(
+            "request %s: attempt %s of %s failed for a passing reason; retried in %ss: %s",
+            row.id,
+            row.attempts,
+            self.max_attempts,
+            wait.total_seconds(),
+            error,
+        )
         with self.store.transaction() as session:
-            stalled = list(
-                session.execute(
-                    select(RequestRow.id, RequestRow.status, RequestRow.version).where(
-                        RequestRow.status.in_(
-                            [RequestStatus.APPROVED.value, RequestStatus.EXECUTING.value]
-                        ),
-                        RequestRow.decided_at <= cutoff,
-                    )
+            session.execute(
+                update(RequestRow)
+                .where(
+                    RequestRow.id == row.id,
+                    RequestRow.status == RequestStatus.EXECUTING.value,
+                    RequestRow.lease_holder == self.holder[:64],
                 )
+                .values(lease_until=now + wait, error=error[:2000])
+                .execution_options(synchronize_session=False)
             )
-        recovered = []
-        for request_id, status, version in stalled:
-            if status == RequestStatus.APPROVED:
-                self.execute(request_id)
-                recovered.append(request_id)
-                continue
-            with self.store.transaction() as session:
-                claimed = session.execute(
-                    update(RequestRow)
-                    .where(RequestRow.id == request_id, RequestRow.version == version)
-                    .values(version=RequestRow.version + 1, decided_at=self.clock.now())
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(claimed, "rowcount", 0) != 1:
-                    continue
-                row = self.load(session, request_id)
-            log.warning("retrying request %s left executing by an interrupted process", row.id)
-            ws = self.config.workspaces[row.workspace]
-            try:
-                result, follow_up = self._carry_out(ws, row)
-            except (WorkspaceError, UserError) as exc:
-                self._finish_failed(row, str(exc))
-            else:
-                self._finish_succeeded(row, result, follow_up)
-            recovered.append(request_id)
-        return recovered
+            return self.load(session, row.id)
+
+    def _plan(self, row: RequestRow, now: datetime) -> dict[str, Any] | None:
+        """What a carry-out must decide once and every retry must repeat: an access grant's
+        end (a PIM assignment is made with it, so a retry must ask Azure for the same)."""
+        if row.action == "access":
+            duration = timedelta(seconds=float(row.payload["duration_seconds"]))
+            return {"planned_expires_at": (now + duration).isoformat()}
+        return row.result
 
     def _carry_out(
         self, ws: WorkspaceConfig, row: RequestRow
@@ -132,7 +238,8 @@ class Execution(WorkflowBase):
                 extended = self._extend_grant(int(payload["extends_grant"]), duration, row)
                 if extended is not None:
                     return extended, None
-            expires_at = self.clock.now() + duration
+            planned = _parse_time(str((row.result or {}).get("planned_expires_at", "")))
+            expires_at = planned or self.clock.now() + duration
             spec = RoleGrantSpec(
                 assignment_name=assignment_name(ws.name, row.id),
                 principal_object_id=principal,
@@ -173,16 +280,29 @@ class Execution(WorkflowBase):
                 "note": receipt.note,
             }, add_grant
         if row.action == "datastore":
-            info = backend.register_datastore(
-                DatastoreSpec(
-                    name=payload["name"],
-                    kind=DatastoreKind(payload["store_kind"]),
-                    account=payload["account"],
-                    container=payload["container"],
-                    description=payload.get("description"),
-                    tags={"amlbot-request": str(row.id), "amlbot-requester": row.requester},
+            tags = {"amlbot-request": str(row.id), "amlbot-requester": row.requester}
+            try:
+                info = backend.register_datastore(
+                    DatastoreSpec(
+                        name=payload["name"],
+                        kind=DatastoreKind(payload["store_kind"]),
+                        account=payload["account"],
+                        container=payload["container"],
+                        description=payload.get("description"),
+                        tags=tags,
+                    )
                 )
-            )
+            except ConflictError:
+                # Resumed after the first attempt registered it: the datastore carries this
+                # request's tag, so it is ours, and registering it is done.
+                ours = [
+                    d
+                    for d in backend.list_datastores()
+                    if d.name == payload["name"] and d.tags.items() >= tags.items()
+                ]
+                if not ours:
+                    raise
+                info = ours[0]
             return {"datastore": info.name}, None
         if row.action == "job":
             name = job_name(ws.name, row.id)
@@ -245,8 +365,6 @@ class Execution(WorkflowBase):
         """Push an active grant's expiry out instead of making a second role assignment
         (Azure refuses a second one for the same person, role and scope). None if the grant
         ended meanwhile: then a fresh grant is made."""
-        from sqlalchemy import update
-
         now = self.clock.now()
         done = row.result or {}
         if done.get("extended_grant") == grant_id:
@@ -307,14 +425,19 @@ class Execution(WorkflowBase):
     ) -> RequestRow:
         now = self.clock.now()
         with self.store.transaction() as session:
-            transition(
+            if not transition(
                 session,
                 row.id,
                 RequestStatus.EXECUTING,
                 RequestStatus.SUCCEEDED,
                 result=result,
+                error=None,
                 finished_at=now,
-            )
+                **leases.released(),
+            ):
+                # Another process finished it first (it resumed this one, thinking it dead):
+                # that one recorded the outcome and told everyone.
+                return self.load(session, row.id)
             if follow_up is not None:
                 follow_up(session, now)
             audit.record(
@@ -328,24 +451,22 @@ class Execution(WorkflowBase):
                 **{k: v for k, v in result.items() if k != "note"},
             )
             done = self.load(session, row.id)
-            if row.approvals_needed:  # decided by a lead: a card exists and the asker waits
-                outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
-                outbox.notify_person(
-                    session, row.requester, self.outcome_text(done), now=now, request_id=row.id
-                )
+            self._announce(session, done, now)
             return done
 
     def _finish_failed(self, row: RequestRow, error: str) -> RequestRow:
         now = self.clock.now()
         with self.store.transaction() as session:
-            transition(
+            if not transition(
                 session,
                 row.id,
                 RequestStatus.EXECUTING,
                 RequestStatus.FAILED,
                 error=error[:2000],
                 finished_at=now,
-            )
+                **leases.released(),
+            ):
+                return self.load(session, row.id)
             audit.record(
                 session,
                 at=now,
@@ -357,17 +478,33 @@ class Execution(WorkflowBase):
                 error=error[:500],
             )
             done = self.load(session, row.id)
-            if row.approvals_needed:
-                outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
-                outbox.notify_person(
-                    session, row.requester, self.outcome_text(done), now=now, request_id=row.id
-                )
+            self._announce(session, done, now)
             return done
+
+    def _announce(self, session: Session, done: RequestRow, now: datetime) -> None:
+        """The outcome, queued in the transaction that ended the request (so exactly once).
+        A lead decided it: a card exists and the asker waits. Policy ran it at once: the
+        asker read the outcome in the reply, unless the first attempt did not finish it
+        (interrupted, or retried later), so the reply promised to tell them."""
+        if done.approvals_needed:
+            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": done.id}, now=now)
+        if done.approvals_needed or done.attempts > 1:
+            outbox.notify_person(
+                session, done.requester, self.outcome_text(done), now=now, request_id=done.id
+            )
 
     def outcome_text(self, row: RequestRow) -> str:
         ref = short_ref(row.id)
         if row.status == RequestStatus.FAILED:
             return f"Request {ref} ({row.summary}) failed: {row.error}"
+        if row.status in leases.IN_FLIGHT:
+            tried = (
+                f" The last try failed ({row.error}); it is retried shortly." if row.error else ""
+            )
+            return (
+                f"Request {ref} is being carried out.{tried} If it is interrupted, the bot "
+                f"resumes it automatically; {row.requester} hears the outcome."
+            )
         if row.status != RequestStatus.SUCCEEDED:
             return f"Request {ref} is {row.status}."
         result = row.result or {}

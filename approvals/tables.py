@@ -73,6 +73,12 @@ class RequestRow(Base):
     reminded_at: Mapped[datetime | None]
     # Bumped by every transition; lets an edge tell a stale card from a fresh one.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # While the side effect is in flight (approved, executing): until when which process
+    # answers for it; a lease that ran out is resumed by a sweep (approvals/leases.py).
+    lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
+    # Carry-outs started: the first, then one per resumption; bounded by leases.MAX_ATTEMPTS.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class VoteRow(Base):

@@ -91,6 +91,7 @@ class Workflow(Execution, GrantKeeper):
                     decided_by="policy",
                     decided_at=now,
                     version=1,
+                    **self.new_lease(now),
                 ),
                 summary,
                 policy=why,
@@ -175,6 +176,8 @@ class Workflow(Execution, GrantKeeper):
         with self.store.transaction() as session:
             row = self.load(session, request_id)
         self._refuse_decision(row, actor, "approve")
+        if row.status in (RequestStatus.APPROVED, RequestStatus.EXECUTING):
+            return self.approve_in_flight(row, actor)
         if row.status != RequestStatus.PENDING:
             raise self._not_pending(row)
         now = self.clock.now()
@@ -216,6 +219,7 @@ class Workflow(Execution, GrantKeeper):
                 RequestStatus.APPROVED,
                 decided_by=actor,
                 decided_at=now,
+                **self.new_lease(now),
             )
             if not won:
                 session.rollback()

@@ -335,4 +335,5 @@ def _datastore_info(row: SimDatastoreRow) -> DatastoreInfo:
         is_default=row.is_default,
         credentials=row.credentials,
         description=row.description,
+        tags=dict(row.tags or {}),
     )

@@ -116,6 +116,8 @@ class DatastoreInfo(_Frozen):
     is_default: bool = False
     credentials: str = "identity"  # identity | account_key | sas | service_principal
     description: str | None = None
+    # The bot tags what it registers with its request, so a retry can tell its own.
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class JobSpec(_Frozen):

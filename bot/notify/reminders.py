@@ -153,6 +153,12 @@ def expire_requests(core: Core) -> list[int]:
     return core.service.workflow.expire_pending_requests()
 
 
+def resume_stalled_requests(core: Core) -> list[int]:
+    """The workflow's recovery: requests whose process died with their side effect in
+    flight, each claimed by one compare-and-set on its lease and carried on."""
+    return core.service.workflow.resume_stalled()
+
+
 def extension_request(core: Core, person: str, grant_id: int) -> AccessRequest:
     """The access request an Extend button makes: same cluster and workspace, as long as
     the grant it extends (the core caps it by policy)."""

@@ -2,7 +2,8 @@
 `run_due` every few seconds on every replica; each unit of work inside is claimed in the
 database, so replicas share the work instead of doubling it.
 
-- grants and requests (cheap queries): every round, on every replica;
+- grants and requests (cheap queries): every round, on every replica; this includes
+  resuming requests whose side effect was in flight when their process died (lease ran out);
 - job following and idle compute (they call Azure): per workspace, when its lease is due
   (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica.
 """
@@ -22,6 +23,7 @@ from bot.notify.jobs import follow_jobs
 from bot.notify.reminders import (
     expire_requests,
     remind_pending_requests,
+    resume_stalled_requests,
     revoke_expired_grants,
     warn_expiring_grants,
 )
@@ -40,6 +42,7 @@ class SweepReport:
     expired: list[int] = field(default_factory=list)
     warned: list[int] = field(default_factory=list)
     reminded: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
     digests: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -51,6 +54,7 @@ class SweepReport:
             or self.expired
             or self.warned
             or self.reminded
+            or self.resumed
             or self.job_changes
             or self.digests
         )
@@ -58,12 +62,15 @@ class SweepReport:
 
 def run_startup(core: Core) -> SweepReport:
     """Before anything else on start: take away access that ran out while the bot was down,
-    and expire requests nobody decided in time."""
+    expire requests nobody decided in time, and finish what a dead process left in flight."""
     report = SweepReport()
     _overdue(core, report)
-    if report.revoked or report.expired:
+    if report.revoked or report.expired or report.resumed:
         log.info(
-            "at start-up: revoked grants %s, expired requests %s", report.revoked, report.expired
+            "at start-up: revoked grants %s, expired requests %s, resumed requests %s",
+            report.revoked,
+            report.expired,
+            report.resumed,
         )
     return report
 
@@ -95,6 +102,7 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
 def _overdue(core: Core, report: SweepReport) -> None:
     _step(report, "revoke", lambda: report.revoked.extend(revoke_expired_grants(core)))
     _step(report, "expire", lambda: report.expired.extend(expire_requests(core)))
+    _step(report, "resume", lambda: report.resumed.extend(resume_stalled_requests(core)))
 
 
 def _claim(core: Core, name: str, now: datetime, interval: timedelta, holder: str) -> bool:

@@ -261,7 +261,10 @@ def test_secret_is_refused_and_never_stored(core: Core) -> None:
     assert key not in stored
 
 
-def test_request_left_executing_by_a_crash_is_finished_once(core: Core, clock: ManualClock) -> None:
+def test_request_left_executing_is_finished_once_its_lease_runs_out(
+    core: Core, clock: ManualClock
+) -> None:
+    from approvals import leases
     from approvals.states import transition
 
     request_id = ask_access(core)
@@ -274,12 +277,18 @@ def test_request_left_executing_by_a_crash_is_finished_once(core: Core, clock: M
             decided_by="bob",
             decided_at=clock.now(),
         )
-        transition(session, request_id, RequestStatus.APPROVED, RequestStatus.EXECUTING)
-    assert core.service.workflow.recover_interrupted() == []  # too recent to be a crash
-    clock.advance(timedelta(minutes=16))
-    assert core.service.workflow.recover_interrupted() == [request_id]
+        transition(
+            session,
+            request_id,
+            RequestStatus.APPROVED,
+            RequestStatus.EXECUTING,
+            **leases.taken(clock.now(), "a-process-that-died"),
+        )
+    assert core.service.workflow.resume_stalled() == []  # its holder may still be at work
+    clock.advance(leases.LEASE)
+    assert core.service.workflow.resume_stalled() == [request_id]
     assert status_of(core, request_id) == RequestStatus.SUCCEEDED
-    assert core.service.workflow.recover_interrupted() == []
+    assert core.service.workflow.resume_stalled() == []
     with core.store.transaction() as session:
         assert len(session.scalars(select(GrantRow)).all()) == 1
 

@@ -104,3 +104,14 @@ def test_datastores_are_listed_with_their_kind_of_credentials(backend: AzureWork
     assert stores["workspaceblobstore"].credentials == "identity"
     assert stores["workspacefilestore"].kind == "file"
     assert stores["workspacefilestore"].credentials == "account_key"
+
+
+def test_a_registered_datastore_is_listed_with_the_tags_that_name_its_request(
+    backend: AzureWorkspace,
+) -> None:
+    backend.register_datastore(spec())
+
+    [listed] = [d for d in backend.list_datastores() if d.name == "sales_raw"]
+
+    # How a resumed request recognises the datastore its interrupted attempt registered.
+    assert listed.tags == {"amlbot-request": "12", "amlbot-requester": "alice"}

@@ -133,7 +133,7 @@ def test_an_extension_retried_after_a_crash_reuses_its_request_and_extends_once(
     pim_core.backends.install("demo", azure)  # the process that picks the request up
 
     clock.advance(timedelta(minutes=1))
-    assert pim_core.service.workflow.recover_interrupted(older_than=timedelta(0)) == [extension]
+    assert pim_core.service.workflow.resume_stalled() == [extension]
 
     new_end = grant.expires_at + timedelta(hours=2)
     first, retried = fake.calls_to("PUT", "roleAssignmentScheduleRequests/")[1:]

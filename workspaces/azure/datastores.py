@@ -47,6 +47,7 @@ def _info(store: Any, *, is_default: bool = False) -> DatastoreInfo:
         is_default=is_default,
         credentials=_credential_kind(getattr(store, "credentials", None)),
         description=getattr(store, "description", None),
+        tags={str(k): str(v) for k, v in (getattr(store, "tags", None) or {}).items()},
     )
 
 
