@@ -27,6 +27,7 @@ from approvals.render import short_ref, when
 from approvals.states import RequestStatus, transition
 from approvals.tables import GrantRow, JobRow, RequestRow
 from approvals.workflow_base import WorkflowBase
+from commands.durations import format_duration
 from commands.errors import UserError
 from workspaces.errors import ConflictError, WorkspaceError
 from workspaces.types import DatastoreKind, DatastoreSpec, JobSpec, RoleGrantSpec
@@ -238,8 +239,13 @@ class Execution(WorkflowBase):
                 extended = self._extend_grant(int(payload["extends_grant"]), duration, row)
                 if extended is not None:
                     return extended, None
+            # The grant lasts `duration` from the moment the access exists. A PIM schedule
+            # starts when it is asked for and Azure ends it at the end it was given (chosen
+            # once, so a resumed request asks Azure for the same end); a plain role
+            # assignment exists once the call returns, so its clock starts then.
             planned = _parse_time(str((row.result or {}).get("planned_expires_at", "")))
-            expires_at = planned or self.clock.now() + duration
+            asked_at = planned - duration if planned else self.clock.now()
+            pim = ws.policy.access.mode == "pim"
             spec = RoleGrantSpec(
                 assignment_name=assignment_name(ws.name, row.id),
                 principal_object_id=principal,
@@ -248,12 +254,18 @@ class Execution(WorkflowBase):
                 scope=ws.policy.access.scope,
                 mode=ws.policy.access.mode,
                 description=(
-                    f"amlbot request #{row.id} for {row.requester}; expires "
-                    f"{expires_at.isoformat(timespec='minutes')}"
+                    f"amlbot request #{row.id} for {row.requester}; "
+                    + (
+                        f"expires {(asked_at + duration).isoformat(timespec='minutes')}"
+                        if pim
+                        else f"for {format_duration(duration)}, then revoked by amlbot"
+                    )
                 ),
-                expires_at=expires_at,
+                expires_at=asked_at + duration,
             )
             receipt = backend.grant_cluster_access(spec)
+            granted_at = asked_at if pim else self.clock.now()
+            expires_at = granted_at + duration
 
             def add_grant(session: Session, now: datetime) -> None:
                 session.add(
@@ -268,7 +280,7 @@ class Execution(WorkflowBase):
                         mode=spec.mode,
                         assignment_name=spec.assignment_name,
                         assignment_id=receipt.assignment_id,
-                        granted_at=now,
+                        granted_at=granted_at,
                         expires_at=expires_at,
                         status="active",
                     )

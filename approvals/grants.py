@@ -1,10 +1,23 @@
-"""Time-bound access grants: taken away when they run out, or earlier on request."""
+"""Time-bound access grants: taken away when they run out, or earlier on request.
+
+A revocation is claimed before Azure is called (`active` -> `revoking`, with a lease), and
+finished by a compare-and-set (`revoking` -> `revoked`) that queues the holder's notice in
+the same transaction, so the holder is told exactly once. A claim whose lease ran out (its
+process died mid-call, or Azure failed) is taken over by the next sweep round or by
+`/aml access revoke`: deleting the assignment again is harmless (already gone = revoked),
+so nothing stays `revoking` with expired access left in Azure.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from approvals import audit, outbox
 from approvals.execution import PROPAGATION_NOTE, spec_of_grant
@@ -16,105 +29,192 @@ from workspaces.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
 
+BOT = "amlbot"
+# Long enough for Azure's call with its own retries; a claim older than this is abandoned.
+REVOKE_LEASE = timedelta(minutes=5)
+# After Azure failed: short, so the next sweep round (every 15 s) tries again.
+RETRY_LEASE = timedelta(seconds=10)
+_PROCESS = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Active, or being revoked by a claim whose lease ran out (or a claim from before
+    leases existed)."""
+    return or_(
+        GrantRow.status == "active",
+        and_(
+            GrantRow.status == "revoking",
+            or_(GrantRow.revoke_lease_until.is_(None), GrantRow.revoke_lease_until <= now),
+        ),
+    )
+
+
+def _reason_of(grant: GrantRow) -> str:
+    """Why a revocation taken over from another claim was asked for, from who asked."""
+    if grant.revoked_by in (None, BOT):
+        return "it expired"
+    if grant.revoked_by == grant.grantee:
+        return "given up by the grantee"
+    return f"revoked by {grant.revoked_by}"
+
 
 class GrantKeeper(WorkflowBase):
     def revoke_grant(self, grant_id: int, actor: str, *, reason: str) -> GrantRow:
-        """Take a grant away: claim it (active -> revoking), delete in Azure, mark revoked.
+        """Take a grant away: claim it, delete the assignment in Azure, mark it revoked.
 
-        A grant already gone in Azure counts as revoked; if Azure fails, the grant goes back
-        to `active` with the error kept, so the next sweep tries again.
+        A grant stuck in `revoking` past its lease is taken over (with the reason of whoever
+        asked first). If Azure fails, the grant stays `revoking` with the error and a short
+        lease, so the next sweep round tries again; the error is raised.
         """
-        from sqlalchemy import update
+        grant, holder, reason = self._claim(grant_id, actor, reason)
+        spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
+        try:
+            self.backend_for(grant.workspace).revoke_cluster_access(spec)
+        except WorkspaceError as exc:
+            self._failed(grant, holder, actor, exc)
+            raise
+        return self._revoked(grant, reason)
 
+    def _claim(self, grant_id: int, actor: str, reason: str) -> tuple[GrantRow, str, str]:
         now = self.clock.now()
+        holder = f"{actor}@{_PROCESS}:{uuid.uuid4().hex[:8]}"
         with self.store.transaction() as session:
             grant = session.get(GrantRow, grant_id)
             if grant is None:
                 raise NotFoundUserError(
                     f"There is no grant {short_ref(grant_id)}.", example="/aml access list"
                 )
+            taking_over = grant.status == "revoking"
             claimed = session.execute(
                 update(GrantRow)
-                .where(GrantRow.id == grant_id, GrantRow.status == "active")
-                .values(status="revoking")
+                .where(GrantRow.id == grant_id, _claimable(now))
+                .values(
+                    status="revoking",
+                    revoking_by=holder,
+                    revoke_lease_until=now + REVOKE_LEASE,
+                    # Who asked first: kept when a stuck revocation is taken over.
+                    revoked_by=GrantRow.revoked_by if taking_over else actor,
+                )
                 .execution_options(synchronize_session=False)
             )
             if getattr(claimed, "rowcount", 0) != 1:
-                raise UserError(
-                    f"Grant {short_ref(grant_id)} is already {grant.status}"
-                    + (f" (since {when(grant.revoked_at)})" if grant.revoked_at else "")
-                    + "."
-                )
-        spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
-        try:
-            self.backend_for(grant.workspace).revoke_cluster_access(spec)
-        except WorkspaceError as exc:
-            with self.store.transaction() as session:
-                session.execute(
-                    update(GrantRow)
-                    .where(GrantRow.id == grant_id)
-                    .values(status="active", revoke_error=str(exc)[:1000])
-                )
-                audit.record(
-                    session,
-                    at=now,
-                    actor=actor,
-                    action="access.revoke",
-                    outcome="failed",
-                    workspace=grant.workspace,
-                    target=f"grant {short_ref(grant.id)}",
-                    error=str(exc)[:500],
-                )
-            raise
+                raise self._not_claimable(grant)
+            session.refresh(grant)
+        if taking_over:
+            log.warning(
+                "grant %s was left revoking by %s; %s takes the revocation over",
+                grant_id,
+                grant.revoking_by,
+                actor,
+            )
+            reason = _reason_of(grant)
+        return grant, holder, reason
+
+    @staticmethod
+    def _not_claimable(grant: GrantRow) -> UserError:
+        ref = short_ref(grant.id)
+        if grant.status == "revoking" and grant.revoke_lease_until is not None:
+            return UserError(
+                f"Grant {ref} is being revoked right now; if that does not finish, it can be "
+                f"taken over after {when(grant.revoke_lease_until)}."
+            )
+        return UserError(
+            f"Grant {ref} is already {grant.status}"
+            + (f" (since {when(grant.revoked_at)})" if grant.revoked_at else "")
+            + "."
+        )
+
+    def _failed(self, grant: GrantRow, holder: str, actor: str, exc: WorkspaceError) -> None:
+        now = self.clock.now()
         with self.store.transaction() as session:
+            # Only while the claim is still ours: a taker-over's state is not overwritten.
             session.execute(
                 update(GrantRow)
-                .where(GrantRow.id == grant_id)
-                .values(status="revoked", revoked_at=now, revoked_by=actor, revoke_error=None)
+                .where(
+                    GrantRow.id == grant.id,
+                    GrantRow.status == "revoking",
+                    GrantRow.revoking_by == holder,
+                )
+                .values(revoke_error=str(exc)[:1000], revoke_lease_until=now + RETRY_LEASE)
             )
             audit.record(
                 session,
                 at=now,
                 actor=actor,
-                action="access.revoked",
-                outcome="revoked",
+                action="access.revoke",
+                outcome="failed",
                 workspace=grant.workspace,
                 target=f"grant {short_ref(grant.id)}",
-                grantee=grant.grantee,
-                cluster=grant.cluster,
-                reason=reason,
+                error=str(exc)[:500],
             )
-            outbox.notify_person(
-                session,
-                grant.grantee,
-                f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
-                f"{short_ref(grant.id)}) was revoked: {reason}. {PROPAGATION_NOTE}",
-                now=now,
-                request_id=grant.request_id,
+
+    def _revoked(self, grant: GrantRow, reason: str) -> GrantRow:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            # One caller moves it to `revoked` and queues the notice; a second one that also
+            # deleted the (already gone) assignment finds it done and tells no one.
+            done = session.execute(
+                update(GrantRow)
+                .where(GrantRow.id == grant.id, GrantRow.status == "revoking")
+                .values(
+                    status="revoked",
+                    revoked_at=now,
+                    revoke_error=None,
+                    revoking_by=None,
+                    revoke_lease_until=None,
+                )
+                .execution_options(synchronize_session=False)
             )
-            refreshed = session.get(GrantRow, grant_id)
+            if getattr(done, "rowcount", 0) == 1:
+                audit.record(
+                    session,
+                    at=now,
+                    actor=grant.revoked_by or BOT,
+                    action="access.revoked",
+                    outcome="revoked",
+                    workspace=grant.workspace,
+                    target=f"grant {short_ref(grant.id)}",
+                    grantee=grant.grantee,
+                    cluster=grant.cluster,
+                    reason=reason,
+                )
+                outbox.notify_person(
+                    session,
+                    grant.grantee,
+                    f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
+                    f"{short_ref(grant.id)}) was revoked: {reason}. {PROPAGATION_NOTE}",
+                    now=now,
+                    request_id=grant.request_id,
+                    dedupe_key=f"grant-revoked:{grant.id}",
+                )
+            refreshed = session.get(GrantRow, grant.id, populate_existing=True)
             assert refreshed is not None
             return refreshed
 
     def revoke_expired_grants(self) -> list[int]:
-        """Revoke every grant past its expiry. Safe on several replicas: each grant is
-        claimed by one UPDATE, so only one process deletes it."""
+        """Revoke every grant past its expiry, and finish every revocation whose claim ran
+        out. Safe on several replicas: each grant is claimed by one UPDATE."""
         now = self.clock.now()
         with self.store.transaction() as session:
             due = list(
                 session.scalars(
-                    select(GrantRow.id).where(
-                        GrantRow.status == "active", GrantRow.expires_at <= now
+                    select(GrantRow.id)
+                    .where(
+                        or_(
+                            and_(GrantRow.status == "active", GrantRow.expires_at <= now),
+                            and_(GrantRow.status == "revoking", _claimable(now)),
+                        )
                     )
+                    .order_by(GrantRow.id)
                 )
             )
         revoked = []
         for grant_id in due:
             try:
-                self.revoke_grant(grant_id, "amlbot", reason="it expired")
+                self.revoke_grant(grant_id, BOT, reason="it expired")
                 revoked.append(grant_id)
             except UserError:
                 continue  # another replica claimed it first
             except WorkspaceError as exc:
-                log.warning("revoking expired grant %s failed, will retry: %s", grant_id, exc)
+                log.warning("revoking grant %s failed, will retry: %s", grant_id, exc)
         return revoked

@@ -115,6 +115,10 @@ class GrantRow(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(128))
     revoke_error: Mapped[str | None] = mapped_column(Text)
+    # While `revoking`: who claimed the revocation and until when. A claim whose lease ran
+    # out (its process died, or Azure failed) is taken over by the next sweep or command.
+    revoking_by: Mapped[str | None] = mapped_column(String(128))
+    revoke_lease_until: Mapped[datetime | None]
     warned_at: Mapped[datetime | None]
 
 
@@ -174,13 +178,17 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Same key twice: the second is dropped (a sweep on two replicas, a retried webhook).
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|sent|failed
+    # pending|sent|failed (refused for good)|dead (gave up after too many failed attempts)
+    status: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+    # The delivery pause (`DeliveryPauseRow.scope`) this message was put back for; when that
+    # pause lifts early (a probe got through) the message is due again at once.
+    waiting_for: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class InboxRow(Base):
@@ -208,3 +216,20 @@ class InboxRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     finished_at: Mapped[datetime | None] = mapped_column(index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryPauseRow(Base):
+    """An edge scope (a Slack method, or method and channel) nobody calls before `until`.
+
+    Shared by every worker and replica: one 429 (or one failing call) holds back all
+    messages for that scope instead of each finding out for itself.
+    """
+
+    __tablename__ = "delivery_pauses"
+
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    until: Mapped[datetime]
+    cause: Mapped[str] = mapped_column(String(16))  # rate_limited|failing
+    # Consecutive failures of this scope; sizes the next backoff. Zero after a 429.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,25 +1,34 @@
 """The outbox worker: delivers queued messages through an edge, never losing or doubling one.
 
 Rows are claimed one by one with a compare-and-set, so several workers (threads or
-replicas) can run at once. A row that fails for a while is retried with backoff (honouring
-Retry-After); one the edge rejects for good is marked failed, logged, and reported to the
-workspace's leads. Rows about the same request are delivered in order: an update never
-overtakes the card it updates.
+replicas) can run at once. Rows about the same request are delivered in order: an update
+never overtakes the card it updates.
+
+What the edge reports decides what happens to a row:
+- `DeliveryPaused`: the edge did not try, because what the message needs is paused
+  (Slack's Retry-After, or another message is probing a failing Slack). The row waits for
+  the pause and keeps its attempts: a rate limit is not a failure.
+- `RetryableDeliveryError`: a 5xx, a timeout. One attempt spent; tried again after a short
+  capped backoff with jitter. After `max_attempts` the row is dead-lettered (`dead`).
+- `PermanentDeliveryError`: the edge will never take it (`failed`).
+Dead and failed rows are logged at ERROR and reported to the workspace's leads.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import or_, select, update
 
 from approvals import outbox
 from approvals.config import AppConfig
+from approvals.outbox_pauses import TRANSIENT_BACKOFF_CAP, transient_backoff
 from approvals.store import Store
 from approvals.tables import OutboxRow
 from workspaces.clock import Clock
@@ -27,15 +36,27 @@ from workspaces.clock import Clock
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(minutes=2)
+# The longest an edge may ask a row to wait (an unknown kind during a rolling deploy).
 MAX_BACKOFF = timedelta(minutes=5)
+MAX_ATTEMPTS = 20
 
 
 class RetryableDeliveryError(Exception):
-    """Try again later: rate limited, a 5xx, a timeout."""
+    """Tried and failed, try again later: a 5xx, a timeout. `retry_after` (seconds), when
+    given, is when the edge wants the next try; otherwise the worker's backoff decides."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class DeliveryPaused(RetryableDeliveryError):
+    """Not tried: `scope` is paused until `until` for every message. Costs no attempt."""
+
+    def __init__(self, reason: str, *, scope: str, until: datetime) -> None:
+        super().__init__(reason)
+        self.scope = scope
+        self.until = until
 
 
 class PermanentDeliveryError(Exception):
@@ -63,11 +84,18 @@ class OutboxWorker:
         clock: Clock,
         config: AppConfig | None = None,
         worker_id: str | None = None,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_cap: timedelta = TRANSIENT_BACKOFF_CAP,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.deliverer = deliverer
         self.clock = clock
         self.config = config
+        self.max_attempts = max_attempts
+        self.backoff_cap = backoff_cap
+        self.rng = rng or random.Random()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def _claim(self, row_id: int) -> bool:
@@ -118,6 +146,9 @@ class OutboxWorker:
     def _deliver(self, row: OutboxRow) -> bool:
         try:
             self.deliverer.deliver(row)
+        except DeliveryPaused as exc:
+            self._wait_for_pause(row, exc)
+            return False
         except RetryableDeliveryError as exc:
             self._reschedule(row, str(exc), exc.retry_after)
             return False
@@ -139,16 +170,35 @@ class OutboxWorker:
                     attempts=OutboxRow.attempts + 1,
                     claimed_until=None,
                     last_error=None,
+                    waiting_for=None,
                 )
             )
         return True
 
+    def _wait_for_pause(self, row: OutboxRow, paused: DeliveryPaused) -> None:
+        """Put the row back until the pause ends, attempts untouched."""
+        log.info("outbox message %s (%s) waits for %s", row.id, row.kind, paused)
+        with self.store.transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    next_attempt_at=max(paused.until, self.clock.now()),
+                    waiting_for=paused.scope,
+                    claimed_until=None,
+                    last_error=str(paused)[:1000],
+                )
+            )
+
     def _reschedule(self, row: OutboxRow, reason: str, retry_after: float | None) -> None:
         attempts = row.attempts + 1
+        if attempts >= self.max_attempts:
+            self._give_up(row, f"{reason} (gave up after {attempts} attempts)", dead=True)
+            return
         backoff = (
             timedelta(seconds=retry_after)
             if retry_after
-            else timedelta(seconds=min(2 ** min(attempts, 10), MAX_BACKOFF.total_seconds()))
+            else transient_backoff(attempts, self.rng, self.backoff_cap)
         )
         now = self.clock.now()
         log.warning(
@@ -165,22 +215,32 @@ class OutboxWorker:
                 .values(
                     attempts=attempts,
                     next_attempt_at=now + min(backoff, MAX_BACKOFF),
+                    waiting_for=None,
                     claimed_until=None,
                     last_error=reason[:1000],
                 )
             )
 
-    def _give_up(self, row: OutboxRow, reason: str) -> None:
+    def _give_up(self, row: OutboxRow, reason: str, *, dead: bool = False) -> None:
+        """`failed` (refused for good) or `dead` (too many failed attempts): either way
+        logged at ERROR and reported to the leads, never retried."""
         now = self.clock.now()
-        log.error("outbox message %s (%s) rejected for good: %s", row.id, row.kind, reason)
+        log.error(
+            "outbox message %s (%s) %s: %s",
+            row.id,
+            row.kind,
+            "dead-lettered" if dead else "rejected for good",
+            reason,
+        )
         with self.store.transaction() as session:
             session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id == row.id)
                 .values(
-                    status="failed",
+                    status="dead" if dead else "failed",
                     attempts=OutboxRow.attempts + 1,
                     claimed_until=None,
+                    waiting_for=None,
                     last_error=reason[:1000],
                 )
             )
@@ -195,7 +255,12 @@ class OutboxWorker:
                         "person": lead,
                         "text": (
                             f"amlbot could not deliver a message ({row.kind}) in workspace "
-                            f"`{workspace}`: {reason}. Check the channel configured for it."
+                            f"`{workspace}`: {reason}. "
+                            + (
+                                "Slack kept failing; the message is kept as dead-lettered."
+                                if dead
+                                else "Check the channel configured for it."
+                            )
                         ),
                         "delivery_report": True,
                     },

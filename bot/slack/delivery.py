@@ -3,8 +3,10 @@
 Dispatch is on `row.kind` through a registry, so other modules add kinds (`idle.digest`,
 `grant.expiring`, ...) with `register_renderer(kind, fn)` without touching this file. A
 renderer gets the row and a `DeliveryContext` whose helpers post, thread, DM and map
-Slack's errors onto the worker's two: `RetryableDeliveryError` (429 with its Retry-After,
-5xx, timeouts) and `PermanentDeliveryError` (`channel_not_found`, `invalid_blocks`, ...).
+Slack's errors onto the worker's: `DeliveryPaused` (a 429 pauses the method, or the method
+and channel, for its Retry-After: for every message, through `OutboxPauses`),
+`RetryableDeliveryError` (5xx, timeouts; they pause the method briefly so one message
+probes while the rest wait) and `PermanentDeliveryError` (`channel_not_found`, ...).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import http.client
 import logging
 import urllib.error
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
+from approvals.outbox_pauses import OutboxPauses, Pause
 from approvals.tables import OutboxRow
-from bot.delivery import PermanentDeliveryError, RetryableDeliveryError
+from bot.delivery import DeliveryPaused, PermanentDeliveryError, RetryableDeliveryError
 from bot.slack.cards import CardStore
 from bot.slack.identity import Identity
 from bot.slack.views.card import SlackMessage, notice
@@ -40,6 +44,18 @@ TRANSIENT_ERRORS = frozenset(
 # Retried (with the worker's capped backoff) rather than dropped.
 CREDENTIAL_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})
 UNKNOWN_KIND_RETRY_SECONDS = 300.0
+# A rejected token is not fixed in seconds: probe it once a minute, not at the 5xx pace.
+CREDENTIAL_RETRY = timedelta(minutes=1)
+# Slack rate-limits these per channel (about one message a second each); others per method.
+PER_CHANNEL_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage"})
+
+
+def call_scopes(method: str, channel: object) -> list[str]:
+    """The pause scopes a call falls under, widest first: a failing Slack pauses the
+    method, a 429 pauses what Slack limits (the method and channel where it is per channel)."""
+    if method in PER_CHANNEL_METHODS and isinstance(channel, str) and channel:
+        return [method, f"{method}:{channel}"]
+    return [method]
 
 
 class SlackRefusedError(PermanentDeliveryError):
@@ -74,26 +90,55 @@ class DeliveryContext:
         cards: CardStore,
         *,
         dm_notices: bool,
+        pauses: OutboxPauses | None = None,
     ) -> None:
         self.core = core
         self.client = client
         self.identity = identity
         self.cards = cards
         self.dm_notices = dm_notices
+        self.pauses = pauses or OutboxPauses(core.store, core.clock)
 
     def call(self, method: str, **kwargs: Any) -> SlackResponse:
-        """One Web API call, with Slack's failures sorted into retry-later or never."""
+        """One Web API call, unless its method (or channel) is paused; Slack's failures
+        sorted into wait-for-the-pause, retry-later or never."""
+        scopes = call_scopes(method, kwargs.get("channel"))
+        pause, ran_out = self.pauses.blocking(scopes)
+        if pause is not None:
+            raise _paused(method, pause)
         try:
-            return self.client.api_call(method, json=kwargs)
+            response = self.client.api_call(method, json=kwargs)
         except SlackApiError as exc:
-            raise _classify(method, exc) from exc
+            raise self._failure(method, scopes, exc) from exc
         except (
             urllib.error.URLError,
             TimeoutError,
             ConnectionError,
             http.client.HTTPException,
         ) as exc:
-            raise RetryableDeliveryError(f"{method}: {type(exc).__name__}: {exc}") from exc
+            reason = f"{method}: {type(exc).__name__}: {exc}"
+            raise self._retry_later(reason, self.pauses.failing(scopes[0], reason)) from exc
+        self.pauses.lifted(ran_out)
+        return response
+
+    def _failure(self, method: str, scopes: list[str], exc: SlackApiError) -> Exception:
+        failure = _classify(method, exc)
+        if isinstance(failure, _RateLimited):
+            # Slack's own word on when to come back, for every message on this scope.
+            pause = self.pauses.rate_limited(
+                scopes[-1], timedelta(seconds=failure.retry_after), str(failure)
+            )
+            return _paused(method, pause)
+        if isinstance(failure, _Transient):
+            at_least = CREDENTIAL_RETRY if failure.credentials else None
+            return self._retry_later(
+                str(failure), self.pauses.failing(scopes[0], str(failure), at_least=at_least)
+            )
+        return failure
+
+    def _retry_later(self, reason: str, pause: Pause) -> RetryableDeliveryError:
+        wait = (pause.until - self.core.clock.now()).total_seconds()
+        return RetryableDeliveryError(reason, retry_after=max(wait, 0.001))
 
     def post(
         self,
@@ -170,12 +215,18 @@ class SlackDeliverer:
         *,
         dm_notices: bool = True,
         renderers: Mapping[str, Renderer] | None = None,
+        pauses: OutboxPauses | None = None,
     ) -> None:
         # Importing the built-in renderers registers them.
         import bot.slack.renderers  # noqa: F401
 
         self.context = DeliveryContext(
-            core, client, identity, CardStore(core.store, core.clock), dm_notices=dm_notices
+            core,
+            client,
+            identity,
+            CardStore(core.store, core.clock),
+            dm_notices=dm_notices,
+            pauses=pauses,
         )
         self._renderers = renderers
 
@@ -190,19 +241,38 @@ class SlackDeliverer:
         renderer(row, self.context)
 
 
+class _RateLimited(Exception):
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _Transient(Exception):
+    def __init__(self, reason: str, *, credentials: bool = False) -> None:
+        super().__init__(reason)
+        self.credentials = credentials
+
+
+def _paused(method: str, pause: Pause) -> DeliveryPaused:
+    why = "rate limited" if pause.cause == "rate_limited" else "failing"
+    return DeliveryPaused(
+        f"{method}: {pause.scope} paused until {pause.until.isoformat()} ({why})",
+        scope=pause.scope,
+        until=pause.until,
+    )
+
+
 def _classify(method: str, exc: SlackApiError) -> Exception:
     response = exc.response
     status = response.status_code
     error = str(response.get("error") or "") if isinstance(response.data, dict) else ""
     if status == 429 or error == "ratelimited":
-        return RetryableDeliveryError(
-            f"{method}: rate limited", retry_after=_retry_after(response.headers)
-        )
+        return _RateLimited(f"{method}: rate limited", _retry_after(response.headers))
     if status >= 500 or error in TRANSIENT_ERRORS:
-        return RetryableDeliveryError(f"{method}: Slack answered {status} {error}".strip())
+        return _Transient(f"{method}: Slack answered {status} {error}".strip())
     if error in CREDENTIAL_ERRORS:
         log.error("Slack rejects the bot token (%s): fix SLACK_BOT_TOKEN", error)
-        return RetryableDeliveryError(f"{method}: {error} (the bot token is not accepted)")
+        return _Transient(f"{method}: {error} (the bot token is not accepted)", credentials=True)
     detail = response.get("response_metadata") if isinstance(response.data, dict) else None
     return SlackRefusedError(method, error or f"HTTP {status}", detail)
 

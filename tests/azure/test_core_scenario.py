@@ -1,4 +1,5 @@
-"""The core scenario, end to end, with `backend: azure` against the fake over TLS."""
+"""The core scenario, end to end, with `backend: azure` against the fake over TLS; and a
+revocation Azure answers 503 (through the SDK's own retries), finished by the next round."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from datetime import timedelta
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
+from approvals.grants import RETRY_LEASE
+from approvals.tables import GrantRow, OutboxRow
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from tests.fakes.azure_credential import FakeCredential
 from workspaces.azure import make_azure_workspace
+from workspaces.azure.backend import AzureWorkspace
 from workspaces.clock import ManualClock
 from workspaces.types import AzureCoordinates
 
@@ -120,3 +125,36 @@ def test_the_bot_builds_its_own_backend_with_default_azure_credential(
     assert reply.ok, reply.text
     assert "gpu-cluster" in reply.text
     assert fake.calls_to("GET", "/msi/token$")
+
+
+def test_a_delete_azure_answers_503_is_retried_by_the_next_sweep_round(
+    azure_core: tuple[Core, AzureCoordinates], fake: FakeAzure, clock: ManualClock
+) -> None:
+    core, _ = azure_core
+    assert core.service.handle_text(
+        "alice", '/aml access request gpu-cluster --for 2h --reason "fine-tune BERT"'
+    ).ok
+    assert core.service.handle_text("bob", "/aml approve 1").ok
+    backend = core.backends("demo")
+    assert isinstance(backend, AzureWorkspace)
+    fake.fail("DELETE", "roleAssignments/", 503, times=1 + backend.retry_settings.retries)
+    clock.advance(timedelta(hours=2))
+
+    assert core.service.workflow.revoke_expired_grants() == []
+    with core.store.transaction() as session:
+        stuck = session.scalars(select(GrantRow)).one()
+    assert stuck.status == "revoking" and stuck.revoke_error
+    assert len(fake.assignments()) == 1
+
+    clock.advance(RETRY_LEASE)
+    assert core.service.workflow.revoke_expired_grants() == [stuck.id]
+
+    assert fake.assignments() == []
+    with core.store.transaction() as session:
+        assert session.scalars(select(GrantRow)).one().status == "revoked"
+        told = [
+            r
+            for r in session.scalars(select(OutboxRow))
+            if r.payload.get("person") == "alice" and "was revoked" in str(r.payload.get("text"))
+        ]
+    assert len(told) == 1

@@ -470,6 +470,7 @@ class _State:
     calls: list[RecordedCall] = field(default_factory=list)
     fail_next: dict[str, list[_FailNext]] = field(default_factory=dict)
     failing_channels: dict[str, str] = field(default_factory=dict)
+    outage: _FailNext | None = None
     last_ts_micros: int = 0
 
 
@@ -620,6 +621,20 @@ class FakeSlack(ServesWhileOpen):
                 _FailNext(status, chosen, retry_after if status == 429 else None, times)
             )
 
+    def fail_every_call(
+        self, *, status: int = 429, retry_after: int | None = 1, error: str | None = None
+    ) -> None:
+        """An outage: every later call fails like `fail_next` describes, whatever its method,
+        until `clear_failures()` (or another `fail_every_call`) ends or changes it."""
+        default_errors = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
+        chosen = error or default_errors.get(status)
+        if chosen is None:
+            raise ValueError(f"give an error name for status {status}")
+        with self._lock:
+            self._state.outage = _FailNext(
+                status, chosen, retry_after if status == 429 else None, remaining=0
+            )
+
     def fail_permanently(self, channel: str, error: str = "channel_not_found") -> None:
         """Every later call naming `channel` fails with `error` (e.g. `is_archived`)."""
         with self._lock:
@@ -629,6 +644,7 @@ class FakeSlack(ServesWhileOpen):
         with self._lock:
             self._state.fail_next.clear()
             self._state.failing_channels.clear()
+            self._state.outage = None
 
     # ---- inspecting ------------------------------------------------------------------
 
@@ -754,13 +770,16 @@ class FakeSlack(ServesWhileOpen):
 
     def _take_injected_failure(self, method: str) -> tuple[int, dict[str, str], JSONDict] | None:
         queue = self._state.fail_next.get(method)
-        if not queue:
+        if self._state.outage is not None:
+            failure = self._state.outage
+        elif not queue:
             return None
-        failure = queue[0]
-        if failure.remaining <= 1:
-            queue.pop(0)
         else:
-            queue[0] = replace(failure, remaining=failure.remaining - 1)
+            failure = queue[0]
+            if failure.remaining <= 1:
+                queue.pop(0)
+            else:
+                queue[0] = replace(failure, remaining=failure.remaining - 1)
         extra = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
         return failure.status, extra, {"ok": False, "error": failure.error}
 

@@ -180,3 +180,19 @@ def test_response_url_can_be_rate_limited_too(slack: FakeSlack) -> None:
     assert response.status_code == 429
     assert response.headers["Retry-After"] in ("1", ["1"])
     assert slack.ephemerals(user=BOB) == []
+
+
+def test_an_outage_fails_every_method_until_cleared(client: WebClient, slack: FakeSlack) -> None:
+    slack.fail_every_call(status=429, retry_after=5)
+    for _ in range(3):
+        with pytest.raises(SlackApiError) as raised:
+            client.chat_postMessage(channel=CHANNEL, text="hi")
+        assert raised.value.response.headers["Retry-After"] == "5"
+    slack.fail_every_call(status=500)
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_update(channel=CHANNEL, ts="1.000001", text="hi")
+    assert raised.value.response.status_code == 500
+
+    slack.clear_failures()
+
+    assert client.chat_postMessage(channel=CHANNEL, text="hi")["ok"] is True

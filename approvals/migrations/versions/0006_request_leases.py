@@ -1,7 +1,7 @@
 """requests: leases on work in flight and a count of carry-out attempts
 
 Revision ID: 0006
-Revises: 0004 (0005 once merged with the parallel 0004 and 0005)
+Revises: 0005
 Create Date: 2026-12-01 12:00:00
 
 Hand-written; `tests/approvals/test_migrations.py` checks it matches `approvals/tables.py`.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
