@@ -67,9 +67,12 @@ _DETECTORS: tuple[tuple[str, Callable[[str], object]], ...] = (
         _pattern(r"\bBearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{20,}"),
     ),
     # 64 random bytes in base64 are 86 characters and "==": the shape of every storage key.
+    # A key may hold `/`, yet one pasted into a path stands right after (or before) a `/`
+    # of the path: there the run of base64 may start or stop too. An ordinary path is
+    # seldom a run of exactly 86 such characters ending in "==", so this stays quiet on it.
     (
         "a storage account key",
-        _pattern(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        _pattern(r"(?<![A-Za-z0-9+])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+=])"),
     ),
     # Entra ID client secrets: 3 characters, a version digit, "Q~", then 31-34 more.
     (
