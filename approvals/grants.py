@@ -26,6 +26,7 @@ class GrantKeeper(WorkflowBase):
         """
         from sqlalchemy import update
 
+        self.refuse_secrets(actor, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
             grant = session.get(GrantRow, grant_id)

@@ -23,6 +23,7 @@ from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
 from commands.errors import UserError
+from commands.secrets import find_secret, secret_refusal
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
 
@@ -130,7 +131,13 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
                 errors={"reason": "Give the requester a reason of at least 3 characters."},
             )
             return
-        await ack()
+        secret = find_secret(reason_of(body))
+        if secret is None:
+            await ack()
+        else:  # the lead can fix the reason in place; the core still refuses and audits it
+            await ack(
+                response_action="errors", errors={"reason": secret_refusal(secret).message[:150]}
+            )
         edge.submit(deny, delivery_of(body, context, request))
 
     app.action(APPROVE_ACTION)(edge.hand_over(approve))
