@@ -135,3 +135,12 @@ def test_a_key_as_the_input_path_is_refused_and_no_job_is_submitted(harness: Sla
     with harness.core.store.transaction() as session:
         assert session.scalars(select(RequestRow)).first() is None
     assert not [c for c in harness.slack.calls() if key in json.dumps(c.params)]
+
+
+def test_a_secret_as_the_workspace_of_a_form_is_refused_not_echoed(harness: SlackHarness) -> None:
+    token = "xoxp-123456789012-123456789012-abcdef0123456789"
+    harness.command(ALICE, f"job submit --workspace {token}")
+    answer = harness.answer_to(ALICE, containing="a Slack token")
+    assert token not in answer
+    wait_for(lambda: refused_secrets(harness) == 1, what="the refusal to be audited")
+    assert not [c for c in harness.slack.calls() if token in json.dumps(c.params)]
