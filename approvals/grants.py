@@ -66,6 +66,7 @@ class GrantKeeper(WorkflowBase):
         asked first). If Azure fails, the grant stays `revoking` with the error and a short
         lease, so the next sweep round tries again; the error is raised.
         """
+        self.refuse_secrets(actor, reason)
         grant, holder, reason = self._claim(grant_id, actor, reason)
         spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
         try:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from approvals import audit
 from approvals.config import WorkspaceConfig
 from approvals.policy import (
     access_duration,
@@ -67,9 +66,12 @@ class AmlService(JobCommands, ViewCommands):
         """Run a parsed command. The one error boundary: known errors become their message,
         anything else an error id the person can quote, with the trace in the log."""
         try:
+            # Whatever edge built the command (typed text, a modal, a button), a secret in
+            # any of its fields goes no further; `parse_command` only covers typed text.
+            self.workflow.refuse_secrets(person, command)
             handler = self._handlers[type(command)]
             return handler(self, person, command, channel)
-        except SecretRefusedError as exc:
+        except SecretRefusedError as exc:  # audited by the gate that raised it
             return Reply(text=exc.render(), ok=False)
         except (UserError, WorkspaceError) as exc:
             text = exc.render() if isinstance(exc, UserError) else exc.message
@@ -102,15 +104,7 @@ class AmlService(JobCommands, ViewCommands):
         return Reply(text=secret_refusal(kind).render(), ok=False)
 
     def _audit_secret_refusal(self, person: str, kind: str) -> None:
-        with self.store.transaction() as session:
-            audit.record(
-                session,
-                at=self.clock.now(),
-                actor=person,
-                action="command.refused",
-                outcome="secret",
-                detail_kind=kind,
-            )
+        self.workflow.audit_secret_refusal(person, kind)
 
     # ---- handlers ---------------------------------------------------------------------
 

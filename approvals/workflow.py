@@ -42,6 +42,7 @@ class Workflow(Execution, GrantKeeper):
         reason: str | None,
         approvals_needed: int,
     ) -> RequestRow:
+        self.refuse_secrets(requester, payload, summary, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
             row = _record_request(
@@ -75,6 +76,7 @@ class Workflow(Execution, GrantKeeper):
         why: str,
     ) -> RequestRow:
         """Record an action policy lets run without a lead, then carry it out."""
+        self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
             row = _record_request(
@@ -238,6 +240,8 @@ class Workflow(Execution, GrantKeeper):
         return done, f"Approved {short_ref(row.id)}. {self.outcome_text(done)}"
 
     def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
+        # The reason lands in the request, the audit trail, the card, the thread and a DM.
+        self.refuse_secrets(actor, reason)
         with self.store.transaction() as session:
             row = self.load(session, request_id)
         self._refuse_decision(row, actor, "deny")

@@ -7,12 +7,14 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from approvals import audit
 from approvals.config import AppConfig
 from approvals.directory import Directory
 from approvals.render import short_ref
 from approvals.store import Store
 from approvals.tables import RequestRow
 from commands.errors import NotFoundUserError
+from commands.secrets import find_secret_in, secret_refusal
 from workspaces.clock import Clock
 from workspaces.port import WorkspaceBackend
 
@@ -43,3 +45,25 @@ class WorkflowBase:
                 f"There is no request {short_ref(request_id)}.", example="/aml request list"
             )
         return row
+
+    def refuse_secrets(self, actor: str, *values: object) -> None:
+        """The one secret gate of the core: every command `AmlService.run` is given, and
+        every free text handed to the workflow directly, passes here before anything is
+        stored, sent or done. A secret anywhere in `values` is refused with
+        `SecretRefusedError`; the refusal is audited by kind, never with the text."""
+        kind = find_secret_in(values)
+        if kind is None:
+            return
+        self.audit_secret_refusal(actor, kind)
+        raise secret_refusal(kind)
+
+    def audit_secret_refusal(self, actor: str, kind: str) -> None:
+        with self.store.transaction() as session:
+            audit.record(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action="command.refused",
+                outcome="secret",
+                detail_kind=kind,
+            )

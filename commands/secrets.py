@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel
 
 from commands.errors import SecretRefusedError
 
@@ -67,9 +69,12 @@ _DETECTORS: tuple[tuple[str, Callable[[str], object]], ...] = (
         _pattern(r"\bBearer\s+(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{20,}"),
     ),
     # 64 random bytes in base64 are 86 characters and "==": the shape of every storage key.
+    # A key may hold `/`, yet one pasted into a path stands right after (or before) a `/`
+    # of the path: there the run of base64 may start or stop too. An ordinary path is
+    # seldom a run of exactly 86 such characters ending in "==", so this stays quiet on it.
     (
         "a storage account key",
-        _pattern(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        _pattern(r"(?<![A-Za-z0-9+])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+=])"),
     ),
     # Entra ID client secrets: 3 characters, a version digit, "Q~", then 31-34 more.
     (
@@ -101,6 +106,24 @@ def find_secret(text: str) -> str | None:
     for kind, detect in _DETECTORS:
         if detect(text):
             return kind
+    return None
+
+
+def find_secret_in(value: object) -> str | None:
+    """`find_secret` over every string inside `value`: a command model's fields, a mapping's
+    keys and values (a job's inputs), a sequence's items, however deeply nested. Each string
+    is looked at on its own, as it will be stored or shown."""
+    if isinstance(value, str):
+        return find_secret(value)
+    if isinstance(value, BaseModel):
+        return find_secret_in(value.model_dump())
+    if isinstance(value, Mapping):
+        return find_secret_in([*value.keys(), *value.values()])
+    if isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            kind = find_secret_in(item)
+            if kind is not None:
+                return kind
     return None
 
 

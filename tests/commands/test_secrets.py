@@ -117,6 +117,11 @@ ORDINARY = [
     'job submit --compute c1 --environment e@latest --command "python x.py --password $DB_PASSWORD"',
     'job submit --compute c1 --environment e@latest --command "python x.py --password-file /mnt/pw"',
     'job submit --compute c1 --environment e@latest --command "python sweep.py sv=1 sig=2"',
+    "job submit --compute c1 --environment azureml:AzureML-sklearn-1.5@latest --command x "
+    "--input d=azureml://datastores/workspaceblobstore/paths/"
+    "UI/2024-01-01_000000_UTC/training_data_with_a_rather_long_folder_name/part-00000.parquet",
+    "job submit --compute c1 --environment e@latest --command x "
+    "--code https://github.com/contoso/bert.git --input d=azureml:clicks:3",
     "job status amlbot-12-3f2a1b9c",
     "job watch 0f3a1b9c-8d7e-6f5a-4b3c-2d1e0f9a8b7c",
     'deny 3 --reason "commit 3f2a1b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a is old"',
@@ -132,3 +137,18 @@ ORDINARY = [
 def test_ordinary_commands_are_not_mistaken_for_secrets(text: str) -> None:
     assert find_secret(text) is None
     parse_command(text)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "d=azureml://datastores/x/paths/{}",
+        "d=azureml://datastores/x/paths/{}/part-0.csv",
+        "d=https://contosodata.blob.core.windows.net/training/{}",
+    ],
+)
+def test_a_storage_key_inside_a_path_is_found(where: str) -> None:
+    text = f"job submit --compute c1 --environment e@latest --command x --input {where}"
+    assert find_secret(text.format(ACCOUNT_KEY)) == "a storage account key"
+    with pytest.raises(SecretRefusedError):
+        parse_command(text.format(ACCOUNT_KEY))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from approvals.tables import RequestRow
+from sqlalchemy import select
+
+from approvals.tables import AuditRow, RequestRow
 from bot.slack.views.common import DENY_ACTION, DENY_MODAL
 from tests.slack.conftest import ALICE, BOB, CAROL, CHANNEL, SlackHarness, wait_for
 
@@ -67,3 +69,22 @@ def test_non_lead_gets_no_modal_but_a_refusal(harness: SlackHarness) -> None:
     harness.click(CAROL, DENY_ACTION, request_id)
     assert "Only team leads" in harness.answer_to(CAROL, containing="Only team leads")
     assert not [v for v in harness.slack.views() if v.view.get("callback_id") == DENY_MODAL]
+
+
+def test_a_key_typed_as_the_reason_is_refused_and_reaches_no_one(harness: SlackHarness) -> None:
+    key = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # the shape of a storage account key
+    request_id = ask_for_datastore(harness)
+    modal = open_deny_modal(harness, request_id)
+    response = harness.submit(
+        BOB, DENY_MODAL, reason_values(f"leaked {key}"), modal["private_metadata"]
+    )
+    assert list(response.json()["errors"]) == ["reason"] and key not in response.body
+    answer = harness.answer_to(BOB, containing="a storage account key")
+    assert key not in answer
+    with harness.core.store.transaction() as session:
+        row = session.get(RequestRow, request_id)
+        assert row is not None and row.status == "pending" and row.deny_reason is None
+        refused = session.scalars(select(AuditRow).where(AuditRow.action == "command.refused"))
+        assert [r.detail for r in refused] == [{"detail_kind": "a storage account key"}]
+        assert key not in repr([vars(r) for r in session.scalars(select(AuditRow))])
+    assert not [c for c in harness.slack.calls() if key in json.dumps(c.params)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from approvals.tables import AuditRow
+from approvals.tables import AuditRow, RequestRow
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from tests.slack.conftest import ALICE, CHANNEL, STRANGER, SlackHarness, wait_for
 
@@ -122,3 +122,25 @@ def test_form_for_someone_in_no_workspace_is_not_opened(harness: SlackHarness) -
     harness.command(STRANGER, "job submit")
     assert "I don't know you yet" in harness.answer_to(STRANGER)
     assert not harness.slack.views()
+
+
+def test_a_key_as_the_input_path_is_refused_and_no_job_is_submitted(harness: SlackHarness) -> None:
+    key = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # the shape of a storage account key
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    values = job_values(input_datastore=choice("workspaceblobstore"), input_path=text(f"/{key}"))
+    response = harness.submit(ALICE, JOB_MODAL, values, view["private_metadata"])
+    assert list(response.json()["errors"]) == ["input_path"]
+    wait_for(lambda: refused_secrets(harness) == 1, what="the refusal to be audited")
+    assert key not in harness.answer_to(ALICE, containing="a storage account key")
+    with harness.core.store.transaction() as session:
+        assert session.scalars(select(RequestRow)).first() is None
+    assert not [c for c in harness.slack.calls() if key in json.dumps(c.params)]
+
+
+def test_a_secret_as_the_workspace_of_a_form_is_refused_not_echoed(harness: SlackHarness) -> None:
+    token = "xoxp-123456789012-123456789012-abcdef0123456789"
+    harness.command(ALICE, f"job submit --workspace {token}")
+    answer = harness.answer_to(ALICE, containing="a Slack token")
+    assert token not in answer
+    wait_for(lambda: refused_secrets(harness) == 1, what="the refusal to be audited")
+    assert not [c for c in harness.slack.calls() if token in json.dumps(c.params)]

@@ -23,6 +23,7 @@ from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
 from commands.errors import UserError
+from commands.secrets import find_secret, secret_refusal
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
 
@@ -132,7 +133,18 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
                 errors={"reason": "Give the requester a reason of at least 3 characters."},
             )
             return
-        await edge.accept_then_ack(deny_job, ack, body, context, request)
+        secret = find_secret(reason_of(body))
+        # The lead can fix a reason holding a secret in place; the core still refuses and
+        # audits it (the inbox keeps the delivery with the secret withheld).
+        errors = (
+            {}
+            if secret is None
+            else {
+                "response_action": "errors",
+                "errors": {"reason": secret_refusal(secret).message[:150]},
+            }
+        )
+        await edge.accept_then_ack(deny_job, ack, body, context, request, **errors)
 
     deny_job = edge.register_job(deny)
     app.action(APPROVE_ACTION)(edge.hand_over(approve))
