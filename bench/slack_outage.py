@@ -32,7 +32,7 @@ from approvals import outbox  # noqa: E402
 from approvals.config import load_config  # noqa: E402
 from approvals.tables import OutboxRow  # noqa: E402
 from bot.delivery import OutboxWorker  # noqa: E402
-from bot.serve import OUTBOX_MIN_GAP, OUTBOX_POLL, PeriodicThread  # noqa: E402
+from bot.serve import OUTBOX_MIN_GAP, OUTBOX_POLL, OutboxLoop  # noqa: E402
 from bot.slack.delivery import SlackDeliverer  # noqa: E402
 from bot.slack.identity import Identity  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
@@ -67,7 +67,7 @@ def run_outage(
 ) -> OutageFigures:
     clock = SystemClock()
     core = build_core(load_config(None), database_url=f"sqlite:///{folder}/bench.db", clock=clock)
-    loops: list[PeriodicThread] = []
+    loops: list[OutboxLoop] = []
     with FakeSlack(token=TOKEN, channels={DEMO_CHANNEL_ID}, users=USERS) as slack:
         for n in range(workers):
             client = WebClient(token=TOKEN, base_url=slack.base_url, timeout=10)
@@ -79,9 +79,7 @@ def run_outage(
                 core.config,
                 worker_id=f"replica-{n}",
             )
-            loops.append(
-                PeriodicThread(f"outbox-{n}", OUTBOX_POLL, worker.run_once, OUTBOX_MIN_GAP)
-            )
+            loops.append(OutboxLoop(worker.run_once, OUTBOX_POLL, OUTBOX_MIN_GAP))
         slack.fail_every_call(status=429, retry_after=retry_after)
         _queue(core, messages)
         for loop in loops:

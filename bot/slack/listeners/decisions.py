@@ -136,7 +136,7 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
         secret = find_secret(reason_of(body))
         # The lead can fix a reason holding a secret in place; the core still refuses and
         # audits it (the inbox keeps the delivery with the secret withheld).
-        errors = (
+        errors: dict[str, Any] = (
             {}
             if secret is None
             else {
