@@ -169,6 +169,13 @@ def test_audit_is_for_leads_only(core: Core) -> None:
     assert not alice.ok and "team leads only" in alice.text
 
 
+def test_audit_says_what_each_request_asked_for(core: Core) -> None:
+    request_id = ask_access(core)
+    bob = core.service.handle_text("bob", "/aml audit")
+    line = next(x for x in bob.text.splitlines() if "access.requested" in x)
+    assert f"#{request_id} (access to gpu-cluster for " in line and line.endswith("-> pending")
+
+
 def test_requester_can_cancel_while_pending(core: Core) -> None:
     request_id = ask_access(core)
     assert core.service.handle_text("alice", f"/aml request cancel {request_id}").ok
