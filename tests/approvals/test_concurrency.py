@@ -6,7 +6,6 @@ import multiprocessing
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,11 +13,11 @@ from sqlalchemy import func, select
 from approvals.config import AppConfig, parse_config
 from approvals.tables import AuditRow
 from bot.wiring import Core, build_core
+from tests.paths import EXAMPLE_CONFIG
 from workspaces.clock import ManualClock
 
 TWO_LEADS = (
-    Path("deploy/config.example.yml")
-    .read_text()
+    EXAMPLE_CONFIG.read_text()
     .replace("team_leads: [bob]", "team_leads: [bob, carol]")
     .replace("data_scientists: [alice, carol]", "data_scientists: [alice]")
 )

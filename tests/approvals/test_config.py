@@ -8,6 +8,7 @@ import pytest
 
 from approvals.config import ConfigError, load_config, parse_config
 from bot.cli import main
+from tests.paths import EXAMPLE_CONFIG
 
 MINIMAL = """
 people:
@@ -38,7 +39,7 @@ def test_demo_configuration_has_the_documented_people_and_clusters() -> None:
 
 
 def test_example_file_under_deploy_is_the_demo() -> None:
-    assert load_config("deploy/config.example.yml") == load_config(None)
+    assert load_config(str(EXAMPLE_CONFIG)) == load_config(None)
 
 
 def test_seed_style_priority_spelling_is_accepted() -> None:

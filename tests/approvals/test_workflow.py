@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
+from tests.paths import EXAMPLE_CONFIG
 from workspaces.clock import ManualClock
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
@@ -225,7 +225,7 @@ def test_two_approvers_policy_needs_two_distinct_leads(
 ) -> None:
     from approvals.config import parse_config
 
-    text = Path("deploy/config.example.yml").read_text()
+    text = EXAMPLE_CONFIG.read_text()
     text = (
         text.replace("team_leads: [bob]", "team_leads: [bob, carol]")
         .replace("two_approvers: []", "two_approvers: [access]")
