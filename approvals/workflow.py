@@ -134,6 +134,31 @@ class Workflow(Execution, GrantKeeper):
 
         return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
 
+    def _already_approved(self, row: RequestRow, actor: str) -> UserError | None:
+        """What a lead who approved before hears on approving again: where it stands now."""
+        with self.store.transaction() as session:
+            votes = list(
+                session.scalars(select(VoteRow.approver).where(VoteRow.request_id == row.id))
+            )
+        if actor not in votes:
+            return None
+        ref = short_ref(row.id)
+        status = RequestStatus(row.status)
+        if status == RequestStatus.PENDING:
+            return UserError(
+                f"You already approved {ref} ({len(votes)} of {row.approvals_needed}); "
+                f"it needs another team lead."
+            )
+        if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
+            return UserError(f"You already approved {ref}; it is being carried out now.")
+        if status == RequestStatus.SUCCEEDED:
+            return UserError(
+                f"You already approved {ref}; it has been carried out. {self.outcome_text(row)}"
+            )
+        if status == RequestStatus.FAILED:
+            return UserError(f"You already approved {ref}; carrying it out failed: {row.error}")
+        return None
+
     def expire_if_due(self, request_id: int) -> bool:
         """Expire a pending request whose time ran out. True if this call expired it."""
         now = self.clock.now()
@@ -176,15 +201,17 @@ class Workflow(Execution, GrantKeeper):
             row = self.load(session, request_id)
         self._refuse_decision(row, actor, "approve")
         if row.status != RequestStatus.PENDING:
-            raise self._not_pending(row)
+            raise self._already_approved(row, actor) or self._not_pending(row)
         now = self.clock.now()
         try:
             with self.store.transaction() as session:
                 session.add(VoteRow(request_id=row.id, approver=actor, at=now))
         except IntegrityError:
-            raise UserError(
-                f"You already approved {short_ref(row.id)}; it needs another team lead."
-            ) from None
+            # A double click: the first click may have carried the request out since we
+            # read it, so the answer describes the request as it is now.
+            with self.store.transaction() as session:
+                current = self.load(session, row.id)
+            raise self._already_approved(current, actor) or self._not_pending(current) from None
         with self.store.transaction() as session:
             votes = (
                 session.scalar(

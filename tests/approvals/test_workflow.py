@@ -75,7 +75,7 @@ def test_second_approval_does_not_execute_twice(core: Core) -> None:
     assert core.service.handle_text("bob", f"/aml approve {request_id}").ok
     again = core.service.handle_text("bob", f"/aml approve {request_id}")
     assert not again.ok
-    assert "no longer pending" in again.text
+    assert f"You already approved #{request_id}; it has been carried out" in again.text
     with core.store.transaction() as session:
         assert len(session.scalars(select(GrantRow)).all()) == 1
 
