@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -230,6 +230,13 @@ class Workflow(Execution, GrantKeeper):
                     target=short_ref(row.id),
                     votes=votes,
                     needed=row.approvals_needed,
+                )
+                # The card redraws only for a newer version: this vote changes what it shows.
+                session.execute(
+                    update(RequestRow)
+                    .where(RequestRow.id == row.id)
+                    .values(version=RequestRow.version + 1)
+                    .execution_options(synchronize_session=False)
                 )
                 outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
                 return row, (

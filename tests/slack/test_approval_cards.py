@@ -120,6 +120,33 @@ def test_requester_cannot_approve_own_request(
     core.store.engine.dispose()
 
 
+def test_first_of_two_approvals_redraws_the_card_with_who_approved(
+    demo_config: AppConfig, sqlite_url: str, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    demo = demo_config.workspaces["demo"]
+    two_approvers = demo.model_copy(
+        update={
+            "team_leads": ["bob", "carol"],
+            "data_scientists": ["alice"],
+            "policy": demo.policy.model_copy(update={"two_approvers": ["access"]}),
+        }
+    )
+    config = demo_config.model_copy(update={"workspaces": {"demo": two_approvers}})
+    core = build_core(config, database_url=sqlite_url, clock=clock)
+    with running_bot(core, clock, fake_slack) as harness:
+        request_id = ask_for_access(harness)
+        card = harness.card(request_id)
+        harness.click(BOB, APPROVE_ACTION, request_id)
+        assert "1 of 2" in harness.answer_to(BOB, containing="is recorded")
+        updated = wait_for(
+            lambda: (m := harness.slack.message(CHANNEL, card.ts)).edits and m,
+            what="the card to be redrawn after the first approval",
+        )
+        assert "approved by bob; waiting for one more team lead" in updated.all_text
+        assert buttons(updated.blocks) == ["amlbot.approve", "amlbot.deny"]
+    core.store.engine.dispose()
+
+
 def test_non_lead_click_is_refused_ephemerally_and_audited(harness: SlackHarness) -> None:
     request_id = ask_for_access(harness)
     harness.click(CAROL, APPROVE_ACTION, request_id)
