@@ -20,6 +20,7 @@ from approvals.policy import (
     decide_datastore,
     decide_job,
     require_cluster,
+    workspace_flag,
 )
 from approvals.render import (
     short_ref,
@@ -112,7 +113,7 @@ class AmlService(JobCommands, ViewCommands):
 
     def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        cluster = require_cluster(ws, command.cluster)
+        cluster = require_cluster(ws, command.cluster, self._must_name_workspace(person, command))
         duration = access_duration(ws, command.duration)
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
@@ -183,8 +184,10 @@ class AmlService(JobCommands, ViewCommands):
                 f"Workspace `{ws.name}` already has a datastore named `{command.name}`; pick "
                 f"another name, or use it as `azureml://datastores/{command.name}/paths/...`.",
                 field="NAME",
-                example=f"/aml datastore register {command.name}2 --kind {command.store_kind} "
-                f"--account {command.account} --container {command.container}",
+                example=f"/aml datastore register {command.name}2"
+                f"{workspace_flag(ws, self._must_name_workspace(person, command))} "
+                f"--kind {command.store_kind} --account {command.account} "
+                f"--container {command.container}",
             )
         pending = self._pending_like(person, ws.name, "datastore", "name", command.name)
         if pending is not None:
@@ -213,9 +216,10 @@ class AmlService(JobCommands, ViewCommands):
 
     def _job_submit(self, person: str, command: m.JobSubmit, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        cluster = require_cluster(ws, command.compute)
+        named = self._must_name_workspace(person, command)
+        cluster = require_cluster(ws, command.compute, named)
         has_grant = self._active_grant(person, ws.name, cluster.name) is not None
-        decision = decide_job(ws, person, cluster, command.instances, has_grant)
+        decision = decide_job(ws, person, cluster, command.instances, has_grant, named)
         payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:

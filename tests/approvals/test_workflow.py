@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from approvals.config import AppConfig
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
@@ -103,6 +104,40 @@ def test_job_without_grant_is_refused_with_the_access_command(core: Core) -> Non
     )
     assert not reply.ok
     assert "/aml access request gpu-cluster" in reply.text
+
+
+def carol_in_two_workspaces(demo_config: AppConfig) -> AppConfig:
+    demo = demo_config.workspaces["demo"]
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["carol"]}
+    )
+    return demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}})
+
+
+def test_suggested_access_command_names_the_workspace_when_it_must(
+    sqlite_url: str, make_core: Callable[..., Core], demo_config: AppConfig
+) -> None:
+    """carol belongs to two workspaces and types in a DM (no channel): the command the
+    refusal suggests must work there as it is, so it names the workspace."""
+    core = make_core(carol_in_two_workspaces(demo_config), sqlite_url)
+    reply = core.service.handle_text(
+        "carol",
+        f"/aml job submit --workspace demo --compute gpu-cluster --environment {ENV} "
+        f'--command "python train.py"',
+    )
+    assert not reply.ok
+    suggested = reply.text.split("`")[-2]
+    assert suggested.startswith("/aml access request gpu-cluster --workspace demo --for ")
+    followed = core.service.handle_text("carol", suggested.replace("what you need it for", "bert"))
+    assert followed.ok and "is waiting for a team lead of `demo`" in followed.text
+
+
+def test_suggested_access_command_stays_short_for_a_single_workspace(core: Core) -> None:
+    reply = core.service.handle_text(
+        "carol",
+        f'/aml job submit --compute gpu-cluster --environment {ENV} --command "python train.py"',
+    )
+    assert "`/aml access request gpu-cluster --for " in reply.text
 
 
 def test_shared_cluster_needs_no_grant(core: Core) -> None:
