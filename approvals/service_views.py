@@ -16,6 +16,7 @@ from approvals.replies import Reply
 from approvals.service_base import ServiceBase
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, GrantRow, RequestRow
+from approvals.workflow import not_yours
 from commands import models as m
 from commands.errors import (
     PermissionRefusedError,
@@ -143,6 +144,8 @@ class ViewCommands(ServiceBase):
 
     def _request_show(self, person: str, command: m.RequestShow, channel: str | None) -> Reply:
         row = self._load_request(command.request_id)
+        if not self.workflow.may_see(person, row):
+            raise PermissionRefusedError(not_yours(row.id))
         if row.requester != person and not self.directory.is_lead(person, row.workspace):
             raise PermissionRefusedError(
                 f"Request {short_ref(row.id)} is visible to {row.requester} and the team leads "

@@ -103,7 +103,9 @@ class Workflow(Execution, GrantKeeper):
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
-        if not self.directory.is_lead(actor, row.workspace):
+        if not self.may_see(actor, row):
+            problem = not_yours(row.id)
+        elif not self.directory.is_lead(actor, row.workspace):
             leads = ", ".join(self.directory.leads(row.workspace))
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
@@ -128,6 +130,12 @@ class Workflow(Execution, GrantKeeper):
                 why=problem,
             )
         raise PermissionRefusedError(problem)
+
+    def may_see(self, person: str, row: RequestRow) -> bool:
+        """Members of a request's workspace may see it; to anyone else it is not there."""
+        return person == row.requester or any(
+            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        )
 
     def _not_pending(self, row: RequestRow) -> UserError:
         from approvals.render import status_line
@@ -279,6 +287,8 @@ class Workflow(Execution, GrantKeeper):
     def cancel(self, request_id: int, actor: str) -> RequestRow:
         with self.store.transaction() as session:
             row = self.load(session, request_id)
+        if row.requester != actor and not self.may_see(actor, row):
+            raise PermissionRefusedError(not_yours(row.id))
         if row.requester != actor:
             raise PermissionRefusedError(
                 f"Only {row.requester}, who asked, can cancel {short_ref(row.id)}."
@@ -344,6 +354,15 @@ class Workflow(Execution, GrantKeeper):
                 )
             )
         return [request_id for request_id in due if self.expire_if_due(request_id)]
+
+
+def not_yours(request_id: int) -> str:
+    """The refusal for a request of a workspace the person is not in: it names neither
+    that workspace nor its people, which they could not see otherwise."""
+    return (
+        f"There is no request {short_ref(request_id)} in a workspace you belong to; "
+        f"nothing was done. Yours: `/aml request list`."
+    )
 
 
 def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:

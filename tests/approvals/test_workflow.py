@@ -140,6 +140,32 @@ def test_suggested_access_command_stays_short_for_a_single_workspace(core: Core)
     assert "`/aml access request gpu-cluster --for " in reply.text
 
 
+def test_typed_decisions_on_another_workspaces_request_reveal_nothing_of_it(
+    sqlite_url: str, make_core: Callable[..., Core], demo_config: AppConfig
+) -> None:
+    demo = demo_config.workspaces["demo"].model_copy(update={"data_scientists": ["carol"]})
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["alice"]}
+    )
+    core = make_core(
+        demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}}),
+        sqlite_url,
+    )
+    request_id = ask_access(core)  # alice's, in `research`
+    for typed in (
+        f"/aml approve {request_id}",
+        f"/aml deny {request_id} --reason 'not for you'",
+        f"/aml request cancel {request_id}",
+        f"/aml request show {request_id}",
+    ):
+        reply = core.service.handle_text("carol", typed)
+        assert not reply.ok
+        assert f"There is no request #{request_id} in a workspace you belong to" in reply.text
+        assert "research" not in reply.text and "bob" not in reply.text
+        assert "alice" not in reply.text and "gpu-cluster" not in reply.text
+    assert status_of(core, request_id) == RequestStatus.PENDING
+
+
 def test_shared_cluster_needs_no_grant(core: Core) -> None:
     reply = core.service.handle_text(
         "carol",

@@ -147,6 +147,28 @@ def test_first_of_two_approvals_redraws_the_card_with_who_approved(
     core.store.engine.dispose()
 
 
+def test_a_click_on_another_workspaces_request_reveals_nothing_of_it(
+    demo_config: AppConfig, sqlite_url: str, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    demo = demo_config.workspaces["demo"].model_copy(update={"data_scientists": ["carol"]})
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["alice"]}
+    )
+    config = demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}})
+    core = build_core(config, database_url=sqlite_url, clock=clock)
+    with running_bot(core, clock, fake_slack) as harness:
+        theirs = ask_for_access(harness, user=ALICE)  # alice is in `research` only
+        ours = ask_for_access(harness, user=CAROL)
+        forged = harness.click_payload(CAROL, APPROVE_ACTION, theirs, harness.card(ours))
+        harness.post(interactive_body(forged))
+        refusal = harness.answer_to(CAROL, containing=f"#{theirs}")
+        assert f"There is no request #{theirs} in a workspace you belong to" in refusal
+        assert "research" not in refusal and "bob" not in refusal
+        with harness.core.store.transaction() as session:
+            assert session.get(RequestRow, theirs).status == "pending"
+    core.store.engine.dispose()
+
+
 def test_non_lead_click_is_refused_ephemerally_and_audited(harness: SlackHarness) -> None:
     request_id = ask_for_access(harness)
     harness.click(CAROL, APPROVE_ACTION, request_id)
