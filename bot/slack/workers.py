@@ -87,7 +87,7 @@ def _start_worker(setup: WorkerSetup) -> None:
     from bot.wiring import build_core
 
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
     core = build_core(setup.config, database_url=settings.database_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import pytest
@@ -122,6 +123,25 @@ def test_check_config_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "workspace demo: backend local" in out
     assert "cluster gpu-cluster: STANDARD_NC6s_v3, 2 nodes" in out
+    assert "requests expire after 1d," in out  # the bot's own duration format
+
+
+def test_an_unknown_log_level_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMLBOT_LOG_LEVEL", "LOUD")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "AMLBOT_LOG_LEVEL='LOUD'" in err
+    assert all(level in err for level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+
+
+def test_a_log_level_in_lower_case_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMLBOT_LOG_LEVEL", "debug")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # the CLI sets it; later tests keep theirs
+    assert main(["check-config"]) == 0
 
 
 def test_check_config_exits_1_with_errors(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
