@@ -227,6 +227,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from bot.access_log import uvicorn_log_config
     from bot.slack.http import asgi_app
 
     log.info("serving Slack events on http://%s:%s/slack/events", host, port)
@@ -235,6 +236,8 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # Event Grid's shared secret comes as `?code=`: no query string reaches the log.
+        log_config=uvicorn_log_config(),
         lifespan="off",
         # Slack closes idle connections itself; keep ours open a little longer.
         timeout_keep_alive=30,
