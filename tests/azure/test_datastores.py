@@ -104,3 +104,15 @@ def test_datastores_are_listed_with_their_kind_of_credentials(backend: AzureWork
     assert stores["workspaceblobstore"].credentials == "identity"
     assert stores["workspacefilestore"].kind == "file"
     assert stores["workspacefilestore"].credentials == "account_key"
+
+
+def test_a_workspace_without_a_default_datastore_lists_and_registers(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    for store in fake.workspace(coords).datastores.values():
+        store["properties"]["isDefault"] = False
+
+    stores = backend.list_datastores()
+
+    assert stores and not any(store.is_default for store in stores)
+    assert backend.register_datastore(spec()).name == "sales_raw"
