@@ -45,6 +45,7 @@ class Backends:
             [i.spec() for i in ws.instances],
             self.clock,
             environments=ws.environments,
+            coordinates=ws.azure,
         )
 
     def install(self, workspace: str, backend: WorkspaceBackend) -> None:

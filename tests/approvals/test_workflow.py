@@ -363,3 +363,17 @@ def test_secret_refusal_is_audited_by_kind_only(core: Core) -> None:
         "secret",
         {"detail_kind": "a Slack token"},
     )
+
+
+def test_simulated_studio_links_name_the_configured_azure_workspace(core: Core) -> None:
+    reply = core.service.handle_text(
+        "bob",
+        f'/aml job submit --compute cpu-cluster --environment {ENV} --command "python train.py"',
+    )
+    assert reply.ok, reply.text
+    demo = core.config.workspaces["demo"].azure
+    assert f"wsid={demo.workspace_scope}" in reply.text
+    assert "/subscriptions/00000000-0000-4000-8000-000000000000/resourceGroups/rg-amlbot-demo/" in (
+        reply.text
+    )
+    assert "subscriptions/local" not in reply.text
