@@ -211,7 +211,6 @@ def _is_git_url(value: str) -> bool:
         return True
     if lowered.rstrip("/").endswith(".git"):
         return True
-    host = re.match(r"https?://([^/:]+)", lowered)
-    return bool(host) and any(
-        host.group(1) == git or host.group(1).endswith("." + git) for git in _GIT_HOSTS
-    )
+    found = re.match(r"https?://([^/:]+)", lowered)
+    host = found.group(1) if found else ""
+    return any(host == git or host.endswith("." + git) for git in _GIT_HOSTS)
