@@ -140,9 +140,11 @@ class Execution(WorkflowBase):
                 compute=payload["cluster"],
                 scope=ws.policy.access.scope,
                 mode=ws.policy.access.mode,
+                # PIM's audit shows this as the justification: it carries the reason given.
                 description=(
-                    f"amlbot request #{row.id} for {row.requester}; expires "
-                    f"{expires_at.isoformat(timespec='minutes')}"
+                    f"amlbot request #{row.id} for {row.requester}"
+                    + (f': "{row.reason[:300]}"' if row.reason else "")
+                    + f"; expires {expires_at.isoformat(timespec='minutes')}"
                 ),
                 expires_at=expires_at,
             )

@@ -70,7 +70,7 @@ def describe_request(
             else ("the whole workspace")
         )
         facts += [
-            ("Azure action", "create a role assignment, removed again when it expires"),
+            ("Azure action", access_action(policy.mode if policy else "rbac")),
             ("Role", policy.role if policy else "-"),
             (
                 "Scope",
@@ -135,6 +135,23 @@ def describe_request(
         status=status,
         status_line=status_line(row, approved_by),
     )
+
+
+def access_action(mode: str) -> str:
+    """What granting access does in Azure, in the policy's mode."""
+    if mode == "pim":
+        return (
+            "request an active PIM role assignment (AdminAssign) that Azure ends by itself "
+            "when it expires; revoked early by an AdminRemove request"
+        )
+    return "create a role assignment, deleted again when it expires"
+
+
+def revocation_done(mode: str) -> str:
+    """What revoking a grant did in Azure, in the grant's mode."""
+    if mode == "pim":
+        return "PIM's active assignment is ended by an AdminRemove request"
+    return "the role assignment is deleted"
 
 
 def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:

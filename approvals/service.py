@@ -23,6 +23,7 @@ from approvals.policy import (
     workspace_flag,
 )
 from approvals.render import (
+    revocation_done,
     short_ref,
     when,
 )
@@ -169,7 +170,7 @@ class AmlService(JobCommands, ViewCommands):
         return Reply(
             text=(
                 f"Grant {short_ref(grant.id)} ({grant.grantee} on `{grant.cluster}`) is revoked "
-                f"in Azure; the role assignment is deleted. Azure can take up to about 10 "
+                f"in Azure; {revocation_done(grant.mode)}. Azure can take up to about 10 "
                 f"minutes to stop honouring it everywhere."
             )
         )
