@@ -253,8 +253,11 @@ class Execution(WorkflowBase):
                 compute=payload["cluster"],
                 scope=ws.policy.access.scope,
                 mode=ws.policy.access.mode,
+                # PIM's audit shows this as the justification: it carries the reason given.
                 description=(
-                    f"amlbot request #{row.id} for {row.requester}; "
+                    f"amlbot request #{row.id} for {row.requester}"
+                    + (f': "{row.reason[:300]}"' if row.reason else "")
+                    + "; "
                     + (
                         f"expires {(asked_at + duration).isoformat(timespec='minutes')}"
                         if pim

@@ -32,14 +32,20 @@ def _needs_lead(ws: WorkspaceConfig, action: Action, requester: str, why: str) -
     return Decision(run_now=False, approvals_needed=needed, why=why)
 
 
-def require_cluster(ws: WorkspaceConfig, name: str) -> ClusterConfig:
+def workspace_flag(ws: WorkspaceConfig, needed: bool) -> str:
+    """` --workspace NAME` for a suggested command that must name its workspace to work
+    where it is typed (the person belongs to several, or named one themselves)."""
+    return f" --workspace {ws.name}" if needed else ""
+
+
+def require_cluster(ws: WorkspaceConfig, name: str, name_workspace: bool = False) -> ClusterConfig:
     cluster = ws.cluster(name)
     if cluster is None:
         known = ", ".join(c.name for c in ws.clusters) or "none"
         raise UsageError(
             f"Workspace `{ws.name}` has no cluster `{name}`. Clusters: {known}.",
             field="CLUSTER",
-            example="/aml compute list",
+            example=f"/aml compute list{workspace_flag(ws, name_workspace)}",
         )
     return cluster
 
@@ -75,8 +81,11 @@ def decide_job(
     cluster: ClusterConfig,
     instances: int,
     has_grant: bool,
+    name_workspace: bool = False,
 ) -> Decision:
-    """Run at once with a grant and within limits; otherwise ask a lead or refuse with the fix."""
+    """Run at once with a grant and within limits; otherwise ask a lead or refuse with the fix.
+
+    `name_workspace`: the suggested fix must carry `--workspace` to work where it is typed."""
     if instances > cluster.nodes:
         raise UsageError(
             f"`--instances {instances}` is more than cluster `{cluster.name}` has "
@@ -92,7 +101,8 @@ def decide_job(
             raise PermissionRefusedError(
                 f"You have no active access to `{cluster.name}` in `{ws.name}`, so the job was "
                 f"not submitted. Ask for access first:\n"
-                f"`/aml access request {cluster.name} --for {default_for} "
+                f"`/aml access request {cluster.name}{workspace_flag(ws, name_workspace)} "
+                f"--for {default_for} "
                 f'--reason "what you need it for"`'
             )
         return _needs_lead(ws, Action.JOB, requester, "no active access grant on the cluster")

@@ -53,7 +53,10 @@ class RequestDescription:
         return "\n".join(lines)
 
 
-def describe_request(row: RequestRow, config: AppConfig) -> RequestDescription:
+def describe_request(
+    row: RequestRow, config: AppConfig, approved_by: list[str] | None = None
+) -> RequestDescription:
+    """`approved_by`: the leads who approved so far, for a request that needs several."""
     payload = row.payload
     ws = config.workspaces.get(row.workspace)
     facts: list[tuple[str, str]] = [("Requested by", row.requester), ("Workspace", row.workspace)]
@@ -67,7 +70,7 @@ def describe_request(row: RequestRow, config: AppConfig) -> RequestDescription:
             else ("the whole workspace")
         )
         facts += [
-            ("Azure action", "create a role assignment, removed again when it expires"),
+            ("Azure action", access_action(policy.mode if policy else "rbac")),
             ("Role", policy.role if policy else "-"),
             (
                 "Scope",
@@ -130,13 +133,37 @@ def describe_request(row: RequestRow, config: AppConfig) -> RequestDescription:
         title=title,
         facts=facts,
         status=status,
-        status_line=status_line(row),
+        status_line=status_line(row, approved_by),
     )
 
 
-def status_line(row: RequestRow) -> str:
+def access_action(mode: str) -> str:
+    """What granting access does in Azure, in the policy's mode."""
+    if mode == "pim":
+        return (
+            "request an active PIM role assignment (AdminAssign) that Azure ends by itself "
+            "when it expires; revoked early by an AdminRemove request"
+        )
+    return "create a role assignment, deleted again when it expires"
+
+
+def revocation_done(mode: str) -> str:
+    """What revoking a grant did in Azure, in the grant's mode."""
+    if mode == "pim":
+        return "PIM's active assignment is ended by an AdminRemove request"
+    return "the role assignment is deleted"
+
+
+def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:
     status = RequestStatus(row.status)
     word = STATUS_WORDS[status]
+    if status == RequestStatus.PENDING and approved_by:
+        left = row.approvals_needed - len(approved_by)
+        more = "one more team lead" if left == 1 else f"{left} more team leads"
+        return (
+            f"approved by {', '.join(approved_by)}; waiting for {more} "
+            f"({row.approvals_needed} approvals needed); expires {when(row.expires_at)}"
+        )
     if status == RequestStatus.PENDING:
         needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
         return f"{word}{needed}; expires {when(row.expires_at)}"

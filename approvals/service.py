@@ -19,8 +19,10 @@ from approvals.policy import (
     decide_datastore,
     decide_job,
     require_cluster,
+    workspace_flag,
 )
 from approvals.render import (
+    revocation_done,
     short_ref,
     when,
 )
@@ -113,7 +115,7 @@ class AmlService(JobCommands, ViewCommands):
 
     def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        cluster = require_cluster(ws, command.cluster)
+        cluster = require_cluster(ws, command.cluster, self._must_name_workspace(person, command))
         duration = access_duration(ws, command.duration)
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
@@ -169,7 +171,7 @@ class AmlService(JobCommands, ViewCommands):
         return Reply(
             text=(
                 f"Grant {short_ref(grant.id)} ({grant.grantee} on `{grant.cluster}`) is revoked "
-                f"in Azure; the role assignment is deleted. Azure can take up to about 10 "
+                f"in Azure; {revocation_done(grant.mode)}. Azure can take up to about 10 "
                 f"minutes to stop honouring it everywhere."
             )
         )
@@ -184,8 +186,10 @@ class AmlService(JobCommands, ViewCommands):
                 f"Workspace `{ws.name}` already has a datastore named `{command.name}`; pick "
                 f"another name, or use it as `azureml://datastores/{command.name}/paths/...`.",
                 field="NAME",
-                example=f"/aml datastore register {command.name}2 --kind {command.store_kind} "
-                f"--account {command.account} --container {command.container}",
+                example=f"/aml datastore register {command.name}2"
+                f"{workspace_flag(ws, self._must_name_workspace(person, command))} "
+                f"--kind {command.store_kind} --account {command.account} "
+                f"--container {command.container}",
             )
         pending = self._pending_like(person, ws.name, "datastore", "name", command.name)
         if pending is not None:
@@ -214,9 +218,10 @@ class AmlService(JobCommands, ViewCommands):
 
     def _job_submit(self, person: str, command: m.JobSubmit, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        cluster = require_cluster(ws, command.compute)
+        named = self._must_name_workspace(person, command)
+        cluster = require_cluster(ws, command.compute, named)
         has_grant = self._active_grant(person, ws.name, cluster.name) is not None
-        decision = decide_job(ws, person, cluster, command.instances, has_grant)
+        decision = decide_job(ws, person, cluster, command.instances, has_grant, named)
         payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:

@@ -40,6 +40,11 @@ class ServiceBase:
     def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
         return self.directory.resolve_workspace(person, command.workspace, channel)
 
+    def _must_name_workspace(self, person: str, command: m.Command) -> bool:
+        """Whether a command we suggest must say `--workspace` to reach the same one:
+        the person named it, or belongs to several (a DM would not know which)."""
+        return command.workspace is not None or len(self.directory.workspaces_of(person)) > 1
+
     def _load_request(self, request_id: int) -> RequestRow:
         with self.store.transaction() as session:
             return self.workflow.load(session, request_id)

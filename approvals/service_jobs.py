@@ -33,9 +33,13 @@ class JobCommands(ServiceBase):
                 statement = statement.where(JobRow.workspace == command.workspace)
             job = session.scalars(statement).first()
         if job is None:
+            named = self._must_name_workspace(person, command)
+            where = f" --workspace {command.workspace}" if command.workspace else ""
+            if named and not where:
+                where = " --workspace NAME"
             raise NotFoundUserError(
-                f"amlbot is not following a job `{ref}`. Jobs it follows: `/aml job list`; "
-                f"to follow another job of the workspace: `/aml job watch {ref}`."
+                f"amlbot is not following a job `{ref}`. Jobs it follows: `/aml job list{where}`; "
+                f"to follow another job of the workspace: `/aml job watch {ref}{where}`."
             )
         if job.workspace not in {ws.name for ws in self.directory.workspaces_of(person)}:
             raise PermissionRefusedError(f"Job `{ref}` is in a workspace you are not a member of.")

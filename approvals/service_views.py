@@ -15,7 +15,8 @@ from approvals.render import (
 from approvals.replies import Reply
 from approvals.service_base import ServiceBase
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import AuditRow, GrantRow, RequestRow
+from approvals.workflow import not_yours
 from commands import models as m
 from commands.errors import (
     PermissionRefusedError,
@@ -143,6 +144,8 @@ class ViewCommands(ServiceBase):
 
     def _request_show(self, person: str, command: m.RequestShow, channel: str | None) -> Reply:
         row = self._load_request(command.request_id)
+        if not self.workflow.may_see(person, row):
+            raise PermissionRefusedError(not_yours(row.id))
         if row.requester != person and not self.directory.is_lead(person, row.workspace):
             raise PermissionRefusedError(
                 f"Request {short_ref(row.id)} is visible to {row.requester} and the team leads "
@@ -172,7 +175,18 @@ class ViewCommands(ServiceBase):
         lines = [f"*Audit trail of {', '.join(f'`{w}`' for w in lead_of)}* (newest first)"]
         for row in rows:
             lines.append(
-                f"• {when(row.at)} {row.actor} {row.action} {row.target or ''} -> {row.outcome}"
+                f"• {when(row.at)} {row.actor} {row.action} {row.target or ''}"
+                f"{_what_was_asked(row)} -> {row.outcome}"
             )
         lines.append("Full export: `amlbot audit export --format jsonl`")
         return Reply(text="\n".join(lines))
+
+
+def _what_was_asked(row: AuditRow) -> str:
+    """The request's summary (cluster and duration, datastore, job) as the export has it,
+    so a lead reading the trail in chat sees what was asked, not only a number."""
+    summary = (row.detail or {}).get("summary")
+    if not summary:
+        return ""
+    text = str(summary)
+    return f" ({text[:117]}...)" if len(text) > 120 else f" ({text})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,7 +106,9 @@ class Workflow(Execution, GrantKeeper):
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
-        if not self.directory.is_lead(actor, row.workspace):
+        if not self.may_see(actor, row):
+            problem = not_yours(row.id)
+        elif not self.directory.is_lead(actor, row.workspace):
             leads = ", ".join(self.directory.leads(row.workspace))
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
@@ -132,10 +134,41 @@ class Workflow(Execution, GrantKeeper):
             )
         raise PermissionRefusedError(problem)
 
+    def may_see(self, person: str, row: RequestRow) -> bool:
+        """Members of a request's workspace may see it; to anyone else it is not there."""
+        return person == row.requester or any(
+            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        )
+
     def _not_pending(self, row: RequestRow) -> UserError:
         from approvals.render import status_line
 
         return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
+
+    def _already_approved(self, row: RequestRow, actor: str) -> UserError | None:
+        """What a lead who approved before hears on approving again: where it stands now."""
+        with self.store.transaction() as session:
+            votes = list(
+                session.scalars(select(VoteRow.approver).where(VoteRow.request_id == row.id))
+            )
+        if actor not in votes:
+            return None
+        ref = short_ref(row.id)
+        status = RequestStatus(row.status)
+        if status == RequestStatus.PENDING:
+            return UserError(
+                f"You already approved {ref} ({len(votes)} of {row.approvals_needed}); "
+                f"it needs another team lead."
+            )
+        if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
+            return UserError(f"You already approved {ref}; it is being carried out now.")
+        if status == RequestStatus.SUCCEEDED:
+            return UserError(
+                f"You already approved {ref}; it has been carried out. {self.outcome_text(row)}"
+            )
+        if status == RequestStatus.FAILED:
+            return UserError(f"You already approved {ref}; carrying it out failed: {row.error}")
+        return None
 
     def expire_if_due(self, request_id: int) -> bool:
         """Expire a pending request whose time ran out. True if this call expired it."""
@@ -181,15 +214,17 @@ class Workflow(Execution, GrantKeeper):
         if row.status in (RequestStatus.APPROVED, RequestStatus.EXECUTING):
             return self.approve_in_flight(row, actor)
         if row.status != RequestStatus.PENDING:
-            raise self._not_pending(row)
+            raise self._already_approved(row, actor) or self._not_pending(row)
         now = self.clock.now()
         try:
             with self.store.transaction() as session:
                 session.add(VoteRow(request_id=row.id, approver=actor, at=now))
         except IntegrityError:
-            raise UserError(
-                f"You already approved {short_ref(row.id)}; it needs another team lead."
-            ) from None
+            # A double click: the first click may have carried the request out since we
+            # read it, so the answer describes the request as it is now.
+            with self.store.transaction() as session:
+                current = self.load(session, row.id)
+            raise self._already_approved(current, actor) or self._not_pending(current) from None
         with self.store.transaction() as session:
             votes = (
                 session.scalar(
@@ -208,6 +243,13 @@ class Workflow(Execution, GrantKeeper):
                     target=short_ref(row.id),
                     votes=votes,
                     needed=row.approvals_needed,
+                )
+                # The card redraws only for a newer version: this vote changes what it shows.
+                session.execute(
+                    update(RequestRow)
+                    .where(RequestRow.id == row.id)
+                    .values(version=RequestRow.version + 1)
+                    .execution_options(synchronize_session=False)
                 )
                 outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
                 return row, (
@@ -253,6 +295,8 @@ class Workflow(Execution, GrantKeeper):
     def cancel(self, request_id: int, actor: str) -> RequestRow:
         with self.store.transaction() as session:
             row = self.load(session, request_id)
+        if row.requester != actor and not self.may_see(actor, row):
+            raise PermissionRefusedError(not_yours(row.id))
         if row.requester != actor:
             raise PermissionRefusedError(
                 f"Only {row.requester}, who asked, can cancel {short_ref(row.id)}."
@@ -318,6 +362,15 @@ class Workflow(Execution, GrantKeeper):
                 )
             )
         return [request_id for request_id in due if self.expire_if_due(request_id)]
+
+
+def not_yours(request_id: int) -> str:
+    """The refusal for a request of a workspace the person is not in: it names neither
+    that workspace nor its people, which they could not see otherwise."""
+    return (
+        f"There is no request {short_ref(request_id)} in a workspace you belong to; "
+        f"nothing was done. Yours: `/aml request list`."
+    )
 
 
 def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:

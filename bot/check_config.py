@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from approvals.config import ConfigError, load_config
+from commands.durations import format_duration
 
 
 def check_config(path: str | None, *, online: bool = False) -> int:
@@ -36,7 +37,7 @@ def check_config(path: str | None, *, online: bool = False) -> int:
             print(f"  instance {instance.name}: {instance.vm_sku}")
         print(
             f"  policy: access {policy.access.role} at {policy.access.scope} scope "
-            f"({policy.access.mode}), requests expire after {policy.request_ttl}, "
+            f"({policy.access.mode}), requests expire after {format_duration(policy.request_ttl)}, "
             f"two approvers for: {', '.join(policy.two_approvers) or 'nothing'}"
         )
         if len(ws.team_leads) < 2 and policy.two_approvers:

@@ -57,16 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print("Environment error:", file=sys.stderr)
         for error in exc.errors():
             variable = ".".join(str(part) for part in error["loc"])
             # Never echo what may be a secret (a token, a database URL with its password).
             secret = any(word in variable for word in ("TOKEN", "SECRET", "URL"))
             given = "" if secret else f"={error.get('input')!r}"
-            print(f"  - {variable}{given}: {error['msg']}", file=sys.stderr)
+            print(f"Environment error: {variable}{given}: {error['msg']}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

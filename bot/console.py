@@ -21,7 +21,7 @@ from approvals.tables import OutboxRow, RequestRow
 from bot.delivery import OutboxWorker
 from bot.notify.idle import IdleFinding
 from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST
+from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from bot.notify.sweeps import run_due
 from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
@@ -153,6 +153,9 @@ class Console:
                     *buttons,
                 ]
             )
+        if row.kind == REQUEST_REMINDER:
+            leads = ", ".join(f"@{lead}" for lead in payload.get("leads") or [])
+            return f"[to {leads}] {payload['text']}"
         if row.kind == GRANT_EXPIRING:
             return (
                 f"[to @{payload['person']}] {payload['text']}\n"

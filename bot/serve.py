@@ -429,6 +429,7 @@ def serve_health(port: int, ready: Callable[[], bool]) -> None:
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from bot.access_log import uvicorn_log_config
     from bot.slack.http import asgi_app
 
     class DrainingServer(uvicorn.Server):
@@ -445,6 +446,8 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
+            # Event Grid's shared secret comes as `?code=`: no query string reaches the log.
+            log_config=uvicorn_log_config(),
             lifespan="off",
             # Slack closes idle connections itself; keep ours open a little longer.
             timeout_keep_alive=30,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +14,10 @@ def default_database_url() -> str:
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     folder = Path(state_home) / "amlbot"
     return f"sqlite:///{folder / 'amlbot.sqlite3'}"
+
+
+# The names Python's logging knows; anything else would end `logging.basicConfig` in a traceback.
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Settings(BaseSettings):
@@ -35,7 +40,7 @@ class Settings(BaseSettings):
     eventgrid_secret: SecretStr | None = Field(
         default=None, validation_alias="AMLBOT_EVENTGRID_SECRET"
     )
-    log_level: str = Field(default="INFO", validation_alias="AMLBOT_LOG_LEVEL")
+    log_level: LogLevel = Field(default="INFO", validation_alias="AMLBOT_LOG_LEVEL")
     # `amlbot work` processes that `amlbot serve` starts on PostgreSQL (on SQLite its one
     # worker runs in-process); None: one per CPU the process may use, 1 to 4; 0: the edge
     # alone (workers deployed separately). Each takes about 100 MB, 200 MB once it has
@@ -48,6 +53,11 @@ class Settings(BaseSettings):
     simulated_latency: float = Field(
         default=0.0, ge=0, le=60, validation_alias="AMLBOT_SIMULATED_LATENCY_SECONDS"
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     def ensure_database_folder(self) -> None:
         if self.database_url.startswith("sqlite:///"):

@@ -49,6 +49,7 @@ class Backends:
             self.clock,
             environments=ws.environments,
             latency=self.simulated_latency,
+            coordinates=ws.azure,
         )
 
     def install(self, workspace: str, backend: WorkspaceBackend) -> None:

@@ -172,7 +172,8 @@ SPECS: tuple[Spec, ...] = (
                 "code",
                 required=False,
                 flag="--code",
-                help="registered code asset azureml:NAME:VERSION or a git URL",
+                help="registered code asset azureml:NAME:VERSION or an https:// storage folder URL "
+                "(not git)",
             ),
             Arg(
                 "inputs",

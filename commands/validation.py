@@ -165,25 +165,52 @@ def environment(value: str, field: str = "--environment") -> str:
     )
 
 
+# Hosts of git repositories: azure-ai-ml takes a command job's code from a local folder (which
+# it uploads), a registered code asset or a storage URL, never from git.
+_GIT_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "dev.azure.com", "visualstudio.com")
+CODE_FORMS = (
+    "a registered code asset (`azureml:NAME:VERSION`) or the `https://` URL of a storage "
+    "folder holding the code (`https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH/`)"
+)
+
+
 def code_reference(value: str, field: str = "--code") -> str:
-    """Only registered code assets or git URLs: the bot never uploads files from its host."""
+    """Registered code assets or storage URLs only: the bot never uploads files from its
+    host, and azure-ai-ml cannot take a command job's code from git."""
     refuse_secrets(value, uri=True)
     if re.fullmatch(r"azureml:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", value):
         return value
-    if re.fullmatch(r"(?:git\+)?https://[A-Za-z0-9.-]+/\S+", value):
+    if _is_git_url(value):
+        raise UsageError(
+            f"{field} `{value[:80]}` is a git repository, and Azure ML command jobs cannot "
+            f"take their code from git. Give {CODE_FORMS}; a team lead can register a "
+            f"checkout as a code asset (`az ml code create`).",
+            field=field,
+            example="--code azureml:bert-train:3",
+        )
+    if re.fullmatch(r"https://[A-Za-z0-9.-]+/\S+", value):
         return value
     if _is_local_path(value):
         raise UsageError(
             f"{field} `{value[:80]}` is a local path, and amlbot does not upload files: it runs "
-            f"in its own place, not on your machine. Register the folder as a code asset and "
-            f"give `azureml:NAME:VERSION`, or push it to git and give the `https://` URL.",
+            f"in its own place, not on your machine. Give {CODE_FORMS}.",
             field=field,
             example="--code azureml:bert-train:3",
         )
     raise UsageError(
-        f"{field} `{value[:80]}` is not usable: amlbot runs code from a registered code asset "
-        f"(`azureml:NAME:VERSION`) or a git URL (`https://github.com/org/repo`), and never "
-        f"uploads local files.",
+        f"{field} `{value[:80]}` is not usable: give {CODE_FORMS}; amlbot never uploads "
+        f"local files.",
         field=field,
         example="--code azureml:bert-train:3",
     )
+
+
+def _is_git_url(value: str) -> bool:
+    lowered = value.lower()
+    if lowered.startswith(("git+", "git@", "git://", "ssh://")) or "/_git/" in lowered:
+        return True
+    if lowered.rstrip("/").endswith(".git"):
+        return True
+    found = re.match(r"https?://([^/:]+)", lowered)
+    host = found.group(1) if found else ""
+    return any(host == git or host.endswith("." + git) for git in _GIT_HOSTS)

@@ -69,14 +69,17 @@ class LocalWorkspace:
         clock: Clock,
         environments: list[str] | None = None,
         latency: float = 0.0,
+        coordinates: AzureCoordinates | None = None,
     ) -> None:
+        """`coordinates`: where the simulated workspace stands in for one in Azure (the
+        configuration's `azure:`), so its studio links and scopes name that workspace."""
         for spec in clusters:
             if not 0 <= spec.min_nodes <= spec.nodes:
                 raise ValueError(
                     f"cluster {spec.name}: min_nodes {spec.min_nodes} must be 0..{spec.nodes}"
                 )
         self.workspace = workspace
-        self.coordinates = AzureCoordinates(
+        self.coordinates = coordinates or AzureCoordinates(
             subscription_id="local", resource_group="local", workspace_name=workspace
         )
         self._clock = clock

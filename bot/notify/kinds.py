@@ -2,6 +2,8 @@
 
 - `grant.expiring` {grant_id, person, workspace, cluster, expires_at, request_id, text}:
   tell a grantee their access ends soon, with an Extend button.
+- `request.reminder` {request_id, leads, text}: a pending request expires soon; one reply in
+  its card's thread naming every lead who has not voted, and a DM to each of them.
 - `idle.digest` {workspace, digest_id, text}: the idle computes of one workspace found by one
   sweep, one message in its channel, each item with Stop / Set minimum to 0 / Set idle time /
   Snooze.
@@ -13,3 +15,4 @@ from __future__ import annotations
 
 GRANT_EXPIRING = "grant.expiring"
 IDLE_DIGEST = "idle.digest"
+REQUEST_REMINDER = "request.reminder"

@@ -15,7 +15,7 @@ from approvals import outbox
 from approvals.render import short_ref, when
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow, VoteRow
-from bot.notify.kinds import GRANT_EXPIRING
+from bot.notify.kinds import GRANT_EXPIRING, REQUEST_REMINDER
 from bot.wiring import Core
 from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError
@@ -128,16 +128,17 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
                 f"{format_duration(request.expires_at - now)}, unless a team lead decides it: "
                 f'`/aml approve {request.id}` or `/aml deny {request.id} --reason "..."`.'
             )
-            for lead in ws.team_leads:
-                if lead == request.requester or lead in voted:
-                    continue
-                outbox.notify_person(
+            leads = [
+                lead for lead in ws.team_leads if lead != request.requester and lead not in voted
+            ]
+            if leads:
+                # One message for all of them: one reply in the card's thread, not one per lead.
+                outbox.enqueue(
                     session,
-                    lead,
-                    text,
+                    REQUEST_REMINDER,
+                    {"request_id": request.id, "leads": leads, "text": text},
                     now=now,
-                    request_id=request.id,
-                    dedupe_key=f"remind:{request.id}:{lead}",
+                    dedupe_key=f"remind:{request.id}",
                 )
             reminded.append(request.id)
     return reminded

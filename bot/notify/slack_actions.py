@@ -17,7 +17,7 @@ from approvals.tables import OutboxRow
 from bot.delivery import PermanentDeliveryError
 from bot.notify.idle_actions import act_on_item, snooze_item
 from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST
+from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from bot.notify.reminders import extension_request
 from bot.notify.slack_views import (
     EXTEND_ACTION,
@@ -31,6 +31,7 @@ from bot.notify.tables import IdleItemRow
 from bot.slack.delivery import DeliveryContext, register_renderer
 from bot.slack.edge import Delivery, SlackEdge
 from bot.slack.listeners.common import channel_of, tell
+from bot.slack.views.card import notice
 from commands.errors import UserError
 
 UNKNOWN_BUTTON = "That button does not belong to anything amlbot knows; nothing was done."
@@ -61,7 +62,32 @@ def render_idle_digest(row: OutboxRow, context: DeliveryContext) -> None:
         context.post(row, f"digest:{lead}", channel=context.user_id(lead), message=message)
 
 
+def render_request_reminder(row: OutboxRow, context: DeliveryContext) -> None:
+    """One reply in the card's thread naming every lead to remind, and a DM to each (a
+    mention does not reach a lead who is not in the channel)."""
+    payload = row.payload
+    text = str(payload["text"])
+    leads = [str(lead) for lead in payload.get("leads") or []]
+    if not leads:
+        return
+    user_ids = {lead: context.user_id(lead) for lead in leads}
+    card = context.cards.channel_card(int(payload["request_id"]))
+    if card is not None:
+        mentions = " ".join(f"<@{user_id}>" for user_id in user_ids.values())
+        context.post(
+            row,
+            "thread",
+            channel=card.channel,
+            thread_ts=card.ts,
+            message=notice(text, prefix=f"{mentions} "),
+        )
+    if card is None or context.dm_notices:
+        for lead, user_id in user_ids.items():
+            context.post(row, f"dm:{lead}", channel=user_id, message=notice(text))
+
+
 register_renderer(GRANT_EXPIRING, render_grant_expiring)
+register_renderer(REQUEST_REMINDER, render_request_reminder)
 register_renderer(IDLE_DIGEST, render_idle_digest)
 
 # ---- listeners (jobs run on the edge's threads after the ack) ------------------------

@@ -39,9 +39,9 @@ def _load(context: DeliveryContext, request_id: int) -> tuple[RequestRow, list[s
 
 
 def card_message(context: DeliveryContext, request: RequestRow, votes: list[str]) -> SlackMessage:
-    description = describe_request(request, context.core.config)
-    requester_id = context.identity.directory.slack_id_of(request.requester)
     pending_votes = votes if request.status == "pending" else []
+    description = describe_request(request, context.core.config, pending_votes)
+    requester_id = context.identity.directory.slack_id_of(request.requester)
     return approval_card(
         description,
         requester_mention=mention(requester_id, request.requester),

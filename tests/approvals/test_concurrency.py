@@ -6,19 +6,18 @@ import multiprocessing
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from approvals.config import AppConfig, parse_config
 from approvals.tables import AuditRow
 from bot.wiring import Core, build_core
+from tests.paths import EXAMPLE_CONFIG
 from workspaces.clock import ManualClock
 
 TWO_LEADS = (
-    Path("deploy/config.example.yml")
-    .read_text()
+    EXAMPLE_CONFIG.read_text()
     .replace("team_leads: [bob]", "team_leads: [bob, carol]")
     .replace("data_scientists: [alice, carol]", "data_scientists: [alice]")
 )
@@ -96,3 +95,35 @@ def test_two_processes_deciding_at_once_execute_once(database_url: str, clock: M
     assert executions(core) == 1
     backend = core.backends("demo")
     assert len(backend.role_assignments()) == 1  # type: ignore[attr-defined]
+
+
+def test_a_double_click_that_lost_the_race_hears_what_is_true_now(core: Core) -> None:
+    """The second click read the request while it was pending; by the time it records its
+    vote, the first click has approved and carried it out. The second answer says so."""
+    request_id = core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --reason 'double click'"
+    ).request_id
+    first_click: list[str] = []
+
+    def first_click_overtakes(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO REQUEST_VOTES") and not first_click:
+            first_click.append("running")
+            thread = threading.Thread(
+                target=lambda: first_click.append(
+                    core.service.handle_text("bob", f"/aml approve {request_id}").text
+                )
+            )
+            thread.start()
+            thread.join(timeout=60)
+
+    event.listen(core.store.engine, "before_cursor_execute", first_click_overtakes)
+    try:
+        second = core.service.handle_text("bob", f"/aml approve {request_id}")
+    finally:
+        event.remove(core.store.engine, "before_cursor_execute", first_click_overtakes)
+    assert first_click[1].startswith(f"Approved #{request_id}")
+    assert not second.ok
+    assert "needs another team lead" not in second.text
+    assert f"You already approved #{request_id}; it has been carried out" in second.text
+    assert "has access to `gpu-cluster`" in second.text
+    assert executions(core) == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import pytest
 
 from approvals.config import ConfigError, load_config, parse_config
 from bot.cli import main
+from tests.paths import EXAMPLE_CONFIG
 
 MINIMAL = """
 people:
@@ -38,7 +40,7 @@ def test_demo_configuration_has_the_documented_people_and_clusters() -> None:
 
 
 def test_example_file_under_deploy_is_the_demo() -> None:
-    assert load_config("deploy/config.example.yml") == load_config(None)
+    assert load_config(str(EXAMPLE_CONFIG)) == load_config(None)
 
 
 def test_seed_style_priority_spelling_is_accepted() -> None:
@@ -121,6 +123,25 @@ def test_check_config_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "workspace demo: backend local" in out
     assert "cluster gpu-cluster: STANDARD_NC6s_v3, 2 nodes" in out
+    assert "requests expire after 1d," in out  # the bot's own duration format
+
+
+def test_an_unknown_log_level_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMLBOT_LOG_LEVEL", "LOUD")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "AMLBOT_LOG_LEVEL='LOUD'" in err
+    assert all(level in err for level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+
+
+def test_a_log_level_in_lower_case_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMLBOT_LOG_LEVEL", "debug")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # the CLI sets it; later tests keep theirs
+    assert main(["check-config"]) == 0
 
 
 def test_check_config_exits_1_with_errors(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

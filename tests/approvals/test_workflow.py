@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
+from approvals.config import AppConfig
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
+from tests.paths import EXAMPLE_CONFIG
 from workspaces.clock import ManualClock
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
@@ -75,7 +76,7 @@ def test_second_approval_does_not_execute_twice(core: Core) -> None:
     assert core.service.handle_text("bob", f"/aml approve {request_id}").ok
     again = core.service.handle_text("bob", f"/aml approve {request_id}")
     assert not again.ok
-    assert "no longer pending" in again.text
+    assert f"You already approved #{request_id}; it has been carried out" in again.text
     with core.store.transaction() as session:
         assert len(session.scalars(select(GrantRow)).all()) == 1
 
@@ -103,6 +104,66 @@ def test_job_without_grant_is_refused_with_the_access_command(core: Core) -> Non
     )
     assert not reply.ok
     assert "/aml access request gpu-cluster" in reply.text
+
+
+def carol_in_two_workspaces(demo_config: AppConfig) -> AppConfig:
+    demo = demo_config.workspaces["demo"]
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["carol"]}
+    )
+    return demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}})
+
+
+def test_suggested_access_command_names_the_workspace_when_it_must(
+    sqlite_url: str, make_core: Callable[..., Core], demo_config: AppConfig
+) -> None:
+    """carol belongs to two workspaces and types in a DM (no channel): the command the
+    refusal suggests must work there as it is, so it names the workspace."""
+    core = make_core(carol_in_two_workspaces(demo_config), sqlite_url)
+    reply = core.service.handle_text(
+        "carol",
+        f"/aml job submit --workspace demo --compute gpu-cluster --environment {ENV} "
+        f'--command "python train.py"',
+    )
+    assert not reply.ok
+    suggested = reply.text.split("`")[-2]
+    assert suggested.startswith("/aml access request gpu-cluster --workspace demo --for ")
+    followed = core.service.handle_text("carol", suggested.replace("what you need it for", "bert"))
+    assert followed.ok and "is waiting for a team lead of `demo`" in followed.text
+
+
+def test_suggested_access_command_stays_short_for_a_single_workspace(core: Core) -> None:
+    reply = core.service.handle_text(
+        "carol",
+        f'/aml job submit --compute gpu-cluster --environment {ENV} --command "python train.py"',
+    )
+    assert "`/aml access request gpu-cluster --for " in reply.text
+
+
+def test_typed_decisions_on_another_workspaces_request_reveal_nothing_of_it(
+    sqlite_url: str, make_core: Callable[..., Core], demo_config: AppConfig
+) -> None:
+    demo = demo_config.workspaces["demo"].model_copy(update={"data_scientists": ["carol"]})
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["alice"]}
+    )
+    core = make_core(
+        demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}}),
+        sqlite_url,
+    )
+    request_id = ask_access(core)  # alice's, in `research`
+    for typed in (
+        f"/aml approve {request_id}",
+        f"/aml deny {request_id} --reason 'not for you'",
+        f"/aml request cancel {request_id}",
+        f"/aml request show {request_id}",
+    ):
+        reply = core.service.handle_text("carol", typed)
+        assert not reply.ok
+        assert f"There is no request #{request_id} in a workspace you belong to" in reply.text
+        assert "research" not in reply.text and "bob" not in reply.text
+        assert "alice" not in reply.text and "gpu-cluster" not in reply.text
+    assert status_of(core, request_id) == RequestStatus.PENDING
 
 
 def test_shared_cluster_needs_no_grant(core: Core) -> None:
@@ -169,6 +230,13 @@ def test_audit_is_for_leads_only(core: Core) -> None:
     assert not alice.ok and "team leads only" in alice.text
 
 
+def test_audit_says_what_each_request_asked_for(core: Core) -> None:
+    request_id = ask_access(core)
+    bob = core.service.handle_text("bob", "/aml audit")
+    line = next(x for x in bob.text.splitlines() if "access.requested" in x)
+    assert f"#{request_id} (access to gpu-cluster for " in line and line.endswith("-> pending")
+
+
 def test_requester_can_cancel_while_pending(core: Core) -> None:
     request_id = ask_access(core)
     assert core.service.handle_text("alice", f"/aml request cancel {request_id}").ok
@@ -218,7 +286,7 @@ def test_two_approvers_policy_needs_two_distinct_leads(
 ) -> None:
     from approvals.config import parse_config
 
-    text = Path("deploy/config.example.yml").read_text()
+    text = EXAMPLE_CONFIG.read_text()
     text = (
         text.replace("team_leads: [bob]", "team_leads: [bob, carol]")
         .replace("two_approvers: []", "two_approvers: [access]")
@@ -304,3 +372,17 @@ def test_secret_refusal_is_audited_by_kind_only(core: Core) -> None:
         "secret",
         {"detail_kind": "a Slack token"},
     )
+
+
+def test_simulated_studio_links_name_the_configured_azure_workspace(core: Core) -> None:
+    reply = core.service.handle_text(
+        "bob",
+        f'/aml job submit --compute cpu-cluster --environment {ENV} --command "python train.py"',
+    )
+    assert reply.ok, reply.text
+    demo = core.config.workspaces["demo"].azure
+    assert f"wsid={demo.workspace_scope}" in reply.text
+    assert "/subscriptions/00000000-0000-4000-8000-000000000000/resourceGroups/rg-amlbot-demo/" in (
+        reply.text
+    )
+    assert "subscriptions/local" not in reply.text

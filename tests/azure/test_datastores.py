@@ -115,3 +115,15 @@ def test_a_registered_datastore_is_listed_with_the_tags_that_name_its_request(
 
     # How a resumed request recognises the datastore its interrupted attempt registered.
     assert listed.tags == {"amlbot-request": "12", "amlbot-requester": "alice"}
+
+
+def test_a_workspace_without_a_default_datastore_lists_and_registers(
+    backend: AzureWorkspace, fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    for store in fake.workspace(coords).datastores.values():
+        store["properties"]["isDefault"] = False
+
+    stores = backend.list_datastores()
+
+    assert stores and not any(store.is_default for store in stores)
+    assert backend.register_datastore(spec()).name == "sales_raw"

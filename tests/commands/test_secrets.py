@@ -113,7 +113,7 @@ ORDINARY = [
     "--input d=https://contosodata.blob.core.windows.net/training/data.csv",
     "job submit --compute c1 --environment mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:"
     "0f3a1b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a0f3a1b9c8d7e6f5a4b3c2d1e --command x",
-    "job submit --compute c1 --environment e@latest --code https://github.com/contoso/bert --command x",
+    "job submit --compute c1 --environment e@latest --code azureml:bert-train:3 --command x",
     'job submit --compute c1 --environment e@latest --command "python x.py --password $DB_PASSWORD"',
     'job submit --compute c1 --environment e@latest --command "python x.py --password-file /mnt/pw"',
     'job submit --compute c1 --environment e@latest --command "python sweep.py sv=1 sig=2"',

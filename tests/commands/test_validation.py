@@ -159,14 +159,38 @@ def test_other_environments_name_the_forms(bad: str) -> None:
 
 @pytest.mark.parametrize(
     "code",
+    ["azureml:bert-train:3", "https://contosodata.blob.core.windows.net/code/bert/"],
+)
+def test_code_is_a_registered_asset_or_a_storage_folder(code: str) -> None:
+    assert v.code_reference(code) == code
+
+
+@pytest.mark.parametrize(
+    "url",
     [
-        "azureml:bert-train:3",
         "https://github.com/contoso/bert",
         "git+https://dev.azure.com/c/p/_git/r",
+        "https://dev.azure.com/c/p/_git/r",
+        "https://git.contoso.com/ml/bert.git",
+        "git@github.com:contoso/bert.git",
     ],
 )
-def test_code_is_a_registered_asset_or_a_git_url(code: str) -> None:
-    assert v.code_reference(code) == code
+def test_git_urls_are_refused_with_what_is_taken_instead(url: str) -> None:
+    """azure-ai-ml takes no git repository as a command job's code, so the parser says so
+    at once, instead of the request failing in Azure after a lead approved it."""
+    with pytest.raises(UsageError) as caught:
+        v.code_reference(url)
+    assert caught.value.field == "--code"
+    assert "cannot take their code from git" in caught.value.message
+    assert "azureml:NAME:VERSION" in caught.value.message
+    assert caught.value.example == "--code azureml:bert-train:3"
+
+
+def test_help_for_job_submit_promises_no_git_url() -> None:
+    from commands.help import help_text
+
+    text = help_text("job submit")
+    assert "--code" in text and "a git URL" not in text and "(not git)" in text
 
 
 @pytest.mark.parametrize("path", ["./src", "src", "/home/alice/src", "C:\\src", "file:///src"])

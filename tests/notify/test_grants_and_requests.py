@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from approvals.tables import GrantRow, RequestRow
-from bot.notify.kinds import GRANT_EXPIRING
+from bot.notify.kinds import GRANT_EXPIRING, REQUEST_REMINDER
 from bot.notify.reminders import extension_request, remind_pending_requests, warn_expiring_grants
 from bot.notify.runtime import NotificationScheduler
 from bot.notify.sweeps import run_due, run_startup
@@ -134,8 +134,8 @@ def test_leads_are_reminded_once_before_a_request_expires(core: Core, clock: Man
     assert remind_pending_requests(core, clock.now()) == [1]
     assert remind_pending_requests(core, clock.now()) == []
 
-    reminders = [p for p in notices(core) if p["text"].startswith("Reminder")]
-    assert [(p["person"], p["request_id"]) for p in reminders] == [("bob", 1)]
+    reminders = notices(core, REQUEST_REMINDER)
+    assert [(p["leads"], p["request_id"]) for p in reminders] == [(["bob"], 1)]
     assert "expires 2026-01-06 09:00 UTC, in 1h59m" in reminders[0]["text"]
     with core.store.transaction() as session:
         request = session.get(RequestRow, 1)

@@ -120,6 +120,55 @@ def test_requester_cannot_approve_own_request(
     core.store.engine.dispose()
 
 
+def test_first_of_two_approvals_redraws_the_card_with_who_approved(
+    demo_config: AppConfig, sqlite_url: str, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    demo = demo_config.workspaces["demo"]
+    two_approvers = demo.model_copy(
+        update={
+            "team_leads": ["bob", "carol"],
+            "data_scientists": ["alice"],
+            "policy": demo.policy.model_copy(update={"two_approvers": ["access"]}),
+        }
+    )
+    config = demo_config.model_copy(update={"workspaces": {"demo": two_approvers}})
+    core = build_core(config, database_url=sqlite_url, clock=clock)
+    with running_bot(core, clock, fake_slack) as harness:
+        request_id = ask_for_access(harness)
+        card = harness.card(request_id)
+        harness.click(BOB, APPROVE_ACTION, request_id)
+        assert "1 of 2" in harness.answer_to(BOB, containing="is recorded")
+        updated = wait_for(
+            lambda: (m := harness.slack.message(CHANNEL, card.ts)).edits and m,
+            what="the card to be redrawn after the first approval",
+        )
+        assert "approved by bob; waiting for one more team lead" in updated.all_text
+        assert buttons(updated.blocks) == ["amlbot.approve", "amlbot.deny"]
+    core.store.engine.dispose()
+
+
+def test_a_click_on_another_workspaces_request_reveals_nothing_of_it(
+    demo_config: AppConfig, sqlite_url: str, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    demo = demo_config.workspaces["demo"].model_copy(update={"data_scientists": ["carol"]})
+    research = demo.model_copy(
+        update={"name": "research", "channel": None, "data_scientists": ["alice"]}
+    )
+    config = demo_config.model_copy(update={"workspaces": {"demo": demo, "research": research}})
+    core = build_core(config, database_url=sqlite_url, clock=clock)
+    with running_bot(core, clock, fake_slack) as harness:
+        theirs = ask_for_access(harness, user=ALICE)  # alice is in `research` only
+        ours = ask_for_access(harness, user=CAROL)
+        forged = harness.click_payload(CAROL, APPROVE_ACTION, theirs, harness.card(ours))
+        harness.post(interactive_body(forged))
+        refusal = harness.answer_to(CAROL, containing=f"#{theirs}")
+        assert f"There is no request #{theirs} in a workspace you belong to" in refusal
+        assert "research" not in refusal and "bob" not in refusal
+        with harness.core.store.transaction() as session:
+            assert session.get(RequestRow, theirs).status == "pending"
+    core.store.engine.dispose()
+
+
 def test_non_lead_click_is_refused_ephemerally_and_audited(harness: SlackHarness) -> None:
     request_id = ask_for_access(harness)
     harness.click(CAROL, APPROVE_ACTION, request_id)
@@ -159,7 +208,8 @@ def test_a_second_click_after_the_decision_is_answered_not_executed(
     harness.click(BOB, APPROVE_ACTION, request_id, card)
     harness.answer_to(BOB, containing="Approved")
     harness.click(BOB, APPROVE_ACTION, request_id, card)  # a stale card, e.g. another client
-    assert "no longer pending" in harness.answer_to(BOB, containing="no longer pending")
+    answer = harness.answer_to(BOB, containing="already approved")
+    assert f"You already approved #{request_id}; it has been carried out" in answer
     with harness.core.store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(GrantRow)) == 1
 

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.slack.conftest import (
     BOB,
     BOT_TOKEN,
     CHANNEL,
+    ROOT,
     SIGNING_SECRET,
     USERS,
     start_serve,
@@ -266,3 +268,56 @@ def test_an_event_grid_delivery_is_accepted_and_recorded_by_a_worker(
     # What a worker then records for a followed job is tested in tests/notify/test_eventgrid.py;
     # here, that the served app hands the delivery over and answers at once (and the
     # fixture's teardown, that nothing logged a traceback).
+
+
+def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
+    tmp_path: Path,
+) -> None:
+    """Event Grid's documented `?code=` carries the shared secret; uvicorn's access log
+    (stdout, at INFO) shows the request with its query string cut."""
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
+        port = free_port()
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+            "AMLBOT_EVENTGRID_SECRET": EVENTGRID_SECRET,
+            "AMLBOT_LOG_LEVEL": "INFO",
+            "AMLBOT_WORK_PROCESSES": "1",
+        }
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "serve",
+                "--http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env={**inherited, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
+            response = post_signed(
+                url,
+                f"/azure/events?code={EVENTGRID_SECRET}",
+                "[]",
+                headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
+            )
+            assert response.status == 400  # an empty batch; answered, and so logged
+        finally:
+            process.terminate()
+            out, err = process.communicate(timeout=15)
+    logged = out + err
+    assert "POST /azure/events?[redacted]" in logged
+    assert EVENTGRID_SECRET not in logged

@@ -25,11 +25,20 @@ def list_datastores(clients: WorkspaceClients) -> list[DatastoreInfo]:
         ml = clients.ml()
         stores = list(ml.datastores.list())
         # The SDK's Datastore entity drops `isDefault`; Azure answers it with one more call.
-        default = ml.datastores.get_default().name
+        default = _default_name(ml)
     return sorted(
         (_info(store, is_default=store.name == default) for store in stores),
         key=lambda info: info.name,
     )
+
+
+def _default_name(ml: Any) -> str | None:
+    """The default datastore's name; None in a workspace that has none (azure-ai-ml's
+    `get_default` then raises StopIteration from its `next()` over an empty list)."""
+    try:
+        return str(ml.datastores.get_default().name)
+    except StopIteration:
+        return None
 
 
 def _info(store: Any, *, is_default: bool = False) -> DatastoreInfo:
