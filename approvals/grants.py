@@ -30,8 +30,11 @@ from workspaces.errors import WorkspaceError
 log = logging.getLogger(__name__)
 
 BOT = "amlbot"
-# Long enough for Azure's call with its own retries; a claim older than this is abandoned.
-REVOKE_LEASE = timedelta(minutes=5)
+# A claim older than this is taken to be abandoned (its process died) and the sweep deletes
+# again: short, so expired access is gone within about a minute of a crash. A slow Azure
+# call outliving it costs nothing: a second delete finds the assignment gone (404 counts as
+# revoked) and only one of the two finishers records and tells (compare-and-set).
+REVOKE_LEASE = timedelta(seconds=45)
 # After Azure failed: short, so the next sweep round (every 15 s) tries again.
 RETRY_LEASE = timedelta(seconds=10)
 _PROCESS = f"{socket.gethostname()}-{os.getpid()}"

@@ -35,7 +35,9 @@ from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
 
-CLAIM_FOR = timedelta(minutes=2)
+# A delivery is a few Slack calls of at most 10 s each (the clients' timeout); a claim older
+# than this belongs to a worker that died, and its message is delivered by another.
+CLAIM_FOR = timedelta(seconds=30)
 # The longest an edge may ask a row to wait (an unknown kind during a rolling deploy).
 MAX_BACKOFF = timedelta(minutes=5)
 MAX_ATTEMPTS = 20

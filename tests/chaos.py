@@ -340,7 +340,21 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
             and any(word in m.text for word in (" done", "failed", "submitted on"))
         ]
         if len(outcomes) != 1:
-            problems.append(f"#{request_id}: {len(outcomes)} outcome messages in its thread")
+            with engine.connect() as connection:
+                queued = connection.execute(
+                    text("SELECT kind, status, payload || ' ' || coalesce(last_error, '') || ' ' || coalesce(claimed_until::text, '-') || ' next ' || next_attempt_at::text || ' now ' || now()::text FROM outbox")
+                ).all()
+            about = [
+                (kind, status, str(payload)[-200:])
+                for kind, status, payload in queued
+                if f'"request_id": {request_id}' in str(payload)
+                or f"'request_id': {request_id}" in str(payload)
+            ]
+            thread = [m.text[:60] for m in slack.messages_in(CHANNEL) if m.thread_ts == ts]
+            problems.append(
+                f"#{request_id}: {len(outcomes)} outcome messages in its thread "
+                f"(thread: {thread}; outbox: {about})"
+            )
     return problems
 
 
@@ -366,10 +380,66 @@ def kill_round(
     started = time.monotonic()
     wait(lambda: all_final(engine, ids), recovery_timeout, f"requests {ids} to end")
     result = RoundResult(requests=len(ids), recovered_in=time.monotonic() - started)
-    # Outcome messages are delivered after the state change: give the outbox a moment.
-    deadline = time.monotonic() + 15
+    # Outcome messages are delivered after the state change; one the killed process had
+    # claimed waits for its claim to lapse (30 s): give the outbox that long.
+    deadline = time.monotonic() + 45
     while True:
         result.problems = check_promises(engine, bot.slack, ids)
         if not result.problems or time.monotonic() > deadline:
             return result
         time.sleep(0.25)
+
+
+def revoke_round(
+    bot: ServedBot,
+    engine: Engine,
+    user_id: str,
+    rng: random.Random,
+    *,
+    recovery_timeout: float = 120,
+) -> RoundResult:
+    """The holder revokes their active grants; SIGKILL mid-revocation (every delete in the
+    workspace takes `latency`), restart, and check the access is gone exactly once."""
+    with engine.connect() as connection:
+        grants = list(
+            connection.execute(
+                select(GrantRow.id, GrantRow.assignment_name, GrantRow.grantee).where(
+                    GrantRow.status == "active"
+                )
+            )
+        )
+    mine = [g for g in grants if g.grantee == _name_of(user_id)]
+    for grant in mine:
+        assert bot.command(user_id, f"access revoke {grant.id}") == 200
+    time.sleep(rng.uniform(0, bot.latency * 1.5))
+    bot.kill_all()
+    bot.start()
+    started = time.monotonic()
+    ids = [g.id for g in mine]
+
+    def revoked() -> bool:
+        with engine.connect() as connection:
+            statuses = connection.scalars(select(GrantRow.status).where(GrantRow.id.in_(ids))).all()
+        return all(status == "revoked" for status in statuses)
+
+    wait(revoked, recovery_timeout, f"grants {ids} to be revoked")
+    result = RoundResult(requests=len(ids), recovered_in=time.monotonic() - started)
+    with engine.connect() as connection:
+        left = set(connection.scalars(text("SELECT assignment_name FROM sim_role_assignments")))
+    for grant in mine:
+        if grant.assignment_name in left:
+            result.problems.append(f"grant {grant.id}: revoked, but its assignment is in Azure")
+    deadline = time.monotonic() + 15
+    while True:
+        told = [m for m in bot.slack.messages_in(user_id) if "was revoked" in m.text]
+        counts = Counter(g.id for g in mine for m in told if f"#{g.id})" in m.text)
+        missing = [g.id for g in mine if counts[g.id] != 1]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    result.problems += [f"grant {gid}: told {counts[gid]} times" for gid in missing]
+    return result
+
+
+def _name_of(user_id: str) -> str:
+    return f"ds{int(user_id.removeprefix('U0DS'))}"

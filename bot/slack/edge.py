@@ -28,7 +28,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
 
-from approvals import inbox
+from approvals import inbox, outbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
 from bot.slack.identity import Identity
@@ -305,9 +305,31 @@ class SlackEdge:
             log.exception("could not tell the person about error %s", error_id)
 
     def dead_letter(self, item: InboxItem, error_id: str) -> None:
-        """Told when a Slack item failed every attempt: the person hears it plainly."""
-        if item.handler.startswith(HANDLER_PREFIX) and "body" in item.payload:
-            self.tell_failure(item.payload["body"], error_id)
+        """Told when an item failed every attempt: the person hears it plainly, and the
+        leads of their workspaces are told where it is kept (the inbox, by its number)."""
+        body = item.payload.get("body")
+        if not item.handler.startswith(HANDLER_PREFIX) or not isinstance(body, dict):
+            return
+        self.tell_failure(body, error_id)
+        delivery = Delivery(body=body, home_team=item.payload.get("home_team"), retry_num=0)
+        person = self.person(delivery)
+        if person is None:
+            return
+        directory = self.core.service.directory
+        leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
+        now = self.core.clock.now()
+        with self.core.store.transaction() as session:
+            for lead in sorted(leads - {person}):
+                outbox.notify_person(
+                    session,
+                    lead,
+                    f"amlbot could not handle something {person} sent ({item.handler}) after "
+                    f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
+                    f"item {item.id}; the log has the details under that error id.",
+                    now=now,
+                    dedupe_key=f"dead-inbox:{item.id}:{lead}",
+                )
+        self.on_core_done()
 
     def home_team(self) -> str | None:
         """The team the bot is installed in; asked of Slack once (it may have been down

@@ -19,6 +19,7 @@ from tests.chaos import (
     engine_for,
     kill_round,
     people,
+    revoke_round,
     write_config,
 )
 from tests.conftest import postgres_schema_url
@@ -54,6 +55,17 @@ def test_killing_the_whole_server_mid_execution_strands_nothing(served: ServedBo
     for n, (user_id, name) in enumerate(list(SCIENTISTS.items())[:2]):
         result = kill_round(served, engine, user_id, name, n, rng, worker_only=False)
         assert result.problems == []
+    engine.dispose()
+
+
+def test_killing_the_server_mid_revocation_still_takes_the_access_away(
+    served: ServedBot,
+) -> None:
+    engine = engine_for(served.database_url)
+    rng = random.Random(10)
+    user_id, name = list(SCIENTISTS.items())[3]
+    assert kill_round(served, engine, user_id, name, 3, rng, worker_only=False).problems == []
+    assert revoke_round(served, engine, user_id, rng).problems == []
     engine.dispose()
 
 

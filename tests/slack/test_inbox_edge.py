@@ -97,3 +97,23 @@ def test_a_click_the_lead_makes_is_kept_like_a_command(harness: SlackHarness) ->
     assert "Approved" in harness.answer_to(BOB, containing="Approved")
     handlers = [row.handler for row in inbox_rows(harness.core)]
     assert handlers == ["slack.run_command", "slack.approve"]
+
+
+def test_an_item_that_fails_every_attempt_is_told_to_the_person_and_the_leads(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    with running_bot(core, clock, fake_slack) as harness:
+        worker = harness.bot.edge.worker
+        assert worker is not None
+        worker.max_attempts = 1
+        harness.bot.edge.jobs["slack.run_command"] = _always_fails
+        assert harness.command(ALICE, "help").status == 200
+        told = harness.answer_to(ALICE, containing="error id")
+        error_id = told.split("`")[1]
+        harness.dm_to(BOB, f"error id `{error_id}`")
+    [row] = inbox_rows(core)
+    assert row.status == "dead" and error_id in (row.last_error or "")
+
+
+def _always_fails(edge: object, delivery: object) -> None:
+    raise RuntimeError("a bug in this version")
