@@ -10,7 +10,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from commands import validation as v
-from commands.durations import DURATION_EXAMPLE, parse_duration
+from commands.durations import (
+    DURATION_EXAMPLE,
+    MAX_DURATION_TEXT,
+    DurationTooLongError,
+    parse_duration,
+)
 from commands.errors import UsageError
 from commands.grammar import WORKSPACE_FLAG, Arg, Spec, verb_groups
 from commands.models import AnyCommand, Help
@@ -120,6 +125,9 @@ def _convert(arg: Arg, raw: str, spec: Spec) -> Any:
     if arg.kind == "duration":
         try:
             return parse_duration(raw)
+        except DurationTooLongError:
+            allowed = f"at most {MAX_DURATION_TEXT}, like {DURATION_EXAMPLE}"
+            raise _invalid(label, raw, allowed, spec) from None
         except ValueError:
             allowed = f"write a duration longer than zero, like {DURATION_EXAMPLE}"
             raise _invalid(label, raw, allowed, spec) from None

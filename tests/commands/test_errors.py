@@ -217,3 +217,23 @@ def test_an_overlong_message_is_refused_without_echoing_it() -> None:
     error = usage_error(text)
     assert error.field == "command"
     assert "y" * 50 not in error.render()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("access request gpu-cluster --for 99999999999w --reason 'fine-tune'", "--for"),
+        ("audit --since 99999999999w", "--since"),
+        ("audit --since 999999999d", "--since"),
+        ("audit --since 521w", "--since"),
+    ],
+)
+def test_a_duration_past_the_maximum_names_the_field_and_the_maximum(text: str, field: str) -> None:
+    error = usage_error(text)
+    assert error.field == field
+    assert "at most 520w" in error.message
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    parse_command("audit --since 520w")
+    parse_command("audit --since 3640d")
