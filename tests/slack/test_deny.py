@@ -67,3 +67,17 @@ def test_non_lead_gets_no_modal_but_a_refusal(harness: SlackHarness) -> None:
     harness.click(CAROL, DENY_ACTION, request_id)
     assert "Only team leads" in harness.answer_to(CAROL, containing="Only team leads")
     assert not [v for v in harness.slack.views() if v.view.get("callback_id") == DENY_MODAL]
+
+
+def test_a_reason_with_a_control_character_comes_back_as_a_field_error(
+    harness: SlackHarness,
+) -> None:
+    request_id = ask_for_datastore(harness)
+    modal = open_deny_modal(harness, request_id)
+    response = harness.submit(
+        BOB, DENY_MODAL, reason_values("no\x00budget left"), modal["private_metadata"]
+    )
+    assert response.json()["response_action"] == "errors"
+    assert "control character" in response.json()["errors"]["reason"]
+    with harness.core.store.transaction() as session:
+        assert session.get(RequestRow, request_id).status == "pending"

@@ -122,3 +122,19 @@ def test_form_for_someone_in_no_workspace_is_not_opened(harness: SlackHarness) -
     harness.command(STRANGER, "job submit")
     assert "I don't know you yet" in harness.answer_to(STRANGER)
     assert not harness.slack.views()
+
+
+def test_a_control_character_in_a_form_field_is_refused_next_to_it(
+    harness: SlackHarness,
+) -> None:
+    view = form(harness, ALICE, "datastore register", DATASTORE_MODAL)
+    values = {
+        "name": {"name": text("trainingdata")},
+        "kind": {"kind": choice("blob")},
+        "account": {"account": text("contosodata")},
+        "container": {"container": text("training")},
+        "description": {"description": text("the\x00lake")},
+    }
+    response = harness.submit(ALICE, DATASTORE_MODAL, values, view["private_metadata"])
+    errors = response.json()["errors"]
+    assert list(errors) == ["description"] and "control character" in errors["description"]
