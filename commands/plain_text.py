@@ -20,9 +20,14 @@ def first_unstorable(text: str) -> str | None:
 
 
 def unstorable_message(field: str, char: str) -> str:
+    what = (
+        "a control character"
+        if not 0xD800 <= ord(char) <= 0xDFFF
+        else "an undecodable byte or half a surrogate pair"
+    )
     return (
-        f"{field} has a control character (U+{ord(char):04X}) that cannot be stored; "
-        f"remove it and give plain text."
+        f"{field} has {what} (U+{ord(char):04X}) that cannot be stored; remove it and give "
+        f"plain text."
     )
 
 

@@ -61,5 +61,11 @@ def test_a_control_character_is_refused_naming_its_field_and_nothing_is_stored(
     before = rows(core)
     reply = core.service.handle_text(who, text)
     assert not reply.ok and reply.error_id is None, reply.text
-    assert field in reply.text and "control character" in reply.text
+    assert field in reply.text and "that cannot be stored" in reply.text
     assert rows(core) == before
+
+
+def test_a_job_named_by_a_huge_number_is_looked_up_by_name_and_not_found(core: Core) -> None:
+    reply = core.service.handle_text("alice", "/aml job status " + "9" * 40)
+    assert not reply.ok and reply.error_id is None, reply.text
+    assert "not following a job" in reply.text
