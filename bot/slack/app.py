@@ -19,7 +19,7 @@ a thread after the ack (see `listeners/decisions.py`). Outbox kinds are added wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk import WebClient
@@ -80,6 +80,8 @@ class SlackBot:
     edge: SlackEdge
     deliverer: SlackDeliverer
     web_client: WebClient  # synchronous, for threads: the deliverer, e-mail lookups
+    # For the HTTP endpoint's own check in front of Bolt (`http.py`); never shown.
+    signing_secret: str = field(default="", repr=False)
 
 
 def build_slack(
@@ -130,7 +132,13 @@ def build_slack(
         )
         edge.acks_first.share_with_workers(edge.workers.ack_activity)
     deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
-    return SlackBot(app=app, edge=edge, deliverer=deliverer, web_client=web_client)
+    return SlackBot(
+        app=app,
+        edge=edge,
+        deliverer=deliverer,
+        web_client=web_client,
+        signing_secret=_secret(settings.slack_signing_secret),
+    )
 
 
 def create_app(
