@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -81,7 +82,7 @@ class SlackBot:
     deliverer: SlackDeliverer
     web_client: WebClient  # synchronous, for threads: the deliverer, e-mail lookups
     # For the HTTP endpoint's own check in front of Bolt (`http.py`); never shown.
-    signing_secret: str = field(default="", repr=False)
+    signing_secret: SecretStr = field(default=SecretStr(""), repr=False)
 
 
 def build_slack(
@@ -137,7 +138,7 @@ def build_slack(
         edge=edge,
         deliverer=deliverer,
         web_client=web_client,
-        signing_secret=_secret(settings.slack_signing_secret),
+        signing_secret=SecretStr(_secret(settings.slack_signing_secret)),
     )
 
 

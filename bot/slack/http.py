@@ -101,7 +101,7 @@ def asgi_app(
     """The endpoint for an assembled bot; `services` start and stop with the server, and
     `extra_routes` (the Event Grid webhook) are served beside Slack's. With `owns_edge`
     the server's shutdown also closes the edge (its worker processes and thread pools)."""
-    verifier = SignatureVerifier(bot.signing_secret)
+    verifier = SignatureVerifier(bot.signing_secret.get_secret_value())
 
     async def slack_events(request: Request) -> Response:
         with bot.edge.acks_first.answering():
