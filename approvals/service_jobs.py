@@ -25,8 +25,11 @@ class JobCommands(ServiceBase):
         """A job by its name, or by the request that started it (`#7`)."""
         with self.store.transaction() as session:
             statement = select(JobRow)
-            if ref.lstrip("#").isdigit():
-                statement = statement.where(JobRow.request_id == int(ref.lstrip("#")))
+            number = ref.lstrip("#")
+            # A request id is at most 9 digits (as the parser reads ids); a longer number is
+            # a job name, and as an id it would overflow the database's integer.
+            if number.isascii() and number.isdigit() and len(number) <= 9:
+                statement = statement.where(JobRow.request_id == int(number))
             else:
                 statement = statement.where(JobRow.name == ref)
             if command.workspace:

@@ -7,6 +7,7 @@ presses them. State lives in the database, so one run can be continued by the ne
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 from collections.abc import Iterable
@@ -187,6 +188,12 @@ def _indent(text: str) -> str:
 
 
 def run_console(core: Core, database_url: str, stream: TextIO | None = None) -> None:
+    # Bytes that are not UTF-8 must not end the session: read them as lone surrogates,
+    # which the parser refuses with a message, and echo them escaped.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    if stream is None and isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
     console = Console(core, sys.stdout)
     source = stream or sys.stdin
     console.banner(database_url)

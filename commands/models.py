@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from commands.plain_text import first_unstorable
 from workspaces.types import DatastoreKind
+
+
+def _plain(text: str) -> str:
+    char = first_unstorable(text)
+    if char is not None:
+        raise ValueError(f"has a control character (U+{ord(char):04X}) that cannot be stored")
+    return text
+
+
+# Free text that is stored: the parser refuses these characters with the field named;
+# this is the net for commands built without it (a modal's deny reason).
+PlainText = Annotated[str, AfterValidator(_plain)]
 
 
 class Command(BaseModel):
@@ -33,7 +46,7 @@ class AccessRequest(Command):
     kind: Literal["access request"] = "access request"
     cluster: str
     duration: timedelta | None = None  # None: the policy's default
-    reason: str = Field(min_length=3, max_length=500)
+    reason: PlainText = Field(min_length=3, max_length=500)
 
 
 class AccessList(Command):
@@ -51,7 +64,7 @@ class DatastoreRegister(Command):
     store_kind: DatastoreKind
     account: str
     container: str
-    description: str | None = None
+    description: PlainText | None = None
 
 
 class DatastoreList(Command):
@@ -62,7 +75,7 @@ class JobSubmit(Command):
     kind: Literal["job submit"] = "job submit"
     compute: str
     environment: str  # normalised: `NAME@latest`, `azureml:NAME:VERSION` or an image
-    command: str
+    command: PlainText
     code: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)  # name -> URI
     instances: int = 1
@@ -117,7 +130,7 @@ class Approve(Command):
 class Deny(Command):
     kind: Literal["deny"] = "deny"
     request_id: int
-    reason: str = Field(min_length=3, max_length=500)
+    reason: PlainText = Field(min_length=3, max_length=500)
 
 
 class Audit(Command):

@@ -10,10 +10,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from commands import validation as v
-from commands.durations import DURATION_EXAMPLE, parse_duration
+from commands.durations import (
+    DURATION_EXAMPLE,
+    MAX_DURATION_TEXT,
+    DurationTooLongError,
+    parse_duration,
+)
 from commands.errors import UsageError
 from commands.grammar import WORKSPACE_FLAG, Arg, Spec, verb_groups
 from commands.models import AnyCommand, Help
+from commands.plain_text import first_unstorable, unstorable_message
 from commands.secrets import find_secret, secret_refusal
 from workspaces.types import DatastoreKind
 
@@ -115,11 +121,21 @@ def _text(arg: Arg, raw: str, spec: Spec) -> str:
     return value
 
 
+def _refuse_unstorable(label: str, raw: str, spec: Spec) -> None:
+    char = first_unstorable(raw)
+    if char is not None:
+        raise UsageError(unstorable_message(label, char), field=label, example=spec.example)
+
+
 def _convert(arg: Arg, raw: str, spec: Spec) -> Any:
     label = arg.flag or arg.metavar
+    _refuse_unstorable(label, raw, spec)
     if arg.kind == "duration":
         try:
             return parse_duration(raw)
+        except DurationTooLongError:
+            allowed = f"at most {MAX_DURATION_TEXT}, like {DURATION_EXAMPLE}"
+            raise _invalid(label, raw, allowed, spec) from None
         except ValueError:
             allowed = f"write a duration longer than zero, like {DURATION_EXAMPLE}"
             raise _invalid(label, raw, allowed, spec) from None
@@ -159,6 +175,7 @@ def _convert(arg: Arg, raw: str, spec: Spec) -> Any:
 
 
 def _add_input(values: dict[str, Any], arg: Arg, raw: str, spec: Spec) -> None:
+    _refuse_unstorable(arg.flag or "--input", raw, spec)
     key, uri = v.input_pair(raw, arg.flag or "--input")
     inputs: dict[str, str] = values.setdefault(arg.name, {})
     if key in inputs:
@@ -288,6 +305,11 @@ def parse_command(text: str) -> AnyCommand:
         return Help()
     spec, rest = _find_spec(tokens)
     values = _parse_args(spec, rest)
+    char = first_unstorable(text)
+    if char is not None:  # outside any value: in a verb, a flag or a help topic
+        raise UsageError(
+            unstorable_message("The command", char), field="command", example=spec.example
+        )
     try:
         return spec.model.model_validate(values)  # type: ignore[return-value]
     except ValidationError as exc:

@@ -342,7 +342,9 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
         if len(outcomes) != 1:
             with engine.connect() as connection:
                 queued = connection.execute(
-                    text("SELECT kind, status, payload || ' ' || coalesce(last_error, '') || ' ' || coalesce(claimed_until::text, '-') || ' next ' || next_attempt_at::text || ' now ' || now()::text FROM outbox")
+                    text(
+                        "SELECT kind, status, payload || ' ' || coalesce(last_error, '') || ' ' || coalesce(claimed_until::text, '-') || ' next ' || next_attempt_at::text || ' now ' || now()::text FROM outbox"
+                    )
                 ).all()
             about = [
                 (kind, status, str(payload)[-200:])

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
@@ -82,6 +83,8 @@ class SlackBot:
     edge: SlackEdge
     deliverer: SlackDeliverer
     web_client: WebClient  # synchronous, for threads: the deliverer, e-mail lookups
+    # For the HTTP endpoint's own check in front of Bolt (`http.py`); never shown.
+    signing_secret: SecretStr = field(default=SecretStr(""), repr=False)
 
 
 def build_slack(
@@ -127,7 +130,13 @@ def build_slack(
     for registrar in (*BUILT_IN, *registrars):
         registrar(app, edge)
     deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
-    return SlackBot(app=app, edge=edge, deliverer=deliverer, web_client=web_client)
+    return SlackBot(
+        app=app,
+        edge=edge,
+        deliverer=deliverer,
+        web_client=web_client,
+        signing_secret=SecretStr(_secret(settings.slack_signing_secret)),
+    )
 
 
 def create_app(

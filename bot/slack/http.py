@@ -1,16 +1,30 @@
 """The HTTP endpoint, an ASGI app for uvicorn: `POST /slack/events` for commands, events
 and interactivity (all three use the same Request URL), `GET /healthz` (the process
 answers: no database call, so a database blip restarts nothing) and `GET /readyz` (send
-traffic here: not draining, database reachable, the in-process worker claiming)."""
+traffic here: not draining, database reachable, the in-process worker claiming).
+
+In front of Bolt, `refusal` answers what Bolt would turn into a 500 with a traceback (a
+timestamp that is not a number, a body that is not UTF-8 or whose `payload` is not a
+JSON object) or would log whole at INFO (any request whose signature fails): a body is
+capped, the signature checked, and the body parsed as Bolt parses it, and a refusal is
+logged as one line that never carries the body.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import (
+    to_async_bolt_request,
+    to_starlette_response,
+)
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +40,58 @@ from bot.wiring import Core, build_core
 if TYPE_CHECKING:
     from bot.serve import BackgroundService
 
+log = logging.getLogger(__name__)
+
+# Slack's largest requests (a view_submission of a full modal) are tens of KB.
+MAX_BODY_BYTES = 512 * 1024
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_RETRY_NUM = re.compile(r"[0-9]{1,3}")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+
+
+async def capped_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
+        raise Refused(413, f"body over {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Refused(413, f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def refusal(verifier: SignatureVerifier, request: Request, body: bytes) -> Refused | None:
+    """Why a request must not reach Bolt, or None."""
+    timestamp = request.headers.get("x-slack-request-timestamp", "")
+    signature = request.headers.get("x-slack-signature", "")
+    if not _TIMESTAMP.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
+        return Refused(401, "missing or malformed signature headers")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Refused(400, "body is not UTF-8")
+    if not verifier.is_valid(text, timestamp, signature):
+        return Refused(401, "signature does not match, or the timestamp is stale")
+    retry = request.headers.get("x-slack-retry-num")
+    if retry is not None and not _RETRY_NUM.fullmatch(retry):
+        return Refused(400, "X-Slack-Retry-Num is not a small number")
+    try:
+        parsed = parse_body(text, request.headers.get("content-type"))
+    except ValueError:
+        return Refused(400, "body is neither form fields nor JSON")
+    if not isinstance(parsed, dict):
+        return Refused(400, "body (or its payload) is not a JSON object")
+    return None
+
 
 def asgi_app(
     bot: SlackBot,
@@ -37,10 +103,19 @@ def asgi_app(
     """The endpoint for an assembled bot; `services` start and stop with the server, and
     `extra_routes` (the Event Grid webhook) are served beside Slack's. With `owns_edge`
     the server's shutdown also closes the edge (its worker processes and thread pools)."""
-    handler = AsyncSlackRequestHandler(bot.app)
+    verifier = SignatureVerifier(bot.signing_secret.get_secret_value())
 
     async def slack_events(request: Request) -> Response:
-        return await handler.handle(request)
+        try:
+            body = await capped_body(request)
+            refused = refusal(verifier, request, body)
+        except Refused as exc:
+            refused = exc
+        if refused is not None:
+            log.info("refused a request to /slack/events: %s", refused.why)
+            return JSONResponse({"error": refused.why}, status_code=refused.status)
+        bolt_response = await bot.app.async_dispatch(to_async_bolt_request(request, body))
+        return to_starlette_response(bolt_response)
 
     def database_answers() -> bool:
         with bot.edge.core.store.engine.connect() as connection:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from commands import models as m
 from commands.errors import UsageError
 from commands.parser import parse_command
 
@@ -217,3 +219,40 @@ def test_an_overlong_message_is_refused_without_echoing_it() -> None:
     error = usage_error(text)
     assert error.field == "command"
     assert "y" * 50 not in error.render()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("access request gpu-cluster --for 99999999999w --reason 'fine-tune'", "--for"),
+        ("audit --since 99999999999w", "--since"),
+        ("audit --since 999999999d", "--since"),
+        ("audit --since 521w", "--since"),
+    ],
+)
+def test_a_duration_past_the_maximum_names_the_field_and_the_maximum(text: str, field: str) -> None:
+    error = usage_error(text)
+    assert error.field == field
+    assert "at most 520w" in error.message
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    parse_command("audit --since 520w")
+    parse_command("audit --since 3640d")
+
+
+def test_a_command_built_without_the_parser_refuses_a_control_character_too() -> None:
+    with pytest.raises(ValidationError, match="control character"):
+        m.Deny(request_id=1, reason="no\x00budget")
+
+
+def test_a_control_character_outside_any_value_is_refused() -> None:
+    error = usage_error("help job\x00")
+    assert error.field == "command"
+    assert "control character (U+0000)" in error.message
+
+
+def test_a_control_character_in_a_value_names_its_flag() -> None:
+    error = usage_error("deny 3 --reason 'no\x1bbudget'")
+    assert error.field == "--reason"
+    assert "control character (U+001B)" in error.message

@@ -88,3 +88,17 @@ def test_a_key_typed_as_the_reason_is_refused_and_reaches_no_one(harness: SlackH
         assert [r.detail for r in refused] == [{"detail_kind": "a storage account key"}]
         assert key not in repr([vars(r) for r in session.scalars(select(AuditRow))])
     assert not [c for c in harness.slack.calls() if key in json.dumps(c.params)]
+
+
+def test_a_reason_with_a_control_character_comes_back_as_a_field_error(
+    harness: SlackHarness,
+) -> None:
+    request_id = ask_for_datastore(harness)
+    modal = open_deny_modal(harness, request_id)
+    response = harness.submit(
+        BOB, DENY_MODAL, reason_values("no\x00budget left"), modal["private_metadata"]
+    )
+    assert response.json()["response_action"] == "errors"
+    assert "control character" in response.json()["errors"]["reason"]
+    with harness.core.store.transaction() as session:
+        assert session.get(RequestRow, request_id).status == "pending"

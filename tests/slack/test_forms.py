@@ -144,3 +144,19 @@ def test_a_secret_as_the_workspace_of_a_form_is_refused_not_echoed(harness: Slac
     assert token not in answer
     wait_for(lambda: refused_secrets(harness) == 1, what="the refusal to be audited")
     assert not [c for c in harness.slack.calls() if token in json.dumps(c.params)]
+
+
+def test_a_control_character_in_a_form_field_is_refused_next_to_it(
+    harness: SlackHarness,
+) -> None:
+    view = form(harness, ALICE, "datastore register", DATASTORE_MODAL)
+    values = {
+        "name": {"name": text("trainingdata")},
+        "kind": {"kind": choice("blob")},
+        "account": {"account": text("contosodata")},
+        "container": {"container": text("training")},
+        "description": {"description": text("the\x00lake")},
+    }
+    response = harness.submit(ALICE, DATASTORE_MODAL, values, view["private_metadata"])
+    errors = response.json()["errors"]
+    assert list(errors) == ["description"] and "control character" in errors["description"]

@@ -23,6 +23,7 @@ from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
 from commands.errors import UserError
+from commands.plain_text import first_unstorable, unstorable_message
 from commands.secrets import find_secret, secret_refusal
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
@@ -127,11 +128,15 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
     async def validate_reason(
         ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
     ) -> None:
-        if len(reason_of(body)) < 3:
-            await ack(
-                response_action="errors",
-                errors={"reason": "Give the requester a reason of at least 3 characters."},
+        reason = reason_of(body)
+        char = first_unstorable(reason)
+        if len(reason) < 3 or char is not None:
+            problem = (
+                unstorable_message("The reason", char)
+                if char is not None
+                else "Give the requester a reason of at least 3 characters."
             )
+            await ack(response_action="errors", errors={"reason": problem})
             return
         secret = find_secret(reason_of(body))
         # The lead can fix a reason holding a secret in place; the core still refuses and
