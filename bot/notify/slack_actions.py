@@ -29,7 +29,7 @@ from bot.notify.slack_views import (
 )
 from bot.notify.tables import IdleItemRow
 from bot.slack.delivery import DeliveryContext, register_renderer
-from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.edge import Delivery, SlackEdge, id_in
 from bot.slack.listeners.common import channel_of, tell
 from bot.slack.views.card import notice
 from commands.errors import UserError
@@ -97,7 +97,7 @@ def clicked(body: dict[str, Any]) -> tuple[str, int | None]:
     """(action id, the id the button carries) of the click."""
     action = (body.get("actions") or [{}])[0]
     value = str(action.get("value", ""))
-    return str(action.get("action_id", "")), int(value) if value.isdigit() else None
+    return str(action.get("action_id", "")), id_in(value)
 
 
 def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, str, int] | None:

@@ -46,6 +46,27 @@ T = TypeVar("T")
 # ack (Slack's trigger id is valid for 3 s).
 Where = Literal["worker", "edge"]
 HANDLER_PREFIX = "slack."
+# Slack errors that a retry cannot change.
+PERMANENT_SLACK_ERRORS = frozenset(
+    {
+        "user_not_found",
+        "users_not_found",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_arguments",
+        "invalid_blocks",
+        "expired_trigger_id",
+        "invalid_trigger_id",
+        "trigger_exchanged",
+        "not_found",
+        "view_not_found",
+        "message_not_found",
+        "cant_update_message",
+        "user_is_bot",
+        "account_inactive",
+    }
+)
 WITHHELD = "[withheld: looked like a secret]"
 # Where a person types: a secret there is refused, not only withheld.
 _TYPED_FIELDS = ("text", "view")
@@ -116,6 +137,19 @@ def withhold_secrets(body: Any, path: tuple[str, ...] = ()) -> tuple[Any, list[s
             return body, []
         return WITHHELD, ([kind] if path[:1] and path[0] in _TYPED_FIELDS else [])
     return body, []
+
+
+MAX_ID = 2**31 - 1  # the database's integer
+
+
+def id_in(value: object) -> int | None:
+    """The id a button carries, or None: ASCII digits only (`"²".isdigit()` is true), and
+    no larger than an id can be."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
 
 
 def user_id_of(body: dict[str, Any]) -> str | None:
@@ -278,8 +312,20 @@ class SlackEdge:
             log.exception("marking an edge-run Slack item done failed")
 
     def run_item(self, item: InboxItem) -> None:
-        """An inbox handler: run the Slack job the item names (in a worker)."""
-        self.run_job(item.handler, item.payload)
+        """An inbox handler: run the Slack job the item names (in a worker). Slack refusing
+        a call for good (the user or channel is gone, the trigger expired) ends the item:
+        trying again would get the same answer."""
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            self.run_job(item.handler, item.payload)
+        except SlackApiError as refused:
+            error = str(refused.response.get("error") or "")
+            if error not in PERMANENT_SLACK_ERRORS:
+                raise
+            log.warning(
+                "Slack refused a call of %s for good (%s); not retried", item.handler, error
+            )
 
     def run_job(self, handler: str, payload: dict[str, Any]) -> None:
         job = self.jobs[handler]

@@ -35,6 +35,7 @@ from approvals.config import AppConfig, load_config
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.edge import SlackOptions
+from bot.slack.payloads import shape_problem
 from bot.wiring import Core, build_core
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ def refusal(verifier: SignatureVerifier, request: Request, body: bytes) -> Refus
         return Refused(400, "body is neither form fields nor JSON")
     if not isinstance(parsed, dict):
         return Refused(400, "body (or its payload) is not a JSON object")
+    problem = shape_problem(parsed)
+    if problem is not None:
+        return Refused(400, f"not a payload Slack sends: {problem}")
     return None
 
 
@@ -114,7 +118,15 @@ def asgi_app(
         if refused is not None:
             log.info("refused a request to /slack/events: %s", refused.why)
             return JSONResponse({"error": refused.why}, status_code=refused.status)
-        bolt_response = await bot.app.async_dispatch(to_async_bolt_request(request, body))
+        try:
+            bolt_request = to_async_bolt_request(request, body)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            # Bolt reads fields we do not (channel, enterprise, ...) without checking their
+            # types; a signed payload of a shape Slack never sends is refused, not a 500.
+            why = f"not a payload Slack sends ({type(exc).__name__})"
+            log.info("refused a request to /slack/events: %s", why)
+            return JSONResponse({"error": why}, status_code=400)
+        bolt_response = await bot.app.async_dispatch(bolt_request)
         return to_starlette_response(bolt_response)
 
     def database_answers() -> bool:

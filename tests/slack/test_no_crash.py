@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -178,3 +179,43 @@ def test_no_unsigned_payload_changes_anything(
     time.sleep(0.5)
     assert counts(harness) == before
     assert not tracebacks(logs)
+
+
+@pytest.mark.timeout(600)
+def test_no_signed_payload_of_a_wrong_shape_breaks_anything(
+    logs: pytest.LogCaptureFixture, harness: SlackHarness
+) -> None:
+    """Signed, so it passes the signature: whatever it holds, the answer is not a 5xx, and
+    nothing logs a traceback, neither the edge nor the worker that handles what was kept."""
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(slack_bodies(harness.slack.response_url))
+    def check(body: str) -> None:
+        response = post_signed(harness.url, "/slack/events", body, secret=SIGNING_SECRET)
+        assert response.status < 500, (response.status, body[:300])
+
+    check()
+    worker = harness.bot.edge.worker
+    assert worker is not None
+    deadline = time.monotonic() + 30
+    while (worker.in_flight() or pending_items(harness)) and time.monotonic() < deadline:
+        harness.clock.advance(timedelta(seconds=40))  # past retries' backoff
+        worker.wake()
+        time.sleep(0.1)
+    assert not tracebacks(logs)
+
+
+def pending_items(harness: SlackHarness) -> int:
+    from approvals.tables import InboxRow
+
+    with harness.core.store.transaction() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(InboxRow).where(InboxRow.status == "pending")
+            )
+            or 0
+        )

@@ -48,7 +48,7 @@ def tell(
     click (ephemeral unless `public`), else at the top of their App Home, else by DM."""
     url = body.get("response_url") or metadata(body).get("response_url")
     shown = clip(escape(text), 3900)
-    if url:
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
         response = WebhookClient(str(url), timeout=10).send(
             text=shown,
             response_type="in_channel" if public else "ephemeral",

@@ -17,7 +17,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from approvals.render import describe_request, status_line
 from approvals.replies import Reply
 from approvals.states import RequestStatus
-from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.edge import Delivery, SlackEdge, id_in
 from bot.slack.listeners.common import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
@@ -32,7 +32,7 @@ NOT_OURS = "That button does not belong to a request amlbot knows; nothing was d
 def clicked_request_id(body: dict[str, Any]) -> int | None:
     actions = body.get("actions") or [{}]
     value = str(actions[0].get("value", ""))
-    return int(value) if value.isdigit() else None
+    return id_in(value)
 
 
 def deny_precheck(edge: SlackEdge, person: str, request_id: int) -> tuple[Reply | None, str]:
