@@ -239,33 +239,27 @@ def fail(
 
 def release(store: Store, item_ids: Iterable[int], holder: str, now: datetime) -> int:
     """Give items back unhandled (shutting down): claimable at once, the attempt uncounted."""
-    ids = list(item_ids)
-    if not ids:
-        return 0
-    with store.transaction() as session:
-        result = session.execute(
-            update(InboxRow)
-            .where(
-                InboxRow.id.in_(ids),
-                InboxRow.status == InboxStatus.RUNNING.value,
-                InboxRow.claimed_by == holder[:64],
-            )
-            .values(
-                status=InboxStatus.PENDING.value,
-                available_at=now,
-                lease_until=None,
-                claimed_by=None,
-                attempts=InboxRow.attempts - 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+    return _update_held(
+        store,
+        item_ids,
+        holder,
+        status=InboxStatus.PENDING.value,
+        available_at=now,
+        lease_until=None,
+        claimed_by=None,
+        attempts=InboxRow.attempts - 1,
+    )
 
 
 def renew(
     store: Store, item_ids: Iterable[int], holder: str, now: datetime, lease: timedelta = LEASE
 ) -> int:
     """Extend the leases of items still being handled (the heartbeat)."""
+    return _update_held(store, item_ids, holder, lease_until=now + lease)
+
+
+def _update_held(store: Store, item_ids: Iterable[int], holder: str, **values: Any) -> int:
+    """Change the items `holder` still holds; how many it did."""
     ids = list(item_ids)
     if not ids:
         return 0
@@ -277,7 +271,7 @@ def renew(
                 InboxRow.status == InboxStatus.RUNNING.value,
                 InboxRow.claimed_by == holder[:64],
             )
-            .values(lease_until=now + lease)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)

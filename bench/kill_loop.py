@@ -19,10 +19,7 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +29,14 @@ from tests.chaos import (  # noqa: E402 - after the path is set
     BOT_TOKEN,
     CHANNEL,
     LEAD,
-    SIGNING_SECRET,
     ServedBot,
     engine_for,
     kill_round,
     people,
+    rolling_deploy,
     write_config,
 )
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tests.fakes.slack_signing import post_signed, slash_command_body  # noqa: E402
 
 
 def fresh_schema() -> str:
@@ -92,7 +88,7 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
         print("  ", problem)
 
 
-def rolling_deploy(commands: int) -> None:
+def deploy_while_busy(commands: int) -> None:
     scientists = people(4)
     users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
     folder = Path(tempfile.mkdtemp(prefix="amlbot-deploy-"))
@@ -102,52 +98,10 @@ def rolling_deploy(commands: int) -> None:
         old, new = ServedBot(url, config, slack, 0.2), ServedBot(url, config, slack, 0.2)
         old.start()
         new.start()
-        deployed = threading.Event()
-        sent: list[str] = []
-        ids = list(scientists)
-        texts = ["help", "compute list", "request list", "access list", "job list --mine"]
-
-        def send(n: int) -> None:
-            user_id = ids[n % len(ids)]
-            reply_url = slack.response_url(CHANNEL, user_id)
-            body = slash_command_body(
-                texts[n % len(texts)],
-                user_id=user_id,
-                channel_id=CHANNEL,
-                response_url=reply_url,
-            )
-            sent.append(reply_url)
-            for bot in (old, new):
-                if bot is old and deployed.is_set():
-                    continue
-                try:
-                    if (
-                        post_signed(bot.url, "/slack/events", body, secret=SIGNING_SECRET).status
-                        == 200
-                    ):
-                        return
-                except OSError:
-                    continue
-
-        def deploy() -> None:
-            time.sleep(0.5)
-            old.terminate()
-            deployed.set()
-
-        deployer = threading.Thread(target=deploy)
-        deployer.start()
-        with ThreadPoolExecutor(10) as pool:
-            list(pool.map(send, range(commands)))
-        deployer.join()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            answered = Counter(post.url for post in slack.response_posts())
-            if all(answered[u] for u in sent):
-                break
-            time.sleep(0.2)
-        time.sleep(2)
-        answered = Counter(post.url for post in slack.response_posts())
-        new.kill_all()
+        try:
+            sent, answered = rolling_deploy(old, new, list(scientists), commands)
+        finally:
+            new.kill_all()
     lost = sum(1 for u in sent if answered[u] == 0)
     doubled = sum(1 for u in sent if answered[u] > 1)
     print(
@@ -165,7 +119,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
     kill_loop(options.rounds, options.latency, options.seed)
-    rolling_deploy(options.commands)
+    deploy_while_busy(options.commands)
     return 0
 
 

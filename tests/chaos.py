@@ -14,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -445,3 +447,56 @@ def revoke_round(
 
 def _name_of(user_id: str) -> str:
     return f"ds{int(user_id.removeprefix('U0DS'))}"
+
+
+COMMANDS = ["help", "compute list", "request list", "access list", "job list --mine"]
+
+
+def rolling_deploy(
+    old: ServedBot, new: ServedBot, user_ids: list[str], commands: int
+) -> tuple[list[str], Counter[str]]:
+    """A burst of `commands` slash commands, 10 at a time, while the old server gets
+    SIGTERM; a load balancer's way: the old one while it takes connections, else the new.
+    Returns each command's response_url and how often each was answered."""
+    slack = old.slack
+    sent: list[str] = []
+    deployed = threading.Event()
+
+    def send(n: int) -> None:
+        user_id = user_ids[n % len(user_ids)]
+        reply_url = slack.response_url(CHANNEL, user_id)
+        body = slash_command_body(
+            COMMANDS[n % len(COMMANDS)],
+            user_id=user_id,
+            channel_id=CHANNEL,
+            response_url=reply_url,
+        )
+        sent.append(reply_url)
+        for bot in (old, new):
+            if bot is old and deployed.is_set():
+                continue
+            try:
+                status = post_signed(bot.url, "/slack/events", body, secret=SIGNING_SECRET).status
+            except OSError:
+                continue
+            if status == 200:
+                return
+
+    def deploy() -> None:
+        time.sleep(0.5)
+        old.terminate()
+        deployed.set()
+
+    deployer = threading.Thread(target=deploy)
+    deployer.start()
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(send, range(commands)))
+    deployer.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answered = Counter(post.url for post in slack.response_posts())
+        if all(answered[url] for url in sent):
+            break
+        time.sleep(0.2)
+    time.sleep(2)  # anything doubled would arrive by now
+    return sent, Counter(post.url for post in slack.response_posts())

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from tests.chaos import (
     card_ts,
     engine_for,
     people,
+    rolling_deploy,
     wait,
     write_config,
 )
@@ -39,7 +38,6 @@ from tests.fakes.slack_signing import (
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 
 SCIENTISTS = people(4)
-COMMANDS = ["help", "compute list", "request list", "access list", "job list --mine"]
 
 
 @pytest.fixture
@@ -124,48 +122,7 @@ def test_a_rolling_deploy_loses_and_doubles_no_reply(
     two_bots: tuple[ServedBot, ServedBot],
 ) -> None:
     old, new = two_bots
-    slack = old.slack
-    users = list(SCIENTISTS)
-    sent: list[str] = []
-    deployed = threading.Event()
-
-    def send(n: int) -> None:
-        user_id = users[n % len(users)]
-        url = slack.response_url(CHANNEL, user_id)
-        body = slash_command_body(
-            COMMANDS[n % len(COMMANDS)], user_id=user_id, channel_id=CHANNEL, response_url=url
-        )
-        sent.append(url)
-        # The load balancer: the old replica while it takes connections, else the new one.
-        for bot in (old, new):
-            if bot is old and deployed.is_set():
-                continue
-            try:
-                status = post_signed(bot.url, "/slack/events", body, secret=SIGNING_SECRET).status
-            except (OSError, urllib.error.URLError):
-                continue
-            if status == 200:
-                return
-        raise AssertionError(f"command {n} was accepted by neither replica")
-
-    def deploy() -> None:
-        time.sleep(0.5)
-        old.terminate()
-        deployed.set()
-
-    deployer = threading.Thread(target=deploy)
-    deployer.start()
-    with ThreadPoolExecutor(10) as pool:
-        list(pool.map(send, range(200)))
-    deployer.join()
-
-    def all_answered() -> bool:
-        answered = Counter(post.url for post in slack.response_posts())
-        return all(answered[url] >= 1 for url in sent)
-
-    wait(all_answered, 60, "an answer to every command")
-    time.sleep(2)
-    answered = Counter(post.url for post in slack.response_posts())
+    sent, answered = rolling_deploy(old, new, list(SCIENTISTS), 200)
     assert len(sent) == 200
     assert [url for url in sent if answered[url] != 1] == []
     assert old.process is not None and old.process.returncode == 0
