@@ -121,7 +121,7 @@ ORDINARY = [
     "--input d=azureml://datastores/workspaceblobstore/paths/"
     "UI/2024-01-01_000000_UTC/training_data_with_a_rather_long_folder_name/part-00000.parquet",
     "job submit --compute c1 --environment e@latest --command x "
-    "--code https://github.com/contoso/bert.git --input d=azureml:clicks:3",
+    "--code https://contosodata.blob.core.windows.net/code/bert/ --input d=azureml:clicks:3",
     "job status amlbot-12-3f2a1b9c",
     "job watch 0f3a1b9c-8d7e-6f5a-4b3c-2d1e0f9a8b7c",
     'deny 3 --reason "commit 3f2a1b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a is old"',
