@@ -58,6 +58,7 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
         bot.start()
         engine = engine_for(url)
         recoveries: list[float] = []
+        mid_flight = 0
         problems: list[str] = []
         kinds: Counter[str] = Counter()
         try:
@@ -66,10 +67,12 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
                 kinds["worker only" if worker_only else "whole server"] += 1
                 result = kill_round(bot, engine, user_id, name, n, rng, worker_only=worker_only)
                 recoveries.append(result.recovered_in)
+                mid_flight += result.in_flight_at_kill
                 problems += [f"round {n}: {p}" for p in result.problems]
                 print(
                     f"round {n:>2} ({'worker' if worker_only else 'server'} killed): "
-                    f"{result.requests} requests ended in {result.recovered_in:5.1f} s, "
+                    f"{result.in_flight_at_kill} of {result.requests} requests in flight at the "
+                    f"kill, all ended {result.recovered_in:5.1f} s after it, "
                     f"{len(result.problems)} problems",
                     flush=True,
                 )
@@ -78,7 +81,7 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
             engine.dispose()
     print(
         f"\nkill loop: {rounds} rounds ({dict(kinds)}), {3 * rounds} approved requests, "
-        f"{len(problems)} broken promises"
+        f"{mid_flight} of them in flight when the kill landed; {len(problems)} broken promises"
     )
     print(
         f"time from the kill to the last request ending: median "

@@ -242,6 +242,8 @@ def card_ts(slack: FakeSlack, request_id: int) -> str | None:
 @dataclass
 class RoundResult:
     requests: int = 0
+    # Requests not yet ended when the kill landed (the others had finished before it).
+    in_flight_at_kill: int = 0
     recovered_in: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -291,6 +293,12 @@ def _request_ids(engine: Engine, requester: str, after: int) -> list[int]:
                 .order_by(RequestRow.id)
             )
         )
+
+
+def _ended(engine: Engine, ids: list[int]) -> int:
+    with engine.connect() as connection:
+        statuses = connection.scalars(select(RequestRow.status).where(RequestRow.id.in_(ids)))
+        return sum(1 for status in statuses if status in FINAL)
 
 
 def all_final(engine: Engine, ids: list[int]) -> bool:
@@ -375,7 +383,8 @@ def kill_round(
 ) -> RoundResult:
     """Approve three requests, SIGKILL mid-way, restart, wait for recovery, check."""
     ids = ask_and_approve(bot, engine, user_id, name, n)
-    time.sleep(rng.uniform(0, bot.latency * 2))
+    time.sleep(rng.uniform(0, bot.latency))
+    in_flight = len(ids) - _ended(engine, ids)
     if worker_only:
         bot.kill_worker()
     else:
@@ -383,7 +392,9 @@ def kill_round(
         bot.start()
     started = time.monotonic()
     wait(lambda: all_final(engine, ids), recovery_timeout, f"requests {ids} to end")
-    result = RoundResult(requests=len(ids), recovered_in=time.monotonic() - started)
+    result = RoundResult(
+        requests=len(ids), in_flight_at_kill=in_flight, recovered_in=time.monotonic() - started
+    )
     # Outcome messages are delivered after the state change; one the killed process had
     # claimed waits for its claim to lapse (30 s): give the outbox that long.
     deadline = time.monotonic() + 45

@@ -99,13 +99,13 @@ def test_duplicate_deliveries_to_two_replicas_act_once(
     for thread in threads:
         thread.join()
     engine = engine_for(first.database_url)
-    wait(
-        lambda: (
-            engine.connect().scalar(text("SELECT status FROM requests WHERE id = 1")) == "succeeded"
-        ),
-        60,
-        "the request to succeed",
-    )
+
+    def succeeded() -> bool:
+        with engine.connect() as connection:
+            status = connection.scalar(text("SELECT status FROM requests WHERE id = 1"))
+        return bool(status == "succeeded")
+
+    wait(succeeded, 60, "the request to succeed")
     time.sleep(2)  # anything doubled would arrive by now
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM requests")) == 1
