@@ -14,14 +14,16 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from approvals import outbox
-from approvals.tables import OutboxRow
+from approvals.tables import InboxRow, OutboxRow
 from bot.delivery import OutboxWorker
 from bot.notify.slack_actions import register_slack_actions
 from bot.notify.webhook import eventgrid_routes
+from bot.serve import inbox_handlers
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.http import asgi_app
 from bot.wiring import Core, build_core
+from bot.work import InboxWorker
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.fakes.slack_signing import (
     block_actions_payload,
@@ -139,6 +141,20 @@ class NotifyBot:
     bot: SlackBot
     worker: OutboxWorker
     url: str
+    inbox_worker: InboxWorker
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every kept inbound item (clicks, Event Grid deliveries) is handled."""
+
+        def handled() -> bool:
+            with self.core.store.transaction() as session:
+                waiting = session.scalars(
+                    select(InboxRow.id).where(InboxRow.status.in_(["pending", "running"]))
+                ).all()
+            return not waiting
+
+        self.inbox_worker.wake()
+        wait_for(handled, timeout=timeout, what="the inbox to be handled")
 
     def deliver(self) -> int:
         return self.worker.run_once()
@@ -193,8 +209,13 @@ def notify_bot(core: Core, clock: ManualClock, fake_slack: FakeSlack) -> Iterato
     app = Starlette(
         routes=[*asgi_app(bot).routes, *eventgrid_routes(core, secret=EVENTGRID_SECRET)]
     )
+    # The inbox is handled as in a worker; the outbox only when a test delivers it.
+    inbox_worker = InboxWorker(core.store, core.clock, inbox_handlers(bot), poll=0.05)
+    bot.edge.on_accepted = inbox_worker.wake
+    inbox_worker.start()
     try:
         with AppServer(app) as server:
-            yield NotifyBot(core, clock, fake_slack, bot, worker, server.url)
+            yield NotifyBot(core, clock, fake_slack, bot, worker, server.url, inbox_worker)
     finally:
+        inbox_worker.stop(grace=5)
         bot.edge.close()

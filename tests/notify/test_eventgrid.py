@@ -12,12 +12,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import select
 from starlette.applications import Starlette
 
-from approvals.tables import JobRow
+from approvals import inbox
+from approvals.tables import InboxRow, JobRow
 from bot.notify.eventgrid import RUN_COMPLETED, run_event, workspace_for_topic
 from bot.notify.jobs import follow_jobs
-from bot.notify.webhook import eventgrid_routes
+from bot.notify.webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
 from bot.wiring import Core
 from tests.fakes.slack_signing import post_signed
 from tests.notify.conftest import ALICE, ENV, EVENTGRID_SECRET, NotifyBot, job_notices
@@ -158,8 +160,9 @@ def test_a_status_change_is_announced_once_and_the_poll_does_not_repeat_it(
     follow_azure_job(core, name)
     clock.advance(timedelta(seconds=40))  # the simulated job is running now
 
-    assert deliver(notify_bot.url, [event]) == (200, {"announced": 1})
-    assert deliver(notify_bot.url, [event]) == (200, {"announced": 0})  # at least once
+    assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})
+    assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})  # at least once
+    notify_bot.settle()
     follow_jobs(core, clock.now())
     clock.advance(timedelta(seconds=30))
     follow_jobs(core, clock.now())
@@ -185,7 +188,8 @@ def test_run_completed_brings_azures_details_and_a_late_older_event_is_ignored(
     }
 
     assert completed["eventType"] == RUN_COMPLETED
-    assert deliver(notify_bot.url, [completed, late_running]) == (200, {"announced": 1})
+    assert deliver(notify_bot.url, [completed, late_running]) == (200, {"accepted": 2})
+    notify_bot.settle()
     follow_jobs(core, clock.now())
 
     ((_, first_line),) = job_notices(core, name)
@@ -201,7 +205,9 @@ def test_an_event_from_a_workspace_amlbot_does_not_govern_is_ignored(
     event = fixture(RUNNING_EVENT)  # topic: someone else's workspace
     follow_azure_job(core, event["data"]["runId"])
     clock.advance(timedelta(seconds=40))
-    assert deliver(notify_bot.url, [event]) == (200, {"announced": 0})
+    assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})
+    notify_bot.settle()
+    assert job_notices(core, event["data"]["runId"]) == []
 
 
 def test_a_cloudevents_delivery_is_understood_too(
@@ -220,7 +226,9 @@ def test_a_cloudevents_delivery_is_understood_too(
         "time": recorded["eventTime"],
         "data": recorded["data"],
     }
-    assert deliver(notify_bot.url, cloud_event) == (200, {"announced": 1})
+    assert deliver(notify_bot.url, cloud_event) == (200, {"accepted": 1})
+    notify_bot.settle()
+    assert job_notices(core, name) == [("alice", f"Job `{name}` is running on `cpu-cluster`.")]
 
 
 def test_a_job_nobody_watches_any_more_is_not_announced(
@@ -232,6 +240,7 @@ def test_a_job_nobody_watches_any_more_is_not_announced(
     assert core.service.handle_text("alice", f"job unwatch {name}").ok
     clock.advance(timedelta(seconds=40))
     deliver(notify_bot.url, [event])
+    notify_bot.settle()
     assert job_notices(core, name) == []
 
 
@@ -242,40 +251,48 @@ def test_events_of_other_types_in_a_batch_are_accepted_and_ignored(
         **fixture(RUNNING_EVENT),
         "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
     }
-    assert deliver(notify_bot.url, [for_demo(core, other)]) == (200, {"announced": 0})
+    assert deliver(notify_bot.url, [for_demo(core, other)]) == (200, {"accepted": 1})
+    notify_bot.settle()
+    assert job_notices(core, other["data"]["runId"]) == []
 
 
-def test_with_workers_a_checked_delivery_is_handed_over_and_answered_at_once(
+def test_a_delivery_is_kept_before_it_is_answered_and_recorded_once_by_a_worker(
     notify_bot: NotifyBot, core: Core, clock: ManualClock
 ) -> None:
-    from bot.notify.webhook import record_job_events
-    from bot.slack.edge import Delivery
-
-    handed: list[list[dict[str, Any]]] = []
-    app = Starlette(routes=eventgrid_routes(core, secret=EVENTGRID_SECRET, hand_over=handed.append))
+    """The 200 means the delivery is in the inbox; the worker's handler may run twice (a
+    worker died after recording it) and still announces once."""
+    notify_bot.inbox_worker.stop(grace=1)  # nothing handles the inbox in this test
     event = for_demo(core, fixture(RUNNING_EVENT))
     name = event["data"]["runId"]
     follow_azure_job(core, name)
     clock.advance(timedelta(seconds=40))
 
-    with AppServer(app) as server:
-        assert deliver(server.url, [VALIDATION]) == (
-            200,
-            {"validationResponse": VALIDATION["data"]["validationCode"]},
-        )
-        assert deliver(server.url, [event], code="wrong")[0] == 401
-        assert deliver(server.url, [event]) == (200, {"accepted": 1})
-    assert handed == [[event]]  # only the checked delivery, nothing recorded yet
+    assert deliver(notify_bot.url, [event], code="wrong")[0] == 401
+    assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})
+    with core.store.transaction() as session:
+        [kept] = session.scalars(select(InboxRow)).all()
+        assert (kept.handler, kept.payload) == (EVENTGRID_HANDLER, {"events": [event]})
     assert job_notices(core, name) == []
 
-    # What a worker then runs with its own edge (here the test's, on the fake Slack).
-    edge = notify_bot.bot.edge
     wakes: list[None] = []
-    edge.on_core_done = lambda: wakes.append(None)
-    for _ in range(2):  # Event Grid delivers at least once
-        record_job_events(edge, Delivery({"events": handed[0]}, None, 0))
+    record = job_events_handler(core, lambda: wakes.append(None))
+    [item] = inbox.claim(core.store, "test-worker", clock.now())
+    for _ in range(2):
+        record(item)
 
     assert job_notices(core, name) == [("alice", f"Job `{name}` is running on `cpu-cluster`.")]
     notify_bot.deliver_until_quiet()
     assert len([m for m in notify_bot.slack.messages_in(ALICE) if name in m.text]) == 1
     assert len(wakes) == 1  # the repeat announced nothing
+
+
+def test_a_delivery_the_inbox_cannot_keep_is_refused_so_event_grid_delivers_again(
+    core: Core, clock: ManualClock
+) -> None:
+    event = for_demo(core, fixture(RUNNING_EVENT))
+    with AppServer(Starlette(routes=eventgrid_routes(core, secret=EVENTGRID_SECRET))) as server:
+        core.store.engine.dispose()
+        with core.store.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE inbox")
+        status, _ = deliver(server.url, [event])
+    assert status == 503

@@ -15,7 +15,7 @@ from bot.delivery import OutboxWorker
 from bot.notify.runtime import start_notifications
 from bot.notify.slack_actions import register_slack_actions
 from bot.notify.webhook import eventgrid_routes
-from bot.serve import OutboxLoop, background_services
+from bot.serve import OutboxLoop, StoppingWorker, background_services
 from bot.settings import Settings
 from bot.slack.app import build_slack
 from bot.slack.http import asgi_app
@@ -46,13 +46,15 @@ def served(core: Core, clock: ManualClock, fake_slack: FakeSlack) -> Iterator[No
     app = Starlette(
         routes=[
             *asgi_app(bot).routes,
-            *eventgrid_routes(core, secret=EVENTGRID_SECRET, on_change=bot.edge.on_core_done),
+            *eventgrid_routes(core, secret=EVENTGRID_SECRET, on_accepted=bot.edge.on_accepted),
         ]
     )
     try:
         with AppServer(app) as server:
             worker = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
-            yield NotifyBot(core, clock, fake_slack, bot, worker, server.url)
+            inbox_worker = next(s for s in services if s.name == "inbox")
+            assert isinstance(inbox_worker, StoppingWorker)
+            yield NotifyBot(core, clock, fake_slack, bot, worker, server.url, inbox_worker.worker)
     finally:
         scheduler.stop()
         for service in reversed(services):
