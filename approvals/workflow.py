@@ -8,6 +8,7 @@ call holds no database lock.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -216,70 +217,84 @@ class Workflow(Execution, GrantKeeper):
         if row.status != RequestStatus.PENDING:
             raise self._already_approved(row, actor) or self._not_pending(row)
         now = self.clock.now()
+        # The vote, the count and the transition share one transaction: a process killed
+        # between a vote and the approval it completes would otherwise leave a request
+        # pending for good, its lead's retried click finding the vote already cast.
         try:
             with self.store.transaction() as session:
                 session.add(VoteRow(request_id=row.id, approver=actor, at=now))
+                session.flush()
+                recorded = self._count_votes(session, row, actor, now)
         except IntegrityError:
             # A double click: the first click may have carried the request out since we
             # read it, so the answer describes the request as it is now.
             with self.store.transaction() as session:
                 current = self.load(session, row.id)
             raise self._already_approved(current, actor) or self._not_pending(current) from None
-        with self.store.transaction() as session:
-            votes = (
-                session.scalar(
-                    select(func.count()).select_from(VoteRow).where(VoteRow.request_id == row.id)
-                )
-                or 0
+        if recorded is not None:
+            return row, recorded
+        # Approved and committed: carried out outside any transaction (Azure is slow).
+        done = self.execute(row.id)
+        return done, f"Approved {short_ref(row.id)}. {self.outcome_text(done)}"
+
+    def _count_votes(
+        self, session: Session, row: RequestRow, actor: str, now: datetime
+    ) -> str | None:
+        """After `actor`'s vote, in its transaction: the reply when more votes are needed,
+        or None once the request moved to `approved`."""
+        votes = (
+            session.scalar(
+                select(func.count()).select_from(VoteRow).where(VoteRow.request_id == row.id)
             )
-            if votes < row.approvals_needed:
-                audit.record(
-                    session,
-                    at=now,
-                    actor=actor,
-                    action=f"{row.action}.approval",
-                    outcome="recorded",
-                    workspace=row.workspace,
-                    target=short_ref(row.id),
-                    votes=votes,
-                    needed=row.approvals_needed,
-                )
-                # The card redraws only for a newer version: this vote changes what it shows.
-                session.execute(
-                    update(RequestRow)
-                    .where(RequestRow.id == row.id)
-                    .values(version=RequestRow.version + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
-                return row, (
-                    f"Your approval of {short_ref(row.id)} is recorded "
-                    f"({votes} of {row.approvals_needed}); another team lead must approve too."
-                )
-            won = transition(
-                session,
-                row.id,
-                RequestStatus.PENDING,
-                RequestStatus.APPROVED,
-                decided_by=actor,
-                decided_at=now,
-                **self.new_lease(now),
-            )
-            if not won:
-                session.rollback()
-                with self.store.transaction() as again:
-                    raise self._not_pending(self.load(again, row.id))
+            or 0
+        )
+        if votes < row.approvals_needed:
             audit.record(
                 session,
                 at=now,
                 actor=actor,
-                action=f"{row.action}.approved",
-                outcome="approved",
+                action=f"{row.action}.approval",
+                outcome="recorded",
                 workspace=row.workspace,
                 target=short_ref(row.id),
+                votes=votes,
+                needed=row.approvals_needed,
             )
-        done = self.execute(row.id)
-        return done, f"Approved {short_ref(row.id)}. {self.outcome_text(done)}"
+            # The card redraws only for a newer version: this vote changes what it shows.
+            session.execute(
+                update(RequestRow)
+                .where(RequestRow.id == row.id)
+                .values(version=RequestRow.version + 1)
+                .execution_options(synchronize_session=False)
+            )
+            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
+            return (
+                f"Your approval of {short_ref(row.id)} is recorded "
+                f"({votes} of {row.approvals_needed}); another team lead must approve too."
+            )
+        won = transition(
+            session,
+            row.id,
+            RequestStatus.PENDING,
+            RequestStatus.APPROVED,
+            decided_by=actor,
+            decided_at=now,
+            **self.new_lease(now),
+        )
+        if not won:
+            session.rollback()
+            with self.store.transaction() as again:
+                raise self._not_pending(self.load(again, row.id))
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action=f"{row.action}.approved",
+            outcome="approved",
+            workspace=row.workspace,
+            target=short_ref(row.id),
+        )
+        return None
 
     def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
         # The reason lands in the request, the audit trail, the card, the thread and a DM.

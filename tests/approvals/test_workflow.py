@@ -386,3 +386,32 @@ def test_simulated_studio_links_name_the_configured_azure_workspace(core: Core) 
         reply.text
     )
     assert "subscriptions/local" not in reply.text
+
+
+def test_a_vote_is_kept_only_with_the_approval_it_completes(core: Core) -> None:
+    """The process dies (here: the database refuses) between the lead's vote and the
+    approval it completes: no vote is left behind, so the lead's retried click approves."""
+    from sqlalchemy import event
+
+    from approvals.tables import VoteRow
+
+    request_id = ask_access(core)
+
+    def refuse_the_approval(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE REQUESTS") and "approved" in str(
+            parameters
+        ):
+            raise RuntimeError("the process died here")
+
+    event.listen(core.store.engine, "before_cursor_execute", refuse_the_approval)
+    try:
+        assert not core.service.handle_text("bob", f"/aml approve {request_id}").ok
+    finally:
+        event.remove(core.store.engine, "before_cursor_execute", refuse_the_approval)
+    with core.store.transaction() as session:
+        assert session.scalars(select(VoteRow)).all() == []
+    assert status_of(core, request_id) == "pending"
+
+    again = core.service.handle_text("bob", f"/aml approve {request_id}")
+    assert again.ok and "Approved" in again.text
+    assert status_of(core, request_id) == "succeeded"
