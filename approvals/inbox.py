@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from approvals.store import Store
-from approvals.tables import InboxRow
+from approvals.tables import InboxRow, UTCDateTime
 
 NOTIFY_CHANNEL = "amlbot_inbox"
 LEASE = timedelta(seconds=30)
@@ -64,7 +63,7 @@ class InboxItem:
 
 
 def accept(
-    session: Session,
+    connection: Session | Connection,
     delivery_key: str,
     handler: str,
     payload: dict[str, Any],
@@ -78,31 +77,57 @@ def accept(
     With `claimed_by`, the item is accepted already claimed by that holder (the edge, for
     what must happen within Slack's 3-second trigger window): no worker takes it unless the
     holder dies and its lease runs out.
+
+    One statement (on PostgreSQL the insert and its NOTIFY together): it runs before every
+    ack, where each round trip to the database is felt.
     """
-    values: dict[str, Any] = {
+    claimed = claimed_by is not None
+    values = {
         "delivery_key": delivery_key[:255],
         "handler": handler[:64],
         "payload": payload,
-        "status": InboxStatus.PENDING.value,
-        "attempts": 0,
+        "status": (InboxStatus.RUNNING if claimed else InboxStatus.PENDING).value,
+        "attempts": 1 if claimed else 0,
         "received_at": now,
         "available_at": now,
+        "claimed_by": claimed_by[:64] if claimed_by else None,
+        "lease_until": now + lease if claimed else None,
     }
-    if claimed_by is not None:
-        values |= {
-            "status": InboxStatus.RUNNING.value,
-            "attempts": 1,
-            "claimed_by": claimed_by[:64],
-            "lease_until": now + lease,
-        }
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(InboxRow).values(**values).on_conflict_do_nothing()
-    inserted = session.execute(statement.returning(InboxRow.id)).first() is not None
-    if inserted and claimed_by is None and dialect == "postgresql":
-        # Delivered at commit, and only if the insert commits.
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-    return inserted
+    postgres = _dialect(connection) == "postgresql"
+    statement = _ACCEPT_POSTGRES if postgres and not claimed else _ACCEPT
+    return connection.execute(statement, values).first() is not None
+
+
+_COLUMNS = (
+    "delivery_key, handler, payload, status, attempts, received_at, available_at, "
+    "claimed_by, lease_until"
+)
+_VALUES = (
+    ":delivery_key, :handler, :payload, :status, :attempts, :received_at, :available_at, "
+    ":claimed_by, :lease_until"
+)
+_TYPES = (
+    bindparam("payload", type_=JSON()),
+    bindparam("received_at", type_=UTCDateTime()),
+    bindparam("available_at", type_=UTCDateTime()),
+    bindparam("lease_until", type_=UTCDateTime()),
+)
+_ACCEPT = text(
+    f"INSERT INTO inbox ({_COLUMNS}) VALUES ({_VALUES}) "
+    "ON CONFLICT (delivery_key) DO NOTHING RETURNING id"
+).bindparams(*_TYPES)
+# The NOTIFY is delivered at commit, and only if the insert commits; only for a new row.
+_ACCEPT_POSTGRES = text(
+    f"WITH kept AS (INSERT INTO inbox ({_COLUMNS}) VALUES ({_VALUES}) "
+    "ON CONFLICT (delivery_key) DO NOTHING RETURNING id) "
+    f"SELECT id, pg_notify('{NOTIFY_CHANNEL}', '') FROM kept"
+).bindparams(*_TYPES)
+
+
+def _dialect(connection: Session | Connection) -> str:
+    if isinstance(connection, Connection):
+        return connection.dialect.name
+    return connection.get_bind().dialect.name
 
 
 def _claimable(now: datetime) -> Any:

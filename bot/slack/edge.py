@@ -27,10 +27,12 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
+from sqlalchemy.exc import DBAPIError
 
 from approvals import inbox, outbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
+from approvals.store import make_engine
 from bot.slack.identity import Identity
 from bot.wiring import Core
 from commands import models as m
@@ -198,6 +200,9 @@ class SlackEdge:
         self.draining = False
         # The inbox worker in this process, when there is one (for readiness).
         self.worker: InboxWorker | None = None
+        self._accepting_engine = make_engine(
+            core.store.engine.url.render_as_string(hide_password=False), pool_pre_ping=False
+        )
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
 
@@ -269,13 +274,33 @@ class SlackEdge:
     def _accept(
         self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
     ) -> None:
-        with self.core.store.transaction() as session:
-            fresh = inbox.accept(
-                session, key, handler, payload, self.core.clock.now(), claimed_by=claimed_by
-            )
+        fresh = self._keep(key, handler, payload, claimed_by)
         if not fresh:
             log.info("ignoring a repeated Slack delivery (%s)", key.split(":", 1)[0])
             payload["repeated"] = True
+
+    def _keep(
+        self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
+    ) -> bool:
+        # A connection of the accepting engine, not an ORM session: this runs before every
+        # ack. That engine does not ping the database at each checkout (a round trip per
+        # ack); after a database restart its first use fails, the pool is invalidated, and
+        # the one retry takes a fresh connection.
+        for attempt in (1, 2):
+            try:
+                with self._accepting_engine.begin() as connection:
+                    return inbox.accept(
+                        connection,
+                        key,
+                        handler,
+                        payload,
+                        self.core.clock.now(),
+                        claimed_by=claimed_by,
+                    )
+            except DBAPIError as failed:
+                if attempt == 2 or not failed.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -421,6 +446,7 @@ class SlackEdge:
     def close(self) -> None:
         self.accepting = False
         self._accepting.shutdown(wait=True)
+        self._accepting_engine.dispose()
         self._quick.shutdown(wait=True, cancel_futures=False)
 
 
