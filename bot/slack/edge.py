@@ -187,9 +187,9 @@ class SlackEdge:
         self.holder = holder or f"edge-{uuid.uuid4().hex[:12]}"
         self.jobs: dict[str, Job] = {}
         self._quick = ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick")
-        # The database writes of the acks: a few threads, so a burst of acks does not queue
-        # behind trigger-window work.
-        self._accepting = ThreadPoolExecutor(4, thread_name_prefix="amlbot-accept")
+        # The database writes of the acks, apart from trigger-window work. Each mostly waits
+        # for the database's commit, so as many as acks may be in flight at once.
+        self._accepting = ThreadPoolExecutor(32, thread_name_prefix="amlbot-accept")
         # Called after each core call, e.g. to wake the outbox worker so a card appears
         # without waiting for its next poll.
         self.on_core_done: Callable[[], None] = lambda: None
