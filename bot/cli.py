@@ -27,12 +27,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve POST /slack/events over HTTP")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--health-port",
+        type=int,
+        help="Socket Mode: serve GET /healthz, /readyz and /metrics on this port "
+        "(default: --port; 0: none). HTTP mode serves them on --port",
+    )
 
     work = sub.add_parser(
         "work", help="run workers alone: claim inbox items, deliver the outbox, run sweeps"
     )
     work.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
-    work.add_argument("--health-port", type=int, help="serve GET /healthz and /readyz on this port")
+    work.add_argument(
+        "--health-port", type=int, help="serve GET /healthz, /readyz and /metrics on this port"
+    )
 
     check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
@@ -106,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             config_path=config_path,
+            health_port=args.port if args.health_port is None else args.health_port,
         )
     if args.command == "work":
         from bot.serve import work

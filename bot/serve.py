@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +37,7 @@ from starlette.routing import BaseRoute
 from approvals import inbox
 from approvals.config import AppConfig
 from bot.delivery import OutboxWorker
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
@@ -158,6 +160,7 @@ def background_services(
         threads=bot.edge.options.work_threads,
         on_dead=bot.edge.dead_letter,
         on_handled=outbox_loop.wake,
+        metrics=core.metrics,
     )
     bot.edge.on_accepted = inbox_worker.wake
     bot.edge.worker = inbox_worker
@@ -319,7 +322,10 @@ def serve(
     host: str,
     port: int,
     config_path: str | None = None,
+    health_port: int | None = None,
 ) -> int:
+    """The Slack edge until SIGTERM. In Socket Mode, `/healthz`, `/readyz` and `/metrics`
+    are served on `health_port` (HTTP mode serves them beside `/slack/events`)."""
     problems = missing_settings(settings, socket_mode=not http)
     if problems:
         for problem in problems:
@@ -353,6 +359,16 @@ def serve(
     freeze_startup_objects()
     exit_code = 0
     try:
+        if not http and health_port:
+            try:
+                serve_health(health_port, lambda: edge_ready(bot), core.metrics, host)
+            except OSError as taken:
+                print(
+                    f"amlbot serve: cannot serve /healthz, /readyz and /metrics on "
+                    f"{host}:{health_port} ({taken.strerror}); choose --health-port",
+                    file=sys.stderr,
+                )
+                return 2
         if http:
             _serve_http(bot, settings, host, port)
         else:
@@ -364,6 +380,12 @@ def serve(
         for service in reversed(services):
             service.stop()
     return exit_code
+
+
+def edge_ready(bot: SlackBot) -> bool:
+    """Socket Mode's readiness: not draining, and the in-process worker (if any) claiming."""
+    worker = bot.edge.worker
+    return not bot.edge.draining and (worker is None or worker.ready())
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -393,7 +415,7 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     if health_port is not None:
         worker = bot.edge.worker
         assert worker is not None
-        serve_health(health_port, lambda: worker.ready() and not stopping.is_set())
+        serve_health(health_port, lambda: worker.ready() and not stopping.is_set(), core.metrics)
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
@@ -402,28 +424,46 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     return 0
 
 
-def serve_health(port: int, ready: Callable[[], bool]) -> None:
-    """`GET /healthz` (the process answers) and `/readyz` (`ready()`), on a thread."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def serve_health(
+    port: int,
+    ready: Callable[[], bool],
+    metrics: Metrics | None = None,
+    host: str = "0.0.0.0",
+) -> ThreadingHTTPServer:
+    """`GET /healthz` (the process answers), `/readyz` (`ready()`) and `/metrics`, on a
+    thread: for the processes without an HTTP app (Socket Mode, `amlbot work`)."""
+    from http.server import BaseHTTPRequestHandler
 
     class Probe(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            content_type, body = "text/plain", b"ok\n"
             if self.path == "/healthz":
                 status = 200
             elif self.path == "/readyz":
                 status = 200 if ready() else 503
+                body = b"ok\n" if status == 200 else b"not ready\n"
+            elif self.path == "/metrics" and metrics is not None:
+                try:
+                    status, body = 200, metrics.exposition()
+                    content_type = CONTENT_TYPE_LATEST
+                except Exception:
+                    log.exception("collecting metrics failed")
+                    status, body = 500, b"collecting metrics failed\n"
             else:
-                status = 404
+                status, body = 404, b"not found\n"
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"ok\n" if status == 200 else b"not ready\n")
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds would drown the log
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Probe)
+    server = ThreadingHTTPServer((host, port), Probe)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="amlbot-health", daemon=True).start()
+    return server
 
 
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:

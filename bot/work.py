@@ -28,6 +28,7 @@ from typing import Any
 from approvals import inbox
 from approvals.inbox import InboxItem, InboxStatus
 from approvals.store import Store
+from bot.metrics import Metrics
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class InboxWorker:
         on_handled: Callable[[], None] | None = None,
         poll: float | None = None,
         holder: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.clock = clock
         self.handlers = handlers
         self.threads = threads
@@ -203,6 +206,10 @@ class InboxWorker:
             )
             self._failed(item, f"{type(exc).__name__} (error id {error_id})", error_id)
         else:
+            if self.metrics is not None:
+                self.metrics.inbox_handled.labels(item.handler, "ok").inc()
+                waited = (self.clock.now() - item.received_at).total_seconds()
+                self.metrics.reply_seconds.labels(item.handler).observe(max(0.0, waited))
             try:
                 inbox.complete(self.store, item.id, self.holder, self.clock.now())
             except Exception:
@@ -231,6 +238,9 @@ class InboxWorker:
         except Exception:
             log.exception("recording the failure of inbox item %s failed", item.id)
             return
+        if self.metrics is not None:
+            outcome = "dead" if status == InboxStatus.DEAD else "failed"
+            self.metrics.inbox_handled.labels(item.handler, outcome).inc()
         if status == InboxStatus.DEAD:
             log.error(
                 "inbox item %s (%s) dead-lettered after %s attempts (error id %s)",

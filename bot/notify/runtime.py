@@ -108,7 +108,8 @@ class NotificationScheduler:
 
     def _round(self) -> None:
         try:
-            self._after(run_due(self.core, self.core.clock.now(), self.holder))
+            with self.core.metrics.timed_sweep():
+                self._after(run_due(self.core, self.core.clock.now(), self.holder))
         except Exception:  # APScheduler would only log it too; keep the trace ours
             log.exception("a sweep round failed; the next one runs in %s", self.tick)
         finally:

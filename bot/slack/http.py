@@ -1,7 +1,8 @@
 """The HTTP endpoint, an ASGI app for uvicorn: `POST /slack/events` for commands, events
 and interactivity (all three use the same Request URL), `GET /healthz` (the process
-answers: no database call, so a database blip restarts nothing) and `GET /readyz` (send
-traffic here: not draining, database reachable, the in-process worker claiming).
+answers: no database call, so a database blip restarts nothing), `GET /readyz` (send
+traffic here: not draining, database reachable, the in-process worker claiming) and
+`GET /metrics` (Prometheus, `bot/metrics.py`).
 
 In front of Bolt, `refusal` answers what Bolt would turn into a 500 with a traceback (a
 timestamp that is not a number, a body that is not UTF-8 or whose `payload` is not a
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from approvals.config import AppConfig, load_config
+from bot.metrics import CONTENT_TYPE_LATEST
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.edge import SlackOptions
@@ -151,6 +153,11 @@ def asgi_app(
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    async def metrics(request: Request) -> Response:
+        # The database gauges are read at scrape: off the event loop.
+        body = await bot.edge.in_thread(bot.edge.core.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for service in services:
@@ -169,6 +176,7 @@ def asgi_app(
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             *extra_routes,
         ],
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +20,17 @@ from bot.slack.views.common import APPROVE_ACTION
 from tests.fakes.slack_api import FakeSlack, JSONDict, Message
 from tests.fakes.slack_signing import block_actions_payload, slash_command_payload
 from tests.fakes.slack_socket_mode import Ack, FakeSocketMode
-from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, USERS, start_serve, wait_for
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    CHANNEL,
+    USERS,
+    free_port,
+    scrape,
+    start_serve,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,8 +42,11 @@ ACCESS = 'access request gpu-cluster --for 2h --reason "train"'
 class SocketModeBot:
     """`amlbot serve` in its own process, and the fake Slack it is connected to."""
 
-    def __init__(self, process: subprocess.Popen[str], slack: FakeSlack, sm: FakeSocketMode):
+    def __init__(
+        self, process: subprocess.Popen[str], slack: FakeSlack, sm: FakeSocketMode, port: int
+    ):
         self.process = process
+        self.url = f"http://127.0.0.1:{port}"  # /healthz, /readyz, /metrics
         self.slack = slack
         self.socket_mode = sm
         self._stderr: list[str] = []
@@ -178,8 +193,15 @@ def bot(
 ) -> Iterator[SocketModeBot]:
     """`amlbot serve` with no flag: Socket Mode, connected before the test starts."""
     slack, socket_mode = fake_socket_mode
-    process = start_serve(env=serve_env(slack, tmp_path, socket_mode.app_token))
-    running = SocketModeBot(process, slack, socket_mode)
+    port = free_port()
+    process = start_serve(
+        "--host",
+        "127.0.0.1",
+        "--health-port",
+        str(port),
+        env=serve_env(slack, tmp_path, socket_mode.app_token),
+    )
+    running = SocketModeBot(process, slack, socket_mode, port)
     try:
         running.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
         yield running
@@ -277,9 +299,39 @@ def test_serve_refuses_an_app_token_slack_does_not_accept(
     fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
 ) -> None:
     slack, socket_mode = fake_socket_mode
-    process = start_serve(env=serve_env(slack, tmp_path, "xapp-1-A0AMLBOT0-2-revoked"))
+    process = start_serve(
+        "--health-port", "0", env=serve_env(slack, tmp_path, "xapp-1-A0AMLBOT0-2-revoked")
+    )
     _, errors = process.communicate(timeout=30)
     assert process.returncode == 2
     assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in errors
     assert [c.error for c in slack.calls("apps.connections.open")] == ["invalid_auth"]
     assert not socket_mode.connections_opened
+
+
+def probe(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_socket_mode_answers_health_readiness_and_metrics_beside_the_socket(
+    bot: SocketModeBot,
+) -> None:
+    assert probe(f"{bot.url}/healthz") == 200
+    bot.wait(lambda: probe(f"{bot.url}/readyz") == 200, "readiness")
+    bot.acked(bot.command(ALICE, ACCESS))
+    bot.card(1)
+
+    def moved() -> dict[str, float] | None:
+        samples = scrape(f"{bot.url}/metrics")
+        ok = samples.get('amlbot_commands_total{command="access request",outcome="ok"}')
+        return samples if ok == 1 and samples['amlbot_inbox_items{status="pending"}'] == 0 else None
+
+    samples = bot.wait(moved, "the command counted and the inbox empty")
+    assert samples['amlbot_requests{action="access",state="pending"}'] == 1
+    assert samples['amlbot_slack_api_calls_total{method="chat.postMessage",status="ok"}'] >= 1
+    assert samples['amlbot_slack_ack_seconds_count{handler="slack.run_command"}'] >= 1
+    assert bot.stop() == 0
