@@ -26,17 +26,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.routing import BaseRoute
 
 from approvals import inbox
 from approvals.config import AppConfig
 from bot.delivery import OutboxWorker
+from bot.health import Readiness, SchemaCheck, Verdict
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
@@ -358,10 +359,12 @@ def serve(
 
     freeze_startup_objects()
     exit_code = 0
+    connection = SocketConnection()
     try:
         if not http and health_port:
+            ready = readiness(bot, services, slack_connected=connection.connected)
             try:
-                serve_health(health_port, lambda: edge_ready(bot), core.metrics, host)
+                serve_health(health_port, ready, core.metrics, host)
             except OSError as taken:
                 print(
                     f"amlbot serve: cannot serve /healthz, /readyz and /metrics on "
@@ -370,9 +373,9 @@ def serve(
                 )
                 return 2
         if http:
-            _serve_http(bot, settings, host, port)
+            _serve_http(bot, settings, host, port, readiness(bot, services))
         else:
-            exit_code = asyncio.run(_serve_socket_mode(bot, settings))
+            exit_code = asyncio.run(_serve_socket_mode(bot, settings, connection))
     except KeyboardInterrupt:
         pass
     finally:
@@ -382,10 +385,47 @@ def serve(
     return exit_code
 
 
-def edge_ready(bot: SlackBot) -> bool:
-    """Socket Mode's readiness: not draining, and the in-process worker (if any) claiming."""
-    worker = bot.edge.worker
-    return not bot.edge.draining and (worker is None or worker.ready())
+def readiness(
+    bot: SlackBot,
+    services: Sequence[BackgroundService],
+    *,
+    draining: Callable[[], bool] | None = None,
+    slack_connected: Callable[[], bool | None] = lambda: None,
+) -> Readiness:
+    """`/readyz` of a process running `services` beside `bot`'s edge (after
+    `background_services`, which puts the worker on the edge)."""
+    from bot.notify.runtime import NotificationScheduler
+
+    sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
+
+    def worker_ready() -> bool | None:
+        worker = bot.edge.worker
+        return None if worker is None else worker.ready()
+
+    return Readiness(
+        SchemaCheck(bot.edge.core.store),
+        draining=draining or (lambda: bot.edge.draining),
+        worker_ready=worker_ready,
+        sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
+        slack_connected=slack_connected,
+    )
+
+
+class SocketConnection:
+    """Socket Mode's websocket, as readiness sees it from the probe's thread."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None  # slack_sdk's aiohttp SocketModeClient, once made
+
+    def connected(self) -> bool:
+        if self.loop is None or self.client is None:
+            return False
+        try:
+            asking = asyncio.run_coroutine_threadsafe(self.client.is_connected(), self.loop)
+            return bool(asking.result(timeout=2))
+        except Exception:
+            return False
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -413,9 +453,7 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     for service in services:
         service.start()
     if health_port is not None:
-        worker = bot.edge.worker
-        assert worker is not None
-        serve_health(health_port, lambda: worker.ready() and not stopping.is_set(), core.metrics)
+        serve_health(health_port, readiness(bot, services, draining=stopping.is_set), core.metrics)
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
@@ -426,7 +464,7 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
 
 def serve_health(
     port: int,
-    ready: Callable[[], bool],
+    ready: Callable[[], Verdict],
     metrics: Metrics | None = None,
     host: str = "0.0.0.0",
 ) -> ThreadingHTTPServer:
@@ -440,8 +478,9 @@ def serve_health(
             if self.path == "/healthz":
                 status = 200
             elif self.path == "/readyz":
-                status = 200 if ready() else 503
-                body = b"ok\n" if status == 200 else b"not ready\n"
+                verdict = ready()
+                status = 200 if verdict.ready else 503
+                content_type, body = "application/json", verdict.json().encode()
             elif self.path == "/metrics" and metrics is not None:
                 try:
                     status, body = 200, metrics.exposition()
@@ -466,7 +505,7 @@ def serve_health(
     return server
 
 
-def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
+def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: Readiness) -> None:
     import uvicorn
 
     from bot.access_log import uvicorn_log_config
@@ -482,7 +521,7 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
     log.info("serving Slack events on http://%s:%s/slack/events", host, port)
     server = DrainingServer(
         uvicorn.Config(
-            asgi_app(bot, extra_routes=azure_routes(bot, settings)),
+            asgi_app(bot, extra_routes=azure_routes(bot, settings), readiness=ready),
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
@@ -496,7 +535,9 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
     server.run()
 
 
-async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
+async def _serve_socket_mode(
+    bot: SlackBot, settings: Settings, connection: SocketConnection
+) -> int:
     """Until SIGTERM or SIGINT; then the websocket and its client session are closed
     before the services stop (`serve`'s `finally`). 2 if Slack refuses the app token."""
     from aiohttp import ClientError
@@ -507,6 +548,7 @@ async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
     handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    connection.loop, connection.client = loop, handler.client
 
     def drain() -> None:
         bot.edge.draining = True

@@ -30,7 +30,7 @@ def test_metrics_move_with_a_request_from_slack_to_its_grant(harness: SlackHarne
         delivered = samples['amlbot_outbox_messages{status="pending"}'] == 0
         return samples if done and idle and delivered else None
 
-    samples = wait_for(settled, what="the request done, the inbox and outbox empty")
+    samples = wait_for(settled, timeout=15, what="the request done, the inbox and outbox empty")
     assert samples['amlbot_commands_total{command="access request",outcome="ok"}'] == 1
     assert samples['amlbot_commands_total{command="invalid",outcome="refused"}'] == 1
     assert samples['amlbot_commands_total{command="approve",outcome="ok"}'] == 1

@@ -4,6 +4,8 @@ sent over the websocket, and answers through the fake Web API."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import threading
 import urllib.error
@@ -335,3 +337,56 @@ def test_socket_mode_answers_health_readiness_and_metrics_beside_the_socket(
     assert samples['amlbot_slack_api_calls_total{method="chat.postMessage",status="ok"}'] >= 1
     assert samples['amlbot_slack_ack_seconds_count{handler="slack.run_command"}'] >= 1
     assert bot.stop() == 0
+
+
+def readiness(bot: SocketModeBot) -> tuple[int, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"{bot.url}/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+    except OSError:
+        return 0, {}  # not listening yet
+
+
+def test_socket_mode_is_not_ready_while_its_connection_to_slack_is_down(
+    bot: SocketModeBot,
+) -> None:
+    bot.wait(lambda: readiness(bot)[0] == 200, "readiness")
+    assert readiness(bot)[1]["slack"] == "ok"
+    bot.socket_mode.stop()  # Slack gone: the client retries meanwhile
+
+    def slack_down() -> bool:
+        status, checks = readiness(bot)
+        return status == 503 and checks.get("slack") == "not connected"
+
+    bot.wait(slack_down, "readiness to notice")
+    assert probe(f"{bot.url}/healthz") == 200  # alive: nothing to restart
+
+
+def test_sigterm_turns_readiness_off_before_the_work_in_hand_is_finished(
+    fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
+) -> None:
+    slack, socket_mode = fake_socket_mode
+    port = free_port()
+    env = {**serve_env(slack, tmp_path, socket_mode.app_token)}
+    # Each change in the simulated workspace takes 3 s, as an Azure call would.
+    env["AMLBOT_SIMULATED_LATENCY_SECONDS"] = "3"
+    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
+    bot = SocketModeBot(process, slack, socket_mode, port)
+    try:
+        bot.wait(lambda: readiness(bot)[0] == 200, "readiness", timeout=30)
+        bot.acked(bot.command(ALICE, ACCESS))
+        card = bot.card(1)
+        bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
+        bot.wait(
+            lambda: scrape(f"{bot.url}/metrics")['amlbot_inbox_items{status="running"}'] == 1,
+            "the approval in hand",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert bot.wait(lambda: readiness(bot) == (503, {"status": "draining"}), "draining")
+        assert process.poll() is None  # still finishing the approval
+        assert process.wait(timeout=30) == 0
+        assert grants(tmp_path) == 1  # finished, not dropped
+    finally:
+        bot.close()
