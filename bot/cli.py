@@ -13,10 +13,20 @@ from approvals.config import ConfigError, load_config
 from bot.settings import Settings
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("amlbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amlbot", description="Govern Azure ML workspaces from Slack (or a terminal)."
     )
+    parser.add_argument("--version", action="version", version=f"amlbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     console = sub.add_parser("console", help="talk to the bot in this terminal (no Slack needed)")
