@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from approvals.config import ConfigError, load_config
+from bot import logs
 from bot.settings import Settings
 
 
@@ -82,11 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             given = "" if secret else f"={error.get('input')!r}"
             print(f"Environment error: {variable}{given}: {error['msg']}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines where a log pipeline reads them (the long-running processes).
+    daemon = args.command in ("serve", "work")
+    logs.configure(settings.log_level, settings.log_format or ("json" if daemon else "text"))
     # Migrations run at every start; their step-by-step log is noise outside an upgrade.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "console":

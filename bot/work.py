@@ -28,6 +28,7 @@ from typing import Any
 from approvals import inbox
 from approvals.inbox import InboxItem, InboxStatus
 from approvals.store import Store
+from bot.logs import correlated
 from bot.metrics import Metrics
 from workspaces.clock import Clock
 
@@ -190,6 +191,11 @@ class InboxWorker:
                     log.exception("renewing inbox leases failed; trying again")
 
     def _run(self, item: InboxItem) -> None:
+        # Every record logged while this item is handled carries its delivery key.
+        with correlated(item.delivery_key):
+            self._run_correlated(item)
+
+    def _run_correlated(self, item: InboxItem) -> None:
         try:
             handler = self.handlers.get(item.handler)
             if handler is None:

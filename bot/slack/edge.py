@@ -32,6 +32,7 @@ from slack_sdk import WebClient
 from approvals import inbox, outbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
+from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.wiring import Core
 from commands import models as m
@@ -290,14 +291,15 @@ class SlackEdge:
         if payload.get("repeated"):
             return
         key = delivery_key(payload["body"])
-        try:
-            self.run_job(handler, payload)
-        except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("Slack job %s failed (error id %s)", handler, error_id)
-            self.tell_failure(payload["body"], error_id)
-        finally:
-            self._complete_by_key(key)
+        with correlated(key):
+            try:
+                self.run_job(handler, payload)
+            except Exception:
+                error_id = uuid.uuid4().hex[:8]
+                log.exception("Slack job %s failed (error id %s)", handler, error_id)
+                self.tell_failure(payload["body"], error_id)
+            finally:
+                self._complete_by_key(key)
 
     def _complete_by_key(self, key: str) -> None:
         from sqlalchemy import select

@@ -390,3 +390,28 @@ def test_sigterm_turns_readiness_off_before_the_work_in_hand_is_finished(
         assert grants(tmp_path) == 1  # finished, not dropped
     finally:
         bot.close()
+
+
+def test_serve_logs_json_lines_without_the_bot_or_app_token_even_at_debug(
+    fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
+) -> None:
+    slack, socket_mode = fake_socket_mode
+    port = free_port()
+    env = {**serve_env(slack, tmp_path, socket_mode.app_token), "AMLBOT_LOG_LEVEL": "DEBUG"}
+    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
+    bot = SocketModeBot(process, slack, socket_mode, port)
+    try:
+        bot.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
+        bot.acked(bot.command(ALICE, ACCESS))
+        card = bot.card(1)
+        bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
+        bot.answer_to(BOB, containing="Approved")
+        assert bot.stop() == 0
+    finally:
+        bot.close()
+    lines = bot.stderr().splitlines()
+    logged = [json.loads(line) for line in lines]  # one JSON object per line, each
+    assert any(entry["level"] == "DEBUG" for entry in logged)
+    assert any(entry.get("correlation_id", "").startswith("slash_command:") for entry in logged)
+    assert BOT_TOKEN not in bot.stderr()
+    assert socket_mode.app_token not in bot.stderr()
