@@ -2,10 +2,11 @@
 
 `/healthz` (alive) never asks the database: a database blip must not restart every replica
 at once. `/readyz` does, and more: not shutting down, the database reachable and its schema
-at this version's head (a rollback onto a newer schema is not ready, rather than failing
-every write), the in-process worker claiming, the sweeps going round, and in Socket Mode
-the websocket to Slack open. The database part is cached for a few seconds, so a probe
-every second costs one query every `CACHE_SECONDS`.
+at this version's head or past it (behind it, the migrations have not run and writes
+would fail; past it, a newer version is rolling out), the in-process worker claiming,
+the sweeps going round, and in Socket Mode the websocket to Slack open. The database part
+is cached for a few seconds, so a probe every second costs one query every
+`CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class SchemaCheck:
     def __init__(self, store: Store, cache_seconds: float = CACHE_SECONDS) -> None:
         self.store = store
         self.cache_seconds = cache_seconds
-        self._heads = set(ScriptDirectory.from_config(alembic_config(store.engine)).get_heads())
+        self._script = ScriptDirectory.from_config(alembic_config(store.engine))
+        self._heads = set(self._script.get_heads())
+        self._known = {revision.revision for revision in self._script.walk_revisions()}
         self._lock = threading.Lock()
         self._checked_at = -float("inf")
         self._result: tuple[str, str] = ("unknown", "unknown")
@@ -64,10 +67,13 @@ class SchemaCheck:
                 current = set(MigrationContext.configure(connection).get_current_heads())
         except Exception as exc:
             return type(exc).__name__, "unknown"
-        if current != self._heads:
-            found = ", ".join(sorted(current)) or "none"
-            return "ok", f"at {found}, this version needs {', '.join(sorted(self._heads))}"
-        return "ok", "ok"
+        if current == self._heads or not current <= self._known:
+            # At this version's head, or past it: a revision this version does not know
+            # is a newer version's, migrated during a rolling deploy (migrations only add,
+            # so the old pods keep working and must stay in service meanwhile).
+            return "ok", "ok"
+        found = ", ".join(sorted(current)) or "none"
+        return "ok", f"at {found}, this version needs {', '.join(sorted(self._heads))}"
 
 
 @dataclass
