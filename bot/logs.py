@@ -79,14 +79,15 @@ def current_format() -> LogFormat:
 
 
 def configure(level: str, kind: LogFormat) -> None:
-    """The root logger: to stderr, in `kind`, with correlation ids."""
+    """The root logger: to stderr, in `kind`, with correlation ids. As `basicConfig`, it
+    leaves a root logger that has handlers already alone (a host that embeds `main`, tests)."""
     global _format
+    root = logging.getLogger()
+    if root.handlers:
+        return
     _format = kind
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(kind))
     handler.addFilter(CorrelationFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
