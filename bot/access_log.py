@@ -30,10 +30,16 @@ def _without_query(value: object) -> object:
 
 
 def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging configuration, with the filter on its access handler."""
+    """uvicorn's own logging configuration, with the filter on its access handler, in the
+    format the process logs in (`bot/logs.py`)."""
     from uvicorn.config import LOGGING_CONFIG
 
+    from bot.logs import current_format
+
     config = copy.deepcopy(LOGGING_CONFIG)
+    if current_format() == "json":
+        for name in ("default", "access"):
+            config["formatters"][name] = {"()": "bot.logs.JsonFormatter"}
     config.setdefault("filters", {})["redact_query_strings"] = {"()": RedactQueryStrings}
     config["handlers"]["access"].setdefault("filters", []).append("redact_query_strings")
     return config

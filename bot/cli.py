@@ -10,13 +10,24 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from approvals.config import ConfigError, load_config
+from bot import logs
 from bot.settings import Settings
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("amlbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amlbot", description="Govern Azure ML workspaces from Slack (or a terminal)."
     )
+    parser.add_argument("--version", action="version", version=f"amlbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     console = sub.add_parser("console", help="talk to the bot in this terminal (no Slack needed)")
@@ -27,12 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve POST /slack/events over HTTP")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--health-port",
+        type=int,
+        help="Socket Mode: serve GET /healthz, /readyz and /metrics on this port "
+        "(default: --port; 0: none). HTTP mode serves them on --port",
+    )
 
     work = sub.add_parser(
         "work", help="run workers alone: claim inbox items, deliver the outbox, run sweeps"
     )
     work.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
-    work.add_argument("--health-port", type=int, help="serve GET /healthz and /readyz on this port")
+    work.add_argument(
+        "--health-port", type=int, help="serve GET /healthz, /readyz and /metrics on this port"
+    )
 
     check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
@@ -64,11 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             given = "" if secret else f"={error.get('input')!r}"
             print(f"Environment error: {variable}{given}: {error['msg']}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines where a log pipeline reads them (the long-running processes).
+    daemon = args.command in ("serve", "work")
+    logs.configure(settings.log_level, settings.log_format or ("json" if daemon else "text"))
     # Migrations run at every start; their step-by-step log is noise outside an upgrade.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "console":
@@ -106,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             config_path=config_path,
+            health_port=args.port if args.health_port is None else args.health_port,
         )
     if args.command == "work":
         from bot.serve import work

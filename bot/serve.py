@@ -26,16 +26,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.routing import BaseRoute
 
 from approvals import inbox
 from approvals.config import AppConfig
 from bot.delivery import OutboxWorker
+from bot.health import Readiness, SchemaCheck, Verdict
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
@@ -158,6 +161,7 @@ def background_services(
         threads=bot.edge.options.work_threads,
         on_dead=bot.edge.dead_letter,
         on_handled=outbox_loop.wake,
+        metrics=core.metrics,
     )
     bot.edge.on_accepted = inbox_worker.wake
     bot.edge.worker = inbox_worker
@@ -319,7 +323,10 @@ def serve(
     host: str,
     port: int,
     config_path: str | None = None,
+    health_port: int | None = None,
 ) -> int:
+    """The Slack edge until SIGTERM. In Socket Mode, `/healthz`, `/readyz` and `/metrics`
+    are served on `health_port` (HTTP mode serves them beside `/slack/events`)."""
     problems = missing_settings(settings, socket_mode=not http)
     if problems:
         for problem in problems:
@@ -352,11 +359,23 @@ def serve(
 
     freeze_startup_objects()
     exit_code = 0
+    connection = SocketConnection()
     try:
+        if not http and health_port:
+            ready = readiness(bot, services, slack_connected=connection.connected)
+            try:
+                serve_health(health_port, ready, core.metrics, host)
+            except OSError as taken:
+                print(
+                    f"amlbot serve: cannot serve /healthz, /readyz and /metrics on "
+                    f"{host}:{health_port} ({taken.strerror}); choose --health-port",
+                    file=sys.stderr,
+                )
+                return 2
         if http:
-            _serve_http(bot, settings, host, port)
+            _serve_http(bot, settings, host, port, readiness(bot, services))
         else:
-            exit_code = asyncio.run(_serve_socket_mode(bot, settings))
+            exit_code = asyncio.run(_serve_socket_mode(bot, settings, connection))
     except KeyboardInterrupt:
         pass
     finally:
@@ -364,6 +383,49 @@ def serve(
         for service in reversed(services):
             service.stop()
     return exit_code
+
+
+def readiness(
+    bot: SlackBot,
+    services: Sequence[BackgroundService],
+    *,
+    draining: Callable[[], bool] | None = None,
+    slack_connected: Callable[[], bool | None] = lambda: None,
+) -> Readiness:
+    """`/readyz` of a process running `services` beside `bot`'s edge (after
+    `background_services`, which puts the worker on the edge)."""
+    from bot.notify.runtime import NotificationScheduler
+
+    sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
+
+    def worker_ready() -> bool | None:
+        worker = bot.edge.worker
+        return None if worker is None else worker.ready()
+
+    return Readiness(
+        SchemaCheck(bot.edge.core.store),
+        draining=draining or (lambda: bot.edge.draining),
+        worker_ready=worker_ready,
+        sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
+        slack_connected=slack_connected,
+    )
+
+
+class SocketConnection:
+    """Socket Mode's websocket, as readiness sees it from the probe's thread."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None  # slack_sdk's aiohttp SocketModeClient, once made
+
+    def connected(self) -> bool:
+        if self.loop is None or self.client is None:
+            return False
+        try:
+            asking = asyncio.run_coroutine_threadsafe(self.client.is_connected(), self.loop)
+            return bool(asking.result(timeout=2))
+        except Exception:
+            return False
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -391,9 +453,7 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     for service in services:
         service.start()
     if health_port is not None:
-        worker = bot.edge.worker
-        assert worker is not None
-        serve_health(health_port, lambda: worker.ready() and not stopping.is_set())
+        serve_health(health_port, readiness(bot, services, draining=stopping.is_set), core.metrics)
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
@@ -402,31 +462,50 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     return 0
 
 
-def serve_health(port: int, ready: Callable[[], bool]) -> None:
-    """`GET /healthz` (the process answers) and `/readyz` (`ready()`), on a thread."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def serve_health(
+    port: int,
+    ready: Callable[[], Verdict],
+    metrics: Metrics | None = None,
+    host: str = "0.0.0.0",
+) -> ThreadingHTTPServer:
+    """`GET /healthz` (the process answers), `/readyz` (`ready()`) and `/metrics`, on a
+    thread: for the processes without an HTTP app (Socket Mode, `amlbot work`)."""
+    from http.server import BaseHTTPRequestHandler
 
     class Probe(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            content_type, body = "text/plain", b"ok\n"
             if self.path == "/healthz":
                 status = 200
             elif self.path == "/readyz":
-                status = 200 if ready() else 503
+                verdict = ready()
+                status = 200 if verdict.ready else 503
+                content_type, body = "application/json", verdict.json().encode()
+            elif self.path == "/metrics" and metrics is not None:
+                try:
+                    status, body = 200, metrics.exposition()
+                    content_type = CONTENT_TYPE_LATEST
+                except Exception:
+                    log.exception("collecting metrics failed")
+                    status, body = 500, b"collecting metrics failed\n"
             else:
-                status = 404
+                status, body = 404, b"not found\n"
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"ok\n" if status == 200 else b"not ready\n")
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds would drown the log
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Probe)
+    server = ThreadingHTTPServer((host, port), Probe)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="amlbot-health", daemon=True).start()
+    return server
 
 
-def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None:
+def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: Readiness) -> None:
     import uvicorn
 
     from bot.access_log import uvicorn_log_config
@@ -442,7 +521,7 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
     log.info("serving Slack events on http://%s:%s/slack/events", host, port)
     server = DrainingServer(
         uvicorn.Config(
-            asgi_app(bot, extra_routes=azure_routes(bot, settings)),
+            asgi_app(bot, extra_routes=azure_routes(bot, settings), readiness=ready),
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
@@ -456,7 +535,9 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int) -> None
     server.run()
 
 
-async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
+async def _serve_socket_mode(
+    bot: SlackBot, settings: Settings, connection: SocketConnection
+) -> int:
     """Until SIGTERM or SIGINT; then the websocket and its client session are closed
     before the services stop (`serve`'s `finally`). 2 if Slack refuses the app token."""
     from aiohttp import ClientError
@@ -467,6 +548,7 @@ async def _serve_socket_mode(bot: SlackBot, settings: Settings) -> int:
     handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    connection.loop, connection.client = loop, handler.client
 
     def drain() -> None:
         bot.edge.draining = True

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         default=None, validation_alias="AMLBOT_EVENTGRID_SECRET"
     )
     log_level: LogLevel = Field(default="INFO", validation_alias="AMLBOT_LOG_LEVEL")
+    # None: JSON lines for `serve` and `work`, text for the commands run by hand.
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, validation_alias="AMLBOT_LOG_FORMAT"
+    )
     # `amlbot work` processes that `amlbot serve` starts on PostgreSQL (on SQLite its one
     # worker runs in-process); None: one per CPU the process may use, 1 to 4; 0: the edge
     # alone (workers deployed separately). Each takes about 100 MB, 200 MB once it has
@@ -58,6 +62,11 @@ class Settings(BaseSettings):
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def ensure_database_folder(self) -> None:
         if self.database_url.startswith("sqlite:///"):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from approvals.config import AppConfig, load_config
 from approvals.service import AmlService
 from approvals.store import Store
+from bot.metrics import Metrics
 from workspaces.clock import Clock, SystemClock
 from workspaces.port import WorkspaceBackend
 
@@ -65,6 +66,8 @@ class Core:
     backends: Backends
     clock: Clock
     service: AmlService
+    # This process's instruments (`/metrics`); one registry per core.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def build_core(
@@ -84,4 +87,5 @@ def build_core(
     from bot.notify.idle_sweep import install_idle_reporter
 
     install_idle_reporter(core)
+    core.metrics.watch_store(store, clock)
     return core

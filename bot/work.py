@@ -28,6 +28,8 @@ from typing import Any
 from approvals import inbox
 from approvals.inbox import InboxItem, InboxStatus
 from approvals.store import Store
+from bot.logs import correlated
+from bot.metrics import Metrics
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,10 @@ class InboxWorker:
         on_handled: Callable[[], None] | None = None,
         poll: float | None = None,
         holder: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.clock = clock
         self.handlers = handlers
         self.threads = threads
@@ -187,6 +191,11 @@ class InboxWorker:
                     log.exception("renewing inbox leases failed; trying again")
 
     def _run(self, item: InboxItem) -> None:
+        # Every record logged while this item is handled carries its delivery key.
+        with correlated(item.delivery_key):
+            self._run_correlated(item)
+
+    def _run_correlated(self, item: InboxItem) -> None:
         try:
             handler = self.handlers.get(item.handler)
             if handler is None:
@@ -203,6 +212,10 @@ class InboxWorker:
             )
             self._failed(item, f"{type(exc).__name__} (error id {error_id})", error_id)
         else:
+            if self.metrics is not None:
+                self.metrics.inbox_handled.labels(item.handler, "ok").inc()
+                waited = (self.clock.now() - item.received_at).total_seconds()
+                self.metrics.reply_seconds.labels(item.handler).observe(max(0.0, waited))
             try:
                 inbox.complete(self.store, item.id, self.holder, self.clock.now())
             except Exception:
@@ -231,6 +244,9 @@ class InboxWorker:
         except Exception:
             log.exception("recording the failure of inbox item %s failed", item.id)
             return
+        if self.metrics is not None:
+            outcome = "dead" if status == InboxStatus.DEAD else "failed"
+            self.metrics.inbox_handled.labels(item.handler, outcome).inc()
         if status == InboxStatus.DEAD:
             log.error(
                 "inbox item %s (%s) dead-lettered after %s attempts (error id %s)",

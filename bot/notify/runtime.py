@@ -11,6 +11,7 @@ never overlaps the next (`max_instances=1`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,7 @@ class NotificationScheduler:
         self.holder = holder
         self.housekeeping = tuple(housekeeping)
         self.rounds = 0  # rounds finished, failed or not: for health checks and tests
+        self._last_round_at: float | None = None  # time.monotonic(), for readiness
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
@@ -75,6 +77,7 @@ class NotificationScheduler:
         # Synchronously, before the first round and before the app answers anyone: access
         # that ran out during downtime is taken away first.
         self._after(run_startup(self.core))
+        self._last_round_at = time.monotonic()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
             self._round,
@@ -108,11 +111,19 @@ class NotificationScheduler:
 
     def _round(self) -> None:
         try:
-            self._after(run_due(self.core, self.core.clock.now(), self.holder))
+            with self.core.metrics.timed_sweep():
+                self._after(run_due(self.core, self.core.clock.now(), self.holder))
         except Exception:  # APScheduler would only log it too; keep the trace ours
             log.exception("a sweep round failed; the next one runs in %s", self.tick)
         finally:
             self.rounds += 1
+            self._last_round_at = time.monotonic()
+
+    def seconds_since_round(self) -> float | None:
+        """Since the last round (or the start-up sweep) finished; None before start."""
+        if self._last_round_at is None:
+            return None
+        return time.monotonic() - self._last_round_at
 
     def _after(self, report: SweepReport) -> None:
         if report.changed:

@@ -28,6 +28,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.metrics import CountingWebClient
 from bot.settings import Settings
 from bot.slack.delivery import SlackDeliverer
 from bot.slack.edge import SlackEdge, SlackOptions
@@ -113,7 +114,12 @@ def build_slack(
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
     # No 429 retry here: the outbox worker reschedules by Retry-After instead of blocking.
-    web_client = WebClient(token=token, base_url=base_url, timeout=10)
+    web_client = CountingWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=10,
+        count=lambda method, status: core.metrics.slack_api_calls.labels(method, status).inc(),
+    )
     identity = Identity(core.service.directory, core.store, core.clock, web_client)
     edge = SlackEdge(core, web_client, identity, options)
     app = AsyncApp(

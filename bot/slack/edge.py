@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from approvals import inbox, outbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
 from approvals.store import make_engine
+from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.wiring import Core
 from commands import models as m
@@ -244,6 +246,7 @@ class SlackEdge:
         **ack_args: Any,
     ) -> None:
         """Write first, ack after: Slack hears "accepted" only for what is kept."""
+        started = time.perf_counter()
         payload = inbox_payload(body, context, request)
         loop = asyncio.get_running_loop()
         claimed_by = self.holder if where == "edge" else None
@@ -265,6 +268,7 @@ class SlackEdge:
                 return
             raise  # a 500: Slack retries events, and shows the person a failed click
         await ack(**ack_args)
+        self.core.metrics.ack_seconds.labels(handler).observe(time.perf_counter() - started)
         if where == "edge":
             # Into the pool once the ack is on its way; the modal must open within 3 s.
             loop.call_soon(self._quick.submit, self._run_at_edge, handler, payload)
@@ -312,14 +316,15 @@ class SlackEdge:
         if payload.get("repeated"):
             return
         key = delivery_key(payload["body"])
-        try:
-            self.run_job(handler, payload)
-        except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("Slack job %s failed (error id %s)", handler, error_id)
-            self.tell_failure(payload["body"], error_id)
-        finally:
-            self._complete_by_key(key)
+        with correlated(key):
+            try:
+                self.run_job(handler, payload)
+            except Exception:
+                error_id = uuid.uuid4().hex[:8]
+                log.exception("Slack job %s failed (error id %s)", handler, error_id)
+                self.tell_failure(payload["body"], error_id)
+            finally:
+                self._complete_by_key(key)
 
     def _complete_by_key(self, key: str) -> None:
         from sqlalchemy import select
@@ -433,21 +438,36 @@ class SlackEdge:
 
     def run_text(self, person: str, text: str, channel: str | None) -> Reply:
         try:
-            return self.core.service.handle_text(person, text, channel)
+            reply = self.core.service.handle_text(person, text, channel)
         finally:
             self.on_core_done()
+        self.core.metrics.count_command(command_name(text), reply.ok, reply.error_id)
+        return reply
 
     def run(self, person: str, command: m.AnyCommand, channel: str | None) -> Reply:
         try:
-            return self.core.service.run(person, command, channel)
+            reply = self.core.service.run(person, command, channel)
         finally:
             self.on_core_done()
+        self.core.metrics.count_command(command.kind, reply.ok, reply.error_id)
+        return reply
 
     def close(self) -> None:
         self.accepting = False
         self._accepting.shutdown(wait=True)
         self._accepting_engine.dispose()
         self._quick.shutdown(wait=True, cancel_futures=False)
+
+
+def command_name(text: str) -> str:
+    """The command a typed line names, for the metrics' label: its kind, or "invalid" for
+    a line that does not parse (a bounded set of labels; the text itself never)."""
+    from commands.parser import parse_command
+
+    try:
+        return str(parse_command(text).kind)
+    except Exception:
+        return "invalid"
 
 
 def inbox_payload(

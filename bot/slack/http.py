@@ -1,7 +1,8 @@
 """The HTTP endpoint, an ASGI app for uvicorn: `POST /slack/events` for commands, events
 and interactivity (all three use the same Request URL), `GET /healthz` (the process
-answers: no database call, so a database blip restarts nothing) and `GET /readyz` (send
-traffic here: not draining, database reachable, the in-process worker claiming).
+answers: no database call, so a database blip restarts nothing), `GET /readyz` (send
+traffic here: `bot/health.py`; JSON naming each check) and
+`GET /metrics` (Prometheus, `bot/metrics.py`).
 
 In front of Bolt, `refusal` answers what Bolt would turn into a 500 with a traceback (a
 timestamp that is not a number, a body that is not UTF-8 or whose `payload` is not a
@@ -25,13 +26,14 @@ from slack_bolt.adapter.starlette.async_handler import (
 )
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from approvals.config import AppConfig, load_config
+from bot.health import Readiness
+from bot.metrics import CONTENT_TYPE_LATEST
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.edge import SlackOptions
@@ -103,6 +105,7 @@ def asgi_app(
     extra_routes: Sequence[BaseRoute] = (),
     *,
     owns_edge: bool = False,
+    readiness: Readiness | None = None,
 ) -> Starlette:
     """The endpoint for an assembled bot; `services` start and stop with the server, and
     `extra_routes` (the Event Grid webhook) are served beside Slack's. With `owns_edge`
@@ -129,27 +132,26 @@ def asgi_app(
         bolt_response = await bot.app.async_dispatch(bolt_request)
         return to_starlette_response(bolt_response)
 
-    def database_answers() -> bool:
-        with bot.edge.core.store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    ready = readiness
+
     async def readyz(request: Request) -> Response:
-        if bot.edge.draining:
+        nonlocal ready
+        if bot.edge.draining:  # before anything else: the edge's threads may be gone
             return JSONResponse({"status": "draining"}, status_code=503)
-        worker = bot.edge.worker
-        if worker is not None and not worker.ready():
-            return JSONResponse({"status": "starting", "worker": "not claiming"}, status_code=503)
-        try:
-            await bot.edge.in_thread(database_answers)
-        except Exception as exc:
-            return JSONResponse(
-                {"status": "unhealthy", "database": type(exc).__name__}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "database": "ok"})
+        if ready is None:  # built at the first probe: the worker is on the edge by then
+            from bot.serve import readiness as readiness_of
+
+            ready = readiness_of(bot, services)
+        verdict = await bot.edge.in_thread(ready)
+        return JSONResponse(verdict.body(), status_code=200 if verdict.ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        # The database gauges are read at scrape: off the event loop.
+        body = await bot.edge.in_thread(bot.edge.core.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,6 +171,7 @@ def asgi_app(
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             *extra_routes,
         ],
     )

@@ -7,9 +7,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +39,8 @@ from tests.slack.conftest import (
     ROOT,
     SIGNING_SECRET,
     USERS,
+    free_port,
+    scrape,
     start_serve,
     wait_for,
 )
@@ -93,12 +95,6 @@ def test_http_mode_cannot_be_built_without_a_signing_secret(core: Core) -> None:
 
 
 EVENTGRID_SECRET = "eventgrid-test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -321,3 +317,50 @@ def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
     logged = out + err
     assert "POST /azure/events?[redacted]" in logged
     assert EVENTGRID_SECRET not in logged
+
+
+def test_amlbot_work_answers_probes_and_metrics_on_its_health_port(tmp_path: Path) -> None:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+    port = free_port()
+    with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
+        env = {
+            **inherited,
+            "AMLBOT_LOG_LEVEL": "WARNING",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_API_URL": slack.base_url,
+            "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "work", "--health-port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _status(f"{url}/readyz") == 200, timeout=30, what="readiness")
+            assert _status(f"{url}/healthz") == 200
+
+            def after_a_sweep() -> dict[str, float] | None:
+                samples = scrape(f"{url}/metrics")
+                return samples if samples.get("amlbot_sweep_duration_seconds_count") else None
+
+            samples = wait_for(after_a_sweep, what="a sweep round counted")
+            assert samples['amlbot_inbox_items{status="pending"}'] == 0
+            assert samples["amlbot_sweep_last_success_timestamp_seconds"] > 0
+        finally:
+            process.terminate()
+            _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0 and "Traceback" not in errors, errors
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+    except OSError:
+        return 0

@@ -4,8 +4,12 @@ sent over the websocket, and answers through the fake Web API."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +22,17 @@ from bot.slack.views.common import APPROVE_ACTION
 from tests.fakes.slack_api import FakeSlack, JSONDict, Message
 from tests.fakes.slack_signing import block_actions_payload, slash_command_payload
 from tests.fakes.slack_socket_mode import Ack, FakeSocketMode
-from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, USERS, start_serve, wait_for
+from tests.slack.conftest import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    CHANNEL,
+    USERS,
+    free_port,
+    scrape,
+    start_serve,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,8 +44,11 @@ ACCESS = 'access request gpu-cluster --for 2h --reason "train"'
 class SocketModeBot:
     """`amlbot serve` in its own process, and the fake Slack it is connected to."""
 
-    def __init__(self, process: subprocess.Popen[str], slack: FakeSlack, sm: FakeSocketMode):
+    def __init__(
+        self, process: subprocess.Popen[str], slack: FakeSlack, sm: FakeSocketMode, port: int
+    ):
         self.process = process
+        self.url = f"http://127.0.0.1:{port}"  # /healthz, /readyz, /metrics
         self.slack = slack
         self.socket_mode = sm
         self._stderr: list[str] = []
@@ -178,8 +195,15 @@ def bot(
 ) -> Iterator[SocketModeBot]:
     """`amlbot serve` with no flag: Socket Mode, connected before the test starts."""
     slack, socket_mode = fake_socket_mode
-    process = start_serve(env=serve_env(slack, tmp_path, socket_mode.app_token))
-    running = SocketModeBot(process, slack, socket_mode)
+    port = free_port()
+    process = start_serve(
+        "--host",
+        "127.0.0.1",
+        "--health-port",
+        str(port),
+        env=serve_env(slack, tmp_path, socket_mode.app_token),
+    )
+    running = SocketModeBot(process, slack, socket_mode, port)
     try:
         running.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
         yield running
@@ -277,9 +301,117 @@ def test_serve_refuses_an_app_token_slack_does_not_accept(
     fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
 ) -> None:
     slack, socket_mode = fake_socket_mode
-    process = start_serve(env=serve_env(slack, tmp_path, "xapp-1-A0AMLBOT0-2-revoked"))
+    process = start_serve(
+        "--health-port", "0", env=serve_env(slack, tmp_path, "xapp-1-A0AMLBOT0-2-revoked")
+    )
     _, errors = process.communicate(timeout=30)
     assert process.returncode == 2
     assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in errors
     assert [c.error for c in slack.calls("apps.connections.open")] == ["invalid_auth"]
     assert not socket_mode.connections_opened
+
+
+def probe(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_socket_mode_answers_health_readiness_and_metrics_beside_the_socket(
+    bot: SocketModeBot,
+) -> None:
+    assert probe(f"{bot.url}/healthz") == 200
+    bot.wait(lambda: probe(f"{bot.url}/readyz") == 200, "readiness")
+    bot.acked(bot.command(ALICE, ACCESS))
+    bot.card(1)
+
+    def moved() -> dict[str, float] | None:
+        samples = scrape(f"{bot.url}/metrics")
+        ok = samples.get('amlbot_commands_total{command="access request",outcome="ok"}')
+        return samples if ok == 1 and samples['amlbot_inbox_items{status="pending"}'] == 0 else None
+
+    samples = bot.wait(moved, "the command counted and the inbox empty")
+    assert samples['amlbot_requests{action="access",state="pending"}'] == 1
+    assert samples['amlbot_slack_api_calls_total{method="chat.postMessage",status="ok"}'] >= 1
+    assert samples['amlbot_slack_ack_seconds_count{handler="slack.run_command"}'] >= 1
+    assert bot.stop() == 0
+
+
+def readiness(bot: SocketModeBot) -> tuple[int, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"{bot.url}/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+    except OSError:
+        return 0, {}  # not listening yet
+
+
+def test_socket_mode_is_not_ready_while_its_connection_to_slack_is_down(
+    bot: SocketModeBot,
+) -> None:
+    bot.wait(lambda: readiness(bot)[0] == 200, "readiness")
+    assert readiness(bot)[1]["slack"] == "ok"
+    bot.socket_mode.stop()  # Slack gone: the client retries meanwhile
+
+    def slack_down() -> bool:
+        status, checks = readiness(bot)
+        return status == 503 and checks.get("slack") == "not connected"
+
+    bot.wait(slack_down, "readiness to notice")
+    assert probe(f"{bot.url}/healthz") == 200  # alive: nothing to restart
+
+
+def test_sigterm_turns_readiness_off_before_the_work_in_hand_is_finished(
+    fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
+) -> None:
+    slack, socket_mode = fake_socket_mode
+    port = free_port()
+    env = {**serve_env(slack, tmp_path, socket_mode.app_token)}
+    # Each change in the simulated workspace takes 3 s, as an Azure call would.
+    env["AMLBOT_SIMULATED_LATENCY_SECONDS"] = "3"
+    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
+    bot = SocketModeBot(process, slack, socket_mode, port)
+    try:
+        bot.wait(lambda: readiness(bot)[0] == 200, "readiness", timeout=30)
+        bot.acked(bot.command(ALICE, ACCESS))
+        card = bot.card(1)
+        bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
+        bot.wait(
+            lambda: scrape(f"{bot.url}/metrics")['amlbot_inbox_items{status="running"}'] == 1,
+            "the approval in hand",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert bot.wait(lambda: readiness(bot) == (503, {"status": "draining"}), "draining")
+        assert process.poll() is None  # still finishing the approval
+        assert process.wait(timeout=30) == 0
+        assert grants(tmp_path) == 1  # finished, not dropped
+    finally:
+        bot.close()
+
+
+def test_serve_logs_json_lines_without_the_bot_or_app_token_even_at_debug(
+    fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
+) -> None:
+    slack, socket_mode = fake_socket_mode
+    port = free_port()
+    env = {**serve_env(slack, tmp_path, socket_mode.app_token), "AMLBOT_LOG_LEVEL": "DEBUG"}
+    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
+    bot = SocketModeBot(process, slack, socket_mode, port)
+    try:
+        bot.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
+        bot.acked(bot.command(ALICE, ACCESS))
+        card = bot.card(1)
+        bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
+        bot.answer_to(BOB, containing="Approved")
+        assert bot.stop() == 0
+    finally:
+        bot.close()
+    lines = bot.stderr().splitlines()
+    logged = [json.loads(line) for line in lines]  # one JSON object per line, each
+    assert any(entry["level"] == "DEBUG" for entry in logged)
+    assert any(entry.get("correlation_id", "").startswith("slash_command:") for entry in logged)
+    assert BOT_TOKEN not in bot.stderr()
+    assert socket_mode.app_token not in bot.stderr()

@@ -1,0 +1,107 @@
+"""Readiness: may this process be sent work? One answer for `/readyz` in every mode.
+
+`/healthz` (alive) never asks the database: a database blip must not restart every replica
+at once. `/readyz` does, and more: not shutting down, the database reachable and its schema
+at this version's head or past it (behind it, the migrations have not run and writes
+would fail; past it, a newer version is rolling out), the in-process worker claiming,
+the sweeps going round, and in Socket Mode the websocket to Slack open. The database part
+is cached for a few seconds, so a probe every second costs one query every
+`CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from approvals.store import Store, alembic_config
+
+CACHE_SECONDS = 5.0
+# Sweep rounds come every 15 s; a scheduler silent for this long is wedged.
+SWEEP_STALE_SECONDS = 300.0
+
+
+@dataclass
+class Verdict:
+    ready: bool
+    checks: dict[str, str] = field(default_factory=dict)  # check -> "ok" or why not
+
+    def body(self) -> dict[str, str]:
+        return {"status": "ok" if self.ready else "not ready", **self.checks}
+
+    def json(self) -> str:
+        return json.dumps(self.body())
+
+
+class SchemaCheck:
+    """The database answers and its migrations are at this code's head; cached."""
+
+    def __init__(self, store: Store, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._script = ScriptDirectory.from_config(alembic_config(store.engine))
+        self._heads = set(self._script.get_heads())
+        self._known = {revision.revision for revision in self._script.walk_revisions()}
+        self._lock = threading.Lock()
+        self._checked_at = -float("inf")
+        self._result: tuple[str, str] = ("unknown", "unknown")
+
+    def __call__(self) -> tuple[str, str]:
+        """(database, migrations): "ok" each, or why not."""
+        with self._lock:
+            if time.monotonic() - self._checked_at < self.cache_seconds:
+                return self._result
+            self._result = self._check()
+            self._checked_at = time.monotonic()
+            return self._result
+
+    def _check(self) -> tuple[str, str]:
+        try:
+            with self.store.engine.connect() as connection:
+                current = set(MigrationContext.configure(connection).get_current_heads())
+        except Exception as exc:
+            return type(exc).__name__, "unknown"
+        if current == self._heads or not current <= self._known:
+            # At this version's head, or past it: a revision this version does not know
+            # is a newer version's, migrated during a rolling deploy (migrations only add,
+            # so the old pods keep working and must stay in service meanwhile).
+            return "ok", "ok"
+        found = ", ".join(sorted(current)) or "none"
+        return "ok", f"at {found}, this version needs {', '.join(sorted(self._heads))}"
+
+
+@dataclass
+class Readiness:
+    """What `/readyz` checks; each hook is optional (a process without a worker has none)."""
+
+    schema: SchemaCheck
+    draining: Callable[[], bool] = lambda: False
+    # None from a hook: not checked (e.g. a web pod has no in-process worker).
+    worker_ready: Callable[[], bool | None] = lambda: None
+    # Seconds since the last sweep round finished; None without sweeps in this process.
+    sweep_age: Callable[[], float | None] = lambda: None
+    slack_connected: Callable[[], bool | None] = lambda: None
+    sweep_stale_seconds: float = SWEEP_STALE_SECONDS
+
+    def __call__(self) -> Verdict:
+        if self.draining():
+            return Verdict(False, {"status": "draining"})
+        checks: dict[str, str] = {}
+        checks["database"], checks["migrations"] = self.schema()
+        worker = self.worker_ready()
+        if worker is not None:
+            checks["worker"] = "ok" if worker else "not claiming"
+        age = self.sweep_age()
+        if age is not None:
+            stale = age > self.sweep_stale_seconds
+            checks["sweeps"] = f"last round {age:.0f}s ago" if stale else "ok"
+        connected = self.slack_connected()
+        if connected is not None:
+            checks["slack"] = "ok" if connected else "not connected"
+        return Verdict(all(value == "ok" for value in checks.values()), checks)

@@ -1,0 +1,93 @@
+"""Logs: one JSON object per line for `serve` and `work` (what a log pipeline parses),
+readable text elsewhere (the console, one-off commands), or as `AMLBOT_LOG_FORMAT` says.
+
+A correlation id follows one inbox item through everything it causes in this process: the
+worker sets it from the item's delivery key before the handler runs (`correlated`), and
+every record logged meanwhile, on that thread, carries it. A delivery key is Slack's
+event or trigger id, so the id also finds the request in Slack's own logs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormat = Literal["json", "text"]
+
+correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "amlbot_correlation_id", default=None
+)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextmanager
+def correlated(value: str) -> Iterator[None]:
+    """Every record logged inside carries `value` as its correlation id."""
+    token = correlation_id.set(value)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+
+
+class CorrelationFilter(logging.Filter):
+    """Puts the current correlation id on each record (as `correlation_id`, or None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = correlation_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"time", "level", "logger", "message", "correlation_id"?, "exception"?}` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        correlation = getattr(record, "correlation_id", None) or correlation_id.get()
+        if correlation:
+            entry["correlation_id"] = correlation
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def formatter(kind: LogFormat) -> logging.Formatter:
+    return JsonFormatter() if kind == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+_format: LogFormat = "text"
+
+
+def current_format() -> LogFormat:
+    """What `configure` chose (uvicorn's own loggers follow it)."""
+    return _format
+
+
+def configure(level: str, kind: LogFormat) -> None:
+    """The root logger: to stderr, in `kind`, with correlation ids. As `basicConfig`, it
+    leaves a root logger that has handlers already alone (a host that embeds `main`, tests)."""
+    global _format
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    _format = kind
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(kind))
+    handler.addFilter(CorrelationFilter())
+    root.addHandler(handler)
+    root.setLevel(level)

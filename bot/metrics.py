@@ -1,0 +1,242 @@
+"""Prometheus metrics of one process, served on `/metrics`.
+
+Each process has its own registry (`Metrics`, kept on the `Core`); on a deployment of many
+processes each serves its own and Prometheus adds them up. Two kinds:
+
+- what this process did, counted as it happens: commands, acks, inbox items handled, Slack
+  API calls, sweep rounds;
+- what the database holds, read at scrape time (`StoreCollector`): requests by action and
+  state, inbox and outbox depth and age, dead letters, grants. A few indexed aggregates:
+  every process answers the same, so a dashboard takes the max, not the sum.
+
+Names follow Prometheus conventions: `amlbot_` prefix, base units in the name (`_seconds`),
+`_total` on counters (added by the client).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+
+from approvals.store import Store
+from approvals.tables import GrantRow, InboxRow, OutboxRow, RequestRow
+from workspaces.clock import Clock
+
+__all__ = ["CONTENT_TYPE_LATEST", "CountingWebClient", "Metrics", "StoreCollector"]
+
+# Acks must stay far below Slack's 3 s; the buckets resolve the range that matters.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# From the delivery kept to its reply: most are quick, an Azure change takes minutes.
+REPLY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+SWEEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
+
+
+class Metrics:
+    """The instruments of one process, on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Counter(
+            "amlbot_commands",
+            "Commands run, by command and outcome (ok, refused, error).",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.ack_seconds = Histogram(
+            "amlbot_slack_ack_seconds",
+            "From a Slack delivery reaching a listener to its ack (kept in the inbox first).",
+            ["handler"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.reply_seconds = Histogram(
+            "amlbot_inbox_reply_seconds",
+            "From an inbox item received to handled by a worker.",
+            ["handler"],
+            buckets=REPLY_BUCKETS,
+            registry=r,
+        )
+        self.inbox_handled = Counter(
+            "amlbot_inbox_items_handled",
+            "Inbox items a worker of this process ran, by handler and outcome "
+            "(ok, failed: retried later, dead).",
+            ["handler", "outcome"],
+            registry=r,
+        )
+        self.slack_api_calls = Counter(
+            "amlbot_slack_api_calls",
+            "Slack Web API calls, by method and status (ok, Slack's error code, or the "
+            "exception's type).",
+            ["method", "status"],
+            registry=r,
+        )
+        self.sweep_seconds = Histogram(
+            "amlbot_sweep_duration_seconds",
+            "How long a round of the periodic sweeps took.",
+            buckets=SWEEP_BUCKETS,
+            registry=r,
+        )
+        self.sweep_last_success = Gauge(
+            "amlbot_sweep_last_success_timestamp_seconds",
+            "Unix time the last sweep round of this process finished without an error.",
+            registry=r,
+        )
+        self._store_watched = False
+
+    def watch_store(self, store: Store, clock: Clock) -> None:
+        """Read the database's gauges at each scrape (once per registry)."""
+        if not self._store_watched:
+            self.registry.register(StoreCollector(store, clock))
+            self._store_watched = True
+
+    def exposition(self) -> bytes:
+        """The text format of every metric; may query the database (not on an event loop)."""
+        return generate_latest(self.registry)
+
+    def count_command(self, command: str, ok: bool, error_id: str | None) -> None:
+        outcome = "error" if error_id else ("ok" if ok else "refused")
+        self.commands.labels(command=command, outcome=outcome).inc()
+
+    @contextmanager
+    def timed_sweep(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield  # an exception passes through: no success recorded
+        self.sweep_seconds.observe(time.perf_counter() - started)
+        self.sweep_last_success.set(time.time())
+
+
+class StoreCollector(Collector):
+    """Gauges computed from the database at scrape time."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def describe(self) -> list[Any]:
+        return []  # computed at scrape: no database call at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.clock.now()
+        requests = GaugeMetricFamily(
+            "amlbot_requests",
+            "Requests in the database, by action and state.",
+            labels=["action", "state"],
+        )
+        inbox_items = GaugeMetricFamily(
+            "amlbot_inbox_items",
+            "Inbox items by status (pending, running, dead).",
+            labels=["status"],
+        )
+        inbox_retrying = GaugeMetricFamily(
+            "amlbot_inbox_retrying_items", "Pending inbox items that failed at least once."
+        )
+        inbox_oldest = GaugeMetricFamily(
+            "amlbot_inbox_oldest_age_seconds", "Age of the oldest pending or running inbox item."
+        )
+        outbox_messages = GaugeMetricFamily(
+            "amlbot_outbox_messages",
+            "Outbox messages not delivered, by status (pending, dead, failed).",
+            labels=["status"],
+        )
+        outbox_retrying = GaugeMetricFamily(
+            "amlbot_outbox_retrying_messages", "Pending outbox messages tried at least once."
+        )
+        outbox_oldest = GaugeMetricFamily(
+            "amlbot_outbox_oldest_age_seconds", "Age of the oldest pending outbox message."
+        )
+        grants = GaugeMetricFamily(
+            "amlbot_grants",
+            "Access grants by status (active, revoking, revoked).",
+            labels=["status"],
+        )
+        with self.store.transaction() as session:
+            for action, state, count in session.execute(
+                select(RequestRow.action, RequestRow.status, func.count()).group_by(
+                    RequestRow.action, RequestRow.status
+                )
+            ).all():
+                requests.add_metric([action, state], count)
+            inbox_counts = dict(
+                session.execute(
+                    select(InboxRow.status, func.count())
+                    .where(InboxRow.status.in_(["pending", "running", "dead"]))
+                    .group_by(InboxRow.status)
+                ).all()
+            )
+            inbox_retries = session.scalar(
+                select(func.count()).where(InboxRow.status == "pending", InboxRow.attempts > 0)
+            )
+            inbox_first = session.scalar(
+                select(func.min(InboxRow.received_at)).where(
+                    InboxRow.status.in_(["pending", "running"])
+                )
+            )
+            outbox_counts = dict(
+                session.execute(
+                    select(OutboxRow.status, func.count())
+                    .where(OutboxRow.status.in_(["pending", "dead", "failed"]))
+                    .group_by(OutboxRow.status)
+                ).all()
+            )
+            outbox_retries = session.scalar(
+                select(func.count()).where(OutboxRow.status == "pending", OutboxRow.attempts > 0)
+            )
+            outbox_first = session.scalar(
+                select(func.min(OutboxRow.created_at)).where(OutboxRow.status == "pending")
+            )
+            grant_counts = dict(
+                session.execute(
+                    select(GrantRow.status, func.count()).group_by(GrantRow.status)
+                ).all()
+            )
+        for status in ("pending", "running", "dead"):
+            inbox_items.add_metric([status], inbox_counts.get(status, 0))
+        inbox_retrying.add_metric([], inbox_retries or 0)
+        inbox_oldest.add_metric([], (now - inbox_first).total_seconds() if inbox_first else 0.0)
+        for status in ("pending", "dead", "failed"):
+            outbox_messages.add_metric([status], outbox_counts.get(status, 0))
+        outbox_retrying.add_metric([], outbox_retries or 0)
+        outbox_oldest.add_metric([], (now - outbox_first).total_seconds() if outbox_first else 0.0)
+        for status in sorted({"active", "revoked", *grant_counts}):
+            grants.add_metric([status], grant_counts.get(status, 0))
+        yield from (
+            requests,
+            inbox_items,
+            inbox_retrying,
+            inbox_oldest,
+            outbox_messages,
+            outbox_retrying,
+            outbox_oldest,
+            grants,
+        )
+
+
+class CountingWebClient(WebClient):
+    """The synchronous Slack client, counting every call by method and status."""
+
+    def __init__(self, *args: Any, count: Callable[[str, str], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._count = count
+
+    def api_call(self, api_method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().api_call(api_method, *args, **kwargs)
+        except SlackApiError as refused:
+            self._count(api_method, str(refused.response.get("error") or "error"))
+            raise
+        except Exception as exc:
+            self._count(api_method, type(exc).__name__)
+            raise
+        self._count(api_method, "ok")
+        return response

@@ -1,0 +1,84 @@
+"""Logs of `serve` and `work`: one JSON object per line, each record of an inbox item's
+handling carrying the item's correlation id, and no token or secret in any of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from approvals import inbox
+from bot.logs import CorrelationFilter, JsonFormatter
+from bot.slack.views.common import APPROVE_ACTION
+from bot.wiring import Core
+from bot.work import InboxWorker
+from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, SlackHarness
+
+log = logging.getLogger("tests.handler")
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Everything logged, at DEBUG, as `serve` writes it (bot/logs.py `configure`)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(CorrelationFilter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def entries(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_what_an_inbox_item_logs_carries_its_delivery_key(
+    sqlite_core: Core, json_logs: io.StringIO
+) -> None:
+    def handle(item: inbox.InboxItem) -> None:
+        log.info("handling %s", item.handler)
+        raise RuntimeError("Azure said no")
+
+    with sqlite_core.store.transaction() as session:
+        inbox.accept(session, "event:Ev0AMLBOT1", "test.fails", {}, sqlite_core.clock.now())
+    worker = InboxWorker(sqlite_core.store, sqlite_core.clock, {"test.fails": handle})
+    worker.run_until_idle()
+    log.info("after the item")
+
+    logged = entries(json_logs)
+    handling = next(e for e in logged if e["message"] == "handling test.fails")
+    failed = next(e for e in logged if "failed (error id" in e["message"])
+    assert handling["correlation_id"] == failed["correlation_id"] == "event:Ev0AMLBOT1"
+    assert handling["level"] == "INFO" and handling["logger"] == "tests.handler"
+    assert "RuntimeError: Azure said no" in failed["exception"]
+    after = next(e for e in logged if e["message"] == "after the item")
+    assert "correlation_id" not in after
+
+
+def test_a_whole_scenario_logs_json_lines_without_the_token_or_the_signing_secret(
+    harness: SlackHarness, json_logs: io.StringIO
+) -> None:
+    harness.command(ALICE, 'access request gpu-cluster --for 2h --reason "train"')
+    request_id = harness.request_id(harness.answer_to(ALICE, containing="waiting"))
+    harness.click(BOB, APPROVE_ACTION, request_id)
+    harness.answer_to(BOB, containing="Approved")
+    harness.command(ALICE, "frobnicate")
+    harness.answer_to(ALICE, containing="Unknown command")
+
+    text = json_logs.getvalue()
+    logged = entries(json_logs)  # every line is one JSON object
+    assert len(logged) > 10  # DEBUG: the SDKs' own request logs too
+    assert any(e.get("correlation_id", "").startswith("slash_command:") for e in logged)
+    assert BOT_TOKEN not in text
+    assert SIGNING_SECRET not in text
