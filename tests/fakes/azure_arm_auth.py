@@ -37,15 +37,38 @@ _GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE
 def register(fake: FakeAzure) -> None:
     route = fake.route
     route(
-        "GET", f"{SCOPE}{AUTH}/roleDefinitions", list_role_definitions, api_versions=RBAC_VERSIONS
+        "GET",
+        f"{SCOPE}{AUTH}/roleDefinitions",
+        list_role_definitions,
+        api_versions=RBAC_VERSIONS,
+        action="Microsoft.Authorization/roleDefinitions/read",
     )
     assignment = f"{SCOPE}{AUTH}/roleAssignments/(?P<name>[^/]+)"
-    route("PUT", assignment, put_role_assignment, api_versions=RBAC_VERSIONS)
-    route("GET", assignment, get_role_assignment, api_versions=RBAC_VERSIONS)
-    route("DELETE", assignment, delete_role_assignment, api_versions=RBAC_VERSIONS)
+    for method, handler, verb in (
+        ("PUT", put_role_assignment, "write"),
+        ("GET", get_role_assignment, "read"),
+        ("DELETE", delete_role_assignment, "delete"),
+    ):
+        route(
+            method,
+            assignment,
+            handler,
+            api_versions=RBAC_VERSIONS,
+            action=f"Microsoft.Authorization/roleAssignments/{verb}",
+        )
     schedule_request = f"{SCOPE}{AUTH}/roleAssignmentScheduleRequests/(?P<name>[^/]+)"
-    route("PUT", schedule_request, put_schedule_request, api_versions=PIM_VERSIONS)
-    route("GET", schedule_request, get_schedule_request, api_versions=PIM_VERSIONS)
+    for method, handler, verb in (
+        ("PUT", put_schedule_request, "write"),
+        ("GET", get_schedule_request, "read"),
+    ):
+        route(
+            method,
+            schedule_request,
+            handler,
+            api_versions=PIM_VERSIONS,
+            action=f"Microsoft.Authorization/roleAssignmentScheduleRequests/{verb}",
+        )
+    # Any caller may list its own permissions; Graph and the token endpoint are not ARM.
     route("GET", f"{SCOPE}{AUTH}/permissions", list_permissions, api_versions=RBAC_VERSIONS)
     route("GET", r"/v1\.0/users/(?P<user>[^/]+)", get_graph_user, api_versions=None)
     route("GET", r"/v1\.0/users", list_graph_users, api_versions=None)
@@ -132,7 +155,6 @@ def _validate_assignment_body(fake: FakeAzure, body: Any) -> dict[str, Any]:
 
 def put_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope, name = m["scope"], m["name"]
-    fake.authorize("Microsoft.Authorization/roleAssignments/write", scope)
     _check_scope(fake, scope)
     props = _validate_assignment_body(fake, request.body)
     assignment_id = f"{scope}{AUTH}/roleAssignments/{name}"
@@ -197,7 +219,6 @@ def get_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) ->
 
 
 def delete_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
-    fake.authorize("Microsoft.Authorization/roleAssignments/delete", m["scope"])
     assignment_id = f"{m['scope']}{AUTH}/roleAssignments/{m['name']}".lower()
     with fake.lock:
         found = fake.role_assignments.pop(assignment_id, None)
@@ -208,7 +229,6 @@ def delete_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str])
 
 def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope = m["scope"]
-    fake.authorize("Microsoft.Authorization/roleAssignmentScheduleRequests/write", scope)
     if not fake.pim_licensed:
         raise ArmError(
             400,
@@ -295,7 +315,6 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
 
 def get_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope = m["scope"]
-    fake.authorize("Microsoft.Authorization/roleAssignmentScheduleRequests/read", scope)
     request_id = f"{scope}{AUTH}/roleAssignmentScheduleRequests/{m['name']}"
     with fake.lock:
         body = fake.schedule_requests.get(request_id.lower())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.azure_credential import BOT_OBJECT_ID
@@ -29,20 +32,21 @@ BUILTIN_ROLES = {
     "AzureML Compute Operator": "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815",
 }
 
-# What amlbot's identity is given by default: enough for everything it does.
-DEFAULT_BOT_ACTIONS = [
-    f"{ML}/workspaces/read",
-    f"{ML}/workspaces/computes/read",
-    f"{ML}/workspaces/computes/write",
-    f"{ML}/workspaces/computes/stop/action",
-    f"{ML}/workspaces/datastores/*",
-    f"{ML}/workspaces/environments/read",
-    f"{ML}/workspaces/jobs/*",
-    f"{ML}/workspaces/experiments/*",
-    "Microsoft.Authorization/roleAssignments/*",
-    "Microsoft.Authorization/roleDefinitions/read",
-    "Microsoft.Authorization/roleAssignmentScheduleRequests/write",
-]
+# What amlbot's identity is given: the role the project ships, so a call the bot makes
+# that the role does not grant fails a test as it would fail in Azure.
+ROLE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "azure-custom-role.json"
+
+
+def shipped_role_actions() -> list[str]:
+    role = json.loads(ROLE_FILE.read_text())
+    return [str(action) for action in role["Actions"]]
+
+
+def grants(granted: list[str], action: str) -> bool:
+    """Azure's matching of an action against a role's: case-insensitive, `*` matches any
+    run of characters (slashes included)."""
+    wanted = action.lower()
+    return any(fnmatch.fnmatchcase(wanted, pattern.lower()) for pattern in granted)
 
 
 @dataclass
@@ -123,7 +127,7 @@ class ArmState:
         self.users: dict[str, str] = {}  # lower e-mail (UPN) -> object id
         self.mail: dict[str, str] = {}  # lower `mail` that differs from the UPN -> object id
         self.principals: set[str] = set()
-        self.bot_actions: list[str] = list(DEFAULT_BOT_ACTIONS)
+        self.bot_actions: list[str] = shipped_role_actions()
         self.denied: set[str] = set()  # actions the bot's identity lacks
         self.role_assignment_limit = 4000
         self.pim_licensed = True
@@ -364,7 +368,11 @@ class ArmState:
     # -- used by handlers ----------------------------------------------------------------
 
     def authorize(self, action: str, scope: str) -> None:
-        if action.lower() in self.denied:
+        """403 AuthorizationFailed unless the bot's role grants `action` (and it is not
+        denied by the test)."""
+        with self.lock:
+            allowed = grants(self.bot_actions, action) and action.lower() not in self.denied
+        if not allowed:
             oid = self.caller_object_id
             raise ArmError(
                 403,

@@ -14,7 +14,9 @@ ML = "Microsoft.MachineLearningServices/workspaces"
 PERMISSIONS_API_VERSION = "2022-04-01"
 WORKSPACE_API_VERSION = "2024-04-01"
 
-# What the bot does with each permission, so a missing one reads as a consequence.
+# What the bot does with each permission, so a missing one reads as a consequence. These and
+# the PIM action are exactly what `deploy/azure-custom-role.json` grants (a test holds them
+# together, and the test fake refuses any call the role does not cover).
 REQUIRED_ACTIONS = {
     f"{ML}/read": "reach the workspace",
     f"{ML}/computes/read": "list computes and watch idle ones",
@@ -22,14 +24,29 @@ REQUIRED_ACTIONS = {
     f"{ML}/computes/stop/action": "stop idle compute instances",
     f"{ML}/datastores/read": "list datastores",
     f"{ML}/datastores/write": "register datastores",
+    f"{ML}/environments/read": "list the workspace's environments",
+    f"{ML}/environments/versions/read": "resolve a job's environment (NAME@latest)",
+    f"{ML}/environments/versions/write": (
+        "run a job from a Docker image (azure-ai-ml registers it as an anonymous environment)"
+    ),
+    f"{ML}/codes/versions/read": "run a job from a registered code asset",
+    f"{ML}/data/versions/read": "give a job a registered data asset as input",
     f"{ML}/jobs/read": "follow jobs",
-    f"{ML}/jobs/write": "submit and cancel jobs",
+    f"{ML}/jobs/write": "submit jobs",
+    f"{ML}/jobs/cancel/action": "cancel jobs (`jobs/write` does not cover it)",
     f"{ML}/experiments/runs/read": "say how long an ended job ran and why it failed",
     "Microsoft.Authorization/roleDefinitions/read": "look up the role to grant",
     "Microsoft.Authorization/roleAssignments/write": "grant cluster access",
     "Microsoft.Authorization/roleAssignments/delete": "revoke cluster access when it expires",
 }
-PIM_ACTION = "Microsoft.Authorization/roleAssignmentScheduleRequests/write"
+PIM_ACTIONS = {
+    "Microsoft.Authorization/roleAssignmentScheduleRequests/write": (
+        "make time-bound (PIM) grants"
+    ),
+    "Microsoft.Authorization/roleAssignmentScheduleRequests/read": (
+        "read back a PIM grant Azure already made (a retried request)"
+    ),
+}
 
 
 def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
@@ -54,7 +71,7 @@ def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
         return [error.message]
     required = dict(REQUIRED_ACTIONS)
     if ws.policy.access.mode == "pim":
-        required[PIM_ACTION] = "make time-bound (PIM) grants"
+        required.update(PIM_ACTIONS)
     for action, purpose in required.items():
         if not is_permitted(action, grants):
             problems.append(
