@@ -35,6 +35,9 @@ BUILTIN_ROLES = {
 # What amlbot's identity is given: the role the project ships, so a call the bot makes
 # that the role does not grant fails a test as it would fail in Azure.
 ROLE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "azure-custom-role.json"
+# The condition the project ships for the bot's own assignment of that role.
+CONDITION_FILE = ROLE_FILE.parent / "azure-role-assignment-condition.txt"
+BOT_ROLE_ID = "0a1b0000-0000-4000-8000-00000000a0b0"  # the custom role's id in this tenant
 
 
 def shipped_role_actions() -> list[str]:
@@ -129,6 +132,11 @@ class ArmState:
         self.principals: set[str] = set()
         self.bot_actions: list[str] = shipped_role_actions()
         self.denied: set[str] = set()  # actions the bot's identity lacks
+        # The bot's own assignment of its role at each workspace, and its condition (ABAC):
+        # Azure checks that condition on every role assignment write and delete.
+        self.bot_assignments: dict[str, dict[str, Any]] = {}  # lower scope -> body
+        self.bot_condition: str | None = CONDITION_FILE.read_text()
+        self.bot_condition_version: str | None = "2.0"
         self.role_assignment_limit = 4000
         self.pim_licensed = True
         # When PIM assignments end is judged by this; a test may hand in its own clock's.
@@ -183,6 +191,19 @@ class ArmState:
         )
         with self.lock:
             self.workspaces[ws.id.lower()] = ws
+            name_ = str(uuid.uuid4())
+            self.bot_assignments[ws.id.lower()] = {
+                "id": f"{ws.id}/providers/Microsoft.Authorization/roleAssignments/{name_}",
+                "name": name_,
+                "type": "Microsoft.Authorization/roleAssignments",
+                "properties": {
+                    "roleDefinitionId": f"/subscriptions/{subscription_id}/providers/"
+                    f"Microsoft.Authorization/roleDefinitions/{BOT_ROLE_ID}",
+                    "principalId": BOT_OBJECT_ID,
+                    "principalType": "ServicePrincipal",
+                    "scope": ws.id,
+                },
+            }
             self.lro_subscription = subscription_id
         return coords
 
