@@ -239,6 +239,30 @@ class FakeAzure(ArmState, ServesWhileOpen):
             metrics=metrics,
         )
 
+    def add_job(
+        self,
+        coords: AzureCoordinates,
+        name: str,
+        *,
+        status: str = "Running",
+        tags: dict[str, str] | None = None,
+        compute: str = "gpu",
+    ) -> None:
+        """A command job already in the workspace (as if submitted), in `status`."""
+        ws = self.workspace(coords)
+        props = {
+            "jobType": "Command",
+            "command": "python train.py",
+            "environmentId": "azureml://registries/azureml/environments/AzureML-sklearn-1.5/"
+            "versions/12",
+            "computeId": f"{ws.id}/computes/{compute}",
+            "tags": dict(tags or {}),
+        }
+        body = azure_arm_ml.job_body(self, ws, name, props)
+        body["properties"]["status"] = status
+        with self.lock:
+            ws.jobs[name.lower()] = body
+
     def sas_queries(self) -> list[str]:
         """Every SAS query string this fake handed out (each is a secret to the bot)."""
         with self.lock:

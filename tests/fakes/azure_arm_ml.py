@@ -383,6 +383,43 @@ def _job(ws: WorkspaceState, name: str) -> dict[str, Any]:
     return found
 
 
+def job_body(
+    fake: FakeAzure, ws: WorkspaceState, name: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    """A job entity as Azure returns it just after its PUT (status NotStarted)."""
+    studio = f"{fake.base_url}/studio/runs/{name}?wsid={ws.id}"
+    body = {
+        "id": f"{ws.id}/jobs/{name}",
+        "name": name,
+        "type": f"{ML}/workspaces/jobs",
+        "properties": {
+            "description": None,
+            "tags": {},
+            "properties": {},
+            "parentJobName": None,
+            "displayName": name,
+            "experimentName": "Default",
+            "isArchived": False,
+            "identity": {"identityType": "AMLToken"},
+            "resources": {"instanceCount": 1, "shmSize": "2g"},
+            "environmentVariables": {},
+            "inputs": {},
+            "outputs": {},
+            **copy.deepcopy(props),
+            "status": "NotStarted",
+            "services": {
+                "Tracking": {
+                    "jobServiceType": "Tracking",
+                    "endpoint": f"azureml://{ws.location}.api.azureml.ms/mlflow/v1.0{ws.id}?",
+                },
+                "Studio": {"jobServiceType": "Studio", "endpoint": studio},
+            },
+        },
+        "systemData": {"createdAt": _now(), "createdBy": "amlbot", "createdByType": "Application"},
+    }
+    return body
+
+
 def put_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
     props = (request.body or {}).get("properties") if isinstance(request.body, dict) else None
@@ -413,36 +450,7 @@ def put_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespons
         if existing is not None:
             # Azure accepts a re-PUT of a job only when nothing but tags/description changes.
             return FakeResponse(200, copy.deepcopy(existing))
-    studio = f"{fake.base_url}/studio/runs/{m['name']}?wsid={ws.id}"
-    body = {
-        "id": f"{ws.id}/jobs/{m['name']}",
-        "name": m["name"],
-        "type": f"{ML}/workspaces/jobs",
-        "properties": {
-            "description": None,
-            "tags": {},
-            "properties": {},
-            "parentJobName": None,
-            "displayName": m["name"],
-            "experimentName": "Default",
-            "isArchived": False,
-            "identity": {"identityType": "AMLToken"},
-            "resources": {"instanceCount": 1, "shmSize": "2g"},
-            "environmentVariables": {},
-            "inputs": {},
-            "outputs": {},
-            **copy.deepcopy(props),
-            "status": "NotStarted",
-            "services": {
-                "Tracking": {
-                    "jobServiceType": "Tracking",
-                    "endpoint": f"azureml://{ws.location}.api.azureml.ms/mlflow/v1.0{ws.id}?",
-                },
-                "Studio": {"jobServiceType": "Studio", "endpoint": studio},
-            },
-        },
-        "systemData": {"createdAt": _now(), "createdBy": "amlbot", "createdByType": "Application"},
-    }
+    body = job_body(fake, ws, m["name"], props)
     with fake.lock:
         ws.jobs[m["name"].lower()] = body
     return FakeResponse(201, copy.deepcopy(body))
