@@ -70,8 +70,11 @@ class JobCommands(ServiceBase):
             jobs = session.scalars(statement.order_by(JobRow.id.desc()).limit(20)).all()
         if not jobs:
             return Reply(text=f"No jobs{' of yours' if command.mine else ''} in `{ws.name}` yet.")
-        # One list call for the workspace refreshes every status shown.
-        live = {j.name: j for j in self.backend_for(ws.name).list_jobs(tag_filter=None)}
+        # One list call for the workspace refreshes every status shown: the bot's own jobs
+        # (the whole workspace's history could be thousands); a watched job of someone
+        # else's shows the status the follower last recorded.
+        ours = self.backend_for(ws.name).list_jobs(tag_filter={"amlbot": "true"})
+        live = {j.name: j for j in ours}
         lines = [f"*{'Your jobs' if command.mine else 'Jobs'} in `{ws.name}`*"]
         for job in jobs:
             info = live.get(job.name)

@@ -12,6 +12,7 @@ asked for once, just before the announcement; without it the announcement still 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -50,8 +51,13 @@ _RANKS: dict[JobStatus, int] = {
 ANNOUNCED = frozenset(
     {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
 )
-# At most this many jobs missing from a workspace's list are looked up one by one per sweep.
+# At most this many jobs missing from a workspace's list are looked up one by one per sweep;
+# when more are missing, each sweep takes the next ones in turn (see `_due_lookups`).
 MAX_SINGLE_LOOKUPS = 10
+# Per workspace, the id of the last job looked up one by one: where the next sweep goes on.
+# In memory: losing it on a restart only means starting the round again.
+_lookup_cursor: dict[str, int] = {}
+_cursor_lock = threading.Lock()
 
 
 def status_rank(status: JobStatus) -> int:
@@ -247,27 +253,64 @@ def follow_jobs(core: Core, now: datetime, workspaces: Iterable[str] | None = No
 
 
 def _follow_workspace(core: Core, workspace: str, jobs: list[JobRow], now: datetime) -> int:
+    """One list of the bot's own jobs (all its pages); jobs not in it (someone else's watched
+    job, or one the list does not show yet) are looked up one by one, a bounded number per
+    sweep in turn. Only a status that outranks what was recorded touches the database."""
     backend = core.backends(workspace)
-    # Jobs the bot submitted carry its tag, which lets Azure narrow the list; a watched job
-    # of someone else's does not, so then the whole list is needed.
-    only_ours = all(job.request_id is not None for job in jobs)
-    try:
-        live = backend.list_jobs(tag_filter={"amlbot": "true"} if only_ours else None)
-    except WorkspaceError as exc:
-        log.warning("listing jobs in %s failed; the next sweep tries again: %s", workspace, exc)
-        return 0
-    by_name = {info.name: info for info in live}
+    live: dict[str, JobInfo] = {}
+    if any(job.request_id is not None for job in jobs):
+        try:
+            live = {info.name: info for info in backend.list_jobs(tag_filter={"amlbot": "true"})}
+        except WorkspaceError as exc:
+            log.warning("listing jobs in %s failed; the next sweep tries again: %s", workspace, exc)
+            return 0
+    recorded = _recorded_ranks(core, [job.id for job in jobs])
     changed = 0
-    lookups = 0
+    missing: list[JobRow] = []
     for job in jobs:
-        info = by_name.get(job.name)
-        if info is None and lookups < MAX_SINGLE_LOOKUPS:
-            # Not in the list (paged out, or the list lags a fresh submission): ask for it.
-            lookups += 1
-            info = _lookup(core, job, now)
-        if info is not None and record_job_status(core, job.id, info, now):
+        info = live.get(job.name)
+        if info is None:
+            missing.append(job)
+        elif _is_news(info, recorded.get(job.id)) and record_job_status(core, job.id, info, now):
+            changed += 1
+    for job in _due_lookups(workspace, missing):
+        info = _lookup(core, job, now)
+        if (
+            info is not None
+            and _is_news(info, recorded.get(job.id))
+            and record_job_status(core, job.id, info, now)
+        ):
             changed += 1
     return changed
+
+
+def _recorded_ranks(core: Core, job_ids: list[int]) -> dict[int, int]:
+    """The rank each job's last recorded status has (one read for the whole workspace)."""
+    with core.store.transaction() as session:
+        rows = session.execute(
+            select(JobNoticeRow.job_id, JobNoticeRow.rank).where(JobNoticeRow.job_id.in_(job_ids))
+        )
+        return {job_id: rank for job_id, rank in rows}
+
+
+def _is_news(info: JobInfo, recorded_rank: int | None) -> bool:
+    rank = status_rank(info.status)
+    return rank >= 0 and (recorded_rank is None or rank > recorded_rank)
+
+
+def _due_lookups(workspace: str, missing: list[JobRow]) -> list[JobRow]:
+    """The missing jobs to look up this sweep: all of them if few, else the next
+    MAX_SINGLE_LOOKUPS after the last one looked up (by id, wrapping round), so that every
+    job is looked up within a few sweeps and none waits for ever behind the others."""
+    if len(missing) <= MAX_SINGLE_LOOKUPS:
+        return missing
+    ordered = sorted(missing, key=lambda job: job.id)
+    with _cursor_lock:
+        after = _lookup_cursor.get(workspace, 0)
+        start = next((i for i, job in enumerate(ordered) if job.id > after), 0)
+        due = (ordered[start:] + ordered[:start])[:MAX_SINGLE_LOOKUPS]
+        _lookup_cursor[workspace] = due[-1].id
+    return due
 
 
 def _lookup(core: Core, job: JobRow, now: datetime) -> JobInfo | None:

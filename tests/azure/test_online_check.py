@@ -81,3 +81,18 @@ def test_an_unknown_role_in_policy_is_a_problem(fake: FakeAzure, coords: AzureCo
 
     assert len(problems) == 1
     assert "AzureML Data Scientst" in problems[0]
+
+
+def test_a_role_without_the_cancel_action_is_reported_though_it_has_jobs_write(
+    fake: FakeAzure, coords: AzureCoordinates
+) -> None:
+    fake.bot_actions.remove("Microsoft.MachineLearningServices/workspaces/jobs/cancel/action")
+
+    problems = check_workspace_online(
+        workspace_config(coords), fake.cloud_config(), FakeCredential(), **fake.backend_options()
+    )
+
+    assert problems == [
+        "the bot's identity lacks `Microsoft.MachineLearningServices/workspaces/jobs/cancel/action`"
+        f" on `{coords.workspace_scope}` (needed to cancel jobs (`jobs/write` does not cover it))"
+    ]

@@ -137,7 +137,10 @@ def test_missing_permission_names_action_scope_and_identity(
 
     message = caught.value.message
     assert "`Microsoft.Authorization/roleAssignments/write`" in message
-    assert f"`{coords.compute_scope('gpu')}`" in message
+    # Azure names the role assignment itself as the scope it refused.
+    assert f"`{coords.compute_scope('gpu')}/providers/Microsoft.Authorization/roleAssignments/" in (
+        message
+    )
     assert fake.caller_object_id in message
 
 

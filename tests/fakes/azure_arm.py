@@ -7,7 +7,8 @@ managed-identity token endpoint (`azure_arm_auth`); the workspace's discovery do
 RunHistory and the log blobs it hands out SAS URLs for (`azure_run_history`). Shapes follow
 the recorded responses in `shared/fixtures/azure/` and the REST API examples in
 Azure/azure-rest-api-specs. It
-checks the method, path, api-version, bearer token audience and each body's essential
+checks the method, path, api-version, bearer token audience, the ARM action each call needs
+against what the shipped role (`deploy/azure-custom-role.json`) grants, each body's essential
 fields, records every call, pages lists with `nextLink`, polls long-running operations
 the way Azure does, and answers 429/503 with `Retry-After` when told to (`fail`).
 
@@ -54,6 +55,8 @@ from workspaces.types import AzureCoordinates
 __all__ = ["ArmError", "Call", "FakeAzure", "FakeResponse", "start_fake_azure"]
 
 Handler = Callable[["FakeAzure", "Request", dict[str, str]], FakeResponse]
+# The ARM action a route needs: fixed, or named from the path (`codes` or `data`).
+Action = str | Callable[[dict[str, str]], str] | None
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Route:
     handler: Handler
     api_versions: frozenset[str] | None  # None: no api-version (Graph, token endpoint)
     audience: str  # "arm" | "graph" | "none"
+    action: Action  # what Azure RBAC checks before serving it; None: not an RBAC check
 
 
 @dataclass
@@ -235,6 +239,30 @@ class FakeAzure(ArmState, ServesWhileOpen):
             metrics=metrics,
         )
 
+    def add_job(
+        self,
+        coords: AzureCoordinates,
+        name: str,
+        *,
+        status: str = "Running",
+        tags: dict[str, str] | None = None,
+        compute: str = "gpu",
+    ) -> None:
+        """A command job already in the workspace (as if submitted), in `status`."""
+        ws = self.workspace(coords)
+        props = {
+            "jobType": "Command",
+            "command": "python train.py",
+            "environmentId": "azureml://registries/azureml/environments/AzureML-sklearn-1.5/"
+            "versions/12",
+            "computeId": f"{ws.id}/computes/{compute}",
+            "tags": dict(tags or {}),
+        }
+        body = azure_arm_ml.job_body(self, ws, name, props)
+        body["properties"]["status"] = status
+        with self.lock:
+            ws.jobs[name.lower()] = body
+
     def sas_queries(self) -> list[str]:
         """Every SAS query string this fake handed out (each is a secret to the bot)."""
         with self.lock:
@@ -255,7 +283,11 @@ class FakeAzure(ArmState, ServesWhileOpen):
         *,
         api_versions: set[str] | None,
         audience: str = "arm",
+        action: Action = None,
     ) -> None:
+        """Serve `method pattern` with `handler`. `action` is the ARM action Azure would
+        check for it (`Microsoft.X/type/.../read|write|delete` or `.../name/action`): the
+        call is refused with AuthorizationFailed unless the bot's role grants it."""
         self._routes.append(
             Route(
                 method=method,
@@ -263,6 +295,7 @@ class FakeAzure(ArmState, ServesWhileOpen):
                 handler=handler,
                 api_versions=frozenset(api_versions) if api_versions is not None else None,
                 audience=audience,
+                action=action,
             )
         )
 
@@ -365,6 +398,10 @@ class FakeAzure(ArmState, ServesWhileOpen):
             if problem is not None:
                 return problem
             try:
+                if route.action is not None:
+                    groups = match.groupdict()
+                    action = route.action if isinstance(route.action, str) else route.action(groups)
+                    self.authorize(action, request.path)
                 return route.handler(self, request, match.groupdict())
             except ArmError as error:
                 return error.response()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.azure_arm_ml import WS, _ws
+from tests.fakes.azure_arm_ml import WS, W, _ws
 from tests.fakes.azure_arm_state import ML, ArmError, FakeResponse, WorkspaceState
 
 if TYPE_CHECKING:
@@ -22,33 +22,55 @@ CURATED_ENVIRONMENTS = {"AzureML-sklearn-1.5": 12, "AzureML-pytorch-2.2-cuda12":
 
 def register(fake: FakeAzure) -> None:
     route = fake.route
-    route("GET", f"{WS}/environments", list_environments, api_versions=ASSET_VERSIONS)
+    route(
+        "GET",
+        f"{WS}/environments",
+        list_environments,
+        api_versions=ASSET_VERSIONS,
+        action=f"{W}/environments/read",
+    )
     route(
         "GET",
         f"{WS}/environments/(?P<name>[^/]+)/versions",
         list_environment_versions,
         api_versions=ASSET_VERSIONS,
+        action=f"{W}/environments/versions/read",
     )
     route(
         "GET",
         f"{WS}/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
         get_environment_version,
         api_versions=ASSET_VERSIONS,
+        action=f"{W}/environments/versions/read",
     )
     route(
         "PUT",
         f"{WS}/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
         put_environment_version,
         api_versions=ASSET_VERSIONS,
+        action=f"{W}/environments/versions/write",
     )
     asset = r"/(?P<kind>codes|data)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)"
-    route("GET", f"{WS}{asset}", get_asset_version, api_versions=ASSET_VERSIONS)
-    route("PUT", f"{WS}{asset}", put_asset_version, api_versions=ASSET_VERSIONS)
+    # Microsoft's v2 actions for asset versions: `workspaces/<asset>/versions/<verb>`.
+    route(
+        "GET",
+        f"{WS}{asset}",
+        get_asset_version,
+        api_versions=ASSET_VERSIONS,
+        action=lambda m: f"{W}/{m['kind']}/versions/read",
+    )
+    route(
+        "PUT",
+        f"{WS}{asset}",
+        put_asset_version,
+        api_versions=ASSET_VERSIONS,
+        action=lambda m: f"{W}/{m['kind']}/versions/write",
+    )
     route(
         "GET",
         r"/secrets/(?P<name>[^/]+)",
         get_key_vault_secret,
-        api_versions={"7.4"},
+        api_versions={"7.4"},  # Key Vault's own data-plane access, not this role's
     )
 
 

@@ -19,7 +19,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.azure_arm_state import BUILTIN_ROLES, ML, ArmError, FakeResponse
+from tests.fakes.azure_arm_state import (
+    BOT_ROLE_ID,
+    BUILTIN_ROLES,
+    ML,
+    ArmError,
+    FakeResponse,
+    shipped_role_actions,
+)
 from tests.fakes.azure_credential import TEST_TENANT_ID, jwt_for
 
 if TYPE_CHECKING:
@@ -37,15 +44,52 @@ _GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE
 def register(fake: FakeAzure) -> None:
     route = fake.route
     route(
-        "GET", f"{SCOPE}{AUTH}/roleDefinitions", list_role_definitions, api_versions=RBAC_VERSIONS
+        "GET",
+        f"{SCOPE}{AUTH}/roleDefinitions",
+        list_role_definitions,
+        api_versions=RBAC_VERSIONS,
+        action="Microsoft.Authorization/roleDefinitions/read",
+    )
+    route(
+        "GET",
+        f"{SCOPE}{AUTH}/roleDefinitions/(?P<guid>[^/]+)",
+        get_role_definition,
+        api_versions=RBAC_VERSIONS,
+        action="Microsoft.Authorization/roleDefinitions/read",
+    )
+    route(
+        "GET",
+        f"{SCOPE}{AUTH}/roleAssignments",
+        list_role_assignments,
+        api_versions=RBAC_VERSIONS,
+        action="Microsoft.Authorization/roleAssignments/read",
     )
     assignment = f"{SCOPE}{AUTH}/roleAssignments/(?P<name>[^/]+)"
-    route("PUT", assignment, put_role_assignment, api_versions=RBAC_VERSIONS)
-    route("GET", assignment, get_role_assignment, api_versions=RBAC_VERSIONS)
-    route("DELETE", assignment, delete_role_assignment, api_versions=RBAC_VERSIONS)
+    for method, handler, verb in (
+        ("PUT", put_role_assignment, "write"),
+        ("GET", get_role_assignment, "read"),
+        ("DELETE", delete_role_assignment, "delete"),
+    ):
+        route(
+            method,
+            assignment,
+            handler,
+            api_versions=RBAC_VERSIONS,
+            action=f"Microsoft.Authorization/roleAssignments/{verb}",
+        )
     schedule_request = f"{SCOPE}{AUTH}/roleAssignmentScheduleRequests/(?P<name>[^/]+)"
-    route("PUT", schedule_request, put_schedule_request, api_versions=PIM_VERSIONS)
-    route("GET", schedule_request, get_schedule_request, api_versions=PIM_VERSIONS)
+    for method, handler, verb in (
+        ("PUT", put_schedule_request, "write"),
+        ("GET", get_schedule_request, "read"),
+    ):
+        route(
+            method,
+            schedule_request,
+            handler,
+            api_versions=PIM_VERSIONS,
+            action=f"Microsoft.Authorization/roleAssignmentScheduleRequests/{verb}",
+        )
+    # Any caller may list its own permissions; Graph and the token endpoint are not ARM.
     route("GET", f"{SCOPE}{AUTH}/permissions", list_permissions, api_versions=RBAC_VERSIONS)
     route("GET", r"/v1\.0/users/(?P<user>[^/]+)", get_graph_user, api_versions=None)
     route("GET", r"/v1\.0/users", list_graph_users, api_versions=None)
@@ -108,6 +152,110 @@ def list_role_definitions(fake: FakeAzure, request: Request, m: dict[str, str]) 
     return fake.page(request, items)
 
 
+def get_role_definition(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    guid = m["guid"].lower()
+    sub = _subscription(m["scope"])
+    if guid == BOT_ROLE_ID:
+        name, kind, actions = "amlbot operator", "CustomRole", shipped_role_actions()
+    else:
+        found = [n for n, g in BUILTIN_ROLES.items() if g == guid]
+        if not found:
+            raise ArmError(404, "RoleDefinitionDoesNotExist", "The role definition does not exist.")
+        name, kind, actions = found[0], "BuiltInRole", ["*"]
+    return FakeResponse(
+        200,
+        {
+            "id": _definition_id(sub, guid),
+            "type": "Microsoft.Authorization/roleDefinitions",
+            "name": guid,
+            "properties": {
+                "roleName": name,
+                "type": kind,
+                "assignableScopes": ["/"],
+                "permissions": [
+                    {"actions": actions, "notActions": [], "dataActions": [], "notDataActions": []}
+                ],
+            },
+        },
+    )
+
+
+def list_role_assignments(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    """`$filter=principalId eq '...'`: that principal's assignments at, above or below the
+    scope (as Azure answers); without a filter, all of them there."""
+    scope = m["scope"].lower()
+    found = re.fullmatch(r"principalId eq '([^']+)'", request.query.get("$filter", ""))
+    if request.query.get("$filter") and found is None:
+        raise ArmError(400, "UnsupportedQuery", "The filter is not supported.")
+    with fake.lock:
+        items = [*_bot_assignments(fake), *fake.role_assignments.values()]
+    related = [
+        copy.deepcopy(a)
+        for a in items
+        if (own := a["properties"]["scope"].lower()) == scope
+        or scope.startswith(own + "/")
+        or own.startswith(scope + "/")
+    ]
+    if found:
+        related = [a for a in related if a["properties"]["principalId"] == found.group(1)]
+    return fake.page(request, related)
+
+
+def _bot_assignments(fake: FakeAzure) -> list[dict[str, Any]]:
+    """The bot's own assignments, with the condition the test has set on them."""
+    out = []
+    for body in fake.bot_assignments.values():
+        body = copy.deepcopy(body)
+        body["properties"]["condition"] = fake.bot_condition
+        body["properties"]["conditionVersion"] = fake.bot_condition_version
+        out.append(body)
+    return out
+
+
+def _enforce_condition(
+    fake: FakeAzure, action: str, target: str, role_id: str, principal_type: str
+) -> None:
+    """Azure ABAC on the bot's own assignment: a role assignment write (the request's role
+    and principal type) or delete (the existing assignment's) outside the condition's lists
+    is refused as if the permission were missing."""
+    with fake.lock:
+        condition = fake.bot_condition
+        covering = [
+            s
+            for s in fake.bot_assignments
+            if target.lower() == s or target.lower().startswith(s + "/")
+        ]
+    if not covering or not condition:
+        return
+    verb = action.rsplit("/", 1)[-1]
+    source = "Request" if verb == "write" else "Resource"
+    block = re.search(
+        rf"ActionMatches\{{'Microsoft\.Authorization/roleAssignments/{verb}'\}}\s*\)\s*\)"
+        r"\s*OR\s*\(([^()]*)\)",
+        condition,
+        re.IGNORECASE,
+    )
+    roles = types = None
+    if block:
+        body = block.group(1)
+        r = re.search(rf"@{source}\[[^\]]*:RoleDefinitionId\][^{{]*\{{([^}}]*)\}}", body)
+        t = re.search(rf"@{source}\[[^\]]*:PrincipalType\][^{{]*\{{([^}}]*)\}}", body)
+        roles = {x.strip().lower() for x in r.group(1).split(",")} if r else None
+        types = {x.strip().strip("'").lower() for x in t.group(1).split(",")} if t else None
+    allowed = (roles is None or role_id.lower() in roles) and (
+        types is None or principal_type.lower() in types
+    )
+    if not allowed:
+        oid = fake.caller_object_id
+        raise ArmError(
+            403,
+            "AuthorizationFailed",
+            f"The client '{oid}' with object id '{oid}' does not have authorization to perform "
+            f"action '{action}' over scope '{target}' or the scope is invalid. If access was "
+            "recently granted, please refresh your credentials.",
+        )
+
+
 def _validate_assignment_body(fake: FakeAzure, body: Any) -> dict[str, Any]:
     props = body.get("properties") if isinstance(body, dict) else None
     if not isinstance(props, dict):
@@ -132,10 +280,16 @@ def _validate_assignment_body(fake: FakeAzure, body: Any) -> dict[str, Any]:
 
 def put_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope, name = m["scope"], m["name"]
-    fake.authorize("Microsoft.Authorization/roleAssignments/write", scope)
     _check_scope(fake, scope)
     props = _validate_assignment_body(fake, request.body)
     assignment_id = f"{scope}{AUTH}/roleAssignments/{name}"
+    _enforce_condition(
+        fake,
+        "Microsoft.Authorization/roleAssignments/write",
+        assignment_id,
+        props["roleDefinitionId"].rsplit("/", 1)[-1],
+        str(props.get("principalType") or ""),
+    )
     key = (props["principalId"], props["roleDefinitionId"].rsplit("/", 1)[-1], scope.lower())
     with fake.lock:
         existing = fake.role_assignments.get(assignment_id.lower())
@@ -197,8 +351,18 @@ def get_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) ->
 
 
 def delete_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
-    fake.authorize("Microsoft.Authorization/roleAssignments/delete", m["scope"])
     assignment_id = f"{m['scope']}{AUTH}/roleAssignments/{m['name']}".lower()
+    with fake.lock:
+        existing = fake.role_assignments.get(assignment_id)
+    if existing is not None:
+        props = existing["properties"]
+        _enforce_condition(
+            fake,
+            "Microsoft.Authorization/roleAssignments/delete",
+            existing["id"],
+            props["roleDefinitionId"].rsplit("/", 1)[-1],
+            props.get("principalType") or "",
+        )
     with fake.lock:
         found = fake.role_assignments.pop(assignment_id, None)
     if found is None:
@@ -208,7 +372,6 @@ def delete_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str])
 
 def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope = m["scope"]
-    fake.authorize("Microsoft.Authorization/roleAssignmentScheduleRequests/write", scope)
     if not fake.pim_licensed:
         raise ArmError(
             400,
@@ -295,7 +458,6 @@ def put_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -
 
 def get_schedule_request(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     scope = m["scope"]
-    fake.authorize("Microsoft.Authorization/roleAssignmentScheduleRequests/read", scope)
     request_id = f"{scope}{AUTH}/roleAssignmentScheduleRequests/{m['name']}"
     with fake.lock:
         body = fake.schedule_requests.get(request_id.lower())

@@ -38,15 +38,48 @@ DATASTORE_FIELDS = {
 }
 
 
+W = f"{ML}/workspaces"  # the actions' prefix
+
+
 def register(fake: FakeAzure) -> None:
+    # The operation-status URLs of long-running operations carry no action: Azure lets the
+    # caller that started an operation poll it.
     route = fake.route
-    route("GET", WS, get_workspace, api_versions=WORKSPACE_VERSIONS)
-    route("GET", f"{WS}/computes", list_computes, api_versions=COMPUTE_VERSIONS)
-    route("GET", f"{WS}/computes/(?P<name>[^/]+)", get_compute, api_versions=COMPUTE_VERSIONS)
-    route("PATCH", f"{WS}/computes/(?P<name>[^/]+)", patch_compute, api_versions=COMPUTE_VERSIONS)
-    route("PUT", f"{WS}/computes/(?P<name>[^/]+)", put_compute, api_versions=COMPUTE_VERSIONS)
+    route("GET", WS, get_workspace, api_versions=WORKSPACE_VERSIONS, action=f"{W}/read")
     route(
-        "POST", f"{WS}/computes/(?P<name>[^/]+)/stop", stop_compute, api_versions=COMPUTE_VERSIONS
+        "GET",
+        f"{WS}/computes",
+        list_computes,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/read",
+    )
+    route(
+        "GET",
+        f"{WS}/computes/(?P<name>[^/]+)",
+        get_compute,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/read",
+    )
+    route(
+        "PATCH",
+        f"{WS}/computes/(?P<name>[^/]+)",
+        patch_compute,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/write",
+    )
+    route(
+        "PUT",
+        f"{WS}/computes/(?P<name>[^/]+)",
+        put_compute,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/write",
+    )
+    route(
+        "POST",
+        f"{WS}/computes/(?P<name>[^/]+)/stop",
+        stop_compute,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/stop/action",
     )
     status = rf"/subscriptions/[^/]+/providers/{ML}/locations/[^/]+"
     route(
@@ -61,13 +94,49 @@ def register(fake: FakeAzure) -> None:
         lambda f, r, m: f.poll_lro(m["op"], style="location"),
         api_versions={"2024-04-01"},
     )
-    route("GET", f"{WS}/datastores", list_datastores, api_versions=DATASTORE_VERSIONS)
-    route("GET", f"{WS}/datastores/(?P<name>[^/]+)", get_datastore, api_versions=DATASTORE_VERSIONS)
-    route("PUT", f"{WS}/datastores/(?P<name>[^/]+)", put_datastore, api_versions=DATASTORE_VERSIONS)
-    route("GET", f"{WS}/jobs", list_jobs, api_versions=JOB_VERSIONS)
-    route("GET", f"{WS}/jobs/(?P<name>[^/]+)", get_job, api_versions=JOB_VERSIONS)
-    route("PUT", f"{WS}/jobs/(?P<name>[^/]+)", put_job, api_versions=JOB_VERSIONS)
-    route("POST", f"{WS}/jobs/(?P<name>[^/]+)/cancel", cancel_job, api_versions=JOB_VERSIONS)
+    route(
+        "GET",
+        f"{WS}/datastores",
+        list_datastores,
+        api_versions=DATASTORE_VERSIONS,
+        action=f"{W}/datastores/read",
+    )
+    route(
+        "GET",
+        f"{WS}/datastores/(?P<name>[^/]+)",
+        get_datastore,
+        api_versions=DATASTORE_VERSIONS,
+        action=f"{W}/datastores/read",
+    )
+    route(
+        "PUT",
+        f"{WS}/datastores/(?P<name>[^/]+)",
+        put_datastore,
+        api_versions=DATASTORE_VERSIONS,
+        action=f"{W}/datastores/write",
+    )
+    route("GET", f"{WS}/jobs", list_jobs, api_versions=JOB_VERSIONS, action=f"{W}/jobs/read")
+    route(
+        "GET",
+        f"{WS}/jobs/(?P<name>[^/]+)",
+        get_job,
+        api_versions=JOB_VERSIONS,
+        action=f"{W}/jobs/read",
+    )
+    route(
+        "PUT",
+        f"{WS}/jobs/(?P<name>[^/]+)",
+        put_job,
+        api_versions=JOB_VERSIONS,
+        action=f"{W}/jobs/write",
+    )
+    route(
+        "POST",
+        f"{WS}/jobs/(?P<name>[^/]+)/cancel",
+        cancel_job,
+        api_versions=JOB_VERSIONS,
+        action=f"{W}/jobs/cancel/action",
+    )
 
 
 def _ws(fake: FakeAzure, m: dict[str, str]) -> WorkspaceState:
@@ -83,7 +152,6 @@ def _now() -> str:
 
 def get_workspace(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/read", ws.id)
     rg = f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}/providers"
     return FakeResponse(
         200,
@@ -123,7 +191,6 @@ def get_workspace(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeR
 
 def list_computes(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/computes/read", ws.id)
     with fake.lock:
         items = [copy.deepcopy(ws.computes[key]) for key in sorted(ws.computes)]
     return fake.page(request, items)
@@ -142,7 +209,6 @@ def _compute(ws: WorkspaceState, name: str) -> dict[str, Any]:
 
 def get_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/computes/read", ws.id)
     with fake.lock:
         return FakeResponse(200, copy.deepcopy(_compute(ws, m["name"])))
 
@@ -164,7 +230,6 @@ def _check_scale_settings(scale: dict[str, Any]) -> None:
 def patch_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     """ClusterUpdateParameters: only `properties.properties.scaleSettings` may change."""
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/computes/write", f"{ws.id}/computes/{m['name']}")
     body = request.body if isinstance(request.body, dict) else {}
     scale = ((body.get("properties") or {}).get("properties") or {}).get("scaleSettings")
     if not isinstance(scale, dict) or "maxNodeCount" not in scale:
@@ -196,7 +261,6 @@ def put_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRes
     """azure-ai-ml's `compute.begin_update` PUTs the whole cluster; on an existing one Azure
     lets only the scale settings change."""
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/computes/write", f"{ws.id}/computes/{m['name']}")
     props = (request.body or {}).get("properties") if isinstance(request.body, dict) else None
     if not isinstance(props, dict) or props.get("computeType") != "AmlCompute":
         raise ArmError(400, "BadRequest", "properties.computeType must be AmlCompute.")
@@ -218,7 +282,6 @@ def put_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRes
 
 def stop_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/computes/stop/action", f"{ws.id}/computes/{m['name']}")
     with fake.lock:
         compute = _compute(ws, m["name"])
         inner = compute["properties"]["properties"]
@@ -268,7 +331,6 @@ def get_datastore(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeR
 
 def put_datastore(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/datastores/write", f"{ws.id}/datastores/{m['name']}")
     props = (request.body or {}).get("properties") if isinstance(request.body, dict) else None
     if not isinstance(props, dict):
         raise ArmError(400, "UserError", "The request body needs `properties`.")
@@ -321,9 +383,45 @@ def _job(ws: WorkspaceState, name: str) -> dict[str, Any]:
     return found
 
 
+def job_body(
+    fake: FakeAzure, ws: WorkspaceState, name: str, props: dict[str, Any]
+) -> dict[str, Any]:
+    """A job entity as Azure returns it just after its PUT (status NotStarted)."""
+    studio = f"{fake.base_url}/studio/runs/{name}?wsid={ws.id}"
+    body = {
+        "id": f"{ws.id}/jobs/{name}",
+        "name": name,
+        "type": f"{ML}/workspaces/jobs",
+        "properties": {
+            "description": None,
+            "tags": {},
+            "properties": {},
+            "parentJobName": None,
+            "displayName": name,
+            "experimentName": "Default",
+            "isArchived": False,
+            "identity": {"identityType": "AMLToken"},
+            "resources": {"instanceCount": 1, "shmSize": "2g"},
+            "environmentVariables": {},
+            "inputs": {},
+            "outputs": {},
+            **copy.deepcopy(props),
+            "status": "NotStarted",
+            "services": {
+                "Tracking": {
+                    "jobServiceType": "Tracking",
+                    "endpoint": f"azureml://{ws.location}.api.azureml.ms/mlflow/v1.0{ws.id}?",
+                },
+                "Studio": {"jobServiceType": "Studio", "endpoint": studio},
+            },
+        },
+        "systemData": {"createdAt": _now(), "createdBy": "amlbot", "createdByType": "Application"},
+    }
+    return body
+
+
 def put_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/jobs/write", f"{ws.id}/jobs/{m['name']}")
     props = (request.body or {}).get("properties") if isinstance(request.body, dict) else None
     if not isinstance(props, dict):
         raise ArmError(400, "UserError", "The request body needs `properties`.")
@@ -352,36 +450,7 @@ def put_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespons
         if existing is not None:
             # Azure accepts a re-PUT of a job only when nothing but tags/description changes.
             return FakeResponse(200, copy.deepcopy(existing))
-    studio = f"{fake.base_url}/studio/runs/{m['name']}?wsid={ws.id}"
-    body = {
-        "id": f"{ws.id}/jobs/{m['name']}",
-        "name": m["name"],
-        "type": f"{ML}/workspaces/jobs",
-        "properties": {
-            "description": None,
-            "tags": {},
-            "properties": {},
-            "parentJobName": None,
-            "displayName": m["name"],
-            "experimentName": "Default",
-            "isArchived": False,
-            "identity": {"identityType": "AMLToken"},
-            "resources": {"instanceCount": 1, "shmSize": "2g"},
-            "environmentVariables": {},
-            "inputs": {},
-            "outputs": {},
-            **copy.deepcopy(props),
-            "status": "NotStarted",
-            "services": {
-                "Tracking": {
-                    "jobServiceType": "Tracking",
-                    "endpoint": f"azureml://{ws.location}.api.azureml.ms/mlflow/v1.0{ws.id}?",
-                },
-                "Studio": {"jobServiceType": "Studio", "endpoint": studio},
-            },
-        },
-        "systemData": {"createdAt": _now(), "createdBy": "amlbot", "createdByType": "Application"},
-    }
+    body = job_body(fake, ws, m["name"], props)
     with fake.lock:
         ws.jobs[m["name"].lower()] = body
     return FakeResponse(201, copy.deepcopy(body))
@@ -413,7 +482,6 @@ def list_jobs(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespo
 
 def cancel_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
-    fake.authorize(f"{ML}/workspaces/jobs/cancel/action", f"{ws.id}/jobs/{m['name']}")
     with fake.lock:
         job = _job(ws, m["name"])
         if job["properties"]["status"] in {"Completed", "Failed", "Canceled"}:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.azure_credential import BOT_OBJECT_ID
@@ -29,20 +32,24 @@ BUILTIN_ROLES = {
     "AzureML Compute Operator": "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815",
 }
 
-# What amlbot's identity is given by default: enough for everything it does.
-DEFAULT_BOT_ACTIONS = [
-    f"{ML}/workspaces/read",
-    f"{ML}/workspaces/computes/read",
-    f"{ML}/workspaces/computes/write",
-    f"{ML}/workspaces/computes/stop/action",
-    f"{ML}/workspaces/datastores/*",
-    f"{ML}/workspaces/environments/read",
-    f"{ML}/workspaces/jobs/*",
-    f"{ML}/workspaces/experiments/*",
-    "Microsoft.Authorization/roleAssignments/*",
-    "Microsoft.Authorization/roleDefinitions/read",
-    "Microsoft.Authorization/roleAssignmentScheduleRequests/write",
-]
+# What amlbot's identity is given: the role the project ships, so a call the bot makes
+# that the role does not grant fails a test as it would fail in Azure.
+ROLE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "azure-custom-role.json"
+# The condition the project ships for the bot's own assignment of that role.
+CONDITION_FILE = ROLE_FILE.parent / "azure-role-assignment-condition.txt"
+BOT_ROLE_ID = "0a1b0000-0000-4000-8000-00000000a0b0"  # the custom role's id in this tenant
+
+
+def shipped_role_actions() -> list[str]:
+    role = json.loads(ROLE_FILE.read_text())
+    return [str(action) for action in role["Actions"]]
+
+
+def grants(granted: list[str], action: str) -> bool:
+    """Azure's matching of an action against a role's: case-insensitive, `*` matches any
+    run of characters (slashes included)."""
+    wanted = action.lower()
+    return any(fnmatch.fnmatchcase(wanted, pattern.lower()) for pattern in granted)
 
 
 @dataclass
@@ -123,8 +130,13 @@ class ArmState:
         self.users: dict[str, str] = {}  # lower e-mail (UPN) -> object id
         self.mail: dict[str, str] = {}  # lower `mail` that differs from the UPN -> object id
         self.principals: set[str] = set()
-        self.bot_actions: list[str] = list(DEFAULT_BOT_ACTIONS)
+        self.bot_actions: list[str] = shipped_role_actions()
         self.denied: set[str] = set()  # actions the bot's identity lacks
+        # The bot's own assignment of its role at each workspace, and its condition (ABAC):
+        # Azure checks that condition on every role assignment write and delete.
+        self.bot_assignments: dict[str, dict[str, Any]] = {}  # lower scope -> body
+        self.bot_condition: str | None = CONDITION_FILE.read_text()
+        self.bot_condition_version: str | None = "2.0"
         self.role_assignment_limit = 4000
         self.pim_licensed = True
         # When PIM assignments end is judged by this; a test may hand in its own clock's.
@@ -179,6 +191,19 @@ class ArmState:
         )
         with self.lock:
             self.workspaces[ws.id.lower()] = ws
+            name_ = str(uuid.uuid4())
+            self.bot_assignments[ws.id.lower()] = {
+                "id": f"{ws.id}/providers/Microsoft.Authorization/roleAssignments/{name_}",
+                "name": name_,
+                "type": "Microsoft.Authorization/roleAssignments",
+                "properties": {
+                    "roleDefinitionId": f"/subscriptions/{subscription_id}/providers/"
+                    f"Microsoft.Authorization/roleDefinitions/{BOT_ROLE_ID}",
+                    "principalId": BOT_OBJECT_ID,
+                    "principalType": "ServicePrincipal",
+                    "scope": ws.id,
+                },
+            }
             self.lro_subscription = subscription_id
         return coords
 
@@ -364,7 +389,11 @@ class ArmState:
     # -- used by handlers ----------------------------------------------------------------
 
     def authorize(self, action: str, scope: str) -> None:
-        if action.lower() in self.denied:
+        """403 AuthorizationFailed unless the bot's role grants `action` (and it is not
+        denied by the test)."""
+        with self.lock:
+            allowed = grants(self.bot_actions, action) and action.lower() not in self.denied
+        if not allowed:
             oid = self.caller_object_id
             raise ArmError(
                 403,

@@ -45,12 +45,19 @@ def register(fake: FakeAzure) -> None:
         "GET",
         rf"/history/v1\.0{WS}/runs/(?P<name>[^/]+)/details",
         run_details,
+        action=f"{ML}/workspaces/experiments/runs/read",
         api_versions={"v1.0"},  # what azure-ai-ml 1.35's RunHistory client sends
     )
     route("GET", "/blobs/(?P<blob>.+)", read_blob, api_versions=None, audience="none")
     route("HEAD", "/blobs/(?P<blob>.+)", read_blob, api_versions=None, audience="none")
     # The workspace's MLflow tracking server (its `mlflowTrackingUri`, on the same host).
-    route("GET", rf"/mlflow/v1\.0{WS}/api/2\.0/mlflow/runs/get", mlflow_run, api_versions=None)
+    route(
+        "GET",
+        rf"/mlflow/v1\.0{WS}/api/2\.0/mlflow/runs/get",
+        mlflow_run,
+        api_versions=None,
+        action=f"{ML}/workspaces/experiments/runs/read",
+    )
 
 
 def discovery(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
@@ -75,7 +82,6 @@ def discovery(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespo
 
 def run_details(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = fake.find_workspace(m["sub"], m["rg"], m["ws"])
-    fake.authorize(f"{ML}/workspaces/experiments/runs/read", f"{ws.id}/jobs/{m['name']}")
     with fake.lock:
         job = ws.jobs.get(m["name"].lower())
         if job is None:
@@ -124,7 +130,6 @@ def mlflow_run(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResp
     `data.metrics` holds each metric's latest value."""
     ws = fake.find_workspace(m["sub"], m["rg"], m["ws"])
     run_id = request.query.get("run_id", "")
-    fake.authorize(f"{ML}/workspaces/experiments/runs/read", f"{ws.id}/jobs/{run_id}")
     with fake.lock:
         job = ws.jobs.get(run_id.lower())
         if job is None:

@@ -8,7 +8,6 @@ fetch datastore secrets and upload from the bot's disk).
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,6 @@ from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import JobInfo, JobSpec, JobStatus
 
 BOT_TAG = "amlbot"
-LIST_LIMIT = 200  # the newest jobs a listing looks at; older ones are Azure ML studio's job
 _ASSET = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9][\w.-]*):(?P<version>[\w.-]+)$")
 _LATEST = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9][\w.-]*)@latest$")
 _BARE_NAME = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9][\w.-]*)$")
@@ -160,13 +158,16 @@ def get_job(clients: WorkspaceClients, name: str) -> JobInfo:
 
 
 def list_jobs(clients: WorkspaceClients, tag_filter: dict[str, str] | None) -> list[JobInfo]:
+    """Every job carrying the tags, through all of Azure's pages (the SDK follows
+    `nextLink`): a cut-off would silently stop following the jobs beyond it. Callers narrow
+    the list with a tag; the bot's own jobs all carry `amlbot`."""
     wanted = dict(tag_filter or {})
     kwargs: dict[str, Any] = {}
     if wanted:
         # Azure filters on one tag key server-side; the values are checked here.
         kwargs["tag"] = next(iter(wanted))
     with translated(f"listing jobs in workspace {clients.coordinates.workspace_name}"):
-        jobs = list(itertools.islice(clients.ml().jobs.list(**kwargs), LIST_LIMIT))
+        jobs = list(clients.ml().jobs.list(**kwargs))
     infos = [job_info(clients, job) for job in jobs]
     infos = [i for i in infos if all(i.tags.get(k) == v for k, v in wanted.items())]
     return sorted(infos, key=lambda i: (i.created_at is not None, i.created_at), reverse=True)
