@@ -71,8 +71,9 @@ def accept(
     *,
     claimed_by: str | None = None,
     lease: timedelta = LEASE,
-) -> bool:
-    """Keep one inbound item; False when an item with this key was already accepted.
+) -> int | None:
+    """Keep one inbound item: its id, or None when an item with this key was already
+    accepted.
 
     With `claimed_by`, the item is accepted already claimed by that holder (the edge, for
     what must happen within Slack's 3-second trigger window): no worker takes it unless the
@@ -95,7 +96,8 @@ def accept(
     }
     postgres = _dialect(connection) == "postgresql"
     statement = _ACCEPT_POSTGRES if postgres and not claimed else _ACCEPT
-    return connection.execute(statement, values).first() is not None
+    kept = connection.execute(statement, values).first()
+    return int(kept[0]) if kept is not None else None
 
 
 _COLUMNS = (

@@ -268,9 +268,6 @@ class WorkerChildren:
         self._children[index] = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
         self._started_at[index] = time.monotonic()
 
-    def pids(self) -> list[int]:
-        return [child.pid for child in self._children if child is not None]
-
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):
             for index, child in enumerate(self._children):

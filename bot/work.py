@@ -137,7 +137,7 @@ class InboxWorker:
         )
         return alive and recent and not self._stopping.is_set()
 
-    # ---- synchronously (the console, tests) ----------------------------------------------
+    # ---- synchronously (a one-off drain, tests) -------------------------------------------
 
     def run_until_idle(self, limit: int = 1000) -> int:
         """Handle everything claimable now, on this thread. Returns how many were handled."""

@@ -116,7 +116,8 @@ def keep_delivery(core: Core, events: list[dict[str, Any]]) -> bool:
     if not any(ids):
         key = f"eventgrid:unkeyed:{uuid.uuid4().hex}"
     with core.store.transaction() as session:
-        return inbox.accept(session, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
+        kept = inbox.accept(session, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
+        return kept is not None
 
 
 def job_events_handler(core: Core, on_change: Callable[[], None]) -> Callable[[InboxItem], None]:

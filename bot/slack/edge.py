@@ -250,12 +250,13 @@ class SlackEdge:
         payload = inbox_payload(body, context, request)
         loop = asyncio.get_running_loop()
         claimed_by = self.holder if where == "edge" else None
+        key = delivery_key(body)  # once: an unkeyed delivery gets a fresh key each call
         try:
             if not self.accepting:
                 raise RuntimeError("shutting down")
-            await loop.run_in_executor(
+            item_id = await loop.run_in_executor(
                 self._accepting,
-                functools.partial(self._accept, delivery_key(body), handler, payload, claimed_by),
+                functools.partial(self._keep, key, handler, payload, claimed_by),
             )
         except Exception:
             log.exception("could not keep a Slack delivery; not acknowledging it")
@@ -269,23 +270,17 @@ class SlackEdge:
             raise  # a 500: Slack retries events, and shows the person a failed click
         await ack(**ack_args)
         self.core.metrics.ack_seconds.labels(handler).observe(time.perf_counter() - started)
-        if where == "edge":
+        if item_id is None:
+            log.info("ignoring a repeated Slack delivery (%s)", key.split(":", 1)[0])
+        elif where == "edge":
             # Into the pool once the ack is on its way; the modal must open within 3 s.
-            loop.call_soon(self._quick.submit, self._run_at_edge, handler, payload)
+            loop.call_soon(self._quick.submit, self._run_at_edge, item_id, key, handler, payload)
         else:
             self.on_accepted()
 
-    def _accept(
-        self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
-    ) -> None:
-        fresh = self._keep(key, handler, payload, claimed_by)
-        if not fresh:
-            log.info("ignoring a repeated Slack delivery (%s)", key.split(":", 1)[0])
-            payload["repeated"] = True
-
     def _keep(
         self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
-    ) -> bool:
+    ) -> int | None:
         # A connection of the accepting engine, not an ORM session: this runs before every
         # ack. That engine does not ping the database at each checkout (a round trip per
         # ack); after a database restart its first use fails, the pool is invalidated, and
@@ -312,10 +307,7 @@ class SlackEdge:
 
     # ---- on a thread ------------------------------------------------------------------
 
-    def _run_at_edge(self, handler: str, payload: dict[str, Any]) -> None:
-        if payload.get("repeated"):
-            return
-        key = delivery_key(payload["body"])
+    def _run_at_edge(self, item_id: int, key: str, handler: str, payload: dict[str, Any]) -> None:
         with correlated(key):
             try:
                 self.run_job(handler, payload)
@@ -324,22 +316,10 @@ class SlackEdge:
                 log.exception("Slack job %s failed (error id %s)", handler, error_id)
                 self.tell_failure(payload["body"], error_id)
             finally:
-                self._complete_by_key(key)
-
-    def _complete_by_key(self, key: str) -> None:
-        from sqlalchemy import select
-
-        from approvals.tables import InboxRow
-
-        try:
-            with self.core.store.transaction() as session:
-                item_id = session.scalar(
-                    select(InboxRow.id).where(InboxRow.delivery_key == key[:255])
-                )
-            if item_id is not None:
-                inbox.complete(self.core.store, item_id, self.holder, self.core.clock.now())
-        except Exception:
-            log.exception("marking an edge-run Slack item done failed")
+                try:
+                    inbox.complete(self.core.store, item_id, self.holder, self.core.clock.now())
+                except Exception:
+                    log.exception("marking an edge-run Slack item done failed")
 
     def run_item(self, item: InboxItem) -> None:
         """An inbox handler: run the Slack job the item names (in a worker). Slack refusing

@@ -26,7 +26,7 @@ def store(database_url: str) -> Store:
 
 def keep(store: Store, clock: ManualClock, key: str, handler: str = "h") -> bool:
     with store.transaction() as session:
-        return inbox.accept(session, key, handler, {"key": key}, clock.now())
+        return inbox.accept(session, key, handler, {"key": key}, clock.now()) is not None
 
 
 def status_of(store: Store, key: str) -> InboxRow:

@@ -117,3 +117,25 @@ def test_an_item_that_fails_every_attempt_is_told_to_the_person_and_the_leads(
 
 def _always_fails(edge: object, delivery: object) -> None:
     raise RuntimeError("a bug in this version")
+
+
+def test_a_modal_is_opened_by_the_acking_process_and_its_item_is_done(
+    harness: SlackHarness,
+) -> None:
+    """A Deny click must open its modal within the trigger's 3 s: the edge runs it and marks
+    the item done, so no worker runs it a second time."""
+    from bot.slack.views.common import DENY_ACTION, DENY_MODAL
+
+    reply = harness.command(ALICE, 'access request gpu-cluster --for 2h --reason "BERT"')
+    assert reply.status == 200
+    request_id = harness.request_id(harness.answer_to(ALICE, containing="Request #"))
+    assert harness.click(BOB, DENY_ACTION, request_id).status == 200
+    harness.modal(DENY_MODAL)
+
+    def deny_click() -> InboxRow | None:
+        rows = [r for r in inbox_rows(harness.core) if r.handler == "slack.ask_deny_reason"]
+        return rows[0] if rows and rows[0].status == "done" else None
+
+    row = wait_for(deny_click, what="the Deny click's item to be done")
+    assert row.claimed_by == harness.bot.edge.holder and row.attempts == 1
+    assert len([v for v in harness.slack.views() if v.view.get("callback_id") == DENY_MODAL]) == 1
