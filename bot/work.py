@@ -130,7 +130,7 @@ class InboxWorker:
             return len(self._in_flight)
 
     def ready(self) -> bool:
-        """Claiming: the loop runs and has claimed (or found nothing) recently."""
+        """Claiming: the loop runs and has gone round recently."""
         alive = self._loop_thread is not None and self._loop_thread.is_alive()
         recent = self.last_claim_at is not None and time.monotonic() - self.last_claim_at < max(
             30.0, 10 * self.poll
@@ -170,7 +170,9 @@ class InboxWorker:
                     )
                 except Exception:
                     log.exception("claiming inbox items failed; trying again shortly")
-                self.last_claim_at = time.monotonic()
+            # Also when every thread is busy (Azure stalling): the loop is well, and a
+            # readiness probe must not take the replica out for waiting on Azure.
+            self.last_claim_at = time.monotonic()
             for item in items:
                 with self._lock:
                     self._in_flight[item.id] = item

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.serve import usable_cpus, work_processes
+from bot.processes import usable_cpus, work_processes
 from bot.settings import Settings
 
 

@@ -1,0 +1,132 @@
+"""The processes on one machine: how many `amlbot work` children `serve` starts, and the
+children themselves (started again when one exits, ended when `serve` is killed)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RESTART_DELAY_SECONDS = 30.0
+# Workers finish what they hold within this after SIGTERM; Kubernetes waits 30 s by default
+# (terminationGracePeriodSeconds) before it kills.
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+def work_processes(settings: Settings, database_url: str) -> int:
+    """Worker processes `serve` starts: none on SQLite (its one worker runs in-process),
+    else `AMLBOT_WORK_PROCESSES`, else one per CPU this process may use, 1 to 4."""
+    if not database_url.startswith("postgresql"):
+        return 0
+    if settings.work_processes is not None:
+        return settings.work_processes
+    return max(1, min(4, usable_cpus()))
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota.
+
+    `os.cpu_count()` counts the machine's: in a container limited to one CPU on a 16-core
+    node it says 16, and four workers of 100-200 MB each would meet the memory limit.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cpus = cpus or os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """The CPU quota of cgroup v2 (`cpu.max`: "QUOTA PERIOD" or "max PERIOD") or v1
+    (`cpu/cpu.cfs_quota_us`, -1 for none), in CPUs; None when there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return int(quota) / int(period) if quota != "max" else None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+class WorkerChildren:
+    """`amlbot work` child processes of `serve`; one that exits is started again (sooner
+    the longer it had lived). They get SIGTERM if `serve` itself dies (PDEATHSIG)."""
+
+    name = "work-processes"
+
+    def __init__(self, count: int, config_path: str | None) -> None:
+        self.count = count
+        self.command = [sys.executable, "-m", "bot.cli", "work"]
+        if config_path:
+            self.command += ["--config", config_path]
+        self._children: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._started_at = [0.0] * count
+        self._restarts = [0] * count
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="amlbot-children", daemon=True)
+
+    def start(self) -> None:
+        for index in range(self.count):
+            self._spawn(index)
+        self._thread.start()
+
+    def _spawn(self, index: int) -> None:
+        self._children[index] = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+        self._started_at[index] = time.monotonic()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            for index, child in enumerate(self._children):
+                if child is None or child.poll() is None:
+                    continue
+                lived = time.monotonic() - self._started_at[index]
+                self._restarts[index] = 0 if lived > 60 else self._restarts[index] + 1
+                delay = min(2.0 ** self._restarts[index] - 1, MAX_RESTART_DELAY_SECONDS)
+                log.error(
+                    "worker process %s exited (%s); starting another in %.0fs",
+                    child.pid,
+                    child.returncode,
+                    delay,
+                )
+                self._children[index] = None
+                if self._stopping.wait(delay):
+                    return
+                self._spawn(index)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        children = [child for child in self._children if child is not None]
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS + 5
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the child outlives a killed parent
+        pass
