@@ -19,11 +19,14 @@ def load_bench() -> ModuleType:
     return module
 
 
-def test_a_short_outage_delivers_everything_once_soon_after_recovery(tmp_path: Path) -> None:
+def test_a_short_outage_on_the_wall_clock_delivers_everything_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """How soon after recovery is a figure the bench prints, and a bound the manual-clock
+    tests in test_delivery_outage.py assert; here, on real time, only what cannot be timing."""
     figures = load_bench().run_outage(
         messages=30, rate_limited=2.0, failing=2.0, retry_after=1, workers=2, folder=tmp_path
     )
 
     assert figures.delivered == 30
     assert figures.duplicates == 0 and figures.dead == 0
-    assert 0 <= figures.recovery_to_last_delivery <= 15
