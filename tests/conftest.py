@@ -105,3 +105,13 @@ def make_core(clock: ManualClock) -> Iterator[Callable[..., Core]]:
     yield make
     for built in made:
         built.store.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_price_book() -> Iterator[None]:
+    """Fetched prices live in a process-wide book; no test sees another's."""
+    from workspaces.prices import BOOK
+
+    BOOK.clear()
+    yield
+    BOOK.clear()

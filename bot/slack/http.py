@@ -200,7 +200,7 @@ def create_asgi_app(
     bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())
     # On PostgreSQL the workers run elsewhere (`amlbot work`); on SQLite, here.
     in_process = not settings.database_url.startswith("postgresql") or prepare is not None
-    services = background_services(core, bot, worker=in_process)
+    services = background_services(core, bot, worker=in_process, prices_url=settings.prices_url)
     app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
     freeze_startup_objects()
     return app

@@ -81,6 +81,13 @@ def register(fake: FakeAzure) -> None:
         api_versions=COMPUTE_VERSIONS,
         action=f"{W}/computes/stop/action",
     )
+    route(
+        "POST",
+        f"{WS}/computes/(?P<name>[^/]+)/updateIdleShutdownSetting",
+        update_idle_shutdown,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/updateIdleShutdownSetting/action",
+    )
     status = rf"/subscriptions/[^/]+/providers/{ML}/locations/[^/]+"
     route(
         "GET",
@@ -304,6 +311,32 @@ def stop_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRe
             }
 
     return fake.start_lro(style="async", location=ws.location, finish=finish)
+
+
+# Compute_UpdateIdleShutdownSetting: an IdleShutdownSetting body, ISO 8601, 15 min to 3 days.
+_MINUTES = re.compile(r"^PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?$")
+
+
+def update_idle_shutdown(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    ws = _ws(fake, m)
+    body = request.body if isinstance(request.body, dict) else {}
+    value = body.get("idleTimeBeforeShutdown")
+    found = _MINUTES.match(value) if isinstance(value, str) else None
+    if found is None or not (found.group("h") or found.group("m")):
+        raise ArmError(
+            400, "BadRequest", f"idleTimeBeforeShutdown {value!r} is not an ISO 8601 duration."
+        )
+    minutes = int(found.group("h") or 0) * 60 + int(found.group("m") or 0)
+    if not 15 <= minutes <= 3 * 24 * 60:
+        raise ArmError(
+            400, "BadRequest", "idleTimeBeforeShutdown: minimum is 15 min, maximum is 3 days."
+        )
+    with fake.lock:
+        compute = _compute(ws, m["name"])
+        if compute["properties"]["computeType"] != "ComputeInstance":
+            raise ArmError(400, "BadRequest", "Idle shutdown applies to compute instances only.")
+        compute["properties"]["properties"]["idleTimeBeforeShutdown"] = value
+    return FakeResponse(200, None)
 
 
 # -- datastores --------------------------------------------------------------------------

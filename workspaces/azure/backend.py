@@ -115,3 +115,6 @@ class AzureWorkspace:
 
     def set_cluster_idle_time(self, name: str, seconds: int) -> None:
         computes.set_cluster_idle_time(self.clients, name, seconds)
+
+    def set_instance_idle_shutdown(self, name: str, minutes: int) -> None:
+        computes.set_instance_idle_shutdown(self.clients, name, minutes)
