@@ -147,7 +147,7 @@ class PriceBook:
                 if current is None or current.as_of <= quote.as_of:
                     self._retail[key] = quote
                     installed += 1
-                self._missed.discard((key[0], key[1]))
+                self._missed = {m for m in self._missed if _key(m[1], m[0], False)[:2] != key[:2]}
         return installed
 
     def retail_quotes(self) -> dict[Key, PriceQuote]:
@@ -166,7 +166,7 @@ class PriceBook:
             if found is None:
                 found = self.snapshot.quotes.get(key)
             if found is None:
-                self._missed.add((key[0], key[1]))
+                self._missed.add((key[0], sku.strip()))
         return found
 
     def missed(self) -> set[tuple[str, str]]:

@@ -148,7 +148,8 @@ _FIELDS = {"priceType": "type"}  # the filter's name for a field the item spells
 
 
 def _matches(item: dict[str, Any], filter_: str) -> bool:
-    """`a eq 'x' and b eq 'y' and (c eq 'p' or c eq 'q')`; values are case-sensitive."""
+    """`a eq 'x' and b eq 'y' and (c eq 'p' or c eq 'q')`. Without an api-version the API
+    compares values case-insensitively (2023-01-01-preview and later: case-sensitively)."""
     groups = re.split(
         r"\s+and\s+", re.sub(r"\(([^)]*)\)", lambda m: m.group(0).replace(" and ", " & "), filter_)
     )
@@ -157,7 +158,7 @@ def _matches(item: dict[str, Any], filter_: str) -> bool:
         if not alternatives:
             continue
         if not any(
-            str(item.get(_FIELDS.get(field, field), "")) == value.replace("''", "'")
+            str(item.get(_FIELDS.get(field, field), "")).lower() == value.replace("''", "'").lower()
             for field, value in alternatives
         ):
             return False
@@ -178,7 +179,7 @@ def _handler(fake: FakeRetailPrices) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             if status == 429:
-                self.send_header("Retry-After", "0")
+                self.send_header("Retry-After", "1")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -286,3 +286,23 @@ def test_the_console_shows_each_items_fix_button(core: Core, clock: ManualClock)
 
     assert "[Buttons in Slack for gpu-cluster: Set idle time to 2 min / Snooze]" in out.getvalue()
     assert "[Buttons in Slack for cpu-cluster: Set minimum to 0 / Snooze]" in out.getvalue()
+
+
+def test_a_lead_sets_an_instances_idle_shutdown_in_the_simulated_workspace(
+    core: Core, clock: ManualClock
+) -> None:
+    clock.advance(HOUR)
+    digest = sweep_idle(core, "demo", clock.now())
+    reply = act_on_item(core, item_id(core, digest, "alice-notebook"), "bob", "idle_shutdown")
+    assert reply.ok, reply.text
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.idle_shutdown_minutes == 30 and instance.state == "Running"
+    with core.store.transaction() as session:
+        item = session.scalars(
+            select(IdleItemRow).where(IdleItemRow.compute == "alice-notebook")
+        ).one()
+        assert item.handled_note == "idle shutdown set to 30 min by bob (#1)"
+    # The simulation stops it once nobody has used it for that long, as Azure would.
+    clock.advance(timedelta(minutes=30))
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.state == "Stopped"

@@ -54,7 +54,9 @@ def fetch_vm_prices(
 
     Raises `WorkspaceError` when the API cannot be reached or answers with an error; a SKU
     it does not price is simply absent from the result."""
-    wanted = sorted({sku for sku in skus if sku}, key=normalise_sku)
+    # One spelling per size: the API (called without api-version) ignores case.
+    unique = {normalise_sku(sku): sku for sku in sorted(skus, reverse=True) if sku}
+    wanted = sorted(unique.values(), key=normalise_sku)
     items: list[dict[str, Any]] = []
     client = _client(connection_verify, sleep)
     for start in range(0, len(wanted), SKUS_PER_REQUEST):
