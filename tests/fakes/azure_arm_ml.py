@@ -199,8 +199,10 @@ def get_workspace(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeR
 def list_computes(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
     with fake.lock:
-        items = [copy.deepcopy(ws.computes[key]) for key in sorted(ws.computes)]
-    return fake.page(request, items)
+        response = fake.page(request, [ws.computes[key] for key in sorted(ws.computes)])
+        # Only the page's items are copied: a 200-compute workspace is read 50 at a time.
+        response.body["value"] = copy.deepcopy(response.body["value"])
+    return response
 
 
 def _compute(ws: WorkspaceState, name: str) -> dict[str, Any]:
