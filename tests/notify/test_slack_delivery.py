@@ -20,6 +20,7 @@ from bot.wiring import Core
 from tests.fakes.slack_api import Message
 from tests.notify.conftest import ALICE, BOB, CAROL, CHANNEL, ENV, NotifyBot, submit_job, wait_for
 from workspaces.clock import ManualClock
+from workspaces.prices import BOOK, PriceQuote
 
 GPU_JOB = f'job submit --compute gpu-cluster --environment {ENV} --command "python train.py"'
 
@@ -80,6 +81,12 @@ def test_while_slack_answers_429_then_500_every_message_arrives_exactly_once(
     notify_bot: NotifyBot, core: Core, clock: ManualClock
 ) -> None:
     start = clock.now()
+    BOOK.install(  # prices fetched for the demo's region (westeurope)
+        [
+            PriceQuote("Standard_DS3_v2", "westeurope", False, 0.293, "retail", start.date()),
+            PriceQuote("Standard_DS11_v2", "westeurope", False, 0.185, "retail", start.date()),
+        ]
+    )
     name = submit_job(core)
     assert "waiting" in core.service.handle_text("carol", GPU_JOB).text  # a card too
     notify_bot.slack.fail_next("chat.postMessage", status=429, retry_after=7, times=3)
