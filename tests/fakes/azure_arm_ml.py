@@ -501,18 +501,21 @@ def list_jobs(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespo
     ws = _ws(fake, m)
     tag = request.query.get("tag")
     with fake.lock:
-        jobs = [copy.deepcopy(job) for job in ws.jobs.values()]
-    if tag:
-        # Azure's `tag` filter matches jobs carrying the tag key (or `key=value`).
-        key, _, value = tag.partition("=")
-        jobs = [
-            job
-            for job in jobs
-            if key in (job["properties"].get("tags") or {})
-            and (not value or job["properties"]["tags"][key] == value)
-        ]
-    jobs.sort(key=lambda job: job["systemData"]["createdAt"], reverse=True)
-    return fake.page(request, jobs)
+        jobs = list(ws.jobs.values())
+        if tag:
+            # Azure's `tag` filter matches jobs carrying the tag key (or `key=value`).
+            key, _, value = tag.partition("=")
+            jobs = [
+                job
+                for job in jobs
+                if key in (job["properties"].get("tags") or {})
+                and (not value or job["properties"]["tags"][key] == value)
+            ]
+        jobs.sort(key=lambda job: job["systemData"]["createdAt"], reverse=True)
+        response = fake.page(request, jobs)
+        # Only the page's jobs are copied: a long list is read 50 at a time.
+        response.body["value"] = copy.deepcopy(response.body["value"])
+    return response
 
 
 def cancel_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
