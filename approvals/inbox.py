@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +41,7 @@ from approvals.store import Store
 from approvals.tables import InboxRow, UTCDateTime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOTIFY_CHANNEL = "amlbot_inbox"
 LEASE = timedelta(seconds=30)
@@ -271,14 +272,24 @@ class InboxWriter:
             _call(resolve, item_id, None)
 
     def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
-        for attempt in (1, 2):
-            try:
-                with self._engine.begin() as connection:
-                    return accept_many(connection, arrivals, self._now(), lease=self._lease)
-            except DBAPIError as failed:
-                if attempt == 2 or not failed.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        return in_transaction(
+            self._engine,
+            lambda connection: accept_many(connection, arrivals, self._now(), lease=self._lease),
+        )
+
+
+def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work` in a transaction, once more on a fresh connection if the database had dropped
+    the first (the inbox's engines skip the pre-ping: after a database restart the first
+    use of each pooled connection fails, and the pool is then invalidated)."""
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as connection:
+                return work(connection)
+        except DBAPIError as failed:
+            if attempt == 2 or not failed.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) -> None:
@@ -301,54 +312,51 @@ def _claimable(now: datetime) -> Any:
     )
 
 
+def anything_due(store: Store, now: datetime) -> bool:
+    """Whether a claim would find something: a read, so it takes no write lock (on SQLite
+    a claim that finds nothing would still hold back the acks' inserts for a moment)."""
+    with store.engine.connect() as connection:
+        return (
+            connection.execute(select(InboxRow.id).where(_claimable(now)).limit(1)).first()
+            is not None
+        )
+
+
 def claim(
     store: Store, holder: str, now: datetime, *, limit: int = 1, lease: timedelta = LEASE
 ) -> list[InboxItem]:
-    """Claim up to `limit` items that are due, or whose last holder's lease ran out."""
+    """Claim up to `limit` items that are due, or whose last holder's lease ran out.
+
+    One statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the sub-select
+    locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each other's rows
+    by; on SQLite the statement holds the database's write lock throughout.
+    """
     if limit <= 0:
         return []
-    claimed_values = {
-        "status": InboxStatus.RUNNING.value,
-        "lease_until": now + lease,
-        "claimed_by": holder[:64],
-        "attempts": InboxRow.attempts + 1,
-    }
-    with store.transaction() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            ids = list(
-                session.scalars(
-                    select(InboxRow.id)
-                    .where(_claimable(now))
-                    .order_by(InboxRow.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            if ids:
-                session.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id.in_(ids))
-                    .values(**claimed_values)
-                    .execution_options(synchronize_session=False)
-                )
-        else:
-            candidates = session.scalars(
-                select(InboxRow.id).where(_claimable(now)).order_by(InboxRow.id).limit(limit)
-            )
-            ids = []
-            for row_id in list(candidates):
-                won = session.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id == row_id, _claimable(now))
-                    .values(**claimed_values)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(won, "rowcount", 0) == 1:
-                    ids.append(row_id)
-        if not ids:
-            return []
-        rows = session.scalars(select(InboxRow).where(InboxRow.id.in_(ids)).order_by(InboxRow.id))
-        return [
+    due = select(InboxRow.id).where(_claimable(now)).order_by(InboxRow.id).limit(limit)
+    if store.engine.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        update(InboxRow)
+        .where(InboxRow.id.in_(due.scalar_subquery()))
+        .values(
+            status=InboxStatus.RUNNING.value,
+            lease_until=now + lease,
+            claimed_by=holder[:64],
+            attempts=InboxRow.attempts + 1,
+        )
+        .returning(
+            InboxRow.id,
+            InboxRow.delivery_key,
+            InboxRow.handler,
+            InboxRow.payload,
+            InboxRow.attempts,
+            InboxRow.received_at,
+        )
+    )
+    rows = in_transaction(store.engine, lambda connection: connection.execute(statement).all())
+    return sorted(
+        (
             InboxItem(
                 id=row.id,
                 delivery_key=row.delivery_key,
@@ -358,7 +366,9 @@ def claim(
                 received_at=row.received_at,
             )
             for row in rows
-        ]
+        ),
+        key=lambda item: item.id,
+    )
 
 
 def _mine(item_id: int, holder: str) -> Any:
@@ -372,20 +382,18 @@ def _mine(item_id: int, holder: str) -> Any:
 def complete(store: Store, item_id: int, holder: str, now: datetime) -> bool:
     """Mark a handled item done and forget its payload. False if the lease was lost (the
     item was claimed again elsewhere, which then handles it idempotently)."""
-    with store.transaction() as session:
-        result = session.execute(
-            update(InboxRow)
-            .where(_mine(item_id, holder))
-            .values(
-                status=InboxStatus.DONE.value,
-                payload=None,
-                finished_at=now,
-                lease_until=None,
-                last_error=None,
-            )
-            .execution_options(synchronize_session=False)
+    done = (
+        update(InboxRow)
+        .where(_mine(item_id, holder))
+        .values(
+            status=InboxStatus.DONE.value,
+            payload=None,
+            finished_at=now,
+            lease_until=None,
+            last_error=None,
         )
-        return bool(getattr(result, "rowcount", 0) == 1)
+    )
+    return in_transaction(store.engine, lambda connection: connection.execute(done).rowcount == 1)
 
 
 def retry_delay(attempts: int) -> timedelta:
