@@ -303,3 +303,23 @@ def test_a_batch_on_postgres_wakes_the_workers_at_commit(clock: ManualClock) -> 
         schemas.close()
     # Other tests' schemas share the channel, so only "at least this batch's" is certain.
     assert heard
+
+
+@pytest.mark.postgres
+def test_on_postgres_only_the_workers_claims_skip_the_wait_for_the_disk(
+    clock: ManualClock,
+) -> None:
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    store = Store.open(next(schemas))
+    worker = InboxWorker(store, clock, {})
+    try:
+        with worker.inbox_store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with store.engine.connect() as connection:  # the handlers' state changes: durable
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    finally:
+        worker.inbox_store.engine.dispose()
+        store.engine.dispose()
+        schemas.close()
