@@ -31,11 +31,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import BindParameter
 
 from approvals.store import Store
 from approvals.tables import InboxRow, UTCDateTime
@@ -157,12 +170,7 @@ def accept_many(
         return []
     rows = [_row_values(arrival, now, lease) for arrival in arrivals]
     dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(InboxRow)
-        .on_conflict_do_nothing(index_elements=["delivery_key"])
-        .returning(InboxRow.id, InboxRow.delivery_key)
-    )
+    statement = _ACCEPT_MANY_POSTGRES if dialect == "postgresql" else _ACCEPT_MANY_SQLITE
     kept = {key: int(row_id) for row_id, key in connection.execute(statement, rows)}
     if dialect == "postgresql" and any(
         row["delivery_key"] in kept and row["claimed_by"] is None for row in rows
@@ -177,6 +185,16 @@ def accept_many(
 
 
 _NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+_ACCEPT_MANY_POSTGRES = (
+    postgresql.insert(InboxRow)
+    .on_conflict_do_nothing(index_elements=["delivery_key"])
+    .returning(InboxRow.id, InboxRow.delivery_key)
+)
+_ACCEPT_MANY_SQLITE = (
+    sqlite.insert(InboxRow)
+    .on_conflict_do_nothing(index_elements=["delivery_key"])
+    .returning(InboxRow.id, InboxRow.delivery_key)
+)
 
 
 def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> dict[str, Any]:
@@ -305,7 +323,7 @@ def _dialect(connection: Session | Connection) -> str:
     return connection.get_bind().dialect.name
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime | BindParameter[datetime]) -> Any:
     return or_(
         and_(InboxRow.status == InboxStatus.PENDING.value, InboxRow.available_at <= now),
         and_(InboxRow.status == InboxStatus.RUNNING.value, InboxRow.lease_until < now),
@@ -316,10 +334,7 @@ def anything_due(store: Store, now: datetime) -> bool:
     """Whether a claim would find something: a read, so it takes no write lock (on SQLite
     a claim that finds nothing would still hold back the acks' inserts for a moment)."""
     with store.engine.connect() as connection:
-        return (
-            connection.execute(select(InboxRow.id).where(_claimable(now)).limit(1)).first()
-            is not None
-        )
+        return connection.execute(_ANY_DUE, {"now": now}).first() is not None
 
 
 def claim(
@@ -333,28 +348,14 @@ def claim(
     """
     if limit <= 0:
         return []
-    due = select(InboxRow.id).where(_claimable(now)).order_by(InboxRow.id).limit(limit)
-    if store.engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    statement = (
-        update(InboxRow)
-        .where(InboxRow.id.in_(due.scalar_subquery()))
-        .values(
-            status=InboxStatus.RUNNING.value,
-            lease_until=now + lease,
-            claimed_by=holder[:64],
-            attempts=InboxRow.attempts + 1,
-        )
-        .returning(
-            InboxRow.id,
-            InboxRow.delivery_key,
-            InboxRow.handler,
-            InboxRow.payload,
-            InboxRow.attempts,
-            InboxRow.received_at,
-        )
+    postgres = store.engine.dialect.name == "postgresql"
+    values = {"now": now, "limit": limit, "lease_until": now + lease, "holder": holder[:64]}
+    rows = in_transaction(
+        store.engine,
+        lambda connection: connection.execute(
+            _CLAIM_POSTGRES if postgres else _CLAIM, values
+        ).all(),
     )
-    rows = in_transaction(store.engine, lambda connection: connection.execute(statement).all())
     return sorted(
         (
             InboxItem(
@@ -371,6 +372,60 @@ def claim(
     )
 
 
+# Built once: the claim loop runs them many times a second, and building a statement
+# costs more CPU than running it.
+_NOW = bindparam("now", type_=UTCDateTime())
+_ANY_DUE = select(InboxRow.id).where(_claimable(_NOW)).limit(1)
+
+
+def _claim_statement(*, skip_locked: bool) -> Any:
+    due = (
+        select(InboxRow.id)
+        .where(_claimable(_NOW))
+        .order_by(InboxRow.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(InboxRow)
+        .where(InboxRow.id.in_(due.scalar_subquery()))
+        .values(
+            status=InboxStatus.RUNNING.value,
+            lease_until=bindparam("lease_until", type_=UTCDateTime()),
+            claimed_by=bindparam("holder", type_=String()),
+            attempts=InboxRow.attempts + 1,
+        )
+        .returning(
+            InboxRow.id,
+            InboxRow.delivery_key,
+            InboxRow.handler,
+            InboxRow.payload,
+            InboxRow.attempts,
+            InboxRow.received_at,
+        )
+    )
+
+
+_CLAIM = _claim_statement(skip_locked=False)
+_CLAIM_POSTGRES = _claim_statement(skip_locked=True)
+_COMPLETE = (
+    update(InboxRow)
+    .where(
+        InboxRow.id == bindparam("item_id", type_=Integer()),
+        InboxRow.status == InboxStatus.RUNNING.value,
+        InboxRow.claimed_by == bindparam("holder", type_=String()),
+    )
+    .values(
+        status=InboxStatus.DONE.value,
+        payload=None,
+        finished_at=bindparam("now", type_=UTCDateTime()),
+        lease_until=None,
+        last_error=None,
+    )
+)
+
+
 def _mine(item_id: int, holder: str) -> Any:
     return and_(
         InboxRow.id == item_id,
@@ -382,18 +437,10 @@ def _mine(item_id: int, holder: str) -> Any:
 def complete(store: Store, item_id: int, holder: str, now: datetime) -> bool:
     """Mark a handled item done and forget its payload. False if the lease was lost (the
     item was claimed again elsewhere, which then handles it idempotently)."""
-    done = (
-        update(InboxRow)
-        .where(_mine(item_id, holder))
-        .values(
-            status=InboxStatus.DONE.value,
-            payload=None,
-            finished_at=now,
-            lease_until=None,
-            last_error=None,
-        )
+    values = {"item_id": item_id, "holder": holder[:64], "now": now}
+    return in_transaction(
+        store.engine, lambda connection: connection.execute(_COMPLETE, values).rowcount == 1
     )
-    return in_transaction(store.engine, lambda connection: connection.execute(done).rowcount == 1)
 
 
 def retry_delay(attempts: int) -> timedelta:
