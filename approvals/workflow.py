@@ -107,7 +107,17 @@ class Workflow(Execution, GrantKeeper):
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
-        if not self.may_see(actor, row):
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group and actor != row.requester:
+            # A rule named the approvers: its group decides, not the workspace's leads.
+            members = self.directory.group_members(group)
+            if actor not in members:
+                problem = (
+                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
+                    f"can {verb} {short_ref(row.id)}, as policy rule "
+                    f"`{row.payload['rule'].get('name')}` says."
+                )
+        elif not self.may_see(actor, row):
             problem = not_yours(row.id)
         elif not self.directory.is_lead(actor, row.workspace):
             leads = ", ".join(self.directory.leads(row.workspace))

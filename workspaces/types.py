@@ -130,6 +130,8 @@ class JobSpec(_Frozen):
     code: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     instance_count: int = 1
+    # The job's limit in Azure (`limits.timeout`); None: none.
+    timeout_seconds: int | None = None
     experiment: str = "amlbot"
     display_name: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)

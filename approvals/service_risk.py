@@ -1,0 +1,119 @@
+"""What a request risks and costs, gathered for the rules and shown on its card.
+
+The handlers of `service.py` call `assess` before deciding: it estimates the cost, reads the
+month's spend and the requester's last grant, and lets the workspace's rules decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from approvals.config import ClusterConfig, WorkspaceConfig
+from approvals.costs import Estimate, grant_estimate, job_estimate
+from approvals.policy import Decision, needs_approvers
+from approvals.rule_models import RuleAction
+from approvals.rules import RequestFacts, RuleOutcome, first_match
+from approvals.service_base import ServiceBase
+from approvals.spend import budget_line, month_to_date
+from approvals.tables import GrantRow
+from commands.errors import PermissionRefusedError
+
+
+@dataclass(frozen=True)
+class Assessment:
+    facts: RequestFacts
+    outcome: RuleOutcome | None
+
+    def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        """Kept with the request, so its card shows what the decision was based on."""
+        estimate = self.facts.estimate
+        extra: dict[str, Any] = {
+            "estimate": {"usd": estimate.total, "explain": estimate.explain()},
+        }
+        if self.facts.spent is not None:
+            extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total)
+        if self.outcome is not None:
+            extra["rule"] = {
+                **self.outcome.as_payload(),
+                **(
+                    {"approvers": self.outcome.rule.approvers}
+                    if self.outcome.rule.approvers
+                    else {}
+                ),
+            }
+        return extra
+
+
+class RiskCommands(ServiceBase):
+    def assess(
+        self,
+        ws: WorkspaceConfig,
+        person: str,
+        action: RuleAction,
+        cluster: ClusterConfig,
+        duration: timedelta,
+        estimate: Estimate,
+    ) -> Assessment:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            spent = month_to_date(session, ws, now).total
+            last_grant = session.scalar(
+                select(func.max(GrantRow.granted_at)).where(
+                    GrantRow.grantee == person,
+                    GrantRow.workspace == ws.name,
+                    GrantRow.cluster == cluster.name,
+                )
+            )
+        facts = RequestFacts(
+            action=action,
+            requester=person,
+            is_lead=person in ws.team_leads,
+            is_member=person in ws.members,
+            cluster=cluster,
+            duration=duration,
+            estimate=estimate,
+            spent=spent,
+            budget=ws.budget.monthly_usd if ws.budget else None,
+            last_grant_age=(now - last_grant) if last_grant is not None else None,
+        )
+        return Assessment(facts, first_match(ws.policy.rules, facts))
+
+    def assess_access(
+        self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta
+    ) -> Assessment:
+        return self.assess(
+            ws, person, "access", cluster, duration, grant_estimate(cluster, duration)
+        )
+
+    def assess_job(
+        self,
+        ws: WorkspaceConfig,
+        person: str,
+        cluster: ClusterConfig,
+        instances: int,
+        duration: timedelta | None,
+    ) -> Assessment:
+        # Without a limit a job's cost is unknown; an hour shows its rate.
+        expected = duration or timedelta(hours=1)
+        return self.assess(
+            ws, person, "job", cluster, expected, job_estimate(cluster, instances, expected)
+        )
+
+    def rule_decision(self, ws: WorkspaceConfig, person: str, outcome: RuleOutcome) -> Decision:
+        """What the matching rule decides; a refusal is raised with the rule that refused."""
+        rule = outcome.rule
+        if rule.decide == "refuse":
+            raise PermissionRefusedError(
+                f"Not submitted: {outcome.headline()}. Ask a team lead of `{ws.name}` if you "
+                f"think the rule should not apply."
+            )
+        if rule.decide == "auto":
+            return Decision(run_now=True, why=outcome.headline(), rule=outcome.rule.name)
+        needed = 2 if rule.decide == "two_leads" else 1
+        return needs_approvers(
+            ws, person, needed, outcome.headline(), rule.approvers, self.directory
+        )
