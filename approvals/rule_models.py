@@ -115,6 +115,16 @@ class Rule(_Strict):
             )
         return data
 
+    @field_validator("decide", mode="before")
+    @classmethod
+    def _known_decision(cls, value: Any) -> Any:
+        if value not in ("auto", "lead", "two_leads", "refuse"):
+            raise ValueError(
+                f"'{value}' is not a decision: use auto, lead, two_leads or refuse, e.g. "
+                "decide: lead"
+            )
+        return value
+
     @model_validator(mode="after")
     def _approvers_only_for_leads(self) -> Rule:
         if self.approvers is not None and self.decide in ("auto", "refuse"):
