@@ -192,7 +192,8 @@ def test_job_card_shows_its_estimate_and_time_limit(rules_core: Core) -> None:
     )
     rules_core.service.handle_text("dave", "/aml approve 1")
     reply = rules_core.service.handle_text(
-        "alice", f"/aml job submit --compute gpu-cluster --environment {ENV} --command 'python t.py'"
+        "alice",
+        f"/aml job submit --compute gpu-cluster --environment {ENV} --command 'python t.py'",
     )
     card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
     # No --max-duration: the policy's default limit (4h) is the estimate and the timeout.
