@@ -150,8 +150,6 @@ class ApproverGroup(_Strict):
 
 class Budget(_Strict):
     monthly_usd: float
-    # Spend data: the bot's own records of jobs and idle nodes, or Azure Cost Management.
-    source: Literal["bot", "cost_management"] = "bot"
 
     @field_validator("monthly_usd", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ def amlbot(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_explains_the_rules_in_order() -> None:
     result = amlbot("check-config", str(RULES_CONFIG))
     assert result.returncode == 0, result.stderr
-    assert "budget: $500.00 a month (spend from bot)" in result.stdout
+    assert "budget: $500.00 a month (spend from the bot's job records)" in result.stdout
     assert "    5. cpu-short: CPU cluster, at most 4h, asked by a member -> auto-approve" in (
         result.stdout
     )
