@@ -152,6 +152,8 @@ def _risk_facts(row: RequestRow) -> list[tuple[str, str]]:
         facts.append(("Time limit", format_duration(_seconds(row.payload["max_duration_seconds"]))))
     if row.payload.get("budget_line"):
         facts.append(("Spend", str(row.payload["budget_line"])))
+    if row.payload.get("capacity"):
+        facts.append(("Capacity", str(row.payload["capacity"])))
     return facts
 
 
@@ -184,6 +186,9 @@ def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:
         )
     if status == RequestStatus.PENDING:
         needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
+        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
+        if isinstance(rule, dict) and rule.get("approvers"):
+            word = f"waiting for group `{rule['approvers']}`"
         return f"{word}{needed}; expires {when(row.expires_at)}"
     if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
         return f"{word} (approved by {row.decided_by})"

@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from approvals.capacity import capacity_line
 from approvals.config import ClusterConfig, WorkspaceConfig
-from approvals.costs import Estimate, grant_estimate, job_estimate
+from approvals.costs import Estimate, grant_estimate, is_gpu, job_estimate
 from approvals.policy import Decision, needs_approvers
 from approvals.rule_models import RuleAction
 from approvals.rules import RequestFacts, RuleOutcome, first_match
@@ -21,12 +22,15 @@ from approvals.service_base import ServiceBase
 from approvals.spend import budget_line, month_to_date
 from approvals.tables import GrantRow
 from commands.errors import PermissionRefusedError
+from workspaces.errors import WorkspaceError
 
 
 @dataclass(frozen=True)
 class Assessment:
     facts: RequestFacts
     outcome: RuleOutcome | None
+    # GPU requests: the family's quota and the cluster's free nodes (capacity.py).
+    capacity: str | None = None
 
     def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
         """Kept with the request, so its card shows what the decision was based on."""
@@ -36,6 +40,8 @@ class Assessment:
         }
         if self.facts.spent is not None:
             extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total)
+        if self.capacity is not None:
+            extra["capacity"] = self.capacity
         if self.outcome is not None:
             extra["rule"] = {
                 **self.outcome.as_payload(),
@@ -80,7 +86,20 @@ class RiskCommands(ServiceBase):
             budget=ws.budget.monthly_usd if ws.budget else None,
             last_grant_age=(now - last_grant) if last_grant is not None else None,
         )
-        return Assessment(facts, first_match(ws.policy.rules, facts))
+        capacity = self.capacity_of(ws, cluster, estimate.nodes) if is_gpu(cluster) else None
+        return Assessment(facts, first_match(ws.policy.rules, facts), capacity)
+
+    def capacity_of(self, ws: WorkspaceConfig, cluster: ClusterConfig, nodes: int) -> str:
+        """Asked of the workspace at request time; a failure leaves the card without it."""
+        backend = self.backend_for(ws.name)
+        try:
+            quota = backend.vm_quota(cluster.vm_sku)
+            info = next(
+                (c for c in backend.list_computes().clusters if c.name == cluster.name), None
+            )
+        except WorkspaceError as exc:
+            return f"unknown: {exc.message}"
+        return capacity_line(quota, info, nodes)
 
     def assess_access(
         self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta

@@ -14,6 +14,7 @@ from workspaces.types import (
     JobOutcome,
     JobSpec,
     RoleGrantSpec,
+    VmQuota,
 )
 
 
@@ -26,6 +27,11 @@ class WorkspaceBackend(Protocol):
     """
 
     def list_computes(self) -> ComputeInventory: ...
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        """The core quota and usage of `vm_size`'s family in the workspace's region; None
+        if the region does not offer the size."""
+        ...
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt: ...
 

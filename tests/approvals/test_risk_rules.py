@@ -217,3 +217,22 @@ def test_without_rules_access_still_needs_a_lead(core: Core) -> None:
     )
     assert "is waiting for a team lead of `demo` (bob)" in reply.text
     assert "Policy:" not in reply.text
+
+
+def test_gpu_card_shows_the_familys_quota_and_free_nodes(rules_core: Core) -> None:
+    reply = rules_core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --for 2h --reason 'fine-tune'"
+    )
+    card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
+    assert (
+        "Capacity: standardNCSv3Family: 0 of 24 cores used, room for 4 more node(s) of 6 "
+        "cores; cluster gpu-cluster: 2 of 2 node(s) free" in card.text
+    )
+
+
+def test_cpu_cards_carry_no_capacity_line(rules_core: Core) -> None:
+    reply = rules_core.service.handle_text(
+        "alice", "/aml access request cpu-cluster --for 6h --reason 'long one'"
+    )
+    card = rules_core.service.handle_text("bob", f"/aml request show {reply.request_id}")
+    assert "Capacity:" not in card.text
