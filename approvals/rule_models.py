@@ -150,6 +150,10 @@ class ApproverGroup(_Strict):
 
 class Budget(_Strict):
     monthly_usd: float
+    # Where the month's spend comes from: the bot's records of the jobs it ran (`bot`), or
+    # Azure Cost Management's actual cost of the workspace (`cost_management`, Azure only;
+    # the bot's records stand in while it cannot be reached).
+    spend_from: Literal["bot", "cost_management"] = "bot"
 
     @field_validator("monthly_usd", mode="before")
     @classmethod

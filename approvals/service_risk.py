@@ -6,8 +6,9 @@ month's spend and the requester's last grant, and lets the workspace's rules dec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,6 +25,10 @@ from approvals.tables import GrantRow
 from commands.errors import PermissionRefusedError
 from workspaces.errors import WorkspaceError
 
+log = logging.getLogger(__name__)
+
+BILLED_CACHE = timedelta(minutes=10)
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -31,6 +36,8 @@ class Assessment:
     outcome: RuleOutcome | None
     # GPU requests: the family's quota and the cluster's free nodes (capacity.py).
     capacity: str | None = None
+    # Where `facts.spent` came from, when not the bot's own records.
+    spend_source: str | None = None
 
     def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
         """Kept with the request, so its card shows what the decision was based on."""
@@ -39,7 +46,9 @@ class Assessment:
             "estimate": {"usd": estimate.total, "explain": estimate.explain()},
         }
         if self.facts.spent is not None:
-            extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total)
+            extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total) + (
+                f" (spend from {self.spend_source})" if self.spend_source else ""
+            )
         if self.capacity is not None:
             extra["capacity"] = self.capacity
         if self.outcome is not None:
@@ -55,6 +64,13 @@ class Assessment:
 
 
 class RiskCommands(ServiceBase):
+    # Workspace -> (when asked, USD): Azure Cost Management's answers, briefly kept.
+    _billed: dict[str, tuple[datetime, float]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._billed = {}
+
     def assess(
         self,
         ws: WorkspaceConfig,
@@ -65,8 +81,9 @@ class RiskCommands(ServiceBase):
         estimate: Estimate,
     ) -> Assessment:
         now = self.clock.now()
+        billed = self.billed_this_month(ws)
         with self.store.transaction() as session:
-            spent = month_to_date(session, ws, now).total
+            spent = billed if billed is not None else month_to_date(session, ws, now).total
             last_grant = session.scalar(
                 select(func.max(GrantRow.granted_at)).where(
                     GrantRow.grantee == person,
@@ -87,7 +104,27 @@ class RiskCommands(ServiceBase):
             last_grant_age=(now - last_grant) if last_grant is not None else None,
         )
         capacity = self.capacity_of(ws, cluster, estimate.nodes) if is_gpu(cluster) else None
-        return Assessment(facts, first_match(ws.policy.rules, facts), capacity)
+        source = "Azure Cost Management" if billed is not None else None
+        return Assessment(facts, first_match(ws.policy.rules, facts), capacity, source)
+
+    def billed_this_month(self, ws: WorkspaceConfig) -> float | None:
+        """Azure Cost Management's figure for a budget that asks for it, kept a few minutes
+        (the API allows few calls); None: count the bot's own records instead."""
+        if ws.budget is None or ws.budget.spend_from != "cost_management":
+            return None
+        now = self.clock.now()
+        cached = self._billed.get(ws.name)
+        if cached is not None and now - cached[0] < BILLED_CACHE:
+            return cached[1]
+        try:
+            answer = self.backend_for(ws.name).month_to_date_cost()
+        except WorkspaceError as exc:
+            log.warning("cost of %s unavailable, counting the bot's records: %s", ws.name, exc)
+            return None
+        if answer is None:
+            return None
+        self._billed[ws.name] = (now, answer.amount)
+        return answer.amount
 
     def capacity_of(self, ws: WorkspaceConfig, cluster: ClusterConfig, nodes: int) -> str:
         """Asked of the workspace at request time; a failure leaves the card without it."""

@@ -43,8 +43,12 @@ def check_config(path: str | None, *, online: bool = False) -> int:
         )
         if ws.budget is not None:
             print(
-                f"  budget: ${ws.budget.monthly_usd:,.2f} a month "
-                "(spend from the bot's job records)"
+                f"  budget: ${ws.budget.monthly_usd:,.2f} a month (spend from "
+                + (
+                    "Azure Cost Management)"
+                    if ws.budget.spend_from == "cost_management"
+                    else "the bot's job records)"
+                )
             )
         if policy.jobs.default_max_duration is not None:
             print(

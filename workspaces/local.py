@@ -46,6 +46,7 @@ from workspaces.types import (
     JobSpec,
     JobStatus,
     RoleGrantSpec,
+    SpendToDate,
     VmQuota,
 )
 
@@ -145,6 +146,9 @@ class LocalWorkspace:
         return ComputeInventory(
             clusters=cluster_infos, instances=[_instance_info(row, now) for row in instances]
         )
+
+    def month_to_date_cost(self) -> SpendToDate | None:
+        return None  # no bill to ask: the bot's own records stand in
 
     def vm_quota(self, vm_size: str) -> VmQuota | None:
         return simulated_quota(vm_size, self.list_computes(), None)

@@ -91,6 +91,13 @@ class VmQuota(_Frozen):
         return max(self.limit_cores - self.used_cores, 0) // self.cores_per_node
 
 
+class SpendToDate(_Frozen):
+    """What Azure Cost Management says the workspace cost since the first of the month."""
+
+    amount: float
+    currency: str
+
+
 class InstanceInfo(_Frozen):
     name: str
     vm_size: str

@@ -31,9 +31,12 @@ def readme_table_actions() -> list[str]:
     prefixes = {
         "ML": "Microsoft.MachineLearningServices/workspaces",
         "MLS": "Microsoft.MachineLearningServices",
+        "Cost": "Microsoft.CostManagement",
         "Auth": "Microsoft.Authorization",
     }
-    rows = re.findall(r"^\| `((?:ML|MLS|Auth)/[^`]+)` \|", (ROOT / "README.md").read_text(), re.M)
+    rows = re.findall(
+        r"^\| `((?:ML|MLS|Cost|Auth)/[^`]+)` \|", (ROOT / "README.md").read_text(), re.M
+    )
     return [prefixes[row.split("/", 1)[0]] + "/" + row.split("/", 1)[1] for row in rows]
 
 

@@ -50,6 +50,7 @@ from approvals.config import CloudConfig
 from tests.fakes import (
     azure_arm_assets,
     azure_arm_auth,
+    azure_arm_costs,
     azure_arm_ml,
     azure_arm_quota,
     azure_run_history,
@@ -129,6 +130,7 @@ class FakeAzure(ArmState, ServesWhileOpen):
         self._thread: threading.Thread | None = None
         azure_arm_ml.register(self)
         azure_arm_quota.register(self)
+        azure_arm_costs.register(self)
         azure_arm_assets.register(self)
         azure_arm_auth.register(self)
         azure_run_history.register(self)

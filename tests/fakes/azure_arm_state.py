@@ -130,6 +130,8 @@ class ArmState:
         self.users: dict[str, str] = {}  # lower e-mail (UPN) -> object id
         # VM family -> core limit in every location (azure_arm_quota.py has the defaults).
         self.quota_limits: dict[str, int] = {}
+        # Lower workspace id -> its actual cost this month (Cost Management's answer).
+        self.month_costs: dict[str, float] = {}
         self.mail: dict[str, str] = {}  # lower `mail` that differs from the UPN -> object id
         self.principals: set[str] = set()
         self.bot_actions: list[str] = shipped_role_actions()

@@ -45,6 +45,10 @@ REQUIRED_ACTIONS = {
     "Microsoft.MachineLearningServices/locations/usages/read": (
         "show a GPU card's quota (cores used and allowed per VM family; subscription scope)"
     ),
+    "Microsoft.CostManagement/query/action": (
+        "read the workspace's actual cost for a budget with `spend_from: cost_management` "
+        "(resource group scope)"
+    ),
     "Microsoft.Authorization/roleDefinitions/read": "look up the role to grant",
     "Microsoft.Authorization/roleAssignments/write": "grant cluster access",
     "Microsoft.Authorization/roleAssignments/delete": "revoke cluster access when it expires",
