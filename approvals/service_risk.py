@@ -83,7 +83,11 @@ class RiskCommands(ServiceBase):
         now = self.clock.now()
         billed = self.billed_this_month(ws)
         with self.store.transaction() as session:
-            spent = billed if billed is not None else month_to_date(session, ws, now).total
+            spent = (
+                billed
+                if billed is not None
+                else month_to_date(session, ws, now, self.idle_spend).total
+            )
             last_grant = session.scalar(
                 select(func.max(GrantRow.granted_at)).where(
                     GrantRow.grantee == person,

@@ -8,6 +8,7 @@ so the figure can say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,10 @@ from sqlalchemy.orm import Session
 from approvals.config import WorkspaceConfig
 from approvals.costs import hours, money, node_hour_price
 from approvals.tables import JobRow, RequestRow
+
+# What idle compute cost in a window, from the notification layer's records (plugged in by
+# it, as `/aml idle` is): (session, workspace, since, now) -> USD.
+IdleSpend = Callable[[Session, WorkspaceConfig, datetime, datetime], float]
 
 
 def month_start(now: datetime) -> datetime:
@@ -34,10 +39,11 @@ class JobCost:
 
 @dataclass(frozen=True)
 class Spend:
-    total: float
+    total: float  # jobs and idle compute
     since: datetime
     jobs: list[JobCost] = field(default_factory=list)
     unpriced_jobs: int = 0
+    idle: float = 0.0
 
     def by_requester(self) -> list[tuple[str, float]]:
         totals: dict[str, float] = {}
@@ -69,7 +75,13 @@ def cost_of_job(
     return round(hours(end - start) * job_instances(request) * price, 2)
 
 
-def spend_between(session: Session, ws: WorkspaceConfig, since: datetime, now: datetime) -> Spend:
+def spend_between(
+    session: Session,
+    ws: WorkspaceConfig,
+    since: datetime,
+    now: datetime,
+    idle_spend: IdleSpend | None = None,
+) -> Spend:
     rows = session.execute(
         select(JobRow, RequestRow)
         .outerjoin(RequestRow, RequestRow.id == JobRow.request_id)
@@ -87,11 +99,15 @@ def spend_between(session: Session, ws: WorkspaceConfig, since: datetime, now: d
             JobCost(job.name, job.requester, job.compute or "", job_instances(request), cost)
         )
     jobs.sort(key=lambda j: -j.cost)
-    return Spend(round(sum(j.cost for j in jobs), 2), since, jobs, unpriced)
+    idle = idle_spend(session, ws, since, now) if idle_spend is not None else 0.0
+    total = round(sum(j.cost for j in jobs) + idle, 2)
+    return Spend(total, since, jobs, unpriced, idle)
 
 
-def month_to_date(session: Session, ws: WorkspaceConfig, now: datetime) -> Spend:
-    return spend_between(session, ws, month_start(now), now)
+def month_to_date(
+    session: Session, ws: WorkspaceConfig, now: datetime, idle_spend: IdleSpend | None = None
+) -> Spend:
+    return spend_between(session, ws, month_start(now), now, idle_spend)
 
 
 def budget_line(ws: WorkspaceConfig, spent: float, adds: float | None = None) -> str:
@@ -113,6 +129,7 @@ def job_end_line(
     started: datetime | None,
     ended: datetime,
     now: datetime,
+    idle_spend: IdleSpend | None = None,
 ) -> str | None:
     """`Cost: 2 node(s) x $3.06/node-hour x 1h30m = $9.18; $120.00 of $2,000.00 this month`.
 
@@ -127,5 +144,5 @@ def job_end_line(
     ran = Estimate(
         job_instances(request), node_hour_price(cluster), ended - (started or job.submitted_at)
     )
-    spent = month_to_date(session, ws, now).total
+    spent = month_to_date(session, ws, now, idle_spend).total
     return f"Cost: {ran.explain()}; spend {budget_line(ws, spent)}"

@@ -17,6 +17,7 @@ from approvals import outbox
 from approvals.config import WorkspaceConfig
 from approvals.costs import money
 from approvals.spend import budget_line, month_to_date, spend_between
+from bot.notify.idle_spend import idle_spend_between
 from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 
@@ -47,11 +48,12 @@ def idle_cost_avoided(
 
 def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
     since = now - WEEK
-    week = spend_between(session, ws, since, now)
-    month = month_to_date(session, ws, now)
+    week = spend_between(session, ws, since, now, idle_spend_between)
+    month = month_to_date(session, ws, now, idle_spend_between)
     lines = [
         f"*Weekly cost digest for `{ws.name}`* ({since:%Y-%m-%d} to {now:%Y-%m-%d})",
-        f"Spent this week: {money(week.total)} on {len(week.jobs)} job(s); "
+        f"Spent this week: {money(week.total)} ({len(week.jobs)} job(s), idle compute "
+        f"{money(week.idle)}); "
         f"month to date: {budget_line(ws, month.total)}",
     ]
     spenders = week.by_requester()[:5]

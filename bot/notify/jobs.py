@@ -178,7 +178,9 @@ def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> 
             if info.status.is_terminal and ws is not None and job.ended_at is not None:
                 started = (outcome.started_at if outcome else None) or info.started_at
                 session.flush()
-                cost = job_end_line(session, ws, job, started, job.ended_at, now)
+                cost = job_end_line(
+                    session, ws, job, started, job.ended_at, now, core.service.idle_spend
+                )
                 text += f"\n{cost}" if cost else ""
             _queue_messages(session, job, text, info.status, now)
     return True

@@ -86,7 +86,7 @@ def test_leads_get_top_spenders_jobs_by_cost_and_idle_cost_avoided(
     sent = digests(budget_core)
     assert sorted(str(n["person"]) for n in sent) == ["bob", "dave"]
     text = str(sent[0]["text"])
-    assert "Spent this week: $67.32 on 2 job(s)" in text
+    assert "Spent this week: $67.32 (2 job(s), idle compute $0.00)" in text
     assert "month to date: $67.32 of $500.00 this month (13%)" in text
     assert "Top spenders: alice $61.20, carol $6.12" in text
     assert "`amlbot-1` by alice on `gpu-cluster` x2: $61.20" in text
@@ -106,3 +106,43 @@ def test_the_digest_is_sent_once_a_week(budget_core: Core, clock: ManualClock) -
 def test_a_workspace_without_a_budget_gets_no_digest(core: Core, clock: ManualClock) -> None:
     run_due(core, clock.now())
     assert digests(core) == []
+
+
+def idle_digest_seen(
+    core: Core, clock: ManualClock, slot: int, idle_since_ago: timedelta, hourly: float
+) -> None:
+    """An idle digest posted now, reporting cpu-cluster idle since `idle_since_ago`."""
+    now = clock.now()
+    with core.store.transaction() as session:
+        digest = IdleDigestRow(workspace="demo", slot=slot, created_at=now)
+        session.add(digest)
+        session.flush()
+        session.add(
+            IdleItemRow(
+                digest_id=digest.id,
+                workspace="demo",
+                compute="cpu-cluster",
+                fingerprint="min=1",
+                finding={
+                    "hourly_cost": hourly,
+                    "idle_since": (now - idle_since_ago).isoformat(),
+                },
+            )
+        )
+
+
+def test_idle_nodes_count_in_the_months_spend_once_per_episode(
+    budget_core: Core, clock: ManualClock
+) -> None:
+    idle_digest_seen(budget_core, clock, 1, timedelta(hours=4), hourly=0.293)
+    clock.advance(timedelta(hours=6))
+    # The same episode seen again 6 h later: 10 h idle in all, counted once.
+    idle_digest_seen(budget_core, clock, 2, timedelta(hours=10), hourly=0.293)
+    run_due(budget_core, clock.now())
+    text = str(digests(budget_core)[0]["text"])
+    assert "Spent this week: $2.93 (0 job(s), idle compute $2.93)" in text
+    reply = budget_core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --for 2h --reason 'fine-tune'"
+    )
+    card = budget_core.service.handle_text("bob", f"/aml request show {reply.request_id}")
+    assert "Spend: $2.93 of $500.00 this month" in card.text
