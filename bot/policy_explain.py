@@ -57,7 +57,10 @@ def policy_explain(
         else:
             action = "job"
             cluster = require_cluster(ws, command.compute)
-            duration = job_limit(ws, command.max_duration) or timedelta(hours=1)
+            limit = job_limit(ws, command.max_duration)
+            if limit is None:
+                print("No --max-duration and no policy default: estimated for one hour.")
+            duration = limit or timedelta(hours=1)
             estimate = job_estimate(cluster, command.instances, duration)
     except UserError as exc:
         print(f"Cannot explain: {exc.render()}", file=sys.stderr)
