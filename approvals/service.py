@@ -180,7 +180,7 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
         if assessment is not None:
             if assessment.outcome is not None:
                 text += f"\nPolicy: {assessment.outcome.headline()}."
-            text += f"\nEst. cost: {assessment.facts.estimate.explain()}."
+            text += f"\nEst. cost: {assessment.estimate_text()}."
         return Reply(text=text, request_id=row.id)
 
     def _access_revoke(self, person: str, command: m.AccessRevoke, channel: str | None) -> Reply:
@@ -270,7 +270,7 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
                 return self._auto_reply(row, decision.why)
             return Reply(
                 text=self.workflow.outcome_text(row)
-                + f"\nEst. cost: {assessment.facts.estimate.explain()}.",
+                + f"\nEst. cost: {assessment.estimate_text()}.",
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )

@@ -7,7 +7,7 @@ month's spend and the requester's last grant, and lets the workspace's rules dec
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,12 +38,18 @@ class Assessment:
     capacity: str | None = None
     # Where `facts.spent` came from, when not the bot's own records.
     spend_source: str | None = None
+    # A job without a time limit: its estimate is for one hour.
+    open_ended: bool = False
+
+    def estimate_text(self) -> str:
+        text = self.facts.estimate.explain()
+        return f"{text} an hour; the job has no time limit" if self.open_ended else text
 
     def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
         """Kept with the request, so its card shows what the decision was based on."""
         estimate = self.facts.estimate
         extra: dict[str, Any] = {
-            "estimate": {"usd": estimate.total, "explain": estimate.explain()},
+            "estimate": {"usd": estimate.total, "explain": self.estimate_text()},
         }
         if self.facts.spent is not None:
             extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total) + (
@@ -159,9 +165,10 @@ class RiskCommands(ServiceBase):
     ) -> Assessment:
         # Without a limit a job's cost is unknown; an hour shows its rate.
         expected = duration or timedelta(hours=1)
-        return self.assess(
+        assessment = self.assess(
             ws, person, "job", cluster, expected, job_estimate(cluster, instances, expected)
         )
+        return replace(assessment, open_ended=duration is None)
 
     def rule_decision(self, ws: WorkspaceConfig, person: str, outcome: RuleOutcome) -> Decision:
         """What the matching rule decides; a refusal is raised with the rule that refused."""

@@ -236,3 +236,15 @@ def test_cpu_cards_carry_no_capacity_line(rules_core: Core) -> None:
     )
     card = rules_core.service.handle_text("bob", f"/aml request show {reply.request_id}")
     assert "Capacity:" not in card.text
+
+
+def test_a_job_without_a_limit_is_estimated_per_hour(core: Core) -> None:
+    reply = core.service.handle_text(
+        "alice",
+        f"/aml job submit --compute cpu-cluster --environment {ENV} --command 'python t.py'",
+    )
+    assert reply.ok, reply.text
+    assert (
+        "Est. cost: 1 node(s) x $0.29/node-hour x 1h = $0.29 an hour; the job has no time limit."
+        in reply.text
+    )
