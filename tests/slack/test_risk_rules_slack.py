@@ -89,3 +89,10 @@ def test_slack_user_group_members_approve_and_leads_outside_it_cannot(
         lambda: "approved by carol" in rules_harness.slack.message(CHANNEL, card.ts).all_text,
         what="the card to show carol's approval",
     )
+
+
+def test_leads_get_the_weekly_cost_digest_by_dm(rules_harness: SlackHarness) -> None:
+    # The sweeps run as `amlbot serve` runs them; a workspace with a budget is due at once.
+    digest = rules_harness.dm_to(BOB, "Weekly cost digest for `demo`")
+    assert "month to date: $0.00 of $500.00 this month (0%)" in digest.all_text
+    rules_harness.dm_to(DAVE, "Weekly cost digest for `demo`")
