@@ -149,7 +149,9 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
             payload["extends_grant"] = existing.id
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
         if decision.run_now:
-            row = self.workflow.run_now(ws, person, "access", payload, summary, decision.why)
+            row = self.workflow.run_now(
+                ws, person, "access", payload, summary, decision.why, decision.rule
+            )
             return self._auto_reply(row, decision.why)
         row = self.workflow.open_request(
             ws, person, "access", payload, summary, command.reason, decision.approvals_needed
@@ -265,7 +267,9 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
             payload["max_duration_seconds"] = limit.total_seconds()
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:
-            row = self.workflow.run_now(ws, person, "job", payload, summary, decision.why)
+            row = self.workflow.run_now(
+                ws, person, "job", payload, summary, decision.why, decision.rule
+            )
             if decision.rule is not None:
                 return self._auto_reply(row, decision.why)
             return Reply(

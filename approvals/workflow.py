@@ -75,8 +75,10 @@ class Workflow(Execution, GrantKeeper):
         payload: dict[str, Any],
         summary: str,
         why: str,
+        rule: str | None = None,
     ) -> RequestRow:
-        """Record an action policy lets run without a lead, then carry it out."""
+        """Record an action policy lets run without a lead, then carry it out. `rule`: the
+        policy rule that auto-approved it, audited as the decision it is."""
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
@@ -99,6 +101,18 @@ class Workflow(Execution, GrantKeeper):
                 summary,
                 policy=why,
             )
+            if rule is not None:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="policy",
+                    action=f"{action}.approved",
+                    outcome="approved",
+                    workspace=ws.name,
+                    target=short_ref(row.id),
+                    rule=rule,
+                    why=why,
+                )
             request_id = row.id
         return self.execute(request_id)
 

@@ -81,6 +81,14 @@ def test_auto_approval_is_audited_with_its_rule(rules_core: Core) -> None:
         events = list(session.scalars(select(AuditRow).where(AuditRow.actor == "alice")))
     requested = next(e for e in events if e.action == "access.requested")
     assert "policy rule `cpu-short`" in requested.detail["policy"]
+    with rules_core.store.transaction() as session:
+        (decision,) = session.scalars(select(AuditRow).where(AuditRow.actor == "policy"))
+    assert (decision.action, decision.outcome, decision.target) == (
+        "access.approved",
+        "approved",
+        "#1",
+    )
+    assert decision.detail["rule"] == "cpu-short"
 
 
 def test_long_cpu_access_falls_through_to_the_built_in_policy(rules_core: Core) -> None:
