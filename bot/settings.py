@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         validation_alias="AMLBOT_RETAIL_PRICES_URL",
     )
 
+    # A price snapshot to use instead of the shipped one (one `amlbot prices refresh
+    # --snapshot FILE` wrote, e.g. for the regions of an offline deployment).
+    price_snapshot: str | None = Field(default=None, validation_alias="AMLBOT_PRICE_SNAPSHOT")
+
     @property
     def prices_url(self) -> str | None:
         return None if self.retail_prices_url.strip().lower() == "off" else self.retail_prices_url

@@ -118,6 +118,19 @@ def snapshot_document(quotes: Iterable[PriceQuote], as_of: date, note: str) -> d
     }
 
 
+def load_snapshot(path: str) -> Snapshot:
+    """A snapshot file, e.g. one `amlbot prices refresh --snapshot FILE` wrote."""
+    from pathlib import Path
+
+    try:
+        return parse_snapshot(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"AMLBOT_PRICE_SNAPSHOT {path!r} is not a price snapshot ({exc}); write one with "
+            "`amlbot prices refresh --snapshot FILE`"
+        ) from exc
+
+
 @cache
 def shipped_snapshot() -> Snapshot:
     text = resources.files("workspaces").joinpath(SNAPSHOT_RESOURCE).read_text(encoding="utf-8")
@@ -149,6 +162,11 @@ class PriceBook:
                     installed += 1
                 self._missed = {m for m in self._missed if _key(m[1], m[0], False)[:2] != key[:2]}
         return installed
+
+    def use_snapshot(self, snapshot: Snapshot) -> None:
+        """Fall back on this snapshot instead of the shipped one."""
+        with self._lock:
+            self._snapshot = snapshot
 
     def retail_quotes(self) -> dict[Key, PriceQuote]:
         with self._lock:

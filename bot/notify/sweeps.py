@@ -10,6 +10,7 @@ database, so replicas share the work instead of doubling it.
   subscription (ARM's read budget is per subscription and identity), so 50 workspaces take
   about as long as the slowest few, and a workspace Azure throttles (429, Retry-After) holds
   only its own slot while it waits.
+- the weekly cost digest of a workspace with a budget, once a week, by one replica.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.notify.claims import claim_due
+from bot.notify.cost_digest import WEEK, send_cost_digest
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
 from bot.notify.reminders import (
@@ -54,6 +56,7 @@ class SweepReport:
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
     digests: list[int] = field(default_factory=list)
+    cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     # Workspace steps run on several threads; they add to the report under this lock.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -68,6 +71,7 @@ class SweepReport:
             or self.resumed
             or self.job_changes
             or self.digests
+            or self.cost_digests
         )
 
 
@@ -112,6 +116,14 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
                         report.digests.append(digest)
 
             steps.append(WorkspaceStep(f"idle:{ws.name}", subscription, idle))
+        if ws.budget is not None and _claim(core, f"costs:{ws.name}", now, WEEK, holder):
+
+            def costs(name: str = ws.name) -> None:
+                if send_cost_digest(core, name, now):
+                    with report.lock:
+                        report.cost_digests.append(name)
+
+            steps.append(WorkspaceStep(f"costs:{ws.name}", subscription, costs))
     run_workspace_steps(report, steps)
     return report
 

@@ -116,6 +116,7 @@ def test_low_priority_nodes_are_priced_at_their_own_meter_and_unknown_sizes_have
 
 
 def test_a_workspaces_region_prices_it_and_no_other_regions_price_stands_in() -> None:
+    BOOK.clear()
     idle = idle_cluster(1, NOW - timedelta(hours=1))
     (finding,) = found(idle, region="West Europe")
     assert finding.hourly_cost is None  # the snapshot covers eastus only

@@ -111,6 +111,7 @@ def test_a_throttled_fetch_is_retried_and_an_unreachable_api_is_a_clear_error(
 
 
 def test_without_fetched_prices_the_snapshot_answers_with_its_date_and_region_only() -> None:
+    BOOK.clear()
     snapshot = shipped_snapshot()
     assert snapshot.regions == ("eastus",) and snapshot.as_of == date(2024, 1, 1)
     quote = price_for("standard_ds3_v2", "East US")
@@ -186,6 +187,7 @@ def test_amlbot_prices_refresh_caches_and_writes_a_snapshot(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    BOOK.clear()
     monkeypatch.setenv("AMLBOT_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("AMLBOT_RETAIL_PRICES_URL", prices.url)
     target = tmp_path / "snapshot.json"
