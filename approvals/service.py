@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
 from approvals.policy import (
     access_duration,
@@ -116,7 +117,12 @@ class AmlService(JobCommands, ViewCommands):
     def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
         cluster = require_cluster(ws, command.cluster, self._must_name_workspace(person, command))
-        duration = access_duration(ws, command.duration)
+        if command.emergency:
+            return self._break_glass(person, ws, cluster.name, command)
+        until_done = command.until_done or cluster.until_done
+        duration = access_duration(
+            ws, command.duration or (ws.policy.until_done.time_limit if until_done else None)
+        )
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
             existing.expires_at - self.clock.now() <= ws.policy.grant_expiry_warning
@@ -133,8 +139,16 @@ class AmlService(JobCommands, ViewCommands):
                 f"for a team lead. See `/aml request show {pending}`."
             )
         decision = decide_access(ws, person)
-        payload = {"cluster": cluster.name, "duration_seconds": duration.total_seconds()}
+        payload: dict[str, Any] = {
+            "cluster": cluster.name,
+            "duration_seconds": duration.total_seconds(),
+        }
         summary = f"access to {cluster.name} for {_fmt(duration)}"
+        if until_done:
+            payload["until_done"] = True
+            summary = (
+                f"access to {cluster.name} until the work there is done (at most {_fmt(duration)})"
+            )
         if extending and existing is not None:
             payload["extends_grant"] = existing.id
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
@@ -142,6 +156,28 @@ class AmlService(JobCommands, ViewCommands):
             ws, person, "access", payload, summary, command.reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row)
+
+    def _break_glass(
+        self, person: str, ws: WorkspaceConfig, cluster: str, command: m.AccessRequest
+    ) -> Reply:
+        duration = break_glass_duration(ws, person, command.duration)
+        existing = self._active_grant(person, ws.name, cluster)
+        if existing is not None:
+            raise UserError(
+                f"You already have access to `{cluster}` until {when(existing.expires_at)} "
+                f"(grant {short_ref(existing.id)}); break-glass is not needed."
+            )
+        access, review = self.workflow.break_glass(ws, person, cluster, duration, command.reason)
+        outcome = self.workflow.outcome_text(access)
+        if access.status != RequestStatus.SUCCEEDED:
+            return Reply(text=outcome, ok=False, request_id=access.id)
+        return Reply(
+            text=(
+                f"Break-glass: {outcome} Every team lead of `{ws.name}` has been told, and one "
+                f"must review this use afterwards (request {short_ref(review.id)})."
+            ),
+            request_id=access.id,
+        )
 
     def _pending_reply(self, ws: WorkspaceConfig, row: RequestRow) -> Reply:
         leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
@@ -231,14 +267,13 @@ class AmlService(JobCommands, ViewCommands):
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )
+        reason = f"needs approval: {decision.why}"
+        if not has_grant and cluster.requires_grant and person not in ws.team_leads:
+            # Approved as this job alone: the bot submits it; no role assignment is made.
+            payload["job_alone"] = True
+            reason += "; approving runs this one job only and grants no access to the cluster"
         row = self.workflow.open_request(
-            ws,
-            person,
-            "job",
-            payload,
-            summary,
-            f"needs approval: {decision.why}",
-            decision.approvals_needed,
+            ws, person, "job", payload, summary, reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row)
 

@@ -11,7 +11,7 @@ from approvals.directory import Directory
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import GrantRow, RequestRow
-from approvals.workflow import Workflow
+from approvals.break_glass import BreakGlass
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
@@ -33,7 +33,7 @@ class ServiceBase:
         self.backend_for = backend_for
         self.clock = clock
         self.directory = directory or Directory(config)
-        self.workflow = Workflow(config, self.directory, store, backend_for, clock)
+        self.workflow = BreakGlass(config, self.directory, store, backend_for, clock)
         # The notifications layer plugs its on-demand idle report in here.
         self.idle_reporter: IdleReporter | None = None
 

@@ -120,6 +120,13 @@ class GrantRow(Base):
     revoking_by: Mapped[str | None] = mapped_column(String(128))
     revoke_lease_until: Mapped[datetime | None]
     warned_at: Mapped[datetime | None]
+    # Ends when the holder's work on the cluster ends (approvals/until_done.py), or at
+    # `expires_at` (its time limit), whichever comes first.
+    until_done: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # Last moment a job of the holder's was seen running (or queued) on the cluster.
+    work_seen_at: Mapped[datetime | None]
+    # Why it ended: work_done | time_limit | expired | revoked (None while active).
+    end_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class JobRow(Base):

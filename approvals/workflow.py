@@ -18,17 +18,17 @@ from sqlalchemy.orm import Session
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.execution import Execution
-from approvals.grants import GrantKeeper
 from approvals.render import short_ref
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
+from approvals.until_done import WorkBoundGrants
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class Workflow(Execution, GrantKeeper):
+class Workflow(Execution, WorkBoundGrants):
     """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
 
     # ---- opening ----------------------------------------------------------------------
@@ -46,7 +46,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -80,7 +80,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -388,7 +388,7 @@ def not_yours(request_id: int) -> str:
     )
 
 
-def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
+def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
     """Add a new request and its "requested" audit event, in the caller's transaction."""
     session.add(row)
     session.flush()

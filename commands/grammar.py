@@ -108,10 +108,32 @@ SPECS: tuple[Spec, ...] = (
                 "duration",
                 required=False,
                 flag="--for",
-                help="how long, e.g. 90m, 4h, 2d (default: the workspace's policy)",
+                help="how long, e.g. 90m, 4h, 2d (default: the workspace's policy); with "
+                "--until-done, the time limit",
             ),
             REASON,
+            Arg(
+                "until_done",
+                "",
+                "flag",
+                required=False,
+                flag="--until-done",
+                help="end the access when your work on the cluster ends: after your last job "
+                "there finished and nothing of yours ran for the policy's idle period, or at "
+                "the time limit, whichever comes first",
+            ),
+            Arg(
+                "emergency",
+                "",
+                "flag",
+                required=False,
+                flag="--emergency",
+                help="break-glass: approve it yourself for a short time when policy allows; "
+                "every lead is told at once and one must review it afterwards",
+            ),
         ),
+        notes="`--until-done` ties the access to your jobs on the cluster (some clusters do "
+        "so by default). `--emergency` is for incidents only: it is audited and reviewed.",
     ),
     Spec(
         ("access", "list"),

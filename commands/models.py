@@ -47,6 +47,10 @@ class AccessRequest(Command):
     cluster: str
     duration: timedelta | None = None  # None: the policy's default
     reason: PlainText = Field(min_length=3, max_length=500)
+    # Ends when the holder's work on the cluster ends (or at the time limit, `duration`).
+    until_done: bool = False
+    # Break-glass: self-approved for a short, policy-capped time; reviewed by a lead after.
+    emergency: bool = False
 
 
 class AccessList(Command):

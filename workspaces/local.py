@@ -263,6 +263,14 @@ class LocalWorkspace:
             row = local_jobs.submit(session, self.workspace, spec, now)
         return self._job_info(row, now)
 
+    def submit_job_directly(self, spec: JobSpec, created_by: str) -> JobInfo:
+        """A job someone submits themselves (SDK, CLI, studio), not through the bot: the
+        simulation's stand-in for a person's own `ml_client.jobs.create_or_update`."""
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.submit(session, self.workspace, spec, now, created_by=created_by)
+        return self._job_info(row, now)
+
     def get_job(self, name: str) -> JobInfo:
         now = self._clock.now()
         with self._reading() as session:

@@ -182,6 +182,9 @@ class JobInfo(_Frozen):
     error: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Who submitted it, as Azure records it (`systemData.createdBy`: a user's object id or
+    # principal name, or the bot's own identity for jobs the bot submitted).
+    created_by: str | None = None
 
 
 # How much of a failed job's log a message quotes: enough for the traceback's last frames and

@@ -44,6 +44,8 @@ class SweepReport:
     reminded: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
+    work_ended: list[int] = field(default_factory=list)
+    work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
@@ -56,6 +58,8 @@ class SweepReport:
             or self.reminded
             or self.resumed
             or self.job_changes
+            or self.work_ended
+            or self.work_warned
             or self.digests
         )
 
@@ -87,7 +91,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
             def follow(name: str = ws.name) -> None:
                 report.job_changes += follow_jobs(core, now, [name])
 
+            def work(name: str = ws.name) -> None:
+                done = core.service.workflow.end_grants_whose_work_ended(name)
+                report.work_ended.extend(done.ended)
+                report.work_warned.extend(done.warned)
+
             _step(report, f"jobs:{ws.name}", follow)
+            _step(report, f"work:{ws.name}", work)
         if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
 
             def idle(name: str = ws.name) -> None:

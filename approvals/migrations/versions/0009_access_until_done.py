@@ -1,0 +1,32 @@
+"""grants that end with the work, escalation, break-glass review, drift findings
+
+Revision ID: 0009
+Revises: 0006
+Create Date: 2026-12-03 15:00:00
+
+Hand-written; `tests/approvals/test_migrations.py` checks it matches `approvals/tables.py`.
+Existing grants are time-bound (`until_done` false).
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0009'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        'grants', sa.Column('until_done', sa.Boolean(), server_default='0', nullable=False)
+    )
+    op.add_column('grants', sa.Column('work_seen_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('grants', sa.Column('end_reason', sa.String(length=32), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('grants') as batch:
+        batch.drop_column('end_reason')
+        batch.drop_column('work_seen_at')
+        batch.drop_column('until_done')
