@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from approvals.break_glass import BreakGlass
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import GrantRow, RequestRow
-from approvals.break_glass import BreakGlass
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
