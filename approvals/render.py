@@ -140,6 +140,10 @@ def describe_request(
         title = f"{short_ref(row.id)} {row.summary}"
     if row.reason:
         facts.append(("Reason", row.reason))
+    if ws is not None and row.escalated_at is not None:
+        from approvals.escalation import escalation_line
+
+        facts.append(("Escalated", escalation_line(row, ws, config) or ""))
     ended = (row.result or {}).get("access_ended") if row.action == "access" else None
     if isinstance(ended, dict):
         facts.append(("Access", access_end_line(ended)))

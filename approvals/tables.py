@@ -71,6 +71,10 @@ class RequestRow(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     reminded_at: Mapped[datetime | None]
+    # Escalation (approvals/escalation.py): the first reminder to the approvers, and the
+    # hand-over to the fallback approvers, each claimed once.
+    nudged_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
     # Bumped by every transition; lets an edge tell a stale card from a fresh one.
     version: Mapped[int] = mapped_column(Integer, default=1)
     # While the side effect is in flight (approved, executing): until when which process

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.escalation import may_decide_escalated
 from approvals.execution import Execution
 from approvals.render import short_ref
 from approvals.states import RequestStatus, transition
@@ -109,7 +110,10 @@ class Workflow(Execution, WorkBoundGrants):
         problem = None
         if not self.may_see(actor, row):
             problem = not_yours(row.id)
-        elif not self.directory.is_lead(actor, row.workspace):
+        elif not (
+            self.directory.is_lead(actor, row.workspace)
+            or may_decide_escalated(row, actor, self.config)
+        ):
             leads = ", ".join(self.directory.leads(row.workspace))
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
@@ -137,8 +141,10 @@ class Workflow(Execution, WorkBoundGrants):
 
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
-        return person == row.requester or any(
-            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        return (
+            person == row.requester
+            or any(ws.name == row.workspace for ws in self.directory.workspaces_of(person))
+            or may_decide_escalated(row, person, self.config)
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:

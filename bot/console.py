@@ -16,6 +16,7 @@ from typing import TextIO
 from sqlalchemy import update
 
 from approvals import outbox
+from approvals.escalation import REQUEST_ESCALATED
 from approvals.render import describe_request
 from approvals.states import RequestStatus
 from approvals.tables import OutboxRow, RequestRow
@@ -157,6 +158,14 @@ class Console:
         if row.kind == REQUEST_REMINDER:
             leads = ", ".join(f"@{lead}" for lead in payload.get("leads") or [])
             return f"[to {leads}] {payload['text']}"
+        if row.kind == REQUEST_ESCALATED:
+            approvers = ", ".join(f"@{name}" for name in payload.get("approvers") or [])
+            request_id = payload["request_id"]
+            return (
+                f"[to {approvers}, a copy of card #{request_id}] {payload['text']}\n"
+                f"    [Approve: /aml approve {request_id}] "
+                f'[Deny: /aml deny {request_id} --reason "..."]'
+            )
         if row.kind == GRANT_EXPIRING:
             return (
                 f"[to @{payload['person']}] {payload['text']}\n"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from approvals.escalation import escalate_pending_requests
 from bot.notify.claims import claim_due
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
@@ -44,6 +45,8 @@ class SweepReport:
     reminded: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
+    nudged: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
     work_ended: list[int] = field(default_factory=list)
     work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
@@ -58,6 +61,8 @@ class SweepReport:
             or self.reminded
             or self.resumed
             or self.job_changes
+            or self.nudged
+            or self.escalated
             or self.work_ended
             or self.work_warned
             or self.digests
@@ -85,6 +90,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
     _overdue(core, report)
     _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
     _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
+
+    def escalate() -> None:
+        done = escalate_pending_requests(core.store, core.config, now)
+        report.nudged.extend(done.nudged)
+        report.escalated.extend(done.escalated)
+
+    _step(report, "escalate", escalate)
     for ws in core.config.workspaces.values():
         if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
 

@@ -83,3 +83,27 @@ def test_break_glass_in_the_console(
     assert "*#2 Review break-glass access to gpu-cluster*" in text
     assert "[Approve: /aml approve 2]" in text
     assert "bob found the break-glass use #1 by alice justified" in text
+
+
+def test_escalation_in_the_console(
+    make_core: Callable[[AppConfig, str], Core],
+    demo_config: AppConfig,
+    sqlite_url: str,
+    clock: ManualClock,
+) -> None:
+    from approvals.config_access import EscalationPolicy
+
+    ws = demo_config.workspaces["demo"]
+    escalation = EscalationPolicy(escalate_after=timedelta(hours=1), fallback_approvers=["carol"])
+    policy = ws.policy.model_copy(update={"escalation": escalation})
+    config = demo_config.model_copy(
+        update={"workspaces": {"demo": ws.model_copy(update={"policy": policy})}}
+    )
+    console, out = console_of(make_core(config, sqlite_url))
+    console.handle_line('@alice /aml access request gpu-cluster --reason "fine-tune BERT"')
+    clock.advance(timedelta(hours=1))
+    console.handle_line("@carol /aml approve 1")
+    text = out.getvalue()
+    assert "[to @carol, a copy of card #1] Escalated to you: request #1" in text
+    assert "Escalated: escalated" in text and "carol may decide it too" in text
+    assert "Approved #1." in text

@@ -23,9 +23,16 @@ def upgrade() -> None:
     )
     op.add_column('grants', sa.Column('work_seen_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('grants', sa.Column('end_reason', sa.String(length=32), nullable=True))
+    op.add_column('requests', sa.Column('nudged_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        'requests', sa.Column('escalated_at', sa.DateTime(timezone=True), nullable=True)
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('requests') as batch:
+        batch.drop_column('escalated_at')
+        batch.drop_column('nudged_at')
     with op.batch_alter_table('grants') as batch:
         batch.drop_column('end_reason')
         batch.drop_column('work_seen_at')
