@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.drift import carry_out_fix
 from approvals.render import short_ref
 from approvals.states import RequestStatus
 from approvals.tables import RequestRow
@@ -156,9 +157,19 @@ class BreakGlass(Workflow):
         if row.action == "review":
             # An approved review changes nothing in Azure: it records the verdict.
             return {"reviewed": row.payload["reviews"], "verdict": "justified"}, None
+        if row.action == "drift":
+            return carry_out_fix(self.backend_for(ws.name), self.store, row.payload), None
         return super()._carry_out(ws, row)
 
     def outcome_text(self, row: RequestRow) -> str:
+        if row.action == "drift" and row.status == RequestStatus.SUCCEEDED:
+            result = row.result or {}
+            read_back = (
+                " Read back from Azure: the assignment is gone."
+                if result.get("read_back") == "gone"
+                else ""
+            )
+            return f"Request {short_ref(row.id)} done: {row.summary}.{read_back}"
         if row.action == "review" and row.status == RequestStatus.SUCCEEDED:
             return (
                 f"Review {short_ref(row.id)} done: {row.decided_by} found the break-glass use "

@@ -26,7 +26,7 @@ from approvals.render import short_ref, when
 from approvals.tables import GrantRow, RequestRow
 from approvals.workflow_base import WorkflowBase
 from commands.errors import NotFoundUserError, UserError
-from workspaces.errors import WorkspaceError
+from workspaces.errors import TransientError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,17 @@ class GrantKeeper(WorkflowBase):
         self.refuse_secrets(actor, reason)
         grant, holder, reason = self._claim(grant_id, actor, reason, end_reason)
         spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
+        backend = self.backend_for(grant.workspace)
         try:
-            self.backend_for(grant.workspace).revoke_cluster_access(spec)
+            backend.revoke_cluster_access(spec)
+            # Reported done only once Azure is read back without it: a delete Azure
+            # acknowledged can still leave the assignment in place.
+            if grant.mode == "rbac" and backend.access_assignment_exists(spec):
+                raise TransientError(
+                    f"Azure still lists the role assignment of grant {short_ref(grant.id)} "
+                    f"after deleting it; the bot deletes it again and reads it back until "
+                    f"it is gone."
+                )
         except WorkspaceError as exc:
             self._failed(grant, holder, actor, exc)
             raise

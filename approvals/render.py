@@ -122,6 +122,9 @@ def describe_request(
             facts.append(
                 ("Inputs", ", ".join(f"{k}={v}" for k, v in sorted(payload["inputs"].items())))
             )
+    elif row.action == "drift":
+        title = f"{short_ref(row.id)} Fix drift: {row.summary}"
+        facts.append(("Azure action", str(payload.get("operation", ""))))
     elif row.action == "review":
         title = f"{short_ref(row.id)} Review break-glass access to {payload['cluster']}"
         facts += [

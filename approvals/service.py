@@ -14,6 +14,7 @@ from typing import Any
 
 from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
+from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.policy import (
     access_duration,
     decide_access,
@@ -297,6 +298,29 @@ class AmlService(JobCommands, ViewCommands):
             raise UserError("Idle-compute reports are not enabled in this deployment.")
         return Reply(text=self.idle_reporter(ws))
 
+    def _drift_check(self, person: str, command: m.DriftCheck, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        if person not in ws.team_leads:
+            raise PermissionRefusedError(f"Only team leads of `{ws.name}` can run a drift check.")
+        report = check_workspace(self.store, ws, self.backend_for(ws.name), self.clock.now())
+        if report is None:
+            return Reply(text=f"No drift in `{ws.name}`: Azure matches the bot's records.")
+        return Reply(text=f"Drift found in `{ws.name}`; the report went to its team leads.")
+
+    def _drift_fix(self, person: str, command: m.DriftFix, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        finding, payload, summary = fix_request(self.store, ws, command.finding_id, person)
+        # A lead's fix runs at once, recorded and audited as a request like any other.
+        row = self.workflow.run_now(
+            ws, person, "drift", payload, summary, "a team lead fixes a drift finding"
+        )
+        settle_finding(self.store, finding.id, row.id, row.status)
+        return Reply(
+            text=self.workflow.outcome_text(row),
+            ok=row.status == RequestStatus.SUCCEEDED,
+            request_id=row.id,
+        )
+
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
         m.WhoAmI: ViewCommands._whoami,
@@ -319,6 +343,8 @@ class AmlService(JobCommands, ViewCommands):
         m.Deny: _deny,
         m.Audit: ViewCommands._audit,
         m.IdleReport: _idle,
+        m.DriftCheck: _drift_check,
+        m.DriftFix: _drift_fix,
     }
 
 

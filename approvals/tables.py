@@ -244,3 +244,22 @@ class DeliveryPauseRow(Base):
     # Consecutive failures of this scope; sizes the next backoff. Zero after a 429.
     failures: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DriftFindingRow(Base):
+    """One difference the drift check found between Azure and the bot's records
+    (approvals/drift.py), and what became of it."""
+
+    __tablename__ = "drift_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    found_at: Mapped[datetime]
+    # stray | missing | revocation_not_taken | min_nodes | idle_time
+    kind: Mapped[str] = mapped_column(String(32))
+    compute: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # open | fixing | fixed
+    handled_by: Mapped[str | None] = mapped_column(String(128))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))

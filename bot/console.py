@@ -16,6 +16,7 @@ from typing import TextIO
 from sqlalchemy import update
 
 from approvals import outbox
+from approvals.drift import DRIFT_REPORT, FIX_LABELS, findings_of
 from approvals.escalation import REQUEST_ESCALATED
 from approvals.render import describe_request
 from approvals.states import RequestStatus
@@ -158,6 +159,16 @@ class Console:
         if row.kind == REQUEST_REMINDER:
             leads = ", ".join(f"@{lead}" for lead in payload.get("leads") or [])
             return f"[to {leads}] {payload['text']}"
+        if row.kind == DRIFT_REPORT:
+            findings = findings_of(self.core.store, [int(i) for i in payload["findings"]])
+            buttons = [
+                f"    [{FIX_LABELS[f.kind]}: /aml drift fix {f.id}]"
+                for f in findings
+                if f.status == "open"
+            ]
+            return "\n".join(
+                [f"[#{payload['workspace']}, drift check]", _indent(str(payload["text"])), *buttons]
+            )
         if row.kind == REQUEST_ESCALATED:
             approvers = ", ".join(f"@{name}" for name in payload.get("approvers") or [])
             request_id = payload["request_id"]

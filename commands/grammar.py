@@ -299,6 +299,24 @@ SPECS: tuple[Spec, ...] = (
         lead_only=True,
     ),
     Spec(("idle",), m.IdleReport, "idle compute that costs money, now", "/aml idle"),
+    Spec(
+        ("drift", "check"),
+        m.DriftCheck,
+        "compare Azure's role assignments and cluster settings with the bot's records now "
+        "(team leads; it also runs nightly)",
+        "/aml drift check",
+        lead_only=True,
+        notes="Reports assignments the bot did not make, grants Azure lacks, revocations "
+        "that did not take, and clusters whose minimum or idle time drifted back.",
+    ),
+    Spec(
+        ("drift", "fix"),
+        m.DriftFix,
+        "fix one drift finding: revoke, re-grant or set the cluster back (team leads)",
+        "/aml drift fix 4",
+        (Arg("finding_id", "FINDING_ID", "id"),),
+        lead_only=True,
+    ),
 )
 
 WORKSPACE_FLAG = Arg("workspace", "WS", "workspace", required=False, flag="--workspace")

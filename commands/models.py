@@ -142,6 +142,15 @@ class Audit(Command):
     since: timedelta | None = None
 
 
+class DriftCheck(Command):
+    kind: Literal["drift check"] = "drift check"
+
+
+class DriftFix(Command):
+    kind: Literal["drift fix"] = "drift fix"
+    finding_id: int
+
+
 class IdleReport(Command):
     kind: Literal["idle"] = "idle"
 
@@ -168,4 +177,6 @@ AnyCommand = (
     | Deny
     | Audit
     | IdleReport
+    | DriftCheck
+    | DriftFix
 )

@@ -32,6 +32,7 @@ from workspaces.local_tables import (
 )
 from workspaces.local_timeline import STD_LOG
 from workspaces.types import (
+    AccessAssignment,
     AzureCoordinates,
     ClusterSpec,
     ComputeInventory,
@@ -202,6 +203,23 @@ class LocalWorkspace:
             return local_access.extend(
                 session, self.workspace, grant, new_expiry, self._clock.now()
             )
+
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        workspace = self.coordinates.workspace_scope
+        return [
+            AccessAssignment(
+                assignment_name=a.assignment_name,
+                assignment_id=a.assignment_id,
+                principal_object_id=a.principal_object_id,
+                role_name=a.role_name,
+                compute=None if a.scope == workspace else a.compute,
+            )
+            for a in self.role_assignments()
+            if a.role_name == role_name
+        ]
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        return any(a.assignment_name == grant.assignment_name for a in self.role_assignments())
 
     def role_assignments(self) -> list[RoleAssignment]:
         """The role assignments in force now; time-bound (PIM) ones vanish at their end."""

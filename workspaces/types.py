@@ -266,3 +266,13 @@ class GrantReceipt(_Frozen):
     scope: str
     role_name: str
     note: str = ""
+
+
+class AccessAssignment(_Frozen):
+    """A role assignment found at the workspace's scope or one of its computes' scopes."""
+
+    assignment_name: str
+    assignment_id: str
+    principal_object_id: str
+    role_name: str
+    compute: str | None = None  # None: at the workspace's own scope

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from approvals.drift import check_workspace
 from approvals.escalation import escalate_pending_requests
 from bot.notify.claims import claim_due
 from bot.notify.idle_sweep import sweep_idle
@@ -33,6 +34,9 @@ from bot.wiring import Core
 log = logging.getLogger(__name__)
 
 HOLDER = f"{socket.gethostname()}-{os.getpid()}"
+# The drift check runs once a night, from `policy.drift.at` on, under a claim named for the
+# day; this only has to outlast that day.
+DRIFT_EVERY = timedelta(days=2)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class SweepReport:
     nudged: list[int] = field(default_factory=list)
     escalated: list[int] = field(default_factory=list)
     work_ended: list[int] = field(default_factory=list)
+    drift_reports: list[int] = field(default_factory=list)
     work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -64,6 +69,7 @@ class SweepReport:
             or self.nudged
             or self.escalated
             or self.work_ended
+            or self.drift_reports
             or self.work_warned
             or self.digests
         )
@@ -110,6 +116,21 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
 
             _step(report, f"jobs:{ws.name}", follow)
             _step(report, f"work:{ws.name}", work)
+        drift = ws.policy.drift
+        if (
+            drift.enabled
+            and now.time() >= drift.at
+            # One claim per calendar day (UTC): it runs once a day, from `at` on.
+            and _claim(core, f"drift:{ws.name}:{now.date().isoformat()}", now, DRIFT_EVERY, holder)
+        ):
+
+            def check(name: str = ws.name) -> None:
+                workspace = core.config.workspaces[name]
+                found = check_workspace(core.store, workspace, core.backends(name), now)
+                if found is not None:
+                    report.drift_reports.append(found)
+
+            _step(report, f"drift:{ws.name}", check)
         if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
 
             def idle(name: str = ws.name) -> None:
