@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from approvals.tables import DriftFindingRow, GrantRow
 from bot.wiring import Core
-from tests.azure.test_core_scenario import azure_core as azure_core  # noqa: F401 (fixture)
+from tests.azure.test_core_scenario import azure_core as azure_core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from workspaces.clock import ManualClock
@@ -34,7 +34,7 @@ def grant_of(core: Core) -> GrantRow:
 
 
 def test_a_stray_assignment_is_found_and_removed_with_a_read_back(
-    azure_core: tuple[Core, AzureCoordinates],  # noqa: F811
+    azure_core: tuple[Core, AzureCoordinates],
     fake: FakeAzure,
 ) -> None:
     core, coords = azure_core
@@ -58,7 +58,7 @@ def test_a_stray_assignment_is_found_and_removed_with_a_read_back(
 
 
 def test_a_revocation_azure_acknowledged_but_did_not_carry_out_is_not_reported_done(
-    azure_core: tuple[Core, AzureCoordinates],  # noqa: F811
+    azure_core: tuple[Core, AzureCoordinates],
     fake: FakeAzure,
     clock: ManualClock,
 ) -> None:
@@ -80,7 +80,7 @@ def test_a_revocation_azure_acknowledged_but_did_not_carry_out_is_not_reported_d
 
 
 def test_without_role_assignments_read_the_check_names_the_permission(
-    azure_core: tuple[Core, AzureCoordinates],  # noqa: F811
+    azure_core: tuple[Core, AzureCoordinates],
     fake: FakeAzure,
 ) -> None:
     core, _ = azure_core

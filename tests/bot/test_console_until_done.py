@@ -107,3 +107,33 @@ def test_escalation_in_the_console(
     assert "[to @carol, a copy of card #1] Escalated to you: request #1" in text
     assert "Escalated: escalated" in text and "carol may decide it too" in text
     assert "Approved #1." in text
+
+
+def test_drift_in_the_console(sqlite_core: Core) -> None:
+    from datetime import UTC, datetime
+
+    from workspaces.local import LocalWorkspace
+    from workspaces.types import RoleGrantSpec
+
+    backend = sqlite_core.backends("demo")
+    assert isinstance(backend, LocalWorkspace)
+    backend.set_cluster_min_nodes("gpu-cluster", 2)
+    backend.grant_cluster_access(
+        RoleGrantSpec(
+            assignment_name="9f0e1d2c-3b4a-4596-8877-665544332211",
+            principal_object_id="33333333-3333-4333-8333-333333333333",
+            role_name="AzureML Data Scientist",
+            compute="gpu-cluster",
+            scope="compute",
+            description="made in the portal",
+            expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        )
+    )
+    console, out = console_of(sqlite_core)
+    console.handle_line("@bob /aml drift check")
+    console.handle_line("@bob /aml drift fix 1")
+    text = out.getvalue()
+    assert "[#demo, drift check]" in text
+    assert "[Revoke it: /aml drift fix 1]" in text
+    assert "[Set minimum back: /aml drift fix 2]" in text
+    assert "Read back from Azure: the assignment is gone." in text
