@@ -35,8 +35,8 @@ class UntilDonePolicy(_Strict):
     # there before the grant ends.
     idle_period: timedelta = timedelta(minutes=30)
     # The time limit of such a grant when the request names none (`--for`); at most
-    # `policy.access.max_duration` (checked where both are known).
-    time_limit: timedelta = timedelta(hours=24)
+    # `policy.access.max_duration` (checked where both are known). None: that maximum.
+    time_limit: timedelta | None = None
 
     _durations = field_validator("idle_period", "time_limit", mode="before")(_duration)
 
@@ -44,7 +44,7 @@ class UntilDonePolicy(_Strict):
     def _positive(self) -> UntilDonePolicy:
         if self.idle_period <= timedelta(0):
             raise ValueError("idle_period must be longer than 0, e.g. 30m")
-        if self.time_limit <= timedelta(0):
+        if self.time_limit is not None and self.time_limit <= timedelta(0):
             raise ValueError("time_limit must be longer than 0, e.g. 24h")
         return self
 
@@ -54,7 +54,7 @@ class EscalationPolicy(_Strict):
 
     # First reminder to the approvers who have not decided, this long after the request
     # was opened (None: only the reminder before expiry, `policy.remind_before_expiry`).
-    remind_after: timedelta | None = timedelta(minutes=30)
+    remind_after: timedelta | None = None
     # Escalate to `fallback_approvers` this long after the request was opened (None: never).
     escalate_after: timedelta | None = None
     # People (keys of `people`, Slack user ids or e-mails) who may decide an escalated
@@ -116,10 +116,11 @@ def cross_check(
     a reference names a person."""
     problems = []
     path = f"workspaces.{workspace}.policy"
-    if policy.until_done.time_limit > policy.access.max_duration:
+    limit = policy.until_done.time_limit
+    if limit is not None and limit > policy.access.max_duration:
         problems.append(
             f"{path}.until_done.time_limit: rule 'a work-bound grant lasts at most "
-            f"policy.access.max_duration': {_fmt(policy.until_done.time_limit)} is longer than "
+            f"policy.access.max_duration': {_fmt(limit)} is longer than "
             f"{_fmt(policy.access.max_duration)}; e.g. time_limit: "
             f"{_fmt(policy.access.max_duration)}"
         )
@@ -148,3 +149,9 @@ def _fmt(value: timedelta) -> str:
     from commands.durations import format_duration
 
     return format_duration(value)
+
+
+def until_done_limit(policy: Any) -> timedelta:
+    """The time limit of a work-bound grant whose request names none."""
+    limit: timedelta = policy.until_done.time_limit or policy.access.max_duration
+    return limit

@@ -14,6 +14,7 @@ from typing import Any
 
 from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
+from approvals.config_access import until_done_limit
 from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.policy import (
     access_duration,
@@ -122,7 +123,7 @@ class AmlService(JobCommands, ViewCommands):
             return self._break_glass(person, ws, cluster.name, command)
         until_done = command.until_done or cluster.until_done
         duration = access_duration(
-            ws, command.duration or (ws.policy.until_done.time_limit if until_done else None)
+            ws, command.duration or (until_done_limit(ws.policy) if until_done else None)
         )
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (

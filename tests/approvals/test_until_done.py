@@ -191,7 +191,7 @@ def test_a_cluster_can_make_every_grant_end_with_the_work(
     reply = core.service.handle_text(
         "alice", 'access request gpu-cluster --reason "fine-tune BERT"'
     )
-    assert "until the work there is done (at most 1d)" in reply.text, reply.text
+    assert "until the work there is done (at most 2d)" in reply.text, reply.text
     assert core.service.handle_text("bob", "approve 1").ok
     assert grant_of(core).until_done
 
