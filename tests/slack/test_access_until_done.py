@@ -5,17 +5,23 @@ use is granted at once, every lead is told, and its review card is decided by a 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from approvals.config import AppConfig
 from approvals.config_access import BreakGlassPolicy
+from approvals.tables import GrantRow
 from bot.notify.slack_views import EXTEND_ACTION
 from bot.notify.sweeps import run_due
 from bot.slack.views.common import APPROVE_ACTION
-from tests.fakes.slack_api import Message
-from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, wait_for
+from bot.wiring import Core
+from tests.fakes.slack_api import FakeSlack, Message
+from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, running_bot, wait_for
+from workspaces.clock import ManualClock
+from workspaces.local import LocalWorkspace
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 UNTIL_DONE = 'access request gpu-cluster --until-done --for {limit} --reason "fine-tune BERT"'
@@ -108,3 +114,39 @@ def test_break_glass_is_granted_at_once_and_its_review_is_a_card(harness: SlackH
     assert harness.click(BOB, APPROVE_ACTION, 2).status == 200
     assert "justified" in harness.answer_to(BOB, containing="Review #2 done")
     latest(harness, review, "done, approved by")
+
+
+def test_a_job_approved_without_a_grant_says_so_on_its_card_and_leaves_no_access(
+    core_without_grant: SlackHarness,
+) -> None:
+    harness = core_without_grant
+    command = f'job submit --compute gpu-cluster --environment {ENV} --command "sleep 60"'
+    assert harness.command(ALICE, command).status == 200
+    request_id = harness.request_id(harness.answer_to(ALICE, containing="is waiting"))
+    card = harness.card(request_id)
+    assert "none granted: approving runs this one job, nothing more" in card.all_text
+    assert harness.click(BOB, APPROVE_ACTION, request_id).status == 200
+    harness.answer_to(BOB, containing="submitted on `gpu-cluster`")
+    backend = harness.core.backends("demo")
+    assert isinstance(backend, LocalWorkspace) and backend.role_assignments() == []
+    with harness.core.store.transaction() as session:
+        assert session.scalars(select(GrantRow)).all() == []
+
+
+@pytest.fixture
+def core_without_grant(
+    make_core: Callable[[AppConfig, str], Core],
+    demo_config: AppConfig,
+    sqlite_url: str,
+    clock: ManualClock,
+    fake_slack: FakeSlack,
+) -> Iterator[SlackHarness]:
+    """The demo where a job without a grant goes to a lead instead of being refused."""
+    ws = demo_config.workspaces["demo"]
+    jobs = ws.policy.jobs.model_copy(update={"without_grant": "approval"})
+    policy = ws.policy.model_copy(update={"jobs": jobs})
+    config = demo_config.model_copy(
+        update={"workspaces": {"demo": ws.model_copy(update={"policy": policy})}}
+    )
+    with running_bot(make_core(config, sqlite_url), clock, fake_slack) as running:
+        yield running
