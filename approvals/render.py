@@ -143,6 +143,15 @@ def describe_request(
         title = f"{short_ref(row.id)} {row.summary}"
     if row.reason:
         facts.append(("Reason", row.reason))
+    if row.action == "access" and payload.get("emergency"):
+        review = payload.get("review_request")
+        facts.append(
+            (
+                "Break-glass",
+                "self-approved in an emergency, as policy allows"
+                + (f"; marked for review: request {short_ref(int(review))}" if review else ""),
+            )
+        )
     if ws is not None and row.escalated_at is not None:
         from approvals.escalation import escalation_line
 

@@ -88,6 +88,15 @@ def test_the_review_is_tracked_like_a_request(glass: Core) -> None:
     assert "done" in listed.text
 
 
+def test_the_access_request_is_marked_for_review(glass: Core) -> None:
+    assert glass.service.handle_text("alice", EMERGENCY).ok
+    shown = glass.service.handle_text("alice", "request show 1")
+    assert "Break-glass: self-approved in an emergency, as policy allows; marked for review: " in (
+        shown.text
+    )
+    assert "request #2" in shown.text
+
+
 def test_a_denied_review_ends_the_access(glass: Core, clock: ManualClock) -> None:
     assert glass.service.handle_text("alice", EMERGENCY).ok
     denied = glass.service.handle_text("bob", 'deny 2 --reason "not an emergency"')
