@@ -5,7 +5,8 @@ database, so replicas share the work instead of doubling it.
 - grants and requests (cheap queries): every round, on every replica; this includes
   resuming requests whose side effect was in flight when their process died (lease ran out);
 - job following and idle compute (they call Azure): per workspace, when its lease is due
-  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica.
+  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica;
+- the weekly cost digest of a workspace with a budget, once a week, by one replica.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from approvals.drift import check_workspace
 from approvals.escalation import escalate_pending_requests
 from bot.notify.claims import claim_due
+from bot.notify.cost_digest import WEEK, send_cost_digest
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
 from bot.notify.reminders import (
@@ -55,6 +57,7 @@ class SweepReport:
     drift_reports: list[int] = field(default_factory=list)
     work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
+    cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
     @property
@@ -72,6 +75,7 @@ class SweepReport:
             or self.drift_reports
             or self.work_warned
             or self.digests
+            or self.cost_digests
         )
 
 
@@ -139,6 +143,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
                     report.digests.append(digest)
 
             _step(report, f"idle:{ws.name}", idle)
+        if ws.budget is not None and _claim(core, f"costs:{ws.name}", now, WEEK, holder):
+
+            def costs(name: str = ws.name) -> None:
+                if send_cost_digest(core, name, now):
+                    report.cost_digests.append(name)
+
+            _step(report, f"costs:{ws.name}", costs)
     return report
 
 
