@@ -17,18 +17,19 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.escalation import may_decide_escalated
 from approvals.execution import Execution
-from approvals.grants import GrantKeeper
 from approvals.render import short_ref
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
+from approvals.until_done import WorkBoundGrants
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class Workflow(Execution, GrantKeeper):
+class Workflow(Execution, WorkBoundGrants):
     """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
 
     # ---- opening ----------------------------------------------------------------------
@@ -46,7 +47,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -82,7 +83,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -122,7 +123,7 @@ class Workflow(Execution, GrantKeeper):
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
         group = (row.payload.get("rule") or {}).get("approvers")
-        if group and actor != row.requester:
+        if group and actor != row.requester and not may_decide_escalated(row, actor, self.config):
             # A rule named the approvers: its group decides, not the workspace's leads.
             members = self.directory.group_members(group)
             if actor not in members:
@@ -133,7 +134,10 @@ class Workflow(Execution, GrantKeeper):
                 )
         elif not self.may_see(actor, row):
             problem = not_yours(row.id)
-        elif not self.directory.is_lead(actor, row.workspace):
+        elif not (
+            self.directory.is_lead(actor, row.workspace)
+            or may_decide_escalated(row, actor, self.config)
+        ):
             leads = ", ".join(self.directory.leads(row.workspace))
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
@@ -161,8 +165,10 @@ class Workflow(Execution, GrantKeeper):
 
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
-        return person == row.requester or any(
-            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        return (
+            person == row.requester
+            or any(ws.name == row.workspace for ws in self.directory.workspaces_of(person))
+            or may_decide_escalated(row, person, self.config)
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:
@@ -412,7 +418,7 @@ def not_yours(request_id: int) -> str:
     )
 
 
-def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
+def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
     """Add a new request and its "requested" audit event, in the caller's transaction."""
     session.add(row)
     session.flush()

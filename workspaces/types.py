@@ -227,6 +227,9 @@ class JobInfo(_Frozen):
     error: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Who submitted it, as Azure records it (`systemData.createdBy`: a user's object id or
+    # principal name, or the bot's own identity for jobs the bot submitted).
+    created_by: str | None = None
 
 
 # How much of a failed job's log a message quotes: enough for the traceback's last frames and
@@ -325,3 +328,13 @@ def check_idle_shutdown_minutes(name: str, minutes: int) -> None:
             f"{IDLE_SHUTDOWN_MIN_MINUTES} and {IDLE_SHUTDOWN_MAX_MINUTES} minutes (3 days), "
             f"e.g. 30; {minutes} was asked for."
         )
+
+
+class AccessAssignment(_Frozen):
+    """A role assignment found at the workspace's scope or one of its computes' scopes."""
+
+    assignment_name: str
+    assignment_id: str
+    principal_object_id: str
+    role_name: str
+    compute: str | None = None  # None: at the workspace's own scope

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from approvals.drift import check_workspace
+from approvals.escalation import escalate_pending_requests
 from bot.notify.claims import claim_due
 from bot.notify.cost_digest import WEEK, send_cost_digest
 from bot.notify.idle_sweep import sweep_idle
@@ -43,6 +45,9 @@ HOLDER = f"{socket.gethostname()}-{os.getpid()}"
 # Workspace sweeps in flight at once: per subscription, and in all.
 PER_SUBSCRIPTION = 8
 MAX_SWEEP_THREADS = 32
+# The drift check runs once a night, from `policy.drift.at` on, under a claim named for the
+# day; this only has to outlast that day.
+DRIFT_EVERY = timedelta(days=2)
 
 
 @dataclass
@@ -55,6 +60,11 @@ class SweepReport:
     reminded: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
+    nudged: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+    work_ended: list[int] = field(default_factory=list)
+    drift_reports: list[int] = field(default_factory=list)
+    work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
     cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -70,6 +80,11 @@ class SweepReport:
             or self.reminded
             or self.resumed
             or self.job_changes
+            or self.nudged
+            or self.escalated
+            or self.work_ended
+            or self.drift_reports
+            or self.work_warned
             or self.digests
             or self.cost_digests
         )
@@ -96,6 +111,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
     _overdue(core, report)
     _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
     _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
+
+    def escalate() -> None:
+        done = escalate_pending_requests(core.store, core.config, now)
+        report.nudged.extend(done.nudged)
+        report.escalated.extend(done.escalated)
+
+    _step(report, "escalate", escalate)
     steps: list[WorkspaceStep] = []
     for ws in core.config.workspaces.values():
         subscription = ws.azure.subscription_id
@@ -107,6 +129,29 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
                     report.job_changes += changes
 
             steps.append(WorkspaceStep(f"jobs:{ws.name}", subscription, follow))
+
+            def work(name: str = ws.name) -> None:
+                done = core.service.workflow.end_grants_whose_work_ended(name)
+                report.work_ended.extend(done.ended)
+                report.work_warned.extend(done.warned)
+
+            _step(report, f"jobs:{ws.name}", follow)
+            _step(report, f"work:{ws.name}", work)
+        drift = ws.policy.drift
+        if (
+            drift.enabled
+            and now.time() >= drift.at
+            # One claim per calendar day (UTC): it runs once a day, from `at` on.
+            and _claim(core, f"drift:{ws.name}:{now.date().isoformat()}", now, DRIFT_EVERY, holder)
+        ):
+
+            def check(name: str = ws.name) -> None:
+                workspace = core.config.workspaces[name]
+                found = check_workspace(core.store, workspace, core.backends(name), now)
+                if found is not None:
+                    report.drift_reports.append(found)
+
+            _step(report, f"drift:{ws.name}", check)
         if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
 
             def idle(name: str = ws.name) -> None:
