@@ -108,6 +108,12 @@ class IdlePolicy(_Strict):
         default=RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, ge=1
     )
 
+    # A running compute instance whose idle shutdown is unset or longer than this is
+    # reported (Azure stops an idle instance itself after its idle shutdown time).
+    max_idle_shutdown_minutes: int = Field(default=60, ge=15, le=4320)
+    # What the digest's "Set idle shutdown" button sets; Azure allows 15 min to 3 days.
+    recommended_idle_shutdown_minutes: int = Field(default=30, ge=15, le=4320)
+
     _durations = field_validator(
         "sweep_interval", "idle_threshold", "realert_interval", mode="before"
     )(_duration)
@@ -123,6 +129,11 @@ class IdlePolicy(_Strict):
                 f"recommended_idle_seconds_before_scale_down "
                 f"({self.recommended_idle_seconds_before_scale_down}) cannot exceed "
                 f"max_idle_seconds_before_scale_down ({self.max_idle_seconds_before_scale_down})"
+            )
+        if self.recommended_idle_shutdown_minutes > self.max_idle_shutdown_minutes:
+            raise ValueError(
+                f"recommended_idle_shutdown_minutes ({self.recommended_idle_shutdown_minutes}) "
+                f"cannot exceed max_idle_shutdown_minutes ({self.max_idle_shutdown_minutes})"
             )
         return self
 

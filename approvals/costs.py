@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from approvals.config import ClusterConfig
-from workspaces.prices import PRICE_SOURCE, format_price, hourly_price
+from workspaces.prices import PRICE_SOURCE, PriceQuote, format_price, price_for
 from workspaces.types import Priority
 
 # N-series VM sizes (NC, ND, NV, NG) carry GPUs; every other family is CPU only.
@@ -21,13 +21,25 @@ def is_gpu(cluster: ClusterConfig) -> bool:
     return cluster.vm_sku.upper().startswith(_GPU_PREFIXES)
 
 
-def node_hour_price(cluster: ClusterConfig) -> float | None:
+def node_hour_quote(cluster: ClusterConfig, region: str | None = None) -> PriceQuote | None:
+    """The price of one node of the cluster's VM at its priority in the workspace's `region`,
+    with where it came from and how old it is; None if unknown."""
+    return price_for(cluster.vm_sku, region, low_priority=cluster.priority == Priority.LOW_PRIORITY)
+
+
+def node_hour_price(cluster: ClusterConfig, region: str | None = None) -> float | None:
     """Estimated USD per node-hour of the cluster's VM at its priority, or None if unknown."""
-    return hourly_price(cluster.vm_sku, low_priority=cluster.priority == Priority.LOW_PRIORITY)
+    quote = node_hour_quote(cluster, region)
+    return None if quote is None else quote.usd_per_hour
 
 
-def price_source() -> str:
-    return PRICE_SOURCE
+def price_source(cluster: ClusterConfig | None = None, region: str | None = None) -> str:
+    """Where the cluster's price comes from and how old it is ("Retail Prices, 2 days old,
+    eastus"); without a cluster, the kind of prices only."""
+    if cluster is None:
+        return PRICE_SOURCE
+    quote = node_hour_quote(cluster, region)
+    return "no price known" if quote is None else quote.provenance()
 
 
 def money(amount: float | None) -> str:
@@ -45,6 +57,7 @@ class Estimate:
     nodes: int
     node_hour: float | None
     duration: timedelta
+    source: str = ""  # where the node-hour price came from and how old it was
 
     @property
     def total(self) -> float | None:
@@ -62,10 +75,23 @@ class Estimate:
         )
 
 
-def job_estimate(cluster: ClusterConfig, instances: int, duration: timedelta) -> Estimate:
-    return Estimate(instances, node_hour_price(cluster), duration)
+def _estimate(
+    cluster: ClusterConfig, nodes: int, duration: timedelta, region: str | None
+) -> Estimate:
+    quote = node_hour_quote(cluster, region)
+    if quote is None:
+        return Estimate(nodes, None, duration, "no price known")
+    return Estimate(nodes, quote.usd_per_hour, duration, quote.provenance())
 
 
-def grant_estimate(cluster: ClusterConfig, duration: timedelta) -> Estimate:
+def job_estimate(
+    cluster: ClusterConfig, instances: int, duration: timedelta, region: str | None = None
+) -> Estimate:
+    return _estimate(cluster, instances, duration, region)
+
+
+def grant_estimate(
+    cluster: ClusterConfig, duration: timedelta, region: str | None = None
+) -> Estimate:
     """The most a grant can cost: the cluster at full size for the whole grant."""
-    return Estimate(cluster.nodes, node_hour_price(cluster), duration)
+    return _estimate(cluster, cluster.nodes, duration, region)

@@ -375,6 +375,10 @@ class Execution(WorkflowBase):
                 backend.set_cluster_min_nodes(payload["compute"], int(payload["min_nodes"]))
             elif operation == "set_idle_time":
                 backend.set_cluster_idle_time(payload["compute"], int(payload["idle_seconds"]))
+            elif operation == "set_idle_shutdown":
+                backend.set_instance_idle_shutdown(
+                    payload["compute"], int(payload["idle_shutdown_minutes"])
+                )
             else:
                 raise UserError(f"unknown compute operation {operation!r}")
             return {"operation": operation, "compute": payload["compute"]}, None

@@ -12,7 +12,7 @@ from approvals.config import AppConfig, WorkspaceConfig
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from commands.durations import format_duration
-from workspaces.prices import PRICE_SOURCE, format_price, hourly_price
+from workspaces.prices import PRICE_SOURCE, format_price, price_for
 from workspaces.types import JobInfo, Priority
 
 STATUS_WORDS = {
@@ -83,7 +83,7 @@ def describe_request(
         ]
         if cluster is not None:
             low = cluster.priority == Priority.LOW_PRIORITY
-            price = hourly_price(cluster.vm_sku, low_priority=low)
+            quote = price_for(cluster.vm_sku, ws.region if ws else None, low_priority=low)
             facts.append(
                 (
                     "Cluster",
@@ -91,12 +91,14 @@ def describe_request(
                     f"{'low priority' if low else 'dedicated'}",
                 )
             )
-            if price is not None:
+            if quote is not None:
+                price = quote.usd_per_hour
                 facts.append(
                     (
                         "Est. cost",
                         f"{format_price(price)}/node-hour, up to "
-                        f"{format_price(price * cluster.nodes)}/hour at full size ({PRICE_SOURCE})",
+                        f"{format_price(price * cluster.nodes)}/hour at full size "
+                        f"({quote.provenance()})",
                     )
                 )
     elif row.action == "datastore":
@@ -206,7 +208,9 @@ def _risk_facts(row: RequestRow) -> list[tuple[str, str]]:
     estimate = row.payload.get("estimate")
     if isinstance(estimate, dict) and estimate.get("explain"):
         label = "Est. cost, whole grant" if row.action == "access" else "Est. cost"
-        facts.append((label, f"{estimate['explain']} ({PRICE_SOURCE})"))
+        # Requests asked before prices named their source say what kind of prices they were.
+        source = estimate.get("source") or PRICE_SOURCE
+        facts.append((label, f"{estimate['explain']} ({source})"))
     if row.payload.get("max_duration_seconds"):
         facts.append(("Time limit", format_duration(_seconds(row.payload["max_duration_seconds"]))))
     if row.payload.get("budget_line"):

@@ -49,7 +49,11 @@ class Assessment:
         """Kept with the request, so its card shows what the decision was based on."""
         estimate = self.facts.estimate
         extra: dict[str, Any] = {
-            "estimate": {"usd": estimate.total, "explain": self.estimate_text()},
+            "estimate": {
+                "usd": estimate.total,
+                "explain": self.estimate_text(),
+                "source": estimate.source,
+            },
         }
         if self.facts.spent is not None:
             extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total) + (
@@ -152,7 +156,7 @@ class RiskCommands(ServiceBase):
         self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta
     ) -> Assessment:
         return self.assess(
-            ws, person, "access", cluster, duration, grant_estimate(cluster, duration)
+            ws, person, "access", cluster, duration, grant_estimate(cluster, duration, ws.region)
         )
 
     def assess_job(
@@ -166,7 +170,12 @@ class RiskCommands(ServiceBase):
         # Without a limit a job's cost is unknown; an hour shows its rate.
         expected = duration or timedelta(hours=1)
         assessment = self.assess(
-            ws, person, "job", cluster, expected, job_estimate(cluster, instances, expected)
+            ws,
+            person,
+            "job",
+            cluster,
+            expected,
+            job_estimate(cluster, instances, expected, ws.region),
         )
         return replace(assessment, open_ended=duration is None)
 

@@ -21,7 +21,7 @@ from commands import models as m
 from commands.errors import (
     PermissionRefusedError,
 )
-from workspaces.prices import format_price, hourly_price
+from workspaces.prices import format_price, price_for, price_note
 from workspaces.types import Priority
 
 
@@ -49,9 +49,12 @@ class ViewCommands(ServiceBase):
         ws = self._workspace(person, command, channel)
         inventory = self.backend_for(ws.name).list_computes()
         lines = [f"*Compute in `{ws.name}`*"]
+        quotes = []
         for cluster in inventory.clusters:
             low = cluster.priority == Priority.LOW_PRIORITY
-            price = hourly_price(cluster.vm_size, low_priority=low)
+            quote = price_for(cluster.vm_size, ws.region, low_priority=low)
+            quotes.append(quote)
+            price = None if quote is None else quote.usd_per_hour
             states = ", ".join(
                 f"{k} {v}" for k, v in sorted(cluster.node_state_counts.items()) if v
             )
@@ -77,6 +80,8 @@ class ViewCommands(ServiceBase):
             lines.append(f"• {kind} `{name}`")
         if len(lines) == 1:
             lines.append("No compute yet.")
+        elif quotes:
+            lines.append(price_note(quotes))
         return Reply(text="\n".join(lines))
 
     def _access_list(self, person: str, command: m.AccessList, channel: str | None) -> Reply:

@@ -65,7 +65,7 @@ def cost_of_job(
     cluster = ws.cluster(job.compute or "")
     if cluster is None:
         return None
-    price = node_hour_price(cluster)
+    price = node_hour_price(cluster, ws.region)
     if price is None:
         return None
     start = max(job.submitted_at, since)
@@ -142,7 +142,9 @@ def job_end_line(
     from approvals.costs import Estimate
 
     ran = Estimate(
-        job_instances(request), node_hour_price(cluster), ended - (started or job.submitted_at)
+        job_instances(request),
+        node_hour_price(cluster, ws.region),
+        ended - (started or job.submitted_at),
     )
     spent = month_to_date(session, ws, now, idle_spend).total
     return f"Cost: {ran.explain()}; spend {budget_line(ws, spent)}"

@@ -1,4 +1,4 @@
-"""`amlbot`: console, serve, work, check-config, audit export, db upgrade."""
+"""`amlbot`: console, serve, work, check-config, audit export, db upgrade, prices refresh."""
 
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
 
     sub.add_parser("db-upgrade", help="apply database migrations and exit")
+
+    prices = sub.add_parser("prices", help="VM prices from the Azure Retail Prices API")
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    refresh = prices_sub.add_parser(
+        "refresh", help="fetch the configured workspaces' VM prices now and cache them"
+    )
+    refresh.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
+    refresh.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="also write what was fetched as a price snapshot (the shipped offline fallback "
+        "is workspaces/prices_snapshot.json)",
+    )
     return parser
 
 
@@ -100,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Environment error: {variable}{given}: {error['msg']}", file=sys.stderr)
         return 2
     # JSON lines where a log pipeline reads them (the long-running processes).
+    if settings.price_snapshot:
+        from workspaces.prices import BOOK, load_snapshot
+
+        try:
+            BOOK.use_snapshot(load_snapshot(settings.price_snapshot))
+        except ValueError as exc:
+            print(f"Environment error: {exc}", file=sys.stderr)
+            return 2
     daemon = args.command in ("serve", "work")
     logs.configure(settings.log_level, settings.log_format or ("json" if daemon else "text"))
     # Migrations run at every start; their step-by-step log is noise outside an upgrade.
@@ -140,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.audit_export import export_audit
 
         return export_audit(settings, args.format, args.since, args.workspace, args.output)
+    if args.command == "prices":
+        from bot.prices_cli import refresh_prices_command
+
+        return refresh_prices_command(settings, config, args.snapshot)
     if args.command == "serve":
         from bot.serve import serve
 

@@ -53,7 +53,7 @@ def policy_explain(
             action: RuleAction = "access"
             cluster = require_cluster(ws, command.cluster)
             duration = access_duration(ws, command.duration)
-            estimate = grant_estimate(cluster, duration)
+            estimate = grant_estimate(cluster, duration, ws.region)
         else:
             action = "job"
             cluster = require_cluster(ws, command.compute)
@@ -61,7 +61,7 @@ def policy_explain(
             if limit is None:
                 print("No --max-duration and no policy default: estimated for one hour.")
             duration = limit or timedelta(hours=1)
-            estimate = job_estimate(cluster, command.instances, duration)
+            estimate = job_estimate(cluster, command.instances, duration, ws.region)
     except UserError as exc:
         print(f"Cannot explain: {exc.render()}", file=sys.stderr)
         return 2

@@ -137,13 +137,20 @@ def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:
 
 
 def background_services(
-    core: Core, bot: SlackBot, *, worker: bool = True, grace: float = SHUTDOWN_GRACE_SECONDS
+    core: Core,
+    bot: SlackBot,
+    *,
+    worker: bool = True,
+    grace: float = SHUTDOWN_GRACE_SECONDS,
+    prices_url: str | None = None,
 ) -> list[BackgroundService]:
     """What a worker runs beside the edge: the inbox worker, the outbox, the sweeps and
-    housekeeping. Without `worker`, nothing: the edge only accepts."""
+    housekeeping (with `prices_url`, the daily price refresh from that Retail Prices API).
+    Without `worker`, nothing: the edge only accepts."""
     if not worker:
         return []
     from bot.notify.runtime import Housekeeping, NotificationScheduler
+    from bot.notify.sweeps import HOLDER
 
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
     outbox_loop = OutboxLoop(outbox.run_once)
@@ -170,6 +177,18 @@ def background_services(
     def prune_inbox() -> None:
         inbox.prune(core.store, core.clock.now())
 
+    chores = [
+        Housekeeping("resolve-emails", EMAIL_RETRY, resolve_emails),
+        Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
+    ]
+    if prices_url is not None:
+        from bot.notify.prices import CHORE_EVERY, refresh_if_due, retail_fetch
+
+        fetch = retail_fetch(prices_url)
+        chores.append(
+            Housekeeping("prices", CHORE_EVERY, lambda: refresh_if_due(core, fetch, HOLDER))
+        )
+
     return [
         outbox_loop,
         StoppingWorker(inbox_worker, grace),
@@ -178,10 +197,7 @@ def background_services(
         NotificationScheduler(
             core,
             on_change=outbox_loop.wake,
-            housekeeping=[
-                Housekeeping("resolve-emails", EMAIL_RETRY, resolve_emails),
-                Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
-            ],
+            housekeeping=chores,
         ),
     ]
 
@@ -335,7 +351,7 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
         return 2
     bot = build_slack(core, settings, extra_registrars=slack_registrars(), worker_only=True)
     bot.edge.identity.load_cached()
-    services = background_services(core, bot)
+    services = background_services(core, bot, prices_url=settings.prices_url)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())

@@ -58,6 +58,21 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=60, validation_alias="AMLBOT_SIMULATED_LATENCY_SECONDS"
     )
 
+    # The Azure Retail Prices API the daily price refresh reads; "off": no refresh (the
+    # cached prices and the shipped snapshot are used).
+    retail_prices_url: str = Field(
+        default="https://prices.azure.com/api/retail/prices",
+        validation_alias="AMLBOT_RETAIL_PRICES_URL",
+    )
+
+    # A price snapshot to use instead of the shipped one (one `amlbot prices refresh
+    # --snapshot FILE` wrote, e.g. for the regions of an offline deployment).
+    price_snapshot: str | None = Field(default=None, validation_alias="AMLBOT_PRICE_SNAPSHOT")
+
+    @property
+    def prices_url(self) -> str | None:
+        return None if self.retail_prices_url.strip().lower() == "off" else self.retail_prices_url
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:

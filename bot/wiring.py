@@ -87,5 +87,8 @@ def build_core(
     from bot.notify.idle_sweep import install_idle_reporter
 
     install_idle_reporter(core)
+    from bot.notify.prices import load_cached_prices
+
+    load_cached_prices(core)  # what any replica fetched from the Retail Prices API
     core.metrics.watch_store(store, clock)
     return core

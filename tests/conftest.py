@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -13,6 +16,7 @@ from sqlalchemy.pool import NullPool
 from approvals.config import AppConfig, load_config
 from bot.wiring import Core, build_core
 from workspaces.clock import ManualClock
+from workspaces.prices import PriceQuote
 
 POSTGRES_URL = os.environ.get(
     "AMLBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -105,3 +109,48 @@ def make_core(clock: ManualClock) -> Iterator[Callable[..., Core]]:
     yield make
     for built in made:
         built.store.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_price_book() -> Iterator[None]:
+    """Fetched prices live in a process-wide book; no test sees another's. Each test starts
+    with `FETCHED_PRICES`: the demo workspace's region as a Retail Prices refresh of
+    2026-01-01 left it (a test about other prices installs newer ones, or clears the book)."""
+    from workspaces.prices import BOOK
+
+    BOOK.clear()
+    BOOK.install(fetched_prices())
+    yield
+    BOOK.clear()
+
+
+# Test data: what a refresh fetched for the demo's region (westeurope), dedicated and low
+# priority, in USD per node-hour.
+FETCHED_PRICES = {
+    "Standard_D2s_v3": (0.096, 0.0192),
+    "Standard_D4s_v3": (0.192, 0.0384),
+    "Standard_DS3_v2": (0.293, 0.0586),
+    "Standard_DS11_v2": (0.185, 0.037),
+    "Standard_NC6s_v3": (3.06, 0.612),
+    "Standard_NC24ads_A100_v4": (3.673, 0.7346),
+    "Standard_ND96asr_v4": (27.197, 5.4394),
+}
+
+
+def fetched_prices() -> list[PriceQuote]:
+    fetched = date(2026, 1, 1)
+    return [
+        PriceQuote(sku, "westeurope", low, price, "retail", fetched)
+        for sku, prices in FETCHED_PRICES.items()
+        for low, price in zip((False, True), prices, strict=True)
+    ]
+
+
+def write_fetched_prices_snapshot(path: Path) -> Path:
+    """`FETCHED_PRICES` as a snapshot file, for a bot run in another process
+    (`AMLBOT_PRICE_SNAPSHOT`)."""
+    from workspaces.prices import snapshot_document
+
+    document = snapshot_document(fetched_prices(), date(2026, 1, 1), note="test prices")
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path

@@ -49,6 +49,7 @@ from workspaces.types import (
     RoleGrantSpec,
     SpendToDate,
     VmQuota,
+    check_idle_shutdown_minutes,
 )
 
 DEFAULT_ENVIRONMENTS = [
@@ -186,6 +187,16 @@ class LocalWorkspace:
                 )
             row.change_idle_seconds(seconds, now)
             row.idle_seconds_pinned = True
+
+    def set_instance_idle_shutdown(self, name: str, minutes: int) -> None:
+        check_idle_shutdown_minutes(name, minutes)
+        with self._changing() as session:
+            row = session.get(SimInstanceRow, (self.workspace, name))
+            if row is None:
+                raise NotFoundError(
+                    f"There is no compute instance named '{name}' in workspace '{self.workspace}'."
+                )
+            row.idle_shutdown_minutes = minutes
 
     @contextmanager
     def _slowly(self) -> Iterator[None]:

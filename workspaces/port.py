@@ -97,3 +97,7 @@ class WorkspaceBackend(Protocol):
     def set_cluster_idle_time(self, name: str, seconds: int) -> None:
         """How long a cluster's idle nodes wait before scaling down."""
         ...
+
+    def set_instance_idle_shutdown(self, name: str, minutes: int) -> None:
+        """After how long without use a compute instance is stopped (15 min to 3 days)."""
+        ...

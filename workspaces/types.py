@@ -104,7 +104,24 @@ class InstanceInfo(_Frozen):
     state: str  # Azure's ComputeInstanceState: Running, Stopped, Starting, ...
     assigned_user: str | None = None
     idle_shutdown_minutes: int | None = None
+    # When someone last used it. Only the simulation knows; Azure reports no such thing.
     last_activity_at: datetime | None = None
+    # Azure's `lastOperation`: what was last done to it (Create, Start, Restart, Stop, ...),
+    # when, and whether it succeeded. A running instance has run since its last Start.
+    last_operation: str | None = None
+    last_operation_at: datetime | None = None
+    last_operation_status: str | None = None
+
+    @property
+    def running_since(self) -> datetime | None:
+        """When it started running, as Azure's last operation tells; None if unknown."""
+        if self.state != "Running" or self.last_operation_at is None:
+            return None
+        if (self.last_operation or "").lower() not in {"create", "start", "restart", "reimage"}:
+            return None
+        if (self.last_operation_status or "Succeeded").lower() != "succeeded":
+            return None
+        return self.last_operation_at
 
 
 class ComputeInventory(_Frozen):
@@ -294,6 +311,23 @@ class GrantReceipt(_Frozen):
     scope: str
     role_name: str
     note: str = ""
+
+
+# What Azure accepts as a compute instance's idle shutdown (IdleShutdownSetting).
+IDLE_SHUTDOWN_MIN_MINUTES = 15
+IDLE_SHUTDOWN_MAX_MINUTES = 3 * 24 * 60
+
+
+def check_idle_shutdown_minutes(name: str, minutes: int) -> None:
+    """Raise `WorkspaceError` naming the instance and the range Azure allows."""
+    from workspaces.errors import WorkspaceError
+
+    if not IDLE_SHUTDOWN_MIN_MINUTES <= minutes <= IDLE_SHUTDOWN_MAX_MINUTES:
+        raise WorkspaceError(
+            f"The idle shutdown of compute instance {name} must be between "
+            f"{IDLE_SHUTDOWN_MIN_MINUTES} and {IDLE_SHUTDOWN_MAX_MINUTES} minutes (3 days), "
+            f"e.g. 30; {minutes} was asked for."
+        )
 
 
 class AccessAssignment(_Frozen):

@@ -4,12 +4,17 @@ What counts as idle, and why it matters (see DOMAIN.md: compute is the expensive
 - a cluster with nodes up and no job on them for longer than `idle_threshold`;
 - a cluster whose minimum nodes is above zero (those nodes never scale down), or which
   waits longer than `max_idle_seconds_before_scale_down` before scaling down;
-- a compute instance running with no activity for longer than `idle_threshold`.
+- a compute instance running with no activity for longer than `idle_threshold`, where the
+  workspace reports activity (the simulation does);
+- on Azure, which reports no activity at all: a compute instance running for longer than
+  `idle_threshold` whose idle shutdown is unset or longer than `max_idle_shutdown_minutes`.
+  Its finding says only what Azure tells (running since its last Start, the idle shutdown
+  setting) and what the bot knows (jobs it follows on it); never that it is inactive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -17,7 +22,7 @@ from typing import Any, Literal
 from approvals.config import IdlePolicy
 from approvals.render import when
 from commands.durations import format_duration
-from workspaces.prices import hourly_price
+from workspaces.prices import PriceQuote, price_for
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
 
 ComputeKind = Literal["cluster", "instance"]
@@ -41,10 +46,26 @@ class IdleFinding:
     # value the fix sets: kept with the finding so the button does what its label said.
     idle_seconds_before_scale_down: int | None = None
     idle_seconds_fix: int | None = None
+    # An instance's idle shutdown (minutes; None: not set), and what the fix sets.
+    idle_shutdown_minutes: int | None = None
+    idle_shutdown_fix: int | None = None
+    # Where the price came from and how old it was when the finding was made.
+    price_note: str | None = None
 
     @property
     def can_stop(self) -> bool:
         return self.kind == "instance"
+
+    @property
+    def can_set_idle_shutdown(self) -> bool:
+        return self.kind == "instance" and self.idle_shutdown_fix is not None
+
+    @property
+    def idle_shutdown_label(self) -> str | None:
+        """The label of the second button an instance may have; None without one."""
+        if not self.can_set_idle_shutdown:
+            return None
+        return f"Set idle shutdown to {self.idle_shutdown_fix} min"
 
     @property
     def can_set_min_zero(self) -> bool:
@@ -92,6 +113,9 @@ class IdleFinding:
                 data.get("idle_seconds_before_scale_down")
             ),
             idle_seconds_fix=_optional_int(data.get("idle_seconds_fix")),
+            idle_shutdown_minutes=_optional_int(data.get("idle_shutdown_minutes")),
+            idle_shutdown_fix=_optional_int(data.get("idle_shutdown_fix")),
+            price_note=data.get("price_note"),
         )
 
 
@@ -112,7 +136,8 @@ def cluster_fingerprint(cluster: ClusterInfo) -> str:
 
 
 def instance_fingerprint(instance: InstanceInfo) -> str:
-    return f"instance|{instance.vm_size}|{instance.state}"
+    # Setting idle shutdown is a change too: "until changed" ends with it.
+    return f"instance|{instance.vm_size}|{instance.state}|shutdown={instance.idle_shutdown_minutes}"
 
 
 def _idle_nodes(cluster: ClusterInfo) -> tuple[int, bool]:
@@ -132,7 +157,11 @@ def idle_without_known_start(inventory: ComputeInventory) -> set[str]:
         if idle > 0 and not busy and cluster.last_busy_at is None:
             names.add(cluster.name)
     for instance in inventory.instances:
-        if instance.state == "Running" and instance.last_activity_at is None:
+        if (
+            instance.state == "Running"
+            and instance.last_activity_at is None
+            and instance.running_since is None
+        ):
             names.add(instance.name)
     return names
 
@@ -142,16 +171,32 @@ def find_idle(
     policy: IdlePolicy,
     now: datetime,
     seen_since: Mapping[str, datetime] | None = None,
+    *,
+    region: str | None = None,
+    jobs_on: Mapping[str, Sequence[str]] | None = None,
 ) -> list[IdleFinding]:
-    """Every compute that idles or is set up to idle, in inventory order."""
+    """Every compute that idles or is set up to idle, in inventory order. `region` prices
+    them; `jobs_on` names the jobs the bot follows that run on each compute now."""
     seen = seen_since or {}
-    findings = [_cluster(c, policy, now, seen.get(c.name)) for c in inventory.clusters]
-    findings += [_instance(i, policy, now, seen.get(i.name)) for i in inventory.instances]
+    jobs = jobs_on or {}
+    findings = [_cluster(c, policy, now, seen.get(c.name), region) for c in inventory.clusters]
+    findings += [
+        _instance(i, policy, now, seen.get(i.name), region, jobs.get(i.name, ()))
+        for i in inventory.instances
+    ]
     return [finding for finding in findings if finding is not None]
 
 
+def _note(quote: PriceQuote | None, now: datetime) -> str | None:
+    return None if quote is None else quote.provenance(now.date())
+
+
 def _cluster(
-    cluster: ClusterInfo, policy: IdlePolicy, now: datetime, seen: datetime | None
+    cluster: ClusterInfo,
+    policy: IdlePolicy,
+    now: datetime,
+    seen: datetime | None,
+    region: str | None,
 ) -> IdleFinding | None:
     idle, busy = _idle_nodes(cluster)
     since = None if busy or idle == 0 else (cluster.last_busy_at or seen)
@@ -174,7 +219,10 @@ def _cluster(
         )
     if not reasons:
         return None
-    price = hourly_price(cluster.vm_size, low_priority=cluster.priority == Priority.LOW_PRIORITY)
+    quote = price_for(
+        cluster.vm_size, region, low_priority=cluster.priority == Priority.LOW_PRIORITY
+    )
+    price = None if quote is None else quote.usd_per_hour
     costly_nodes = idle if idling else cluster.min_nodes
     hourly = None if price is None else round(price * costly_nodes, 4)
     return IdleFinding(
@@ -190,33 +238,76 @@ def _cluster(
         fingerprint=cluster_fingerprint(cluster),
         idle_seconds_before_scale_down=idle_setting,
         idle_seconds_fix=idle_fix,
+        price_note=_note(quote, now),
     )
 
 
 def _instance(
-    instance: InstanceInfo, policy: IdlePolicy, now: datetime, seen: datetime | None
+    instance: InstanceInfo,
+    policy: IdlePolicy,
+    now: datetime,
+    seen: datetime | None,
+    region: str | None,
+    jobs: Sequence[str],
 ) -> IdleFinding | None:
     if instance.state != "Running":
         return None
-    since = instance.last_activity_at or seen
-    if since is None or now - since < policy.idle_threshold:
-        return None
-    reason = f"running with no activity since {when(since)}"
-    if instance.idle_shutdown_minutes is None:
-        reason += " (no idle shutdown is set)"
-    hourly = hourly_price(instance.vm_size)
+    shutdown = instance.idle_shutdown_minutes
+    shutdown_too_long = shutdown is None or shutdown > policy.max_idle_shutdown_minutes
+    shutdown_fix = policy.recommended_idle_shutdown_minutes if shutdown_too_long else None
+    quote = price_for(instance.vm_size, region)
+    hourly = None if quote is None else quote.usd_per_hour
+    if instance.last_activity_at is not None:
+        # The workspace reports activity (the simulation): idle means unused that long.
+        since = instance.last_activity_at
+        if now - since < policy.idle_threshold:
+            return None
+        reasons = [f"running with no activity since {when(since)}", _shutdown_words(shutdown)]
+        idle_since: datetime | None = since
+        cost_from: datetime | None = since
+    else:
+        # Azure reports no activity: say how long it has run and how it is set up, no more.
+        started = instance.running_since
+        cost_from = started or seen
+        if cost_from is None or now - cost_from < policy.idle_threshold or not shutdown_too_long:
+            return None
+        ran = format_duration(now - cost_from)
+        reasons = [
+            f"running for {ran} (since {instance.last_operation or 'its last start'} at "
+            f"{when(cost_from)})"
+            if started is not None
+            else f"running for at least {ran} (first seen running {when(cost_from)})",
+            _shutdown_words(shutdown),
+        ]
+        idle_since = None
+    if shutdown is not None and shutdown_too_long:
+        reasons[-1] += f" (policy: at most {policy.max_idle_shutdown_minutes} min)"
+    reasons.append(
+        f"job(s) the bot follows on it: {', '.join(f'`{j}`' for j in jobs)}"
+        if jobs
+        else "no job the bot follows runs on it"
+    )
     return IdleFinding(
         compute=instance.name,
         kind="instance",
         vm_size=instance.vm_size,
-        reasons=(reason,),
-        idle_since=since,
+        reasons=tuple(reasons),
+        idle_since=idle_since,
         idle_nodes=1,
         min_nodes=0,
         hourly_cost=hourly,
-        cost_so_far=_so_far(hourly, since, now),
+        cost_so_far=_so_far(hourly, cost_from, now),
         fingerprint=instance_fingerprint(instance),
+        idle_shutdown_minutes=shutdown,
+        idle_shutdown_fix=shutdown_fix,
+        price_note=_note(quote, now),
     )
+
+
+def _shutdown_words(minutes: int | None) -> str:
+    if minutes is None:
+        return "no idle shutdown is set"
+    return f"idle shutdown after {minutes} min"
 
 
 def _so_far(hourly: float | None, since: datetime | None, now: datetime) -> float | None:

@@ -1,6 +1,6 @@
-"""What the idle digest's buttons do: stop an instance, set a cluster's minimum to 0 or
-shorten its idle time before scale-down (a lead at once, anyone else through an approval
-request), or snooze the alert.
+"""What the idle digest's buttons do: stop an instance or set its idle shutdown, set a
+cluster's minimum to 0 or shorten its idle time before scale-down (a lead at once, anyone
+else through an approval request), or snooze the alert.
 
 Buttons carry only an `IdleItemRow` id; workspace, compute and fingerprint come from the
 database. Every function returns a `Reply` for the person who clicked.
@@ -26,7 +26,9 @@ from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.errors import WorkspaceError
 
-ComputeOperation = Literal["stop_instance", "set_min_nodes", "set_idle_time"]
+ComputeOperation = Literal["stop_instance", "set_min_nodes", "set_idle_time", "set_idle_shutdown"]
+# Which of an item's buttons was clicked: its main fix, or an instance's idle shutdown.
+FixChoice = Literal["fix", "idle_shutdown"]
 SnoozeChoice = Literal["1h", "1d", "changed"]
 SNOOZE_FOR: dict[str, timedelta] = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
 SNOOZE_WORDS = {"1h": "for 1 hour", "1d": "for 1 day", "changed": "until it changes"}
@@ -40,6 +42,7 @@ def request_compute_change(
     compute: str,
     min_nodes: int = 0,
     idle_seconds: int | None = None,
+    idle_shutdown_minutes: int | None = None,
 ) -> Reply:
     """Stop an instance, or set a cluster's minimum nodes or idle time before scale-down
     (`idle_seconds`, required for "set_idle_time"), as policy allows: a team lead's
@@ -56,6 +59,15 @@ def request_compute_change(
         title = f"Set minimum nodes of {compute} to {min_nodes}"
         description = f"set the minimum node count of cluster `{compute}` to {min_nodes}"
         payload["min_nodes"] = min_nodes
+    elif operation == "set_idle_shutdown":
+        if idle_shutdown_minutes is None or not 15 <= idle_shutdown_minutes <= 4320:
+            return Reply(text="Idle shutdown takes 15 to 4320 minutes (3 days), e.g. 30.", ok=False)
+        title = f"Set idle shutdown of {compute} to {idle_shutdown_minutes} min"
+        description = (
+            f"set the idle shutdown of compute instance `{compute}` to {idle_shutdown_minutes} "
+            "min: Azure stops it after that long without use"
+        )
+        payload["idle_shutdown_minutes"] = idle_shutdown_minutes
     else:
         if idle_seconds is None or idle_seconds < 0:
             return Reply(text="An idle time of 0 seconds or more is needed.", ok=False)
@@ -127,14 +139,21 @@ def _claim_item(core: Core, item_id: int, person: str) -> bool:
         return getattr(claimed, "rowcount", 0) == 1
 
 
-def act_on_item(core: Core, item_id: int, person: str) -> Reply:
-    """The item's fix: Stop instance, Set minimum to 0, or Set idle time."""
+def act_on_item(core: Core, item_id: int, person: str, choice: FixChoice = "fix") -> Reply:
+    """The item's fix: Stop instance, Set minimum to 0, or Set idle time; or, with
+    `choice="idle_shutdown"`, an instance's Set idle shutdown."""
     try:
         item = _load_item(core, item_id, person)
     except UserError as exc:
         return Reply(text=exc.render(), ok=False)
     finding = IdleFinding.from_json(item.finding)
-    operation = _fix_for(finding)
+    operation: ComputeOperation | None = (
+        _fix_for(finding)
+        if choice == "fix"
+        else "set_idle_shutdown"
+        if finding.can_set_idle_shutdown
+        else None
+    )
     if operation is None:
         return Reply(text=f"`{item.compute}` has nothing the bot can fix.", ok=False)
     if not _claim_item(core, item_id, person):
@@ -150,6 +169,7 @@ def act_on_item(core: Core, item_id: int, person: str) -> Reply:
         item.compute,
         min_nodes=0,
         idle_seconds=finding.idle_seconds_fix,
+        idle_shutdown_minutes=finding.idle_shutdown_fix,
     )
     if not reply.ok or reply.request_id is None:
         with core.store.transaction() as session:  # nothing changed: let someone try again
@@ -165,6 +185,8 @@ def act_on_item(core: Core, item_id: int, person: str) -> Reply:
         done = (
             f"idle time set to {format_duration(timedelta(seconds=finding.idle_seconds_fix or 0))}"
         )
+    elif operation == "set_idle_shutdown":
+        done = f"idle shutdown set to {finding.idle_shutdown_fix} min"
     else:
         done = "stopped" if operation == "stop_instance" else "minimum set to 0"
     asked = row.status == RequestStatus.PENDING

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from approvals import outbox
 from approvals.config import WorkspaceConfig
 from approvals.render import when
+from approvals.tables import JobRow
 from bot.notify.claims import insert_once
 from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
 from bot.notify.idle_spend import idle_spend_between
@@ -24,7 +25,7 @@ from bot.notify.kinds import IDLE_DIGEST
 from bot.notify.tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
 from bot.wiring import Core
 from workspaces.errors import WorkspaceError
-from workspaces.prices import PRICE_SOURCE, format_price
+from workspaces.prices import format_price
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,24 @@ def is_quiet(
     return None
 
 
+# A followed job in one of these states holds its compute (as of the bot's last poll).
+_ENDED = ("Completed", "Failed", "Canceled")
+
+
+def jobs_on_computes(session: Session, workspace: str) -> dict[str, list[str]]:
+    """Compute -> the jobs the bot follows there that have not ended, as last polled."""
+    rows = session.execute(
+        select(JobRow.compute, JobRow.name)
+        .where(JobRow.workspace == workspace, JobRow.status.not_in(_ENDED))
+        .order_by(JobRow.name)
+    )
+    found: dict[str, list[str]] = {}
+    for compute, name in rows:
+        if compute:
+            found.setdefault(compute, []).append(name)
+    return found
+
+
 def sweep_idle(core: Core, workspace: str, now: datetime) -> int | None:
     """Look for idle compute in one workspace and queue its digest. Returns the digest id,
     or None when there is nothing new to say (or another replica has this slot)."""
@@ -91,7 +110,14 @@ def sweep_idle(core: Core, workspace: str, now: datetime) -> int | None:
             if name not in unknown_start:
                 state.idle_seen_since = None
         seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
-        findings = find_idle(inventory, policy, now, seen)
+        findings = find_idle(
+            inventory,
+            policy,
+            now,
+            seen,
+            region=ws.region,
+            jobs_on=jobs_on_computes(session, workspace),
+        )
         found = {finding.compute for finding in findings}
         for name, state in states.items():
             if name not in found:
@@ -148,11 +174,21 @@ def finding_line(finding: IdleFinding) -> str:
     return f"{what} `{finding.compute}` ({finding.vm_size}): {'; '.join(finding.reasons)}. {cost}"
 
 
+def prices_note(findings: list[IdleFinding]) -> str:
+    """Where the findings' prices came from and how old they were: "Prices: Retail Prices,
+    2 days old, eastus (estimates)." """
+    notes = sorted({f.price_note for f in findings if f.price_note})
+    unknown = any(f.hourly_cost is None for f in findings)
+    if not notes:
+        return "Prices: unknown for these sizes in this region."
+    return f"Prices: {'; '.join(notes)} (estimates{', some unknown' if unknown else ''})."
+
+
 def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
     total = sum(f.hourly_cost or 0 for f in findings)
     lines = [f"Idle compute in `{ws.name}`: {len(findings)} item(s), ~{format_price(total)}/hour"]
     lines += [f"• {finding_line(f)}" for f in findings]
-    lines.append(f"Prices: {PRICE_SOURCE}.")
+    lines.append(prices_note(findings))
     return "\n".join(lines)
 
 
@@ -162,8 +198,9 @@ def idle_report(core: Core, ws: WorkspaceConfig) -> str:
     now = core.clock.now()
     with core.store.transaction() as session:
         states = _states(session, ws.name)
+        jobs_on = jobs_on_computes(session, ws.name)
     seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
-    findings = find_idle(inventory, ws.policy.idle, now, seen)
+    findings = find_idle(inventory, ws.policy.idle, now, seen, region=ws.region, jobs_on=jobs_on)
     if not findings:
         return f"No idle compute in `{ws.name}` right now."
     lines = [f"*Idle compute in `{ws.name}`*"]
@@ -171,7 +208,7 @@ def idle_report(core: Core, ws: WorkspaceConfig) -> str:
         quiet = is_quiet(states.get(finding.compute), finding, now, timedelta(0))
         lines.append(f"• {finding_line(finding)}" + (f" _({quiet})_" if quiet else ""))
     total = sum(f.hourly_cost or 0 for f in findings)
-    lines.append(f"Together ~{format_price(total)}/hour. Prices: {PRICE_SOURCE}.")
+    lines.append(f"Together ~{format_price(total)}/hour. {prices_note(findings)}")
     return "\n".join(lines)
 
 

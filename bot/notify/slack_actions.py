@@ -15,13 +15,14 @@ from slack_bolt.async_app import AsyncApp
 
 from approvals.tables import OutboxRow
 from bot.delivery import PermanentDeliveryError
-from bot.notify.idle_actions import act_on_item, snooze_item
+from bot.notify.idle_actions import FixChoice, act_on_item, snooze_item
 from bot.notify.idle_sweep import digest_items
 from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from bot.notify.reminders import extension_request
 from bot.notify.slack_views import (
     EXTEND_ACTION,
     IDLE_FIX_ACTION,
+    IDLE_SHUTDOWN_ACTION,
     SNOOZE_ACTIONS,
     SNOOZE_PREFIX,
     grant_expiring_message,
@@ -143,13 +144,14 @@ def extend_grant(edge: SlackEdge, delivery: Delivery) -> None:
 
 
 def fix_idle_compute(edge: SlackEdge, delivery: Delivery) -> None:
-    """Stop instance / Set minimum to 0 / Set idle time."""
+    """Stop instance / Set minimum to 0 / Set idle time / Set idle shutdown."""
     click = _clicker(edge, delivery)
     if click is None:
         return
-    person, _, item_id = click
+    person, action_id, item_id = click
+    choice: FixChoice = "idle_shutdown" if action_id == IDLE_SHUTDOWN_ACTION else "fix"
     try:
-        reply = act_on_item(edge.core, item_id, person)
+        reply = act_on_item(edge.core, item_id, person, choice)
     finally:
         edge.on_core_done()  # a request card or notice may be waiting in the outbox
     tell(edge, delivery.body, reply.text, person=person)
@@ -176,4 +178,5 @@ def register_slack_actions(app: AsyncApp, edge: SlackEdge) -> None:
     """A registrar for `bot.slack.app.build_slack(extra_registrars=...)`."""
     app.action(EXTEND_ACTION)(edge.hand_over(extend_grant))
     app.action(IDLE_FIX_ACTION)(edge.hand_over(fix_idle_compute))
+    app.action(IDLE_SHUTDOWN_ACTION)(edge.hand_over(fix_idle_compute))
     app.action(re.compile(re.escape(SNOOZE_PREFIX) + ".+"))(edge.hand_over(snooze_idle_compute))

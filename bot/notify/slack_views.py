@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 
 from bot.notify.idle import IdleFinding
 from bot.notify.idle_actions import SnoozeChoice
-from bot.notify.idle_sweep import finding_line
+from bot.notify.idle_sweep import finding_line, prices_note
 from bot.notify.tables import IdleItemRow
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (
@@ -30,10 +30,11 @@ from bot.slack.views.common import (
     clip,
     escape,
 )
-from workspaces.prices import PRICE_SOURCE, format_price
+from workspaces.prices import format_price
 
 EXTEND_ACTION = "amlbot.grant.extend"
 IDLE_FIX_ACTION = "amlbot.idle.fix"  # Stop instance, Set minimum to 0, or Set idle time
+IDLE_SHUTDOWN_ACTION = "amlbot.idle.shutdown"  # an instance's "Set idle shutdown to N min"
 SNOOZE_PREFIX = "amlbot.idle.snooze_"
 # Action id -> choice: three ids, because the ids within one actions block must differ.
 SNOOZE_ACTIONS: dict[str, SnoozeChoice] = {
@@ -63,28 +64,33 @@ def grant_expiring_message(text: str, grant_id: int) -> SlackMessage:
     return SlackMessage(text=clip(text, 3000), blocks=as_payload(blocks, max_blocks=2))
 
 
+def _fix_button(item: IdleItemRow, label: str, action_id: str, style: str | None) -> ButtonElement:
+    return ButtonElement(
+        text=label,
+        action_id=action_id,
+        value=str(item.id),
+        style=style,
+        confirm=ConfirmObject(
+            title=f"{label}?",
+            text=clip(
+                f"`{escape(item.compute)}`: team leads change it at once; for anyone "
+                f"else a team lead must approve.",
+                300,
+            ),
+            confirm=label,
+            deny="Back",
+        ),
+    )
+
+
 def _item_buttons(item: IdleItemRow, finding: IdleFinding) -> ActionsBlock:
     elements = []
     label = finding.fix_label
     if label is not None:
-        elements.append(
-            ButtonElement(
-                text=label,
-                action_id=IDLE_FIX_ACTION,
-                value=str(item.id),
-                style="danger",
-                confirm=ConfirmObject(
-                    title=f"{label}?",
-                    text=clip(
-                        f"`{escape(item.compute)}`: team leads change it at once; for anyone "
-                        f"else a team lead must approve.",
-                        300,
-                    ),
-                    confirm=label,
-                    deny="Back",
-                ),
-            )
-        )
+        elements.append(_fix_button(item, label, IDLE_FIX_ACTION, "danger"))
+    shutdown = finding.idle_shutdown_label
+    if shutdown is not None:
+        elements.append(_fix_button(item, shutdown, IDLE_SHUTDOWN_ACTION, "primary"))
     words = {"1h": "Snooze 1 h", "1d": "Snooze 1 day", "changed": "Snooze until changed"}
     for action_id, choice in SNOOZE_ACTIONS.items():
         elements.append(ButtonElement(text=words[choice], action_id=action_id, value=str(item.id)))
@@ -113,7 +119,7 @@ def idle_digest_message(workspace: str, items: list[IdleItemRow]) -> SlackMessag
         else:
             blocks.append(_item_buttons(item, finding))
     left = len(findings) - MAX_ITEMS
-    footer = f"Estimated prices: {PRICE_SOURCE}. On demand: `/aml idle`."
+    footer = f"{prices_note([finding for _, finding in findings])} On demand: `/aml idle`."
     if left > 0:
         footer = f"{left} more not shown here: `/aml idle`. " + footer
     blocks.append(

@@ -5,7 +5,11 @@ database, so replicas share the work instead of doubling it.
 - grants and requests (cheap queries): every round, on every replica; this includes
   resuming requests whose side effect was in flight when their process died (lease ran out);
 - job following and idle compute (they call Azure): per workspace, when its lease is due
-  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica;
+  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica. The workspaces'
+  calls run side by side on a bounded pool, at most `PER_SUBSCRIPTION` at once in one
+  subscription (ARM's read budget is per subscription and identity), so 50 workspaces take
+  about as long as the slowest few, and a workspace Azure throttles (429, Retry-After) holds
+  only its own slot while it waits.
 - the weekly cost digest of a workspace with a budget, once a week, by one replica.
 """
 
@@ -14,7 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +42,9 @@ from bot.wiring import Core
 log = logging.getLogger(__name__)
 
 HOLDER = f"{socket.gethostname()}-{os.getpid()}"
+# Workspace sweeps in flight at once: per subscription, and in all.
+PER_SUBSCRIPTION = 8
+MAX_SWEEP_THREADS = 32
 # The drift check runs once a night, from `policy.drift.at` on, under a claim named for the
 # day; this only has to outlast that day.
 DRIFT_EVERY = timedelta(days=2)
@@ -59,6 +68,8 @@ class SweepReport:
     digests: list[int] = field(default_factory=list)
     cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Workspace steps run on several threads; they add to the report under this lock.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -107,11 +118,17 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
         report.escalated.extend(done.escalated)
 
     _step(report, "escalate", escalate)
+    steps: list[WorkspaceStep] = []
     for ws in core.config.workspaces.values():
+        subscription = ws.azure.subscription_id
         if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
 
             def follow(name: str = ws.name) -> None:
-                report.job_changes += follow_jobs(core, now, [name])
+                changes = follow_jobs(core, now, [name])
+                with report.lock:
+                    report.job_changes += changes
+
+            steps.append(WorkspaceStep(f"jobs:{ws.name}", subscription, follow))
 
             def work(name: str = ws.name) -> None:
                 done = core.service.workflow.end_grants_whose_work_ended(name)
@@ -140,17 +157,55 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
             def idle(name: str = ws.name) -> None:
                 digest = sweep_idle(core, name, now)
                 if digest is not None:
-                    report.digests.append(digest)
+                    with report.lock:
+                        report.digests.append(digest)
 
-            _step(report, f"idle:{ws.name}", idle)
+            steps.append(WorkspaceStep(f"idle:{ws.name}", subscription, idle))
         if ws.budget is not None and _claim(core, f"costs:{ws.name}", now, WEEK, holder):
 
             def costs(name: str = ws.name) -> None:
                 if send_cost_digest(core, name, now):
-                    report.cost_digests.append(name)
+                    with report.lock:
+                        report.cost_digests.append(name)
 
-            _step(report, f"costs:{ws.name}", costs)
+            steps.append(WorkspaceStep(f"costs:{ws.name}", subscription, costs))
+    run_workspace_steps(report, steps)
     return report
+
+
+@dataclass(frozen=True)
+class WorkspaceStep:
+    name: str  # "jobs:demo", "idle:demo"
+    subscription: str
+    work: Callable[[], None]
+
+
+def run_workspace_steps(
+    report: SweepReport,
+    steps: list[WorkspaceStep],
+    *,
+    per_subscription: int = PER_SUBSCRIPTION,
+    max_threads: int = MAX_SWEEP_THREADS,
+) -> None:
+    """Run the steps side by side, at most `per_subscription` of one subscription at once;
+    return when all have ended. One step alone runs on this thread."""
+    if len(steps) <= 1:
+        for step in steps:
+            _step(report, step.name, step.work)
+        return
+    slots = {
+        subscription: threading.BoundedSemaphore(per_subscription)
+        for subscription in {step.subscription for step in steps}
+    }
+
+    def run(step: WorkspaceStep) -> None:
+        with slots[step.subscription]:
+            _step(report, step.name, step.work)
+
+    with ThreadPoolExecutor(
+        max_workers=min(max_threads, len(steps)), thread_name_prefix="amlbot-sweep"
+    ) as pool:
+        list(pool.map(run, steps))
 
 
 def _overdue(core: Core, report: SweepReport) -> None:
@@ -170,4 +225,5 @@ def _step(report: SweepReport, name: str, work: Callable[[], None]) -> None:
         work()
     except Exception:
         log.exception("sweep step %s failed; it runs again next round", name)
-        report.failed.append(name)
+        with report.lock:
+            report.failed.append(name)

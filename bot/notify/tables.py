@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from approvals.tables import Base
@@ -86,3 +86,18 @@ class IdleItemRow(Base):
     handled_by: Mapped[str | None] = mapped_column(String(128))
     handled_note: Mapped[str | None] = mapped_column(String(255))
     handled_at: Mapped[datetime | None]
+
+
+class PriceRow(Base):
+    """An hourly VM price fetched from the Azure Retail Prices API, with the day it was
+    fetched. The daily refresh (`bot/notify/prices.py`) replaces rows; every replica loads
+    them into `workspaces.prices.BOOK`. Migration `0007` creates the table."""
+
+    __tablename__ = "vm_prices"
+
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(128), primary_key=True)
+    low_priority: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    usd_per_hour: Mapped[float] = mapped_column(Float)
+    meter: Mapped[str] = mapped_column(String(255))
+    fetched_at: Mapped[datetime]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.conftest import write_fetched_prices_snapshot
 from tests.paths import RULES_CONFIG
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
@@ -26,7 +27,12 @@ SCRIPT = f"""\
 @pytest.fixture(scope="module")
 def transcript(tmp_path_factory: pytest.TempPathFactory) -> str:
     database = tmp_path_factory.mktemp("console") / "state.sqlite3"
-    env = {**os.environ, "AMLBOT_DATABASE_URL": f"sqlite:///{database}"}
+    snapshot = write_fetched_prices_snapshot(database.parent / "prices.json")
+    env = {
+        **os.environ,
+        "AMLBOT_DATABASE_URL": f"sqlite:///{database}",
+        "AMLBOT_PRICE_SNAPSHOT": str(snapshot),  # the example's region, westeurope
+    }
     env.pop("AMLBOT_CONFIG", None)
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "console", "--config", str(RULES_CONFIG)],

@@ -35,6 +35,7 @@ import re
 import ssl
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class FakeAzure(ArmState, ServesWhileOpen):
         self.page_size = page_size
         self.lro_polls = lro_polls  # "in progress" answers before an operation succeeds
         self.lro_retry_after: str | None = None  # Retry-After on operation answers, if set
+        self.latency = 0.0  # seconds every answer takes, as Azure's do (benchmarks set it)
         self.calls: list[Call] = []
         self._faults: list[Fault] = []
         self._lros: dict[str, _Lro] = {}
@@ -374,6 +376,8 @@ class FakeAzure(ArmState, ServesWhileOpen):
     # -- dispatch ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> FakeResponse:
+        if self.latency:
+            time.sleep(self.latency)  # outside the lock: calls overlap as they do in Azure
         call = Call(
             request.method, request.path, dict(request.query), request.body, dict(request.headers)
         )

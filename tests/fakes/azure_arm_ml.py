@@ -82,6 +82,13 @@ def register(fake: FakeAzure) -> None:
         api_versions=COMPUTE_VERSIONS,
         action=f"{W}/computes/stop/action",
     )
+    route(
+        "POST",
+        f"{WS}/computes/(?P<name>[^/]+)/updateIdleShutdownSetting",
+        update_idle_shutdown,
+        api_versions=COMPUTE_VERSIONS,
+        action=f"{W}/computes/updateIdleShutdownSetting/action",
+    )
     status = rf"/subscriptions/[^/]+/providers/{ML}/locations/[^/]+"
     route(
         "GET",
@@ -193,8 +200,10 @@ def get_workspace(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeR
 def list_computes(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
     ws = _ws(fake, m)
     with fake.lock:
-        items = [copy.deepcopy(ws.computes[key]) for key in sorted(ws.computes)]
-    return fake.page(request, items)
+        response = fake.page(request, [ws.computes[key] for key in sorted(ws.computes)])
+        # Only the page's items are copied: a 200-compute workspace is read 50 at a time.
+        response.body["value"] = copy.deepcopy(response.body["value"])
+    return response
 
 
 def _compute(ws: WorkspaceState, name: str) -> dict[str, Any]:
@@ -305,6 +314,32 @@ def stop_compute(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRe
             }
 
     return fake.start_lro(style="async", location=ws.location, finish=finish)
+
+
+# Compute_UpdateIdleShutdownSetting: an IdleShutdownSetting body, ISO 8601, 15 min to 3 days.
+_MINUTES = re.compile(r"^PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?$")
+
+
+def update_idle_shutdown(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:
+    ws = _ws(fake, m)
+    body = request.body if isinstance(request.body, dict) else {}
+    value = body.get("idleTimeBeforeShutdown")
+    found = _MINUTES.match(value) if isinstance(value, str) else None
+    if found is None or not (found.group("h") or found.group("m")):
+        raise ArmError(
+            400, "BadRequest", f"idleTimeBeforeShutdown {value!r} is not an ISO 8601 duration."
+        )
+    minutes = int(found.group("h") or 0) * 60 + int(found.group("m") or 0)
+    if not 15 <= minutes <= 3 * 24 * 60:
+        raise ArmError(
+            400, "BadRequest", "idleTimeBeforeShutdown: minimum is 15 min, maximum is 3 days."
+        )
+    with fake.lock:
+        compute = _compute(ws, m["name"])
+        if compute["properties"]["computeType"] != "ComputeInstance":
+            raise ArmError(400, "BadRequest", "Idle shutdown applies to compute instances only.")
+        compute["properties"]["properties"]["idleTimeBeforeShutdown"] = value
+    return FakeResponse(200, None)
 
 
 # -- datastores --------------------------------------------------------------------------
@@ -467,18 +502,21 @@ def list_jobs(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeRespo
     ws = _ws(fake, m)
     tag = request.query.get("tag")
     with fake.lock:
-        jobs = [copy.deepcopy(job) for job in ws.jobs.values()]
-    if tag:
-        # Azure's `tag` filter matches jobs carrying the tag key (or `key=value`).
-        key, _, value = tag.partition("=")
-        jobs = [
-            job
-            for job in jobs
-            if key in (job["properties"].get("tags") or {})
-            and (not value or job["properties"]["tags"][key] == value)
-        ]
-    jobs.sort(key=lambda job: job["systemData"]["createdAt"], reverse=True)
-    return fake.page(request, jobs)
+        jobs = list(ws.jobs.values())
+        if tag:
+            # Azure's `tag` filter matches jobs carrying the tag key (or `key=value`).
+            key, _, value = tag.partition("=")
+            jobs = [
+                job
+                for job in jobs
+                if key in (job["properties"].get("tags") or {})
+                and (not value or job["properties"]["tags"][key] == value)
+            ]
+        jobs.sort(key=lambda job: job["systemData"]["createdAt"], reverse=True)
+        response = fake.page(request, jobs)
+        # Only the page's jobs are copied: a long list is read 50 at a time.
+        response.body["value"] = copy.deepcopy(response.body["value"])
+    return response
 
 
 def cancel_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResponse:

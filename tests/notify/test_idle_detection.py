@@ -8,11 +8,12 @@ from typing import Any
 
 from approvals.config import IdlePolicy
 from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from workspaces.prices import BOOK, PriceQuote
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 POLICY = IdlePolicy(idle_threshold=timedelta(minutes=30), max_idle_seconds_before_scale_down=600)
-DS3 = 0.293  # STANDARD_DS3_V2, USD per node-hour in workspaces/prices.py
+DS3 = 0.293  # STANDARD_DS3_V2 in eastus, USD per node-hour in the shipped price snapshot
 
 
 def cluster(name: str = "cpu", **fields: Any) -> ClusterInfo:
@@ -85,9 +86,13 @@ def test_a_running_instance_without_activity_past_the_threshold_is_idle() -> Non
     (finding,) = found(instances=(instance(activity=NOW - timedelta(hours=3)),))
     assert finding.kind == "instance" and finding.can_stop
     assert finding.reasons == (
-        "running with no activity since 2026-01-05 09:00 UTC (no idle shutdown is set)",
+        "running with no activity since 2026-01-05 09:00 UTC",
+        "no idle shutdown is set",
+        "no job the bot follows runs on it",
     )
     assert (finding.hourly_cost, finding.cost_so_far) == (0.185, 0.56)  # 3 h at $0.185
+    assert finding.price_note == "snapshot of 2024-01-01, eastus"
+    assert finding.idle_shutdown_label == "Set idle shutdown to 30 min"
 
 
 def test_stopped_or_recently_used_instances_are_not_idle() -> None:
@@ -96,12 +101,29 @@ def test_stopped_or_recently_used_instances_are_not_idle() -> None:
     assert found(instances=(stopped, recent)) == []
 
 
-def test_low_priority_nodes_cost_less_and_unknown_sizes_have_no_price() -> None:
+def test_low_priority_nodes_are_priced_at_their_own_meter_and_unknown_sizes_have_no_price() -> None:
     low = idle_cluster(1, NOW - timedelta(hours=1), priority=Priority.LOW_PRIORITY)
     odd = idle_cluster(1, NOW - timedelta(hours=1), name="odd", vm_size="STANDARD_X1")
     by_name = {f.compute: f for f in found(low, odd)}
-    assert by_name["cpu"].hourly_cost == round(DS3 * 0.2, 4)
+    # The snapshot has no low-priority prices, and none is guessed from the dedicated one.
+    assert by_name["cpu"].hourly_cost is None and by_name["cpu"].price_note is None
     assert by_name["odd"].hourly_cost is None and by_name["odd"].cost_so_far is None
+    fetched = NOW.date() - timedelta(days=2)
+    BOOK.install([PriceQuote("Standard_DS3_v2", "eastus", True, 0.0586, "retail", fetched)])
+    by_name = {f.compute: f for f in found(low, odd)}
+    assert by_name["cpu"].hourly_cost == 0.0586
+    assert by_name["cpu"].price_note == "Retail Prices, 2 days old, eastus"
+
+
+def test_a_workspaces_region_prices_it_and_no_other_regions_price_stands_in() -> None:
+    BOOK.clear()
+    idle = idle_cluster(1, NOW - timedelta(hours=1))
+    (finding,) = found(idle, region="West Europe")
+    assert finding.hourly_cost is None  # the snapshot covers eastus only
+    BOOK.install([PriceQuote("STANDARD_DS3_V2", "westeurope", False, 0.338, "retail", NOW.date())])
+    (finding,) = found(idle, region="West Europe")
+    assert finding.hourly_cost == 0.338
+    assert finding.price_note == "Retail Prices, fetched today, westeurope"
 
 
 def test_without_azures_last_busy_time_idleness_counts_from_when_it_was_first_seen() -> None:
@@ -165,3 +187,61 @@ def test_a_finding_stored_before_the_idle_time_fix_still_loads_without_that_fix(
 def test_a_finding_with_the_idle_time_fix_survives_storage() -> None:
     (finding,) = found(cluster(idle_seconds_before_scale_down=3600))
     assert IdleFinding.from_json(finding.as_json()) == finding
+
+
+# -- instances on Azure, which reports when an instance started but never its activity --
+
+
+def azure_instance(
+    started: datetime | None, shutdown: int | None = None, **fields: Any
+) -> InstanceInfo:
+    return instance(
+        last_operation="Start" if started else None,
+        last_operation_at=started,
+        last_operation_status="Succeeded" if started else None,
+        idle_shutdown_minutes=shutdown,
+        **fields,
+    )
+
+
+def test_an_azure_instance_is_reported_by_how_long_it_runs_never_as_inactive() -> None:
+    started = NOW - timedelta(hours=3)
+    (finding,) = found(instances=(azure_instance(started),))
+    assert finding.reasons == (
+        "running for 3h (since Start at 2026-01-05 09:00 UTC)",
+        "no idle shutdown is set",
+        "no job the bot follows runs on it",
+    )
+    assert not any(
+        "activity" in reason or "idle" in reason.split()[0] for reason in finding.reasons
+    )
+    assert finding.idle_since is None  # Azure did not say it idles
+    assert (finding.hourly_cost, finding.cost_so_far) == (0.185, 0.56)  # 3 h since its start
+    assert finding.fix_label == "Stop instance"
+    assert finding.idle_shutdown_label == "Set idle shutdown to 30 min"
+
+
+def test_an_azure_instance_with_a_short_idle_shutdown_is_left_to_azure() -> None:
+    started = NOW - timedelta(hours=3)
+    assert found(instances=(azure_instance(started, shutdown=30),)) == []
+    (long,) = found(instances=(azure_instance(started, shutdown=240),))
+    assert long.reasons[1] == "idle shutdown after 240 min (policy: at most 60 min)"
+    assert long.idle_shutdown_fix == 30
+
+
+def test_an_azure_instance_started_recently_or_with_a_job_says_so() -> None:
+    assert found(instances=(azure_instance(NOW - timedelta(minutes=10)),)) == []
+    (busy,) = found(
+        instances=(azure_instance(NOW - timedelta(hours=1)),), jobs_on={"nb": ["train-1"]}
+    )
+    assert busy.reasons[-1] == "job(s) the bot follows on it: `train-1`"
+
+
+def test_an_azure_instance_whose_start_is_unknown_counts_from_when_it_was_first_seen() -> None:
+    unknown = azure_instance(None)
+    assert idle_without_known_start(ComputeInventory(instances=[unknown])) == {"nb"}
+    (finding,) = found(instances=(unknown,), seen_since={"nb": NOW - timedelta(hours=2)})
+    assert finding.reasons[0] == (
+        "running for at least 2h (first seen running 2026-01-05 10:00 UTC)"
+    )
+    assert finding.idle_since is None

@@ -21,6 +21,7 @@ from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 from tests.notify.conftest import notices, replica_of
 from workspaces.clock import ManualClock
+from workspaces.prices import BOOK, PriceQuote
 
 HOUR = timedelta(hours=1)
 SLOT = timedelta(minutes=15)  # the default sweep interval
@@ -36,9 +37,21 @@ def item_id(core: Core, digest_id: int | None, compute: str) -> int:
     return next(i.id for i in digest_items(core, digest_id) if i.compute == compute)
 
 
+def westeurope_prices(clock: ManualClock, age: timedelta = timedelta(days=2)) -> None:
+    """What a refresh two days ago fetched for the demo workspace (in westeurope)."""
+    fetched = (clock.now() - age).date()
+    BOOK.install(
+        [
+            PriceQuote("Standard_DS3_v2", "westeurope", False, 0.293, "retail", fetched),
+            PriceQuote("Standard_DS11_v2", "westeurope", False, 0.185, "retail", fetched),
+        ]
+    )
+
+
 def test_the_digest_lists_exactly_the_idle_computes_with_their_costs(
     core: Core, clock: ManualClock
 ) -> None:
+    westeurope_prices(clock)
     clock.advance(HOUR)  # the notebook has not been used since the workspace started
     digest = sweep_idle(core, "demo", clock.now())
 
@@ -50,8 +63,9 @@ def test_the_digest_lists_exactly_the_idle_computes_with_their_costs(
         "• Cluster `cpu-cluster` (STANDARD_DS3_V2): minimum nodes is 1, so they never scale "
         "down (recommended: 0). ~$0.29/hour",
         "• Compute instance `alice-notebook` (STANDARD_DS11_V2): running with no activity "
-        "since 2026-01-05 09:00 UTC (no idle shutdown is set). ~$0.18/hour, ~$0.18 so far",
-        "Prices: Azure pay-as-you-go Linux list prices, East US, 2024 (USD, estimates).",
+        "since 2026-01-05 09:00 UTC; no idle shutdown is set; no job the bot follows runs on "
+        "it. ~$0.18/hour, ~$0.18 so far",
+        "Prices: Retail Prices, 2 days old, westeurope (estimates).",
     ]
 
 
@@ -173,6 +187,7 @@ def test_aml_idle_reports_on_demand_and_marks_snoozed_computes(
     core: Core, clock: ManualClock
 ) -> None:
     install_idle_reporter(core)
+    westeurope_prices(clock, age=timedelta(0))
     clock.advance(HOUR)
     digest = sweep_idle(core, "demo", clock.now())
     snooze_item(core, item_id(core, digest, "alice-notebook"), "alice", "1h")
@@ -180,7 +195,7 @@ def test_aml_idle_reports_on_demand_and_marks_snoozed_computes(
     assert text.startswith("*Idle compute in `demo`*")
     assert "`cpu-cluster`" in text and "`gpu-cluster`" not in text
     assert "_(snoozed until 2026-01-05 11:00 UTC by alice)_" in text
-    assert "Prices: Azure pay-as-you-go" in text
+    assert "Prices: Retail Prices, fetched today, westeurope (estimates)." in text
 
 
 def test_a_second_click_on_the_same_item_changes_nothing(core: Core, clock: ManualClock) -> None:
@@ -271,3 +286,21 @@ def test_the_console_shows_each_items_fix_button(core: Core, clock: ManualClock)
 
     assert "[Buttons in Slack for gpu-cluster: Set idle time to 2 min / Snooze]" in out.getvalue()
     assert "[Buttons in Slack for cpu-cluster: Set minimum to 0 / Snooze]" in out.getvalue()
+
+
+def test_a_lead_sets_an_instances_idle_shutdown_in_the_simulated_workspace(
+    core: Core, clock: ManualClock
+) -> None:
+    clock.advance(HOUR)
+    digest = sweep_idle(core, "demo", clock.now())
+    reply = act_on_item(core, item_id(core, digest, "alice-notebook"), "bob", "idle_shutdown")
+    assert reply.ok, reply.text
+    # Unused for an hour, longer than its new idle shutdown: the simulation stops it, as
+    # Azure would.
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.idle_shutdown_minutes == 30 and instance.state == "Stopped"
+    with core.store.transaction() as session:
+        item = session.scalars(
+            select(IdleItemRow).where(IdleItemRow.compute == "alice-notebook")
+        ).one()
+        assert item.handled_note == "idle shutdown set to 30 min by bob (#1)"

@@ -14,12 +14,13 @@ from approvals.config import DEMO_CONFIG_PATH, AppConfig, parse_config
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
 from bot.notify.reminders import warn_expiring_grants
-from bot.notify.slack_views import EXTEND_ACTION, IDLE_FIX_ACTION
+from bot.notify.slack_views import EXTEND_ACTION, IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION
 from bot.notify.tables import ComputeAlertRow
 from bot.wiring import Core
 from tests.fakes.slack_api import Message
 from tests.notify.conftest import ALICE, BOB, CAROL, CHANNEL, ENV, NotifyBot, submit_job, wait_for
 from workspaces.clock import ManualClock
+from workspaces.prices import BOOK, PriceQuote
 
 GPU_JOB = f'job submit --compute gpu-cluster --environment {ENV} --command "python train.py"'
 
@@ -80,6 +81,12 @@ def test_while_slack_answers_429_then_500_every_message_arrives_exactly_once(
     notify_bot: NotifyBot, core: Core, clock: ManualClock
 ) -> None:
     start = clock.now()
+    BOOK.install(  # prices fetched for the demo's region (westeurope)
+        [
+            PriceQuote("Standard_DS3_v2", "westeurope", False, 0.293, "retail", start.date()),
+            PriceQuote("Standard_DS11_v2", "westeurope", False, 0.185, "retail", start.date()),
+        ]
+    )
     name = submit_job(core)
     assert "waiting" in core.service.handle_text("carol", GPU_JOB).text  # a card too
     notify_bot.slack.fail_next("chat.postMessage", status=429, retry_after=7, times=3)
@@ -156,6 +163,25 @@ def test_a_lead_sets_a_long_idle_time_from_the_digest(
     assert "done" in notify_bot.answer_to(BOB, "set idle time of gpu-cluster to 2m")
     cluster = core.backends("demo").list_computes().cluster("gpu-cluster")
     assert cluster is not None and cluster.idle_seconds_before_scale_down == 120
+
+
+def test_anyone_asks_for_an_instances_idle_shutdown_from_the_digest_beside_stop(
+    notify_bot: NotifyBot, core: Core, clock: ManualClock
+) -> None:
+    clock.advance(timedelta(hours=1))
+    sweep_idle(core, "demo", clock.now())
+    notify_bot.deliver()
+    digest = top_level(notify_bot, CHANNEL, "Idle compute in demo")
+    assert "Stop instance" in digest.all_text and "Set idle shutdown to 30 min" in digest.all_text
+    value = button_value(digest, IDLE_SHUTDOWN_ACTION, "alice-notebook")
+    assert notify_bot.click(CAROL, IDLE_SHUTDOWN_ACTION, value, digest) == 200
+    answer = notify_bot.answer_to(CAROL, "set idle shutdown of alice-notebook to 30 min")
+    assert "is waiting for a team lead of `demo`" in answer
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.idle_shutdown_minutes is None  # until a lead approves
+    assert core.service.handle_text("bob", "approve 1").ok
+    (instance,) = core.backends("demo").list_computes().instances
+    assert instance.idle_shutdown_minutes == 30
 
 
 def test_the_grant_expiry_warning_offers_extend_which_goes_to_the_core(

@@ -4,6 +4,8 @@ click executes once."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from approvals.config import AppConfig
@@ -23,6 +25,7 @@ from tests.slack.conftest import (
     wait_for,
 )
 from workspaces.clock import ManualClock
+from workspaces.prices import BOOK, PriceQuote
 
 ACCESS = 'access request gpu-cluster --for 2h --reason "fine-tune BERT"'
 
@@ -61,11 +64,15 @@ def test_slash_command_is_acked_at_once_with_an_empty_body(harness: SlackHarness
 
 
 def test_privileged_request_posts_a_card_with_what_azure_will_do(harness: SlackHarness) -> None:
+    # The demo's gpu-cluster: low-priority NC6s_v3 in westeurope, as a refresh fetched it.
+    fetched = harness.core.clock.now().date() - timedelta(days=3)
+    BOOK.install([PriceQuote("Standard_NC6s_v3", "westeurope", True, 0.6734, "retail", fetched)])
     request_id = ask_for_access(harness)
     card = harness.card(request_id)
     for fact in ("<@U0ALICE01>", "AzureML Data Scientist", "gpu-cluster", "2h", "fine-tune BERT"):
         assert fact in card.all_text
-    assert "Est. cost" in card.all_text
+    assert "Est. cost" in card.all_text and "$0.67/node-hour" in card.all_text
+    assert "Retail Prices" in card.all_text and "westeurope" in card.all_text
     assert buttons(card.blocks) == ["amlbot.approve", "amlbot.deny"]
 
 

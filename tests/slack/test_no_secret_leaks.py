@@ -21,7 +21,12 @@ from sqlalchemy import MetaData, Table, inspect, select
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, RequestRow
 from bot.audit_export import export_audit
-from bot.notify.slack_views import EXTEND_ACTION, IDLE_FIX_ACTION, SNOOZE_PREFIX
+from bot.notify.slack_views import (
+    EXTEND_ACTION,
+    IDLE_FIX_ACTION,
+    IDLE_SHUTDOWN_ACTION,
+    SNOOZE_PREFIX,
+)
 from bot.settings import Settings
 from bot.slack.views.common import (
     APPROVE_ACTION,
@@ -196,7 +201,14 @@ TYPED = [
 ]
 JOB_FIELDS = ["command", "code", "input_path", "experiment", "name", "environment", "compute"]
 DATASTORE_FIELDS = ["name", "account", "container", "description", "kind"]
-BUTTONS = [APPROVE_ACTION, DENY_ACTION, EXTEND_ACTION, IDLE_FIX_ACTION, SNOOZE_PREFIX + "1h"]
+BUTTONS = [
+    APPROVE_ACTION,
+    DENY_ACTION,
+    EXTEND_ACTION,
+    IDLE_FIX_ACTION,
+    IDLE_SHUTDOWN_ACTION,
+    SNOOZE_PREFIX + "1h",
+]
 
 PATHS = st.one_of(
     st.tuples(st.just("console"), st.sampled_from(TYPED)),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from approvals.config import CloudConfig
 from workspaces.azure import computes, cost_management, datastores, jobs, quota, run_history
@@ -30,15 +32,62 @@ from workspaces.types import (
 )
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
 
 
-def default_credential(cloud: CloudConfig) -> TokenCredential:
+_credentials: dict[tuple[str, str, str], SharedCredential] = {}
+_credentials_lock = threading.Lock()
+
+
+def default_credential(cloud: CloudConfig) -> SharedCredential:
     """`DefaultAzureCredential` signing in at the cloud's Entra ID authority: a managed
-    identity in production, environment variables or `az login` in development."""
+    identity in production, environment variables or `az login` in development.
+
+    One per cloud and identity, shared by every workspace: its token cache then serves them
+    all, so 50 workspaces fetch one token, not 50. The identity is what the credential reads
+    from the environment when made (AZURE_CLIENT_ID picks a user-assigned identity)."""
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential(authority=endpoints_for(cloud).active_directory)
+    authority = endpoints_for(cloud).active_directory
+    key = (authority, os.environ.get("AZURE_CLIENT_ID", ""), os.environ.get("AZURE_TENANT_ID", ""))
+    with _credentials_lock:
+        credential = _credentials.get(key)
+        if credential is None:
+            credential = SharedCredential(DefaultAzureCredential(authority=authority))
+            _credentials[key] = credential
+        return credential
+
+
+# A token is fetched anew this long before it expires.
+TOKEN_REFRESH_MARGIN_SECONDS = 300
+
+
+class SharedCredential:
+    """A credential many workspaces' clients share: one token per scope, fetched by one
+    caller while the others wait for it (sweeps call every workspace at once, and each
+    client's first request would otherwise fetch a token of its own), and kept until
+    `TOKEN_REFRESH_MARGIN_SECONDS` before it expires."""
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self._inner = inner
+        self._tokens: dict[tuple[Any, ...], AccessToken] = {}
+        self._lock = threading.Lock()
+        self.fetched = 0  # tokens fetched from the inner credential, for figures
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        key = (scopes, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is None or token.expires_on - TOKEN_REFRESH_MARGIN_SECONDS < time.time():
+                token = self._inner.get_token(*scopes, **kwargs)
+                self._tokens[key] = token
+                self.fetched += 1
+            return token
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
 
 class AzureWorkspace:
@@ -130,3 +179,6 @@ class AzureWorkspace:
 
     def set_cluster_idle_time(self, name: str, seconds: int) -> None:
         computes.set_cluster_idle_time(self.clients, name, seconds)
+
+    def set_instance_idle_shutdown(self, name: str, minutes: int) -> None:
+        computes.set_instance_idle_shutdown(self.clients, name, minutes)

@@ -115,7 +115,7 @@ class Connection:
         )
 
     def _transport(self, timeouts: dict[str, float] | None) -> RequestsTransport:
-        return RequestsTransport(connection_verify=self.connection_verify, **(timeouts or {}))
+        return shared_transport(self.connection_verify, timeouts)
 
     def details_retry_policy(self) -> BoundedRetryPolicy:
         return self.retry_policy.tightened(
@@ -123,6 +123,47 @@ class Connection:
             total_seconds=DETAILS_TOTAL_SECONDS,
             max_retry_after_seconds=DETAILS_MAX_RETRY_AFTER_SECONDS,
         )
+
+
+# Connections kept open per host, for all the workspaces at once (a sweep calls them side by
+# side; more would be opened and thrown away, each with a TLS handshake).
+POOL_MAXSIZE = 32
+_transports: dict[tuple[str, tuple[tuple[str, float], ...]], RequestsTransport] = {}
+_transports_lock = threading.Lock()
+
+
+def shared_transport(
+    connection_verify: bool | str, timeouts: dict[str, float] | None
+) -> RequestsTransport:
+    """One connection pool per TLS trust and timeouts, shared by every workspace's clients:
+    50 workspaces reuse a few connections instead of opening 50."""
+    import requests
+    from azure.core.pipeline.transport._requests_basic import (  # type: ignore[attr-defined]
+        BiggerBlockSizeHTTPAdapter,
+    )
+    from urllib3 import Retry
+
+    key = (str(connection_verify), tuple(sorted((timeouts or {}).items())))
+    with _transports_lock:
+        transport = _transports.get(key)
+        if transport is None:
+            session = requests.Session()
+            # What azure-core does to a session it owns: no retries below its own policy.
+            adapter = BiggerBlockSizeHTTPAdapter(
+                max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+                pool_connections=10,
+                pool_maxsize=POOL_MAXSIZE,
+            )
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, adapter)
+            transport = RequestsTransport(
+                session=session,
+                session_owner=False,
+                connection_verify=connection_verify,
+                **(timeouts or {}),
+            )
+            _transports[key] = transport
+        return transport
 
 
 class _SasRedactingFilter(logging.Filter):

@@ -9,12 +9,19 @@ One list call per workspace (plus one per extra page), never one per compute.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import translated
 from workspaces.errors import NotFoundError, WorkspaceError
-from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
+from workspaces.types import (
+    ClusterInfo,
+    ComputeInventory,
+    InstanceInfo,
+    Priority,
+    check_idle_shutdown_minutes,
+)
 
 COMPUTE_API_VERSION = "2024-04-01"
 
@@ -94,13 +101,45 @@ def _instance(name: str, inner: dict[str, Any]) -> InstanceInfo:
     personal = inner.get("personalComputeInstanceSettings") or {}
     assigned = (personal.get("assignedUser") or {}).get("objectId")
     idle = iso_duration_seconds(inner.get("idleTimeBeforeShutdown"))
+    last = inner.get("lastOperation") or {}
+    # Azure reports no activity on an instance; its last operation says since when it runs.
     return InstanceInfo(
         name=name,
         vm_size=inner.get("vmSize") or "unknown",
         state=inner.get("state") or "Unknown",
         assigned_user=assigned,
         idle_shutdown_minutes=None if idle is None else idle // 60,
+        last_operation=last.get("operationName"),
+        last_operation_at=_timestamp(last.get("operationTime")),
+        last_operation_status=last.get("operationStatus"),
     )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def set_instance_idle_shutdown(clients: WorkspaceClients, name: str, minutes: int) -> None:
+    """POST .../computes/{name}/updateIdleShutdownSetting {"idleTimeBeforeShutdown": "PT30M"}
+    (azure-ai-ml has no call for it; Azure answers 200 with no body)."""
+    workspace = clients.coordinates.workspace_name
+    check_idle_shutdown_minutes(name, minutes)
+    scope = clients.coordinates.compute_scope(name)
+    with translated(
+        f"setting the idle shutdown of compute instance {name} in workspace {workspace}"
+    ):
+        clients.arm().request(
+            "POST",
+            f"{scope}/updateIdleShutdownSetting",
+            params={"api-version": COMPUTE_API_VERSION},
+            json={"idleTimeBeforeShutdown": f"PT{minutes}M"},
+        )
 
 
 def stop_instance(clients: WorkspaceClients, name: str) -> None:

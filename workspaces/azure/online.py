@@ -26,6 +26,7 @@ REQUIRED_ACTIONS = {
     f"{ML}/computes/read": "list computes and watch idle ones",
     f"{ML}/computes/write": "set a cluster's minimum nodes",
     f"{ML}/computes/stop/action": "stop idle compute instances",
+    f"{ML}/computes/updateIdleShutdownSetting/action": "set a compute instance's idle shutdown",
     f"{ML}/datastores/read": "list datastores",
     f"{ML}/datastores/write": "register datastores",
     f"{ML}/environments/read": "list the workspace's environments",

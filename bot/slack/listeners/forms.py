@@ -120,7 +120,7 @@ def _form_view(edge: SlackEdge, form: str, ws: WorkspaceConfig, private: str) ->
     clusters = []
     for cluster in ws.clusters:
         low = cluster.priority == Priority.LOW_PRIORITY
-        price = hourly_price(cluster.vm_sku, low_priority=low)
+        price = hourly_price(cluster.vm_sku, low_priority=low, region=ws.region)
         cost = f", ~{format_price(price)}/node-h" if price is not None else ""
         label = f"{cluster.name} ({cluster.vm_sku} x{cluster.nodes}{cost})"
         clusters.append(ClusterChoice(cluster.name, label, cluster.nodes))
