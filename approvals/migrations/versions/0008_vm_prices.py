@@ -1,7 +1,7 @@
 """vm_prices: hourly VM prices from the Azure Retail Prices API, with the day fetched
 
-Revision ID: 0007
-Revises: 0009 (re-chained after main's 0009 landed)
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 15:00:00
 
 Hand-written; `tests/approvals/test_migrations.py` checks it matches `bot/notify/tables.py`.
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0007'
-down_revision = '0009'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """grants that end with the work, escalation, break-glass review, drift findings
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 15:00:00
 
@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009'
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
