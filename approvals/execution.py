@@ -29,8 +29,9 @@ from approvals.tables import GrantRow, JobRow, RequestRow
 from approvals.workflow_base import WorkflowBase
 from commands.durations import format_duration
 from commands.errors import UserError
+from shared.values import DatastoreKind
 from workspaces.errors import ConflictError, WorkspaceError
-from workspaces.types import DatastoreKind, DatastoreSpec, JobSpec, RoleGrantSpec
+from workspaces.types import DatastoreSpec, JobSpec, RoleGrantSpec
 
 log = logging.getLogger(__name__)
 

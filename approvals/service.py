@@ -38,10 +38,10 @@ from commands.errors import (
     SecretRefusedError,
     UsageError,
     UserError,
+    secret_refusal,
 )
 from commands.help import help_text
 from commands.parser import parse_command
-from commands.secrets import secret_refusal
 from workspaces.errors import WorkspaceError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from approvals.directory import Directory
 from approvals.render import short_ref
 from approvals.store import Store
 from approvals.tables import RequestRow
-from commands.errors import NotFoundUserError
-from commands.secrets import find_secret_in, secret_refusal
+from commands.errors import NotFoundUserError, secret_refusal
+from shared.secrets import find_secret_in
 from workspaces.clock import Clock
 from workspaces.port import WorkspaceBackend
 

@@ -26,7 +26,7 @@ from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from bot.notify.sweeps import run_due
 from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
-from commands.secrets import find_secret
+from shared.secrets import find_secret
 
 _ACTOR = re.compile(r"^@(?P<name>[\w.@-]+)\s*(?P<rest>.*)$")
 

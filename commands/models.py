@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from commands.plain_text import first_unstorable
-from workspaces.types import DatastoreKind
+from shared.values import DatastoreKind
 
 
 def _plain(text: str) -> str:

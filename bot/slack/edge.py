@@ -38,7 +38,7 @@ from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.wiring import Core
 from commands import models as m
-from commands.secrets import find_secret
+from shared.secrets import find_secret
 
 if TYPE_CHECKING:
     from bot.work import InboxWorker

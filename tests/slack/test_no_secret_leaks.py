@@ -30,7 +30,7 @@ from bot.slack.views.common import (
     DENY_MODAL,
     JOB_MODAL,
 )
-from commands.secrets import find_secret
+from shared.secrets import find_secret
 from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, wait_for
 
 BASE64 = string.ascii_letters + string.digits + "+/"

@@ -22,9 +22,9 @@ from bot.slack.listeners.common import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
-from commands.errors import UserError
+from commands.errors import UserError, secret_refusal
 from commands.plain_text import first_unstorable, unstorable_message
-from commands.secrets import find_secret, secret_refusal
+from shared.secrets import find_secret
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
 
