@@ -39,7 +39,7 @@ class Backends:
         if ws.backend == "azure":
             from workspaces.azure import make_azure_workspace
 
-            return make_azure_workspace(ws, self.config.cloud)
+            return make_azure_workspace(ws.azure_settings(), self.config.cloud)
         from workspaces.local import LocalWorkspace
 
         return LocalWorkspace(

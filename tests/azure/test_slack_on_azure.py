@@ -65,7 +65,9 @@ def azure_core(
     core = make_core(config, sqlite_url)
     core.backends.install(
         "demo",
-        make_azure_workspace(ws, config.cloud, FakeCredential(), **fake.backend_options()),
+        make_azure_workspace(
+            ws.azure_settings(), config.cloud, FakeCredential(), **fake.backend_options()
+        ),
     )
     return core
 

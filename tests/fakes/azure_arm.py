@@ -46,10 +46,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import trustme
 
-from approvals.config import CloudConfig
 from tests.fakes import azure_arm_assets, azure_arm_auth, azure_arm_ml, azure_run_history
 from tests.fakes.azure_arm_state import ArmError, ArmState, Call, FakeResponse
 from tests.fakes.serving import ServesWhileOpen
+from workspaces.azure.settings import CloudConfig
 from workspaces.types import AzureCoordinates
 
 __all__ = ["ArmError", "Call", "FakeAzure", "FakeResponse", "start_fake_azure"]

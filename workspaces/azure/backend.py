@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from approvals.config import CloudConfig
 from workspaces.azure import computes, datastores, jobs, run_history
 from workspaces.azure.clients import Connection, WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
 from workspaces.azure.errors import translated
 from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
+from workspaces.azure.settings import CloudConfig
 from workspaces.types import (
     AzureCoordinates,
     ComputeInventory,
