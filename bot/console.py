@@ -16,15 +16,15 @@ from typing import TextIO
 from sqlalchemy import update
 
 from approvals import outbox
+from approvals.idle.detection import IdleFinding
+from approvals.idle.digest import digest_items
+from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from approvals.render import describe_request
+from approvals.scheduled import run_due
 from approvals.states import RequestStatus
+from approvals.sweep_tables import IdleItemRow
 from approvals.tables import OutboxRow, RequestRow
 from bot.delivery import OutboxWorker
-from bot.notify.idle import IdleFinding
-from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from bot.notify.sweeps import run_due
-from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 from shared.secrets import find_secret
 

@@ -119,14 +119,14 @@ class StoppingWorker:
 def slack_registrars() -> list[Registrar]:
     """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
     the notifications' buttons. Workers build them too: a job is found by its name."""
-    from bot.notify.slack_actions import register_slack_actions
+    from bot.slack.listeners.notices import register_slack_actions
 
     return [register_slack_actions]
 
 
 def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:
     """Every kind of inbox item, by handler name: the Slack jobs and Event Grid deliveries."""
-    from bot.notify.webhook import EVENTGRID_HANDLER, job_events_handler
+    from bot.eventgrid_webhook import EVENTGRID_HANDLER, job_events_handler
 
     handlers: dict[str, Handler] = {name: bot.edge.run_item for name in bot.edge.jobs}
     handlers[EVENTGRID_HANDLER] = job_events_handler(bot.edge.core, bot.edge.on_core_done)
@@ -140,7 +140,7 @@ def background_services(
     housekeeping. Without `worker`, nothing: the edge only accepts."""
     if not worker:
         return []
-    from bot.notify.runtime import Housekeeping, NotificationScheduler
+    from bot.scheduler import Housekeeping, NotificationScheduler
 
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
     outbox_loop = OutboxLoop(outbox.run_once)
@@ -185,7 +185,7 @@ def background_services(
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
     """`POST /azure/events`: Azure Event Grid deliveries, kept in the inbox before the 200."""
-    from bot.notify.webhook import eventgrid_routes
+    from bot.eventgrid_webhook import eventgrid_routes
 
     return list(
         eventgrid_routes(
@@ -275,7 +275,7 @@ def readiness(
 ) -> Readiness:
     """`/readyz` of a process running `services` beside `bot`'s edge (after
     `background_services`, which puts the worker on the edge)."""
-    from bot.notify.runtime import NotificationScheduler
+    from bot.scheduler import NotificationScheduler
 
     sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
 

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
+from approvals.following.jobs import follow_jobs
 from approvals.tables import Base, OutboxRow
-from bot.notify.jobs import follow_jobs
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from approvals.config import DEMO_CONFIG_PATH, parse_config
-from bot.notify.sweeps import run_due
+from approvals.scheduled import run_due
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure

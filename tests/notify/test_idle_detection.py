@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from approvals.config import IdlePolicy
-from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

@@ -10,14 +10,14 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from approvals.idle.actions import act_on_item, snooze_item
+from approvals.idle.digest import digest_items, install_idle_reporter, sweep_idle
+from approvals.notice_kinds import IDLE_DIGEST
 from approvals.render import describe_request
+from approvals.scheduled import run_due
+from approvals.sweep_tables import IdleItemRow
 from approvals.tables import AuditRow, RequestRow
 from bot.console import Console
-from bot.notify.idle_actions import act_on_item, snooze_item
-from bot.notify.idle_sweep import digest_items, install_idle_reporter, sweep_idle
-from bot.notify.kinds import IDLE_DIGEST
-from bot.notify.sweeps import run_due
-from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 from tests.notify.conftest import notices, replica_of
 from workspaces.clock import ManualClock

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.notify.runtime import NotificationScheduler, start_notifications
+from bot.scheduler import NotificationScheduler, start_notifications
 from bot.wiring import Core
 from tests.notify.conftest import job_notices, replica_of, submit_job, wait_for
 from workspaces.clock import ManualClock

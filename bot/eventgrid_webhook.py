@@ -33,13 +33,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from approvals import inbox
-from approvals.inbox import InboxItem
-from bot.notify.eventgrid import (
+from approvals.following.eventgrid import (
     EventGridPayloadError,
     as_events,
     handle_delivery,
     validation_code,
 )
+from approvals.inbox import InboxItem
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)

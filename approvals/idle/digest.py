@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals import outbox
+from approvals.claims import insert_once
 from approvals.config import WorkspaceConfig
+from approvals.core import Core
+from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
+from approvals.notice_kinds import IDLE_DIGEST
 from approvals.render import when
-from bot.notify.claims import insert_once
-from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
-from bot.notify.kinds import IDLE_DIGEST
-from bot.notify.tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
-from bot.wiring import Core
+from approvals.sweep_tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
 from workspaces.errors import WorkspaceError
 from workspaces.prices import PRICE_SOURCE, format_price
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.notify.idle_sweep import install_idle_reporter
-from bot.notify.sweeps import HOLDER, SweepReport, run_due, run_startup
+from approvals.idle.digest import install_idle_reporter
+from approvals.scheduled import HOLDER, SweepReport, run_due, run_startup
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)

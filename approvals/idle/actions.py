@@ -14,14 +14,14 @@ from typing import Literal
 from sqlalchemy import update
 
 from approvals import audit
+from approvals.core import Core
+from approvals.idle.detection import IdleFinding
+from approvals.idle.digest import alert_state
 from approvals.policy import decide_compute_action
 from approvals.render import short_ref, when
 from approvals.replies import Reply
 from approvals.states import RequestStatus
-from bot.notify.idle import IdleFinding
-from bot.notify.idle_sweep import alert_state
-from bot.notify.tables import IdleItemRow
-from bot.wiring import Core
+from approvals.sweep_tables import IdleItemRow
 from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.errors import WorkspaceError

@@ -13,13 +13,18 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from approvals.idle.actions import act_on_item, snooze_item
+from approvals.idle.digest import digest_items
+from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
+from approvals.reminders import extension_request
+from approvals.sweep_tables import IdleItemRow
 from approvals.tables import OutboxRow
 from bot.delivery import PermanentDeliveryError
-from bot.notify.idle_actions import act_on_item, snooze_item
-from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from bot.notify.reminders import extension_request
-from bot.notify.slack_views import (
+from bot.slack.delivery import DeliveryContext, register_renderer
+from bot.slack.edge import Delivery, SlackEdge, id_in
+from bot.slack.listeners.common import channel_of, tell
+from bot.slack.views.card import notice
+from bot.slack.views.notices import (
     EXTEND_ACTION,
     IDLE_FIX_ACTION,
     SNOOZE_ACTIONS,
@@ -27,11 +32,6 @@ from bot.notify.slack_views import (
     grant_expiring_message,
     idle_digest_message,
 )
-from bot.notify.tables import IdleItemRow
-from bot.slack.delivery import DeliveryContext, register_renderer
-from bot.slack.edge import Delivery, SlackEdge, id_in
-from bot.slack.listeners.common import channel_of, tell
-from bot.slack.views.card import notice
 from commands.errors import UserError
 
 UNKNOWN_BUTTON = "That button does not belong to anything amlbot knows; nothing was done."

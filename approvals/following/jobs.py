@@ -20,10 +20,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from approvals import outbox
+from approvals.claims import insert_once
+from approvals.core import Core
+from approvals.sweep_tables import JobNoticeRow
 from approvals.tables import JobRow, JobWatcherRow
-from bot.notify.claims import insert_once
-from bot.notify.tables import JobNoticeRow
-from bot.wiring import Core
 from commands.durations import format_duration
 from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import JobInfo, JobOutcome, JobStatus

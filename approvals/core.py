@@ -1,0 +1,39 @@
+"""What the domain's scheduled work and idle actions use of the running bot.
+
+The edge builds one object holding all of it (`bot.wiring.Core`); the domain names only
+what it uses, so it imports nothing from the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from approvals.config import AppConfig
+from approvals.store import Store
+from approvals.workflow import Workflow
+from approvals.workflow_base import BackendFor
+from workspaces.clock import Clock
+
+
+class Service(Protocol):
+    """The part of `approvals.service.AmlService` the scheduled work calls."""
+
+    @property
+    def workflow(self) -> Workflow: ...
+
+
+class Core(Protocol):
+    @property
+    def config(self) -> AppConfig: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def backends(self) -> BackendFor: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def service(self) -> Service: ...
