@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from approvals.config import AppConfig
+from approvals.replies import Reply
 from approvals.store import Store
 from approvals.workflow import Workflow
 from approvals.workflow_base import BackendFor
+from commands.models import AnyCommand
 from workspaces.clock import Clock
 
 
@@ -20,6 +22,10 @@ class Service(Protocol):
 
     @property
     def workflow(self) -> Workflow: ...
+
+    def run(self, person: str, command: AnyCommand, channel: str | None = None) -> Reply:
+        """Run a command for a person; never raises (the service's error boundary)."""
+        ...
 
 
 class Core(Protocol):

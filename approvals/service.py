@@ -13,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from approvals.config import WorkspaceConfig
+from approvals.idle.actions import request_compute_change
+from approvals.idle.digest import idle_report
 from approvals.policy import (
     access_duration,
     decide_access,
@@ -258,9 +260,10 @@ class AmlService(JobCommands, ViewCommands):
 
     def _idle(self, person: str, command: m.IdleReport, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        if self.idle_reporter is None:
-            raise UserError("Idle-compute reports are not enabled in this deployment.")
-        return Reply(text=self.idle_reporter(ws))
+        return Reply(text=idle_report(self.backend_for, self.store, self.clock, ws))
+
+    def _compute_change(self, person: str, command: m.ComputeChange, channel: str | None) -> Reply:
+        return request_compute_change(self.workflow, self.config, person, command)
 
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
@@ -284,6 +287,7 @@ class AmlService(JobCommands, ViewCommands):
         m.Deny: _deny,
         m.Audit: ViewCommands._audit,
         m.IdleReport: _idle,
+        m.ComputeChange: _compute_change,
     }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import select
 
 from approvals.config import AppConfig, WorkspaceConfig
@@ -15,8 +13,6 @@ from approvals.workflow import Workflow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
-
-IdleReporter = Callable[[WorkspaceConfig], str]
 
 
 class ServiceBase:
@@ -34,8 +30,6 @@ class ServiceBase:
         self.clock = clock
         self.directory = directory or Directory(config)
         self.workflow = Workflow(config, self.directory, store, backend_for, clock)
-        # The notifications layer plugs its on-demand idle report in here.
-        self.idle_reporter: IdleReporter | None = None
 
     def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
         return self.directory.resolve_workspace(person, command.workspace, channel)

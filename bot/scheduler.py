@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from approvals.idle.digest import install_idle_reporter
 from approvals.scheduled import HOLDER, SweepReport, run_due, run_startup
 from bot.wiring import Core
 
@@ -73,7 +72,6 @@ class NotificationScheduler:
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        install_idle_reporter(self.core)
         # Synchronously, before the first round and before the app answers anyone: access
         # that ran out during downtime is taken away first.
         self._after(run_startup(self.core))

@@ -84,8 +84,5 @@ def build_core(
     backends = Backends(config, store, clock, simulated_latency)
     service = AmlService(config, store, backends, clock)
     core = Core(config=config, store=store, backends=backends, clock=clock, service=service)
-    from approvals.idle.digest import install_idle_reporter
-
-    install_idle_reporter(core)
     core.metrics.watch_store(store, clock)
     return core

@@ -142,6 +142,18 @@ class IdleReport(Command):
     kind: Literal["idle"] = "idle"
 
 
+class ComputeChange(Command):
+    """A change to one compute, asked with an idle alert's button (there is no typed form):
+    stop an instance, or set a cluster's minimum nodes or idle time before scale-down."""
+
+    kind: Literal["compute change"] = "compute change"
+    operation: Literal["stop_instance", "set_min_nodes", "set_idle_time"]
+    compute: str
+    min_nodes: int = 0
+    # Required for "set_idle_time".
+    idle_seconds: int | None = None
+
+
 AnyCommand = (
     Help
     | WhoAmI
@@ -164,4 +176,5 @@ AnyCommand = (
     | Deny
     | Audit
     | IdleReport
+    | ComputeChange
 )

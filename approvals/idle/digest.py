@@ -21,7 +21,10 @@ from approvals.core import Core
 from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from approvals.notice_kinds import IDLE_DIGEST
 from approvals.render import when
+from approvals.store import Store
 from approvals.sweep_tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
+from approvals.workflow_base import BackendFor
+from workspaces.clock import Clock
 from workspaces.errors import WorkspaceError
 from workspaces.prices import PRICE_SOURCE, format_price
 
@@ -155,11 +158,11 @@ def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
     return "\n".join(lines)
 
 
-def idle_report(core: Core, ws: WorkspaceConfig) -> str:
+def idle_report(backends: BackendFor, store: Store, clock: Clock, ws: WorkspaceConfig) -> str:
     """`/aml idle`: every idle compute now, snoozed ones marked, without alerting anyone."""
-    inventory = core.backends(ws.name).list_computes()
-    now = core.clock.now()
-    with core.store.transaction() as session:
+    inventory = backends(ws.name).list_computes()
+    now = clock.now()
+    with store.transaction() as session:
         states = _states(session, ws.name)
     seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
     findings = find_idle(inventory, ws.policy.idle, now, seen)
@@ -172,11 +175,6 @@ def idle_report(core: Core, ws: WorkspaceConfig) -> str:
     total = sum(f.hourly_cost or 0 for f in findings)
     lines.append(f"Together ~{format_price(total)}/hour. Prices: {PRICE_SOURCE}.")
     return "\n".join(lines)
-
-
-def install_idle_reporter(core: Core) -> None:
-    """Plug `/aml idle` into the core."""
-    core.service.idle_reporter = lambda ws: idle_report(core, ws)
 
 
 def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from approvals.idle.actions import act_on_item, snooze_item
-from approvals.idle.digest import digest_items, install_idle_reporter, sweep_idle
+from approvals.idle.digest import digest_items, sweep_idle
 from approvals.notice_kinds import IDLE_DIGEST
 from approvals.render import describe_request
 from approvals.scheduled import run_due
@@ -172,7 +172,6 @@ def test_a_stranger_cannot_touch_another_workspaces_compute(core: Core, clock: M
 def test_aml_idle_reports_on_demand_and_marks_snoozed_computes(
     core: Core, clock: ManualClock
 ) -> None:
-    install_idle_reporter(core)
     clock.advance(HOUR)
     digest = sweep_idle(core, "demo", clock.now())
     snooze_item(core, item_id(core, digest, "alice-notebook"), "alice", "1h")
