@@ -34,6 +34,7 @@ from approvals.service_views import ViewCommands
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow
 from commands import models as m
+from commands.durations import format_duration
 from commands.errors import (
     NotFoundUserError,
     PermissionRefusedError,
@@ -292,6 +293,4 @@ class AmlService(JobCommands, ViewCommands):
 
 
 def _fmt(duration: timedelta) -> str:
-    from commands.durations import format_duration
-
     return format_duration(duration)

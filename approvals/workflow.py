@@ -19,7 +19,7 @@ from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.execution import Execution
 from approvals.grants import GrantKeeper
-from approvals.render import short_ref
+from approvals.render import short_ref, status_line
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
 from commands.durations import format_duration
@@ -114,7 +114,7 @@ class Workflow(Execution, GrantKeeper):
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
             )
-        elif actor == row.requester:
+        elif not self.may_decide(actor, row):  # the requester
             problem = (
                 f"You cannot {verb} your own request {short_ref(row.id)}; another team lead "
                 f"must decide it."
@@ -135,6 +135,16 @@ class Workflow(Execution, GrantKeeper):
             )
         raise PermissionRefusedError(problem)
 
+    def may_decide(self, person: str, row: RequestRow) -> bool:
+        """Who may approve or deny: a team lead of the request's workspace other than the
+        requester. `_refuse_decision` says why not, and audits the attempt."""
+        return self.directory.is_lead(person, row.workspace) and person != row.requester
+
+    def find(self, request_id: int) -> RequestRow:
+        """The request, in a transaction of its own; `NotFoundUserError` if there is none."""
+        with self.store.transaction() as session:
+            return self.load(session, request_id)
+
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
         return person == row.requester or any(
@@ -142,8 +152,6 @@ class Workflow(Execution, GrantKeeper):
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:
-        from approvals.render import status_line
-
         return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
 
     def _already_approved(self, row: RequestRow, actor: str) -> UserError | None:

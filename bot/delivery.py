@@ -30,7 +30,7 @@ from approvals import outbox
 from approvals.config import AppConfig
 from approvals.outbox_pauses import TRANSIENT_BACKOFF_CAP, transient_backoff
 from approvals.store import Store
-from approvals.tables import OutboxRow
+from approvals.tables import OutboxRow, RequestRow
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -277,8 +277,6 @@ class OutboxWorker:
         request_id = payload.get("request_id")
         if request_id is None:
             return None
-        from approvals.tables import RequestRow
-
         with self.store.transaction() as session:
             request = session.get(RequestRow, request_id)
             return request.workspace if request else None

@@ -10,8 +10,8 @@ keep the work in memory only, where a crash or a deploy loses it.
 Extension: `extra_registrars` are `Callable[[AsyncApp, SlackEdge], None]`, called once
 after the built-in listeners. Register with `edge.hand_over(job)` as the listener, where
 `job(edge, delivery)` is a module-level function (a worker in another process runs it by
-its name; see `listeners/decisions.py`). Outbox kinds are added with
-`bot.slack.delivery.register_renderer`.
+its name; see `listeners/decisions.py`). Outbox kinds are drawn by the table in
+`bot/slack/renderers.py`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from bot.slack.delivery import SlackDeliverer
 from bot.slack.edge import SlackEdge, SlackOptions
 from bot.slack.identity import Identity
 from bot.slack.listeners import command, decisions, forms, home
+from bot.slack.renderers import RENDERERS
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,9 @@ def build_slack(
     registrars = tuple(extra_registrars)
     for registrar in (*BUILT_IN, *registrars):
         registrar(app, edge)
-    deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
+    deliverer = SlackDeliverer(
+        core, web_client, identity, renderers=RENDERERS, dm_notices=options.dm_notices
+    )
     return SlackBot(
         app=app,
         edge=edge,

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -36,12 +36,12 @@ from approvals.replies import Reply
 from approvals.store import make_engine
 from bot.logs import correlated
 from bot.slack.identity import Identity
+from bot.slack.payloads import user_id_of
+from bot.slack.telling import tell
 from bot.wiring import Core
+from bot.work import InboxWorker
 from commands import models as m
 from shared.secrets import find_secret
-
-if TYPE_CHECKING:
-    from bot.work import InboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,6 @@ def id_in(value: object) -> int | None:
         return None
     number = int(text)
     return number if 0 < number <= MAX_ID else None
-
-
-def user_id_of(body: dict[str, Any]) -> str | None:
-    if isinstance(body.get("user"), dict):
-        return str(body["user"]["id"])
-    if isinstance(body.get("event"), dict) and body["event"].get("user"):
-        return str(body["event"]["user"])
-    return str(body["user_id"]) if body.get("user_id") else None
 
 
 def team_id_of(body: dict[str, Any]) -> str | None:
@@ -348,8 +340,6 @@ class SlackEdge:
         job(self, delivery)
 
     def tell_failure(self, body: dict[str, Any], error_id: str) -> None:
-        from bot.slack.listeners.common import tell
-
         try:
             tell(
                 self,

@@ -21,6 +21,7 @@ from bot.delivery import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.delivery import SlackDeliverer
+from bot.slack.renderers import RENDERERS
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
 from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET
@@ -57,7 +58,7 @@ def a_worker(core: Core, bot: SlackBot, **options: int) -> OutboxWorker:
 def another_replica(core: Core, bot: SlackBot, fake_slack: FakeSlack) -> OutboxWorker:
     """A second process: its own Slack client and deliverer, the same database."""
     client = WebClient(token=BOT_TOKEN, base_url=fake_slack.base_url)
-    deliverer = SlackDeliverer(core, client, bot.edge.identity)
+    deliverer = SlackDeliverer(core, client, bot.edge.identity, renderers=RENDERERS)
     return OutboxWorker(core.store, deliverer, core.clock, core.config, worker_id="replica-2")
 
 

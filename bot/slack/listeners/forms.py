@@ -22,7 +22,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from approvals.config import WorkspaceConfig
 from bot.slack.edge import Delivery, SlackEdge
-from bot.slack.listeners.common import metadata, tell
+from bot.slack.telling import metadata, tell
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from bot.slack.views.modals import ClusterChoice, datastore_modal, job_modal, message_modal
 from commands.errors import UserError, secret_refusal
