@@ -148,19 +148,6 @@ def build_slack(
     )
 
 
-def create_app(
-    core: Core,
-    settings: Settings,
-    *,
-    socket_mode: bool = False,
-    extra_registrars: Iterable[Registrar] = (),
-) -> AsyncApp:
-    """The Bolt app alone (e.g. to mount elsewhere); `build_slack` also gives the rest."""
-    return build_slack(
-        core, settings, socket_mode=socket_mode, extra_registrars=extra_registrars
-    ).app
-
-
 def _authorize_even_when_slack_is_down(client: AsyncWebClient, token: str) -> Any:
     """Bolt's authorization for a single-workspace app, minus its failure mode.
 
