@@ -23,16 +23,16 @@ from approvals.policy import (
     require_cluster,
     workspace_flag,
 )
-from approvals.render import (
+from approvals.replies import Reply
+from approvals.service_jobs import JobCommands
+from approvals.service_queries import ViewCommands
+from approvals.states import RequestStatus
+from approvals.tables import GrantRow, RequestRow
+from approvals.wording import (
     revocation_done,
     short_ref,
     when,
 )
-from approvals.replies import Reply
-from approvals.service_jobs import JobCommands
-from approvals.service_views import ViewCommands
-from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow
 from commands import models as m
 from commands.durations import format_duration
 from commands.errors import (

@@ -19,9 +19,9 @@ from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.execution import Execution
 from approvals.grants import GrantKeeper
-from approvals.render import short_ref, status_line
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
+from approvals.wording import short_ref, status_line
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
 

@@ -19,12 +19,12 @@ from approvals import outbox
 from approvals.idle.detection import IdleFinding
 from approvals.idle.digest import digest_items
 from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from approvals.render import describe_request
 from approvals.scheduled import run_due
 from approvals.states import RequestStatus
 from approvals.sweep_tables import IdleItemRow
 from approvals.tables import OutboxRow, RequestRow
-from bot.delivery import OutboxWorker
+from approvals.wording import describe_request
+from bot.outbox_worker import OutboxWorker
 from bot.wiring import Core
 from shared.secrets import find_secret
 

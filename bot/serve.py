@@ -33,10 +33,10 @@ from starlette.routing import BaseRoute
 from approvals import inbox
 from approvals.config import AppConfig, load_config
 from bot.access_log import uvicorn_log_config
-from bot.delivery import OutboxWorker
 from bot.eventgrid_webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
 from bot.health import Readiness, Verdict
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.outbox_worker import OutboxWorker
 from bot.processes import (
     SHUTDOWN_GRACE_SECONDS,
     BackgroundService,

@@ -225,7 +225,7 @@ def _queue_messages(
             outbox.PERSON_NOTICE,
             # No request id: a watcher is told by DM, not in someone else's thread. The
             # ordering key asks the worker to keep one watcher's updates of one job in
-            # order (see `bot.delivery._ordering_key`).
+            # order (see `bot.outbox_worker._ordering_key`).
             {"person": person, "text": text, "ordering_key": f"job:{job.id}:{person}"},
             now=now,
             dedupe_key=f"job:{job.id}:{status.value}:{person}",

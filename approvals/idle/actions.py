@@ -19,10 +19,10 @@ from approvals.core import Core
 from approvals.idle.detection import IdleFinding
 from approvals.idle.digest import alert_state
 from approvals.policy import decide_compute_action
-from approvals.render import short_ref, when
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.sweep_tables import IdleItemRow
+from approvals.wording import short_ref, when
 from approvals.workflow import Workflow
 from commands import models as m
 from commands.durations import format_duration

@@ -20,9 +20,9 @@ from approvals.config import WorkspaceConfig
 from approvals.core import Core
 from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from approvals.notice_kinds import IDLE_DIGEST
-from approvals.render import when
 from approvals.store import Store
 from approvals.sweep_tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
+from approvals.wording import when
 from approvals.workflow_base import BackendFor
 from workspaces.clock import Clock
 from workspaces.errors import WorkspaceError

@@ -22,9 +22,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from approvals.outbox_pauses import OutboxPauses, Pause
+from approvals.slack_cards import CardStore
 from approvals.tables import OutboxRow
-from bot.delivery import DeliveryPaused, PermanentDeliveryError, RetryableDeliveryError
-from bot.slack.cards import CardStore
+from bot.outbox_worker import DeliveryPaused, PermanentDeliveryError, RetryableDeliveryError
 from bot.slack.identity import Identity
 from bot.slack.views.card import SlackMessage, notice
 from bot.wiring import Core
@@ -190,7 +190,7 @@ class DeliveryContext:
 
 
 class SlackDeliverer:
-    """Implements `bot.delivery.Deliverer` for Slack."""
+    """Implements `bot.outbox_worker.Deliverer` for Slack."""
 
     def __init__(
         self,

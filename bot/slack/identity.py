@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from approvals.directory import Directory
+from approvals.slack_tables import SlackPersonRow
 from approvals.store import Store
-from bot.slack.tables import SlackPersonRow
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)

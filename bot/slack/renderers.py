@@ -18,9 +18,9 @@ from sqlalchemy import select
 from approvals import outbox
 from approvals.idle.digest import digest_items
 from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from approvals.render import describe_request
 from approvals.tables import OutboxRow, RequestRow, VoteRow
-from bot.delivery import PermanentDeliveryError
+from approvals.wording import describe_request
+from bot.outbox_worker import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext, Renderer, SlackRefusedError
 from bot.slack.views.card import SlackMessage, approval_card, notice
 from bot.slack.views.common import mention

@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 
 from approvals import outbox
 from approvals.tables import InboxRow, OutboxRow
-from bot.delivery import OutboxWorker
 from bot.eventgrid_webhook import eventgrid_routes
+from bot.outbox_worker import OutboxWorker
 from bot.serve import inbox_handlers
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack

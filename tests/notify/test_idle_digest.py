@@ -13,10 +13,10 @@ from sqlalchemy import select
 from approvals.idle.actions import act_on_item, snooze_item
 from approvals.idle.digest import digest_items, sweep_idle
 from approvals.notice_kinds import IDLE_DIGEST
-from approvals.render import describe_request
 from approvals.scheduled import run_due
 from approvals.sweep_tables import IdleItemRow
 from approvals.tables import AuditRow, RequestRow
+from approvals.wording import describe_request
 from bot.console import Console
 from bot.wiring import Core
 from tests.notify.conftest import notices, replica_of

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from bot.delivery import OutboxWorker
 from bot.eventgrid_webhook import eventgrid_routes
+from bot.outbox_worker import OutboxWorker
 from bot.scheduler import start_notifications
 from bot.serve import OutboxLoop, StoppingWorker, background_services
 from bot.settings import Settings

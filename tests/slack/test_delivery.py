@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from approvals import outbox
 from approvals.tables import OutboxRow
-from bot.delivery import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.delivery import DeliveryContext, SlackDeliverer

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from approvals import outbox
 from approvals.tables import DeliveryPauseRow, OutboxRow
-from bot.delivery import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.delivery import SlackDeliverer
@@ -210,7 +210,7 @@ def test_a_message_that_keeps_failing_is_dead_lettered_and_the_leads_told(
     channel_notices(core, 1)
     worker = a_worker(core, bot, max_attempts=3)
     fake_slack.fail_every_call(status=503)
-    with caplog.at_level(logging.ERROR, logger="bot.delivery"):
+    with caplog.at_level(logging.ERROR, logger="bot.outbox_worker"):
         for _ in range(40):
             worker.run_once()
             clock.advance(POLL)

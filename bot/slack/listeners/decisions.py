@@ -14,9 +14,9 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from approvals.render import describe_request, status_line
 from approvals.replies import Reply
 from approvals.states import RequestStatus
+from approvals.wording import describe_request, status_line
 from bot.slack.edge import Delivery, SlackEdge, id_in
 from bot.slack.telling import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL

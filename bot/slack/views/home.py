@@ -18,8 +18,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from approvals.render import describe_grant, describe_job_row, short_ref, status_line
 from approvals.tables import GrantRow, JobRow, RequestRow
+from approvals.wording import describe_grant, describe_job_row, short_ref, status_line
 from bot.slack.views.card import decision_buttons
 from bot.slack.views.common import SECTION_TEXT_MAX, SURFACE_MAX_BLOCKS, as_payload, clip, escape
 
