@@ -25,7 +25,7 @@ from approvals.policy import (
 )
 from approvals.replies import Reply
 from approvals.service_jobs import JobCommands
-from approvals.service_queries import ViewCommands
+from approvals.service_queries import QueryCommands
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import (
@@ -50,7 +50,7 @@ from workspaces.errors import WorkspaceError
 log = logging.getLogger(__name__)
 
 
-class AmlService(JobCommands, ViewCommands):
+class AmlService(JobCommands, QueryCommands):
     """Dispatches each command to its handler; mutating ones live here, the rest in the bases."""
 
     # ---- entry points -----------------------------------------------------------------
@@ -268,25 +268,25 @@ class AmlService(JobCommands, ViewCommands):
 
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
-        m.WhoAmI: ViewCommands._whoami,
-        m.ComputeList: ViewCommands._compute_list,
+        m.WhoAmI: QueryCommands._whoami,
+        m.ComputeList: QueryCommands._compute_list,
         m.AccessRequest: _access_request,
-        m.AccessList: ViewCommands._access_list,
+        m.AccessList: QueryCommands._access_list,
         m.AccessRevoke: _access_revoke,
         m.DatastoreRegister: _datastore_register,
-        m.DatastoreList: ViewCommands._datastore_list,
+        m.DatastoreList: QueryCommands._datastore_list,
         m.JobSubmit: _job_submit,
         m.JobStatusQuery: JobCommands._job_status,
         m.JobList: JobCommands._job_list,
         m.JobCancel: JobCommands._job_cancel,
         m.JobWatch: JobCommands._job_watch,
         m.JobUnwatch: JobCommands._job_unwatch,
-        m.RequestList: ViewCommands._request_list,
-        m.RequestShow: ViewCommands._request_show,
+        m.RequestList: QueryCommands._request_list,
+        m.RequestShow: QueryCommands._request_show,
         m.RequestCancel: _request_cancel,
         m.Approve: _approve,
         m.Deny: _deny,
-        m.Audit: ViewCommands._audit,
+        m.Audit: QueryCommands._audit,
         m.IdleReport: _idle,
         m.ComputeChange: _compute_change,
     }

@@ -25,7 +25,7 @@ from workspaces.prices import format_price, hourly_price
 from workspaces.types import Priority
 
 
-class ViewCommands(ServiceBase):
+class QueryCommands(ServiceBase):
     def _whoami(self, person: str, command: m.WhoAmI, channel: str | None) -> Reply:
         info = self.directory.person(person)
         lines = [f"You are *{person}*."]
