@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from approvals.config import AppConfig
+from approvals.directory import Directory
 from approvals.replies import Reply
 from approvals.store import Store
 from approvals.workflow import Workflow
@@ -22,6 +23,9 @@ class Service(Protocol):
 
     @property
     def workflow(self) -> Workflow: ...
+
+    @property
+    def directory(self) -> Directory: ...
 
     def run(self, person: str, command: AnyCommand, channel: str | None = None) -> Reply:
         """Run a command for a person; never raises (the service's error boundary)."""

@@ -348,3 +348,11 @@ def prune(store: Store, now: datetime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def keep(
+    store: Store, delivery_key: str, handler: str, payload: dict[str, Any], now: datetime
+) -> bool:
+    """`accept` in a transaction of its own: False if an item with this key was kept before."""
+    with store.transaction() as session:
+        return accept(session, delivery_key, handler, payload, now) is not None

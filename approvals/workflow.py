@@ -145,6 +145,19 @@ class Workflow(Execution, GrantKeeper):
         with self.store.transaction() as session:
             return self.load(session, request_id)
 
+    def with_votes(self, request_id: int) -> tuple[RequestRow | None, list[str]]:
+        """A request and who approved it so far, in order; (None, []) if there is none."""
+        with self.store.transaction() as session:
+            request = session.get(RequestRow, request_id)
+            if request is None:
+                return None, []
+            votes = session.scalars(
+                select(VoteRow.approver)
+                .where(VoteRow.request_id == request_id)
+                .order_by(VoteRow.id)
+            )
+            return request, list(votes)
+
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
         return person == row.requester or any(

@@ -186,3 +186,9 @@ def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
                 .order_by(IdleItemRow.id)
             )
         )
+
+
+def digest_item(core: Core, item_id: int) -> IdleItemRow | None:
+    """One item of a digest (what a button names), or None if it is gone."""
+    with core.store.transaction() as session:
+        return session.get(IdleItemRow, item_id)

@@ -13,12 +13,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from approvals import outbox
 from approvals.idle.digest import digest_items
 from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from approvals.tables import OutboxRow, RequestRow, VoteRow
+from approvals.tables import OutboxRow, RequestRow
 from approvals.wording import describe_request
 from bot.outbox_worker import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext, Renderer, SlackRefusedError
@@ -31,17 +29,9 @@ CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
 
 
 def _load(context: DeliveryContext, request_id: int) -> tuple[RequestRow, list[str]]:
-    with context.core.store.transaction() as session:
-        request = session.get(RequestRow, request_id)
-        if request is None:
-            raise PermanentDeliveryError(f"request #{request_id} does not exist")
-        votes = list(
-            session.scalars(
-                select(VoteRow.approver)
-                .where(VoteRow.request_id == request_id)
-                .order_by(VoteRow.id)
-            )
-        )
+    request, votes = context.core.service.workflow.with_votes(request_id)
+    if request is None:
+        raise PermanentDeliveryError(f"request #{request_id} does not exist")
     return request, votes
 
 

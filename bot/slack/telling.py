@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from bot.slack.home_data import home_data
+from approvals.overview import home_data
 from bot.slack.payloads import user_id_of
 from bot.slack.views.common import clip, escape
 from bot.slack.views.home import home_view

@@ -14,9 +14,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from approvals.idle.actions import act_on_item, snooze_item
-from approvals.idle.digest import digest_items
+from approvals.idle.digest import digest_item, digest_items
 from approvals.reminders import extension_request
-from approvals.sweep_tables import IdleItemRow
 from bot.slack.edge import Delivery, SlackEdge, id_in
 from bot.slack.telling import channel_of, tell
 from bot.slack.views.notices import (
@@ -56,8 +55,7 @@ def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, str, int] | None
 
 def _redraw_digest(edge: SlackEdge, body: dict[str, Any], item_id: int) -> None:
     """Show a click's outcome in the digest itself: the item's buttons give way to a note."""
-    with edge.core.store.transaction() as session:
-        item = session.get(IdleItemRow, item_id)
+    item = digest_item(edge.core, item_id)
     channel = (body.get("channel") or {}).get("id")
     ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
     if item is None or not channel or not ts:
