@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from approvals.store import Store
 from approvals.tables import OutboxRow
 
 REQUEST_OPENED = "request.opened"
@@ -79,3 +80,26 @@ def pending(session: Session, *, now: datetime, limit: int = 100) -> list[Outbox
         .limit(limit)
     )
     return list(session.scalars(statement))
+
+
+def skip_superseded_card_updates(store: Store, now: datetime) -> None:
+    """Of several queued updates of one request's card only the last shows anything new (a
+    card is drawn from the request's current state): mark the earlier ones sent. For an
+    edge that cannot redraw in place (the console prints each message)."""
+    with store.transaction() as session:
+        rows = pending(session, now=now, limit=1000)
+        latest: dict[object, int] = {}
+        for row in rows:
+            if row.kind == REQUEST_UPDATED:
+                latest[row.payload.get("request_id")] = row.id
+        superseded = [
+            row.id
+            for row in rows
+            if row.kind == REQUEST_UPDATED and latest[row.payload.get("request_id")] != row.id
+        ]
+        if superseded:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(superseded))
+                .values(status="sent", sent_at=now)
+            )

@@ -145,6 +145,11 @@ class Workflow(Execution, GrantKeeper):
         with self.store.transaction() as session:
             return self.load(session, request_id)
 
+    def get(self, request_id: int) -> RequestRow | None:
+        """The request, in a transaction of its own, or None."""
+        with self.store.transaction() as session:
+            return session.get(RequestRow, request_id)
+
     def with_votes(self, request_id: int) -> tuple[RequestRow | None, list[str]]:
         """A request and who approved it so far, in order; (None, []) if there is none."""
         with self.store.transaction() as session:
