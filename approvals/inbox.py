@@ -32,6 +32,8 @@ from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, text, u
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from approvals import outbox
+from approvals.directory import Directory
 from approvals.store import Store
 from approvals.tables import InboxRow, UTCDateTime
 
@@ -356,3 +358,27 @@ def keep(
     """`accept` in a transaction of its own: False if an item with this key was kept before."""
     with store.transaction() as session:
         return accept(session, delivery_key, handler, payload, now) is not None
+
+
+def tell_leads_of_dead_item(
+    store: Store,
+    directory: Directory,
+    item: InboxItem,
+    person: str,
+    error_id: str,
+    now: datetime,
+) -> None:
+    """Tell the leads of `person`'s workspaces that an item they sent failed every attempt,
+    and where it is kept (the inbox, by its number)."""
+    leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
+    with store.transaction() as session:
+        for lead in sorted(leads - {person}):
+            outbox.notify_person(
+                session,
+                lead,
+                f"amlbot could not handle something {person} sent ({item.handler}) after "
+                f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
+                f"item {item.id}; the log has the details under that error id.",
+                now=now,
+                dedupe_key=f"dead-inbox:{item.id}:{lead}",
+            )

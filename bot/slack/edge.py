@@ -30,7 +30,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
 from sqlalchemy.exc import DBAPIError
 
-from approvals import inbox, outbox
+from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
 from approvals.store import make_engine
@@ -361,20 +361,14 @@ class SlackEdge:
         person = self.person(delivery)
         if person is None:
             return
-        directory = self.core.service.directory
-        leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
-        now = self.core.clock.now()
-        with self.core.store.transaction() as session:
-            for lead in sorted(leads - {person}):
-                outbox.notify_person(
-                    session,
-                    lead,
-                    f"amlbot could not handle something {person} sent ({item.handler}) after "
-                    f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
-                    f"item {item.id}; the log has the details under that error id.",
-                    now=now,
-                    dedupe_key=f"dead-inbox:{item.id}:{lead}",
-                )
+        inbox.tell_leads_of_dead_item(
+            self.core.store,
+            self.core.service.directory,
+            item,
+            person,
+            error_id,
+            self.core.clock.now(),
+        )
         self.on_core_done()
 
     def home_team(self) -> str | None:
