@@ -4,10 +4,12 @@
   acks. It holds no work of its own beyond opening modals, so it scales freely.
 - A worker claims inbox items and runs them, delivers the outbox and runs the sweeps
   (every unit of which is claimed in the database, so any number of workers may run).
-- `serve` on SQLite runs one worker in its own process (one claimer per database file);
-  on PostgreSQL it starts `AMLBOT_WORK_PROCESSES` child processes running `amlbot work`
-  and starts a new one when one dies. `AMLBOT_WORK_PROCESSES=0` serves the edge alone,
-  for a deployment that runs `amlbot work` separately.
+- `serve` starts child processes running `amlbot work` (`AMLBOT_WORK_PROCESSES` of them on
+  PostgreSQL, one per CPU by default; one on SQLite, whose claims are meant for one
+  claimer per database file) and starts a new one when one dies. No worker runs in the
+  acking process: it would take the interpreter's lock from the acks.
+  `AMLBOT_WORK_PROCESSES=0` serves the edge alone, for a deployment that runs
+  `amlbot work` separately.
 
 SIGTERM (every deploy): readiness turns off, the edge stops taking new deliveries and
 finishes the ones in flight, and the workers finish what they hold within a grace period
@@ -180,6 +182,15 @@ def background_services(
     ]
 
 
+def edge_services(
+    core: Core, bot: SlackBot, settings: Settings, config_path: str | None
+) -> list[BackgroundService]:
+    """What runs beside an edge: its `amlbot work` children, none when the deployment runs
+    its workers itself (`AMLBOT_WORK_PROCESSES=0`)."""
+    children = work_processes(settings, settings.database_url)
+    return [WorkerChildren(children, config_path)] if children else []
+
+
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
     """`POST /azure/events`: Azure Event Grid deliveries, kept in the inbox before the 200."""
     return list(
@@ -210,9 +221,10 @@ def create_asgi_app(
     if prepare is not None:  # a hook into this process's core (its in-process worker)
         prepare(core)
     bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())
-    # On PostgreSQL the workers run elsewhere (`amlbot work`); on SQLite, here.
-    in_process = not settings.database_url.startswith("postgresql") or prepare is not None
-    services = background_services(core, bot, worker=in_process)
+    if prepare is not None:  # the adjusted core must do the work: a worker in this process
+        services = background_services(core, bot)
+    else:  # as `serve` does: `amlbot work` children, or none when they run elsewhere
+        services = edge_services(core, bot, settings, settings.config_path)
     app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
     freeze_startup_objects()
     return app
@@ -248,11 +260,7 @@ def serve(
         options=SlackOptions(),
         extra_registrars=slack_registrars(),
     )
-    children = work_processes(settings, settings.database_url)
-    in_process = not settings.database_url.startswith("postgresql")
-    services: list[BackgroundService] = background_services(core, bot, worker=in_process)
-    if children:
-        services.append(WorkerChildren(children, config_path or settings.config_path))
+    services = edge_services(core, bot, settings, config_path or settings.config_path)
     # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
     # lets the `finally` below finish the acks and stop the workers gracefully.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
