@@ -11,6 +11,7 @@ from typing import Protocol
 from approvals.config import AppConfig
 from approvals.directory import Directory
 from approvals.replies import Reply
+from approvals.spend import IdleSpend
 from approvals.store import Store
 from approvals.workflow import Workflow
 from approvals.workflow_base import BackendFor
@@ -26,6 +27,9 @@ class Service(Protocol):
 
     @property
     def directory(self) -> Directory: ...
+
+    @property
+    def idle_spend(self) -> IdleSpend | None: ...
 
     def run(self, person: str, command: AnyCommand, channel: str | None = None) -> Reply:
         """Run a command for a person; never raises (the service's error boundary)."""

@@ -331,6 +331,11 @@ class Execution(WorkflowBase):
                     code=payload.get("code"),
                     inputs=payload.get("inputs") or {},
                     instance_count=int(payload.get("instances", 1)),
+                    timeout_seconds=(
+                        int(payload["max_duration_seconds"])
+                        if payload.get("max_duration_seconds")
+                        else None
+                    ),
                     experiment=payload.get("experiment") or "amlbot",
                     display_name=payload.get("name") or None,
                     tags={

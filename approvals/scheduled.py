@@ -5,7 +5,8 @@ database, so replicas share the work instead of doubling it.
 - grants and requests (cheap queries): every round, on every replica; this includes
   resuming requests whose side effect was in flight when their process died (lease ran out);
 - job following and idle compute (they call Azure): per workspace, when its lease is due
-  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica.
+  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica;
+- the weekly cost digest of a workspace with a budget, once a week, by one replica.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 
 from approvals.claims import claim_due
 from approvals.core import Core
+from approvals.cost_digest import WEEK, send_cost_digest
 from approvals.following.jobs import follow_jobs
 from approvals.idle.digest import sweep_idle
 from approvals.reminders import (
@@ -45,6 +47,7 @@ class SweepReport:
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
     digests: list[int] = field(default_factory=list)
+    cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
     @property
@@ -57,6 +60,7 @@ class SweepReport:
             or self.resumed
             or self.job_changes
             or self.digests
+            or self.cost_digests
         )
 
 
@@ -96,6 +100,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
                     report.digests.append(digest)
 
             _step(report, f"idle:{ws.name}", idle)
+        if ws.budget is not None and _claim(core, f"costs:{ws.name}", now, WEEK, holder):
+
+            def costs(name: str = ws.name) -> None:
+                if send_cost_digest(core, name, now):
+                    report.cost_digests.append(name)
+
+            _step(report, f"costs:{ws.name}", costs)
     return report
 
 

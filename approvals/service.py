@@ -20,12 +20,14 @@ from approvals.policy import (
     decide_access,
     decide_datastore,
     decide_job,
+    job_limit,
     require_cluster,
     workspace_flag,
 )
 from approvals.replies import Reply
 from approvals.service_jobs import JobCommands
 from approvals.service_queries import QueryCommands
+from approvals.service_risk import Assessment, RiskCommands
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import (
@@ -50,7 +52,7 @@ from workspaces.errors import WorkspaceError
 log = logging.getLogger(__name__)
 
 
-class AmlService(JobCommands, QueryCommands):
+class AmlService(JobCommands, QueryCommands, RiskCommands):
     """Dispatches each command to its handler; mutating ones live here, the rest in the bases."""
 
     # ---- entry points -----------------------------------------------------------------
@@ -135,27 +137,56 @@ class AmlService(JobCommands, QueryCommands):
                 f"You already asked for `{cluster.name}`: request {short_ref(pending)} is waiting "
                 f"for a team lead. See `/aml request show {pending}`."
             )
-        decision = decide_access(ws, person)
-        payload = {"cluster": cluster.name, "duration_seconds": duration.total_seconds()}
+        assessment = self.assess_access(ws, person, cluster, duration)
+        if assessment.outcome is not None:
+            decision = self.rule_decision(ws, person, assessment.outcome)
+        else:
+            decision = decide_access(ws, person)
+        payload: dict[str, Any] = {
+            "cluster": cluster.name,
+            "duration_seconds": duration.total_seconds(),
+            **assessment.payload(ws),
+        }
         summary = f"access to {cluster.name} for {_fmt(duration)}"
         if extending and existing is not None:
             payload["extends_grant"] = existing.id
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
+        if decision.run_now:
+            row = self.workflow.run_now(
+                ws, person, "access", payload, summary, decision.why, decision.rule
+            )
+            return self._auto_reply(row, decision.why)
         row = self.workflow.open_request(
             ws, person, "access", payload, summary, command.reason, decision.approvals_needed
         )
-        return self._pending_reply(ws, row)
+        return self._pending_reply(ws, row, assessment)
 
-    def _pending_reply(self, ws: WorkspaceConfig, row: RequestRow) -> Reply:
-        leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
+    def _auto_reply(self, row: RequestRow, why: str) -> Reply:
         return Reply(
-            text=(
-                f"Request {short_ref(row.id)} ({row.summary}) is waiting for a team lead of "
-                f"`{ws.name}` ({leads}). You'll hear back here when it is decided; it expires "
-                f"{when(row.expires_at)}. Withdraw it with `/aml request cancel {row.id}`."
-            ),
+            text=f"{why[:1].upper()}{why[1:]}. {self.workflow.outcome_text(row)}",
+            ok=row.status == RequestStatus.SUCCEEDED,
             request_id=row.id,
         )
+
+    def _pending_reply(
+        self, ws: WorkspaceConfig, row: RequestRow, assessment: Assessment | None = None
+    ) -> Reply:
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group:
+            who = f"group `{group}`"
+        else:
+            leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
+            who = f"a team lead of `{ws.name}` ({leads})"
+        text = (
+            f"Request {short_ref(row.id)} ({row.summary}) is waiting for {who}. You'll hear "
+            f"back here when it is decided; it expires {when(row.expires_at)}. Withdraw it "
+            f"with `/aml request cancel {row.id}`."
+        )
+        if assessment is not None:
+            if assessment.outcome is not None:
+                text += f"\nPolicy: {assessment.outcome.headline()}."
+            text += f"\nEst. cost: {assessment.estimate_text()}."
+        return Reply(text=text, request_id=row.id)
 
     def _access_revoke(self, person: str, command: m.AccessRevoke, channel: str | None) -> Reply:
         with self.store.transaction() as session:
@@ -224,13 +255,29 @@ class AmlService(JobCommands, QueryCommands):
         named = self._must_name_workspace(person, command)
         cluster = require_cluster(ws, command.compute, named)
         has_grant = self._active_grant(person, ws.name, cluster.name) is not None
+        limit = job_limit(ws, command.max_duration)
         decision = decide_job(ws, person, cluster, command.instances, has_grant, named)
-        payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
+        assessment = self.assess_job(ws, person, cluster, command.instances, limit)
+        # Rules decide jobs of people who may use the cluster; without access the built-in
+        # policy has already refused or asked a lead, and a rule may only ask for more.
+        may_use = has_grant or person in ws.team_leads or not cluster.requires_grant
+        outcome = assessment.outcome
+        if outcome is not None and (may_use or outcome.rule.decide in ("two_leads", "refuse")):
+            decision = self.rule_decision(ws, person, outcome)
+        payload = command.model_dump(mode="json", exclude={"kind", "workspace", "max_duration"})
+        payload.update(assessment.payload(ws))
+        if limit is not None:
+            payload["max_duration_seconds"] = limit.total_seconds()
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:
-            row = self.workflow.run_now(ws, person, "job", payload, summary, decision.why)
+            row = self.workflow.run_now(
+                ws, person, "job", payload, summary, decision.why, decision.rule
+            )
+            if decision.rule is not None:
+                return self._auto_reply(row, decision.why)
             return Reply(
-                text=self.workflow.outcome_text(row),
+                text=self.workflow.outcome_text(row)
+                + f"\nEst. cost: {assessment.estimate_text()}.",
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )
@@ -243,7 +290,7 @@ class AmlService(JobCommands, QueryCommands):
             f"needs approval: {decision.why}",
             decision.approvals_needed,
         )
-        return self._pending_reply(ws, row)
+        return self._pending_reply(ws, row, assessment)
 
     def _request_cancel(self, person: str, command: m.RequestCancel, channel: str | None) -> Reply:
         row = self.workflow.cancel(command.request_id, person)

@@ -6,6 +6,8 @@ from sqlalchemy import select
 
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
+from approvals.idle.spend import idle_spend_between
+from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import GrantRow, RequestRow
@@ -30,6 +32,8 @@ class ServiceBase:
         self.clock = clock
         self.directory = directory or Directory(config)
         self.workflow = Workflow(config, self.directory, store, backend_for, clock)
+        # What idle compute cost, counted in the month's spend.
+        self.idle_spend: IdleSpend | None = idle_spend_between
 
     def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
         return self.directory.resolve_workspace(person, command.workspace, channel)

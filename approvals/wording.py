@@ -125,6 +125,7 @@ def describe_request(
         facts.append(("Azure action", str(payload.get("description", ""))))
     else:
         title = f"{short_ref(row.id)} {row.summary}"
+    facts += _risk_facts(row)
     if row.reason:
         facts.append(("Reason", row.reason))
     status = RequestStatus(row.status)
@@ -135,6 +136,25 @@ def describe_request(
         status=status,
         status_line=status_line(row, approved_by),
     )
+
+
+def _risk_facts(row: RequestRow) -> list[tuple[str, str]]:
+    """The rule that decided, the estimate and the budget, as kept when it was asked."""
+    facts: list[tuple[str, str]] = []
+    rule = row.payload.get("rule")
+    if isinstance(rule, dict) and rule.get("headline"):
+        facts.append(("Policy", str(rule["headline"])))
+    estimate = row.payload.get("estimate")
+    if isinstance(estimate, dict) and estimate.get("explain"):
+        label = "Est. cost, whole grant" if row.action == "access" else "Est. cost"
+        facts.append((label, f"{estimate['explain']} ({PRICE_SOURCE})"))
+    if row.payload.get("max_duration_seconds"):
+        facts.append(("Time limit", format_duration(_seconds(row.payload["max_duration_seconds"]))))
+    if row.payload.get("budget_line"):
+        facts.append(("Spend", str(row.payload["budget_line"])))
+    if row.payload.get("capacity"):
+        facts.append(("Capacity", str(row.payload["capacity"])))
+    return facts
 
 
 def access_action(mode: str) -> str:
@@ -166,11 +186,17 @@ def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:
         )
     if status == RequestStatus.PENDING:
         needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
+        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
+        if isinstance(rule, dict) and rule.get("approvers"):
+            word = f"waiting for group `{rule['approvers']}`"
         return f"{word}{needed}; expires {when(row.expires_at)}"
     if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
         return f"{word} (approved by {row.decided_by})"
     if status == RequestStatus.SUCCEEDED:
+        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
         by = f"approved by {row.decided_by}" if row.decided_by != "policy" else "within policy"
+        if row.decided_by == "policy" and isinstance(rule, dict) and rule.get("headline"):
+            by = str(rule["headline"])
         return f"{word}, {by}, {when(row.finished_at)}"
     if status == RequestStatus.FAILED:
         return f"{word}: {row.error}"

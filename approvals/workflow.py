@@ -75,8 +75,10 @@ class Workflow(Execution, GrantKeeper):
         payload: dict[str, Any],
         summary: str,
         why: str,
+        rule: str | None = None,
     ) -> RequestRow:
-        """Record an action policy lets run without a lead, then carry it out."""
+        """Record an action policy lets run without a lead, then carry it out. `rule`: the
+        policy rule that auto-approved it, audited as the decision it is."""
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
@@ -99,6 +101,18 @@ class Workflow(Execution, GrantKeeper):
                 summary,
                 policy=why,
             )
+            if rule is not None:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="policy",
+                    action=f"{action}.approved",
+                    outcome="approved",
+                    workspace=ws.name,
+                    target=short_ref(row.id),
+                    rule=rule,
+                    why=why,
+                )
             request_id = row.id
         return self.execute(request_id)
 
@@ -107,7 +121,17 @@ class Workflow(Execution, GrantKeeper):
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
-        if not self.may_see(actor, row):
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group and actor != row.requester:
+            # A rule named the approvers: its group decides, not the workspace's leads.
+            members = self.directory.group_members(group)
+            if actor not in members:
+                problem = (
+                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
+                    f"can {verb} {short_ref(row.id)}, as policy rule "
+                    f"`{row.payload['rule'].get('name')}` says."
+                )
+        elif not self.may_see(actor, row):
             problem = not_yours(row.id)
         elif not self.directory.is_lead(actor, row.workspace):
             leads = ", ".join(self.directory.leads(row.workspace))

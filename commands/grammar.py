@@ -192,10 +192,21 @@ SPECS: tuple[Spec, ...] = (
                 flag="--instances",
                 help="nodes to run on (default 1)",
             ),
+            Arg(
+                "max_duration",
+                "DURATION",
+                "duration",
+                required=False,
+                flag="--max-duration",
+                help="the job's time limit in Azure, e.g. 2h; its cost estimate is "
+                "nodes x price x this (default: the workspace's policy)",
+            ),
             Arg("experiment", "NAME", "experiment", required=False, flag="--experiment"),
             Arg("name", "NAME", "job", required=False, flag="--name", help="a display name"),
         ),
-        notes="Runs at once with an active grant on the cluster; otherwise ask for access.",
+        notes="Runs at once with an active grant on the cluster, unless a policy rule asks for "
+        "a lead (e.g. GPU, or a high estimated cost); otherwise ask for access. The reply "
+        "shows the estimated cost and the rule that decided.",
     ),
     Spec(
         ("job", "status"),

@@ -79,6 +79,7 @@ class JobSubmit(Command):
     code: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)  # name -> URI
     instances: int = 1
+    max_duration: timedelta | None = None  # None: the policy's default limit, if any
     experiment: str | None = None
     name: str | None = None  # display name chosen by the person
 

@@ -21,6 +21,7 @@ from workspaces import local_access, local_jobs
 from workspaces.clock import Clock
 from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local_access import RoleAssignment
+from workspaces.local_quota import simulated_quota
 from workspaces.local_seed import seed_workspace
 from workspaces.local_tables import (
     SimClusterRow,
@@ -45,6 +46,8 @@ from workspaces.types import (
     JobSpec,
     JobStatus,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 DEFAULT_ENVIRONMENTS = [
@@ -143,6 +146,12 @@ class LocalWorkspace:
         return ComputeInventory(
             clusters=cluster_infos, instances=[_instance_info(row, now) for row in instances]
         )
+
+    def month_to_date_cost(self) -> SpendToDate | None:
+        return None  # no bill to ask: the bot's own records stand in
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        return simulated_quota(vm_size, self.list_computes(), None)
 
     def stop_instance(self, name: str) -> None:
         with self._changing() as session:

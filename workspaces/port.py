@@ -14,6 +14,8 @@ from workspaces.types import (
     JobOutcome,
     JobSpec,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 
@@ -26,6 +28,16 @@ class WorkspaceBackend(Protocol):
     """
 
     def list_computes(self) -> ComputeInventory: ...
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        """The core quota and usage of `vm_size`'s family in the workspace's region; None
+        if the region does not offer the size."""
+        ...
+
+    def month_to_date_cost(self) -> SpendToDate | None:
+        """The workspace's actual cost this month from Azure Cost Management; None where
+        there is none to ask (the simulated workspace)."""
+        ...
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt: ...
 

@@ -128,6 +128,10 @@ class ArmState:
         self.role_assignments: dict[str, dict[str, Any]] = {}  # lower assignment id -> body
         self.schedule_requests: dict[str, dict[str, Any]] = {}
         self.users: dict[str, str] = {}  # lower e-mail (UPN) -> object id
+        # VM family -> core limit in every location (azure_arm_quota.py has the defaults).
+        self.quota_limits: dict[str, int] = {}
+        # Lower workspace id -> its actual cost this month (Cost Management's answer).
+        self.month_costs: dict[str, float] = {}
         self.mail: dict[str, str] = {}  # lower `mail` that differs from the UPN -> object id
         self.principals: set[str] = set()
         self.bot_actions: list[str] = shipped_role_actions()

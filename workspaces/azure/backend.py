@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from workspaces.azure import computes, datastores, jobs, run_history
+from workspaces.azure import computes, cost_management, datastores, jobs, quota, run_history
 from workspaces.azure.clients import Connection, WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
 from workspaces.azure.errors import translated
@@ -24,6 +24,8 @@ from workspaces.types import (
     JobOutcome,
     JobSpec,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +72,12 @@ class AzureWorkspace:
 
     def list_computes(self) -> ComputeInventory:
         return computes.list_computes(self.clients)
+
+    def month_to_date_cost(self) -> SpendToDate | None:
+        return cost_management.month_to_date_cost(self.clients)
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        return quota.vm_quota(self.clients, vm_size)
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
         return self.access.grant(grant)

@@ -40,6 +40,7 @@ FIELD_BLOCKS = {
     "--environment": "environment",
     "--command": "command",
     "--instances": "instances",
+    "--max-duration": "max_duration",
     "--code": "code",
     "--input": "input_path",
     "--experiment": "experiment",
@@ -67,9 +68,10 @@ def values_of(view: dict[str, Any]) -> dict[str, str]:
 
 def job_command(values: dict[str, str], workspace: str) -> str:
     words = ["job", "submit"]
-    for flag in ("compute", "environment", "command", "instances", "code", "experiment", "name"):
-        if values.get(flag):
-            words += [f"--{flag}", values[flag]]
+    fields = ("compute", "environment", "command", "instances", "max_duration", "code")
+    for field in (*fields, "experiment", "name"):
+        if values.get(field):
+            words += [f"--{field.replace('_', '-')}", values[field]]
     if values.get("input_datastore") or values.get("input_path"):
         path = values.get("input_path", "").lstrip("/")
         datastore = values.get("input_datastore", "")
