@@ -22,6 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.config_access import (
+    BreakGlassPolicy,
+    DriftPolicy,
+    EscalationPolicy,
+    UntilDonePolicy,
+)
+from approvals.config_access import cross_check as cross_check_access
 from approvals.rule_models import ApproverGroup, Budget, Rule
 from commands.durations import parse_duration
 from workspaces.azure.settings import AzureWorkspaceSettings, CloudConfig
@@ -134,6 +141,11 @@ class Policy(_Strict):
     jobs: JobPolicy = JobPolicy()
     datastores: DatastorePolicy = DatastorePolicy()
     idle: IdlePolicy = IdlePolicy()
+    # Access that ends with the work and stays true (approvals/config_access.py).
+    until_done: UntilDonePolicy = UntilDonePolicy()
+    escalation: EscalationPolicy = EscalationPolicy()
+    break_glass: BreakGlassPolicy = BreakGlassPolicy()
+    drift: DriftPolicy = DriftPolicy()
 
     _durations = field_validator(
         "request_ttl",
@@ -167,6 +179,8 @@ class ClusterConfig(_Strict):
     )
     # False for a shared cluster every member may use without an access grant.
     requires_grant: bool = True
+    # Access to this cluster ends with the holder's work by default (`--until-done`).
+    until_done: bool = False
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -331,6 +345,12 @@ class AppConfig(_Strict):
                         f"'{rule}' in this workspace (clusters: "
                         f"{', '.join(c.name for c in ws.clusters) or 'none'})"
                     )
+            problems += cross_check_access(
+                ws.name,
+                ws.policy,
+                ws.members,
+                lambda ref: ref in self.people or _is_inline_identity(ref),
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

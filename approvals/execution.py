@@ -287,6 +287,7 @@ class Execution(WorkflowBase):
                         granted_at=granted_at,
                         expires_at=expires_at,
                         status="active",
+                        until_done=bool(payload.get("until_done")),
                     )
                 )
 
@@ -531,10 +532,12 @@ class Execution(WorkflowBase):
         result = row.result or {}
         if row.action == "access":
             expires = result.get("expires_at", "")
+            until = f"until {when(_parse_time(expires))}"
+            if row.payload.get("until_done") and not result.get("extended_grant"):
+                until = f"until the work there is done (at the latest {when(_parse_time(expires))})"
             return (
                 f"Request {ref} done: {row.requester} has access to "
-                f"`{row.payload['cluster']}` until {when(_parse_time(expires))}. "
-                f"{PROPAGATION_NOTE}"
+                f"`{row.payload['cluster']}` {until}. {PROPAGATION_NOTE}"
             )
         if row.action == "datastore":
             return (

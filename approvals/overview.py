@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from approvals.core import Core
+from approvals.directory import fallback_approvers
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 
@@ -32,15 +33,27 @@ class HomeData:
 def home_data(core: Core, person: str) -> HomeData:
     directory = core.service.directory
     lead_of = [ws.name for ws in directory.workspaces_of(person) if person in ws.team_leads]
+    # Where the person is a fallback approver: the requests escalated to them.
+    fallback_of = [
+        ws.name
+        for ws in core.config.workspaces.values()
+        if person in fallback_approvers(ws, core.config, requester="")
+    ]
     now = core.clock.now()
-    data = HomeData(person=person, now=now, is_lead=bool(lead_of))
+    data = HomeData(person=person, now=now, is_lead=bool(lead_of or fallback_of))
     pending = RequestStatus.PENDING.value
     with core.store.transaction() as session:
-        if lead_of:
+        if lead_of or fallback_of:
             waiting = (
                 select(RequestRow)
                 .where(
-                    RequestRow.workspace.in_(lead_of),
+                    or_(
+                        RequestRow.workspace.in_(lead_of),
+                        and_(
+                            RequestRow.workspace.in_(fallback_of),
+                            RequestRow.escalated_at.is_not(None),
+                        ),
+                    ),
                     RequestRow.status == pending,
                     RequestRow.requester != person,
                 )

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from approvals.claims import claim_due
 from approvals.core import Core
 from approvals.cost_digest import WEEK, send_cost_digest
+from approvals.drift import check_workspace
+from approvals.escalation import escalate_pending_requests
 from approvals.following.jobs import follow_jobs
 from approvals.idle.digest import sweep_idle
 from approvals.reminders import (
@@ -34,6 +36,9 @@ from approvals.reminders import (
 log = logging.getLogger(__name__)
 
 HOLDER = f"{socket.gethostname()}-{os.getpid()}"
+# The drift check runs once a night, from `policy.drift.at` on, under a claim named for the
+# day; this only has to outlast that day.
+DRIFT_EVERY = timedelta(days=2)
 
 
 @dataclass
@@ -46,6 +51,11 @@ class SweepReport:
     reminded: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
+    nudged: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+    work_ended: list[int] = field(default_factory=list)
+    drift_reports: list[int] = field(default_factory=list)
+    work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
     cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -59,6 +69,11 @@ class SweepReport:
             or self.reminded
             or self.resumed
             or self.job_changes
+            or self.nudged
+            or self.escalated
+            or self.work_ended
+            or self.drift_reports
+            or self.work_warned
             or self.digests
             or self.cost_digests
         )
@@ -85,13 +100,41 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
     _overdue(core, report)
     _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
     _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
+
+    def escalate() -> None:
+        done = escalate_pending_requests(core.store, core.config, now)
+        report.nudged.extend(done.nudged)
+        report.escalated.extend(done.escalated)
+
+    _step(report, "escalate", escalate)
     for ws in core.config.workspaces.values():
         if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
 
             def follow(name: str = ws.name) -> None:
                 report.job_changes += follow_jobs(core, now, [name])
 
+            def work(name: str = ws.name) -> None:
+                done = core.service.workflow.end_grants_whose_work_ended(name)
+                report.work_ended.extend(done.ended)
+                report.work_warned.extend(done.warned)
+
             _step(report, f"jobs:{ws.name}", follow)
+            _step(report, f"work:{ws.name}", work)
+        drift = ws.policy.drift
+        if (
+            drift.enabled
+            and now.time() >= drift.at
+            # One claim per calendar day (UTC): it runs once a day, from `at` on.
+            and _claim(core, f"drift:{ws.name}:{now.date().isoformat()}", now, DRIFT_EVERY, holder)
+        ):
+
+            def check(name: str = ws.name) -> None:
+                workspace = core.config.workspaces[name]
+                found = check_workspace(core.store, workspace, core.backends(name), now)
+                if found is not None:
+                    report.drift_reports.append(found)
+
+            _step(report, f"drift:{ws.name}", check)
         if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
 
             def idle(name: str = ws.name) -> None:

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
+from approvals.config_access import until_done_limit
+from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.idle.actions import request_compute_change
 from approvals.idle.digest import idle_report
 from approvals.policy import (
@@ -121,7 +124,12 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
     def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
         cluster = require_cluster(ws, command.cluster, self._must_name_workspace(person, command))
-        duration = access_duration(ws, command.duration)
+        if command.emergency:
+            return self._break_glass(person, ws, cluster.name, command)
+        until_done = command.until_done or cluster.until_done
+        duration = access_duration(
+            ws, command.duration or (until_done_limit(ws.policy) if until_done else None)
+        )
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
             existing.expires_at - self.clock.now() <= ws.policy.grant_expiry_warning
@@ -148,6 +156,11 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             **assessment.payload(ws),
         }
         summary = f"access to {cluster.name} for {_fmt(duration)}"
+        if until_done:
+            payload["until_done"] = True
+            summary = (
+                f"access to {cluster.name} until the work there is done (at most {_fmt(duration)})"
+            )
         if extending and existing is not None:
             payload["extends_grant"] = existing.id
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
@@ -160,6 +173,28 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             ws, person, "access", payload, summary, command.reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row, assessment)
+
+    def _break_glass(
+        self, person: str, ws: WorkspaceConfig, cluster: str, command: m.AccessRequest
+    ) -> Reply:
+        duration = break_glass_duration(ws, person, command.duration)
+        existing = self._active_grant(person, ws.name, cluster)
+        if existing is not None:
+            raise UserError(
+                f"You already have access to `{cluster}` until {when(existing.expires_at)} "
+                f"(grant {short_ref(existing.id)}); break-glass is not needed."
+            )
+        access, review = self.workflow.break_glass(ws, person, cluster, duration, command.reason)
+        outcome = self.workflow.outcome_text(access)
+        if access.status != RequestStatus.SUCCEEDED:
+            return Reply(text=outcome, ok=False, request_id=access.id)
+        return Reply(
+            text=(
+                f"Break-glass: {outcome} Every team lead of `{ws.name}` has been told, and one "
+                f"must review this use afterwards (request {short_ref(review.id)})."
+            ),
+            request_id=access.id,
+        )
 
     def _auto_reply(self, row: RequestRow, why: str) -> Reply:
         return Reply(
@@ -281,14 +316,13 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )
+        reason = f"needs approval: {decision.why}"
+        if not has_grant and cluster.requires_grant and person not in ws.team_leads:
+            # Approved as this job alone: the bot submits it; no role assignment is made.
+            payload["job_alone"] = True
+            reason += "; approving runs this one job only and grants no access to the cluster"
         row = self.workflow.open_request(
-            ws,
-            person,
-            "job",
-            payload,
-            summary,
-            f"needs approval: {decision.why}",
-            decision.approvals_needed,
+            ws, person, "job", payload, summary, reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row, assessment)
 
@@ -313,6 +347,29 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
     def _compute_change(self, person: str, command: m.ComputeChange, channel: str | None) -> Reply:
         return request_compute_change(self.workflow, self.config, person, command)
 
+    def _drift_check(self, person: str, command: m.DriftCheck, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        if person not in ws.team_leads:
+            raise PermissionRefusedError(f"Only team leads of `{ws.name}` can run a drift check.")
+        report = check_workspace(self.store, ws, self.backend_for(ws.name), self.clock.now())
+        if report is None:
+            return Reply(text=f"No drift in `{ws.name}`: Azure matches the bot's records.")
+        return Reply(text=f"Drift found in `{ws.name}`; the report went to its team leads.")
+
+    def _drift_fix(self, person: str, command: m.DriftFix, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        finding, payload, summary = fix_request(self.store, ws, command.finding_id, person)
+        # A lead's fix runs at once, recorded and audited as a request like any other.
+        row = self.workflow.run_now(
+            ws, person, "drift", payload, summary, "a team lead fixes a drift finding"
+        )
+        settle_finding(self.store, finding.id, row.id, row.status)
+        return Reply(
+            text=self.workflow.outcome_text(row),
+            ok=row.status == RequestStatus.SUCCEEDED,
+            request_id=row.id,
+        )
+
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
         m.WhoAmI: QueryCommands._whoami,
@@ -336,6 +393,8 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         m.Audit: QueryCommands._audit,
         m.IdleReport: _idle,
         m.ComputeChange: _compute_change,
+        m.DriftCheck: _drift_check,
+        m.DriftFix: _drift_fix,
     }
 
 

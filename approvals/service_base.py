@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from approvals.break_glass import BreakGlass
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
 from approvals.idle.spend import idle_spend_between
@@ -11,7 +12,6 @@ from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import GrantRow, RequestRow
-from approvals.workflow import Workflow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
@@ -31,7 +31,7 @@ class ServiceBase:
         self.backend_for = backend_for
         self.clock = clock
         self.directory = directory or Directory(config)
-        self.workflow = Workflow(config, self.directory, store, backend_for, clock)
+        self.workflow = BreakGlass(config, self.directory, store, backend_for, clock)
         # What idle compute cost, counted in the month's spend.
         self.idle_spend: IdleSpend | None = idle_spend_between
 

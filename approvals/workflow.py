@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.escalation import may_decide_escalated
 from approvals.execution import Execution
-from approvals.grants import GrantKeeper
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
+from approvals.until_done import WorkBoundGrants
 from approvals.wording import short_ref, status_line
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
@@ -28,7 +29,7 @@ from commands.errors import PermissionRefusedError, UserError
 log = logging.getLogger(__name__)
 
 
-class Workflow(Execution, GrantKeeper):
+class Workflow(Execution, WorkBoundGrants):
     """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
 
     # ---- opening ----------------------------------------------------------------------
@@ -46,7 +47,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -82,7 +83,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -119,31 +120,8 @@ class Workflow(Execution, GrantKeeper):
     # ---- deciding ---------------------------------------------------------------------
 
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
-        """Only other leads of the request's workspace decide; the attempt is audited."""
-        problem = None
-        group = (row.payload.get("rule") or {}).get("approvers")
-        if group and actor != row.requester:
-            # A rule named the approvers: its group decides, not the workspace's leads.
-            members = self.directory.group_members(group)
-            if actor not in members:
-                problem = (
-                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
-                    f"can {verb} {short_ref(row.id)}, as policy rule "
-                    f"`{row.payload['rule'].get('name')}` says."
-                )
-        elif not self.may_see(actor, row):
-            problem = not_yours(row.id)
-        elif not self.directory.is_lead(actor, row.workspace):
-            leads = ", ".join(self.directory.leads(row.workspace))
-            problem = (
-                f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
-            )
-        elif not self.may_decide(actor, row):  # the requester
-            problem = (
-                f"You cannot {verb} your own request {short_ref(row.id)}; another team lead "
-                f"must decide it."
-                + (f" To withdraw it: `/aml request cancel {row.id}`" if verb == "deny" else "")
-            )
+        """Only those `may_decide` decide; any other attempt is audited and refused."""
+        problem = self._decision_problem(row, actor, verb)
         if problem is None:
             return
         with self.store.transaction() as session:
@@ -159,10 +137,43 @@ class Workflow(Execution, GrantKeeper):
             )
         raise PermissionRefusedError(problem)
 
+    def _decision_problem(self, row: RequestRow, actor: str, verb: str) -> str | None:
+        """Why `actor` may not decide `row` (None: they may): a rule's approver group, else
+        the workspace's leads (or, once escalated, its fallback approvers), never the
+        requester."""
+        problem = None
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group and actor != row.requester and not may_decide_escalated(row, actor, self.config):
+            # A rule named the approvers: its group decides, not the workspace's leads.
+            members = self.directory.group_members(group)
+            if actor not in members:
+                problem = (
+                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
+                    f"can {verb} {short_ref(row.id)}, as policy rule "
+                    f"`{row.payload['rule'].get('name')}` says."
+                )
+        elif not self.may_see(actor, row):
+            problem = not_yours(row.id)
+        elif not (
+            self.directory.is_lead(actor, row.workspace)
+            or may_decide_escalated(row, actor, self.config)
+        ):
+            leads = ", ".join(self.directory.leads(row.workspace))
+            problem = (
+                f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
+            )
+        elif actor == row.requester:
+            problem = (
+                f"You cannot {verb} your own request {short_ref(row.id)}; another team lead "
+                f"must decide it."
+                + (f" To withdraw it: `/aml request cancel {row.id}`" if verb == "deny" else "")
+            )
+        return problem
+
     def may_decide(self, person: str, row: RequestRow) -> bool:
-        """Who may approve or deny: a team lead of the request's workspace other than the
-        requester. `_refuse_decision` says why not, and audits the attempt."""
-        return self.directory.is_lead(person, row.workspace) and person != row.requester
+        """Who may approve or deny (the rule of `_decision_problem`); `_refuse_decision`
+        says why not, and audits the attempt."""
+        return self._decision_problem(row, person, "decide") is None
 
     def find(self, request_id: int) -> RequestRow:
         """The request, in a transaction of its own; `NotFoundUserError` if there is none."""
@@ -189,8 +200,10 @@ class Workflow(Execution, GrantKeeper):
 
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
-        return person == row.requester or any(
-            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        return (
+            person == row.requester
+            or any(ws.name == row.workspace for ws in self.directory.workspaces_of(person))
+            or may_decide_escalated(row, person, self.config)
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:
@@ -438,7 +451,7 @@ def not_yours(request_id: int) -> str:
     )
 
 
-def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
+def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
     """Add a new request and its "requested" audit event, in the caller's transaction."""
     session.add(row)
     session.flush()

@@ -50,6 +50,7 @@ from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
 from bot.slack.http import asgi_app, freeze_startup_objects, readiness_of
+from bot.slack.listeners.drift import register_slack_drift
 from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core, build_core
 from bot.work import Handler, InboxWorker
@@ -124,7 +125,7 @@ class StoppingWorker:
 def slack_registrars() -> list[Registrar]:
     """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
     the notifications' buttons. Workers build them too: a job is found by its name."""
-    return [register_slack_actions]
+    return [register_slack_actions, register_slack_drift]
 
 
 def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:

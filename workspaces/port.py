@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from workspaces.types import (
+    AccessAssignment,
     ComputeInventory,
     DatastoreInfo,
     DatastoreSpec,
@@ -52,6 +53,15 @@ class WorkspaceBackend(Protocol):
         others at expiry. Raises `NotFoundError` if the assignment is gone. Idempotent on
         (`assignment_name`, `new_expiry`): a retry extends nothing twice.
         """
+        ...
+
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        """Assignments of `role_name` at the workspace's scope and its computes' scopes, to
+        anyone (what the drift check compares with the bot's grants)."""
+        ...
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        """Read back whether the grant's assignment is still there (after a revocation)."""
         ...
 
     def list_datastores(self) -> list[DatastoreInfo]: ...

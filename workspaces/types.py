@@ -205,6 +205,9 @@ class JobInfo(_Frozen):
     error: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Who submitted it, as Azure records it (`systemData.createdBy`: a user's object id or
+    # principal name, or the bot's own identity for jobs the bot submitted).
+    created_by: str | None = None
 
 
 # How much of a failed job's log a message quotes: enough for the traceback's last frames and
@@ -286,3 +289,13 @@ class GrantReceipt(_Frozen):
     scope: str
     role_name: str
     note: str = ""
+
+
+class AccessAssignment(_Frozen):
+    """A role assignment found at the workspace's scope or one of its computes' scopes."""
+
+    assignment_name: str
+    assignment_id: str
+    principal_object_id: str
+    role_name: str
+    compute: str | None = None  # None: at the workspace's own scope

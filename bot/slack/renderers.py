@@ -14,14 +14,20 @@
 from __future__ import annotations
 
 from approvals import outbox
+from approvals.directory import fallback_approvers
+from approvals.drift import DRIFT_REPORT
+from approvals.escalation import REQUEST_ESCALATED
 from approvals.idle.digest import digest_items
 from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
+from approvals.overview import home_data
 from approvals.tables import OutboxRow, RequestRow
 from approvals.wording import describe_request
 from bot.outbox_worker import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext, Renderer, SlackRefusedError
+from bot.slack.listeners.drift import render_drift_report
 from bot.slack.views.card import SlackMessage, approval_card, notice
 from bot.slack.views.common import mention
+from bot.slack.views.home import home_view
 from bot.slack.views.notices import grant_expiring_message, idle_digest_message
 
 # chat.update answers these when the card was deleted from Slack: post it again instead.
@@ -60,6 +66,7 @@ def post_cards(row: OutboxRow, context: DeliveryContext) -> None:
             user_id = context.user_id(lead)
             channel, ts = context.post(row, f"card:dm:{lead}", channel=user_id, message=message)
             context.cards.save(request.id, channel, ts, "dm", request.version)
+    refresh_queues(context, request)
 
 
 def update_cards(row: OutboxRow, context: DeliveryContext) -> None:
@@ -91,6 +98,51 @@ def update_cards(row: OutboxRow, context: DeliveryContext) -> None:
             context.cards.save(request.id, channel, ts, card.placement, request.version)
             continue
         context.cards.shown(card.id, request.version)
+    refresh_queues(context, request, votes)
+
+
+def approvers_of(context: DeliveryContext, request: RequestRow) -> list[str]:
+    """Who may decide the request: the workspace's leads, and its fallback approvers once
+    it is escalated; never the requester."""
+    ws = context.core.config.workspaces[request.workspace]
+    people = list(ws.team_leads)
+    if request.escalated_at is not None:
+        people += fallback_approvers(ws, context.core.config, request.requester)
+    return [p for p in dict.fromkeys(people) if p != request.requester]
+
+
+def refresh_queues(
+    context: DeliveryContext, request: RequestRow, votes: list[str] | None = None
+) -> None:
+    """Every approver's App Home queue redrawn with the request as it is now, like its cards,
+    so no approver sees a live button on a request someone else already took. Who decided
+    or voted is skipped: the click's answer already redrew their Home (with its notice)."""
+    acted = {request.decided_by, *(votes or [])}
+    for person in approvers_of(context, request):
+        if person in acted:
+            continue
+        user_id = context.identity.slack_id_of(person)
+        if user_id is None:
+            continue
+        context.call(
+            "views.publish", user_id=user_id, view=home_view(home_data(context.core, person))
+        )
+
+
+def post_escalated_cards(row: OutboxRow, context: DeliveryContext) -> None:
+    """A copy of the card to each fallback approver, kept with the request's other cards so
+    that every copy is redrawn together; their App Home queues show it too."""
+    request, votes = _load(context, int(row.payload["request_id"]))
+    if request.status != "pending":
+        return  # decided before the escalation reached Slack: the other cards say so
+    message = card_message(context, request, votes)
+    for person in row.payload.get("approvers") or []:
+        user_id = context.user_id(str(person))
+        channel, ts = context.post(
+            row, f"card:escalated:{person}", channel=user_id, message=message
+        )
+        context.cards.save(request.id, channel, ts, "dm", request.version)
+    refresh_queues(context, request)
 
 
 def person_notice(row: OutboxRow, context: DeliveryContext) -> None:
@@ -164,4 +216,6 @@ RENDERERS: dict[str, Renderer] = {
     GRANT_EXPIRING: render_grant_expiring,
     REQUEST_REMINDER: render_request_reminder,
     IDLE_DIGEST: render_idle_digest,
+    REQUEST_ESCALATED: post_escalated_cards,
+    DRIFT_REPORT: render_drift_report,
 }

@@ -15,6 +15,7 @@ from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
 from workspaces.azure.settings import CloudConfig
 from workspaces.types import (
+    AccessAssignment,
     AzureCoordinates,
     ComputeInventory,
     DatastoreInfo,
@@ -87,6 +88,12 @@ class AzureWorkspace:
 
     def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
         return self.access.extend(grant, new_expiry)
+
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        return self.access.list_at_workspace(role_name)
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        return self.access.exists(grant)
 
     def list_datastores(self) -> list[DatastoreInfo]:
         return datastores.list_datastores(self.clients)

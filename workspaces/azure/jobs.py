@@ -197,6 +197,7 @@ def job_info(clients: WorkspaceClients, job: Any) -> JobInfo:
         created_at=getattr(context, "created_at", None),
         studio_url=getattr(job, "studio_url", None) or studio_url(clients, job.name),
         tags={str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()},
+        created_by=getattr(context, "created_by", None),
     )
 
 
