@@ -12,6 +12,7 @@ COPY bot bot
 COPY commands commands
 COPY approvals approvals
 COPY workspaces workspaces
+COPY shared shared
 RUN pip install --no-cache-dir --no-deps . && python -m compileall -q /opt/amlbot
 
 # The final image: the virtual environment alone, no pip cache, no build stage's sources.

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from approvals.store import Store
 from approvals.tables import AuditRow
 
 
@@ -86,3 +87,16 @@ def export(rows: Iterable[AuditRow], fmt: str) -> str:
             writer.writerow(item)
         return buffer.getvalue()
     raise ValueError(f"format must be jsonl or csv, not {fmt!r}")
+
+
+def export_from(
+    store: Store,
+    fmt: str,
+    *,
+    workspaces: Sequence[str] | None = None,
+    since: datetime | None = None,
+) -> tuple[int, str]:
+    """The matching events exported as `fmt` (see `export`): (how many, the text)."""
+    with store.transaction() as session:
+        rows = query(session, workspaces=workspaces, since=since)
+        return len(rows), export(rows, fmt)

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.drift import carry_out_fix
-from approvals.render import short_ref
 from approvals.states import RequestStatus
 from approvals.tables import RequestRow
+from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UsageError

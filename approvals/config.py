@@ -31,6 +31,7 @@ from approvals.config_access import (
 from approvals.config_access import cross_check as cross_check_access
 from approvals.rule_models import ApproverGroup, Budget, Rule
 from commands.durations import parse_duration
+from workspaces.azure.settings import AzureWorkspaceSettings, CloudConfig
 from workspaces.types import AzureCoordinates, ClusterSpec, InstanceSpec, Priority
 
 
@@ -266,24 +267,15 @@ class WorkspaceConfig(_Strict):
     def members(self) -> list[str]:
         return list(dict.fromkeys([*self.team_leads, *self.data_scientists]))
 
-
-class CloudConfig(_Strict):
-    name: Literal["AzureCloud", "AzureUSGovernment", "AzureChinaCloud", "custom"] = "AzureCloud"
-    # Only for name: custom.
-    resource_manager: str | None = None
-    active_directory: str | None = None
-    studio: str | None = None
-    # Microsoft Graph (e-mail -> object id) and Key Vault DNS suffix of a custom cloud.
-    graph: str | None = None
-    key_vault_suffix: str | None = None
-
-    @model_validator(mode="after")
-    def _custom_needs_endpoint(self) -> CloudConfig:
-        if self.name == "custom" and not self.resource_manager:
-            raise ValueError(
-                "a custom cloud needs resource_manager, e.g. https://management.contoso.example/"
-            )
-        return self
+    def azure_settings(self) -> AzureWorkspaceSettings:
+        """What the Azure adapter needs of this workspace."""
+        return AzureWorkspaceSettings(
+            coordinates=self.azure,
+            environments=self.environments,
+            key_vault=self.policy.datastores.key_vault,
+            access_role=self.policy.access.role,
+            access_mode=self.policy.access.mode,
+        )
 
 
 class AppConfig(_Strict):

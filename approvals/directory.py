@@ -111,3 +111,9 @@ class Directory:
             field="--workspace",
             example=f"--workspace {names[0]}",
         )
+
+
+def fallback_approvers(ws: WorkspaceConfig, config: AppConfig, requester: str) -> list[str]:
+    """The fallback approvers as person names (config references resolved)."""
+    names = [config.person(ref).name for ref in ws.policy.escalation.fallback_approvers]
+    return [name for name in dict.fromkeys(names) if name != requester]

@@ -27,11 +27,11 @@ from sqlalchemy import select, update
 
 from approvals import outbox
 from approvals.config import WorkspaceConfig
-from approvals.render import short_ref
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import DriftFindingRow, GrantRow
+from approvals.wording import short_ref
 from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.errors import TransientError
 from workspaces.port import WorkspaceBackend

@@ -18,14 +18,16 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import AppConfig, WorkspaceConfig
-from approvals.render import short_ref, when
+from approvals.directory import fallback_approvers
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import RequestRow, VoteRow
+from approvals.wording import short_ref, when
 from commands.durations import format_duration
 
-# The outbox kinds these steps queue; `request.reminder` is rendered by bot/notify (one
-# reply in the card's thread naming the approvers, and a DM to each).
+# The outbox kinds these steps queue; `request.reminder` is rendered by
+# bot/slack/renderers.py (one reply in the card's thread naming the approvers, and a DM to
+# each).
 REQUEST_REMINDER = "request.reminder"
 # {request_id, approvers, text}: a copy of the card to each fallback approver, kept with the
 # request's other cards so that all of them are redrawn together.
@@ -36,12 +38,6 @@ REQUEST_ESCALATED = "request.escalated"
 class EscalationRound:
     nudged: list[int] = field(default_factory=list)
     escalated: list[int] = field(default_factory=list)
-
-
-def fallback_approvers(ws: WorkspaceConfig, config: AppConfig, requester: str) -> list[str]:
-    """The fallback approvers as person names (config references resolved)."""
-    names = [config.person(ref).name for ref in ws.policy.escalation.fallback_approvers]
-    return [name for name in dict.fromkeys(names) if name != requester]
 
 
 def may_decide_escalated(row: RequestRow, person: str, config: AppConfig) -> bool:
@@ -162,13 +158,3 @@ def _escalate(
                 dedupe_key=f"escalated:{row.id}",
             )
     return True
-
-
-def escalation_line(row: RequestRow, ws: WorkspaceConfig, config: AppConfig) -> str | None:
-    """What a card says once its request was escalated."""
-    if row.escalated_at is None:
-        return None
-    after = ws.policy.escalation.escalate_after
-    waited = f" after {format_duration(after)} without a decision" if after else ""
-    names = ", ".join(fallback_approvers(ws, config, row.requester)) or "nobody"
-    return f"escalated {when(row.escalated_at)}{waited}; {names} may decide it too"

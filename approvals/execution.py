@@ -23,14 +23,15 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, leases, outbox
 from approvals.config import WorkspaceConfig
-from approvals.render import short_ref, when
 from approvals.states import RequestStatus, transition
 from approvals.tables import GrantRow, JobRow, RequestRow
+from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
 from commands.durations import format_duration
 from commands.errors import UserError
+from shared.values import DatastoreKind
 from workspaces.errors import ConflictError, WorkspaceError
-from workspaces.types import DatastoreKind, DatastoreSpec, JobSpec, RoleGrantSpec
+from workspaces.types import DatastoreSpec, JobSpec, RoleGrantSpec
 
 log = logging.getLogger(__name__)
 

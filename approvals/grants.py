@@ -22,8 +22,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from approvals import audit, outbox
 from approvals.execution import PROPAGATION_NOTE, spec_of_grant
-from approvals.render import short_ref, when
 from approvals.tables import GrantRow, RequestRow
+from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
 from commands.errors import NotFoundUserError, UserError
 from workspaces.errors import TransientError, WorkspaceError

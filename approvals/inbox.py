@@ -38,6 +38,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    event,
     func,
     or_,
     select,
@@ -50,7 +51,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter
 
-from approvals.store import Store
+from approvals import outbox
+from approvals.directory import Directory
+from approvals.store import Store, make_engine
 from approvals.tables import InboxRow, UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -565,3 +568,58 @@ def prune(store: Store, now: datetime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def keep(
+    store: Store, delivery_key: str, handler: str, payload: dict[str, Any], now: datetime
+) -> bool:
+    """`accept` in a transaction of its own: False if an item with this key was kept before."""
+    with store.transaction() as session:
+        return accept(session, delivery_key, handler, payload, now) is not None
+
+
+def tell_leads_of_dead_item(
+    store: Store,
+    directory: Directory,
+    item: InboxItem,
+    person: str,
+    error_id: str,
+    now: datetime,
+) -> None:
+    """Tell the leads of `person`'s workspaces that an item they sent failed every attempt,
+    and where it is kept (the inbox, by its number)."""
+    leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
+    with store.transaction() as session:
+        for lead in sorted(leads - {person}):
+            outbox.notify_person(
+                session,
+                lead,
+                f"amlbot could not handle something {person} sent ({item.handler}) after "
+                f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
+                f"item {item.id}; the log has the details under that error id.",
+                now=now,
+                dedupe_key=f"dead-inbox:{item.id}:{lead}",
+            )
+
+
+def claims_store(store: Store, threads: int) -> Store:
+    """On PostgreSQL, where the worker claims and completes: an engine that skips the
+    pre-ping (a round trip per transaction, two per item; inbox writes retry once on a
+    connection the database dropped instead), and whose commits do not wait for the WAL to
+    reach the disk. Losing the last claims or completions in a database crash is safe: an
+    unclaimed item is claimed again, an uncompleted one is run again and its handler is
+    idempotent. What must survive a crash, the accepted item and every state change of the
+    handlers, is committed durably elsewhere."""
+    engine = make_engine(
+        store.engine.url.render_as_string(hide_password=False),
+        pool_pre_ping=False,
+        pool_size=threads + 2,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _no_wal_wait(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off")
+        dbapi_connection.commit()
+
+    return Store(engine)

@@ -9,15 +9,17 @@ The core only writes events; each edge (console, Slack) delivers them its own wa
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from approvals.tables import OutboxRow
+from approvals.store import Store
+from approvals.tables import OutboxRow, RequestRow
 
 REQUEST_OPENED = "request.opened"
 REQUEST_UPDATED = "request.updated"
@@ -79,3 +81,145 @@ def pending(session: Session, *, now: datetime, limit: int = 100) -> list[Outbox
         .limit(limit)
     )
     return list(session.scalars(statement))
+
+
+def skip_superseded_card_updates(store: Store, now: datetime) -> None:
+    """Of several queued updates of one request's card only the last shows anything new (a
+    card is drawn from the request's current state): mark the earlier ones sent. For an
+    edge that cannot redraw in place (the console prints each message)."""
+    with store.transaction() as session:
+        rows = pending(session, now=now, limit=1000)
+        latest: dict[object, int] = {}
+        for row in rows:
+            if row.kind == REQUEST_UPDATED:
+                latest[row.payload.get("request_id")] = row.id
+        superseded = [
+            row.id
+            for row in rows
+            if row.kind == REQUEST_UPDATED and latest[row.payload.get("request_id")] != row.id
+        ]
+        if superseded:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(superseded))
+                .values(status="sent", sent_at=now)
+            )
+
+
+# ---- what the outbox worker does with a row (bot/outbox_worker.py) ----------------------
+
+
+def pending_in_order(store: Store, limit: int) -> list[OutboxRow]:
+    """Undelivered rows, oldest first (due or not: the worker keeps each request's in order)."""
+    with store.transaction() as session:
+        return list(
+            session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.status == "pending")
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            )
+        )
+
+
+def claim(store: Store, row_id: int, worker_id: str, now: datetime, claim_for: timedelta) -> bool:
+    """Compare-and-set: whether this worker may deliver the row now (no one else holds it)."""
+    with store.transaction() as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == row_id,
+                OutboxRow.status == "pending",
+                or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+            )
+            .values(claimed_by=worker_id, claimed_until=now + claim_for)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def mark_sent(store: Store, row_id: int, now: datetime) -> None:
+    with store.transaction() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id)
+            .values(
+                status="sent",
+                sent_at=now,
+                attempts=OutboxRow.attempts + 1,
+                claimed_until=None,
+                last_error=None,
+                waiting_for=None,
+            )
+        )
+
+
+def wait_for_pause(store: Store, row_id: int, until: datetime, scope: str, why: str) -> None:
+    """Put the row back until `until`, its attempts untouched: a pause is not a failure."""
+    with store.transaction() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id)
+            .values(
+                next_attempt_at=until,
+                waiting_for=scope,
+                claimed_until=None,
+                last_error=why[:1000],
+            )
+        )
+
+
+def reschedule(
+    store: Store, row_id: int, attempts: int, next_attempt_at: datetime, why: str
+) -> None:
+    with store.transaction() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id)
+            .values(
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                waiting_for=None,
+                claimed_until=None,
+                last_error=why[:1000],
+            )
+        )
+
+
+def give_up(
+    store: Store,
+    row_id: int,
+    *,
+    dead: bool,
+    reason: str,
+    now: datetime,
+    reports: Sequence[tuple[str, str]] = (),
+) -> None:
+    """`failed` (refused for good) or `dead` (too many failed attempts), and in the same
+    transaction a notice of it to each (person, text) of `reports`."""
+    with store.transaction() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id)
+            .values(
+                status="dead" if dead else "failed",
+                attempts=OutboxRow.attempts + 1,
+                claimed_until=None,
+                waiting_for=None,
+                last_error=reason[:1000],
+            )
+        )
+        for person, text in reports:
+            enqueue(
+                session,
+                PERSON_NOTICE,
+                {"person": person, "text": text, "delivery_report": True},
+                now=now,
+                dedupe_key=f"delivery-report:{row_id}:{person}",
+            )
+
+
+def request_workspace(store: Store, request_id: int) -> str | None:
+    with store.transaction() as session:
+        request = session.get(RequestRow, request_id)
+        return request.workspace if request else None

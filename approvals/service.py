@@ -16,6 +16,8 @@ from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
 from approvals.config_access import until_done_limit
 from approvals.drift import check_workspace, fix_request, settle_finding
+from approvals.idle.actions import request_compute_change
+from approvals.idle.digest import idle_report
 from approvals.policy import (
     access_duration,
     decide_access,
@@ -25,34 +27,35 @@ from approvals.policy import (
     require_cluster,
     workspace_flag,
 )
-from approvals.render import (
+from approvals.replies import Reply
+from approvals.service_jobs import JobCommands
+from approvals.service_queries import QueryCommands
+from approvals.service_risk import Assessment, RiskCommands
+from approvals.states import RequestStatus
+from approvals.tables import GrantRow, RequestRow
+from approvals.wording import (
     revocation_done,
     short_ref,
     when,
 )
-from approvals.replies import Reply
-from approvals.service_jobs import JobCommands
-from approvals.service_risk import Assessment, RiskCommands
-from approvals.service_views import ViewCommands
-from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow
 from commands import models as m
+from commands.durations import format_duration
 from commands.errors import (
     NotFoundUserError,
     PermissionRefusedError,
     SecretRefusedError,
     UsageError,
     UserError,
+    secret_refusal,
 )
 from commands.help import help_text
 from commands.parser import parse_command
-from commands.secrets import secret_refusal
 from workspaces.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
 
 
-class AmlService(JobCommands, ViewCommands, RiskCommands):
+class AmlService(JobCommands, QueryCommands, RiskCommands):
     """Dispatches each command to its handler; mutating ones live here, the rest in the bases."""
 
     # ---- entry points -----------------------------------------------------------------
@@ -339,9 +342,10 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
 
     def _idle(self, person: str, command: m.IdleReport, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
-        if self.idle_reporter is None:
-            raise UserError("Idle-compute reports are not enabled in this deployment.")
-        return Reply(text=self.idle_reporter(ws))
+        return Reply(text=idle_report(self.backend_for, self.store, self.clock, ws))
+
+    def _compute_change(self, person: str, command: m.ComputeChange, channel: str | None) -> Reply:
+        return request_compute_change(self.workflow, self.config, person, command)
 
     def _drift_check(self, person: str, command: m.DriftCheck, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
@@ -368,32 +372,31 @@ class AmlService(JobCommands, ViewCommands, RiskCommands):
 
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
-        m.WhoAmI: ViewCommands._whoami,
-        m.ComputeList: ViewCommands._compute_list,
+        m.WhoAmI: QueryCommands._whoami,
+        m.ComputeList: QueryCommands._compute_list,
         m.AccessRequest: _access_request,
-        m.AccessList: ViewCommands._access_list,
+        m.AccessList: QueryCommands._access_list,
         m.AccessRevoke: _access_revoke,
         m.DatastoreRegister: _datastore_register,
-        m.DatastoreList: ViewCommands._datastore_list,
+        m.DatastoreList: QueryCommands._datastore_list,
         m.JobSubmit: _job_submit,
         m.JobStatusQuery: JobCommands._job_status,
         m.JobList: JobCommands._job_list,
         m.JobCancel: JobCommands._job_cancel,
         m.JobWatch: JobCommands._job_watch,
         m.JobUnwatch: JobCommands._job_unwatch,
-        m.RequestList: ViewCommands._request_list,
-        m.RequestShow: ViewCommands._request_show,
+        m.RequestList: QueryCommands._request_list,
+        m.RequestShow: QueryCommands._request_show,
         m.RequestCancel: _request_cancel,
         m.Approve: _approve,
         m.Deny: _deny,
-        m.Audit: ViewCommands._audit,
+        m.Audit: QueryCommands._audit,
         m.IdleReport: _idle,
+        m.ComputeChange: _compute_change,
         m.DriftCheck: _drift_check,
         m.DriftFix: _drift_fix,
     }
 
 
 def _fmt(duration: timedelta) -> str:
-    from commands.durations import format_duration
-
     return format_duration(duration)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import select
 
 from approvals.break_glass import BreakGlass
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
+from approvals.idle.spend import idle_spend_between
 from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
@@ -16,8 +15,6 @@ from approvals.tables import GrantRow, RequestRow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
-
-IdleReporter = Callable[[WorkspaceConfig], str]
 
 
 class ServiceBase:
@@ -35,10 +32,8 @@ class ServiceBase:
         self.clock = clock
         self.directory = directory or Directory(config)
         self.workflow = BreakGlass(config, self.directory, store, backend_for, clock)
-        # The notifications layer plugs its on-demand idle report in here.
-        self.idle_reporter: IdleReporter | None = None
-        # ... and what idle compute cost, counted in the month's spend.
-        self.idle_spend: IdleSpend | None = None
+        # What idle compute cost, counted in the month's spend.
+        self.idle_spend: IdleSpend | None = idle_spend_between
 
     def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
         return self.directory.resolve_workspace(person, command.workspace, channel)

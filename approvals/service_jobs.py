@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from approvals import audit
-from approvals.render import (
-    describe_job,
-    when,
-)
 from approvals.replies import Reply
 from approvals.service_base import ServiceBase
 from approvals.tables import JobRow, JobWatcherRow
+from approvals.wording import (
+    describe_job,
+    when,
+)
 from commands import models as m
 from commands.errors import (
     NotFoundUserError,

@@ -10,7 +10,6 @@ status = <expected>; exactly one wins, so an action executes exactly once.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -28,10 +27,6 @@ class RequestStatus(enum.StrEnum):
     DENIED = "denied"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATES
 
 
 FINAL_STATES = frozenset(
@@ -82,7 +77,3 @@ def transition(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
-
-
-def is_overdue(expires_at: datetime | None, now: datetime) -> bool:
-    return expires_at is not None and expires_at <= now

@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 
 from approvals import outbox
 from approvals.grants import BOT, GrantKeeper
-from approvals.render import short_ref, when
 from approvals.tables import GrantRow
+from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from commands.errors import UserError
 from workspaces.errors import WorkspaceError

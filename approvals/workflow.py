@@ -19,10 +19,10 @@ from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.escalation import may_decide_escalated
 from approvals.execution import Execution
-from approvals.render import short_ref
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
 from approvals.until_done import WorkBoundGrants
+from approvals.wording import short_ref, status_line
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
 
@@ -120,7 +120,27 @@ class Workflow(Execution, WorkBoundGrants):
     # ---- deciding ---------------------------------------------------------------------
 
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
-        """Only other leads of the request's workspace decide; the attempt is audited."""
+        """Only those `may_decide` decide; any other attempt is audited and refused."""
+        problem = self._decision_problem(row, actor, verb)
+        if problem is None:
+            return
+        with self.store.transaction() as session:
+            audit.record(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action=f"request.{verb}",
+                outcome="refused",
+                workspace=row.workspace,
+                target=short_ref(row.id),
+                why=problem,
+            )
+        raise PermissionRefusedError(problem)
+
+    def _decision_problem(self, row: RequestRow, actor: str, verb: str) -> str | None:
+        """Why `actor` may not decide `row` (None: they may): a rule's approver group, else
+        the workspace's leads (or, once escalated, its fallback approvers), never the
+        requester."""
         problem = None
         group = (row.payload.get("rule") or {}).get("approvers")
         if group and actor != row.requester and not may_decide_escalated(row, actor, self.config):
@@ -148,20 +168,35 @@ class Workflow(Execution, WorkBoundGrants):
                 f"must decide it."
                 + (f" To withdraw it: `/aml request cancel {row.id}`" if verb == "deny" else "")
             )
-        if problem is None:
-            return
+        return problem
+
+    def may_decide(self, person: str, row: RequestRow) -> bool:
+        """Who may approve or deny (the rule of `_decision_problem`); `_refuse_decision`
+        says why not, and audits the attempt."""
+        return self._decision_problem(row, person, "decide") is None
+
+    def find(self, request_id: int) -> RequestRow:
+        """The request, in a transaction of its own; `NotFoundUserError` if there is none."""
         with self.store.transaction() as session:
-            audit.record(
-                session,
-                at=self.clock.now(),
-                actor=actor,
-                action=f"request.{verb}",
-                outcome="refused",
-                workspace=row.workspace,
-                target=short_ref(row.id),
-                why=problem,
+            return self.load(session, request_id)
+
+    def get(self, request_id: int) -> RequestRow | None:
+        """The request, in a transaction of its own, or None."""
+        with self.store.transaction() as session:
+            return session.get(RequestRow, request_id)
+
+    def with_votes(self, request_id: int) -> tuple[RequestRow | None, list[str]]:
+        """A request and who approved it so far, in order; (None, []) if there is none."""
+        with self.store.transaction() as session:
+            request = session.get(RequestRow, request_id)
+            if request is None:
+                return None, []
+            votes = session.scalars(
+                select(VoteRow.approver)
+                .where(VoteRow.request_id == request_id)
+                .order_by(VoteRow.id)
             )
-        raise PermissionRefusedError(problem)
+            return request, list(votes)
 
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
@@ -172,8 +207,6 @@ class Workflow(Execution, WorkBoundGrants):
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:
-        from approvals.render import status_line
-
         return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
 
     def _already_approved(self, row: RequestRow, actor: str) -> UserError | None:

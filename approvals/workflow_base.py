@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 from approvals import audit
 from approvals.config import AppConfig
 from approvals.directory import Directory
-from approvals.render import short_ref
 from approvals.store import Store
 from approvals.tables import RequestRow
-from commands.errors import NotFoundUserError
-from commands.secrets import find_secret_in, secret_refusal
+from approvals.wording import short_ref
+from commands.errors import NotFoundUserError, secret_refusal
+from shared.secrets import find_secret_in
 from workspaces.clock import Clock
 from workspaces.port import WorkspaceBackend
 

@@ -36,7 +36,7 @@ USERS = {
     "U0BOB0001": "bob@example.com",
     "U0CAROL01": "carol@example.com",
 }
-AMLBOT_FACTORY = "bot.slack.http:create_asgi_app"
+AMLBOT_FACTORY = "bot.serve:create_asgi_app"
 STALLED_FACTORY = "bench.ack_latency:stalled_amlbot_app"
 TARGET_RATIO = 1.5  # issue 3: amlbot's p99 at most 1.5x the bare app's
 TARGET_REPLY_P99_MS = 100.0  # issue 8: at 10 people
@@ -100,7 +100,7 @@ class StalledBackend:
 def stalled_amlbot_app() -> Any:
     """amlbot (`--factory` default) with every workspace backend stalling for
     AMLBOT_BENCH_STALL_S seconds per call: `--stall S` serves this."""
-    from bot.slack.http import create_asgi_app
+    from bot.serve import create_asgi_app
 
     seconds = float(os.environ["AMLBOT_BENCH_STALL_S"])
 

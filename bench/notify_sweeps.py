@@ -25,11 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from approvals.config import load_config  # noqa: E402
+from approvals.following.jobs import follow_jobs  # noqa: E402
+from approvals.idle.digest import sweep_idle  # noqa: E402
 from approvals.tables import OutboxRow  # noqa: E402
-from bot.delivery import OutboxWorker  # noqa: E402
-from bot.notify.idle_sweep import sweep_idle  # noqa: E402
-from bot.notify.jobs import follow_jobs  # noqa: E402
-from bot.notify.webhook import eventgrid_routes  # noqa: E402
+from bot.eventgrid_webhook import eventgrid_routes  # noqa: E402
+from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from workspaces.clock import ManualClock  # noqa: E402
 from workspaces.types import JobInfo, JobOutcome  # noqa: E402

@@ -31,10 +31,11 @@ from sqlalchemy import select  # noqa: E402
 from approvals import outbox  # noqa: E402
 from approvals.config import load_config  # noqa: E402
 from approvals.tables import OutboxRow  # noqa: E402
-from bot.delivery import OutboxWorker  # noqa: E402
+from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.serve import OUTBOX_MIN_GAP, OUTBOX_POLL, OutboxLoop  # noqa: E402
 from bot.slack.delivery import SlackDeliverer  # noqa: E402
 from bot.slack.identity import Identity  # noqa: E402
+from bot.slack.renderers import RENDERERS  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.slack_signing import DEMO_CHANNEL_ID  # noqa: E402
@@ -74,7 +75,7 @@ def run_outage(
             identity = Identity(core.service.directory, core.store, clock, client)
             worker = OutboxWorker(
                 core.store,
-                SlackDeliverer(core, client, identity),
+                SlackDeliverer(core, client, identity, renderers=RENDERERS),
                 clock,
                 core.config,
                 worker_id=f"replica-{n}",

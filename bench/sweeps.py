@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig  # noqa: E402
+from approvals.following.jobs import follow_jobs  # noqa: E402
+from approvals.scheduled import SweepReport, WorkspaceStep, run_due, run_workspace_steps  # noqa: E402
 from approvals.tables import JobRow, OutboxRow, RequestRow  # noqa: E402
-from bot.notify.jobs import follow_jobs  # noqa: E402
-from bot.notify.sweeps import SweepReport, WorkspaceStep, run_due, run_workspace_steps  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from tests.fakes.azure_arm import FakeAzure  # noqa: E402
 from tests.fakes.azure_arm_auth import MSI_PATH  # noqa: E402

@@ -11,6 +11,8 @@ import copy
 import logging
 from typing import Any
 
+from bot.logs import current_format
+
 REDACTED = "?[redacted]"
 
 
@@ -33,8 +35,6 @@ def uvicorn_log_config() -> dict[str, Any]:
     """uvicorn's own logging configuration, with the filter on its access handler, in the
     format the process logs in (`bot/logs.py`)."""
     from uvicorn.config import LOGGING_CONFIG
-
-    from bot.logs import current_format
 
     config = copy.deepcopy(LOGGING_CONFIG)
     if current_format() == "json":

@@ -20,13 +20,13 @@ def export_audit(
         print(f"--since: {exc}", file=sys.stderr)
         return 1
     store = Store.open(settings.database_url)
-    with store.transaction() as session:
-        rows = audit.query(session, workspaces=[workspace] if workspace else None, since=cutoff)
-        text = audit.export(rows, fmt)
+    count, text = audit.export_from(
+        store, fmt, workspaces=[workspace] if workspace else None, since=cutoff
+    )
     if output:
         with open(output, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-        print(f"wrote {len(rows)} events to {output}", file=sys.stderr)
+        print(f"wrote {count} events to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -76,7 +76,7 @@ def check_config(path: str | None, *, online: bool = False) -> int:
             continue
         from workspaces.azure import check_workspace_online
 
-        found = check_workspace_online(ws, config.cloud)
+        found = check_workspace_online(ws.azure_settings(), config.cloud)
         if found:
             problems += len(found)
             print(f"workspace {ws.name}: {len(found)} problem(s)")

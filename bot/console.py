@@ -13,22 +13,20 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from sqlalchemy import update
-
 from approvals import outbox
 from approvals.drift import DRIFT_REPORT, FIX_LABELS, findings_of
 from approvals.escalation import REQUEST_ESCALATED
-from approvals.render import describe_request
+from approvals.idle.detection import IdleFinding
+from approvals.idle.digest import digest_items
+from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
+from approvals.scheduled import run_due
 from approvals.states import RequestStatus
-from approvals.tables import OutboxRow, RequestRow
-from bot.delivery import OutboxWorker
-from bot.notify.idle import IdleFinding
-from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from bot.notify.sweeps import run_due
-from bot.notify.tables import IdleItemRow
+from approvals.sweep_tables import IdleItemRow
+from approvals.tables import OutboxRow
+from approvals.wording import describe_request
+from bot.outbox_worker import OutboxWorker
 from bot.wiring import Core
-from commands.secrets import find_secret
+from shared.secrets import find_secret
 
 _ACTOR = re.compile(r"^@(?P<name>[\w.@-]+)\s*(?P<rest>.*)$")
 
@@ -93,24 +91,7 @@ class Console:
         """A card is drawn from the request's current state, so of several queued updates
         of one card only the last shows anything new; a terminal prints each, so the
         earlier ones are marked delivered unseen (Slack would redraw the card in place)."""
-        with self.core.store.transaction() as session:
-            rows = outbox.pending(session, now=self.core.clock.now(), limit=1000)
-            latest: dict[object, int] = {}
-            for row in rows:
-                if row.kind == outbox.REQUEST_UPDATED:
-                    latest[row.payload.get("request_id")] = row.id
-            superseded = [
-                row.id
-                for row in rows
-                if row.kind == outbox.REQUEST_UPDATED
-                and latest[row.payload.get("request_id")] != row.id
-            ]
-            if superseded:
-                session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id.in_(superseded))
-                    .values(status="sent", sent_at=self.core.clock.now())
-                )
+        outbox.skip_superseded_card_updates(self.core.store, self.core.clock.now())
 
     def deliver_row(self, row: OutboxRow) -> None:
         text = self._render(row)
@@ -121,8 +102,7 @@ class Console:
         """What Slack would show for an outbox row; None where Slack shows nothing."""
         payload = row.payload
         if row.kind in {outbox.REQUEST_OPENED, outbox.REQUEST_UPDATED}:
-            with self.core.store.transaction() as session:
-                request = session.get(RequestRow, payload["request_id"])
+            request = self.core.service.workflow.get(payload["request_id"])
             if request is None:
                 return f"[card] request #{payload['request_id']} is gone"
             if row.kind == outbox.REQUEST_UPDATED and request.approvals_needed == 0:

@@ -26,10 +26,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import func, select
 
+from approvals import store_counts
 from approvals.store import Store
-from approvals.tables import GrantRow, InboxRow, OutboxRow, RequestRow
 from workspaces.clock import Clock
 
 __all__ = ["CONTENT_TYPE_LATEST", "CountingWebClient", "Metrics", "StoreCollector"]
@@ -160,46 +159,20 @@ class StoreCollector(Collector):
             "Access grants by status (active, revoking, revoked).",
             labels=["status"],
         )
-        with self.store.transaction() as session:
-            for action, state, count in session.execute(
-                select(RequestRow.action, RequestRow.status, func.count()).group_by(
-                    RequestRow.action, RequestRow.status
-                )
-            ).all():
-                requests.add_metric([action, state], count)
-            inbox_counts = dict(
-                session.execute(
-                    select(InboxRow.status, func.count())
-                    .where(InboxRow.status.in_(["pending", "running", "dead"]))
-                    .group_by(InboxRow.status)
-                ).all()
-            )
-            inbox_retries = session.scalar(
-                select(func.count()).where(InboxRow.status == "pending", InboxRow.attempts > 0)
-            )
-            inbox_first = session.scalar(
-                select(func.min(InboxRow.received_at)).where(
-                    InboxRow.status.in_(["pending", "running"])
-                )
-            )
-            outbox_counts = dict(
-                session.execute(
-                    select(OutboxRow.status, func.count())
-                    .where(OutboxRow.status.in_(["pending", "dead", "failed"]))
-                    .group_by(OutboxRow.status)
-                ).all()
-            )
-            outbox_retries = session.scalar(
-                select(func.count()).where(OutboxRow.status == "pending", OutboxRow.attempts > 0)
-            )
-            outbox_first = session.scalar(
-                select(func.min(OutboxRow.created_at)).where(OutboxRow.status == "pending")
-            )
-            grant_counts = dict(
-                session.execute(
-                    select(GrantRow.status, func.count()).group_by(GrantRow.status)
-                ).all()
-            )
+        counts = store_counts.read(self.store)
+        for action, state, count in counts.requests:
+            requests.add_metric([action, state], count)
+        inbox_counts, inbox_retries, inbox_first = (
+            counts.inbox,
+            counts.inbox_retrying,
+            counts.inbox_oldest,
+        )
+        outbox_counts, outbox_retries, outbox_first = (
+            counts.outbox,
+            counts.outbox_retrying,
+            counts.outbox_oldest,
+        )
+        grant_counts = counts.grants
         for status in ("pending", "running", "dead"):
             inbox_items.add_metric([status], inbox_counts.get(status, 0))
         inbox_retrying.add_metric([], inbox_retries or 0)

@@ -11,8 +11,9 @@ from bot.settings import Settings
 
 
 def refresh_prices_command(settings: Settings, config: AppConfig, snapshot: str | None) -> int:
-    from bot.notify.prices import refresh_prices, retail_fetch
+    from approvals.prices import refresh_prices
     from bot.wiring import build_core
+    from workspaces.azure.retail_prices import retail_fetch
     from workspaces.prices import BOOK, snapshot_document
 
     if settings.prices_url is None:

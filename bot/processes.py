@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from bot.settings import Settings
 
@@ -22,6 +23,16 @@ MAX_RESTART_DELAY_SECONDS = 30.0
 # Workers finish what they hold within this after SIGTERM; Kubernetes waits 30 s by default
 # (terminationGracePeriodSeconds) before it kills.
 SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+class BackgroundService(Protocol):
+    """Something a process runs beside its edge, started and stopped with it."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def work_processes(settings: Settings, database_url: str) -> int:

@@ -24,24 +24,39 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from http.server import ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from approvals import inbox
-from approvals.config import AppConfig
-from bot.delivery import OutboxWorker
-from bot.health import Readiness, SchemaCheck, Verdict
+from approvals.config import AppConfig, load_config
+from approvals.prices import CHORE_EVERY, refresh_if_due
+from approvals.scheduled import HOLDER
+from bot.access_log import uvicorn_log_config
+from bot.eventgrid_webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
+from bot.health import Readiness, Verdict
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
-from bot.processes import SHUTDOWN_GRACE_SECONDS, WorkerChildren, work_processes
+from bot.outbox_worker import OutboxWorker
+from bot.processes import (
+    SHUTDOWN_GRACE_SECONDS,
+    BackgroundService,
+    WorkerChildren,
+    work_processes,
+)
+from bot.scheduler import Housekeeping, NotificationScheduler
 from bot.settings import Settings
 from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
+from bot.slack.http import asgi_app, freeze_startup_objects, readiness_of
+from bot.slack.listeners.drift import register_slack_drift
+from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core, build_core
 from bot.work import Handler, InboxWorker
+from workspaces.azure.retail_prices import retail_fetch
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +64,6 @@ OUTBOX_POLL = timedelta(seconds=1)
 OUTBOX_MIN_GAP = timedelta(milliseconds=20)
 EMAIL_RETRY = timedelta(minutes=10)
 PRUNE_EVERY = timedelta(hours=1)
-
-
-class BackgroundService(Protocol):
-    name: str
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 class OutboxLoop:
@@ -121,16 +128,11 @@ class StoppingWorker:
 def slack_registrars() -> list[Registrar]:
     """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
     the notifications' buttons. Workers build them too: a job is found by its name."""
-    from bot.notify.slack_actions import register_slack_actions
-    from bot.notify.slack_drift import register_slack_drift
-
     return [register_slack_actions, register_slack_drift]
 
 
 def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:
     """Every kind of inbox item, by handler name: the Slack jobs and Event Grid deliveries."""
-    from bot.notify.webhook import EVENTGRID_HANDLER, job_events_handler
-
     handlers: dict[str, Handler] = {name: bot.edge.run_item for name in bot.edge.jobs}
     handlers[EVENTGRID_HANDLER] = job_events_handler(bot.edge.core, bot.edge.on_core_done)
     return handlers
@@ -149,9 +151,6 @@ def background_services(
     Without `worker`, nothing: the edge only accepts."""
     if not worker:
         return []
-    from bot.notify.runtime import Housekeeping, NotificationScheduler
-    from bot.notify.sweeps import HOLDER
-
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
     outbox_loop = OutboxLoop(outbox.run_once)
     # A card or notice should not wait for the next poll after a command changed state.
@@ -182,8 +181,6 @@ def background_services(
         Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
     ]
     if prices_url is not None:
-        from bot.notify.prices import CHORE_EVERY, refresh_if_due, retail_fetch
-
         fetch = retail_fetch(prices_url)
         chores.append(
             Housekeeping("prices", CHORE_EVERY, lambda: refresh_if_due(core, fetch, HOLDER))
@@ -213,8 +210,6 @@ def edge_services(
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
     """`POST /azure/events`: Azure Event Grid deliveries, kept in the inbox before the 200."""
-    from bot.notify.webhook import eventgrid_routes
-
     return list(
         eventgrid_routes(
             bot.edge.core,
@@ -222,6 +217,34 @@ def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
             on_accepted=lambda: bot.edge.on_accepted(),
         )
     )
+
+
+def create_asgi_app(
+    settings: Settings | None = None,
+    config: AppConfig | None = None,
+    *,
+    prepare: Callable[[Core], None] | None = None,
+) -> Starlette:
+    """`amlbot serve --http` as an ASGI factory (e.g. `uvicorn --factory
+    bot.serve:create_asgi_app`): settings from the environment, the background
+    services started by the server's lifespan. `prepare` may adjust the core first (the
+    benchmark installs a stalling backend with it)."""
+    settings = settings or Settings()
+    config = config or load_config(settings.config_path)
+    settings.ensure_database_folder()
+    core = build_core(
+        config, database_url=settings.database_url, simulated_latency=settings.simulated_latency
+    )
+    if prepare is not None:  # a hook into this process's core (its in-process worker)
+        prepare(core)
+    bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())
+    if prepare is not None:  # the adjusted core must do the work: a worker in this process
+        services = background_services(core, bot)
+    else:  # as `serve` does: `amlbot work` children, or none when they run elsewhere
+        services = edge_services(core, bot, settings, settings.config_path)
+    app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
+    freeze_startup_objects()
+    return app
 
 
 def serve(
@@ -260,14 +283,12 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     for service in services:
         service.start()
-    from bot.slack.http import freeze_startup_objects
-
     freeze_startup_objects()
     exit_code = 0
     connection = SocketConnection()
     try:
         if not http and health_port:
-            ready = readiness(bot, services, slack_connected=connection.connected)
+            ready = readiness_of(bot, services, slack_connected=connection.connected)
             try:
                 serve_health(health_port, ready, core.metrics, host)
             except OSError as taken:
@@ -278,7 +299,7 @@ def serve(
                 )
                 return 2
         if http:
-            _serve_http(bot, settings, host, port, readiness(bot, services))
+            _serve_http(bot, settings, host, port, readiness_of(bot, services))
         else:
             exit_code = asyncio.run(_serve_socket_mode(bot, settings, connection))
     except KeyboardInterrupt:
@@ -288,32 +309,6 @@ def serve(
         for service in reversed(services):
             service.stop()
     return exit_code
-
-
-def readiness(
-    bot: SlackBot,
-    services: Sequence[BackgroundService],
-    *,
-    draining: Callable[[], bool] | None = None,
-    slack_connected: Callable[[], bool | None] = lambda: None,
-) -> Readiness:
-    """`/readyz` of a process running `services` beside `bot`'s edge (after
-    `background_services`, which puts the worker on the edge)."""
-    from bot.notify.runtime import NotificationScheduler
-
-    sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
-
-    def worker_ready() -> bool | None:
-        worker = bot.edge.worker
-        return None if worker is None else worker.ready()
-
-    return Readiness(
-        SchemaCheck(bot.edge.core.store),
-        draining=draining or (lambda: bot.edge.draining),
-        worker_ready=worker_ready,
-        sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
-        slack_connected=slack_connected,
-    )
 
 
 class SocketConnection:
@@ -358,7 +353,9 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     for service in services:
         service.start()
     if health_port is not None:
-        serve_health(health_port, readiness(bot, services, draining=stopping.is_set), core.metrics)
+        serve_health(
+            health_port, readiness_of(bot, services, draining=stopping.is_set), core.metrics
+        )
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
@@ -412,9 +409,6 @@ def serve_health(
 
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: Readiness) -> None:
     import uvicorn
-
-    from bot.access_log import uvicorn_log_config
-    from bot.slack.http import asgi_app
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from approvals.config import AppConfig, load_config
+from approvals.prices import load_cached_prices
 from approvals.service import AmlService
 from approvals.store import Store
 from bot.metrics import Metrics
@@ -39,7 +40,7 @@ class Backends:
         if ws.backend == "azure":
             from workspaces.azure import make_azure_workspace
 
-            return make_azure_workspace(ws, self.config.cloud)
+            return make_azure_workspace(ws.azure_settings(), self.config.cloud)
         from workspaces.local import LocalWorkspace
 
         return LocalWorkspace(
@@ -84,11 +85,6 @@ def build_core(
     backends = Backends(config, store, clock, simulated_latency)
     service = AmlService(config, store, backends, clock)
     core = Core(config=config, store=store, backends=backends, clock=clock, service=service)
-    from bot.notify.idle_sweep import install_idle_reporter
-
-    install_idle_reporter(core)
-    from bot.notify.prices import load_cached_prices
-
     load_cached_prices(core)  # what any replica fetched from the Retail Prices API
     core.metrics.watch_store(store, clock)
     return core

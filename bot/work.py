@@ -25,11 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
-
 from approvals import inbox
 from approvals.inbox import InboxItem, InboxStatus
-from approvals.store import Store, make_engine
+from approvals.store import Store
 from bot.logs import correlated
 from bot.metrics import Metrics
 from workspaces.clock import Clock
@@ -70,7 +68,9 @@ class InboxWorker:
     ) -> None:
         self.store = store
         self.inbox_store = (
-            _claims_store(store, threads) if store.engine.dialect.name == "postgresql" else store
+            inbox.claims_store(store, threads)
+            if store.engine.dialect.name == "postgresql"
+            else store
         )
         self.metrics = metrics
         self.clock = clock
@@ -278,29 +278,6 @@ class InboxWorker:
                     self.on_dead(item, error_id)
                 except Exception:
                     log.exception("telling about dead inbox item %s failed", item.id)
-
-
-def _claims_store(store: Store, threads: int) -> Store:
-    """On PostgreSQL, where the worker claims and completes: an engine that skips the
-    pre-ping (a round trip per transaction, two per item; inbox writes retry once on a
-    connection the database dropped instead), and whose commits do not wait for the WAL to
-    reach the disk. Losing the last claims or completions in a database crash is safe: an
-    unclaimed item is claimed again, an uncompleted one is run again and its handler is
-    idempotent. What must survive a crash, the accepted item and every state change of the
-    handlers, is committed durably elsewhere."""
-    engine = make_engine(
-        store.engine.url.render_as_string(hide_password=False),
-        pool_pre_ping=False,
-        pool_size=threads + 2,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _no_wal_wait(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET synchronous_commit = off")
-        dbapi_connection.commit()
-
-    return Store(engine)
 
 
 class _PostgresListener:

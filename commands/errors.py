@@ -38,3 +38,22 @@ class PermissionRefusedError(UserError):
 
 class NotFoundUserError(UserError):
     """The thing named does not exist (request id, grant id, job, cluster)."""
+
+
+def secret_refusal(kind: str) -> SecretRefusedError:
+    """The reply to a message holding a secret. It names the kind only, never the text."""
+    error = SecretRefusedError(
+        f"That message contains what looks like {kind}, so I did not process it, and the text "
+        f"was not stored, logged or audited. Secrets never belong in chat: everyone in the "
+        f"conversation, and Slack's exports and search, can read them. If it was real, rotate "
+        f"it now.\n"
+        f"Use identity-based access instead: "
+        f"`/aml datastore register NAME --kind blob --account ACCOUNT --container NAME` "
+        f"registers a datastore with no secret at all, and the workspace's managed identity "
+        f"or your own Entra ID identity reads the data. If a credential is truly needed, ask a "
+        f"team lead to put it in the workspace's Key Vault and name the Key Vault secret in the "
+        f"amlbot configuration.",
+        field="secret",
+    )
+    error.kind = kind
+    return error

@@ -333,10 +333,6 @@ SPECS: tuple[Spec, ...] = (
 WORKSPACE_FLAG = Arg("workspace", "WS", "workspace", required=False, flag="--workspace")
 
 
-def spec_for(path: tuple[str, ...]) -> Spec | None:
-    return next((spec for spec in SPECS if spec.verbs == path), None)
-
-
 def verb_groups() -> dict[str, list[Spec]]:
     groups: dict[str, list[Spec]] = {}
     for spec in SPECS:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from commands.plain_text import first_unstorable
-from workspaces.types import DatastoreKind
+from shared.values import DatastoreKind
 
 
 def _plain(text: str) -> str:
@@ -156,6 +156,21 @@ class IdleReport(Command):
     kind: Literal["idle"] = "idle"
 
 
+class ComputeChange(Command):
+    """A change to one compute, asked with an idle alert's button (there is no typed form):
+    stop an instance or set its idle shutdown, or set a cluster's minimum nodes or idle
+    time before scale-down."""
+
+    kind: Literal["compute change"] = "compute change"
+    operation: Literal["stop_instance", "set_min_nodes", "set_idle_time", "set_idle_shutdown"]
+    compute: str
+    min_nodes: int = 0
+    # Required for "set_idle_time".
+    idle_seconds: int | None = None
+    # Required for "set_idle_shutdown" (an instance's), 15 to 4320.
+    idle_shutdown_minutes: int | None = None
+
+
 AnyCommand = (
     Help
     | WhoAmI
@@ -178,6 +193,7 @@ AnyCommand = (
     | Deny
     | Audit
     | IdleReport
+    | ComputeChange
     | DriftCheck
     | DriftFix
 )

@@ -16,12 +16,12 @@ from commands.durations import (
     DurationTooLongError,
     parse_duration,
 )
-from commands.errors import UsageError
+from commands.errors import UsageError, secret_refusal
 from commands.grammar import WORKSPACE_FLAG, Arg, Spec, verb_groups
 from commands.models import AnyCommand, Help
 from commands.plain_text import first_unstorable, unstorable_message
-from commands.secrets import find_secret, secret_refusal
-from workspaces.types import DatastoreKind
+from shared.secrets import find_secret
+from shared.values import DatastoreKind
 
 # Slack's own limit on a message is far higher; past this length it is a paste, not a command.
 MAX_LENGTH = 4000

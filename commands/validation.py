@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from commands.errors import UsageError
-from commands.secrets import find_secret, secret_refusal
+from commands.errors import UsageError, secret_refusal
+from shared.secrets import find_secret
 
 Check = Callable[[str, str], str]  # (value, field) -> normalised value
 

@@ -2,7 +2,7 @@
 
 Where a price comes from, best first (every quote says which, and how old it is):
 1. the Azure Retail Prices API (pay-as-you-go, Linux, USD), fetched daily by the bot and
-   kept in its database (`bot/notify/prices.py`), which installs them here with `BOOK`;
+   kept in its database (`approvals/prices.py`), which installs them here with `BOOK`;
 2. the snapshot shipped in this package (`prices_snapshot.json`): its date and the regions
    it covers are in the file; it answers when the API was never reached.
 A size or region neither knows has no price ("unknown"): nothing is guessed, and a region's

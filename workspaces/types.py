@@ -7,7 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from commands.secrets import find_secret
+from shared.secrets import find_secret
+from shared.values import DatastoreKind
 
 
 class _Frozen(BaseModel):
@@ -132,12 +133,6 @@ class ComputeInventory(_Frozen):
 
     def cluster(self, name: str) -> ClusterInfo | None:
         return next((c for c in self.clusters if c.name == name), None)
-
-
-class DatastoreKind(enum.StrEnum):
-    BLOB = "blob"
-    ADLS_GEN2 = "adls-gen2"
-    FILE = "file"
 
 
 class DatastoreSpec(_Frozen):

@@ -10,8 +10,8 @@ keep the work in memory only, where a crash or a deploy loses it.
 Extension: `extra_registrars` are `Callable[[AsyncApp, SlackEdge], None]`, called once
 after the built-in listeners. Register with `edge.hand_over(job)` as the listener, where
 `job(edge, delivery)` is a module-level function (a worker in another process runs it by
-its name; see `listeners/decisions.py`). Outbox kinds are added with
-`bot.slack.delivery.register_renderer`.
+its name; see `listeners/decisions.py`). Outbox kinds are drawn by the table in
+`bot/slack/renderers.py`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from bot.slack.delivery import SlackDeliverer
 from bot.slack.edge import SlackEdge, SlackOptions
 from bot.slack.identity import Identity
 from bot.slack.listeners import command, decisions, forms, home
+from bot.slack.renderers import RENDERERS
 from bot.slack.usergroups import UserGroupMembers
 from bot.wiring import Core
 
@@ -137,7 +138,9 @@ def build_slack(
     registrars = tuple(extra_registrars)
     for registrar in (*BUILT_IN, *registrars):
         registrar(app, edge)
-    deliverer = SlackDeliverer(core, web_client, identity, dm_notices=options.dm_notices)
+    deliverer = SlackDeliverer(
+        core, web_client, identity, renderers=RENDERERS, dm_notices=options.dm_notices
+    )
     return SlackBot(
         app=app,
         edge=edge,
@@ -145,19 +148,6 @@ def build_slack(
         web_client=web_client,
         signing_secret=SecretStr(_secret(settings.slack_signing_secret)),
     )
-
-
-def create_app(
-    core: Core,
-    settings: Settings,
-    *,
-    socket_mode: bool = False,
-    extra_registrars: Iterable[Registrar] = (),
-) -> AsyncApp:
-    """The Bolt app alone (e.g. to mount elsewhere); `build_slack` also gives the rest."""
-    return build_slack(
-        core, settings, socket_mode=socket_mode, extra_registrars=extra_registrars
-    ).app
 
 
 def _authorize_even_when_slack_is_down(client: AsyncWebClient, token: str) -> Any:

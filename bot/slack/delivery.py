@@ -1,12 +1,11 @@
 """The Slack `Deliverer`: turns outbox rows into Slack messages.
 
-Dispatch is on `row.kind` through a registry, so other modules add kinds (`idle.digest`,
-`grant.expiring`, ...) with `register_renderer(kind, fn)` without touching this file. A
-renderer gets the row and a `DeliveryContext` whose helpers post, thread, DM and map
-Slack's errors onto the worker's: `DeliveryPaused` (a 429 pauses the method, or the method
-and channel, for its Retry-After: for every message, through `OutboxPauses`),
-`RetryableDeliveryError` (5xx, timeouts; they pause the method briefly so one message
-probes while the rest wait) and `PermanentDeliveryError` (`channel_not_found`, ...).
+Dispatch is on `row.kind` through the table it is given (`bot.slack.renderers.RENDERERS`:
+every kind in one place). A renderer gets the row and a `DeliveryContext` whose helpers
+post, thread, DM and map Slack's errors onto the worker's: `DeliveryPaused` (a 429 pauses
+the method, or the method and channel, for its Retry-After: for every message, through
+`OutboxPauses`), `RetryableDeliveryError` (5xx, timeouts; they pause the method briefly
+so one message probes while the rest wait) and `PermanentDeliveryError` (`channel_not_found`, ...).
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from approvals.outbox_pauses import OutboxPauses, Pause
+from approvals.slack_cards import CardStore
 from approvals.tables import OutboxRow
-from bot.delivery import DeliveryPaused, PermanentDeliveryError, RetryableDeliveryError
-from bot.slack.cards import CardStore
+from bot.outbox_worker import DeliveryPaused, PermanentDeliveryError, RetryableDeliveryError
 from bot.slack.identity import Identity
 from bot.slack.views.card import SlackMessage, notice
 from bot.wiring import Core
@@ -33,8 +32,6 @@ from bot.wiring import Core
 log = logging.getLogger(__name__)
 
 Renderer = Callable[[OutboxRow, "DeliveryContext"], None]
-
-_RENDERERS: dict[str, Renderer] = {}
 
 # Slack answers these when trying again later can work.
 TRANSIENT_ERRORS = frozenset(
@@ -65,18 +62,6 @@ class SlackRefusedError(PermanentDeliveryError):
         super().__init__(f"{method}: {error}" + (f" {detail}" if detail else ""))
         self.method = method
         self.error = error
-
-
-def register_renderer(kind: str, renderer: Renderer) -> None:
-    """Deliver outbox rows of `kind` with `renderer(row, context)`. One renderer per kind."""
-    existing = _RENDERERS.get(kind)
-    if existing is not None and existing is not renderer:
-        raise ValueError(f"a Slack renderer for {kind!r} is already registered: {existing}")
-    _RENDERERS[kind] = renderer
-
-
-def registered_renderers() -> Mapping[str, Renderer]:
-    return _RENDERERS
 
 
 class DeliveryContext:
@@ -205,7 +190,7 @@ class DeliveryContext:
 
 
 class SlackDeliverer:
-    """Implements `bot.delivery.Deliverer` for Slack."""
+    """Implements `bot.outbox_worker.Deliverer` for Slack."""
 
     def __init__(
         self,
@@ -213,13 +198,10 @@ class SlackDeliverer:
         client: WebClient,
         identity: Identity,
         *,
+        renderers: Mapping[str, Renderer],
         dm_notices: bool = True,
-        renderers: Mapping[str, Renderer] | None = None,
         pauses: OutboxPauses | None = None,
     ) -> None:
-        # Importing the built-in renderers registers them.
-        import bot.slack.renderers  # noqa: F401
-
         self.context = DeliveryContext(
             core,
             client,
@@ -231,7 +213,7 @@ class SlackDeliverer:
         self._renderers = renderers
 
     def deliver(self, row: OutboxRow) -> None:
-        renderer = (self._renderers if self._renderers is not None else _RENDERERS).get(row.kind)
+        renderer = self._renderers.get(row.kind)
         if renderer is None:
             # Maybe a newer replica's kind during a rolling deploy: keep it for later.
             raise RetryableDeliveryError(

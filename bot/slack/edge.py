@@ -22,25 +22,25 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
 
-from approvals import inbox, outbox
+from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.replies import Reply
 from approvals.store import make_engine
 from bot.logs import correlated
 from bot.slack.identity import Identity
+from bot.slack.payloads import user_id_of
+from bot.slack.telling import tell
 from bot.wiring import Core
+from bot.work import InboxWorker
 from commands import models as m
-from commands.secrets import find_secret
-
-if TYPE_CHECKING:
-    from bot.work import InboxWorker
+from shared.secrets import find_secret
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,6 @@ def id_in(value: object) -> int | None:
         return None
     number = int(text)
     return number if 0 < number <= MAX_ID else None
-
-
-def user_id_of(body: dict[str, Any]) -> str | None:
-    if isinstance(body.get("user"), dict):
-        return str(body["user"]["id"])
-    if isinstance(body.get("event"), dict) and body["event"].get("user"):
-        return str(body["event"]["user"])
-    return str(body["user_id"]) if body.get("user_id") else None
 
 
 def team_id_of(body: dict[str, Any]) -> str | None:
@@ -333,8 +325,6 @@ class SlackEdge:
         job(self, delivery)
 
     def tell_failure(self, body: dict[str, Any], error_id: str) -> None:
-        from bot.slack.listeners.common import tell
-
         try:
             tell(
                 self,
@@ -356,20 +346,14 @@ class SlackEdge:
         person = self.person(delivery)
         if person is None:
             return
-        directory = self.core.service.directory
-        leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
-        now = self.core.clock.now()
-        with self.core.store.transaction() as session:
-            for lead in sorted(leads - {person}):
-                outbox.notify_person(
-                    session,
-                    lead,
-                    f"amlbot could not handle something {person} sent ({item.handler}) after "
-                    f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
-                    f"item {item.id}; the log has the details under that error id.",
-                    now=now,
-                    dedupe_key=f"dead-inbox:{item.id}:{lead}",
-                )
+        inbox.tell_leads_of_dead_item(
+            self.core.store,
+            self.core.service.directory,
+            item,
+            person,
+            error_id,
+            self.core.clock.now(),
+        )
         self.on_core_done()
 
     def home_team(self) -> str | None:

@@ -18,7 +18,6 @@ import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING
 
 from slack_bolt.adapter.starlette.async_handler import (
     to_async_bolt_request,
@@ -31,17 +30,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from approvals.config import AppConfig, load_config
-from bot.health import Readiness
+from bot.health import Readiness, SchemaCheck
 from bot.metrics import CONTENT_TYPE_LATEST
-from bot.settings import Settings
-from bot.slack.app import SlackBot, build_slack
-from bot.slack.edge import SlackOptions
+from bot.processes import BackgroundService
+from bot.scheduler import NotificationScheduler
+from bot.slack.app import SlackBot
 from bot.slack.payloads import shape_problem
-from bot.wiring import Core, build_core
-
-if TYPE_CHECKING:
-    from bot.serve import BackgroundService
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +136,6 @@ def asgi_app(
         if bot.edge.draining:  # before anything else: the edge's threads may be gone
             return JSONResponse({"status": "draining"}, status_code=503)
         if ready is None:  # built at the first probe: the worker is on the edge by then
-            from bot.serve import readiness as readiness_of
-
             ready = readiness_of(bot, services)
         verdict = await bot.edge.in_thread(ready)
         return JSONResponse(verdict.body(), status_code=200 if verdict.ready else 503)
@@ -177,34 +169,28 @@ def asgi_app(
     )
 
 
-def create_asgi_app(
-    settings: Settings | None = None,
-    config: AppConfig | None = None,
+def readiness_of(
+    bot: SlackBot,
+    services: Sequence[BackgroundService],
     *,
-    prepare: Callable[[Core], None] | None = None,
-) -> Starlette:
-    """`amlbot serve --http` as an ASGI factory (e.g. `uvicorn --factory
-    bot.slack.http:create_asgi_app`): settings from the environment, the background
-    services started by the server's lifespan. `prepare` may adjust the core first (the
-    benchmark installs a stalling backend with it)."""
-    from bot.serve import azure_routes, background_services, edge_services, slack_registrars
+    draining: Callable[[], bool] | None = None,
+    slack_connected: Callable[[], bool | None] = lambda: None,
+) -> Readiness:
+    """`/readyz` of a process running `services` beside `bot`'s edge (after
+    `background_services`, which puts the worker on the edge)."""
+    sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
 
-    settings = settings or Settings()
-    config = config or load_config(settings.config_path)
-    settings.ensure_database_folder()
-    core = build_core(
-        config, database_url=settings.database_url, simulated_latency=settings.simulated_latency
+    def worker_ready() -> bool | None:
+        worker = bot.edge.worker
+        return None if worker is None else worker.ready()
+
+    return Readiness(
+        SchemaCheck(bot.edge.core.store),
+        draining=draining or (lambda: bot.edge.draining),
+        worker_ready=worker_ready,
+        sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
+        slack_connected=slack_connected,
     )
-    if prepare is not None:  # a hook into this process's core (its in-process worker)
-        prepare(core)
-    bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())
-    if prepare is not None:  # the adjusted core must do the work: a worker in this process
-        services = background_services(core, bot)
-    else:  # as `serve` does: `amlbot work` children, or none when they run elsewhere
-        services = edge_services(core, bot, settings, settings.config_path)
-    app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
-    freeze_startup_objects()
-    return app
 
 
 def freeze_startup_objects() -> None:

@@ -13,12 +13,10 @@ import time
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from approvals import slack_people
 from approvals.directory import Directory
 from approvals.store import Store
-from bot.slack.tables import SlackPersonRow
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -38,9 +36,7 @@ class Identity:
 
     def load_cached(self) -> int:
         """Teach the directory the e-mails resolved before (by this or another replica)."""
-        with self.store.transaction() as session:
-            rows = list(session.scalars(select(SlackPersonRow)))
-        by_email = {row.email.lower(): row.user_id for row in rows}
+        by_email = slack_people.remembered(self.store)
         learned = 0
         for person in self.directory.people_without_slack_id():
             user_id = by_email.get((person.email or "").lower())
@@ -108,15 +104,4 @@ class Identity:
 
     def _remember(self, name: str, email: str, user_id: str, team_id: str | None) -> None:
         self.directory.learn_slack_id(name, user_id)
-        try:
-            with self.store.transaction() as session:
-                session.add(
-                    SlackPersonRow(
-                        email=email.lower(),
-                        user_id=user_id,
-                        team_id=team_id,
-                        resolved_at=self.clock.now(),
-                    )
-                )
-        except IntegrityError:
-            pass  # another replica stored the same answer first
+        slack_people.remember(self.store, email, user_id, team_id, self.clock.now())

@@ -137,3 +137,11 @@ def shape_problem(body: dict[str, Any]) -> str | None:
         where = ".".join(str(part) for part in first["loc"]) or "payload"
         return f"{where}: {first['msg']}"
     return None
+
+
+def user_id_of(body: dict[str, Any]) -> str | None:
+    if isinstance(body.get("user"), dict):
+        return str(body["user"]["id"])
+    if isinstance(body.get("event"), dict) and body["event"].get("user"):
+        return str(body["event"]["user"])
+    return str(body["user_id"]) if body.get("user_id") else None

@@ -5,39 +5,39 @@
 - `request.updated`: every card of the request redrawn in place with `chat.update`, from
   the request's current state, so no card keeps a live button once it is decided.
 - `person.notice` / `channel.notice`: see `DeliveryContext.tell_person` / `tell_channel`.
+- the notices of `approvals/notice_kinds.py`: grant expiring (with Extend), reminders to
+  leads, idle digests (with their buttons, listened to in `listeners/notices.py`).
+
+`RENDERERS` at the bottom is the whole table, kind by kind.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from approvals import outbox
-from approvals.escalation import REQUEST_ESCALATED, fallback_approvers
-from approvals.render import describe_request
-from approvals.tables import OutboxRow, RequestRow, VoteRow
-from bot.delivery import PermanentDeliveryError
-from bot.slack.delivery import DeliveryContext, SlackRefusedError, register_renderer
-from bot.slack.home import home_data
-from bot.slack.views.card import SlackMessage, approval_card
+from approvals.directory import fallback_approvers
+from approvals.drift import DRIFT_REPORT
+from approvals.escalation import REQUEST_ESCALATED
+from approvals.idle.digest import digest_items
+from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
+from approvals.overview import home_data
+from approvals.tables import OutboxRow, RequestRow
+from approvals.wording import describe_request
+from bot.outbox_worker import PermanentDeliveryError
+from bot.slack.delivery import DeliveryContext, Renderer, SlackRefusedError
+from bot.slack.listeners.drift import render_drift_report
+from bot.slack.views.card import SlackMessage, approval_card, notice
 from bot.slack.views.common import mention
 from bot.slack.views.home import home_view
+from bot.slack.views.notices import grant_expiring_message, idle_digest_message
 
 # chat.update answers these when the card was deleted from Slack: post it again instead.
 CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
 
 
 def _load(context: DeliveryContext, request_id: int) -> tuple[RequestRow, list[str]]:
-    with context.core.store.transaction() as session:
-        request = session.get(RequestRow, request_id)
-        if request is None:
-            raise PermanentDeliveryError(f"request #{request_id} does not exist")
-        votes = list(
-            session.scalars(
-                select(VoteRow.approver)
-                .where(VoteRow.request_id == request_id)
-                .order_by(VoteRow.id)
-            )
-        )
+    request, votes = context.core.service.workflow.with_votes(request_id)
+    if request is None:
+        raise PermanentDeliveryError(f"request #{request_id} does not exist")
     return request, votes
 
 
@@ -159,8 +159,63 @@ def channel_notice(row: OutboxRow, context: DeliveryContext) -> None:
     )
 
 
-register_renderer(outbox.REQUEST_OPENED, post_cards)
-register_renderer(outbox.REQUEST_UPDATED, update_cards)
-register_renderer(outbox.PERSON_NOTICE, person_notice)
-register_renderer(REQUEST_ESCALATED, post_escalated_cards)
-register_renderer(outbox.CHANNEL_NOTICE, channel_notice)
+def render_grant_expiring(row: OutboxRow, context: DeliveryContext) -> None:
+    payload = row.payload
+    user_id = context.user_id(str(payload["person"]))
+    message = grant_expiring_message(str(payload["text"]), int(payload["grant_id"]))
+    context.post(row, "dm", channel=user_id, message=message)
+
+
+def render_idle_digest(row: OutboxRow, context: DeliveryContext) -> None:
+    workspace = str(row.payload["workspace"])
+    ws = context.core.config.workspaces.get(workspace)
+    if ws is None:
+        raise PermanentDeliveryError(f"workspace `{workspace}` is no longer configured")
+    items = digest_items(context.core, int(row.payload["digest_id"]))
+    if not items:
+        return
+    message = idle_digest_message(workspace, items)
+    if ws.channel:
+        context.post(row, "digest", channel=ws.channel, message=message)
+        return
+    for lead in ws.team_leads:  # no channel: the leads, who can act on it, by DM
+        context.post(row, f"digest:{lead}", channel=context.user_id(lead), message=message)
+
+
+def render_request_reminder(row: OutboxRow, context: DeliveryContext) -> None:
+    """One reply in the card's thread naming every lead to remind, and a DM to each (a
+    mention does not reach a lead who is not in the channel)."""
+    payload = row.payload
+    text = str(payload["text"])
+    leads = [str(lead) for lead in payload.get("leads") or []]
+    if not leads:
+        return
+    user_ids = {lead: context.user_id(lead) for lead in leads}
+    card = context.cards.channel_card(int(payload["request_id"]))
+    if card is not None:
+        mentions = " ".join(f"<@{user_id}>" for user_id in user_ids.values())
+        context.post(
+            row,
+            "thread",
+            channel=card.channel,
+            thread_ts=card.ts,
+            message=notice(text, prefix=f"{mentions} "),
+        )
+    if card is None or context.dm_notices:
+        for lead, user_id in user_ids.items():
+            context.post(row, f"dm:{lead}", channel=user_id, message=notice(text))
+
+
+# Every outbox kind Slack shows, and how. A kind missing here waits in the outbox (a newer
+# replica's kind during a rolling deploy) instead of being dropped.
+RENDERERS: dict[str, Renderer] = {
+    outbox.REQUEST_OPENED: post_cards,
+    outbox.REQUEST_UPDATED: update_cards,
+    outbox.PERSON_NOTICE: person_notice,
+    outbox.CHANNEL_NOTICE: channel_notice,
+    GRANT_EXPIRING: render_grant_expiring,
+    REQUEST_REMINDER: render_request_reminder,
+    IDLE_DIGEST: render_idle_digest,
+    REQUEST_ESCALATED: post_escalated_cards,
+    DRIFT_REPORT: render_drift_report,
+}

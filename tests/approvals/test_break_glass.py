@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from approvals.config import AppConfig
 from approvals.config_access import BreakGlassPolicy
-from approvals.render import describe_request
 from approvals.tables import GrantRow, RequestRow
+from approvals.wording import describe_request
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from approvals.drift import DRIFT_REPORT
 from approvals.execution import spec_of_grant
+from approvals.scheduled import run_due
 from approvals.tables import AuditRow, DriftFindingRow, GrantRow
-from bot.notify.sweeps import run_due
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock

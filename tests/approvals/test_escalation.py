@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
+from approvals import notice_kinds as kinds
 from approvals.config import AppConfig
 from approvals.config_access import EscalationPolicy
 from approvals.escalation import REQUEST_ESCALATED, REQUEST_REMINDER, escalate_pending_requests
-from approvals.render import describe_request
 from approvals.tables import RequestRow
-from bot.notify import kinds
+from approvals.wording import describe_request
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock

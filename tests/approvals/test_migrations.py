@@ -15,7 +15,7 @@ from approvals.tables import Base
 
 
 def load_every_table_module() -> None:
-    """Tables of the edges live beside them (bot.slack.tables, bot.notify.tables)."""
+    """Tables of the edges live beside them (approvals.slack_tables, approvals.sweep_tables)."""
     for module in pkgutil.walk_packages(bot.__path__, "bot."):
         if module.name.endswith(".tables"):
             importlib.import_module(module.name)

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from approvals import leases
 from approvals.config import AppConfig
+from approvals.scheduled import run_due
 from approvals.states import RequestStatus, transition
 from approvals.tables import GrantRow, JobRow, OutboxRow, RequestRow
-from bot.notify.sweeps import run_due
 from bot.wiring import Core
 from workspaces.clock import ManualClock
 from workspaces.errors import TransientError

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 
 from approvals.grants import RETRY_LEASE, REVOKE_LEASE
+from approvals.reminders import warn_expiring_grants
 from approvals.tables import AuditRow, GrantRow, OutboxRow
-from bot.notify.reminders import warn_expiring_grants
 from bot.wiring import Core
 from workspaces.clock import ManualClock
 from workspaces.errors import TransientError

@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from approvals import outbox
 from approvals.config import AppConfig, ConfigError, parse_config
-from approvals.render import describe_request
+from approvals.notice_kinds import GRANT_EXPIRING
+from approvals.scheduled import run_due
 from approvals.tables import GrantRow, RequestRow
-from bot.notify.kinds import GRANT_EXPIRING
-from bot.notify.sweeps import run_due
+from approvals.wording import describe_request
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from approvals.config import CloudConfig
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.cloud import endpoints_for
+from workspaces.azure.settings import CloudConfig
 from workspaces.types import AzureCoordinates, DatastoreKind, DatastoreSpec, JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]

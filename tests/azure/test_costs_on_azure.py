@@ -67,7 +67,10 @@ def rules_on_azure(fake: FakeAzure, make_core: Callable[..., Core], sqlite_url: 
     fake.quota_limits["standardNCSv3Family"] = 6
     core = make_core(config, sqlite_url)
     backend = make_azure_workspace(
-        config.workspaces["demo"], config.cloud, FakeCredential(), **fake.backend_options()
+        config.workspaces["demo"].azure_settings(),
+        config.cloud,
+        FakeCredential(),
+        **fake.backend_options(),
     )
     core.backends.install("demo", backend)
     return core

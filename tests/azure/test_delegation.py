@@ -25,7 +25,7 @@ OWNER = BUILTIN_ROLES["Owner"]
 
 def online_problems(fake: FakeAzure, coords: AzureCoordinates, **policy: object) -> list[str]:
     return check_workspace_online(
-        workspace_config(coords, **policy),
+        workspace_config(coords, **policy).azure_settings(),
         fake.cloud_config(),
         FakeCredential(),
         **fake.backend_options(),

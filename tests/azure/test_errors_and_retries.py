@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.values import DatastoreKind
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.errors import (
@@ -12,7 +13,7 @@ from workspaces.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from workspaces.types import AzureCoordinates, DatastoreKind, DatastoreSpec, JobSpec
+from workspaces.types import AzureCoordinates, DatastoreSpec, JobSpec
 
 
 def test_throttled_call_waits_as_long_as_azure_asks_then_succeeds(

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import event, select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
+from approvals.following.jobs import MAX_SINGLE_LOOKUPS, follow_jobs
 from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow
-from bot.notify.jobs import MAX_SINGLE_LOOKUPS, follow_jobs
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
@@ -40,7 +40,10 @@ def azure_core(
     fake.add_cluster(coords, "gpu", min_nodes=0, max_nodes=4, current_nodes=4)
     core = make_core(config, sqlite_url)
     backend = make_azure_workspace(
-        config.workspaces["demo"], config.cloud, FakeCredential(), **fake.backend_options()
+        config.workspaces["demo"].azure_settings(),
+        config.cloud,
+        FakeCredential(),
+        **fake.backend_options(),
     )
     core.backends.install("demo", backend)
     return core, coords

@@ -53,7 +53,9 @@ def azure_core(fake: FakeAzure, core: Core) -> Core:
     fake.add_principal(ALICE)
     core.backends.install(
         "demo",
-        make_azure_workspace(ws, core.config.cloud, FakeCredential(), **fake.backend_options()),
+        make_azure_workspace(
+            ws.azure_settings(), core.config.cloud, FakeCredential(), **fake.backend_options()
+        ),
     )
     return core
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
-from bot.notify.idle_actions import act_on_item
-from bot.notify.idle_sweep import digest_items, sweep_idle
-from bot.notify.kinds import IDLE_DIGEST
-from bot.notify.slack_views import IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION, idle_digest_message
+from approvals.idle.actions import act_on_item
+from approvals.idle.digest import digest_items, sweep_idle
+from approvals.notice_kinds import IDLE_DIGEST
+from bot.slack.views.notices import IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION, idle_digest_message
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
+from approvals.following.jobs import follow_jobs
 from approvals.tables import Base, OutboxRow
-from bot.notify.jobs import follow_jobs
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
@@ -251,7 +251,10 @@ def core_on_azure(
     fake.add_cluster(coords, "cpu-cluster", min_nodes=1, max_nodes=4, current_nodes=1)
     core = make_core(config, sqlite_url)
     backend = make_azure_workspace(
-        config.workspaces["demo"], config.cloud, FakeCredential(), **fake.backend_options()
+        config.workspaces["demo"].azure_settings(),
+        config.cloud,
+        FakeCredential(),
+        **fake.backend_options(),
     )
     core.backends.install("demo", backend)
     return core, coords

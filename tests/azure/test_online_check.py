@@ -25,7 +25,10 @@ def test_a_fully_permitted_workspace_has_no_problems(
     fake: FakeAzure, coords: AzureCoordinates
 ) -> None:
     problems = check_workspace_online(
-        workspace_config(coords), fake.cloud_config(), FakeCredential(), **fake.backend_options()
+        workspace_config(coords).azure_settings(),
+        fake.cloud_config(),
+        FakeCredential(),
+        **fake.backend_options(),
     )
 
     assert problems == []
@@ -37,7 +40,10 @@ def test_missing_permissions_are_listed_with_their_purpose(
     fake.deny("Microsoft.Authorization/roleAssignments/delete")
 
     problems = check_workspace_online(
-        workspace_config(coords), fake.cloud_config(), FakeCredential(), **fake.backend_options()
+        workspace_config(coords).azure_settings(),
+        fake.cloud_config(),
+        FakeCredential(),
+        **fake.backend_options(),
     )
 
     assert problems == [
@@ -50,7 +56,7 @@ def test_pim_mode_also_needs_schedule_requests(fake: FakeAzure, coords: AzureCoo
     fake.bot_actions.remove("Microsoft.Authorization/roleAssignmentScheduleRequests/write")
 
     problems = check_workspace_online(
-        workspace_config(coords, access={"mode": "pim"}),
+        workspace_config(coords, access={"mode": "pim"}).azure_settings(),
         fake.cloud_config(),
         FakeCredential(),
         **fake.backend_options(),
@@ -64,7 +70,10 @@ def test_an_unreachable_workspace_is_one_problem(fake: FakeAzure, coords: AzureC
     missing = coords.model_copy(update={"workspace_name": "mlw-gone"})
 
     problems = check_workspace_online(
-        workspace_config(missing), fake.cloud_config(), FakeCredential(), **fake.backend_options()
+        workspace_config(missing).azure_settings(),
+        fake.cloud_config(),
+        FakeCredential(),
+        **fake.backend_options(),
     )
 
     assert len(problems) == 1
@@ -73,7 +82,7 @@ def test_an_unreachable_workspace_is_one_problem(fake: FakeAzure, coords: AzureC
 
 def test_an_unknown_role_in_policy_is_a_problem(fake: FakeAzure, coords: AzureCoordinates) -> None:
     problems = check_workspace_online(
-        workspace_config(coords, access={"role": "AzureML Data Scientst"}),
+        workspace_config(coords, access={"role": "AzureML Data Scientst"}).azure_settings(),
         fake.cloud_config(),
         FakeCredential(),
         **fake.backend_options(),
@@ -89,7 +98,10 @@ def test_a_role_without_the_cancel_action_is_reported_though_it_has_jobs_write(
     fake.bot_actions.remove("Microsoft.MachineLearningServices/workspaces/jobs/cancel/action")
 
     problems = check_workspace_online(
-        workspace_config(coords), fake.cloud_config(), FakeCredential(), **fake.backend_options()
+        workspace_config(coords).azure_settings(),
+        fake.cloud_config(),
+        FakeCredential(),
+        **fake.backend_options(),
     )
 
     assert problems == [

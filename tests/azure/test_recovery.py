@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from approvals import leases
+from approvals.scheduled import run_due
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow
-from bot.notify.sweeps import run_due
 from bot.wiring import Core
 from tests.azure.test_grant_extension import ACCESS, azure_core, demo_on_azure
 from tests.fakes.azure_arm import FakeAzure

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from approvals.config import DEMO_CONFIG_PATH, parse_config
-from bot.notify.sweeps import run_due
+from approvals.scheduled import run_due
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
@@ -65,7 +65,9 @@ def azure_core(
     core = make_core(config, sqlite_url)
     core.backends.install(
         "demo",
-        make_azure_workspace(ws, config.cloud, FakeCredential(), **fake.backend_options()),
+        make_azure_workspace(
+            ws.azure_settings(), config.cloud, FakeCredential(), **fake.backend_options()
+        ),
     )
     return core
 

@@ -14,9 +14,10 @@ from datetime import datetime
 import pytest
 import yaml
 
+from approvals import scheduled as sweeps
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
-from bot.notify import idle_sweep, sweeps
-from bot.notify.sweeps import run_due
+from approvals.idle import digest as idle_sweep
+from approvals.scheduled import run_due
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_auth import MSI_PATH

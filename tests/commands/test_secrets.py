@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from commands.errors import SecretRefusedError
+from commands.errors import SecretRefusedError, secret_refusal
 from commands.parser import parse_command
-from commands.secrets import find_secret, secret_refusal
+from shared.secrets import find_secret
 
 ACCOUNT_KEY = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # 86 base64 characters and "=="
 SAS_QUERY = "sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01T00:00:00Z&sig=kX3%2Bq9Zr0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456%3D"

@@ -64,7 +64,7 @@ def test_the_lock_covers_what_the_installed_dependencies_need_and_no_test_tools(
     pins = lock()
     needed = set(lock_module().runtime_closure())
     assert needed <= set(pins), f"missing from requirements.lock: {sorted(needed - set(pins))}"
-    for tool in ("pytest", "ruff", "mypy", "hypothesis", "kubernetes-validate"):
+    for tool in ("pytest", "ruff", "mypy", "hypothesis", "kubernetes-validate", "import-linter"):
         assert tool not in pins
 
 

@@ -47,7 +47,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import trustme
 
-from approvals.config import CloudConfig
 from tests.fakes import (
     azure_arm_assets,
     azure_arm_auth,
@@ -58,6 +57,7 @@ from tests.fakes import (
 )
 from tests.fakes.azure_arm_state import ArmError, ArmState, Call, FakeResponse
 from tests.fakes.serving import ServesWhileOpen
+from workspaces.azure.settings import CloudConfig
 from workspaces.types import AzureCoordinates
 
 __all__ = ["ArmError", "Call", "FakeAzure", "FakeResponse", "start_fake_azure"]

@@ -15,13 +15,13 @@ from starlette.applications import Starlette
 
 from approvals import outbox
 from approvals.tables import InboxRow, OutboxRow
-from bot.delivery import OutboxWorker
-from bot.notify.slack_actions import register_slack_actions
-from bot.notify.webhook import eventgrid_routes
+from bot.eventgrid_webhook import eventgrid_routes
+from bot.outbox_worker import OutboxWorker
 from bot.serve import inbox_handlers
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.http import asgi_app
+from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core, build_core
 from bot.work import InboxWorker
 from tests.fakes.slack_api import FakeSlack, Message

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from approvals.config import load_config
+from approvals.scheduled import run_due
 from approvals.states import RequestStatus
+from approvals.sweep_tables import IdleDigestRow, IdleItemRow
 from approvals.tables import JobRow, RequestRow
-from bot.notify.sweeps import run_due
-from bot.notify.tables import IdleDigestRow, IdleItemRow
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from tests.paths import RULES_CONFIG

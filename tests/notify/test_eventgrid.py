@@ -16,10 +16,10 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from approvals import inbox
+from approvals.following.eventgrid import RUN_COMPLETED, run_event, workspace_for_topic
+from approvals.following.jobs import follow_jobs
 from approvals.tables import InboxRow, JobRow
-from bot.notify.eventgrid import RUN_COMPLETED, run_event, workspace_for_topic
-from bot.notify.jobs import follow_jobs
-from bot.notify.webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
+from bot.eventgrid_webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
 from bot.wiring import Core
 from tests.fakes.slack_signing import post_signed
 from tests.notify.conftest import ALICE, ENV, EVENTGRID_SECRET, NotifyBot, job_notices

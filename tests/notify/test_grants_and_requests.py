@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from approvals.notice_kinds import GRANT_EXPIRING, REQUEST_REMINDER
+from approvals.reminders import extension_request, remind_pending_requests, warn_expiring_grants
+from approvals.scheduled import run_due, run_startup
 from approvals.tables import GrantRow, RequestRow
-from bot.notify.kinds import GRANT_EXPIRING, REQUEST_REMINDER
-from bot.notify.reminders import extension_request, remind_pending_requests, warn_expiring_grants
-from bot.notify.runtime import NotificationScheduler
-from bot.notify.sweeps import run_due, run_startup
+from bot.scheduler import NotificationScheduler
 from bot.wiring import Core
 from commands.errors import PermissionRefusedError
 from tests.notify.conftest import notices, replica_of

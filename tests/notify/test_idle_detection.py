@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from approvals.config import IdlePolicy
-from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from workspaces.prices import BOOK, PriceQuote
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
 

@@ -10,14 +10,14 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from approvals.render import describe_request
+from approvals.idle.actions import act_on_item, snooze_item
+from approvals.idle.digest import digest_items, sweep_idle
+from approvals.notice_kinds import IDLE_DIGEST
+from approvals.scheduled import run_due
+from approvals.sweep_tables import IdleItemRow
 from approvals.tables import AuditRow, RequestRow
+from approvals.wording import describe_request
 from bot.console import Console
-from bot.notify.idle_actions import act_on_item, snooze_item
-from bot.notify.idle_sweep import digest_items, install_idle_reporter, sweep_idle
-from bot.notify.kinds import IDLE_DIGEST
-from bot.notify.sweeps import run_due
-from bot.notify.tables import IdleItemRow
 from bot.wiring import Core
 from tests.notify.conftest import notices, replica_of
 from workspaces.clock import ManualClock
@@ -186,7 +186,6 @@ def test_a_stranger_cannot_touch_another_workspaces_compute(core: Core, clock: M
 def test_aml_idle_reports_on_demand_and_marks_snoozed_computes(
     core: Core, clock: ManualClock
 ) -> None:
-    install_idle_reporter(core)
     westeurope_prices(clock, age=timedelta(0))
     clock.advance(HOUR)
     digest = sweep_idle(core, "demo", clock.now())

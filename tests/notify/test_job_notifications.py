@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from approvals.following.jobs import follow_jobs, record_job_status
 from approvals.tables import JobRow
-from bot.notify.jobs import follow_jobs, record_job_status
 from bot.wiring import Core
 from tests.notify.conftest import (
     CountingBackend,

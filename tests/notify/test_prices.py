@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from approvals.config import AppConfig
+from approvals.prices import load_cached_prices, refresh_if_due, refresh_prices
+from approvals.sweep_tables import PriceRow
 from bot.cli import main
-from bot.notify.prices import load_cached_prices, refresh_if_due, refresh_prices, retail_fetch
-from bot.notify.tables import PriceRow
 from bot.wiring import Core, build_core
 from tests.fakes.retail_prices import FakeRetailPrices, meter, meters_for
-from workspaces.azure.retail_prices import fetch_vm_prices, price_filter
+from workspaces.azure.retail_prices import fetch_vm_prices, price_filter, retail_fetch
 from workspaces.clock import ManualClock
 from workspaces.errors import WorkspaceError
 from workspaces.prices import BOOK, parse_snapshot, price_for, shipped_snapshot

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from approvals.config import AppConfig
-from bot.notify.reminders import remind_pending_requests
+from approvals.reminders import remind_pending_requests
 from bot.wiring import Core
 from tests.notify.conftest import BOB, CAROL, CHANNEL, NotifyBot
 from workspaces.clock import ManualClock

@@ -11,14 +11,14 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from bot.delivery import OutboxWorker
-from bot.notify.runtime import start_notifications
-from bot.notify.slack_actions import register_slack_actions
-from bot.notify.webhook import eventgrid_routes
+from bot.eventgrid_webhook import eventgrid_routes
+from bot.outbox_worker import OutboxWorker
+from bot.scheduler import start_notifications
 from bot.serve import OutboxLoop, StoppingWorker, background_services
 from bot.settings import Settings
 from bot.slack.app import build_slack
 from bot.slack.http import asgi_app
+from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.fakes.slack_signing import post_signed, slash_command_body

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig, parse_config
-from bot.notify.idle_sweep import sweep_idle
-from bot.notify.jobs import follow_jobs
-from bot.notify.reminders import warn_expiring_grants
-from bot.notify.slack_views import EXTEND_ACTION, IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION
-from bot.notify.tables import ComputeAlertRow
+from approvals.following.jobs import follow_jobs
+from approvals.idle.digest import sweep_idle
+from approvals.reminders import warn_expiring_grants
+from approvals.sweep_tables import ComputeAlertRow
+from bot.slack.views.notices import EXTEND_ACTION, IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION
 from bot.wiring import Core
 from tests.fakes.slack_api import Message
 from tests.notify.conftest import ALICE, BOB, CAROL, CHANNEL, ENV, NotifyBot, submit_job, wait_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-import bot.notify.tables as notify_tables
+import approvals.sweep_tables as notify_tables
 from approvals.store import Store, alembic_config
 
 NOTIFY_TABLES = {

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from approvals.config import AppConfig
 from approvals.config_access import BreakGlassPolicy
+from approvals.scheduled import run_due
 from approvals.tables import GrantRow
-from bot.notify.slack_views import EXTEND_ACTION
-from bot.notify.sweeps import run_due
 from bot.slack.views.common import APPROVE_ACTION
+from bot.slack.views.notices import EXTEND_ACTION
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, running_bot, wait_for

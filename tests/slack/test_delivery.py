@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from approvals import outbox
 from approvals.tables import OutboxRow
-from bot.delivery import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
-from bot.slack.delivery import DeliveryContext, register_renderer
+from bot.slack.delivery import DeliveryContext, SlackDeliverer
+from bot.slack.renderers import RENDERERS
 from bot.slack.views.card import notice
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
@@ -129,10 +130,16 @@ def digest(row: OutboxRow, context: DeliveryContext) -> None:
     context.post(row, "digest", channel=CHANNEL, message=notice(row.payload["text"]))
 
 
-def test_new_kinds_plug_in_through_the_registry(
-    core: Core, fake_slack: FakeSlack, worker: OutboxWorker
+def test_new_kinds_plug_in_through_the_renderer_table(
+    core: Core, fake_slack: FakeSlack, bot: SlackBot
 ) -> None:
-    register_renderer("tests.digest", digest)  # registering the same function again is fine
+    deliverer = SlackDeliverer(
+        core,
+        bot.web_client,
+        bot.edge.identity,
+        renderers={**RENDERERS, "tests.digest": digest},
+    )
+    worker = OutboxWorker(core.store, deliverer, core.clock, core.config)
     with core.store.transaction() as session:
         outbox.enqueue(session, "tests.digest", {"text": "2 idle clusters"}, now=core.clock.now())
     assert worker.run_once() == 1

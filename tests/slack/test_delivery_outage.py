@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from approvals import outbox
 from approvals.tables import DeliveryPauseRow, OutboxRow
-from bot.delivery import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.delivery import SlackDeliverer
+from bot.slack.renderers import RENDERERS
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
 from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET
@@ -57,7 +58,7 @@ def a_worker(core: Core, bot: SlackBot, **options: int) -> OutboxWorker:
 def another_replica(core: Core, bot: SlackBot, fake_slack: FakeSlack) -> OutboxWorker:
     """A second process: its own Slack client and deliverer, the same database."""
     client = WebClient(token=BOT_TOKEN, base_url=fake_slack.base_url)
-    deliverer = SlackDeliverer(core, client, bot.edge.identity)
+    deliverer = SlackDeliverer(core, client, bot.edge.identity, renderers=RENDERERS)
     return OutboxWorker(core.store, deliverer, core.clock, core.config, worker_id="replica-2")
 
 
@@ -209,7 +210,7 @@ def test_a_message_that_keeps_failing_is_dead_lettered_and_the_leads_told(
     channel_notices(core, 1)
     worker = a_worker(core, bot, max_attempts=3)
     fake_slack.fail_every_call(status=503)
-    with caplog.at_level(logging.ERROR, logger="bot.delivery"):
+    with caplog.at_level(logging.ERROR, logger="bot.outbox_worker"):
         for _ in range(40):
             worker.run_once()
             clock.advance(POLL)

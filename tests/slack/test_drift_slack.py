@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.notify.slack_drift import DRIFT_FIX_ACTION
+from bot.slack.listeners.drift import DRIFT_FIX_ACTION
 from tests.fakes.slack_api import Message
 from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, wait_for
 from workspaces.local import LocalWorkspace

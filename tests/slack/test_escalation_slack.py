@@ -11,7 +11,7 @@ import pytest
 
 from approvals.config import AppConfig
 from approvals.config_access import EscalationPolicy
-from bot.notify.sweeps import run_due
+from approvals.scheduled import run_due
 from bot.slack.views.common import APPROVE_ACTION
 from tests.fakes.slack_api import Message
 from tests.slack.conftest import ALICE, BOB, CAROL, CHANNEL, SlackHarness, wait_for

@@ -21,12 +21,6 @@ from sqlalchemy import MetaData, Table, inspect, select
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, RequestRow
 from bot.audit_export import export_audit
-from bot.notify.slack_views import (
-    EXTEND_ACTION,
-    IDLE_FIX_ACTION,
-    IDLE_SHUTDOWN_ACTION,
-    SNOOZE_PREFIX,
-)
 from bot.settings import Settings
 from bot.slack.views.common import (
     APPROVE_ACTION,
@@ -35,7 +29,13 @@ from bot.slack.views.common import (
     DENY_MODAL,
     JOB_MODAL,
 )
-from commands.secrets import find_secret
+from bot.slack.views.notices import (
+    EXTEND_ACTION,
+    IDLE_FIX_ACTION,
+    IDLE_SHUTDOWN_ACTION,
+    SNOOZE_PREFIX,
+)
+from shared.secrets import find_secret
 from tests.slack.conftest import ALICE, BOB, CHANNEL, SlackHarness, wait_for
 
 BASE64 = string.ascii_letters + string.digits + "+/"

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from approvals.store import Store, alembic_config, make_engine
 from bot.health import Readiness, SchemaCheck
-from bot.notify.runtime import NotificationScheduler
+from bot.scheduler import NotificationScheduler
 from bot.wiring import Core
 from tests.slack.conftest import SlackHarness
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-import bot.slack.tables as slack_tables
+import approvals.slack_tables as slack_tables
 from approvals.store import Store, alembic_config
 
 SLACK_TABLES = {

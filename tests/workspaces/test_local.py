@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from shared.values import DatastoreKind
 from workspaces.clock import ManualClock
 from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local import LocalWorkspace
@@ -17,7 +18,6 @@ from workspaces.port import WorkspaceBackend
 from workspaces.types import (
     ClusterInfo,
     ClusterSpec,
-    DatastoreKind,
     DatastoreSpec,
     InstanceSpec,
     JobSpec,

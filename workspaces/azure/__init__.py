@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from approvals.config import CloudConfig, WorkspaceConfig
     from workspaces.azure.backend import AzureWorkspace
+    from workspaces.azure.settings import AzureWorkspaceSettings, CloudConfig
     from workspaces.port import WorkspaceBackend
 
 __all__ = ["AzureWorkspace", "check_workspace_online", "make_azure_workspace"]
 
 
 def make_azure_workspace(
-    ws: WorkspaceConfig,
+    ws: AzureWorkspaceSettings,
     cloud: CloudConfig,
     credential: TokenCredential | None = None,
     **options: Any,
@@ -36,17 +36,17 @@ def make_azure_workspace(
     from workspaces.azure.backend import AzureWorkspace
 
     return AzureWorkspace(
-        ws.azure,
+        ws.coordinates,
         credential,
         cloud,
         environments=ws.environments,
-        key_vault=ws.policy.datastores.key_vault,
+        key_vault=ws.key_vault,
         **options,
     )
 
 
 def check_workspace_online(
-    ws: WorkspaceConfig,
+    ws: AzureWorkspaceSettings,
     cloud: CloudConfig,
     credential: TokenCredential | None = None,
     **options: Any,

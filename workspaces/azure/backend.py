@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from approvals.config import CloudConfig
 from workspaces.azure import computes, cost_management, datastores, jobs, quota, run_history
 from workspaces.azure.clients import Connection, WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
 from workspaces.azure.errors import translated
 from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
+from workspaces.azure.settings import CloudConfig
 from workspaces.types import (
     AccessAssignment,
     AzureCoordinates,

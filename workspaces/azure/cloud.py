@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from approvals.config import CloudConfig
+from workspaces.azure.settings import CloudConfig
 
 
 @dataclass(frozen=True)

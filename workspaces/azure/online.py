@@ -8,10 +8,10 @@ import fnmatch
 import json
 from typing import Any
 
-from approvals.config import WorkspaceConfig
 from workspaces.azure import delegation
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.errors import translated
+from workspaces.azure.settings import AzureWorkspaceSettings
 from workspaces.errors import WorkspaceError
 
 ML = "Microsoft.MachineLearningServices/workspaces"
@@ -69,7 +69,7 @@ PIM_ACTIONS = {
 }
 
 
-def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
+def check_workspace(backend: AzureWorkspace, ws: AzureWorkspaceSettings) -> list[str]:
     """Problems found, each a sentence an administrator can act on; empty when all is well."""
     coords = backend.coordinates
     arm = backend.clients.arm()
@@ -90,7 +90,7 @@ def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
     except WorkspaceError as error:
         return [error.message]
     required = dict(REQUIRED_ACTIONS)
-    if ws.policy.access.mode == "pim":
+    if ws.access_mode == "pim":
         required.update(PIM_ACTIONS)
     for action, purpose in required.items():
         if not is_permitted(action, grants):
@@ -98,7 +98,7 @@ def check_workspace(backend: AzureWorkspace, ws: WorkspaceConfig) -> list[str]:
                 f"the bot's identity lacks `{action}` on `{coords.workspace_scope}` "
                 f"(needed to {purpose})"
             )
-    role = ws.policy.access.role
+    role = ws.access_role
     try:
         policy_role_id = backend.access.role_definition_id(coords.workspace_scope, role)
     except WorkspaceError as error:

@@ -168,3 +168,21 @@ def _start(item: dict[str, Any]) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def retail_fetch(
+    url: str | None = None, connection_verify: bool | str = True
+) -> Callable[[str, list[str], date], list[PriceQuote]]:
+    """`approvals.prices.Fetch` over the real API (or one at `url`): what the daily refresh
+    and `amlbot prices refresh` call."""
+
+    def fetch(region: str, skus: list[str], today: date) -> list[PriceQuote]:
+        return fetch_vm_prices(
+            region,
+            skus,
+            url=url or RETAIL_PRICES_URL,
+            today=today,
+            connection_verify=connection_verify,
+        )
+
+    return fetch

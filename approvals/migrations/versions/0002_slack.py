@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 10:00:00
 
-Hand-written; `tests/slack/test_tables.py` checks it matches `bot/slack/tables.py`.
+Hand-written; `tests/slack/test_tables.py` checks it matches `approvals/slack_tables.py`.
 """
 from alembic import op
 import sqlalchemy as sa

@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-23 12:00:00
 
-Hand-written; `tests/notify/test_tables.py` checks it matches `bot/notify/tables.py`.
+Hand-written; `tests/notify/test_tables.py` checks it matches `approvals/sweep_tables.py`.
 """
 from alembic import op
 import sqlalchemy as sa

@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03 15:00:00
 
-Hand-written; `tests/approvals/test_migrations.py` checks it matches `bot/notify/tables.py`.
+Hand-written; `tests/approvals/test_migrations.py` checks it matches `approvals/sweep_tables.py`.
 """
 from alembic import op
 import sqlalchemy as sa

@@ -12,10 +12,10 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.slack.edge import Delivery, SlackEdge
-from bot.slack.listeners.common import tell
 from bot.slack.listeners.forms import FORMS, open_form
+from bot.slack.telling import tell
 from bot.slack.views.common import unescape
-from commands.secrets import find_secret
+from shared.secrets import find_secret
 
 # Desktop clients may turn typed quotes into typographic ones; the grammar wants ASCII.
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})

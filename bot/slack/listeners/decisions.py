@@ -14,17 +14,17 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from approvals.render import describe_request, status_line
 from approvals.replies import Reply
 from approvals.states import RequestStatus
+from approvals.wording import describe_request, status_line
 from bot.slack.edge import Delivery, SlackEdge, id_in
-from bot.slack.listeners.common import channel_of, metadata, tell
+from bot.slack.telling import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
-from commands.errors import UserError
+from commands.errors import UserError, secret_refusal
 from commands.plain_text import first_unstorable, unstorable_message
-from commands.secrets import find_secret, secret_refusal
+from shared.secrets import find_secret
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
 
@@ -44,13 +44,11 @@ def deny_precheck(edge: SlackEdge, person: str, request_id: int) -> tuple[Reply 
     """
     service = edge.core.service
     try:
-        with edge.core.store.transaction() as session:
-            row = service.workflow.load(session, request_id)
+        row = service.workflow.find(request_id)
     except UserError as exc:
         return Reply(text=exc.render(), ok=False), ""
     title = describe_request(row, edge.core.config).title
-    may_decide = service.directory.is_lead(person, row.workspace) and person != row.requester
-    if not may_decide:
+    if not service.workflow.may_decide(person, row):
         return edge.run(person, m.Deny(request_id=request_id, reason="(Deny button)"), None), title
     if row.status != RequestStatus.PENDING:
         text = f"Request #{row.id} is no longer pending: {status_line(row)}."

@@ -23,12 +23,12 @@ from slack_sdk.errors import SlackApiError
 
 from approvals.config import WorkspaceConfig
 from bot.slack.edge import Delivery, SlackEdge
-from bot.slack.listeners.common import metadata, tell
+from bot.slack.telling import metadata, tell
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from bot.slack.views.modals import ClusterChoice, datastore_modal, job_modal, message_modal
-from commands.errors import UserError
+from commands.errors import UserError, secret_refusal
 from commands.parser import parse_command
-from commands.secrets import find_secret, secret_refusal
+from shared.secrets import find_secret
 from workspaces.errors import WorkspaceError
 from workspaces.prices import format_price, hourly_price
 from workspaces.types import Priority

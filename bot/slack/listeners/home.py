@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.edge import Delivery, SlackEdge
-from bot.slack.listeners.common import publish_home
+from bot.slack.telling import publish_home
 from bot.slack.views.common import escape
 
 

@@ -18,8 +18,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from approvals.render import RequestDescription
 from approvals.states import RequestStatus
+from approvals.wording import RequestDescription
 from bot.slack.views.common import (
     APPROVE_ACTION,
     DENY_ACTION,

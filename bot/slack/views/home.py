@@ -3,8 +3,6 @@ for leads, the requests waiting for them with the same Approve / Deny as the car
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -18,28 +16,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from approvals.render import describe_grant, describe_job_row, short_ref, status_line
-from approvals.tables import GrantRow, JobRow, RequestRow
+from approvals.overview import HomeData
+from approvals.wording import describe_grant, describe_job_row, short_ref, status_line
 from bot.slack.views.card import decision_buttons
 from bot.slack.views.common import SECTION_TEXT_MAX, SURFACE_MAX_BLOCKS, as_payload, clip, escape
 
+
 # Each list is cut here; with two blocks per waiting request the Home stays under 100.
-WAITING_SHOWN = 20
-LIST_SHOWN = 10
-
-
-@dataclass
-class HomeData:
-    person: str
-    now: datetime
-    is_lead: bool
-    waiting: list[RequestRow] = field(default_factory=list)
-    waiting_total: int = 0
-    pending: list[RequestRow] = field(default_factory=list)
-    grants: list[GrantRow] = field(default_factory=list)
-    jobs: list[JobRow] = field(default_factory=list)
-
-
 def _lines(items: list[str], empty: str, more: int = 0, see: str = "") -> SectionBlock:
     text = "\n".join(f"• {item}" for item in items) if items else f"_{empty}_"
     if more > 0:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals.config import WorkspaceConfig
-from bot.notify.tables import IdleDigestRow, IdleItemRow
+from approvals.sweep_tables import IdleDigestRow, IdleItemRow
 
 
 def idle_spend_between(

@@ -1,15 +1,33 @@
-"""Reads what the App Home shows, straight from the database (no Azure call: the tab must
-open fast, and the job statuses shown are the last ones the bot saw)."""
+"""What a person has going on (the App Home shows it): requests waiting for them, their
+own pending requests, active grants and recent jobs, straight from the database (no Azure
+call: the tab must open fast, and the job statuses are the last ones the bot saw)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+
 from sqlalchemy import and_, func, or_, select
 
-from approvals.escalation import fallback_approvers
+from approvals.core import Core
+from approvals.directory import fallback_approvers
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
-from bot.slack.views.home import LIST_SHOWN, WAITING_SHOWN, HomeData
-from bot.wiring import Core
+
+WAITING_SHOWN = 20
+LIST_SHOWN = 10
+
+
+@dataclass
+class HomeData:
+    person: str
+    now: datetime
+    is_lead: bool
+    waiting: list[RequestRow] = field(default_factory=list)
+    waiting_total: int = 0
+    pending: list[RequestRow] = field(default_factory=list)
+    grants: list[GrantRow] = field(default_factory=list)
+    jobs: list[JobRow] = field(default_factory=list)
 
 
 def home_data(core: Core, person: str) -> HomeData:

@@ -1,9 +1,9 @@
-"""This package at the Slack edge: renderers for its outbox kinds and the listeners of its
-buttons (Extend, Stop instance / Set minimum to 0 / Set idle time, Snooze).
+"""The listeners of the notices' buttons (Extend, Stop instance / Set minimum to 0 / Set idle
+time, Snooze); the notices themselves are drawn by `bot/slack/renderers.py`.
 
-Add to the app with `build_slack(..., extra_registrars=[register_slack_actions])`; importing
-this module registers the renderers with the Slack deliverer. Listeners follow the edge's
-pattern: `edge.hand_over` keeps the click in the inbox and acks; a worker runs the job.
+Add to the app with `build_slack(..., extra_registrars=[register_slack_actions])`.
+Listeners follow the edge's pattern: `edge.hand_over` keeps the click in the inbox and
+acks; a worker runs the job.
 """
 
 from __future__ import annotations
@@ -13,83 +13,22 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from approvals.tables import OutboxRow
-from bot.delivery import PermanentDeliveryError
-from bot.notify.idle_actions import FixChoice, act_on_item, snooze_item
-from bot.notify.idle_sweep import digest_items
-from bot.notify.kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
-from bot.notify.reminders import extension_request
-from bot.notify.slack_views import (
+from approvals.idle.actions import FixChoice, act_on_item, snooze_item
+from approvals.idle.digest import digest_item, digest_items
+from approvals.reminders import extension_request
+from bot.slack.edge import Delivery, SlackEdge, id_in
+from bot.slack.telling import channel_of, tell
+from bot.slack.views.notices import (
     EXTEND_ACTION,
     IDLE_FIX_ACTION,
     IDLE_SHUTDOWN_ACTION,
     SNOOZE_ACTIONS,
     SNOOZE_PREFIX,
-    grant_expiring_message,
     idle_digest_message,
 )
-from bot.notify.tables import IdleItemRow
-from bot.slack.delivery import DeliveryContext, register_renderer
-from bot.slack.edge import Delivery, SlackEdge, id_in
-from bot.slack.listeners.common import channel_of, tell
-from bot.slack.views.card import notice
 from commands.errors import UserError
 
 UNKNOWN_BUTTON = "That button does not belong to anything amlbot knows; nothing was done."
-
-# ---- renderers (run by the outbox worker) ------------------------------------------------
-
-
-def render_grant_expiring(row: OutboxRow, context: DeliveryContext) -> None:
-    payload = row.payload
-    user_id = context.user_id(str(payload["person"]))
-    message = grant_expiring_message(str(payload["text"]), int(payload["grant_id"]))
-    context.post(row, "dm", channel=user_id, message=message)
-
-
-def render_idle_digest(row: OutboxRow, context: DeliveryContext) -> None:
-    workspace = str(row.payload["workspace"])
-    ws = context.core.config.workspaces.get(workspace)
-    if ws is None:
-        raise PermanentDeliveryError(f"workspace `{workspace}` is no longer configured")
-    items = digest_items(context.core, int(row.payload["digest_id"]))
-    if not items:
-        return
-    message = idle_digest_message(workspace, items)
-    if ws.channel:
-        context.post(row, "digest", channel=ws.channel, message=message)
-        return
-    for lead in ws.team_leads:  # no channel: the leads, who can act on it, by DM
-        context.post(row, f"digest:{lead}", channel=context.user_id(lead), message=message)
-
-
-def render_request_reminder(row: OutboxRow, context: DeliveryContext) -> None:
-    """One reply in the card's thread naming every lead to remind, and a DM to each (a
-    mention does not reach a lead who is not in the channel)."""
-    payload = row.payload
-    text = str(payload["text"])
-    leads = [str(lead) for lead in payload.get("leads") or []]
-    if not leads:
-        return
-    user_ids = {lead: context.user_id(lead) for lead in leads}
-    card = context.cards.channel_card(int(payload["request_id"]))
-    if card is not None:
-        mentions = " ".join(f"<@{user_id}>" for user_id in user_ids.values())
-        context.post(
-            row,
-            "thread",
-            channel=card.channel,
-            thread_ts=card.ts,
-            message=notice(text, prefix=f"{mentions} "),
-        )
-    if card is None or context.dm_notices:
-        for lead, user_id in user_ids.items():
-            context.post(row, f"dm:{lead}", channel=user_id, message=notice(text))
-
-
-register_renderer(GRANT_EXPIRING, render_grant_expiring)
-register_renderer(REQUEST_REMINDER, render_request_reminder)
-register_renderer(IDLE_DIGEST, render_idle_digest)
 
 # ---- listeners (jobs run on the edge's threads after the ack) ------------------------
 
@@ -117,8 +56,7 @@ def _clicker(edge: SlackEdge, delivery: Delivery) -> tuple[str, str, int] | None
 
 def _redraw_digest(edge: SlackEdge, body: dict[str, Any], item_id: int) -> None:
     """Show a click's outcome in the digest itself: the item's buttons give way to a note."""
-    with edge.core.store.transaction() as session:
-        item = session.get(IdleItemRow, item_id)
+    item = digest_item(edge.core, item_id)
     channel = (body.get("channel") or {}).get("id")
     ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
     if item is None or not channel or not ts:

@@ -24,20 +24,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from approvals.claims import claim_due
+from approvals.core import Core
+from approvals.cost_digest import WEEK, send_cost_digest
 from approvals.drift import check_workspace
 from approvals.escalation import escalate_pending_requests
-from bot.notify.claims import claim_due
-from bot.notify.cost_digest import WEEK, send_cost_digest
-from bot.notify.idle_sweep import sweep_idle
-from bot.notify.jobs import follow_jobs
-from bot.notify.reminders import (
+from approvals.following.jobs import follow_jobs
+from approvals.idle.digest import sweep_idle
+from approvals.reminders import (
     expire_requests,
     remind_pending_requests,
     resume_stalled_requests,
     revoke_expired_grants,
     warn_expiring_grants,
 )
-from bot.wiring import Core
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from approvals import outbox
+from approvals.claims import insert_once
+from approvals.core import Core
 from approvals.spend import job_end_line
+from approvals.sweep_tables import JobNoticeRow
 from approvals.tables import JobRow, JobWatcherRow
-from bot.notify.claims import insert_once
-from bot.notify.tables import JobNoticeRow
-from bot.wiring import Core
 from commands.durations import format_duration
 from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import JobInfo, JobOutcome, JobStatus
@@ -235,7 +235,7 @@ def _queue_messages(
             outbox.PERSON_NOTICE,
             # No request id: a watcher is told by DM, not in someone else's thread. The
             # ordering key asks the worker to keep one watcher's updates of one job in
-            # order (see `bot.delivery._ordering_key`).
+            # order (see `bot.outbox_worker._ordering_key`).
             {"person": person, "text": text, "ordering_key": f"job:{job.id}:{person}"},
             now=now,
             dedupe_key=f"job:{job.id}:{status.value}:{person}",

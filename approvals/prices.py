@@ -17,9 +17,9 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from bot.notify.claims import claim_due
-from bot.notify.tables import PriceRow
-from bot.wiring import Core
+from approvals.claims import claim_due
+from approvals.core import Core
+from approvals.sweep_tables import PriceRow
 from workspaces.errors import WorkspaceError
 from workspaces.prices import BOOK, PriceQuote, normalise_region, normalise_sku
 
@@ -41,23 +41,6 @@ class RefreshReport:
         lines = [f"{region}: {count} price(s) stored" for region, count in self.fetched.items()]
         lines += [f"{region}: not refreshed ({why})" for region, why in self.failed.items()]
         return "\n".join(lines) or "no region to refresh (no workspace is configured)"
-
-
-def retail_fetch(url: str | None = None, connection_verify: bool | str = True) -> Fetch:
-    """The real API (or one at `url`), imported only when used."""
-
-    def fetch(region: str, skus: list[str], today: date) -> list[PriceQuote]:
-        from workspaces.azure.retail_prices import RETAIL_PRICES_URL, fetch_vm_prices
-
-        return fetch_vm_prices(
-            region,
-            skus,
-            url=url or RETAIL_PRICES_URL,
-            today=today,
-            connection_verify=connection_verify,
-        )
-
-    return fetch
 
 
 def wanted_skus(core: Core) -> dict[str, set[str]]:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from approvals.config import IdlePolicy
-from approvals.render import when
+from approvals.wording import when
 from commands.durations import format_duration
 from workspaces.prices import PriceQuote, price_for
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority

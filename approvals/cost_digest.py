@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from approvals import outbox
 from approvals.config import WorkspaceConfig
+from approvals.core import Core
 from approvals.costs import money
+from approvals.idle.spend import idle_spend_between
 from approvals.spend import budget_line, month_to_date, spend_between
-from bot.notify.idle_spend import idle_spend_between
-from bot.notify.tables import IdleItemRow
-from bot.wiring import Core
+from approvals.sweep_tables import IdleItemRow
 
 WEEK = timedelta(days=7)
 # What the idle digest's fixes leave behind, by their recorded note (idle_actions.py).

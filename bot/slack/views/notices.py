@@ -17,10 +17,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.notify.idle import IdleFinding
-from bot.notify.idle_actions import SnoozeChoice
-from bot.notify.idle_sweep import finding_line, prices_note
-from bot.notify.tables import IdleItemRow
+from approvals.idle.actions import SnoozeChoice
+from approvals.idle.detection import IdleFinding
+from approvals.idle.digest import finding_line, prices_note
+from approvals.sweep_tables import IdleItemRow
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (
     CONTEXT_TEXT_MAX,

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 
 from approvals.config import AppConfig, WorkspaceConfig
+from approvals.core import Core
+from approvals.following.jobs import record_job_status, status_rank
 from approvals.tables import JobRow
-from bot.notify.jobs import record_job_status, status_rank
-from bot.wiring import Core
 from workspaces.errors import WorkspaceError
 from workspaces.types import JobInfo, JobStatus
 

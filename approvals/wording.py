@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from approvals.config import AppConfig, WorkspaceConfig
+from approvals.directory import fallback_approvers
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from commands.durations import format_duration
@@ -156,8 +157,6 @@ def describe_request(
             )
         )
     if ws is not None and row.escalated_at is not None:
-        from approvals.escalation import escalation_line
-
         facts.append(("Escalated", escalation_line(row, ws, config) or ""))
     ended = (row.result or {}).get("access_ended") if row.action == "access" else None
     if isinstance(ended, dict):
@@ -302,3 +301,13 @@ def describe_job_row(job: JobRow) -> str:
     if job.request_id:
         text += f" (request {short_ref(job.request_id)})"
     return text
+
+
+def escalation_line(row: RequestRow, ws: WorkspaceConfig, config: AppConfig) -> str | None:
+    """What a card says once its request was escalated."""
+    if row.escalated_at is None:
+        return None
+    after = ws.policy.escalation.escalate_after
+    waited = f" after {format_duration(after)} without a decision" if after else ""
+    names = ", ".join(fallback_approvers(ws, config, row.requester)) or "nobody"
+    return f"escalated {when(row.escalated_at)}{waited}; {names} may decide it too"

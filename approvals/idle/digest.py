@@ -15,15 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals import outbox
+from approvals.claims import insert_once
 from approvals.config import WorkspaceConfig
-from approvals.render import when
+from approvals.core import Core
+from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
+from approvals.notice_kinds import IDLE_DIGEST
+from approvals.store import Store
+from approvals.sweep_tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
 from approvals.tables import JobRow
-from bot.notify.claims import insert_once
-from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
-from bot.notify.idle_spend import idle_spend_between
-from bot.notify.kinds import IDLE_DIGEST
-from bot.notify.tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
-from bot.wiring import Core
+from approvals.wording import when
+from approvals.workflow_base import BackendFor
+from workspaces.clock import Clock
 from workspaces.errors import WorkspaceError
 from workspaces.prices import format_price
 
@@ -192,11 +194,11 @@ def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
     return "\n".join(lines)
 
 
-def idle_report(core: Core, ws: WorkspaceConfig) -> str:
+def idle_report(backends: BackendFor, store: Store, clock: Clock, ws: WorkspaceConfig) -> str:
     """`/aml idle`: every idle compute now, snoozed ones marked, without alerting anyone."""
-    inventory = core.backends(ws.name).list_computes()
-    now = core.clock.now()
-    with core.store.transaction() as session:
+    inventory = backends(ws.name).list_computes()
+    now = clock.now()
+    with store.transaction() as session:
         states = _states(session, ws.name)
         jobs_on = jobs_on_computes(session, ws.name)
     seen = {n: s.idle_seen_since for n, s in states.items() if s.idle_seen_since}
@@ -212,12 +214,6 @@ def idle_report(core: Core, ws: WorkspaceConfig) -> str:
     return "\n".join(lines)
 
 
-def install_idle_reporter(core: Core) -> None:
-    """Plug `/aml idle` into the core."""
-    core.service.idle_reporter = lambda ws: idle_report(core, ws)
-    core.service.idle_spend = idle_spend_between
-
-
 def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
     with core.store.transaction() as session:
         return list(
@@ -227,3 +223,9 @@ def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
                 .order_by(IdleItemRow.id)
             )
         )
+
+
+def digest_item(core: Core, item_id: int) -> IdleItemRow | None:
+    """One item of a digest (what a button names), or None if it is gone."""
+    with core.store.transaction() as session:
+        return session.get(IdleItemRow, item_id)

@@ -24,8 +24,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
-
 from approvals import outbox
 from approvals.config import AppConfig
 from approvals.outbox_pauses import TRANSIENT_BACKOFF_CAP, transient_backoff
@@ -101,32 +99,12 @@ class OutboxWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def _claim(self, row_id: int) -> bool:
-        now = self.clock.now()
-        with self.store.transaction() as session:
-            result = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id == row_id,
-                    OutboxRow.status == "pending",
-                    or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
-                )
-                .values(claimed_by=self.worker_id, claimed_until=now + CLAIM_FOR)
-                .execution_options(synchronize_session=False)
-            )
-            return bool(getattr(result, "rowcount", 0) == 1)
+        return outbox.claim(self.store, row_id, self.worker_id, self.clock.now(), CLAIM_FOR)
 
     def run_once(self, limit: int = 200) -> int:
         """Deliver what is due now. Returns how many messages were delivered."""
         now = self.clock.now()
-        with self.store.transaction() as session:
-            rows = list(
-                session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.status == "pending")
-                    .order_by(OutboxRow.id)
-                    .limit(limit)
-                )
-            )
+        rows = outbox.pending_in_order(self.store, limit)
         blocked: set[str] = set()
         delivered = 0
         for row in rows:
@@ -161,36 +139,15 @@ class OutboxWorker:
             log.exception("delivering outbox message %s failed", row.id)
             self._reschedule(row, f"{type(exc).__name__}: {exc}", None)
             return False
-        now = self.clock.now()
-        with self.store.transaction() as session:
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    status="sent",
-                    sent_at=now,
-                    attempts=OutboxRow.attempts + 1,
-                    claimed_until=None,
-                    last_error=None,
-                    waiting_for=None,
-                )
-            )
+        outbox.mark_sent(self.store, row.id, self.clock.now())
         return True
 
     def _wait_for_pause(self, row: OutboxRow, paused: DeliveryPaused) -> None:
         """Put the row back until the pause ends, attempts untouched."""
         log.info("outbox message %s (%s) waits for %s", row.id, row.kind, paused)
-        with self.store.transaction() as session:
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    next_attempt_at=max(paused.until, self.clock.now()),
-                    waiting_for=paused.scope,
-                    claimed_until=None,
-                    last_error=str(paused)[:1000],
-                )
-            )
+        outbox.wait_for_pause(
+            self.store, row.id, max(paused.until, self.clock.now()), paused.scope, str(paused)
+        )
 
     def _reschedule(self, row: OutboxRow, reason: str, retry_after: float | None) -> None:
         attempts = row.attempts + 1
@@ -210,18 +167,7 @@ class OutboxWorker:
             backoff.total_seconds(),
             reason,
         )
-        with self.store.transaction() as session:
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    attempts=attempts,
-                    next_attempt_at=now + min(backoff, MAX_BACKOFF),
-                    waiting_for=None,
-                    claimed_until=None,
-                    last_error=reason[:1000],
-                )
-            )
+        outbox.reschedule(self.store, row.id, attempts, now + min(backoff, MAX_BACKOFF), reason)
 
     def _give_up(self, row: OutboxRow, reason: str, *, dead: bool = False) -> None:
         """`failed` (refused for good) or `dead` (too many failed attempts): either way
@@ -234,41 +180,24 @@ class OutboxWorker:
             "dead-lettered" if dead else "rejected for good",
             reason,
         )
-        with self.store.transaction() as session:
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    status="dead" if dead else "failed",
-                    attempts=OutboxRow.attempts + 1,
-                    claimed_until=None,
-                    waiting_for=None,
-                    last_error=reason[:1000],
+        reports: list[tuple[str, str]] = []
+        workspace = self._workspace_of(row)
+        if (
+            self.config is not None
+            and workspace is not None
+            and not row.payload.get("delivery_report")
+        ):
+            text = (
+                f"amlbot could not deliver a message ({row.kind}) in workspace "
+                f"`{workspace}`: {reason}. "
+                + (
+                    "Slack kept failing; the message is kept as dead-lettered."
+                    if dead
+                    else "Check the channel configured for it."
                 )
             )
-            workspace = self._workspace_of(row)
-            if self.config is None or workspace is None or row.payload.get("delivery_report"):
-                return
-            for lead in self.config.workspaces[workspace].team_leads:
-                outbox.enqueue(
-                    session,
-                    outbox.PERSON_NOTICE,
-                    {
-                        "person": lead,
-                        "text": (
-                            f"amlbot could not deliver a message ({row.kind}) in workspace "
-                            f"`{workspace}`: {reason}. "
-                            + (
-                                "Slack kept failing; the message is kept as dead-lettered."
-                                if dead
-                                else "Check the channel configured for it."
-                            )
-                        ),
-                        "delivery_report": True,
-                    },
-                    now=now,
-                    dedupe_key=f"delivery-report:{row.id}:{lead}",
-                )
+            reports = [(lead, text) for lead in self.config.workspaces[workspace].team_leads]
+        outbox.give_up(self.store, row.id, dead=dead, reason=reason, now=now, reports=reports)
 
     def _workspace_of(self, row: OutboxRow) -> str | None:
         payload = row.payload
@@ -277,8 +206,4 @@ class OutboxWorker:
         request_id = payload.get("request_id")
         if request_id is None:
             return None
-        from approvals.tables import RequestRow
-
-        with self.store.transaction() as session:
-            request = session.get(RequestRow, request_id)
-            return request.workspace if request else None
+        return outbox.request_workspace(self.store, int(request_id))

@@ -1,20 +1,29 @@
-"""What listener jobs share (on a thread): reading a modal's metadata, and telling the
-person where they acted."""
+"""Telling a person where they acted (on a worker thread), and reading a modal's
+metadata: what the edge and every listener share."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
+from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from bot.slack.edge import SlackEdge, user_id_of
-from bot.slack.home import home_data
+from approvals.overview import home_data
+from bot.slack.payloads import user_id_of
 from bot.slack.views.common import clip, escape
 from bot.slack.views.home import home_view
+from bot.wiring import Core
 
 log = logging.getLogger(__name__)
+
+
+class Speaker(Protocol):
+    """What telling needs of the edge (`bot.slack.edge.SlackEdge`)."""
+
+    core: Core
+    client: WebClient
 
 
 def metadata(body: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +46,7 @@ def channel_of(body: dict[str, Any]) -> str | None:
 
 
 def tell(
-    edge: SlackEdge,
+    edge: Speaker,
     body: dict[str, Any],
     text: str,
     *,
@@ -67,6 +76,6 @@ def tell(
         edge.client.chat_postMessage(channel=user_id, text=shown)
 
 
-def publish_home(edge: SlackEdge, user_id: str, person: str, notice: str | None = None) -> None:
+def publish_home(edge: Speaker, user_id: str, person: str, notice: str | None = None) -> None:
     view = home_view(home_data(edge.core, person), notice)
     edge.client.views_publish(user_id=user_id, view=view)

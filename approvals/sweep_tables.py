@@ -90,7 +90,7 @@ class IdleItemRow(Base):
 
 class PriceRow(Base):
     """An hourly VM price fetched from the Azure Retail Prices API, with the day it was
-    fetched. The daily refresh (`bot/notify/prices.py`) replaces rows; every replica loads
+    fetched. The daily refresh (`approvals/prices.py`) replaces rows; every replica loads
     them into `workspaces.prices.BOOK`. Migration `0007` creates the table."""
 
     __tablename__ = "vm_prices"

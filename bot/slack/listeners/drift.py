@@ -23,12 +23,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from approvals.drift import DRIFT_REPORT, FIX_LABELS, findings_of
+from approvals.drift import FIX_LABELS, findings_of
 from approvals.tables import DriftFindingRow, OutboxRow
-from bot.delivery import PermanentDeliveryError
-from bot.slack.delivery import DeliveryContext, register_renderer
+from bot.outbox_worker import PermanentDeliveryError
+from bot.slack.delivery import DeliveryContext
 from bot.slack.edge import Delivery, SlackEdge, id_in
-from bot.slack.listeners.common import channel_of, tell
+from bot.slack.telling import channel_of, tell
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (
     CONTEXT_TEXT_MAX,
@@ -100,9 +100,6 @@ def render_drift_report(row: OutboxRow, context: DeliveryContext) -> None:
         return
     for lead in ws.team_leads:
         context.post(row, f"drift:{lead}", channel=context.user_id(lead), message=message)
-
-
-register_renderer(DRIFT_REPORT, render_drift_report)
 
 
 def fix_drift(edge: SlackEdge, delivery: Delivery) -> None:

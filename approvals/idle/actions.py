@@ -14,14 +14,17 @@ from typing import Literal
 from sqlalchemy import update
 
 from approvals import audit
+from approvals.config import AppConfig
+from approvals.core import Core
+from approvals.idle.detection import IdleFinding
+from approvals.idle.digest import alert_state
 from approvals.policy import decide_compute_action
-from approvals.render import short_ref, when
 from approvals.replies import Reply
 from approvals.states import RequestStatus
-from bot.notify.idle import IdleFinding
-from bot.notify.idle_sweep import alert_state
-from bot.notify.tables import IdleItemRow
-from bot.wiring import Core
+from approvals.sweep_tables import IdleItemRow
+from approvals.wording import short_ref, when
+from approvals.workflow import Workflow
+from commands import models as m
 from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.errors import WorkspaceError
@@ -35,20 +38,18 @@ SNOOZE_WORDS = {"1h": "for 1 hour", "1d": "for 1 day", "changed": "until it chan
 
 
 def request_compute_change(
-    core: Core,
-    person: str,
-    workspace: str,
-    operation: ComputeOperation,
-    compute: str,
-    min_nodes: int = 0,
-    idle_seconds: int | None = None,
-    idle_shutdown_minutes: int | None = None,
+    workflow: Workflow, config: AppConfig, person: str, command: m.ComputeChange
 ) -> Reply:
     """Stop an instance, or set a cluster's minimum nodes or idle time before scale-down
     (`idle_seconds`, required for "set_idle_time"), as policy allows: a team lead's
     change runs at once (through the workspace port, audited by the workflow); anyone
-    else's becomes an approval request for the workspace's leads."""
-    ws = core.config.workspaces.get(workspace)
+    else's becomes an approval request for the workspace's leads. `AmlService.run` calls
+    this for `ComputeChange`; the buttons go through the service."""
+    workspace = command.workspace or ""
+    operation, compute = command.operation, command.compute
+    min_nodes, idle_seconds = command.min_nodes, command.idle_seconds
+    idle_shutdown_minutes = command.idle_shutdown_minutes
+    ws = config.workspaces.get(workspace)
     if ws is None or person not in ws.members:
         return Reply(text=f"You are not a member of workspace `{workspace}`.", ok=False)
     payload: dict[str, object] = {"operation": operation, "compute": compute}
@@ -79,7 +80,6 @@ def request_compute_change(
         )
         payload["idle_seconds"] = idle_seconds
     payload |= {"title": title, "description": description}
-    workflow = core.service.workflow
     try:
         decision = decide_compute_action(ws, person)
         if decision.run_now:
@@ -161,15 +161,16 @@ def act_on_item(core: Core, item_id: int, person: str, choice: FixChoice = "fix"
             handled = session.get(IdleItemRow, item_id)
         note = handled.handled_note if handled is not None else None
         return Reply(text=f"`{item.compute}` is already handled: {note}.", ok=False)
-    reply = request_compute_change(
-        core,
+    reply = core.service.run(
         person,
-        item.workspace,
-        operation,
-        item.compute,
-        min_nodes=0,
-        idle_seconds=finding.idle_seconds_fix,
-        idle_shutdown_minutes=finding.idle_shutdown_fix,
+        m.ComputeChange(
+            workspace=item.workspace,
+            operation=operation,
+            compute=item.compute,
+            min_nodes=0,
+            idle_seconds=finding.idle_seconds_fix,
+            idle_shutdown_minutes=finding.idle_shutdown_fix,
+        ),
     )
     if not reply.ok or reply.request_id is None:
         with core.store.transaction() as session:  # nothing changed: let someone try again

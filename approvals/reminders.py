@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from approvals import outbox
-from approvals.render import short_ref, when
+from approvals.core import Core
+from approvals.notice_kinds import GRANT_EXPIRING, REQUEST_REMINDER
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow, VoteRow
-from bot.notify.kinds import GRANT_EXPIRING, REQUEST_REMINDER
-from bot.wiring import Core
+from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from commands.errors import NotFoundUserError, PermissionRefusedError
 from commands.models import AccessRequest

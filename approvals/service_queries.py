@@ -5,17 +5,17 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from approvals import audit
-from approvals.render import (
+from approvals.replies import Reply
+from approvals.service_base import ServiceBase
+from approvals.states import RequestStatus
+from approvals.tables import AuditRow, GrantRow, RequestRow
+from approvals.wording import (
     describe_grant,
     describe_request,
     short_ref,
     status_line,
     when,
 )
-from approvals.replies import Reply
-from approvals.service_base import ServiceBase
-from approvals.states import RequestStatus
-from approvals.tables import AuditRow, GrantRow, RequestRow
 from approvals.workflow import not_yours
 from commands import models as m
 from commands.errors import (
@@ -25,7 +25,7 @@ from workspaces.prices import format_price, price_for, price_note
 from workspaces.types import Priority
 
 
-class ViewCommands(ServiceBase):
+class QueryCommands(ServiceBase):
     def _whoami(self, person: str, command: m.WhoAmI, channel: str | None) -> Reply:
         info = self.directory.person(person)
         lines = [f"You are *{person}*."]

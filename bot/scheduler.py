@@ -19,8 +19,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.notify.idle_sweep import install_idle_reporter
-from bot.notify.sweeps import HOLDER, SweepReport, run_due, run_startup
+from approvals.scheduled import HOLDER, SweepReport, run_due, run_startup
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,6 @@ class NotificationScheduler:
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        install_idle_reporter(self.core)
         # Synchronously, before the first round and before the app answers anyone: access
         # that ran out during downtime is taken away first.
         self._after(run_startup(self.core))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from approvals.slack_tables import SlackCardRow, SlackSentStepRow
 from approvals.store import Store
-from bot.slack.tables import SlackCardRow, SlackSentStepRow
 from workspaces.clock import Clock
 
 

@@ -33,13 +33,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from approvals import inbox
-from approvals.inbox import InboxItem
-from bot.notify.eventgrid import (
+from approvals.following.eventgrid import (
     EventGridPayloadError,
     as_events,
     handle_delivery,
     validation_code,
 )
+from approvals.inbox import InboxItem
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ def keep_delivery(core: Core, events: list[dict[str, Any]]) -> bool:
     key = "eventgrid:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
     if not any(ids):
         key = f"eventgrid:unkeyed:{uuid.uuid4().hex}"
-    with core.store.transaction() as session:
-        kept = inbox.accept(session, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
-        return kept is not None
+    return inbox.keep(core.store, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
 
 
 def job_events_handler(core: Core, on_change: Callable[[], None]) -> Callable[[InboxItem], None]:

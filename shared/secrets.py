@@ -1,4 +1,7 @@
-"""Refuse secrets pasted into chat: they must not be stored, logged, audited or echoed."""
+"""Recognise secrets pasted into chat: they must not be stored, logged, audited or echoed.
+
+Detection only, so every package may use it; the reply to a person is
+`commands.errors.secret_refusal`."""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import re
 from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel
-
-from commands.errors import SecretRefusedError
 
 # The alphabet of Entra ID client secrets. They are bounded with lookarounds, not `\b`,
 # because they may begin or end with `~`, `-` or `.`, where `\b` does not hold.
@@ -157,22 +158,3 @@ def find_secret_in(value: object) -> str | None:
             if kind is not None:
                 return kind
     return None
-
-
-def secret_refusal(kind: str) -> SecretRefusedError:
-    """The reply to a message holding a secret. It names the kind only, never the text."""
-    error = SecretRefusedError(
-        f"That message contains what looks like {kind}, so I did not process it, and the text "
-        f"was not stored, logged or audited. Secrets never belong in chat: everyone in the "
-        f"conversation, and Slack's exports and search, can read them. If it was real, rotate "
-        f"it now.\n"
-        f"Use identity-based access instead: "
-        f"`/aml datastore register NAME --kind blob --account ACCOUNT --container NAME` "
-        f"registers a datastore with no secret at all, and the workspace's managed identity "
-        f"or your own Entra ID identity reads the data. If a credential is truly needed, ask a "
-        f"team lead to put it in the workspace's Key Vault and name the Key Vault secret in the "
-        f"amlbot configuration.",
-        field="secret",
-    )
-    error.kind = kind
-    return error

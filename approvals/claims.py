@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from approvals.sweep_tables import SweepLeaseRow
 from approvals.tables import Base
-from bot.notify.tables import SweepLeaseRow
 
 
 def insert_once(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
