@@ -494,7 +494,8 @@ async def bench_target(
             levels.append(level)
         if target == "amlbot" and options.memory_commands:
             pids = [server.process.pid, *(w.pid for w in workers)]
-            idle = sum(rss_of_tree(pid) for pid in pids)
+            idle_each = [rss_of_tree(pid) for pid in pids]
+            idle = sum(idle_each)
             flood = Level(target, 50)
             await run_level(
                 url,
@@ -506,12 +507,22 @@ async def bench_target(
                 600,
                 catcher,
             )
-            after_flood = sum(rss_of_tree(pid) for pid in pids)
+            after_each = [rss_of_tree(pid) for pid in pids]
+            after_flood = sum(after_each)
             print(
                 f"resident memory of the process tree: idle {idle / 2**20:.0f} MiB, after "
                 f"{len(flood.latencies_ms)} more commands {after_flood / 2**20:.0f} MiB "
                 f"({flood.unanswered} unanswered)"
             )
+            # Each process on its own: the edge (`serve`), then each `amlbot work`; what a
+            # Kubernetes memory limit applies to when they run in pods of their own.
+            for role, before_mib, after_mib in zip(
+                ["serve", *["work"] * len(workers)], idle_each, after_each, strict=True
+            ):
+                print(
+                    f"  {role}: idle {before_mib / 2**20:.0f} MiB, after the commands "
+                    f"{after_mib / 2**20:.0f} MiB"
+                )
         return levels
     finally:
         await server.stop()
