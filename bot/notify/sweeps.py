@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.logs import correlated
 from bot.notify.claims import claim_due
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
@@ -111,9 +113,11 @@ def _claim(core: Core, name: str, now: datetime, interval: timedelta, holder: st
 
 
 def _step(report: SweepReport, name: str, work: Callable[[], None]) -> None:
-    """Run one part of a round; a failure is logged and the other parts still run."""
+    """Run one part of a round; a failure is logged and the other parts still run. What
+    it logs, audits and queues carries a correlation id of its own, `sweep:NAME:RANDOM`."""
     try:
-        work()
+        with correlated(f"sweep:{name}:{uuid.uuid4().hex[:8]}"):
+            work()
     except Exception:
         log.exception("sweep step %s failed; it runs again next round", name)
         report.failed.append(name)

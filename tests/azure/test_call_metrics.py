@@ -105,9 +105,9 @@ def test_the_authorization_and_ml_sdk_clients_are_counted_too(
     )
 
     assert requests(metrics, ASSIGNMENT_WRITE, "503") == 1
-    assert requests(metrics, ASSIGNMENT_WRITE, "201") + requests(
-        metrics, ASSIGNMENT_WRITE, "200"
-    ) == 1
+    assert (
+        requests(metrics, ASSIGNMENT_WRITE, "201") + requests(metrics, ASSIGNMENT_WRITE, "200") == 1
+    )
     assert retries(metrics, ASSIGNMENT_WRITE) == 1
     assert sum(requests(metrics, JOBS_WRITE, status) for status in ("200", "201")) == 1
     assert retries(metrics, JOBS_WRITE) == 0
