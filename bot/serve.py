@@ -205,9 +205,12 @@ def serve(
     port: int,
     config_path: str | None = None,
     health_port: int | None = None,
+    work_health_port: int | None = None,
 ) -> int:
     """The Slack edge until SIGTERM. In Socket Mode, `/healthz`, `/readyz` and `/metrics`
-    are served on `health_port` (HTTP mode serves them beside `/slack/events`)."""
+    are served on `health_port` (HTTP mode serves them beside `/slack/events`). The
+    `amlbot work` children serve theirs from `work_health_port` on (default: the port
+    after the one `serve` answers probes on; 0: none), one port each."""
     problems = missing_settings(settings, socket_mode=not http)
     if problems:
         for problem in problems:
@@ -229,8 +232,19 @@ def serve(
     children = work_processes(settings, settings.database_url)
     in_process = not settings.database_url.startswith("postgresql")
     services: list[BackgroundService] = background_services(core, bot, worker=in_process)
+    worker_children: WorkerChildren | None = None
     if children:
-        services.append(WorkerChildren(children, config_path or settings.config_path))
+        probe_port = port if http else health_port
+        if work_health_port is None:
+            work_health_port = probe_port + 1 if probe_port else 0
+        worker_children = WorkerChildren(
+            children,
+            config_path or settings.config_path,
+            health_port=work_health_port or None,
+            health_host=host,
+        )
+        services.append(worker_children)
+    children_status = worker_children.status if worker_children is not None else lambda: None
     # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
     # lets the `finally` below finish the acks and stop the workers gracefully.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -243,7 +257,12 @@ def serve(
     connection = SocketConnection()
     try:
         if not http and health_port:
-            ready = readiness(bot, services, slack_connected=connection.connected)
+            ready = readiness(
+                bot,
+                services,
+                slack_connected=connection.connected,
+                work_processes=children_status,
+            )
             try:
                 serve_health(health_port, ready, core.metrics, host)
             except OSError as taken:
@@ -254,7 +273,8 @@ def serve(
                 )
                 return 2
         if http:
-            _serve_http(bot, settings, host, port, readiness(bot, services))
+            ready = readiness(bot, services, work_processes=children_status)
+            _serve_http(bot, settings, host, port, ready)
         else:
             exit_code = asyncio.run(_serve_socket_mode(bot, settings, connection))
     except KeyboardInterrupt:
@@ -272,6 +292,7 @@ def readiness(
     *,
     draining: Callable[[], bool] | None = None,
     slack_connected: Callable[[], bool | None] = lambda: None,
+    work_processes: Callable[[], str | None] = lambda: None,
 ) -> Readiness:
     """`/readyz` of a process running `services` beside `bot`'s edge (after
     `background_services`, which puts the worker on the edge)."""
@@ -289,6 +310,7 @@ def readiness(
         worker_ready=worker_ready,
         sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
         slack_connected=slack_connected,
+        work_processes=work_processes,
     )
 
 
@@ -313,7 +335,13 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def work(settings: Settings, config: AppConfig, *, health_port: int | None = None) -> int:
+def work(
+    settings: Settings,
+    config: AppConfig,
+    *,
+    health_port: int | None = None,
+    health_host: str = "0.0.0.0",
+) -> int:
     """`amlbot work`: workers alone, until SIGTERM; then finish or release what they hold.
     With `health_port`, `/healthz` (alive) and `/readyz` (claiming) for probes."""
     settings.ensure_database_folder()
@@ -334,7 +362,18 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     for service in services:
         service.start()
     if health_port is not None:
-        serve_health(health_port, readiness(bot, services, draining=stopping.is_set), core.metrics)
+        ready = readiness(bot, services, draining=stopping.is_set)
+        try:
+            serve_health(health_port, ready, core.metrics, health_host)
+        except OSError as taken:
+            print(
+                f"amlbot work: cannot serve /healthz, /readyz and /metrics on "
+                f"{health_host}:{health_port} ({taken.strerror}); choose --health-port",
+                file=sys.stderr,
+            )
+            for service in reversed(services):
+                service.stop()
+            return 2
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):
