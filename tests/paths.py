@@ -5,4 +5,4 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_CONFIG = REPO_ROOT / "deploy" / "config.example.yml"
+EXAMPLE_CONFIG = REPO_ROOT / "deploy" / "kubernetes" / "base" / "config.example.yml"
