@@ -23,9 +23,11 @@ from tests.azure import test_slack_on_azure as on_azure
 from tests.azure.test_slack_on_azure import ALICE_OBJECT_ID, approve, ask_for_access
 from tests.fakes.azure_arm import FakeAzure
 from tests.slack.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
+from workspaces.azure.backend import AzureWorkspace
 from workspaces.clock import ManualClock
-from workspaces.types import AzureCoordinates
+from workspaces.types import AzureCoordinates, DatastoreKind, DatastoreSpec
 
+STORAGE_KEY = "c3RvcmFnZS1rZXktb2YtY29udG9zb3NhbGVz" + "Q" * 50 + "AbCdEfGhIj=="
 JOB = (
     "job submit --compute gpu-cluster --environment azureml:AzureML-sklearn-1.5@latest "
     '--command "python train.py"'
@@ -110,9 +112,23 @@ def test_a_whole_scenario_logs_no_token_signing_secret_or_storage_key(
     harness: SlackHarness,
     fake: FakeAzure,
     azure_coords: AzureCoordinates,
+    backend: AzureWorkspace,
     clock: ManualClock,
     json_logs: io.StringIO,
 ) -> None:
+    # A storage account key the bot reads from Key Vault for a credential-based datastore.
+    fake.key_vault_secrets["sales-key"] = STORAGE_KEY
+    backend.register_datastore(
+        DatastoreSpec(
+            name="sales_raw",
+            kind=DatastoreKind.BLOB,
+            account="contososales",
+            container="raw",
+            key_vault_secret="sales-key",
+        )
+    )
+    [put] = fake.calls_to("PUT", "/datastores/sales_raw$")
+    assert put.body["properties"]["credentials"]["secrets"]["key"] == STORAGE_KEY
     approve(harness, ask_for_access(harness))
     harness.dm_to(ALICE, "alice has access to `gpu-cluster`")
     harness.command(ALICE, JOB)
@@ -142,7 +158,7 @@ def test_a_whole_scenario_logs_no_token_signing_secret_or_storage_key(
     assert used_tokens and sas, "the scenario used no Azure token or no SAS"
     signatures = [part for q in sas for part in q.split("&") if part.startswith("sig=")]
     assert signatures
-    for secret in [BOT_TOKEN, SIGNING_SECRET, *used_tokens, *signatures]:
+    for secret in [BOT_TOKEN, SIGNING_SECRET, STORAGE_KEY, *used_tokens, *signatures]:
         assert secret not in text
     # The scenario's logs did reach Azure and were verbose enough to leak, had they leaked.
     assert "amlbot.azure" in text and '"level": "DEBUG"' in text
