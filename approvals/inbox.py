@@ -23,17 +23,38 @@ compare-and-set per row, meant for one claiming process per database file.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import BindParameter
 
 from approvals.store import Store
 from approvals.tables import InboxRow, UTCDateTime
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOTIFY_CHANNEL = "amlbot_inbox"
 LEASE = timedelta(seconds=30)
@@ -126,67 +147,217 @@ _ACCEPT_POSTGRES = text(
 ).bindparams(*_TYPES)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One inbound item on its way into the inbox."""
+
+    delivery_key: str
+    handler: str
+    payload: dict[str, Any]
+    # Accepted already claimed by this holder (trigger-window work the edge runs itself).
+    claimed_by: str | None = None
+
+
+def accept_many(
+    connection: Connection, arrivals: Sequence[Arrival], now: datetime, *, lease: timedelta = LEASE
+) -> list[int | None]:
+    """Keep several inbound items in one statement: per arrival, its new id, or None when
+    an item with its key was already accepted (earlier, or earlier in this batch).
+
+    On PostgreSQL one NOTIFY goes with the batch when it holds work for the workers.
+    """
+    if not arrivals:
+        return []
+    rows = [_row_values(arrival, now, lease) for arrival in arrivals]
+    dialect = connection.dialect.name
+    statement = _ACCEPT_MANY_POSTGRES if dialect == "postgresql" else _ACCEPT_MANY_SQLITE
+    kept = {key: int(row_id) for row_id, key in connection.execute(statement, rows)}
+    if dialect == "postgresql" and any(
+        row["delivery_key"] in kept and row["claimed_by"] is None for row in rows
+    ):
+        # Delivered at commit, and only if the inserts commit.
+        connection.execute(_NOTIFY)
+    ids: list[int | None] = []
+    for row in rows:
+        # A key twice in one batch: the first arrival is the item, the second a repeat.
+        ids.append(kept.pop(row["delivery_key"], None))
+    return ids
+
+
+_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+_ACCEPT_MANY_POSTGRES = (
+    postgresql.insert(InboxRow)
+    .on_conflict_do_nothing(index_elements=["delivery_key"])
+    .returning(InboxRow.id, InboxRow.delivery_key)
+)
+_ACCEPT_MANY_SQLITE = (
+    sqlite.insert(InboxRow)
+    .on_conflict_do_nothing(index_elements=["delivery_key"])
+    .returning(InboxRow.id, InboxRow.delivery_key)
+)
+
+
+def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> dict[str, Any]:
+    claimed = arrival.claimed_by is not None
+    return {
+        "delivery_key": arrival.delivery_key[:255],
+        "handler": arrival.handler[:64],
+        "payload": arrival.payload,
+        "status": (InboxStatus.RUNNING if claimed else InboxStatus.PENDING).value,
+        "attempts": 1 if claimed else 0,
+        "received_at": now,
+        "available_at": now,
+        "claimed_by": arrival.claimed_by[:64] if arrival.claimed_by else None,
+        "lease_until": now + lease if claimed else None,
+    }
+
+
+Resolve = Callable[[int | None, BaseException | None], None]
+
+
+class InboxWriter:
+    """Group commit for the acks: every arrival waiting when the writer is free goes into
+    the inbox in one transaction (one INSERT, one NOTIFY, one commit), however many acks
+    wait on it.
+
+    A commit costs a round trip and, on PostgreSQL, a WAL flush; paid once per batch
+    instead of once per ack, the acking process stays close to a bare Slack app under load
+    (bench/ack_latency.py). Nothing is acknowledged before its batch has committed: each
+    arrival's `resolve` is called with its id (None for a repeat) or the error, only then.
+
+    Its engine skips the pre-ping (a round trip per checkout); after a database restart
+    the first use fails, the pool is invalidated, and one retry takes a fresh connection.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        now: Callable[[], datetime],
+        *,
+        max_batch: int = 256,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self._engine = engine
+        self._now = now
+        self._max_batch = max_batch
+        self._lease = lease
+        self._queue: queue.SimpleQueue[tuple[Arrival, Resolve] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="amlbot-inbox-writer", daemon=True)
+        self._thread.start()
+        self.batches = 0  # for the benchmark and the tests: commits made
+        self.written = 0
+
+    def submit(self, arrival: Arrival, resolve: Resolve) -> None:
+        self._queue.put((arrival, resolve))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._write(batch)
+            if stopping:
+                return
+
+    def _write(self, batch: list[tuple[Arrival, Resolve]]) -> None:
+        arrivals = [arrival for arrival, _ in batch]
+        try:
+            ids = self._insert(arrivals)
+        except Exception as failed:
+            log.warning("keeping %s inbound items failed: %r", len(batch), failed)
+            for _, resolve in batch:
+                _call(resolve, None, failed)
+            return
+        self.batches += 1
+        self.written += len(batch)
+        for (_, resolve), item_id in zip(batch, ids, strict=True):
+            _call(resolve, item_id, None)
+
+    def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
+        return in_transaction(
+            self._engine,
+            lambda connection: accept_many(connection, arrivals, self._now(), lease=self._lease),
+        )
+
+
+def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work` in a transaction, once more on a fresh connection if the database had dropped
+    the first (the inbox's engines skip the pre-ping: after a database restart the first
+    use of each pooled connection fails, and the pool is then invalidated)."""
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as connection:
+                return work(connection)
+        except DBAPIError as failed:
+            if attempt == 2 or not failed.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) -> None:
+    try:
+        resolve(item_id, error)
+    except Exception:
+        log.exception("telling an ack its inbox write ended failed")
+
+
 def _dialect(connection: Session | Connection) -> str:
     if isinstance(connection, Connection):
         return connection.dialect.name
     return connection.get_bind().dialect.name
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime | BindParameter[datetime]) -> Any:
     return or_(
         and_(InboxRow.status == InboxStatus.PENDING.value, InboxRow.available_at <= now),
         and_(InboxRow.status == InboxStatus.RUNNING.value, InboxRow.lease_until < now),
     )
 
 
+def anything_due(store: Store, now: datetime) -> bool:
+    """Whether a claim would find something: a read, so it takes no write lock (on SQLite
+    a claim that finds nothing would still hold back the acks' inserts for a moment)."""
+    with store.engine.connect() as connection:
+        return connection.execute(_ANY_DUE, {"now": now}).first() is not None
+
+
 def claim(
     store: Store, holder: str, now: datetime, *, limit: int = 1, lease: timedelta = LEASE
 ) -> list[InboxItem]:
-    """Claim up to `limit` items that are due, or whose last holder's lease ran out."""
+    """Claim up to `limit` items that are due, or whose last holder's lease ran out.
+
+    One statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the sub-select
+    locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each other's rows
+    by; on SQLite the statement holds the database's write lock throughout.
+    """
     if limit <= 0:
         return []
-    claimed_values = {
-        "status": InboxStatus.RUNNING.value,
-        "lease_until": now + lease,
-        "claimed_by": holder[:64],
-        "attempts": InboxRow.attempts + 1,
-    }
-    with store.transaction() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            ids = list(
-                session.scalars(
-                    select(InboxRow.id)
-                    .where(_claimable(now))
-                    .order_by(InboxRow.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            if ids:
-                session.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id.in_(ids))
-                    .values(**claimed_values)
-                    .execution_options(synchronize_session=False)
-                )
-        else:
-            candidates = session.scalars(
-                select(InboxRow.id).where(_claimable(now)).order_by(InboxRow.id).limit(limit)
-            )
-            ids = []
-            for row_id in list(candidates):
-                won = session.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id == row_id, _claimable(now))
-                    .values(**claimed_values)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(won, "rowcount", 0) == 1:
-                    ids.append(row_id)
-        if not ids:
-            return []
-        rows = session.scalars(select(InboxRow).where(InboxRow.id.in_(ids)).order_by(InboxRow.id))
-        return [
+    postgres = store.engine.dialect.name == "postgresql"
+    values = {"now": now, "limit": limit, "lease_until": now + lease, "holder": holder[:64]}
+    rows = in_transaction(
+        store.engine,
+        lambda connection: connection.execute(
+            _CLAIM_POSTGRES if postgres else _CLAIM, values
+        ).all(),
+    )
+    return sorted(
+        (
             InboxItem(
                 id=row.id,
                 delivery_key=row.delivery_key,
@@ -196,7 +367,63 @@ def claim(
                 received_at=row.received_at,
             )
             for row in rows
-        ]
+        ),
+        key=lambda item: item.id,
+    )
+
+
+# Built once: the claim loop runs them many times a second, and building a statement
+# costs more CPU than running it.
+_NOW = bindparam("now", type_=UTCDateTime())
+_ANY_DUE = select(InboxRow.id).where(_claimable(_NOW)).limit(1)
+
+
+def _claim_statement(*, skip_locked: bool) -> Any:
+    due = (
+        select(InboxRow.id)
+        .where(_claimable(_NOW))
+        .order_by(InboxRow.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(InboxRow)
+        .where(InboxRow.id.in_(due.scalar_subquery()))
+        .values(
+            status=InboxStatus.RUNNING.value,
+            lease_until=bindparam("lease_until", type_=UTCDateTime()),
+            claimed_by=bindparam("holder", type_=String()),
+            attempts=InboxRow.attempts + 1,
+        )
+        .returning(
+            InboxRow.id,
+            InboxRow.delivery_key,
+            InboxRow.handler,
+            InboxRow.payload,
+            InboxRow.attempts,
+            InboxRow.received_at,
+        )
+    )
+
+
+_CLAIM = _claim_statement(skip_locked=False)
+_CLAIM_POSTGRES = _claim_statement(skip_locked=True)
+_COMPLETE = (
+    update(InboxRow)
+    .where(
+        InboxRow.id == bindparam("item_id", type_=Integer()),
+        InboxRow.status == InboxStatus.RUNNING.value,
+        InboxRow.claimed_by == bindparam("holder", type_=String()),
+    )
+    .values(
+        status=InboxStatus.DONE.value,
+        payload=None,
+        finished_at=bindparam("now", type_=UTCDateTime()),
+        lease_until=None,
+        last_error=None,
+    )
+)
 
 
 def _mine(item_id: int, holder: str) -> Any:
@@ -210,20 +437,10 @@ def _mine(item_id: int, holder: str) -> Any:
 def complete(store: Store, item_id: int, holder: str, now: datetime) -> bool:
     """Mark a handled item done and forget its payload. False if the lease was lost (the
     item was claimed again elsewhere, which then handles it idempotently)."""
-    with store.transaction() as session:
-        result = session.execute(
-            update(InboxRow)
-            .where(_mine(item_id, holder))
-            .values(
-                status=InboxStatus.DONE.value,
-                payload=None,
-                finished_at=now,
-                lease_until=None,
-                last_error=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
+    values = {"item_id": item_id, "holder": holder[:64], "now": now}
+    return in_transaction(
+        store.engine, lambda connection: connection.execute(_COMPLETE, values).rowcount == 1
+    )
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -21,6 +21,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # Several threads (Slack listeners, the scheduler) and processes share the file:
         # wait for a lock instead of failing, and let readers run beside a writer (WAL).
+        if ":memory:" not in url and url.rstrip("/") != "sqlite:":
+            # Connections of a file are cheap to keep and dear to open (the pragmas below):
+            # as many as the busiest process has threads, so none is opened per transaction.
+            kwargs.setdefault("pool_size", 24)
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
         )

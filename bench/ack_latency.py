@@ -39,6 +39,7 @@ USERS = {
 AMLBOT_FACTORY = "bot.slack.http:create_asgi_app"
 STALLED_FACTORY = "bench.ack_latency:stalled_amlbot_app"
 TARGET_RATIO = 1.5  # issue 3: amlbot's p99 at most 1.5x the bare app's
+TARGET_REPLY_P99_MS = 100.0  # issue 8: at 10 people
 STARTUP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 
@@ -306,6 +307,7 @@ class ReplyCatcher:
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
         self.arrived: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Event] = {}
         self.base = ""
         self._runner: Any = None
 
@@ -313,7 +315,11 @@ class ReplyCatcher:
         from aiohttp import web
 
         async def reply(request: web.Request) -> web.Response:
-            self.arrived.setdefault(request.match_info["token"], time.perf_counter())
+            token = request.match_info["token"]
+            self.arrived.setdefault(token, time.perf_counter())
+            waiter = self.waiters.get(token)
+            if waiter is not None:
+                waiter.set()
             await request.read()
             return web.Response(text="ok")
 
@@ -424,9 +430,68 @@ async def run_level(
             await catcher.collect(level, tokens)
 
 
+@dataclass
+class ReplyLevel:
+    """Replies as people feel them: each of `concurrency` people sends a command and the
+    next one only once the last was answered (as a person does)."""
+
+    text: str
+    concurrency: int
+    replies_ms: list[float] = field(default_factory=list)
+    unanswered: int = 0
+
+    def absorb(self, other: ReplyLevel) -> None:
+        self.replies_ms += other.replies_ms
+        self.unanswered += other.unanswered
+
+
+async def run_reply_level(
+    url: str, level: ReplyLevel, total: int, catcher: ReplyCatcher, time_limit_s: float
+) -> None:
+    import aiohttp
+
+    from tests.fakes.slack_signing import signed_headers, slash_command_body
+
+    users = list(USERS)
+    sent = 0
+    deadline = time.monotonic() + time_limit_s
+    connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one_person() -> None:
+            nonlocal sent
+            while sent < total and time.monotonic() < deadline:
+                index = sent
+                sent += 1
+                token = f"reply-{level.concurrency}-{index}-{time.monotonic_ns()}"
+                arrived = catcher.waiters[token] = asyncio.Event()
+                body = slash_command_body(
+                    level.text,
+                    user_id=users[index % len(users)],
+                    channel_id=CHANNEL,
+                    response_url=catcher.url(token),
+                )
+                started = catcher.sent[token] = time.perf_counter()
+                try:
+                    async with session.post(
+                        url, data=body, headers=signed_headers(body, SIGNING_SECRET)
+                    ) as response:
+                        await response.read()
+                    await asyncio.wait_for(arrived.wait(), REQUEST_TIMEOUT_S)
+                except (aiohttp.ClientError, TimeoutError):
+                    level.unanswered += 1
+                    continue
+                finally:
+                    catcher.waiters.pop(token, None)
+                level.replies_ms.append((catcher.arrived[token] - started) * 1000)
+
+        await asyncio.gather(*(one_person() for _ in range(level.concurrency)))
+
+
 async def bench_target(
     target: str, options: argparse.Namespace, slack_url: str, response_urls: list[str]
-) -> list[Level]:
+) -> tuple[list[Level], list[ReplyLevel]]:
     """One round of one target: start its server, warm up, run every level, stop it."""
     env = {
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -434,8 +499,8 @@ async def bench_target(
         "SLACK_API_URL": slack_url,
     }
     factory = options.factory
-    workers: list[asyncio.subprocess.Process] = []
     catcher: ReplyCatcher | None = None
+    replies: list[ReplyLevel] = []
     if target == "amlbot":
         # A database of its own per run (migrated at start), never the user's state file.
         if options.database == "postgres":
@@ -444,6 +509,8 @@ async def bench_target(
             state = tempfile.mkdtemp(prefix="amlbot-bench-")
             env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
         env["AMLBOT_LOG_LEVEL"] = "WARNING"
+        # As `amlbot serve` runs: the edge acks, `amlbot work` children do the work.
+        env["AMLBOT_WORK_PROCESSES"] = str(options.work_processes)
         if options.stall:
             env["AMLBOT_BENCH_STALL_S"] = str(options.stall)
             factory = STALLED_FACTORY
@@ -451,19 +518,6 @@ async def bench_target(
         await catcher.start()
     server = await start_child(["--serve", target, "--factory", factory], env)
     url = f"http://127.0.0.1:{server.ready}/slack/events"
-    if target == "amlbot" and options.database == "postgres" and not options.stall:
-        # On PostgreSQL the edge only accepts: `amlbot work` processes do the work.
-        for _ in range(options.work_processes):
-            workers.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bot.cli",
-                    "work",
-                    env={**os.environ, **env},
-                    cwd=str(REPO_ROOT),
-                )
-            )
     try:
         # Measure the running service, not its start: worker processes import and connect
         # after the socket opens, and /healthz answers 200 only once they are ready (as a
@@ -472,6 +526,8 @@ async def bench_target(
         # every request of a target gets its own response_url (Slack allows 5 posts on one)
         warmup = Level(target, 1)  # the first requests pay for auth.test and lazy imports
         await run_level(url, warmup, options.warmup, response_urls, options.text, False, 30)
+        if catcher is not None:  # and until a worker answers (its process starts after ours)
+            await run_reply_level(url, ReplyLevel(options.text, 1), 3, catcher, 60)
         levels = []
         offset = options.warmup
         for concurrency in options.concurrency:
@@ -492,10 +548,17 @@ async def bench_target(
             level.work_cpu_s = after[1] - before[1]
             offset += options.requests
             levels.append(level)
+        if target == "amlbot" and catcher is not None:
+            for text in options.reply_text:
+                for concurrency in options.concurrency:
+                    reply_level = ReplyLevel(text, concurrency)
+                    await run_reply_level(
+                        url, reply_level, options.replies, catcher, options.time_limit
+                    )
+                    replies.append(reply_level)
         if target == "amlbot" and options.memory_commands:
-            pids = [server.process.pid, *(w.pid for w in workers)]
-            idle_each = [rss_of_tree(pid) for pid in pids]
-            idle = sum(idle_each)
+            pids = [server.process.pid]  # and its `amlbot work` children
+            idle = sum(rss_of_tree(pid) for pid in pids)
             flood = Level(target, 50)
             await run_level(
                 url,
@@ -507,28 +570,15 @@ async def bench_target(
                 600,
                 catcher,
             )
-            after_each = [rss_of_tree(pid) for pid in pids]
-            after_flood = sum(after_each)
+            after_flood = sum(rss_of_tree(pid) for pid in pids)
             print(
                 f"resident memory of the process tree: idle {idle / 2**20:.0f} MiB, after "
                 f"{len(flood.latencies_ms)} more commands {after_flood / 2**20:.0f} MiB "
                 f"({flood.unanswered} unanswered)"
             )
-            # Each process on its own: the edge (`serve`), then each `amlbot work`; what a
-            # Kubernetes memory limit applies to when they run in pods of their own.
-            for role, before_mib, after_mib in zip(
-                ["serve", *["work"] * len(workers)], idle_each, after_each, strict=True
-            ):
-                print(
-                    f"  {role}: idle {before_mib / 2**20:.0f} MiB, after the commands "
-                    f"{after_mib / 2**20:.0f} MiB"
-                )
-        return levels
+        return levels, replies
     finally:
         await server.stop()
-        for worker in workers:
-            worker.terminate()
-            await worker.wait()
         if catcher is not None:
             await catcher.stop()
 
@@ -570,7 +620,10 @@ def print_levels(levels: list[Level]) -> None:
             print(f"{'':<14}error {name}: {times}")
     replied = [level for level in levels if level.replies_ms or level.unanswered]
     if replied:
-        print("\nreply latency (command sent -> reply received at its response_url):")
+        print(
+            "\nreplies behind the ack levels above (sent back to back at full speed, so "
+            "the replies queue behind the acks: a backlog, not what a person feels):"
+        )
         for level in replied:
             print(
                 f"  {level.target:<8} conc {level.concurrency:>3}: "
@@ -578,6 +631,27 @@ def print_levels(levels: list[Level]) -> None:
                 f"p99 {level.percentile(99, level.replies_ms):7.1f} ms  "
                 f"unanswered {level.unanswered}"
             )
+
+
+def print_replies(levels: list[ReplyLevel]) -> None:
+    print(
+        "\nreply latency a person feels (command sent -> reply at its response_url; each "
+        "person sends the next command once the last was answered; "
+        f"target p99 <= {TARGET_REPLY_P99_MS:.0f} ms at 10):"
+    )
+    for level in levels:
+        ordered = sorted(level.replies_ms)
+
+        def nearest(p: float, ordered: list[float] = ordered) -> float:
+            if not ordered:
+                return math.nan
+            return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+        print(
+            f"  {level.text!r:<16} conc {level.concurrency:>3}: replies {len(ordered):>5}  "
+            f"p50 {nearest(50):7.1f} ms  p99 {nearest(99):7.1f} ms  "
+            f"max {max(ordered, default=math.nan):7.1f} ms  unanswered {level.unanswered}"
+        )
 
 
 def per_ack_us(seconds: float, acks: int) -> str:
@@ -608,6 +682,7 @@ async def bench(options: argparse.Namespace) -> int:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
     )
     results: dict[str, list[Level]] = {}
+    reply_results: list[ReplyLevel] = []
     try:
         for round_number in range(options.rounds):
             # Alternate which target goes first, so neither always runs on a warmer or a
@@ -616,12 +691,19 @@ async def bench(options: argparse.Namespace) -> int:
             for target in order:
                 first = (round_number * len(targets) + targets.index(target)) * per_target
                 urls = response_urls[first : first + per_target]
-                levels = await bench_target(target, options, slack_url, urls)
+                levels, replies = await bench_target(target, options, slack_url, urls)
                 if target not in results:
                     results[target] = levels
                 else:
                     for pooled, level in zip(results[target], levels, strict=True):
                         pooled.absorb(level)
+                if not replies:
+                    pass
+                elif not reply_results:
+                    reply_results.extend(replies)
+                else:
+                    for pooled_reply, reply in zip(reply_results, replies, strict=True):
+                        pooled_reply.absorb(reply)
     except ChildUnavailable as unavailable:
         results.pop("amlbot", None)
         print(f"target not available yet: {unavailable}")
@@ -631,6 +713,8 @@ async def bench(options: argparse.Namespace) -> int:
     print_levels([level for levels in results.values() for level in levels])
     if "amlbot" in results:
         print_ratios(results["bare"], results["amlbot"])
+    if reply_results:
+        print_replies(reply_results)
     return 0 if set(results) == set(targets) else 2
 
 
@@ -661,10 +745,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--database",
         choices=["sqlite", "postgres"],
         default="sqlite",
-        help="amlbot's store: SQLite (its worker in-process) or PostgreSQL (workers as "
-        "`amlbot work` processes, as in production)",
+        help="amlbot's store: SQLite or PostgreSQL; either way `amlbot work` children do "
+        "the work, as `amlbot serve` runs them",
     )
     parser.add_argument("--work-processes", type=int, default=1)
+    parser.add_argument(
+        "--reply-text",
+        nargs="*",
+        default=["help", "compute list"],
+        help="amlbot: commands whose reply latency is measured after the ack levels",
+    )
+    parser.add_argument("--replies", type=int, default=200, help="replies timed per level")
     parser.add_argument(
         "--memory-commands",
         type=int,

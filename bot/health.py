@@ -4,7 +4,7 @@
 at once. `/readyz` does, and more: not shutting down, the database reachable and its schema
 at this version's head or past it (behind it, the migrations have not run and writes
 would fail; past it, a newer version is rolling out), the in-process worker claiming (or,
-under `serve` on PostgreSQL, every `amlbot work` child running and ready),
+under `serve`, every `amlbot work` child running and ready),
 the sweeps going round, and in Socket Mode the websocket to Slack open. The database part
 is cached for a few seconds, so a probe every second costs one query every
 `CACHE_SECONDS`.

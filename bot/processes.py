@@ -6,8 +6,8 @@ first is `serve --work-health-port`, by default the port after `serve`'s own; th
 child the port after that), because what a worker did (inbox items, Azure calls, sweeps)
 is counted in its own registry and only it can answer for it. The parent's `/readyz`
 asks each child's `/readyz` (`WorkerChildren.status`): `serve` is ready only while every
-child runs and claims, as it is only while its in-process worker does on SQLite. Its
-`/healthz` never asks: a dead child is restarted here, not by restarting `serve`.
+child runs and claims, as `amlbot work` is only while its worker does. Its `/healthz`
+never asks: a dead child is restarted here, not by restarting `serve`.
 """
 
 from __future__ import annotations
@@ -39,10 +39,15 @@ CHILD_PROBE_SECONDS = 2.0
 
 
 def work_processes(settings: Settings, database_url: str) -> int:
-    """Worker processes `serve` starts: none on SQLite (its one worker runs in-process),
-    else `AMLBOT_WORK_PROCESSES`, else one per CPU this process may use, 1 to 4."""
+    """Worker processes `serve` starts: `AMLBOT_WORK_PROCESSES` (0: the edge alone, for a
+    deployment that runs `amlbot work` itself); else on SQLite one (its claims are meant
+    for one claiming process per database file), on PostgreSQL one per CPU this process
+    may use, 1 to 4.
+
+    Never none by default, not even on SQLite: a worker in the acking process takes the
+    interpreter's lock from the event loop whenever it runs Python, and every ack waits."""
     if not database_url.startswith("postgresql"):
-        return 0
+        return min(1, settings.work_processes) if settings.work_processes is not None else 1
     if settings.work_processes is not None:
         return settings.work_processes
     return max(1, min(4, usable_cpus()))

@@ -4,10 +4,12 @@
   acks. It holds no work of its own beyond opening modals, so it scales freely.
 - A worker claims inbox items and runs them, delivers the outbox and runs the sweeps
   (every unit of which is claimed in the database, so any number of workers may run).
-- `serve` on SQLite runs one worker in its own process (one claimer per database file);
-  on PostgreSQL it starts `AMLBOT_WORK_PROCESSES` child processes running `amlbot work`
-  and starts a new one when one dies. `AMLBOT_WORK_PROCESSES=0` serves the edge alone,
-  for a deployment that runs `amlbot work` separately.
+- `serve` starts child processes running `amlbot work` (`AMLBOT_WORK_PROCESSES` of them on
+  PostgreSQL, one per CPU by default; one on SQLite, whose claims are meant for one
+  claimer per database file) and starts a new one when one dies. No worker runs in the
+  acking process: it would take the interpreter's lock from the acks.
+  `AMLBOT_WORK_PROCESSES=0` serves the edge alone, for a deployment that runs
+  `amlbot work` separately.
 
 SIGTERM (every deploy): readiness turns off, the edge stops taking new deliveries and
 finishes the ones in flight, and the workers finish what they hold within a grace period
@@ -183,6 +185,24 @@ def background_services(
     ]
 
 
+def edge_services(
+    core: Core,
+    bot: SlackBot,
+    settings: Settings,
+    config_path: str | None,
+    *,
+    health_port: int | None = None,
+    health_host: str = "0.0.0.0",
+) -> list[BackgroundService]:
+    """What runs beside an edge: its `amlbot work` children, none when the deployment runs
+    its workers itself (`AMLBOT_WORK_PROCESSES=0`). With `health_port`, child i answers
+    probes and metrics on `health_port + i`."""
+    children = work_processes(settings, settings.database_url)
+    if not children:
+        return []
+    return [WorkerChildren(children, config_path, health_port=health_port, health_host=health_host)]
+
+
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
     """`POST /azure/events`: Azure Event Grid deliveries, kept in the inbox before the 200."""
     from bot.notify.webhook import eventgrid_routes
@@ -229,22 +249,19 @@ def serve(
         options=SlackOptions(),
         extra_registrars=slack_registrars(),
     )
-    children = work_processes(settings, settings.database_url)
-    in_process = not settings.database_url.startswith("postgresql")
-    services: list[BackgroundService] = background_services(core, bot, worker=in_process)
-    worker_children: WorkerChildren | None = None
-    if children:
+    if work_health_port is None:  # the port after the one serve answers probes on
         probe_port = port if http else health_port
-        if work_health_port is None:
-            work_health_port = probe_port + 1 if probe_port else 0
-        worker_children = WorkerChildren(
-            children,
-            config_path or settings.config_path,
-            health_port=work_health_port or None,
-            health_host=host,
-        )
-        services.append(worker_children)
-    children_status = worker_children.status if worker_children is not None else lambda: None
+        work_health_port = probe_port + 1 if probe_port else 0
+    services = edge_services(
+        core,
+        bot,
+        settings,
+        config_path or settings.config_path,
+        health_port=work_health_port or None,
+        health_host=host,
+    )
+    children = next((s for s in services if isinstance(s, WorkerChildren)), None)
+    children_status = children.status if children is not None else lambda: None
     # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
     # lets the `finally` below finish the acks and stop the workers gracefully.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -28,7 +28,6 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
-from sqlalchemy.exc import DBAPIError
 
 from approvals import inbox, outbox
 from approvals.inbox import InboxItem
@@ -189,9 +188,6 @@ class SlackEdge:
         self.holder = holder or f"edge-{uuid.uuid4().hex[:12]}"
         self.jobs: dict[str, Job] = {}
         self._quick = ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick")
-        # The database writes of the acks, apart from trigger-window work. Each mostly waits
-        # for the database's commit, so as many as acks may be in flight at once.
-        self._accepting = ThreadPoolExecutor(32, thread_name_prefix="amlbot-accept")
         # Called after each core call, e.g. to wake the outbox worker so a card appears
         # without waiting for its next poll.
         self.on_core_done: Callable[[], None] = lambda: None
@@ -202,9 +198,12 @@ class SlackEdge:
         self.draining = False
         # The inbox worker in this process, when there is one (for readiness).
         self.worker: InboxWorker | None = None
+        # The acks' inbox writes, committed in groups (see `InboxWriter`), on an engine of
+        # their own that skips the pre-ping.
         self._accepting_engine = make_engine(
             core.store.engine.url.render_as_string(hide_password=False), pool_pre_ping=False
         )
+        self.inbox_writer = inbox.InboxWriter(self._accepting_engine, core.clock.now)
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
 
@@ -254,10 +253,7 @@ class SlackEdge:
         try:
             if not self.accepting:
                 raise RuntimeError("shutting down")
-            item_id = await loop.run_in_executor(
-                self._accepting,
-                functools.partial(self._keep, key, handler, payload, claimed_by),
-            )
+            item_id = await self._keep(loop, inbox.Arrival(key, handler, payload, claimed_by))
         except Exception:
             log.exception("could not keep a Slack delivery; not acknowledging it")
             if "command" in body:
@@ -279,27 +275,16 @@ class SlackEdge:
             self.on_accepted()
 
     def _keep(
-        self, key: str, handler: str, payload: dict[str, Any], claimed_by: str | None
-    ) -> int | None:
-        # A connection of the accepting engine, not an ORM session: this runs before every
-        # ack. That engine does not ping the database at each checkout (a round trip per
-        # ack); after a database restart its first use fails, the pool is invalidated, and
-        # the one retry takes a fresh connection.
-        for attempt in (1, 2):
-            try:
-                with self._accepting_engine.begin() as connection:
-                    return inbox.accept(
-                        connection,
-                        key,
-                        handler,
-                        payload,
-                        self.core.clock.now(),
-                        claimed_by=claimed_by,
-                    )
-            except DBAPIError as failed:
-                if attempt == 2 or not failed.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        self, loop: asyncio.AbstractEventLoop, arrival: inbox.Arrival
+    ) -> asyncio.Future[int | None]:
+        """The arrival's inbox id once its group has committed (None: a repeat)."""
+        kept: asyncio.Future[int | None] = loop.create_future()
+
+        def resolve(item_id: int | None, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, kept, item_id, error)
+
+        self.inbox_writer.submit(arrival, resolve)
+        return kept
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -434,9 +419,20 @@ class SlackEdge:
 
     def close(self) -> None:
         self.accepting = False
-        self._accepting.shutdown(wait=True)
+        self.inbox_writer.close()
         self._accepting_engine.dispose()
         self._quick.shutdown(wait=True, cancel_futures=False)
+
+
+def _settle(
+    kept: asyncio.Future[int | None], item_id: int | None, error: BaseException | None
+) -> None:
+    if kept.done():  # the ack was cancelled meanwhile (the client went away)
+        return
+    if error is not None:
+        kept.set_exception(error)
+    else:
+        kept.set_result(item_id)
 
 
 def command_name(text: str) -> str:

@@ -187,7 +187,7 @@ def create_asgi_app(
     bot.slack.http:create_asgi_app`): settings from the environment, the background
     services started by the server's lifespan. `prepare` may adjust the core first (the
     benchmark installs a stalling backend with it)."""
-    from bot.serve import azure_routes, background_services, slack_registrars
+    from bot.serve import azure_routes, background_services, edge_services, slack_registrars
 
     settings = settings or Settings()
     config = config or load_config(settings.config_path)
@@ -198,9 +198,10 @@ def create_asgi_app(
     if prepare is not None:  # a hook into this process's core (its in-process worker)
         prepare(core)
     bot = build_slack(core, settings, options=SlackOptions(), extra_registrars=slack_registrars())
-    # On PostgreSQL the workers run elsewhere (`amlbot work`); on SQLite, here.
-    in_process = not settings.database_url.startswith("postgresql") or prepare is not None
-    services = background_services(core, bot, worker=in_process)
+    if prepare is not None:  # the adjusted core must do the work: a worker in this process
+        services = background_services(core, bot)
+    else:  # as `serve` does: `amlbot work` children, or none when they run elsewhere
+        services = edge_services(core, bot, settings, settings.config_path)
     app = asgi_app(bot, services, extra_routes=azure_routes(bot, settings), owns_edge=True)
     freeze_startup_objects()
     return app

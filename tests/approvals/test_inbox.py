@@ -197,3 +197,129 @@ def test_stopping_releases_what_did_not_finish_within_the_grace(
     finish.set()
     row = status_of(store, "k")
     assert (row.status, row.claimed_by, row.attempts) == ("pending", None, 0)
+
+
+def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
+    store: Store, clock: ManualClock
+) -> None:
+    keep(store, clock, "old")
+    arrivals = [
+        inbox.Arrival("a", "h", {"n": 1}),
+        inbox.Arrival("old", "h", {"n": 2}),
+        inbox.Arrival("b", "h", {"n": 3}, claimed_by="edge-1"),
+        inbox.Arrival("a", "h", {"n": 4}),  # the same key twice in one batch
+    ]
+    with store.engine.begin() as connection:
+        ids = inbox.accept_many(connection, arrivals, clock.now())
+    assert ids[0] is not None and ids[2] is not None
+    assert ids[1] is None and ids[3] is None
+    assert status_of(store, "a").payload == {"n": 1}
+    assert status_of(store, "b").status == InboxStatus.RUNNING
+    # The edge's own item is not for the workers until its lease runs out.
+    assert [item.delivery_key for item in inbox.claim(store, "w", clock.now(), limit=10)] == [
+        "old",
+        "a",
+    ]
+
+
+def test_the_writer_commits_concurrent_arrivals_in_groups_and_answers_each(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = inbox.InboxWriter(store.engine, clock.now)
+    answers: dict[str, int | None] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def answer(key: str) -> inbox.Resolve:
+        def resolve(item_id: int | None, error: BaseException | None) -> None:
+            assert error is None
+            with lock:
+                answers[key] = item_id
+                if len(answers) == 200:
+                    done.set()
+
+        return resolve
+
+    for n in range(200):  # faster than one commit each: they queue behind the first
+        writer.submit(inbox.Arrival(f"k{n % 150}", "h", {"n": n}), answer(f"#{n}"))
+    assert done.wait(30)
+    writer.close()
+    kept = [answers[f"#{n}"] for n in range(200)]
+    assert all(item_id is not None for item_id in kept[:150])
+    assert all(item_id is None for item_id in kept[150:])  # repeats of k0..k49
+    assert writer.written == 200 and writer.batches < 200
+    assert len(inbox.claim(store, "w", clock.now(), limit=500)) == 150
+
+
+def test_the_writer_tells_every_waiting_ack_when_its_group_cannot_be_kept(
+    clock: ManualClock,
+) -> None:
+    from approvals.store import make_engine
+
+    unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", pool_pre_ping=False)
+    writer = inbox.InboxWriter(unreachable, clock.now)
+    errors: list[BaseException | None] = []
+    done = threading.Event()
+
+    def resolve(item_id: int | None, error: BaseException | None) -> None:
+        errors.append(error)
+        if len(errors) == 3:
+            done.set()
+
+    for n in range(3):
+        writer.submit(inbox.Arrival(f"k{n}", "h", {}), resolve)
+    assert done.wait(30)
+    writer.close()
+    assert all(error is not None for error in errors)
+
+
+@pytest.mark.postgres
+def test_a_batch_on_postgres_wakes_the_workers_at_commit(clock: ManualClock) -> None:
+    import psycopg
+
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    store = Store.open(next(schemas))
+    try:
+        url = store.engine.url
+        listener = psycopg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            dbname=url.database,
+            options=dict(url.query)["options"],
+            autocommit=True,
+        )
+        listener.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
+        with store.engine.begin() as connection:
+            inbox.accept_many(
+                connection, [inbox.Arrival(f"k{n}", "h", {}) for n in range(20)], clock.now()
+            )
+        heard = list(listener.notifies(timeout=2, stop_after=5))
+        listener.close()
+    finally:
+        store.engine.dispose()
+        schemas.close()
+    # Other tests' schemas share the channel, so only "at least this batch's" is certain.
+    assert heard
+
+
+@pytest.mark.postgres
+def test_on_postgres_only_the_workers_claims_skip_the_wait_for_the_disk(
+    clock: ManualClock,
+) -> None:
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    store = Store.open(next(schemas))
+    worker = InboxWorker(store, clock, {})
+    try:
+        with worker.inbox_store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with store.engine.connect() as connection:  # the handlers' state changes: durable
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    finally:
+        worker.inbox_store.engine.dispose()
+        store.engine.dispose()
+        schemas.close()

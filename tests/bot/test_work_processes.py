@@ -53,8 +53,10 @@ def test_by_default_one_per_cpu_from_one_to_four() -> None:
     assert 1 <= work_processes(Settings(), POSTGRES) <= 4
 
 
-def test_on_sqlite_the_one_worker_runs_in_process() -> None:
-    assert work_processes(Settings(work_processes=3), "sqlite:///x.sqlite3") == 0
+def test_on_sqlite_one_worker_process_claims_at_most() -> None:
+    assert work_processes(Settings(), "sqlite:///x.sqlite3") == 1
+    assert work_processes(Settings(work_processes=3), "sqlite:///x.sqlite3") == 1
+    assert work_processes(Settings(work_processes=0), "sqlite:///x.sqlite3") == 0
 
 
 def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
