@@ -36,6 +36,9 @@ MAX_RESTART_DELAY_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 20.0
 # The parent's readiness probe waits at most this for a child's answer.
 CHILD_PROBE_SECONDS = 2.0
+# A child (re)started this recently may not answer yet (it imports, connects, migrates):
+# until then its silence does not make `serve` unready; a child that exited always does.
+CHILD_START_SECONDS = 60.0
 
 
 def work_processes(settings: Settings, database_url: str) -> int:
@@ -128,8 +131,9 @@ class WorkerChildren:
         self._started_at[index] = time.monotonic()
 
     def status(self) -> str:
-        """ "ok" while every child runs and (with a health port) answers ready; else why
-        not, naming the child. For the parent's `/readyz`."""
+        """ "ok" while every child runs and (with a health port) answers ready, or is still
+        starting (`CHILD_START_SECONDS`) and not answering yet; else why not, naming the
+        child. For the parent's `/readyz`."""
         problems = []
         for index, child in enumerate(list(self._children)):
             name = f"work process {index + 1}"
@@ -137,9 +141,10 @@ class WorkerChildren:
                 problems.append(f"{name} is not running (being restarted)")
                 continue
             port = self.health_ports[index]
+            starting = time.monotonic() - self._started_at[index] < CHILD_START_SECONDS
             if port is not None:
                 verdict = self._ask_ready(port)
-                if verdict != "ok":
+                if verdict != "ok" and not (starting and verdict.startswith("not answering")):
                     problems.append(f"{name} (pid {child.pid}) {verdict}")
         return "; ".join(problems) or "ok"
 

@@ -1,7 +1,8 @@
 """`amlbot serve` on PostgreSQL runs its workers as `amlbot work` children: each answers
 `/healthz`, `/readyz` and `/metrics` on a port of its own, and `serve`'s own `/readyz`
-says whether every child runs and claims (a dead one turns it 503, naming it, until its
-replacement claims), while `serve`'s `/healthz` stays 200 throughout."""
+says whether every child runs and claims (a dead one turns it 503, naming it, until it is
+replaced; a child just started has a minute to answer), while `serve`'s `/healthz` stays
+200 throughout."""
 
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def test_each_child_answers_on_its_own_port_and_serve_is_ready_when_they_claim(
     served: Served,
 ) -> None:
     [child_port] = served.child_ports
+    child = f"http://127.0.0.1:{child_port}"
+    wait_for(lambda: answer(f"{child}/readyz")[0] == 200 or None, timeout=60, what="child ready")
 
     _, body = wait_for(
         lambda: (lambda got: got if got[0] == 200 else None)(answer(f"{served.url}/readyz")),
@@ -111,8 +114,6 @@ def test_each_child_answers_on_its_own_port_and_serve_is_ready_when_they_claim(
     assert body["work_processes"] == "ok"
     [command] = child_pids(served.process.pid).values()
     assert command[-4:] == ["--health-port", str(child_port), "--health-host", "127.0.0.1"]
-    child = f"http://127.0.0.1:{child_port}"
-    assert answer(f"{child}/readyz")[0] == 200
     # The child's own metrics: what its worker did, which the parent cannot count.
     samples = wait_for(
         lambda: (lambda s: s if s.get("amlbot_sweep_duration_seconds_count") else None)(
