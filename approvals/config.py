@@ -22,6 +22,14 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.config_access import (
+    BreakGlassPolicy,
+    DriftPolicy,
+    EscalationPolicy,
+    UntilDonePolicy,
+)
+from approvals.config_access import cross_check as cross_check_access
+from approvals.rule_models import ApproverGroup, Budget, Rule
 from commands.durations import parse_duration
 from workspaces.types import AzureCoordinates, ClusterSpec, InstanceSpec, Priority
 
@@ -65,12 +73,18 @@ class AccessPolicy(_Strict):
 
 
 class JobPolicy(_Strict):
+    # A job's expected duration when `--max-duration` is not given: its cost estimate and,
+    # in Azure, its timeout (`limits.timeout`). None: no limit, and no estimate in money.
+    default_max_duration: timedelta | None = None
+    max_duration: timedelta = timedelta(days=7)
     # More instances than this needs a lead even with an active grant (None: up to `nodes`).
     max_instances_without_approval: int | None = Field(default=None, ge=1)
     # Clusters on which every job needs a lead.
     approval_required_on: list[str] = Field(default_factory=list)
     # Without an active grant: refuse with the command that fixes it, or ask a lead.
     without_grant: Literal["refuse", "approval"] = "refuse"
+
+    _durations = field_validator("default_max_duration", "max_duration", mode="before")(_duration)
 
 
 class DatastorePolicy(_Strict):
@@ -114,6 +128,9 @@ class IdlePolicy(_Strict):
 
 
 class Policy(_Strict):
+    # Ordered risk rules (approvals/rules.py); the first that matches a request decides it.
+    # Empty: the fixed behaviour below (access always needs a lead, jobs by `jobs:`).
+    rules: list[Rule] = Field(default_factory=list)
     request_ttl: timedelta = timedelta(hours=24)
     remind_before_expiry: timedelta = timedelta(hours=2)
     grant_expiry_warning: timedelta = timedelta(minutes=15)
@@ -123,6 +140,11 @@ class Policy(_Strict):
     jobs: JobPolicy = JobPolicy()
     datastores: DatastorePolicy = DatastorePolicy()
     idle: IdlePolicy = IdlePolicy()
+    # Access that ends with the work and stays true (approvals/config_access.py).
+    until_done: UntilDonePolicy = UntilDonePolicy()
+    escalation: EscalationPolicy = EscalationPolicy()
+    break_glass: BreakGlassPolicy = BreakGlassPolicy()
+    drift: DriftPolicy = DriftPolicy()
 
     _durations = field_validator(
         "request_ttl",
@@ -156,6 +178,8 @@ class ClusterConfig(_Strict):
     )
     # False for a shared cluster every member may use without an access grant.
     requires_grant: bool = True
+    # Access to this cluster ends with the holder's work by default (`--until-done`).
+    until_done: bool = False
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -221,6 +245,9 @@ class WorkspaceConfig(_Strict):
     )
     policy: Policy = Policy()
 
+    # Monthly spend limit in USD (budget.py); rules can refer to it.
+    budget: Budget | None = None
+
     def cluster(self, name: str) -> ClusterConfig | None:
         return next((c for c in self.clusters if c.name == name), None)
 
@@ -250,6 +277,8 @@ class CloudConfig(_Strict):
 
 class AppConfig(_Strict):
     people: dict[str, Person] = Field(default_factory=dict)
+    # Named approver groups a rule's `approvers:` names.
+    groups: dict[str, ApproverGroup] = Field(default_factory=dict)
     workspaces: dict[str, WorkspaceConfig] = Field(min_length=1)
     cloud: CloudConfig = CloudConfig()
 
@@ -291,6 +320,32 @@ class AppConfig(_Strict):
                             f"workspaces.{ws.name}.{role}.{index}: '{ref}' is not a key of "
                             f"`people`, a Slack user id (U...) or an e-mail{hint}"
                         )
+            for index, risk_rule in enumerate(ws.policy.rules):
+                group = risk_rule.approvers
+                if group is not None and group not in self.groups:
+                    known = ", ".join(self.groups) or "none"
+                    problems.append(
+                        f"workspaces.{ws.name}.policy.rules[{index}] ({risk_rule.name}).approvers: "
+                        f"no group '{group}' under `groups:` (groups: {known})"
+                        f"{_did_you_mean(group, list(self.groups))}"
+                    )
+                for cluster_name in risk_rule.when.clusters or []:
+                    if ws.cluster(cluster_name) is None:
+                        problems.append(
+                            f"workspaces.{ws.name}.policy.rules[{index}] ({risk_rule.name})"
+                            f".when.clusters: no cluster '{cluster_name}' in this workspace "
+                            f"(clusters: {', '.join(c.name for c in ws.clusters) or 'none'})"
+                        )
+                needs_budget = (
+                    risk_rule.when.budget_used_above is not None
+                    or risk_rule.when.over_budget is not None
+                )
+                if needs_budget and ws.budget is None:
+                    problems.append(
+                        f"workspaces.{ws.name}.policy.rules[{index}] ({risk_rule.name}).when: "
+                        f"refers to the budget, but the workspace has no `budget:` "
+                        f"(e.g. budget: {{monthly_usd: 2000}})"
+                    )
             for rule in ws.policy.jobs.approval_required_on:
                 if ws.cluster(rule) is None:
                     problems.append(
@@ -298,6 +353,12 @@ class AppConfig(_Strict):
                         f"'{rule}' in this workspace (clusters: "
                         f"{', '.join(c.name for c in ws.clusters) or 'none'})"
                     )
+            problems += cross_check_access(
+                ws.name,
+                ws.policy,
+                ws.members,
+                lambda ref: ref in self.people or _is_inline_identity(ref),
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -335,10 +396,30 @@ def _deep_merge(base: Any, override: Any) -> Any:
     return override if override is not None else base
 
 
-def format_validation_error(error: ValidationError) -> list[str]:
+def _rule_path(loc: tuple[int | str, ...], raw: Any) -> str:
+    """`workspaces.demo.policy.rules[2] (gpu).when.max_hours`: a rule's index in brackets
+    and its name after it, so the error points at the rule by both."""
+    parts: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            node = item
+            if not (parts and parts[-1].endswith("rules")):
+                parts.append(str(part))
+                continue
+            name = item.get("name") if isinstance(item, dict) else None
+            parts[-1] += f"[{part}]" + (f" ({name})" if isinstance(name, str) else "")
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def format_validation_error(error: ValidationError, raw: Any = None) -> list[str]:
     lines = []
     for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        path = _rule_path(item["loc"], raw) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and indentation)"
@@ -356,7 +437,7 @@ def parse_config(text: str, source: str = "<config>") -> AppConfig:
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, format_validation_error(exc)) from None
+        raise ConfigError(source, format_validation_error(exc, raw)) from None
 
 
 DEMO_CONFIG_PATH = Path(__file__).with_name("demo_config.yml")

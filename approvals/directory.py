@@ -8,6 +8,7 @@ which tells the directory through `learn_slack_id`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from approvals.config import AppConfig, Person, WorkspaceConfig
 from commands.errors import PermissionRefusedError, UsageError
@@ -19,6 +20,21 @@ class Directory:
         self._lock = threading.Lock()
         self._people = {person.name: person for person in config.all_people()}
         self._by_slack_id = {p.slack_id: p.name for p in self._people.values() if p.slack_id}
+        # Set by the Slack edge: a Slack user group id -> its members' Slack user ids.
+        self.usergroup_members: Callable[[str], list[str]] | None = None
+
+    def group_members(self, group: str) -> list[str]:
+        """Everyone in approver group `group`: its YAML members, and the members of its Slack
+        user group known by name (or by Slack user id when the configuration has no name)."""
+        config = self.config.groups.get(group)
+        if config is None:
+            return []
+        names = [self.config.person(ref).name for ref in config.members]
+        if config.slack_usergroup and self.usergroup_members is not None:
+            for slack_id in self.usergroup_members(config.slack_usergroup):
+                person = self.by_slack_id(slack_id)
+                names.append(person.name if person else slack_id)
+        return list(dict.fromkeys(names))
 
     def person(self, name: str) -> Person | None:
         return self._people.get(name)

@@ -286,6 +286,7 @@ class Execution(WorkflowBase):
                         granted_at=granted_at,
                         expires_at=expires_at,
                         status="active",
+                        until_done=bool(payload.get("until_done")),
                     )
                 )
 
@@ -330,6 +331,11 @@ class Execution(WorkflowBase):
                     code=payload.get("code"),
                     inputs=payload.get("inputs") or {},
                     instance_count=int(payload.get("instances", 1)),
+                    timeout_seconds=(
+                        int(payload["max_duration_seconds"])
+                        if payload.get("max_duration_seconds")
+                        else None
+                    ),
                     experiment=payload.get("experiment") or "amlbot",
                     display_name=payload.get("name") or None,
                     tags={
@@ -525,10 +531,12 @@ class Execution(WorkflowBase):
         result = row.result or {}
         if row.action == "access":
             expires = result.get("expires_at", "")
+            until = f"until {when(_parse_time(expires))}"
+            if row.payload.get("until_done") and not result.get("extended_grant"):
+                until = f"until the work there is done (at the latest {when(_parse_time(expires))})"
             return (
                 f"Request {ref} done: {row.requester} has access to "
-                f"`{row.payload['cluster']}` until {when(_parse_time(expires))}. "
-                f"{PROPAGATION_NOTE}"
+                f"`{row.payload['cluster']}` {until}. {PROPAGATION_NOTE}"
             )
         if row.action == "datastore":
             return (

@@ -17,15 +17,16 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from approvals import audit, outbox
 from approvals.execution import PROPAGATION_NOTE, spec_of_grant
 from approvals.render import short_ref, when
-from approvals.tables import GrantRow
+from approvals.tables import GrantRow, RequestRow
 from approvals.workflow_base import WorkflowBase
 from commands.errors import NotFoundUserError, UserError
-from workspaces.errors import WorkspaceError
+from workspaces.errors import TransientError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def _reason_of(grant: GrantRow) -> str:
 
 
 class GrantKeeper(WorkflowBase):
-    def revoke_grant(self, grant_id: int, actor: str, *, reason: str) -> GrantRow:
+    def revoke_grant(
+        self, grant_id: int, actor: str, *, reason: str, end_reason: str = "revoked"
+    ) -> GrantRow:
         """Take a grant away: claim it, delete the assignment in Azure, mark it revoked.
 
         A grant stuck in `revoking` past its lease is taken over (with the reason of whoever
@@ -70,16 +73,27 @@ class GrantKeeper(WorkflowBase):
         lease, so the next sweep round tries again; the error is raised.
         """
         self.refuse_secrets(actor, reason)
-        grant, holder, reason = self._claim(grant_id, actor, reason)
+        grant, holder, reason = self._claim(grant_id, actor, reason, end_reason)
         spec = spec_of_grant(grant, f"amlbot grant #{grant.id}")
+        backend = self.backend_for(grant.workspace)
         try:
-            self.backend_for(grant.workspace).revoke_cluster_access(spec)
+            backend.revoke_cluster_access(spec)
+            # Reported done only once Azure is read back without it: a delete Azure
+            # acknowledged can still leave the assignment in place.
+            if grant.mode == "rbac" and backend.access_assignment_exists(spec):
+                raise TransientError(
+                    f"Azure still lists the role assignment of grant {short_ref(grant.id)} "
+                    f"after deleting it; the bot deletes it again and reads it back until "
+                    f"it is gone."
+                )
         except WorkspaceError as exc:
             self._failed(grant, holder, actor, exc)
             raise
         return self._revoked(grant, reason)
 
-    def _claim(self, grant_id: int, actor: str, reason: str) -> tuple[GrantRow, str, str]:
+    def _claim(
+        self, grant_id: int, actor: str, reason: str, end_reason: str
+    ) -> tuple[GrantRow, str, str]:
         now = self.clock.now()
         holder = f"{actor}@{_PROCESS}:{uuid.uuid4().hex[:8]}"
         with self.store.transaction() as session:
@@ -98,6 +112,7 @@ class GrantKeeper(WorkflowBase):
                     revoke_lease_until=now + REVOKE_LEASE,
                     # Who asked first: kept when a stuck revocation is taken over.
                     revoked_by=GrantRow.revoked_by if taking_over else actor,
+                    end_reason=GrantRow.end_reason if taking_over else end_reason,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -181,6 +196,7 @@ class GrantKeeper(WorkflowBase):
                     grantee=grant.grantee,
                     cluster=grant.cluster,
                     reason=reason,
+                    end_reason=grant.end_reason,
                 )
                 outbox.notify_person(
                     session,
@@ -191,6 +207,7 @@ class GrantKeeper(WorkflowBase):
                     request_id=grant.request_id,
                     dedupe_key=f"grant-revoked:{grant.id}",
                 )
+                _show_end_on_card(session, grant, reason, now)
             refreshed = session.get(GrantRow, grant.id, populate_existing=True)
             assert refreshed is not None
             return refreshed
@@ -212,13 +229,46 @@ class GrantKeeper(WorkflowBase):
                     .order_by(GrantRow.id)
                 )
             )
+            limits = {
+                grant_id: until_done
+                for grant_id, until_done in session.execute(
+                    select(GrantRow.id, GrantRow.until_done).where(GrantRow.id.in_(due))
+                )
+            }
         revoked = []
         for grant_id in due:
+            if limits.get(grant_id):
+                reason = "its time limit was reached before your work ended"
+                end_reason = "time_limit"
+            else:
+                reason, end_reason = "it expired", "expired"
             try:
-                self.revoke_grant(grant_id, BOT, reason="it expired")
+                self.revoke_grant(grant_id, BOT, reason=reason, end_reason=end_reason)
                 revoked.append(grant_id)
             except UserError:
                 continue  # another replica claimed it first
             except WorkspaceError as exc:
                 log.warning("revoking grant %s failed, will retry: %s", grant_id, exc)
         return revoked
+
+
+def _show_end_on_card(session: Session, grant: GrantRow, reason: str, now: datetime) -> None:
+    """The request card says how the access ended: its result gains `access_ended`, and the
+    newer version redraws every copy of the card."""
+    request = session.get(RequestRow, grant.request_id)
+    if request is None:
+        return
+    result = dict(request.result or {})
+    result["access_ended"] = {
+        "at": now.isoformat(),
+        "why": grant.end_reason or "revoked",
+        "reason": reason,
+        "grant_id": grant.id,
+    }
+    session.execute(
+        update(RequestRow)
+        .where(RequestRow.id == request.id)
+        .values(result=result, version=RequestRow.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": request.id}, now=now)

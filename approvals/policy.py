@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from approvals.config import Action, ClusterConfig, WorkspaceConfig
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UsageError
+
+if TYPE_CHECKING:
+    from approvals.directory import Directory
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,8 @@ class Decision:
     run_now: bool
     approvals_needed: int = 1
     why: str = ""
+    # The policy rule that decided (approvals/rules.py), if one did.
+    rule: str | None = None
 
 
 def _approvals_needed(ws: WorkspaceConfig, action: Action) -> int:
@@ -28,6 +34,34 @@ def _needs_lead(ws: WorkspaceConfig, action: Action, requester: str, why: str) -
         raise PermissionRefusedError(
             f"This needs {needed} team lead(s) of `{ws.name}` other than you, and the workspace "
             f"has {len(other_leads)}. Ask an administrator to add a lead to the configuration."
+        )
+    return Decision(run_now=False, approvals_needed=needed, why=why)
+
+
+def needs_approvers(
+    ws: WorkspaceConfig,
+    requester: str,
+    needed: int,
+    why: str,
+    group: str | None,
+    directory: Directory,
+) -> Decision:
+    """`needed` distinct approvals from the leads, or from the members of `group`."""
+    if group is None:
+        other_leads = [lead for lead in ws.team_leads if lead != requester]
+        if len(other_leads) < needed:
+            raise PermissionRefusedError(
+                f"This needs {needed} team lead(s) of `{ws.name}` other than you, and the "
+                f"workspace has {len(other_leads)}. Ask an administrator to add a lead."
+            )
+        return Decision(run_now=False, approvals_needed=needed, why=why)
+    config = directory.config.groups[group]
+    # A Slack user group is only known when asked; its size is checked at the click.
+    others = [name for name in directory.group_members(group) if name != requester]
+    if config.slack_usergroup is None and len(others) < needed:
+        raise PermissionRefusedError(
+            f"This needs {needed} approver(s) from group `{group}` other than you, and it has "
+            f"{len(others)}. Ask an administrator to add someone to the group."
         )
     return Decision(run_now=False, approvals_needed=needed, why=why)
 
@@ -61,6 +95,20 @@ def access_duration(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta:
             example=f"--for {format_duration(policy.default_duration)}",
         )
     return duration
+
+
+def job_limit(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta | None:
+    """A job's time limit: `--max-duration`, else the policy's default (None: no limit)."""
+    policy = ws.policy.jobs
+    limit = asked or policy.default_max_duration
+    if limit is not None and limit > policy.max_duration:
+        raise UsageError(
+            f"`--max-duration {format_duration(limit)}` is longer than workspace `{ws.name}` "
+            f"allows (at most {format_duration(policy.max_duration)}).",
+            field="--max-duration",
+            example="--max-duration 4h",
+        )
+    return limit
 
 
 def decide_access(ws: WorkspaceConfig, requester: str) -> Decision:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from approvals.config import AppConfig
+from approvals.config import AppConfig, WorkspaceConfig
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from commands.durations import format_duration
@@ -79,7 +79,7 @@ def describe_request(
                 if policy and policy.scope == "compute"
                 else scope,
             ),
-            ("Duration", format_duration(_seconds(payload.get("duration_seconds")))),
+            ("Duration", _access_duration(payload, ws)),
         ]
         if cluster is not None:
             low = cluster.priority == Priority.LOW_PRIORITY
@@ -116,17 +116,50 @@ def describe_request(
             ("Environment", f"`{payload['environment']}`"),
             ("Instances", str(payload.get("instances", 1))),
         ]
+        if payload.get("job_alone"):
+            facts.append(("Access", "none granted: approving runs this one job, nothing more"))
         if payload.get("inputs"):
             facts.append(
                 ("Inputs", ", ".join(f"{k}={v}" for k, v in sorted(payload["inputs"].items())))
             )
+    elif row.action == "drift":
+        title = f"{short_ref(row.id)} Fix drift: {row.summary}"
+        facts.append(("Azure action", str(payload.get("operation", ""))))
+    elif row.action == "review":
+        title = f"{short_ref(row.id)} Review break-glass access to {payload['cluster']}"
+        facts += [
+            (
+                "What happened",
+                f"{row.requester} approved their own access to `{payload['cluster']}` for "
+                f"{format_duration(_seconds(payload.get('duration_seconds')))} in an "
+                f"emergency (request {short_ref(int(payload['reviews']))}), as policy allows",
+            ),
+            ("Review", "Approve: it was justified. Deny: it was not; the access ends now"),
+        ]
     elif row.action == "compute":
         title = f"{short_ref(row.id)} {payload.get('title', 'Change compute')}"
         facts.append(("Azure action", str(payload.get("description", ""))))
     else:
         title = f"{short_ref(row.id)} {row.summary}"
+    facts += _risk_facts(row)
     if row.reason:
         facts.append(("Reason", row.reason))
+    if row.action == "access" and payload.get("emergency"):
+        review = payload.get("review_request")
+        facts.append(
+            (
+                "Break-glass",
+                "self-approved in an emergency, as policy allows"
+                + (f"; marked for review: request {short_ref(int(review))}" if review else ""),
+            )
+        )
+    if ws is not None and row.escalated_at is not None:
+        from approvals.escalation import escalation_line
+
+        facts.append(("Escalated", escalation_line(row, ws, config) or ""))
+    ended = (row.result or {}).get("access_ended") if row.action == "access" else None
+    if isinstance(ended, dict):
+        facts.append(("Access", access_end_line(ended)))
     status = RequestStatus(row.status)
     return RequestDescription(
         request_id=row.id,
@@ -135,6 +168,52 @@ def describe_request(
         status=status,
         status_line=status_line(row, approved_by),
     )
+
+
+def _access_duration(payload: dict[str, object], ws: WorkspaceConfig | None) -> str:
+    limit = format_duration(_seconds(payload.get("duration_seconds")))
+    if not payload.get("until_done"):
+        return limit
+    idle = format_duration(ws.policy.until_done.idle_period) if ws else "the idle period"
+    return (
+        f"until the work is done: ends {idle} after the requester's last job on the cluster "
+        f"finished, or after {limit} (the time limit), whichever comes first"
+    )
+
+
+ACCESS_END_WORDS = {
+    "work_done": "ended with the work",
+    "time_limit": "ended at its time limit",
+    "expired": "expired",
+    "revoked": "revoked",
+}
+
+
+def access_end_line(ended: dict[str, object]) -> str:
+    """How a grant ended, for its request's card: which of work, time limit or a person."""
+    at = ended.get("at")
+    moment = when(datetime.fromisoformat(at)) if isinstance(at, str) else "-"
+    word = ACCESS_END_WORDS.get(str(ended.get("why")), "ended")
+    return f"{word} {moment}: {ended.get('reason', '')}"
+
+
+def _risk_facts(row: RequestRow) -> list[tuple[str, str]]:
+    """The rule that decided, the estimate and the budget, as kept when it was asked."""
+    facts: list[tuple[str, str]] = []
+    rule = row.payload.get("rule")
+    if isinstance(rule, dict) and rule.get("headline"):
+        facts.append(("Policy", str(rule["headline"])))
+    estimate = row.payload.get("estimate")
+    if isinstance(estimate, dict) and estimate.get("explain"):
+        label = "Est. cost, whole grant" if row.action == "access" else "Est. cost"
+        facts.append((label, f"{estimate['explain']} ({PRICE_SOURCE})"))
+    if row.payload.get("max_duration_seconds"):
+        facts.append(("Time limit", format_duration(_seconds(row.payload["max_duration_seconds"]))))
+    if row.payload.get("budget_line"):
+        facts.append(("Spend", str(row.payload["budget_line"])))
+    if row.payload.get("capacity"):
+        facts.append(("Capacity", str(row.payload["capacity"])))
+    return facts
 
 
 def access_action(mode: str) -> str:
@@ -166,11 +245,17 @@ def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:
         )
     if status == RequestStatus.PENDING:
         needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
+        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
+        if isinstance(rule, dict) and rule.get("approvers"):
+            word = f"waiting for group `{rule['approvers']}`"
         return f"{word}{needed}; expires {when(row.expires_at)}"
     if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
         return f"{word} (approved by {row.decided_by})"
     if status == RequestStatus.SUCCEEDED:
+        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
         by = f"approved by {row.decided_by}" if row.decided_by != "policy" else "within policy"
+        if row.decided_by == "policy" and isinstance(rule, dict) and rule.get("headline"):
+            by = str(rule["headline"])
         return f"{word}, {by}, {when(row.finished_at)}"
     if status == RequestStatus.FAILED:
         return f"{word}: {row.error}"

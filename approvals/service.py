@@ -12,12 +12,16 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
+from approvals.config_access import until_done_limit
+from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.policy import (
     access_duration,
     decide_access,
     decide_datastore,
     decide_job,
+    job_limit,
     require_cluster,
     workspace_flag,
 )
@@ -28,6 +32,7 @@ from approvals.render import (
 )
 from approvals.replies import Reply
 from approvals.service_jobs import JobCommands
+from approvals.service_risk import Assessment, RiskCommands
 from approvals.service_views import ViewCommands
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow
@@ -47,7 +52,7 @@ from workspaces.errors import WorkspaceError
 log = logging.getLogger(__name__)
 
 
-class AmlService(JobCommands, ViewCommands):
+class AmlService(JobCommands, ViewCommands, RiskCommands):
     """Dispatches each command to its handler; mutating ones live here, the rest in the bases."""
 
     # ---- entry points -----------------------------------------------------------------
@@ -116,7 +121,12 @@ class AmlService(JobCommands, ViewCommands):
     def _access_request(self, person: str, command: m.AccessRequest, channel: str | None) -> Reply:
         ws = self._workspace(person, command, channel)
         cluster = require_cluster(ws, command.cluster, self._must_name_workspace(person, command))
-        duration = access_duration(ws, command.duration)
+        if command.emergency:
+            return self._break_glass(person, ws, cluster.name, command)
+        until_done = command.until_done or cluster.until_done
+        duration = access_duration(
+            ws, command.duration or (until_done_limit(ws.policy) if until_done else None)
+        )
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
             existing.expires_at - self.clock.now() <= ws.policy.grant_expiry_warning
@@ -132,27 +142,83 @@ class AmlService(JobCommands, ViewCommands):
                 f"You already asked for `{cluster.name}`: request {short_ref(pending)} is waiting "
                 f"for a team lead. See `/aml request show {pending}`."
             )
-        decision = decide_access(ws, person)
-        payload = {"cluster": cluster.name, "duration_seconds": duration.total_seconds()}
+        assessment = self.assess_access(ws, person, cluster, duration)
+        if assessment.outcome is not None:
+            decision = self.rule_decision(ws, person, assessment.outcome)
+        else:
+            decision = decide_access(ws, person)
+        payload: dict[str, Any] = {
+            "cluster": cluster.name,
+            "duration_seconds": duration.total_seconds(),
+            **assessment.payload(ws),
+        }
         summary = f"access to {cluster.name} for {_fmt(duration)}"
+        if until_done:
+            payload["until_done"] = True
+            summary = (
+                f"access to {cluster.name} until the work there is done (at most {_fmt(duration)})"
+            )
         if extending and existing is not None:
             payload["extends_grant"] = existing.id
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
+        if decision.run_now:
+            row = self.workflow.run_now(
+                ws, person, "access", payload, summary, decision.why, decision.rule
+            )
+            return self._auto_reply(row, decision.why)
         row = self.workflow.open_request(
             ws, person, "access", payload, summary, command.reason, decision.approvals_needed
         )
-        return self._pending_reply(ws, row)
+        return self._pending_reply(ws, row, assessment)
 
-    def _pending_reply(self, ws: WorkspaceConfig, row: RequestRow) -> Reply:
-        leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
+    def _break_glass(
+        self, person: str, ws: WorkspaceConfig, cluster: str, command: m.AccessRequest
+    ) -> Reply:
+        duration = break_glass_duration(ws, person, command.duration)
+        existing = self._active_grant(person, ws.name, cluster)
+        if existing is not None:
+            raise UserError(
+                f"You already have access to `{cluster}` until {when(existing.expires_at)} "
+                f"(grant {short_ref(existing.id)}); break-glass is not needed."
+            )
+        access, review = self.workflow.break_glass(ws, person, cluster, duration, command.reason)
+        outcome = self.workflow.outcome_text(access)
+        if access.status != RequestStatus.SUCCEEDED:
+            return Reply(text=outcome, ok=False, request_id=access.id)
         return Reply(
             text=(
-                f"Request {short_ref(row.id)} ({row.summary}) is waiting for a team lead of "
-                f"`{ws.name}` ({leads}). You'll hear back here when it is decided; it expires "
-                f"{when(row.expires_at)}. Withdraw it with `/aml request cancel {row.id}`."
+                f"Break-glass: {outcome} Every team lead of `{ws.name}` has been told, and one "
+                f"must review this use afterwards (request {short_ref(review.id)})."
             ),
+            request_id=access.id,
+        )
+
+    def _auto_reply(self, row: RequestRow, why: str) -> Reply:
+        return Reply(
+            text=f"{why[:1].upper()}{why[1:]}. {self.workflow.outcome_text(row)}",
+            ok=row.status == RequestStatus.SUCCEEDED,
             request_id=row.id,
         )
+
+    def _pending_reply(
+        self, ws: WorkspaceConfig, row: RequestRow, assessment: Assessment | None = None
+    ) -> Reply:
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group:
+            who = f"group `{group}`"
+        else:
+            leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
+            who = f"a team lead of `{ws.name}` ({leads})"
+        text = (
+            f"Request {short_ref(row.id)} ({row.summary}) is waiting for {who}. You'll hear "
+            f"back here when it is decided; it expires {when(row.expires_at)}. Withdraw it "
+            f"with `/aml request cancel {row.id}`."
+        )
+        if assessment is not None:
+            if assessment.outcome is not None:
+                text += f"\nPolicy: {assessment.outcome.headline()}."
+            text += f"\nEst. cost: {assessment.estimate_text()}."
+        return Reply(text=text, request_id=row.id)
 
     def _access_revoke(self, person: str, command: m.AccessRevoke, channel: str | None) -> Reply:
         with self.store.transaction() as session:
@@ -221,26 +287,41 @@ class AmlService(JobCommands, ViewCommands):
         named = self._must_name_workspace(person, command)
         cluster = require_cluster(ws, command.compute, named)
         has_grant = self._active_grant(person, ws.name, cluster.name) is not None
+        limit = job_limit(ws, command.max_duration)
         decision = decide_job(ws, person, cluster, command.instances, has_grant, named)
-        payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
+        assessment = self.assess_job(ws, person, cluster, command.instances, limit)
+        # Rules decide jobs of people who may use the cluster; without access the built-in
+        # policy has already refused or asked a lead, and a rule may only ask for more.
+        may_use = has_grant or person in ws.team_leads or not cluster.requires_grant
+        outcome = assessment.outcome
+        if outcome is not None and (may_use or outcome.rule.decide in ("two_leads", "refuse")):
+            decision = self.rule_decision(ws, person, outcome)
+        payload = command.model_dump(mode="json", exclude={"kind", "workspace", "max_duration"})
+        payload.update(assessment.payload(ws))
+        if limit is not None:
+            payload["max_duration_seconds"] = limit.total_seconds()
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:
-            row = self.workflow.run_now(ws, person, "job", payload, summary, decision.why)
+            row = self.workflow.run_now(
+                ws, person, "job", payload, summary, decision.why, decision.rule
+            )
+            if decision.rule is not None:
+                return self._auto_reply(row, decision.why)
             return Reply(
-                text=self.workflow.outcome_text(row),
+                text=self.workflow.outcome_text(row)
+                + f"\nEst. cost: {assessment.estimate_text()}.",
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )
+        reason = f"needs approval: {decision.why}"
+        if not has_grant and cluster.requires_grant and person not in ws.team_leads:
+            # Approved as this job alone: the bot submits it; no role assignment is made.
+            payload["job_alone"] = True
+            reason += "; approving runs this one job only and grants no access to the cluster"
         row = self.workflow.open_request(
-            ws,
-            person,
-            "job",
-            payload,
-            summary,
-            f"needs approval: {decision.why}",
-            decision.approvals_needed,
+            ws, person, "job", payload, summary, reason, decision.approvals_needed
         )
-        return self._pending_reply(ws, row)
+        return self._pending_reply(ws, row, assessment)
 
     def _request_cancel(self, person: str, command: m.RequestCancel, channel: str | None) -> Reply:
         row = self.workflow.cancel(command.request_id, person)
@@ -261,6 +342,29 @@ class AmlService(JobCommands, ViewCommands):
         if self.idle_reporter is None:
             raise UserError("Idle-compute reports are not enabled in this deployment.")
         return Reply(text=self.idle_reporter(ws))
+
+    def _drift_check(self, person: str, command: m.DriftCheck, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        if person not in ws.team_leads:
+            raise PermissionRefusedError(f"Only team leads of `{ws.name}` can run a drift check.")
+        report = check_workspace(self.store, ws, self.backend_for(ws.name), self.clock.now())
+        if report is None:
+            return Reply(text=f"No drift in `{ws.name}`: Azure matches the bot's records.")
+        return Reply(text=f"Drift found in `{ws.name}`; the report went to its team leads.")
+
+    def _drift_fix(self, person: str, command: m.DriftFix, channel: str | None) -> Reply:
+        ws = self._workspace(person, command, channel)
+        finding, payload, summary = fix_request(self.store, ws, command.finding_id, person)
+        # A lead's fix runs at once, recorded and audited as a request like any other.
+        row = self.workflow.run_now(
+            ws, person, "drift", payload, summary, "a team lead fixes a drift finding"
+        )
+        settle_finding(self.store, finding.id, row.id, row.status)
+        return Reply(
+            text=self.workflow.outcome_text(row),
+            ok=row.status == RequestStatus.SUCCEEDED,
+            request_id=row.id,
+        )
 
     _handlers: dict[type[Any], Callable[..., Reply]] = {
         m.Help: _help,
@@ -284,6 +388,8 @@ class AmlService(JobCommands, ViewCommands):
         m.Deny: _deny,
         m.Audit: ViewCommands._audit,
         m.IdleReport: _idle,
+        m.DriftCheck: _drift_check,
+        m.DriftFix: _drift_fix,
     }
 
 

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from approvals.break_glass import BreakGlass
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
+from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import GrantRow, RequestRow
-from approvals.workflow import Workflow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
@@ -33,9 +34,11 @@ class ServiceBase:
         self.backend_for = backend_for
         self.clock = clock
         self.directory = directory or Directory(config)
-        self.workflow = Workflow(config, self.directory, store, backend_for, clock)
+        self.workflow = BreakGlass(config, self.directory, store, backend_for, clock)
         # The notifications layer plugs its on-demand idle report in here.
         self.idle_reporter: IdleReporter | None = None
+        # ... and what idle compute cost, counted in the month's spend.
+        self.idle_spend: IdleSpend | None = None
 
     def _workspace(self, person: str, command: m.Command, channel: str | None) -> WorkspaceConfig:
         return self.directory.resolve_workspace(person, command.workspace, channel)

@@ -71,6 +71,10 @@ class RequestRow(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     reminded_at: Mapped[datetime | None]
+    # Escalation (approvals/escalation.py): the first reminder to the approvers, and the
+    # hand-over to the fallback approvers, each claimed once.
+    nudged_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
     # Bumped by every transition; lets an edge tell a stale card from a fresh one.
     version: Mapped[int] = mapped_column(Integer, default=1)
     # While the side effect is in flight (approved, executing): until when which process
@@ -120,6 +124,13 @@ class GrantRow(Base):
     revoking_by: Mapped[str | None] = mapped_column(String(128))
     revoke_lease_until: Mapped[datetime | None]
     warned_at: Mapped[datetime | None]
+    # Ends when the holder's work on the cluster ends (approvals/until_done.py), or at
+    # `expires_at` (its time limit), whichever comes first.
+    until_done: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # Last moment a job of the holder's was seen running (or queued) on the cluster.
+    work_seen_at: Mapped[datetime | None]
+    # Why it ended: work_done | time_limit | expired | revoked (None while active).
+    end_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class JobRow(Base):
@@ -238,3 +249,22 @@ class DeliveryPauseRow(Base):
     # Consecutive failures of this scope; sizes the next backoff. Zero after a 429.
     failures: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DriftFindingRow(Base):
+    """One difference the drift check found between Azure and the bot's records
+    (approvals/drift.py), and what became of it."""
+
+    __tablename__ = "drift_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    found_at: Mapped[datetime]
+    # stray | missing | revocation_not_taken | min_nodes | idle_time
+    kind: Mapped[str] = mapped_column(String(32))
+    compute: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # open | fixing | fixed
+    handled_by: Mapped[str | None] = mapped_column(String(128))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))

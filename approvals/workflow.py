@@ -17,18 +17,19 @@ from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.escalation import may_decide_escalated
 from approvals.execution import Execution
-from approvals.grants import GrantKeeper
 from approvals.render import short_ref
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
+from approvals.until_done import WorkBoundGrants
 from commands.durations import format_duration
 from commands.errors import PermissionRefusedError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class Workflow(Execution, GrantKeeper):
+class Workflow(Execution, WorkBoundGrants):
     """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
 
     # ---- opening ----------------------------------------------------------------------
@@ -46,7 +47,7 @@ class Workflow(Execution, GrantKeeper):
         self.refuse_secrets(requester, payload, summary, reason)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -75,12 +76,14 @@ class Workflow(Execution, GrantKeeper):
         payload: dict[str, Any],
         summary: str,
         why: str,
+        rule: str | None = None,
     ) -> RequestRow:
-        """Record an action policy lets run without a lead, then carry it out."""
+        """Record an action policy lets run without a lead, then carry it out. `rule`: the
+        policy rule that auto-approved it, audited as the decision it is."""
         self.refuse_secrets(requester, payload, summary, why)
         now = self.clock.now()
         with self.store.transaction() as session:
-            row = _record_request(
+            row = record_request(
                 session,
                 RequestRow(
                     workspace=ws.name,
@@ -99,6 +102,18 @@ class Workflow(Execution, GrantKeeper):
                 summary,
                 policy=why,
             )
+            if rule is not None:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="policy",
+                    action=f"{action}.approved",
+                    outcome="approved",
+                    workspace=ws.name,
+                    target=short_ref(row.id),
+                    rule=rule,
+                    why=why,
+                )
             request_id = row.id
         return self.execute(request_id)
 
@@ -107,9 +122,22 @@ class Workflow(Execution, GrantKeeper):
     def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
         """Only other leads of the request's workspace decide; the attempt is audited."""
         problem = None
-        if not self.may_see(actor, row):
+        group = (row.payload.get("rule") or {}).get("approvers")
+        if group and actor != row.requester and not may_decide_escalated(row, actor, self.config):
+            # A rule named the approvers: its group decides, not the workspace's leads.
+            members = self.directory.group_members(group)
+            if actor not in members:
+                problem = (
+                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
+                    f"can {verb} {short_ref(row.id)}, as policy rule "
+                    f"`{row.payload['rule'].get('name')}` says."
+                )
+        elif not self.may_see(actor, row):
             problem = not_yours(row.id)
-        elif not self.directory.is_lead(actor, row.workspace):
+        elif not (
+            self.directory.is_lead(actor, row.workspace)
+            or may_decide_escalated(row, actor, self.config)
+        ):
             leads = ", ".join(self.directory.leads(row.workspace))
             problem = (
                 f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
@@ -137,8 +165,10 @@ class Workflow(Execution, GrantKeeper):
 
     def may_see(self, person: str, row: RequestRow) -> bool:
         """Members of a request's workspace may see it; to anyone else it is not there."""
-        return person == row.requester or any(
-            ws.name == row.workspace for ws in self.directory.workspaces_of(person)
+        return (
+            person == row.requester
+            or any(ws.name == row.workspace for ws in self.directory.workspaces_of(person))
+            or may_decide_escalated(row, person, self.config)
         )
 
     def _not_pending(self, row: RequestRow) -> UserError:
@@ -388,7 +418,7 @@ def not_yours(request_id: int) -> str:
     )
 
 
-def _record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
+def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
     """Add a new request and its "requested" audit event, in the caller's transaction."""
     session.add(row)
     session.flush()

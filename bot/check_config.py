@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from approvals.config import ConfigError, load_config
+from approvals.rules import describe_rule
 from commands.durations import format_duration
 
 
@@ -40,6 +41,30 @@ def check_config(path: str | None, *, online: bool = False) -> int:
             f"({policy.access.mode}), requests expire after {format_duration(policy.request_ttl)}, "
             f"two approvers for: {', '.join(policy.two_approvers) or 'nothing'}"
         )
+        if ws.budget is not None:
+            print(
+                f"  budget: ${ws.budget.monthly_usd:,.2f} a month (spend from "
+                + (
+                    "Azure Cost Management)"
+                    if ws.budget.spend_from == "cost_management"
+                    else "the bot's job records)"
+                )
+            )
+        if policy.jobs.default_max_duration is not None:
+            print(
+                f"  jobs: time limit {format_duration(policy.jobs.default_max_duration)} unless "
+                f"--max-duration (at most {format_duration(policy.jobs.max_duration)})"
+            )
+        if policy.rules:
+            print("  rules (in order; the first that matches decides, else the built-in policy):")
+            for index, rule in enumerate(policy.rules, start=1):
+                print(f"    {index}. {describe_rule(rule)}")
+        else:
+            print("  rules: none (access always needs a lead; jobs run with a grant)")
+        for name, group in config.groups.items():
+            members = ", ".join(group.members) or "-"
+            slack = f", Slack user group {group.slack_usergroup}" if group.slack_usergroup else ""
+            print(f"  group {name}: {members}{slack}")
         if len(ws.team_leads) < 2 and policy.two_approvers:
             print("  warning: two approvers are required but the workspace has fewer than 2 leads")
     if not online:

@@ -67,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         "--online", action="store_true", help="also reach each Azure workspace and check roles"
     )
 
+    policy = sub.add_parser("policy", help="the approval policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    explain = policy_sub.add_parser(
+        "explain", help="which policy rule would decide a sample request, and why"
+    )
+    explain.add_argument("request", help='e.g. "access request gpu-cluster --for 2h --reason x"')
+    explain.add_argument("--as", dest="person", required=True, help="who asks (a key of people)")
+    explain.add_argument("--config", help="teams and policy YAML (default: $AMLBOT_CONFIG or demo)")
+    explain.add_argument("--workspace", help="the workspace (default: the person's only one)")
+    explain.add_argument(
+        "--spent", type=float, default=0.0, help="the month's spend so far in USD (default 0)"
+    )
+    explain.add_argument(
+        "--last-grant-ago", help="when the same access was last granted, e.g. 2d (default: never)"
+    )
+
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     export = audit_sub.add_parser("export", help="write the audit trail out")
@@ -110,6 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.errors:
             print(f"  - {line}", file=sys.stderr)
         return 1
+    if args.command == "policy":
+        from bot.policy_explain import policy_explain
+
+        return policy_explain(
+            config,
+            args.person,
+            args.request,
+            workspace=args.workspace,
+            spent=args.spent,
+            last_grant_ago=args.last_grant_ago,
+        )
     settings.ensure_database_folder()
     if args.command == "db-upgrade":
         from approvals.store import Store

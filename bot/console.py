@@ -16,6 +16,8 @@ from typing import TextIO
 from sqlalchemy import update
 
 from approvals import outbox
+from approvals.drift import DRIFT_REPORT, FIX_LABELS, findings_of
+from approvals.escalation import REQUEST_ESCALATED
 from approvals.render import describe_request
 from approvals.states import RequestStatus
 from approvals.tables import OutboxRow, RequestRow
@@ -157,6 +159,24 @@ class Console:
         if row.kind == REQUEST_REMINDER:
             leads = ", ".join(f"@{lead}" for lead in payload.get("leads") or [])
             return f"[to {leads}] {payload['text']}"
+        if row.kind == DRIFT_REPORT:
+            findings = findings_of(self.core.store, [int(i) for i in payload["findings"]])
+            buttons = [
+                f"    [{FIX_LABELS[f.kind]}: /aml drift fix {f.id}]"
+                for f in findings
+                if f.status == "open"
+            ]
+            return "\n".join(
+                [f"[#{payload['workspace']}, drift check]", _indent(str(payload["text"])), *buttons]
+            )
+        if row.kind == REQUEST_ESCALATED:
+            approvers = ", ".join(f"@{name}" for name in payload.get("approvers") or [])
+            request_id = payload["request_id"]
+            return (
+                f"[to {approvers}, a copy of card #{request_id}] {payload['text']}\n"
+                f"    [Approve: /aml approve {request_id}] "
+                f'[Deny: /aml deny {request_id} --reason "..."]'
+            )
         if row.kind == GRANT_EXPIRING:
             return (
                 f"[to @{payload['person']}] {payload['text']}\n"

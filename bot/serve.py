@@ -122,8 +122,9 @@ def slack_registrars() -> list[Registrar]:
     """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
     the notifications' buttons. Workers build them too: a job is found by its name."""
     from bot.notify.slack_actions import register_slack_actions
+    from bot.notify.slack_drift import register_slack_drift
 
-    return [register_slack_actions]
+    return [register_slack_actions, register_slack_drift]
 
 
 def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:

@@ -108,10 +108,32 @@ SPECS: tuple[Spec, ...] = (
                 "duration",
                 required=False,
                 flag="--for",
-                help="how long, e.g. 90m, 4h, 2d (default: the workspace's policy)",
+                help="how long, e.g. 90m, 4h, 2d (default: the workspace's policy); with "
+                "--until-done, the time limit",
             ),
             REASON,
+            Arg(
+                "until_done",
+                "",
+                "flag",
+                required=False,
+                flag="--until-done",
+                help="end the access when your work on the cluster ends: after your last job "
+                "there finished and nothing of yours ran for the policy's idle period, or at "
+                "the time limit, whichever comes first",
+            ),
+            Arg(
+                "emergency",
+                "",
+                "flag",
+                required=False,
+                flag="--emergency",
+                help="break-glass: approve it yourself for a short time when policy allows; "
+                "every lead is told at once and one must review it afterwards",
+            ),
         ),
+        notes="`--until-done` ties the access to your jobs on the cluster (some clusters do "
+        "so by default). `--emergency` is for incidents only: it is audited and reviewed.",
     ),
     Spec(
         ("access", "list"),
@@ -192,10 +214,21 @@ SPECS: tuple[Spec, ...] = (
                 flag="--instances",
                 help="nodes to run on (default 1)",
             ),
+            Arg(
+                "max_duration",
+                "DURATION",
+                "duration",
+                required=False,
+                flag="--max-duration",
+                help="the job's time limit in Azure, e.g. 2h; its cost estimate is "
+                "nodes x price x this (default: the workspace's policy)",
+            ),
             Arg("experiment", "NAME", "experiment", required=False, flag="--experiment"),
             Arg("name", "NAME", "job", required=False, flag="--name", help="a display name"),
         ),
-        notes="Runs at once with an active grant on the cluster; otherwise ask for access.",
+        notes="Runs at once with an active grant on the cluster, unless a policy rule asks for "
+        "a lead (e.g. GPU, or a high estimated cost); otherwise ask for access. The reply "
+        "shows the estimated cost and the rule that decided.",
     ),
     Spec(
         ("job", "status"),
@@ -277,6 +310,24 @@ SPECS: tuple[Spec, ...] = (
         lead_only=True,
     ),
     Spec(("idle",), m.IdleReport, "idle compute that costs money, now", "/aml idle"),
+    Spec(
+        ("drift", "check"),
+        m.DriftCheck,
+        "compare Azure's role assignments and cluster settings with the bot's records now "
+        "(team leads; it also runs nightly)",
+        "/aml drift check",
+        lead_only=True,
+        notes="Reports assignments the bot did not make, grants Azure lacks, revocations "
+        "that did not take, and clusters whose minimum or idle time drifted back.",
+    ),
+    Spec(
+        ("drift", "fix"),
+        m.DriftFix,
+        "fix one drift finding: revoke, re-grant or set the cluster back (team leads)",
+        "/aml drift fix 4",
+        (Arg("finding_id", "FINDING_ID", "id"),),
+        lead_only=True,
+    ),
 )
 
 WORKSPACE_FLAG = Arg("workspace", "WS", "workspace", required=False, flag="--workspace")

@@ -33,6 +33,14 @@ def _overview() -> str:
         "Every command takes `--workspace WS` when you belong to several workspaces. "
         "`/aml help COMMAND` shows one command in full."
     )
+    lines.append(
+        "Approvals follow the workspace's policy rules: a low-risk request (e.g. a short "
+        "CPU grant) is approved at once, a GPU or costly one goes to a lead or a named "
+        "group, two leads when the budget is nearly spent, and some are refused; the reply "
+        "and the card say which rule decided and why. Cards show the estimated cost "
+        "(nodes x price x duration; a job's `--max-duration` is also its time limit) and "
+        "the month's spend against the budget; a finished job's notice says what it cost."
+    )
     return "\n".join(lines)
 
 

@@ -47,6 +47,10 @@ class AccessRequest(Command):
     cluster: str
     duration: timedelta | None = None  # None: the policy's default
     reason: PlainText = Field(min_length=3, max_length=500)
+    # Ends when the holder's work on the cluster ends (or at the time limit, `duration`).
+    until_done: bool = False
+    # Break-glass: self-approved for a short, policy-capped time; reviewed by a lead after.
+    emergency: bool = False
 
 
 class AccessList(Command):
@@ -79,6 +83,7 @@ class JobSubmit(Command):
     code: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)  # name -> URI
     instances: int = 1
+    max_duration: timedelta | None = None  # None: the policy's default limit, if any
     experiment: str | None = None
     name: str | None = None  # display name chosen by the person
 
@@ -138,6 +143,15 @@ class Audit(Command):
     since: timedelta | None = None
 
 
+class DriftCheck(Command):
+    kind: Literal["drift check"] = "drift check"
+
+
+class DriftFix(Command):
+    kind: Literal["drift fix"] = "drift fix"
+    finding_id: int
+
+
 class IdleReport(Command):
     kind: Literal["idle"] = "idle"
 
@@ -164,4 +178,6 @@ AnyCommand = (
     | Deny
     | Audit
     | IdleReport
+    | DriftCheck
+    | DriftFix
 )

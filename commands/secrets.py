@@ -101,8 +101,40 @@ _DETECTORS: tuple[tuple[str, Callable[[str], object]], ...] = (
 )
 
 
+# What every detector above needs somewhere in the text (lower-cased), in their order: a
+# text with none of these holds no secret they could find. Nearly every string looked at
+# holds none (each field of every Slack delivery is looked at before its ack), and a few
+# substring tests cost far less than fifteen regular expressions. A new detector must add
+# its own literal here; tests/commands/test_secrets.py checks every kind is still found.
+_NEEDED = (
+    "private key",
+    "accountkey",
+    "sharedaccess",  # ...Signature= and ...Key=
+    "sig=",  # a SAS: only its signature parameter can make one
+    "xox",
+    "xapp-",
+    "hooks.slack.com/",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "eyj",
+    "bearer",
+    "==",  # a storage account key ends so
+    "q~",  # an Entra ID client secret
+    "://",  # a password in a URL
+    "pass",  # password, passwd
+    "pwd",
+)
+
+
 def find_secret(text: str) -> str | None:
     """A short name of the kind of secret `text` holds, or None. Never the secret itself."""
+    folded = text.lower()
+    if not any(needed in folded for needed in _NEEDED):
+        return None
     for kind, detect in _DETECTORS:
         if detect(text):
             return kind

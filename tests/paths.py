@@ -6,3 +6,4 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO_ROOT / "deploy" / "kubernetes" / "base" / "config.example.yml"
+RULES_CONFIG = REPO_ROOT / "deploy" / "config.rules.example.yml"

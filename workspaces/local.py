@@ -21,6 +21,7 @@ from workspaces import local_access, local_jobs
 from workspaces.clock import Clock
 from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local_access import RoleAssignment
+from workspaces.local_quota import simulated_quota
 from workspaces.local_seed import seed_workspace
 from workspaces.local_tables import (
     SimClusterRow,
@@ -32,6 +33,7 @@ from workspaces.local_tables import (
 )
 from workspaces.local_timeline import STD_LOG
 from workspaces.types import (
+    AccessAssignment,
     AzureCoordinates,
     ClusterSpec,
     ComputeInventory,
@@ -45,6 +47,8 @@ from workspaces.types import (
     JobSpec,
     JobStatus,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 DEFAULT_ENVIRONMENTS = [
@@ -144,6 +148,12 @@ class LocalWorkspace:
             clusters=cluster_infos, instances=[_instance_info(row, now) for row in instances]
         )
 
+    def month_to_date_cost(self) -> SpendToDate | None:
+        return None  # no bill to ask: the bot's own records stand in
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        return simulated_quota(vm_size, self.list_computes(), None)
+
     def stop_instance(self, name: str) -> None:
         with self._changing() as session:
             row = session.get(SimInstanceRow, (self.workspace, name))
@@ -203,6 +213,23 @@ class LocalWorkspace:
                 session, self.workspace, grant, new_expiry, self._clock.now()
             )
 
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        workspace = self.coordinates.workspace_scope
+        return [
+            AccessAssignment(
+                assignment_name=a.assignment_name,
+                assignment_id=a.assignment_id,
+                principal_object_id=a.principal_object_id,
+                role_name=a.role_name,
+                compute=None if a.scope == workspace else a.compute,
+            )
+            for a in self.role_assignments()
+            if a.role_name == role_name
+        ]
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        return any(a.assignment_name == grant.assignment_name for a in self.role_assignments())
+
     def role_assignments(self) -> list[RoleAssignment]:
         """The role assignments in force now; time-bound (PIM) ones vanish at their end."""
         with self._reading() as session:
@@ -261,6 +288,14 @@ class LocalWorkspace:
         now = self._clock.now()
         with self._slowly(), self._changing() as session:
             row = local_jobs.submit(session, self.workspace, spec, now)
+        return self._job_info(row, now)
+
+    def submit_job_directly(self, spec: JobSpec, created_by: str) -> JobInfo:
+        """A job someone submits themselves (SDK, CLI, studio), not through the bot: the
+        simulation's stand-in for a person's own `ml_client.jobs.create_or_update`."""
+        now = self._clock.now()
+        with self._changing() as session:
+            row = local_jobs.submit(session, self.workspace, spec, now, created_by=created_by)
         return self._job_info(row, now)
 
     def get_job(self, name: str) -> JobInfo:

@@ -31,6 +31,8 @@ from workspaces.types import ClusterInfo, JobInfo, JobSpec, JobStatus, Priority
 # Azure's rule for job names; it also keeps the name safe inside the studio URL.
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 _STUDIO = "https://ml.azure.com/runs"
+# Who the simulation records as having submitted the jobs the bot submits.
+BOT_IDENTITY = "amlbot"
 
 
 def find_cluster(session: Session, workspace: str, name: str) -> SimClusterRow:
@@ -62,7 +64,13 @@ def find_job(session: Session, workspace: str, name: str) -> SimJobRow:
     return row
 
 
-def submit(session: Session, workspace: str, spec: JobSpec, now: datetime) -> SimJobRow:
+def submit(
+    session: Session,
+    workspace: str,
+    spec: JobSpec,
+    now: datetime,
+    created_by: str = BOT_IDENTITY,
+) -> SimJobRow:
     """The job named `spec.name`: the one already there, or a new one planned from now."""
     if not _JOB_NAME.match(spec.name):
         raise WorkspaceError(
@@ -100,6 +108,7 @@ def submit(session: Session, workspace: str, spec: JobSpec, now: datetime) -> Si
         exit_code=reading.exit_code,
         process=reading.process,
         canceled_at=None,
+        created_by=created_by,
     )
     _apply_schedule(row, schedule)
     session.add(row)
@@ -209,6 +218,7 @@ def job_info(row: SimJobRow, now: datetime, workspace_scope: str) -> JobInfo:
         error=failure_message(row.process, row.exit_code) if failed else None,
         tags={str(key): str(value) for key, value in row.tags.items()},
         metrics=_metrics(row.name) if status is JobStatus.COMPLETED else {},
+        created_by=row.created_by or BOT_IDENTITY,
     )
 
 

@@ -177,6 +177,8 @@ class SimJobRow(SimBase):
     exit_code: Mapped[int] = mapped_column(Integer)
     process: Mapped[str] = mapped_column(NAME)
     canceled_at: Mapped[datetime | None]
+    # Who submitted it: the bot's identity, or a person submitting directly (SDK, CLI).
+    created_by: Mapped[str | None] = mapped_column(NAME, nullable=True)
 
 
 class SimRoleAssignmentRow(SimBase):

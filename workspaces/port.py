@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from workspaces.types import (
+    AccessAssignment,
     ComputeInventory,
     DatastoreInfo,
     DatastoreSpec,
@@ -14,6 +15,8 @@ from workspaces.types import (
     JobOutcome,
     JobSpec,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 
@@ -26,6 +29,16 @@ class WorkspaceBackend(Protocol):
     """
 
     def list_computes(self) -> ComputeInventory: ...
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        """The core quota and usage of `vm_size`'s family in the workspace's region; None
+        if the region does not offer the size."""
+        ...
+
+    def month_to_date_cost(self) -> SpendToDate | None:
+        """The workspace's actual cost this month from Azure Cost Management; None where
+        there is none to ask (the simulated workspace)."""
+        ...
 
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt: ...
 
@@ -40,6 +53,15 @@ class WorkspaceBackend(Protocol):
         others at expiry. Raises `NotFoundError` if the assignment is gone. Idempotent on
         (`assignment_name`, `new_expiry`): a retry extends nothing twice.
         """
+        ...
+
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        """Assignments of `role_name` at the workspace's scope and its computes' scopes, to
+        anyone (what the drift check compares with the bot's grants)."""
+        ...
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        """Read back whether the grant's assignment is still there (after a revocation)."""
         ...
 
     def list_datastores(self) -> list[DatastoreInfo]: ...

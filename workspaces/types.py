@@ -72,6 +72,32 @@ class ClusterInfo(_Frozen):
     last_busy_at: datetime | None = None
 
 
+class VmQuota(_Frozen):
+    """The subscription's Azure ML core quota for a VM size's family in the workspace's region."""
+
+    vm_size: str
+    family: str  # Azure's name, e.g. standardNCSv3Family
+    family_label: str | None = None  # e.g. "Standard NCSv3 Family Cores"
+    location: str | None = None
+    cores_per_node: int
+    used_cores: int
+    limit_cores: int
+
+    @property
+    def nodes_that_fit(self) -> int:
+        """More nodes of this size the quota still allows."""
+        if self.cores_per_node <= 0:
+            return 0
+        return max(self.limit_cores - self.used_cores, 0) // self.cores_per_node
+
+
+class SpendToDate(_Frozen):
+    """What Azure Cost Management says the workspace cost since the first of the month."""
+
+    amount: float
+    currency: str
+
+
 class InstanceInfo(_Frozen):
     name: str
     vm_size: str
@@ -130,6 +156,8 @@ class JobSpec(_Frozen):
     code: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     instance_count: int = 1
+    # The job's limit in Azure (`limits.timeout`); None: none.
+    timeout_seconds: int | None = None
     experiment: str = "amlbot"
     display_name: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
@@ -182,6 +210,9 @@ class JobInfo(_Frozen):
     error: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Who submitted it, as Azure records it (`systemData.createdBy`: a user's object id or
+    # principal name, or the bot's own identity for jobs the bot submitted).
+    created_by: str | None = None
 
 
 # How much of a failed job's log a message quotes: enough for the traceback's last frames and
@@ -263,3 +294,13 @@ class GrantReceipt(_Frozen):
     scope: str
     role_name: str
     note: str = ""
+
+
+class AccessAssignment(_Frozen):
+    """A role assignment found at the workspace's scope or one of its computes' scopes."""
+
+    assignment_name: str
+    assignment_id: str
+    principal_object_id: str
+    role_name: str
+    compute: str | None = None  # None: at the workspace's own scope

@@ -19,6 +19,7 @@ from approvals.config import WorkspaceConfig
 from approvals.render import when
 from bot.notify.claims import insert_once
 from bot.notify.idle import IdleFinding, find_idle, idle_without_known_start
+from bot.notify.idle_spend import idle_spend_between
 from bot.notify.kinds import IDLE_DIGEST
 from bot.notify.tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
 from bot.wiring import Core
@@ -177,6 +178,7 @@ def idle_report(core: Core, ws: WorkspaceConfig) -> str:
 def install_idle_reporter(core: Core) -> None:
     """Plug `/aml idle` into the core."""
     core.service.idle_reporter = lambda ws: idle_report(core, ws)
+    core.service.idle_spend = idle_spend_between
 
 
 def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from approvals import outbox
+from approvals.spend import job_end_line
 from approvals.tables import JobRow, JobWatcherRow
 from bot.notify.claims import insert_once
 from bot.notify.tables import JobNoticeRow
@@ -172,7 +173,16 @@ def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> 
             ended_at = outcome.ended_at if outcome is not None else None
             job.ended_at = ended_at or info.ended_at or now
         if info.status in ANNOUNCED:
-            _queue_messages(session, job, job_message(info, outcome), info.status, now)
+            text = job_message(info, outcome)
+            ws = core.config.workspaces.get(job.workspace)
+            if info.status.is_terminal and ws is not None and job.ended_at is not None:
+                started = (outcome.started_at if outcome else None) or info.started_at
+                session.flush()
+                cost = job_end_line(
+                    session, ws, job, started, job.ended_at, now, core.service.idle_spend
+                )
+                text += f"\n{cost}" if cost else ""
+            _queue_messages(session, job, text, info.status, now)
     return True
 
 

@@ -38,6 +38,9 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
                     GrantRow.warned_at.is_(None),
                     GrantRow.expires_at > now,
                     GrantRow.expires_at <= horizon,
+                    # Work-bound grants are warned by the work sweep, and only while a job
+                    # of the holder's still runs (approvals/until_done.py).
+                    GrantRow.until_done.is_(False),
                 )
             )
         )
@@ -174,6 +177,7 @@ def extension_request(core: Core, person: str, grant_id: int) -> AccessRequest:
     return AccessRequest(
         workspace=grant.workspace,
         cluster=grant.cluster,
+        until_done=grant.until_done,
         duration=grant.expires_at - grant.granted_at,
         reason=f"extend grant {short_ref(grant.id)}, which ends {when(grant.expires_at)}",
     )

@@ -5,7 +5,8 @@ database, so replicas share the work instead of doubling it.
 - grants and requests (cheap queries): every round, on every replica; this includes
   resuming requests whose side effect was in flight when their process died (lease ran out);
 - job following and idle compute (they call Azure): per workspace, when its lease is due
-  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica.
+  (`policy.job_poll_interval`, `policy.idle.sweep_interval`), by one replica;
+- the weekly cost digest of a workspace with a budget, once a week, by one replica.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from approvals.drift import check_workspace
+from approvals.escalation import escalate_pending_requests
 from bot.logs import correlated
 from bot.notify.claims import claim_due
+from bot.notify.cost_digest import WEEK, send_cost_digest
 from bot.notify.idle_sweep import sweep_idle
 from bot.notify.jobs import follow_jobs
 from bot.notify.reminders import (
@@ -34,6 +38,9 @@ from bot.wiring import Core
 log = logging.getLogger(__name__)
 
 HOLDER = f"{socket.gethostname()}-{os.getpid()}"
+# The drift check runs once a night, from `policy.drift.at` on, under a claim named for the
+# day; this only has to outlast that day.
+DRIFT_EVERY = timedelta(days=2)
 
 
 @dataclass
@@ -46,7 +53,13 @@ class SweepReport:
     reminded: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     job_changes: int = 0
+    nudged: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+    work_ended: list[int] = field(default_factory=list)
+    drift_reports: list[int] = field(default_factory=list)
+    work_warned: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
+    cost_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +71,13 @@ class SweepReport:
             or self.reminded
             or self.resumed
             or self.job_changes
+            or self.nudged
+            or self.escalated
+            or self.work_ended
+            or self.drift_reports
+            or self.work_warned
             or self.digests
+            or self.cost_digests
         )
 
 
@@ -83,13 +102,41 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
     _overdue(core, report)
     _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
     _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
+
+    def escalate() -> None:
+        done = escalate_pending_requests(core.store, core.config, now)
+        report.nudged.extend(done.nudged)
+        report.escalated.extend(done.escalated)
+
+    _step(report, "escalate", escalate)
     for ws in core.config.workspaces.values():
         if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
 
             def follow(name: str = ws.name) -> None:
                 report.job_changes += follow_jobs(core, now, [name])
 
+            def work(name: str = ws.name) -> None:
+                done = core.service.workflow.end_grants_whose_work_ended(name)
+                report.work_ended.extend(done.ended)
+                report.work_warned.extend(done.warned)
+
             _step(report, f"jobs:{ws.name}", follow)
+            _step(report, f"work:{ws.name}", work)
+        drift = ws.policy.drift
+        if (
+            drift.enabled
+            and now.time() >= drift.at
+            # One claim per calendar day (UTC): it runs once a day, from `at` on.
+            and _claim(core, f"drift:{ws.name}:{now.date().isoformat()}", now, DRIFT_EVERY, holder)
+        ):
+
+            def check(name: str = ws.name) -> None:
+                workspace = core.config.workspaces[name]
+                found = check_workspace(core.store, workspace, core.backends(name), now)
+                if found is not None:
+                    report.drift_reports.append(found)
+
+            _step(report, f"drift:{ws.name}", check)
         if _claim(core, f"idle:{ws.name}", now, ws.policy.idle.sweep_interval, holder):
 
             def idle(name: str = ws.name) -> None:
@@ -98,6 +145,13 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
                     report.digests.append(digest)
 
             _step(report, f"idle:{ws.name}", idle)
+        if ws.budget is not None and _claim(core, f"costs:{ws.name}", now, WEEK, holder):
+
+            def costs(name: str = ws.name) -> None:
+                if send_cost_digest(core, name, now):
+                    report.cost_digests.append(name)
+
+            _step(report, f"costs:{ws.name}", costs)
     return report
 
 

@@ -34,6 +34,7 @@ from bot.slack.delivery import SlackDeliverer
 from bot.slack.edge import SlackEdge, SlackOptions
 from bot.slack.identity import Identity
 from bot.slack.listeners import command, decisions, forms, home
+from bot.slack.usergroups import UserGroupMembers
 from bot.wiring import Core
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def build_slack(
         count=lambda method, status: core.metrics.slack_api_calls.labels(method, status).inc(),
     )
     identity = Identity(core.service.directory, core.store, core.clock, web_client)
+    core.service.directory.usergroup_members = UserGroupMembers(web_client, core.clock)
     edge = SlackEdge(core, web_client, identity, options)
     app = AsyncApp(
         name="amlbot",

@@ -3,8 +3,9 @@ open fast, and the job statuses shown are the last ones the bot saw)."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
+from approvals.escalation import fallback_approvers
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from bot.slack.views.home import LIST_SHOWN, WAITING_SHOWN, HomeData
@@ -14,15 +15,27 @@ from bot.wiring import Core
 def home_data(core: Core, person: str) -> HomeData:
     directory = core.service.directory
     lead_of = [ws.name for ws in directory.workspaces_of(person) if person in ws.team_leads]
+    # Where the person is a fallback approver: the requests escalated to them.
+    fallback_of = [
+        ws.name
+        for ws in core.config.workspaces.values()
+        if person in fallback_approvers(ws, core.config, requester="")
+    ]
     now = core.clock.now()
-    data = HomeData(person=person, now=now, is_lead=bool(lead_of))
+    data = HomeData(person=person, now=now, is_lead=bool(lead_of or fallback_of))
     pending = RequestStatus.PENDING.value
     with core.store.transaction() as session:
-        if lead_of:
+        if lead_of or fallback_of:
             waiting = (
                 select(RequestRow)
                 .where(
-                    RequestRow.workspace.in_(lead_of),
+                    or_(
+                        RequestRow.workspace.in_(lead_of),
+                        and_(
+                            RequestRow.workspace.in_(fallback_of),
+                            RequestRow.escalated_at.is_not(None),
+                        ),
+                    ),
                     RequestRow.status == pending,
                     RequestRow.requester != person,
                 )

@@ -12,12 +12,15 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from approvals import outbox
+from approvals.escalation import REQUEST_ESCALATED, fallback_approvers
 from approvals.render import describe_request
 from approvals.tables import OutboxRow, RequestRow, VoteRow
 from bot.delivery import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext, SlackRefusedError, register_renderer
+from bot.slack.home import home_data
 from bot.slack.views.card import SlackMessage, approval_card
 from bot.slack.views.common import mention
+from bot.slack.views.home import home_view
 
 # chat.update answers these when the card was deleted from Slack: post it again instead.
 CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
@@ -63,6 +66,7 @@ def post_cards(row: OutboxRow, context: DeliveryContext) -> None:
             user_id = context.user_id(lead)
             channel, ts = context.post(row, f"card:dm:{lead}", channel=user_id, message=message)
             context.cards.save(request.id, channel, ts, "dm", request.version)
+    refresh_queues(context, request)
 
 
 def update_cards(row: OutboxRow, context: DeliveryContext) -> None:
@@ -94,6 +98,51 @@ def update_cards(row: OutboxRow, context: DeliveryContext) -> None:
             context.cards.save(request.id, channel, ts, card.placement, request.version)
             continue
         context.cards.shown(card.id, request.version)
+    refresh_queues(context, request, votes)
+
+
+def approvers_of(context: DeliveryContext, request: RequestRow) -> list[str]:
+    """Who may decide the request: the workspace's leads, and its fallback approvers once
+    it is escalated; never the requester."""
+    ws = context.core.config.workspaces[request.workspace]
+    people = list(ws.team_leads)
+    if request.escalated_at is not None:
+        people += fallback_approvers(ws, context.core.config, request.requester)
+    return [p for p in dict.fromkeys(people) if p != request.requester]
+
+
+def refresh_queues(
+    context: DeliveryContext, request: RequestRow, votes: list[str] | None = None
+) -> None:
+    """Every approver's App Home queue redrawn with the request as it is now, like its cards,
+    so no approver sees a live button on a request someone else already took. Who decided
+    or voted is skipped: the click's answer already redrew their Home (with its notice)."""
+    acted = {request.decided_by, *(votes or [])}
+    for person in approvers_of(context, request):
+        if person in acted:
+            continue
+        user_id = context.identity.slack_id_of(person)
+        if user_id is None:
+            continue
+        context.call(
+            "views.publish", user_id=user_id, view=home_view(home_data(context.core, person))
+        )
+
+
+def post_escalated_cards(row: OutboxRow, context: DeliveryContext) -> None:
+    """A copy of the card to each fallback approver, kept with the request's other cards so
+    that every copy is redrawn together; their App Home queues show it too."""
+    request, votes = _load(context, int(row.payload["request_id"]))
+    if request.status != "pending":
+        return  # decided before the escalation reached Slack: the other cards say so
+    message = card_message(context, request, votes)
+    for person in row.payload.get("approvers") or []:
+        user_id = context.user_id(str(person))
+        channel, ts = context.post(
+            row, f"card:escalated:{person}", channel=user_id, message=message
+        )
+        context.cards.save(request.id, channel, ts, "dm", request.version)
+    refresh_queues(context, request)
 
 
 def person_notice(row: OutboxRow, context: DeliveryContext) -> None:
@@ -113,4 +162,5 @@ def channel_notice(row: OutboxRow, context: DeliveryContext) -> None:
 register_renderer(outbox.REQUEST_OPENED, post_cards)
 register_renderer(outbox.REQUEST_UPDATED, update_cards)
 register_renderer(outbox.PERSON_NOTICE, person_notice)
+register_renderer(REQUEST_ESCALATED, post_escalated_cards)
 register_renderer(outbox.CHANNEL_NOTICE, channel_notice)

@@ -203,3 +203,16 @@ def test_cancelling_a_finished_job_changes_nothing(
 
     assert info.status is JobStatus.COMPLETED
     assert fake.calls_to("POST", "/cancel$") == []
+
+
+def test_a_time_limit_becomes_the_command_jobs_timeout(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    backend.submit_job(job_spec(timeout_seconds=4 * 3600))
+    # azure-ai-ml sends CommandJobLimits as `limits` with an ISO 8601 duration.
+    assert put_properties(fake)["limits"] == {"jobLimitsType": "Command", "timeout": "PT4H"}
+
+
+def test_without_a_time_limit_the_job_has_none(backend: AzureWorkspace, fake: FakeAzure) -> None:
+    backend.submit_job(job_spec())
+    assert not (put_properties(fake).get("limits") or {}).get("timeout")

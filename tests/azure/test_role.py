@@ -30,9 +30,13 @@ def role_actions() -> list[str]:
 def readme_table_actions() -> list[str]:
     prefixes = {
         "ML": "Microsoft.MachineLearningServices/workspaces",
+        "MLS": "Microsoft.MachineLearningServices",
+        "Cost": "Microsoft.CostManagement",
         "Auth": "Microsoft.Authorization",
     }
-    rows = re.findall(r"^\| `((?:ML|Auth)/[^`]+)` \|", (ROOT / "README.md").read_text(), re.M)
+    rows = re.findall(
+        r"^\| `((?:ML|MLS|Cost|Auth)/[^`]+)` \|", (ROOT / "README.md").read_text(), re.M
+    )
     return [prefixes[row.split("/", 1)[0]] + "/" + row.split("/", 1)[1] for row in rows]
 
 

@@ -50,3 +50,9 @@ def test_an_unknown_topic_suggests_the_closest_command() -> None:
 
 def test_help_is_plain_text_with_backticked_commands() -> None:
     assert "*" not in help_text(None)
+
+
+def test_overview_explains_policy_rules_and_costs() -> None:
+    text = help_text()
+    assert "policy rules" in text and "which rule decided and why" in text
+    assert "`--max-duration` is also its time limit" in text

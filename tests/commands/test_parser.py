@@ -84,6 +84,18 @@ EVERY_COMMAND: list[tuple[str, m.Command]] = [
     ("audit", m.Audit()),
     ("audit --since 7d", m.Audit(since=timedelta(days=7))),
     ("idle", m.IdleReport()),
+    ("drift check", m.DriftCheck()),
+    ("drift fix 4", m.DriftFix(finding_id=4)),
+    (
+        'access request gpu-cluster --until-done --for 8h --reason "fine-tune"',
+        m.AccessRequest(
+            cluster="gpu-cluster", duration=timedelta(hours=8), reason="fine-tune", until_done=True
+        ),
+    ),
+    (
+        'access request gpu-cluster --emergency --reason "prod is down"',
+        m.AccessRequest(cluster="gpu-cluster", reason="prod is down", emergency=True),
+    ),
 ]
 
 

@@ -152,3 +152,33 @@ def test_a_storage_key_inside_a_path_is_found(where: str) -> None:
     assert find_secret(text.format(ACCOUNT_KEY)) == "a storage account key"
     with pytest.raises(SecretRefusedError):
         parse_command(text.format(ACCOUNT_KEY))
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "a private key"),
+        ("DefaultEndpointsProtocol=https;ACCOUNTKEY=abc", "a connection string with AccountKey="),
+        ("Endpoint=sb://x/;SharedAccessKey=abc", "a connection string with SharedAccessKey="),
+        (
+            "BlobEndpoint=https://a;SHAREDACCESSSIGNATURE=sv=2022",
+            "a connection string with SharedAccessSignature=",
+        ),
+        ("?SV=2022-11-02&SIG=" + "A" * 44, "a SAS token"),
+        ("xoxb-" + "1" * 12, "a Slack token"),
+        ("xapp-1-" + "A" * 12, "a Slack token"),
+        ("https://hooks.slack.com/services/T000/B000/XXXXXXXX", "a Slack webhook URL"),
+        ("ghs_" + "a" * 36, "a GitHub token"),
+        ("github_pat_" + "a" * 40, "a GitHub token"),
+        ("eyJhbGciOiJI.eyJzdWIiOiIx.sig", "a JWT/bearer token"),
+        ("Bearer abcdefghij0123456789xyz", "a JWT/bearer token"),
+        ("A" * 86 + "==", "a storage account key"),
+        ("abc8Q~" + "a" * 32, "a client secret"),
+        ("postgres://me:hunter22@db", "a password in a URL"),
+        ("PWD=hunter22", "a password"),
+    ],
+)
+def test_every_kind_gets_past_the_quick_test_that_spares_plain_text(text: str, kind: str) -> None:
+    # find_secret first looks for a literal each detector needs; a kind it skipped by
+    # mistake would go unrefused.
+    assert find_secret(text) == kind

@@ -47,7 +47,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import trustme
 
 from approvals.config import CloudConfig
-from tests.fakes import azure_arm_assets, azure_arm_auth, azure_arm_ml, azure_run_history
+from tests.fakes import (
+    azure_arm_assets,
+    azure_arm_auth,
+    azure_arm_costs,
+    azure_arm_ml,
+    azure_arm_quota,
+    azure_run_history,
+)
 from tests.fakes.azure_arm_state import ArmError, ArmState, Call, FakeResponse
 from tests.fakes.serving import ServesWhileOpen
 from workspaces.types import AzureCoordinates
@@ -122,6 +129,8 @@ class FakeAzure(ArmState, ServesWhileOpen):
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         azure_arm_ml.register(self)
+        azure_arm_quota.register(self)
+        azure_arm_costs.register(self)
         azure_arm_assets.register(self)
         azure_arm_auth.register(self)
         azure_run_history.register(self)

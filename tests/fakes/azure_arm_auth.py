@@ -364,6 +364,9 @@ def delete_role_assignment(fake: FakeAzure, request: Request, m: dict[str, str])
             props.get("principalType") or "",
         )
     with fake.lock:
+        if m["name"].lower() in fake.lagging_deletes:
+            # Acknowledged, not (yet) carried out: only reading back tells.
+            return FakeResponse(200, copy.deepcopy(existing))
         found = fake.role_assignments.pop(assignment_id, None)
     if found is None:
         return FakeResponse(204, None)  # Azure: 204 when there was nothing to delete

@@ -15,6 +15,7 @@ from tests.fakes.azure_arm_state import ML, ArmError, FakeResponse, WorkspaceSta
 
 if TYPE_CHECKING:
     from tests.fakes.azure_arm import FakeAzure, Request
+    from workspaces.types import AzureCoordinates
 
 WS = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
@@ -495,3 +496,31 @@ def cancel_job(fake: FakeAzure, request: Request, m: dict[str, str]) -> FakeResp
             job["properties"]["status"] = "Canceled"
 
     return fake.start_lro(style="location", location=ws.location, finish=finish)
+
+
+def add_job_submitted_by(
+    fake: FakeAzure,
+    coords: AzureCoordinates,
+    name: str,
+    compute: str,
+    created_by: str,
+    status: str = "Running",
+) -> None:
+    """A command job a person submitted themselves (SDK, CLI, studio), not through the bot:
+    Azure records them in `systemData.createdBy` (their principal name) as a `User`."""
+    ws = fake.workspace(coords)
+    body = job_body(
+        fake,
+        ws,
+        name,
+        {
+            "jobType": "Command",
+            "command": "python sweep.py",
+            "environmentId": "azureml:AzureML-sklearn-1.5@latest",
+            "computeId": f"{ws.id}/computes/{compute}",
+        },
+    )
+    body["properties"]["status"] = status
+    body["systemData"] = {"createdAt": _now(), "createdBy": created_by, "createdByType": "User"}
+    with fake.lock:
+        ws.jobs[name.lower()] = body

@@ -128,8 +128,15 @@ class ArmState:
         self.lock = threading.RLock()
         self.workspaces: dict[str, WorkspaceState] = {}  # lower workspace id -> state
         self.role_assignments: dict[str, dict[str, Any]] = {}  # lower assignment id -> body
+        # Assignment names whose DELETE Azure acknowledges but does not carry out yet (a
+        # revocation that did not take); reads still find them.
+        self.lagging_deletes: set[str] = set()
         self.schedule_requests: dict[str, dict[str, Any]] = {}
         self.users: dict[str, str] = {}  # lower e-mail (UPN) -> object id
+        # VM family -> core limit in every location (azure_arm_quota.py has the defaults).
+        self.quota_limits: dict[str, int] = {}
+        # Lower workspace id -> its actual cost this month (Cost Management's answer).
+        self.month_costs: dict[str, float] = {}
         self.mail: dict[str, str] = {}  # lower `mail` that differs from the UPN -> object id
         self.principals: set[str] = set()
         self.bot_actions: list[str] = shipped_role_actions()
@@ -367,6 +374,33 @@ class ArmState:
             self.denied.add(action.lower())
 
     # -- inspection ----------------------------------------------------------------------
+
+    def add_role_assignment(
+        self, scope: str, name: str, principal_id: str, role_definition_guid: str
+    ) -> None:
+        """An assignment someone made in the portal or CLI, not through the bot, in the
+        shape `roleAssignments` GET and list answer with."""
+        sub = scope.split("/")[2]
+        assignment_id = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
+        body = {
+            "properties": {
+                "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization"
+                f"/roleDefinitions/{role_definition_guid}",
+                "principalId": principal_id,
+                "principalType": "User",
+                "scope": scope,
+                "description": None,
+                "condition": None,
+                "createdOn": "2026-01-01T00:00:00+00:00",
+                "updatedOn": "2026-01-01T00:00:00+00:00",
+                "createdBy": "someone-in-the-portal",
+            },
+            "id": assignment_id,
+            "type": "Microsoft.Authorization/roleAssignments",
+            "name": name,
+        }
+        with self.lock:
+            self.role_assignments[assignment_id.lower()] = body
 
     def assignments(self) -> list[dict[str, Any]]:
         with self.lock:

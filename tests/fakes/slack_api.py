@@ -493,6 +493,7 @@ class FakeSlack(ServesWhileOpen):
         bot_user_id: str = "U0AMLBOT0",
         bot_id: str = "B0AMLBOT0",
         app_id: str = "A0AMLBOT0",
+        usergroups: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.token = token
         self.team_id = team_id
@@ -502,6 +503,7 @@ class FakeSlack(ServesWhileOpen):
         self.app_id = app_id
         self._channels = set(channels)
         self._users = dict(users or {})
+        self._usergroups = {key: list(value) for key, value in (usergroups or {}).items()}
         self._lock = threading.RLock()
         self._state = _State()
         self._ids = itertools.count(1)
@@ -518,6 +520,7 @@ class FakeSlack(ServesWhileOpen):
             "conversations.open": self._conversations_open,
             "users.lookupByEmail": self._users_lookup_by_email,
             "users.info": self._users_info,
+            "usergroups.users.list": self._usergroups_users_list,
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
@@ -969,6 +972,22 @@ class FakeSlack(ServesWhileOpen):
             if known.lower() == email:
                 return {"user": self._user_object(user_id)}
         raise SlackApiFailure("users_not_found")
+
+    def set_usergroup(self, usergroup: str, users: list[str]) -> None:
+        with self._lock:
+            self._usergroups[usergroup] = list(users)
+
+    def _usergroups_users_list(self, params: JSONDict) -> JSONDict:
+        # https://api.slack.com/methods/usergroups.users.list: {"ok": true, "users": [...]};
+        # an unknown id is `no_such_subteam`.
+        usergroup = params.get("usergroup")
+        if not isinstance(usergroup, str) or not usergroup:
+            raise SlackApiFailure(
+                "invalid_arguments", messages=["[ERROR] missing required field: usergroup"]
+            )
+        if usergroup not in self._usergroups:
+            raise SlackApiFailure("no_such_subteam")
+        return {"users": list(self._usergroups[usergroup])}
 
     def _users_info(self, params: JSONDict) -> JSONDict:
         user_id = params.get("user")

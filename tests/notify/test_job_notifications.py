@@ -230,3 +230,18 @@ def test_the_end_is_announced_when_its_outcome_cannot_be_had(
     ]
     assert f"details of job {name}" in caplog.text
     assert "announced without them" in caplog.text
+
+
+def test_a_completed_job_says_what_it_cost_and_the_months_spend(
+    core: Core, clock: ManualClock
+) -> None:
+    start = clock.now()
+    name = submit_job(core)
+    sweep_at(core, clock, start, timedelta(minutes=5))
+    (completed,) = [p["text"] for p in notices(core) if "completed" in p["text"]]
+    # cpu-cluster is STANDARD_DS3_V2 at $0.293 a node-hour; the job ran 2m10s on one node.
+    assert (
+        "Cost: 1 node(s) x $0.29/node-hour x 2m = $0.01; spend $0.01 this month "
+        "(no budget set)" in completed
+    ), completed
+    assert name in completed

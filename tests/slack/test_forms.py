@@ -160,3 +160,19 @@ def test_a_control_character_in_a_form_field_is_refused_next_to_it(
     response = harness.submit(ALICE, DATASTORE_MODAL, values, view["private_metadata"])
     errors = response.json()["errors"]
     assert list(errors) == ["description"] and "control character" in errors["description"]
+
+
+def test_job_form_time_limit_becomes_the_jobs_limit_and_estimate(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    assert any(b.get("block_id") == "max_duration" for b in view["blocks"])
+    values = job_values(max_duration=text("2h"))
+    harness.submit(ALICE, JOB_MODAL, values, view["private_metadata"])
+    answer = harness.answer_to(ALICE, containing="submitted on `cpu-cluster`")
+    assert "Est. cost: 1 node(s) x $0.29/node-hour x 2h = $0.59." in answer
+
+
+def test_job_form_time_limit_error_comes_back_next_to_it(harness: SlackHarness) -> None:
+    view = form(harness, ALICE, "job submit", JOB_MODAL)
+    values = job_values(max_duration=text("soon"))
+    response = harness.submit(ALICE, JOB_MODAL, values, view["private_metadata"])
+    assert list(response.json()["errors"]) == ["max_duration"]

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from approvals.config import CloudConfig
-from workspaces.azure import computes, datastores, jobs, run_history
+from workspaces.azure import computes, cost_management, datastores, jobs, quota, run_history
 from workspaces.azure.clients import Connection, WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
 from workspaces.azure.errors import translated
@@ -16,6 +16,7 @@ from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
 from workspaces.azure.telemetry import AzureCallPolicy, Recorder
 from workspaces.types import (
+    AccessAssignment,
     AzureCoordinates,
     ComputeInventory,
     DatastoreInfo,
@@ -25,6 +26,8 @@ from workspaces.types import (
     JobOutcome,
     JobSpec,
     RoleGrantSpec,
+    SpendToDate,
+    VmQuota,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +77,12 @@ class AzureWorkspace:
     def list_computes(self) -> ComputeInventory:
         return computes.list_computes(self.clients)
 
+    def month_to_date_cost(self) -> SpendToDate | None:
+        return cost_management.month_to_date_cost(self.clients)
+
+    def vm_quota(self, vm_size: str) -> VmQuota | None:
+        return quota.vm_quota(self.clients, vm_size)
+
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
         return self.access.grant(grant)
 
@@ -82,6 +91,12 @@ class AzureWorkspace:
 
     def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
         return self.access.extend(grant, new_expiry)
+
+    def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
+        return self.access.list_at_workspace(role_name)
+
+    def access_assignment_exists(self, grant: RoleGrantSpec) -> bool:
+        return self.access.exists(grant)
 
     def list_datastores(self) -> list[DatastoreInfo]:
         return datastores.list_datastores(self.clients)

@@ -169,7 +169,12 @@ class RestClient:
         self._base_url = base_url
 
     def request(
-        self, method: str, path_or_url: str, *, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
     ) -> Any:
         from azure.core.exceptions import (
             ClientAuthenticationError,
@@ -180,7 +185,7 @@ class RestClient:
         )
 
         url = path_or_url if "://" in path_or_url else self._base_url + path_or_url
-        response = self._pipeline.send_request(HttpRequest(method, url, params=params))
+        response = self._pipeline.send_request(HttpRequest(method, url, params=params, json=json))
         if response.status_code >= 400:
             # The same exception types the generated SDK clients raise.
             error_map = {

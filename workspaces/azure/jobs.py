@@ -133,6 +133,9 @@ def submit_job(clients: WorkspaceClients, spec: JobSpec) -> JobInfo:
         instance_count=spec.instance_count,
         tags={BOT_TAG: "true", **spec.tags},
     )
+    if spec.timeout_seconds is not None:
+        # Azure stops the job at this limit (`limits.timeout` of the command job).
+        job.set_limits(timeout=spec.timeout_seconds)
     with translated(f"submitting job {spec.name} to {spec.compute} in workspace {workspace}"):
         created = clients.ml().jobs.create_or_update(job)
     return job_info(clients, created)
@@ -194,6 +197,7 @@ def job_info(clients: WorkspaceClients, job: Any) -> JobInfo:
         created_at=getattr(context, "created_at", None),
         studio_url=getattr(job, "studio_url", None) or studio_url(clients, job.name),
         tags={str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()},
+        created_by=getattr(context, "created_by", None),
     )
 
 

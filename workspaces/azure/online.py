@@ -39,6 +39,16 @@ REQUIRED_ACTIONS = {
     f"{ML}/jobs/write": "submit jobs",
     f"{ML}/jobs/cancel/action": "cancel jobs (`jobs/write` does not cover it)",
     f"{ML}/experiments/runs/read": "say how long an ended job ran and why it failed",
+    "Microsoft.MachineLearningServices/locations/vmsizes/read": (
+        "show a GPU card's quota (a VM size's family and cores; subscription scope)"
+    ),
+    "Microsoft.MachineLearningServices/locations/usages/read": (
+        "show a GPU card's quota (cores used and allowed per VM family; subscription scope)"
+    ),
+    "Microsoft.CostManagement/query/action": (
+        "read the workspace's actual cost for a budget with `spend_from: cost_management` "
+        "(resource group scope)"
+    ),
     "Microsoft.Authorization/roleDefinitions/read": "look up the role to grant",
     "Microsoft.Authorization/roleAssignments/write": "grant cluster access",
     "Microsoft.Authorization/roleAssignments/delete": "revoke cluster access when it expires",

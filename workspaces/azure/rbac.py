@@ -16,7 +16,7 @@ from typing import Any
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import azure_error_parts, translated
 from workspaces.errors import NotFoundError, PermissionDeniedError, WorkspaceError
-from workspaces.types import GrantReceipt, RoleGrantSpec
+from workspaces.types import AccessAssignment, GrantReceipt, RoleGrantSpec
 
 _GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)
 PROPAGATION_NOTE = (
@@ -291,6 +291,54 @@ class RoleAccess:
         # Azure answers 204 when the assignment is already gone: that is revoked too.
         with translated(doing), contextlib.suppress(ResourceNotFoundError):
             auth.role_assignments.delete(scope, grant.assignment_name)
+
+    def exists(self, grant: RoleGrantSpec) -> bool:
+        """Read the assignment back by name (`roleAssignments/read`): is it still there?"""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        scope = self.scope_for(grant)
+        auth = self._clients.authorization()
+        with translated(f"reading back the assignment on {grant.compute or 'the workspace'}"):
+            try:
+                auth.role_assignments.get(scope, grant.assignment_name)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def list_at_workspace(self, role_name: str) -> list[AccessAssignment]:
+        """Assignments of `role_name` at the workspace's scope and its computes' scopes.
+
+        One `role_assignments.list_for_scope` at the workspace's scope: Azure answers with
+        the assignments at, above and below it (every page); those above (subscription,
+        resource group) are not the workspace's to judge and are left out."""
+        coords = self._clients.coordinates
+        workspace = coords.workspace_scope
+        definition = self.role_definition_id(workspace, role_name).rsplit("/", 1)[-1].lower()
+        auth = self._clients.authorization()
+        with translated(f"listing role assignments on workspace {coords.workspace_name}"):
+            found = list(auth.role_assignments.list_for_scope(workspace))
+        computes = f"{workspace}/computes/".lower()
+        out = []
+        for assignment in found:
+            scope = str(assignment.scope or "")
+            if str(assignment.role_definition_id or "").rsplit("/", 1)[-1].lower() != definition:
+                continue
+            if scope.lower() == workspace.lower():
+                compute = None
+            elif scope.lower().startswith(computes) and "/" not in scope[len(computes) :]:
+                compute = scope[len(computes) :]
+            else:
+                continue
+            out.append(
+                AccessAssignment(
+                    assignment_name=str(assignment.name),
+                    assignment_id=str(assignment.id),
+                    principal_object_id=str(assignment.principal_id),
+                    role_name=role_name,
+                    compute=compute,
+                )
+            )
+        return out
 
     def _revoke_pim(self, grant: RoleGrantSpec, scope: str, doing: str) -> None:
         from azure.core.exceptions import HttpResponseError

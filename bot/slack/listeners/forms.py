@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 
 from approvals.config import WorkspaceConfig
 from bot.slack.edge import Delivery, SlackEdge
@@ -40,6 +41,7 @@ FIELD_BLOCKS = {
     "--environment": "environment",
     "--command": "command",
     "--instances": "instances",
+    "--max-duration": "max_duration",
     "--code": "code",
     "--input": "input_path",
     "--experiment": "experiment",
@@ -67,9 +69,10 @@ def values_of(view: dict[str, Any]) -> dict[str, str]:
 
 def job_command(values: dict[str, str], workspace: str) -> str:
     words = ["job", "submit"]
-    for flag in ("compute", "environment", "command", "instances", "code", "experiment", "name"):
-        if values.get(flag):
-            words += [f"--{flag}", values[flag]]
+    fields = ("compute", "environment", "command", "instances", "max_duration", "code")
+    for field in (*fields, "experiment", "name"):
+        if values.get(field):
+            words += [f"--{field.replace('_', '-')}", values[field]]
     if values.get("input_datastore") or values.get("input_path"):
         path = values.get("input_path", "").lstrip("/")
         datastore = values.get("input_datastore", "")
@@ -126,6 +129,14 @@ def _form_view(edge: SlackEdge, form: str, ws: WorkspaceConfig, private: str) ->
     return job_modal(ws.name, clusters, environments, datastores, private)
 
 
+# views.open refuses these for good: retrying the item cannot succeed.
+UNUSABLE_TRIGGER = frozenset({"invalid_trigger_id", "expired_trigger_id", "exchanged_trigger_id"})
+FORM_NOT_OPENED = (
+    "Slack did not let the bot open the form (its trigger ran out or was used). Type "
+    "`/aml {form}` again, or give the command with its flags (`/aml help {form}`)."
+)
+
+
 def open_form(
     edge: SlackEdge, delivery: Delivery, person: str, form: str, workspace: str | None
 ) -> None:
@@ -140,7 +151,15 @@ def open_form(
         return
     title = "Submit a job" if form == "job submit" else "Register a datastore"
     loading = message_modal(title, f"Reading `{ws.name}`'s compute, environments and datastores…")
-    view = edge.client.views_open(trigger_id=body["trigger_id"], view=loading)["view"]
+    try:
+        view = edge.client.views_open(trigger_id=body["trigger_id"], view=loading)["view"]
+    except SlackApiError as exc:
+        if exc.response.get("error") not in UNUSABLE_TRIGGER:
+            raise
+        # Slack will not open a form for this trigger (expired, used, or not Slack's): say
+        # how to go on instead of failing the item.
+        tell(edge, body, FORM_NOT_OPENED.format(form=form))
+        return
     private = json.dumps(
         {"ws": ws.name, "channel": body.get("channel_id"), "response_url": body.get("response_url")}
     )

@@ -165,6 +165,13 @@ def job_modal(
             ),
         ),
         _text_input(
+            "max_duration",
+            "Time limit",
+            optional=True,
+            placeholder="4h",
+            hint="Azure stops the job after this; the cost estimate is nodes x price x this.",
+        ),
+        _text_input(
             "code", "Code", optional=True, placeholder="a git URL or azureml:// path to the code"
         ),
     ]

@@ -1,0 +1,205 @@
+"""Break-glass access: a member self-approves short access in an emergency, where policy
+allows it (`policy.break_glass`), and a team lead must review it afterwards.
+
+The access is an ordinary grant, recorded as a request run within policy (`decided_by`
+`break-glass`), capped at `policy.break_glass.max_duration`. In the transaction that
+records the grant's request, a *review* request is opened (action `review`): it has a card
+with Approve (the emergency was justified) and Deny (it was not: the grant, if still
+active, is revoked), is reminded and escalated like any pending request, and expires after
+`policy.break_glass.review_within` (which the audit trail shows as an unreviewed use).
+Every lead of the workspace is told at once by DM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from approvals import audit, outbox
+from approvals.config import WorkspaceConfig
+from approvals.drift import carry_out_fix
+from approvals.render import short_ref
+from approvals.states import RequestStatus
+from approvals.tables import RequestRow
+from approvals.workflow import Workflow, record_request
+from commands.durations import format_duration
+from commands.errors import PermissionRefusedError, UsageError
+
+BREAK_GLASS = "break-glass"
+
+
+def break_glass_duration(ws: WorkspaceConfig, person: str, asked: timedelta | None) -> timedelta:
+    """How long the emergency access lasts, or why it may not be had; each refusal names
+    the rule and its key."""
+    policy = ws.policy.break_glass
+    if not policy.allowed:
+        raise PermissionRefusedError(
+            f"Break-glass access is off in `{ws.name}` (rule "
+            f"`policy.break_glass.allowed` is false). Ask a team lead instead: "
+            f'`/aml access request CLUSTER --reason "..."`.'
+        )
+    if policy.members and person not in policy.members:
+        raise PermissionRefusedError(
+            f"You may not use break-glass access in `{ws.name}` (rule "
+            f"`policy.break_glass.members` names who may). Ask a team lead instead."
+        )
+    duration = asked or policy.max_duration
+    if duration > policy.max_duration:
+        raise UsageError(
+            f"`--for {format_duration(duration)}` is longer than break-glass access may last "
+            f"in `{ws.name}` (rule `policy.break_glass.max_duration`: at most "
+            f"{format_duration(policy.max_duration)}).",
+            field="--for",
+            example=f"--for {format_duration(policy.max_duration)}",
+        )
+    return duration
+
+
+class BreakGlass(Workflow):
+    def break_glass(
+        self,
+        ws: WorkspaceConfig,
+        person: str,
+        cluster: str,
+        duration: timedelta,
+        reason: str,
+    ) -> tuple[RequestRow, RequestRow]:
+        """Grant emergency access now; open its review and tell every lead. Returns the
+        access request (carried out) and the review request (pending)."""
+        self.refuse_secrets(person, reason)
+        now = self.clock.now()
+        payload = {
+            "cluster": cluster,
+            "duration_seconds": duration.total_seconds(),
+            "emergency": True,
+        }
+        summary = f"break-glass access to {cluster} for {format_duration(duration)}"
+        with self.store.transaction() as session:
+            access = record_request(
+                session,
+                RequestRow(
+                    workspace=ws.name,
+                    action="access",
+                    requester=person,
+                    payload=payload,
+                    summary=summary,
+                    reason=reason,
+                    status=RequestStatus.APPROVED.value,
+                    approvals_needed=0,
+                    created_at=now,
+                    decided_by=BREAK_GLASS,
+                    decided_at=now,
+                    version=1,
+                    **self.new_lease(now),
+                ),
+                summary,
+                policy="policy.break_glass",
+                emergency=True,
+            )
+            review = record_request(
+                session,
+                RequestRow(
+                    workspace=ws.name,
+                    action="review",
+                    requester=person,
+                    payload={**payload, "reviews": access.id},
+                    summary=f"review of {summary} ({short_ref(access.id)})",
+                    reason=reason,
+                    status=RequestStatus.PENDING.value,
+                    approvals_needed=1,
+                    created_at=now,
+                    expires_at=now + ws.policy.break_glass.review_within,
+                    version=1,
+                ),
+                f"review of break-glass request {short_ref(access.id)}",
+            )
+            # The access request remembers its review, so `/aml request show` says so.
+            session.execute(
+                update(RequestRow)
+                .where(RequestRow.id == access.id)
+                .values(payload={**payload, "review_request": review.id})
+                .execution_options(synchronize_session=False)
+            )
+            outbox.enqueue(session, outbox.REQUEST_OPENED, {"request_id": review.id}, now=now)
+            for lead in ws.team_leads:
+                if lead == person:
+                    continue
+                outbox.notify_person(
+                    session,
+                    lead,
+                    f":rotating_light: {person} used break-glass access to `{cluster}` in "
+                    f"`{ws.name}` for {format_duration(duration)} (request "
+                    f"{short_ref(access.id)}): {reason}. A team lead must review it: "
+                    f"request {short_ref(review.id)} (`/aml approve {review.id}` if it was "
+                    f'justified, `/aml deny {review.id} --reason "..."` to revoke it).',
+                    now=now,
+                    request_id=review.id,
+                    dedupe_key=f"break-glass:{access.id}:{lead}",
+                )
+            access_id, review_id = access.id, review.id
+        done = self.execute(access_id)
+        with self.store.transaction() as session:
+            return done, self.load(session, review_id)
+
+    def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
+        row = super().deny(request_id, actor, reason)
+        if row.action == "review":
+            self.deny_review(row, actor)
+        return row
+
+    def _carry_out(
+        self, ws: WorkspaceConfig, row: RequestRow
+    ) -> tuple[dict[str, Any], Callable[[Session, datetime], None] | None]:
+        if row.action == "review":
+            # An approved review changes nothing in Azure: it records the verdict.
+            return {"reviewed": row.payload["reviews"], "verdict": "justified"}, None
+        if row.action == "drift":
+            return carry_out_fix(self.backend_for(ws.name), self.store, row.payload), None
+        return super()._carry_out(ws, row)
+
+    def outcome_text(self, row: RequestRow) -> str:
+        if row.action == "drift" and row.status == RequestStatus.SUCCEEDED:
+            result = row.result or {}
+            read_back = (
+                " Read back from Azure: the assignment is gone."
+                if result.get("read_back") == "gone"
+                else ""
+            )
+            return f"Request {short_ref(row.id)} done: {row.summary}.{read_back}"
+        if row.action == "review" and row.status == RequestStatus.SUCCEEDED:
+            return (
+                f"Review {short_ref(row.id)} done: {row.decided_by} found the break-glass use "
+                f"{short_ref(int(row.payload['reviews']))} by {row.requester} justified."
+            )
+        return super().outcome_text(row)
+
+    def deny_review(self, review: RequestRow, actor: str) -> None:
+        """A review denied: the emergency was not justified, so the access it gave ends now
+        (if it has not already)."""
+        from sqlalchemy import select
+
+        from approvals.tables import GrantRow
+
+        with self.store.transaction() as session:
+            grant = session.scalars(
+                select(GrantRow).where(GrantRow.request_id == int(review.payload["reviews"]))
+            ).first()
+            audit.record(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action="review.denied",
+                outcome="not justified",
+                workspace=review.workspace,
+                target=short_ref(review.id),
+            )
+        if grant is not None and grant.status == "active":
+            self.revoke_grant(
+                grant.id,
+                actor,
+                reason=f"{actor} found the break-glass use not justified on review",
+            )

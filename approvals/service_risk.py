@@ -1,0 +1,186 @@
+"""What a request risks and costs, gathered for the rules and shown on its card.
+
+The handlers of `service.py` call `assess` before deciding: it estimates the cost, reads the
+month's spend and the requester's last grant, and lets the workspace's rules decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from approvals.capacity import capacity_line
+from approvals.config import ClusterConfig, WorkspaceConfig
+from approvals.costs import Estimate, grant_estimate, is_gpu, job_estimate
+from approvals.policy import Decision, needs_approvers
+from approvals.rule_models import RuleAction
+from approvals.rules import RequestFacts, RuleOutcome, first_match
+from approvals.service_base import ServiceBase
+from approvals.spend import budget_line, month_to_date
+from approvals.tables import GrantRow
+from commands.errors import PermissionRefusedError
+from workspaces.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+BILLED_CACHE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    facts: RequestFacts
+    outcome: RuleOutcome | None
+    # GPU requests: the family's quota and the cluster's free nodes (capacity.py).
+    capacity: str | None = None
+    # Where `facts.spent` came from, when not the bot's own records.
+    spend_source: str | None = None
+    # A job without a time limit: its estimate is for one hour.
+    open_ended: bool = False
+
+    def estimate_text(self) -> str:
+        text = self.facts.estimate.explain()
+        return f"{text} an hour; the job has no time limit" if self.open_ended else text
+
+    def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        """Kept with the request, so its card shows what the decision was based on."""
+        estimate = self.facts.estimate
+        extra: dict[str, Any] = {
+            "estimate": {"usd": estimate.total, "explain": self.estimate_text()},
+        }
+        if self.facts.spent is not None:
+            extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total) + (
+                f" (spend from {self.spend_source})" if self.spend_source else ""
+            )
+        if self.capacity is not None:
+            extra["capacity"] = self.capacity
+        if self.outcome is not None:
+            extra["rule"] = {
+                **self.outcome.as_payload(),
+                **(
+                    {"approvers": self.outcome.rule.approvers}
+                    if self.outcome.rule.approvers
+                    else {}
+                ),
+            }
+        return extra
+
+
+class RiskCommands(ServiceBase):
+    # Workspace -> (when asked, USD): Azure Cost Management's answers, briefly kept.
+    _billed: dict[str, tuple[datetime, float]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._billed = {}
+
+    def assess(
+        self,
+        ws: WorkspaceConfig,
+        person: str,
+        action: RuleAction,
+        cluster: ClusterConfig,
+        duration: timedelta,
+        estimate: Estimate,
+    ) -> Assessment:
+        now = self.clock.now()
+        billed = self.billed_this_month(ws)
+        with self.store.transaction() as session:
+            spent = (
+                billed
+                if billed is not None
+                else month_to_date(session, ws, now, self.idle_spend).total
+            )
+            last_grant = session.scalar(
+                select(func.max(GrantRow.granted_at)).where(
+                    GrantRow.grantee == person,
+                    GrantRow.workspace == ws.name,
+                    GrantRow.cluster == cluster.name,
+                )
+            )
+        facts = RequestFacts(
+            action=action,
+            requester=person,
+            is_lead=person in ws.team_leads,
+            is_member=person in ws.members,
+            cluster=cluster,
+            duration=duration,
+            estimate=estimate,
+            spent=spent,
+            budget=ws.budget.monthly_usd if ws.budget else None,
+            last_grant_age=(now - last_grant) if last_grant is not None else None,
+        )
+        capacity = self.capacity_of(ws, cluster, estimate.nodes) if is_gpu(cluster) else None
+        source = "Azure Cost Management" if billed is not None else None
+        return Assessment(facts, first_match(ws.policy.rules, facts), capacity, source)
+
+    def billed_this_month(self, ws: WorkspaceConfig) -> float | None:
+        """Azure Cost Management's figure for a budget that asks for it, kept a few minutes
+        (the API allows few calls); None: count the bot's own records instead."""
+        if ws.budget is None or ws.budget.spend_from != "cost_management":
+            return None
+        now = self.clock.now()
+        cached = self._billed.get(ws.name)
+        if cached is not None and now - cached[0] < BILLED_CACHE:
+            return cached[1]
+        try:
+            answer = self.backend_for(ws.name).month_to_date_cost()
+        except WorkspaceError as exc:
+            log.warning("cost of %s unavailable, counting the bot's records: %s", ws.name, exc)
+            return None
+        if answer is None:
+            return None
+        self._billed[ws.name] = (now, answer.amount)
+        return answer.amount
+
+    def capacity_of(self, ws: WorkspaceConfig, cluster: ClusterConfig, nodes: int) -> str:
+        """Asked of the workspace at request time; a failure leaves the card without it."""
+        backend = self.backend_for(ws.name)
+        try:
+            quota = backend.vm_quota(cluster.vm_sku)
+            info = next(
+                (c for c in backend.list_computes().clusters if c.name == cluster.name), None
+            )
+        except WorkspaceError as exc:
+            return f"unknown: {exc.message}"
+        return capacity_line(quota, info, nodes)
+
+    def assess_access(
+        self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta
+    ) -> Assessment:
+        return self.assess(
+            ws, person, "access", cluster, duration, grant_estimate(cluster, duration)
+        )
+
+    def assess_job(
+        self,
+        ws: WorkspaceConfig,
+        person: str,
+        cluster: ClusterConfig,
+        instances: int,
+        duration: timedelta | None,
+    ) -> Assessment:
+        # Without a limit a job's cost is unknown; an hour shows its rate.
+        expected = duration or timedelta(hours=1)
+        assessment = self.assess(
+            ws, person, "job", cluster, expected, job_estimate(cluster, instances, expected)
+        )
+        return replace(assessment, open_ended=duration is None)
+
+    def rule_decision(self, ws: WorkspaceConfig, person: str, outcome: RuleOutcome) -> Decision:
+        """What the matching rule decides; a refusal is raised with the rule that refused."""
+        rule = outcome.rule
+        if rule.decide == "refuse":
+            raise PermissionRefusedError(
+                f"Not submitted: {outcome.headline()}. Ask a team lead of `{ws.name}` if you "
+                f"think the rule should not apply."
+            )
+        if rule.decide == "auto":
+            return Decision(run_now=True, why=outcome.headline(), rule=outcome.rule.name)
+        needed = 2 if rule.decide == "two_leads" else 1
+        return needs_approvers(
+            ws, person, needed, outcome.headline(), rule.approvers, self.directory
+        )
