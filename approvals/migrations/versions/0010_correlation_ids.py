@@ -1,7 +1,7 @@
 """audit_events and outbox: the correlation id of the work that caused them
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-03 14:40:00
 
 Hand-written; `tests/approvals/test_migrations.py` checks it matches `approvals/tables.py`.
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = '0010'
-down_revision = '0006'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
