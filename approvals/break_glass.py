@@ -27,7 +27,7 @@ from approvals.tables import RequestRow
 from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
-from commands.errors import PermissionRefusedError, UsageError
+from shared.errors import PermissionRefusedError, UsageError
 
 BREAK_GLASS = "break-glass"
 

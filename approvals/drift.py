@@ -32,8 +32,7 @@ from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import DriftFindingRow, GrantRow
 from approvals.wording import short_ref
-from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
-from workspaces.errors import TransientError
+from shared.errors import NotFoundUserError, PermissionRefusedError, TransientError, UserError
 from workspaces.port import WorkspaceBackend
 from workspaces.types import AccessAssignment, ComputeInventory, RoleGrantSpec
 

@@ -28,9 +28,8 @@ from approvals.tables import GrantRow, JobRow, RequestRow
 from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
 from commands.durations import format_duration
-from commands.errors import UserError
+from shared.errors import AmlbotError, ConflictError, UserError
 from shared.values import DatastoreKind
-from workspaces.errors import ConflictError, WorkspaceError
 from workspaces.types import DatastoreSpec, JobSpec, RoleGrantSpec
 
 log = logging.getLogger(__name__)
@@ -174,12 +173,10 @@ class Execution(WorkflowBase):
         try:
             with heartbeat:
                 result, follow_up = self._carry_out(ws, row)
-        except WorkspaceError as exc:
+        except AmlbotError as exc:
             if exc.retryable and row.attempts < self.max_attempts:
-                return self._retry_later(row, str(exc))
-            return self._finish_failed(row, str(exc))
-        except UserError as exc:
-            return self._finish_failed(row, str(exc))
+                return self._retry_later(row, exc.render())
+            return self._finish_failed(row, exc.render())
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("executing request %s failed (error id %s)", row.id, error_id)

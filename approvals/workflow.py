@@ -24,7 +24,7 @@ from approvals.tables import RequestRow, VoteRow
 from approvals.until_done import WorkBoundGrants
 from approvals.wording import short_ref, status_line
 from commands.durations import format_duration
-from commands.errors import PermissionRefusedError, UserError
+from shared.errors import PermissionRefusedError, UserError
 
 log = logging.getLogger(__name__)
 
