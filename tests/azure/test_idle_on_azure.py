@@ -61,7 +61,10 @@ def azure_core(
     fake.add_instance(coords, "carol-notebook", state="Stopped", idle_before_shutdown=None)
     core = make_core(config, sqlite_url)
     backend = make_azure_workspace(
-        config.workspaces["demo"], config.cloud, FakeCredential(), **fake.backend_options()
+        config.workspaces["demo"].azure_settings(),
+        config.cloud,
+        FakeCredential(),
+        **fake.backend_options(),
     )
     core.backends.install("demo", backend)
     BOOK.install(
