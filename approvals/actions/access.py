@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from approvals.actions.base import NAMES, ActionHandler, Carried
+from approvals.actions.payloads import AccessPayload, payload_as
 from approvals.config import WorkspaceConfig
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import short_ref, when
@@ -44,11 +45,11 @@ class AccessGrant(ActionHandler):
     def plan(self, row: RequestRow, now: datetime) -> dict[str, Any] | None:
         """The grant's end, decided once: a PIM assignment is made with it, so a retry must
         ask Azure for the same."""
-        duration = timedelta(seconds=float(row.payload["duration_seconds"]))
+        duration = timedelta(seconds=payload_as(row, AccessPayload).duration_seconds)
         return {"planned_expires_at": (now + duration).isoformat()}
 
     def carry_out(self, flow: WorkflowBase, ws: WorkspaceConfig, row: RequestRow) -> Carried:
-        payload = row.payload
+        payload = payload_as(row, AccessPayload)
         person = flow.directory.person(row.requester)
         principal = (person.object_id or person.email) if person else None
         if not principal:
@@ -56,9 +57,9 @@ class AccessGrant(ActionHandler):
                 f"No Azure AD object id or e-mail is configured for {row.requester}; a "
                 f"team lead must add `object_id` for them in the configuration."
             )
-        duration = timedelta(seconds=float(payload["duration_seconds"]))
-        if payload.get("extends_grant") is not None:
-            extended = _extend_grant(flow, int(payload["extends_grant"]), duration, row)
+        duration = timedelta(seconds=payload.duration_seconds)
+        if payload.extends_grant is not None:
+            extended = _extend_grant(flow, payload.extends_grant, duration, row)
             if extended is not None:
                 return Carried(extended)
         # The grant lasts `duration` from the moment the access exists. A PIM schedule
@@ -72,7 +73,7 @@ class AccessGrant(ActionHandler):
             assignment_name=assignment_name(ws.name, row.id),
             principal_object_id=principal,
             role_name=ws.policy.access.role,
-            compute=payload["cluster"],
+            compute=payload.cluster,
             scope=ws.policy.access.scope,
             mode=ws.policy.access.mode,
             # PIM's audit shows this as the justification: it carries the reason given.
@@ -108,7 +109,7 @@ class AccessGrant(ActionHandler):
                     granted_at=granted_at,
                     expires_at=expires_at,
                     status="active",
-                    until_done=bool(payload.get("until_done")),
+                    until_done=payload.until_done,
                 )
             )
 
@@ -122,14 +123,15 @@ class AccessGrant(ActionHandler):
         )
 
     def done_text(self, row: RequestRow) -> str:
+        payload = payload_as(row, AccessPayload)
         result = row.result or {}
         expires = result.get("expires_at", "")
         until = f"until {when(_parse_time(expires))}"
-        if row.payload.get("until_done") and not result.get("extended_grant"):
+        if payload.until_done and not result.get("extended_grant"):
             until = f"until the work there is done (at the latest {when(_parse_time(expires))})"
         return (
             f"Request {short_ref(row.id)} done: {row.requester} has access to "
-            f"`{row.payload['cluster']}` {until}. {PROPAGATION_NOTE}"
+            f"`{payload.cluster}` {until}. {PROPAGATION_NOTE}"
         )
 
 

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from approvals.actions.base import ActionHandler, Carried
+from approvals.actions.payloads import ComputePayload, payload_as, required
 from approvals.config import WorkspaceConfig
 from approvals.tables import RequestRow
 from approvals.workflow_base import WorkflowBase
-from shared.errors import UserError
 
 
 class ComputeChange(ActionHandler):
     def carry_out(self, flow: WorkflowBase, ws: WorkspaceConfig, row: RequestRow) -> Carried:
-        payload = row.payload
+        payload = payload_as(row, ComputePayload)
         backend = flow.backend_for(ws.name)
-        operation = payload["operation"]
+        compute, operation = payload.compute, payload.operation
         if operation == "stop_instance":
-            backend.stop_instance(payload["compute"])
+            backend.stop_instance(compute)
         elif operation == "set_min_nodes":
-            backend.set_cluster_min_nodes(payload["compute"], int(payload["min_nodes"]))
+            backend.set_cluster_min_nodes(compute, required(row, payload.min_nodes, "min_nodes"))
         elif operation == "set_idle_time":
-            backend.set_cluster_idle_time(payload["compute"], int(payload["idle_seconds"]))
-        elif operation == "set_idle_shutdown":
-            backend.set_instance_idle_shutdown(
-                payload["compute"], int(payload["idle_shutdown_minutes"])
+            backend.set_cluster_idle_time(
+                compute, required(row, payload.idle_seconds, "idle_seconds")
             )
         else:
-            raise UserError(f"unknown compute operation {operation!r}")
-        return Carried({"operation": operation, "compute": payload["compute"]})
+            backend.set_instance_idle_shutdown(
+                compute, required(row, payload.idle_shutdown_minutes, "idle_shutdown_minutes")
+            )
+        return Carried({"operation": operation, "compute": compute})

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from approvals.actions.base import ActionHandler, Carried
+from approvals.actions.payloads import DatastorePayload, payload_as
 from approvals.config import WorkspaceConfig
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
 from approvals.workflow_base import WorkflowBase
 from shared.errors import ConflictError
-from shared.values import DatastoreKind
 from workspaces.types import DatastoreSpec
 
 
 class DatastoreRegistration(ActionHandler):
     def carry_out(self, flow: WorkflowBase, ws: WorkspaceConfig, row: RequestRow) -> Carried:
-        payload = row.payload
+        payload = payload_as(row, DatastorePayload)
         backend = flow.backend_for(ws.name)
         tags = {"amlbot-request": str(row.id), "amlbot-requester": row.requester}
         try:
             info = backend.register_datastore(
                 DatastoreSpec(
-                    name=payload["name"],
-                    kind=DatastoreKind(payload["store_kind"]),
-                    account=payload["account"],
-                    container=payload["container"],
-                    description=payload.get("description"),
+                    name=payload.name,
+                    kind=payload.store_kind,
+                    account=payload.account,
+                    container=payload.container,
+                    description=payload.description,
                     tags=tags,
                 )
             )
@@ -34,7 +34,7 @@ class DatastoreRegistration(ActionHandler):
             ours = [
                 d
                 for d in backend.list_datastores()
-                if d.name == payload["name"] and d.tags.items() >= tags.items()
+                if d.name == payload.name and d.tags.items() >= tags.items()
             ]
             if not ours:
                 raise

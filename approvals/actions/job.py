@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from approvals.actions.base import NAMES, ActionHandler, Carried
+from approvals.actions.payloads import JobPayload, payload_as
 from approvals.config import WorkspaceConfig
 from approvals.tables import JobRow, RequestRow
 from approvals.workflow_base import WorkflowBase
@@ -22,23 +23,21 @@ def job_name(workspace: str, request_id: int) -> str:
 
 class JobSubmission(ActionHandler):
     def carry_out(self, flow: WorkflowBase, ws: WorkspaceConfig, row: RequestRow) -> Carried:
-        payload = row.payload
+        payload = payload_as(row, JobPayload)
         job = flow.backend_for(ws.name).submit_job(
             JobSpec(
                 name=job_name(ws.name, row.id),
-                compute=payload["compute"],
-                environment=payload["environment"],
-                command=payload["command"],
-                code=payload.get("code"),
-                inputs=payload.get("inputs") or {},
-                instance_count=int(payload.get("instances", 1)),
+                compute=payload.compute,
+                environment=payload.environment,
+                command=payload.command,
+                code=payload.code,
+                inputs=payload.inputs,
+                instance_count=payload.instances,
                 timeout_seconds=(
-                    int(payload["max_duration_seconds"])
-                    if payload.get("max_duration_seconds")
-                    else None
+                    int(payload.max_duration_seconds) if payload.max_duration_seconds else None
                 ),
-                experiment=payload.get("experiment") or "amlbot",
-                display_name=payload.get("name") or None,
+                experiment=payload.experiment or "amlbot",
+                display_name=payload.name or None,
                 tags={
                     "amlbot": "true",
                     "amlbot-request": str(row.id),
@@ -54,7 +53,7 @@ class JobSubmission(ActionHandler):
                     name=job.name,
                     request_id=row.id,
                     requester=row.requester,
-                    compute=job.compute or payload["compute"],
+                    compute=job.compute or payload.compute,
                     status=job.status.value,
                     studio_url=job.studio_url,
                     submitted_at=now,
@@ -71,7 +70,7 @@ class JobSubmission(ActionHandler):
         result = row.result or {}
         link = f"\nStudio: {result['studio_url']}" if result.get("studio_url") else ""
         return (
-            f"Job `{result.get('job')}` submitted on `{row.payload['compute']}` "
+            f"Job `{result.get('job')}` submitted on `{payload_as(row, JobPayload).compute}` "
             f"(status {result.get('status')}). Follow it with "
             f"`/aml job status {result.get('job')}`.{link}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from approvals.actions.base import ActionHandler, Carried
+from approvals.actions.payloads import ReviewPayload, payload_as
 from approvals.config import WorkspaceConfig
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
@@ -13,10 +14,11 @@ class BreakGlassReview(ActionHandler):
     def carry_out(self, flow: WorkflowBase, ws: WorkspaceConfig, row: RequestRow) -> Carried:
         # An approved review changes nothing in Azure: it records the verdict. (A denied
         # one ends the access: `BreakGlass.deny_review`.)
-        return Carried({"reviewed": row.payload["reviews"], "verdict": "justified"})
+        reviews = payload_as(row, ReviewPayload).reviews
+        return Carried({"reviewed": reviews, "verdict": "justified"})
 
     def done_text(self, row: RequestRow) -> str:
         return (
             f"Review {short_ref(row.id)} done: {row.decided_by} found the break-glass use "
-            f"{short_ref(int(row.payload['reviews']))} by {row.requester} justified."
+            f"{short_ref(payload_as(row, ReviewPayload).reviews)} by {row.requester} justified."
         )
