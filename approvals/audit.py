@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from approvals import correlation
 from approvals.store import Store
 from approvals.tables import AuditRow
 
@@ -27,10 +28,12 @@ def record(
     target: str | None = None,
     **detail: Any,
 ) -> None:
-    """Add one event. Callers pass parsed, secret-free values only, never raw command text."""
+    """Add one event. Callers pass parsed, secret-free values only, never raw command text.
+    It carries the correlation id of the work in hand (the inbound item that caused it)."""
     session.add(
         AuditRow(
             at=at,
+            correlation_id=correlation.current(),
             actor=actor,
             action=action,
             outcome=outcome,
@@ -68,6 +71,7 @@ def as_dict(row: AuditRow) -> dict[str, Any]:
         "target": row.target,
         "outcome": row.outcome,
         "detail": row.detail,
+        "correlation_id": row.correlation_id,
     }
 
 
@@ -78,7 +82,17 @@ def export(rows: Iterable[AuditRow], fmt: str) -> str:
         return "".join(json.dumps(as_dict(row), sort_keys=True) + "\n" for row in ordered)
     if fmt == "csv":
         buffer = io.StringIO()
-        fields = ["id", "at", "workspace", "actor", "action", "target", "outcome", "detail"]
+        fields = [
+            "id",
+            "at",
+            "workspace",
+            "actor",
+            "action",
+            "target",
+            "outcome",
+            "detail",
+            "correlation_id",
+        ]
         writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         for row in ordered:

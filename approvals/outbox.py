@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from approvals import correlation
 from approvals.store import Store
 from approvals.tables import OutboxRow, RequestRow
 
@@ -35,9 +36,11 @@ def enqueue(
     now: datetime,
     dedupe_key: str | None = None,
 ) -> None:
-    """Queue one message. With a `dedupe_key` already queued, nothing is added."""
+    """Queue one message. With a `dedupe_key` already queued, nothing is added. It carries
+    the correlation id of the work in hand, and its delivery logs under that id."""
     values = {
         "created_at": now,
+        "correlation_id": correlation.current(),
         "kind": kind,
         "payload": payload,
         "dedupe_key": dedupe_key,

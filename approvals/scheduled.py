@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 
 from approvals.claims import claim_due
 from approvals.core import Core
+from approvals.correlation import correlated
 from approvals.cost_digest import WEEK, send_cost_digest
 from approvals.drift import check_workspace
 from approvals.escalation import escalate_pending_requests
@@ -220,9 +222,11 @@ def _claim(core: Core, name: str, now: datetime, interval: timedelta, holder: st
 
 
 def _step(report: SweepReport, name: str, work: Callable[[], None]) -> None:
-    """Run one part of a round; a failure is logged and the other parts still run."""
+    """Run one part of a round; a failure is logged and the other parts still run. What
+    it logs, audits and queues carries a correlation id of its own, `sweep:NAME:RANDOM`."""
     try:
-        work()
+        with correlated(f"sweep:{name}:{uuid.uuid4().hex[:8]}"):
+            work()
     except Exception:
         log.exception("sweep step %s failed; it runs again next round", name)
         with report.lock:

@@ -176,6 +176,9 @@ class AuditRow(Base):
     target: Mapped[str | None] = mapped_column(String(255))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The inbound item (its delivery key) or sweep step that caused it; the same id is on
+    # its log lines and on the outbox messages it caused (approvals/correlation.py).
+    correlation_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class OutboxRow(Base):
@@ -197,6 +200,8 @@ class OutboxRow(Base):
     claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+    # The inbound item or sweep step that caused it (approvals/correlation.py).
+    correlation_id: Mapped[str | None] = mapped_column(String(255))
     # The delivery pause (`DeliveryPauseRow.scope`) this message was put back for; when that
     # pause lifts early (a probe got through) the message is due again at once.
     waiting_for: Mapped[str | None] = mapped_column(String(255), index=True)

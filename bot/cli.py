@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Socket Mode: serve GET /healthz, /readyz and /metrics on this port "
         "(default: --port; 0: none). HTTP mode serves them on --port",
     )
+    serve.add_argument(
+        "--work-health-port",
+        type=int,
+        help="on PostgreSQL, the `amlbot work` children serve /healthz, /readyz and /metrics "
+        "from this port on, one port each (default: the port after --port or --health-port; "
+        "0: none); serve's /readyz asks each",
+    )
 
     work = sub.add_parser(
         "work", help="run workers alone: claim inbox items, deliver the outbox, run sweeps"
@@ -52,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument(
         "--health-port", type=int, help="serve GET /healthz, /readyz and /metrics on this port"
     )
+    work.add_argument("--health-host", default="0.0.0.0", help="the address --health-port binds")
 
     check = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", nargs="?", help="the YAML file (default: $AMLBOT_CONFIG or demo)")
@@ -176,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             config_path=config_path,
             health_port=args.port if args.health_port is None else args.health_port,
+            work_health_port=args.work_health_port,
         )
     if args.command == "work":
         from bot.serve import work
 
-        return work(settings, config, health_port=args.health_port)
+        return work(settings, config, health_port=args.health_port, health_host=args.health_host)
     from bot.console import run_console
     from bot.wiring import build_core
 

@@ -3,7 +3,8 @@
 `/healthz` (alive) never asks the database: a database blip must not restart every replica
 at once. `/readyz` does, and more: not shutting down, the database reachable and its schema
 at this version's head or past it (behind it, the migrations have not run and writes
-would fail; past it, a newer version is rolling out), the in-process worker claiming,
+would fail; past it, a newer version is rolling out), the in-process worker claiming (or,
+under `serve`, every `amlbot work` child running and ready),
 the sweeps going round, and in Socket Mode the websocket to Slack open. The database part
 is cached for a few seconds, so a probe every second costs one query every
 `CACHE_SECONDS`.
@@ -87,6 +88,8 @@ class Readiness:
     # Seconds since the last sweep round finished; None without sweeps in this process.
     sweep_age: Callable[[], float | None] = lambda: None
     slack_connected: Callable[[], bool | None] = lambda: None
+    # `serve`'s `amlbot work` children: "ok" or why not; None without children.
+    work_processes: Callable[[], str | None] = lambda: None
     sweep_stale_seconds: float = SWEEP_STALE_SECONDS
 
     def __call__(self) -> Verdict:
@@ -104,4 +107,7 @@ class Readiness:
         connected = self.slack_connected()
         if connected is not None:
             checks["slack"] = "ok" if connected else "not connected"
+        children = self.work_processes()
+        if children is not None:
+            checks["work_processes"] = children
         return Verdict(all(value == "ok" for value in checks.values()), checks)

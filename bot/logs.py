@@ -2,39 +2,27 @@
 readable text elsewhere (the console, one-off commands), or as `AMLBOT_LOG_FORMAT` says.
 
 A correlation id follows one inbox item through everything it causes in this process: the
-worker sets it from the item's delivery key before the handler runs (`correlated`), and
-every record logged meanwhile, on that thread, carries it. A delivery key is Slack's
-event or trigger id, so the id also finds the request in Slack's own logs.
+worker sets it from the item's delivery key before the handler runs (`correlated`, from
+`approvals/correlation.py`), and every record logged meanwhile, on that thread, carries
+it, as do the audit events and outbox messages written meanwhile. A delivery key is
+Slack's event or trigger id, so the id also finds the request in Slack's own logs.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
+from approvals.correlation import correlated, correlation_id
+
+__all__ = ["LogFormat", "configure", "correlated", "correlation_id", "current_format"]
+
 LogFormat = Literal["json", "text"]
 
-correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "amlbot_correlation_id", default=None
-)
-
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-@contextmanager
-def correlated(value: str) -> Iterator[None]:
-    """Every record logged inside carries `value` as its correlation id."""
-    token = correlation_id.set(value)
-    try:
-        yield
-    finally:
-        correlation_id.reset(token)
 
 
 class CorrelationFilter(logging.Filter):

@@ -4,7 +4,8 @@ Each process has its own registry (`Metrics`, kept on the `Core`); on a deployme
 processes each serves its own and Prometheus adds them up. Two kinds:
 
 - what this process did, counted as it happens: commands, acks, inbox items handled, Slack
-  API calls, sweep rounds;
+  API calls, Azure requests (each attempt, from the pipeline policy in
+  `workspaces/azure/telemetry.py`), sweep rounds;
 - what the database holds, read at scrape time (`StoreCollector`): requests by action and
   state, inbox and outbox depth and age, dead letters, grants. A few indexed aggregates:
   every process answers the same, so a dashboard takes the max, not the sum.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -31,6 +32,9 @@ from approvals import store_counts
 from approvals.store import Store
 from workspaces.clock import Clock
 
+if TYPE_CHECKING:
+    from workspaces.azure.telemetry import AzureCall
+
 __all__ = ["CONTENT_TYPE_LATEST", "CountingWebClient", "Metrics", "StoreCollector"]
 
 # Acks must stay far below Slack's 3 s; the buckets resolve the range that matters.
@@ -38,6 +42,8 @@ ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 # From the delivery kept to its reply: most are quick, an Azure change takes minutes.
 REPLY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 SWEEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
+# One HTTP request to Azure: ARM answers most within a second; a slow one takes tens.
+AZURE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -80,6 +86,28 @@ class Metrics:
             ["method", "status"],
             registry=r,
         )
+        self.azure_requests = Counter(
+            "amlbot_azure_requests",
+            "HTTP requests sent to Azure, every attempt (retries included), by operation "
+            "(as Azure's RBAC names it: Microsoft.X/type/.../read|write|delete|action) and "
+            "status (the HTTP status, e.g. 429 when throttled, or the exception's type).",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.azure_retries = Counter(
+            "amlbot_azure_retries",
+            "Attempts that repeated an earlier one of the same request (after a 429, a 5xx "
+            "or a failed connection), by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.azure_seconds = Histogram(
+            "amlbot_azure_request_duration_seconds",
+            "How long one attempt of an Azure request took, by operation.",
+            ["operation"],
+            buckets=AZURE_BUCKETS,
+            registry=r,
+        )
         self.sweep_seconds = Histogram(
             "amlbot_sweep_duration_seconds",
             "How long a round of the periodic sweeps took.",
@@ -106,6 +134,13 @@ class Metrics:
     def count_command(self, command: str, ok: bool, error_id: str | None) -> None:
         outcome = "error" if error_id else ("ok" if ok else "refused")
         self.commands.labels(command=command, outcome=outcome).inc()
+
+    def count_azure_call(self, call: AzureCall) -> None:
+        """The recorder of every Azure client this process builds (`on_azure_call`)."""
+        self.azure_requests.labels(operation=call.operation, status=call.status).inc()
+        if call.retry:
+            self.azure_retries.labels(operation=call.operation).inc()
+        self.azure_seconds.labels(operation=call.operation).observe(call.seconds)
 
     @contextmanager
     def timed_sweep(self) -> Iterator[None]:

@@ -29,6 +29,7 @@ from approvals.config import AppConfig
 from approvals.outbox_pauses import TRANSIENT_BACKOFF_CAP, transient_backoff
 from approvals.store import Store
 from approvals.tables import OutboxRow
+from bot.logs import correlated
 from workspaces.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class OutboxWorker:
         return delivered
 
     def _deliver(self, row: OutboxRow) -> bool:
+        # Logged under the id of the work that queued the message (approvals/correlation.py).
+        with correlated(row.correlation_id):
+            return self._deliver_correlated(row)
+
+    def _deliver_correlated(self, row: OutboxRow) -> bool:
         try:
             self.deliverer.deliver(row)
         except DeliveryPaused as exc:

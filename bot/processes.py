@@ -1,9 +1,19 @@
 """The processes on one machine: how many `amlbot work` children `serve` starts, and the
-children themselves (started again when one exits, ended when `serve` is killed)."""
+children themselves (started again when one exits, ended when `serve` is killed).
+
+Each child serves its own `/healthz`, `/readyz` and `/metrics` on a port of its own (the
+first is `serve --work-health-port`, by default the port after `serve`'s own; the next
+child the port after that), because what a worker did (inbox items, Azure calls, sweeps)
+is counted in its own registry and only it can answer for it. The parent's `/readyz`
+asks each child's `/readyz` (`WorkerChildren.status`): `serve` is ready only while every
+child runs and claims, as `amlbot work` is only while its worker does. Its `/healthz`
+never asks: a dead child is restarted here, not by restarting `serve`.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import math
 import os
@@ -12,6 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +35,11 @@ MAX_RESTART_DELAY_SECONDS = 30.0
 # Workers finish what they hold within this after SIGTERM; Kubernetes waits 30 s by default
 # (terminationGracePeriodSeconds) before it kills.
 SHUTDOWN_GRACE_SECONDS = 20.0
+# The parent's readiness probe waits at most this for a child's answer.
+CHILD_PROBE_SECONDS = 2.0
+# A child (re)started this recently may not answer yet (it imports, connects, migrates):
+# until then its silence does not make `serve` unready; a child that exited always does.
+CHILD_START_SECONDS = 60.0
 
 
 class BackgroundService(Protocol):
@@ -84,11 +101,23 @@ class WorkerChildren:
 
     name = "work-processes"
 
-    def __init__(self, count: int, config_path: str | None) -> None:
+    def __init__(
+        self,
+        count: int,
+        config_path: str | None,
+        *,
+        health_port: int | None = None,
+        health_host: str = "0.0.0.0",
+    ) -> None:
         self.count = count
         self.command = [sys.executable, "-m", "bot.cli", "work"]
         if config_path:
             self.command += ["--config", config_path]
+        # Child i serves its probes and metrics on health_port + i (none without a port).
+        self.health_ports: list[int | None] = [
+            health_port + index if health_port else None for index in range(count)
+        ]
+        self.health_host = health_host
         self._children: list[subprocess.Popen[bytes] | None] = [None] * count
         self._started_at = [0.0] * count
         self._restarts = [0] * count
@@ -100,9 +129,51 @@ class WorkerChildren:
             self._spawn(index)
         self._thread.start()
 
+    def command_of(self, index: int) -> list[str]:
+        port = self.health_ports[index]
+        if port is None:
+            return list(self.command)
+        return [*self.command, "--health-port", str(port), "--health-host", self.health_host]
+
     def _spawn(self, index: int) -> None:
-        self._children[index] = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+        self._children[index] = subprocess.Popen(
+            self.command_of(index), preexec_fn=_die_with_parent
+        )
         self._started_at[index] = time.monotonic()
+
+    def status(self) -> str:
+        """ "ok" while every child runs and (with a health port) answers ready, or is still
+        starting (`CHILD_START_SECONDS`) and not answering yet; else why not, naming the
+        child. For the parent's `/readyz`."""
+        problems = []
+        for index, child in enumerate(list(self._children)):
+            name = f"work process {index + 1}"
+            if child is None or child.poll() is not None:
+                problems.append(f"{name} is not running (being restarted)")
+                continue
+            port = self.health_ports[index]
+            starting = time.monotonic() - self._started_at[index] < CHILD_START_SECONDS
+            if port is not None:
+                verdict = self._ask_ready(port)
+                if verdict != "ok" and not (starting and verdict.startswith("not answering")):
+                    problems.append(f"{name} (pid {child.pid}) {verdict}")
+        return "; ".join(problems) or "ok"
+
+    def _ask_ready(self, port: int) -> str:
+        host = "127.0.0.1" if self.health_host in ("0.0.0.0", "", "::") else self.health_host
+        url = f"http://{host}:{port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=CHILD_PROBE_SECONDS) as answer:
+                return "ok" if answer.status == 200 else f"answers {answer.status}"
+        except urllib.error.HTTPError as refused:
+            try:
+                checks = json.loads(refused.read())
+            except ValueError:
+                checks = {}
+            why = ", ".join(f"{k}: {v}" for k, v in checks.items() if k != "status" and v != "ok")
+            return f"not ready ({why or checks.get('status', refused.code)})"
+        except OSError as failed:
+            return f"not answering on port {port} ({type(failed).__name__})"
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):

@@ -200,12 +200,21 @@ def background_services(
 
 
 def edge_services(
-    core: Core, bot: SlackBot, settings: Settings, config_path: str | None
+    core: Core,
+    bot: SlackBot,
+    settings: Settings,
+    config_path: str | None,
+    *,
+    health_port: int | None = None,
+    health_host: str = "0.0.0.0",
 ) -> list[BackgroundService]:
     """What runs beside an edge: its `amlbot work` children, none when the deployment runs
-    its workers itself (`AMLBOT_WORK_PROCESSES=0`)."""
+    its workers itself (`AMLBOT_WORK_PROCESSES=0`). With `health_port`, child i answers
+    probes and metrics on `health_port + i`."""
     children = work_processes(settings, settings.database_url)
-    return [WorkerChildren(children, config_path)] if children else []
+    if not children:
+        return []
+    return [WorkerChildren(children, config_path, health_port=health_port, health_host=health_host)]
 
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
@@ -256,9 +265,12 @@ def serve(
     port: int,
     config_path: str | None = None,
     health_port: int | None = None,
+    work_health_port: int | None = None,
 ) -> int:
     """The Slack edge until SIGTERM. In Socket Mode, `/healthz`, `/readyz` and `/metrics`
-    are served on `health_port` (HTTP mode serves them beside `/slack/events`)."""
+    are served on `health_port` (HTTP mode serves them beside `/slack/events`). The
+    `amlbot work` children serve theirs from `work_health_port` on (default: the port
+    after the one `serve` answers probes on; 0: none), one port each."""
     problems = missing_settings(settings, socket_mode=not http)
     if problems:
         for problem in problems:
@@ -277,7 +289,19 @@ def serve(
         options=SlackOptions(),
         extra_registrars=slack_registrars(),
     )
-    services = edge_services(core, bot, settings, config_path or settings.config_path)
+    if work_health_port is None:  # the port after the one serve answers probes on
+        probe_port = port if http else health_port
+        work_health_port = probe_port + 1 if probe_port else 0
+    services = edge_services(
+        core,
+        bot,
+        settings,
+        config_path or settings.config_path,
+        health_port=work_health_port or None,
+        health_host=host,
+    )
+    children = next((s for s in services if isinstance(s, WorkerChildren)), None)
+    children_status = children.status if children is not None else lambda: None
     # uvicorn re-raises the SIGTERM it handled once it has shut down; as an exception it
     # lets the `finally` below finish the acks and stop the workers gracefully.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -288,7 +312,12 @@ def serve(
     connection = SocketConnection()
     try:
         if not http and health_port:
-            ready = readiness_of(bot, services, slack_connected=connection.connected)
+            ready = readiness_of(
+                bot,
+                services,
+                slack_connected=connection.connected,
+                work_processes=children_status,
+            )
             try:
                 serve_health(health_port, ready, core.metrics, host)
             except OSError as taken:
@@ -299,7 +328,8 @@ def serve(
                 )
                 return 2
         if http:
-            _serve_http(bot, settings, host, port, readiness_of(bot, services))
+            ready = readiness_of(bot, services, work_processes=children_status)
+            _serve_http(bot, settings, host, port, ready)
         else:
             exit_code = asyncio.run(_serve_socket_mode(bot, settings, connection))
     except KeyboardInterrupt:
@@ -332,7 +362,13 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def work(settings: Settings, config: AppConfig, *, health_port: int | None = None) -> int:
+def work(
+    settings: Settings,
+    config: AppConfig,
+    *,
+    health_port: int | None = None,
+    health_host: str = "0.0.0.0",
+) -> int:
     """`amlbot work`: workers alone, until SIGTERM; then finish or release what they hold.
     With `health_port`, `/healthz` (alive) and `/readyz` (claiming) for probes."""
     settings.ensure_database_folder()
@@ -353,9 +389,18 @@ def work(settings: Settings, config: AppConfig, *, health_port: int | None = Non
     for service in services:
         service.start()
     if health_port is not None:
-        serve_health(
-            health_port, readiness_of(bot, services, draining=stopping.is_set), core.metrics
-        )
+        ready = readiness_of(bot, services, draining=stopping.is_set)
+        try:
+            serve_health(health_port, ready, core.metrics, health_host)
+        except OSError as taken:
+            print(
+                f"amlbot work: cannot serve /healthz, /readyz and /metrics on "
+                f"{health_host}:{health_port} ({taken.strerror}); choose --health-port",
+                file=sys.stderr,
+            )
+            for service in reversed(services):
+                service.stop()
+            return 2
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):

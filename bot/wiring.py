@@ -18,9 +18,15 @@ class Backends:
     """One backend per workspace, made on first use (the Azure SDK is slow to import)."""
 
     def __init__(
-        self, config: AppConfig, store: Store, clock: Clock, simulated_latency: float = 0.0
+        self,
+        config: AppConfig,
+        store: Store,
+        clock: Clock,
+        simulated_latency: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.simulated_latency = simulated_latency
         self.store = store
         self.clock = clock
@@ -40,7 +46,10 @@ class Backends:
         if ws.backend == "azure":
             from workspaces.azure import make_azure_workspace
 
-            return make_azure_workspace(ws.azure_settings(), self.config.cloud)
+            on_call = self.metrics.count_azure_call if self.metrics is not None else None
+            return make_azure_workspace(
+                ws.azure_settings(), self.config.cloud, on_azure_call=on_call
+            )
         from workspaces.local import LocalWorkspace
 
         return LocalWorkspace(
@@ -82,9 +91,17 @@ def build_core(
     config = config or load_config(config_path)
     clock = clock or SystemClock()
     store = Store.open(database_url)
-    backends = Backends(config, store, clock, simulated_latency)
+    metrics = Metrics()
+    backends = Backends(config, store, clock, simulated_latency, metrics)
     service = AmlService(config, store, backends, clock)
-    core = Core(config=config, store=store, backends=backends, clock=clock, service=service)
+    core = Core(
+        config=config,
+        store=store,
+        backends=backends,
+        clock=clock,
+        service=service,
+        metrics=metrics,
+    )
     load_cached_prices(core)  # what any replica fetched from the Retail Prices API
     core.metrics.watch_store(store, clock)
     return core

@@ -99,5 +99,5 @@ def test_the_identity_is_federated_with_the_kubernetes_service_account() -> None
     assert props["issuer"] == "[parameters('oidcIssuerUrl')]"
     assert props["subject"].startswith("[format('system:serviceaccount:{0}:{1}'")
     assert TEMPLATE["parameters"]["serviceAccountName"]["defaultValue"] == "amlbot"
-    kubernetes = (ROOT / "deploy" / "kubernetes.yml").read_text()
+    kubernetes = (ROOT / "deploy" / "kubernetes" / "base" / "amlbot.yml").read_text()
     assert "serviceAccountName: amlbot" in kubernetes

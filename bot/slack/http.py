@@ -175,9 +175,11 @@ def readiness_of(
     *,
     draining: Callable[[], bool] | None = None,
     slack_connected: Callable[[], bool | None] = lambda: None,
+    work_processes: Callable[[], str | None] = lambda: None,
 ) -> Readiness:
     """`/readyz` of a process running `services` beside `bot`'s edge (after
-    `background_services`, which puts the worker on the edge)."""
+    `background_services`, which puts the worker on the edge); `work_processes` tells why
+    `serve`'s `amlbot work` children are not ready, or None."""
     sweeps = next((s for s in services if isinstance(s, NotificationScheduler)), None)
 
     def worker_ready() -> bool | None:
@@ -190,6 +192,7 @@ def readiness_of(
         worker_ready=worker_ready,
         sweep_age=sweeps.seconds_since_round if sweeps is not None else lambda: None,
         slack_connected=slack_connected,
+        work_processes=work_processes,
     )
 
 

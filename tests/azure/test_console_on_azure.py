@@ -20,7 +20,7 @@ from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from workspaces.types import AzureCoordinates
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_CONFIG = REPO / "deploy" / "config.example.yml"
+EXAMPLE_CONFIG = REPO / "deploy" / "kubernetes" / "base" / "config.example.yml"
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 ALICE = "11111111-1111-4111-8111-111111111111"  # alice's object_id in the example config
 

@@ -1,10 +1,17 @@
-"""The Kubernetes manifests in deploy/: valid against the Kubernetes schemas (offline, strict:
-an unknown or misspelt field fails), and every pod meets the "restricted" Pod Security
-Standard (https://kubernetes.io/docs/concepts/security/pod-security-standards/), plus a
-read-only root file system."""
+"""The Kubernetes manifests: the Kustomize base in deploy/kubernetes/base and each overlay in
+deploy/kubernetes/overlays, rendered offline (`tests/deploy/kustomize.py`, held to
+`kubectl kustomize` wherever kubectl is installed), each rendered object valid against the
+Kubernetes schemas (offline, strict: an unknown or misspelt field fails), and every pod
+meeting the "restricted" Pod Security Standard
+(https://kubernetes.io/docs/concepts/security/pod-security-standards/), plus a read-only
+root file system."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,8 +21,13 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from approvals.config import parse_config
+from tests.deploy.kustomize import GENERATED_SUFFIX, render
+
 ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = latest_version()
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 # Volume types the restricted profile allows.
 ALLOWED_VOLUMES = {
@@ -30,16 +42,28 @@ ALLOWED_VOLUMES = {
 }
 # Kinds whose pod template sits at spec.template.spec (CronJob one level deeper).
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+KUSTOMIZATIONS = sorted(
+    path.parent.relative_to(KUBERNETES).as_posix()
+    for path in KUBERNETES.rglob("kustomization.yaml")
+)
+OVERLAYS = [name for name in KUSTOMIZATIONS if name.startswith("overlays/")]
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
-    """Every document of deploy/*.yml that is a Kubernetes object, named `file:kind/name`."""
-    found = []
-    for path in sorted((ROOT / "deploy").glob("*.y*ml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
-                found.append((f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc))
-    return found
+    """Every object of every rendered kustomization, named `kustomization:kind/name`."""
+    return [
+        (f"{name}:{doc['kind']}/{doc['metadata']['name']}", doc)
+        for name in KUSTOMIZATIONS
+        for doc in render(KUBERNETES / name)
+    ]
+
+
+def rendered(name: str) -> list[dict[str, Any]]:
+    return render(KUBERNETES / name)
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -98,11 +122,22 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
 
 
 MANIFESTS = manifests()
+IDS = [name for name, _ in MANIFESTS]
 
 
-def test_deploy_holds_the_kubernetes_objects_a_deployment_needs() -> None:
-    kinds = sorted(name.split(":", 1)[1] for name, _ in MANIFESTS)
+def test_there_is_a_base_and_overlays_and_no_other_copy_of_the_manifests() -> None:
+    assert KUSTOMIZATIONS[0] == "base" and len(OVERLAYS) >= 2
+    assert not (ROOT / "deploy" / "kubernetes.yml").exists()
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_each_kustomization_holds_the_objects_a_deployment_needs(name: str) -> None:
+    kinds = sorted(
+        f"{doc['kind']}/{GENERATED_SUFFIX.sub('', doc['metadata']['name'])}"
+        for doc in rendered(name)
+    )
     assert kinds == [
+        "ConfigMap/amlbot-config",
         "Deployment/amlbot-web",
         "Deployment/amlbot-work",
         "PodDisruptionBudget/amlbot-web",
@@ -112,14 +147,35 @@ def test_deploy_holds_the_kubernetes_objects_a_deployment_needs() -> None:
     ]
 
 
-@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=[name for name, _ in MANIFESTS])
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_the_offline_renderer_agrees_with_kubectl_kustomize(name: str) -> None:
+    printed = subprocess.run(
+        ["kubectl", "kustomize", str(KUBERNETES / name)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    theirs = [doc for doc in yaml.safe_load_all(printed) if doc]
+    # The generated ConfigMap's hash suffix is the one difference allowed.
+    assert _normalised(rendered(name)) == _normalised(theirs)
+
+
+def _normalised(docs: list[dict[str, Any]]) -> list[str]:
+    """Each object as sorted JSON, generated names' hash suffixes blanked, in name order."""
+    dumped = [json.dumps(doc, sort_keys=True) for doc in docs]
+    return sorted(re.sub(r"(amlbot-config)-[a-z0-9]{10}\b", r"\1-HASH", text) for text in dumped)
+
+
+@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=IDS)
 def test_every_manifest_is_valid_against_the_kubernetes_schemas(
     name: str, doc: dict[str, Any]
 ) -> None:
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=[name for name, _ in MANIFESTS])
+@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=IDS)
 def test_every_pod_meets_the_restricted_pod_security_standard(
     name: str, doc: dict[str, Any]
 ) -> None:
@@ -153,31 +209,83 @@ def test_the_restricted_check_finds_what_the_default_pod_allows() -> None:
     ]
 
 
-def test_pods_run_a_versioned_image_probe_their_endpoints_and_are_scraped() -> None:
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    for name, doc in MANIFESTS:
-        spec = pod_spec(doc)
-        if spec is None:
-            continue
-        annotations = doc["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/scrape"] == "true", name
-        assert spec["serviceAccountName"] == "amlbot", name
-        assert spec["topologySpreadConstraints"], name
-        for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            assert container["image"] == f"amlbot:{version}", name
-        for container in spec["containers"]:
-            assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
-            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=IDS)
+def test_pods_run_the_versioned_image_probe_their_endpoints_and_are_scraped(
+    name: str, doc: dict[str, Any]
+) -> None:
+    spec = pod_spec(doc)
+    if spec is None:
+        return
+    annotations = doc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert spec["serviceAccountName"] == "amlbot"
+    keys = {constraint["topologyKey"] for constraint in spec["topologySpreadConstraints"]}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        assert container["image"].rsplit("/", 1)[-1] == f"amlbot:{VERSION}"
+    for container in spec["containers"]:
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        assert (
+            str(ports[container["readinessProbe"]["httpGet"]["port"]])
+            == (annotations["prometheus.io/port"])
+        )
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_each_deployment_has_a_disruption_budget_selecting_its_pods() -> None:
-    docs = [doc for _, doc in MANIFESTS]
-    budgets = [d["spec"]["selector"] for d in docs if d["kind"] == "PodDisruptionBudget"]
-    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=IDS)
+def test_every_container_requests_memory_below_its_limit(name: str, doc: dict[str, Any]) -> None:
+    spec = pod_spec(doc)
+    for container in [] if spec is None else [*spec.get("initContainers", []), *spec["containers"]]:
+        resources = container["resources"]
+        request = _mebibytes(resources["requests"]["memory"])
+        limit = _mebibytes(resources["limits"]["memory"])
+        assert resources["requests"]["cpu"] and 0 < request < limit
+
+
+def _mebibytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * (1024 if unit == "Gi" else 1)
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_each_deployment_has_a_disruption_budget_selecting_its_pods(name: str) -> None:
+    docs = rendered(name)
+    budgets = [budget["spec"]["selector"] for budget in of_kind(docs, "PodDisruptionBudget")]
+    for deployment in of_kind(docs, "Deployment"):
         assert deployment["spec"]["selector"] in budgets, deployment["metadata"]["name"]
 
 
-def test_the_service_account_carries_the_workload_identity_annotation() -> None:
-    account = next(doc for _, doc in MANIFESTS if doc["kind"] == "ServiceAccount")
-    assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_the_pods_mount_the_generated_config_map_and_it_is_a_valid_configuration(
+    name: str,
+) -> None:
+    docs = rendered(name)
+    [config_map] = of_kind(docs, "ConfigMap")
+    parse_config(config_map["data"]["config.yml"], f"{name} ConfigMap")
+    for deployment in of_kind(docs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+        for container in spec["containers"]:
+            env = {variable["name"]: variable.get("value") for variable in container["env"]}
+            assert env["AMLBOT_CONFIG"] == "/etc/amlbot/config.yml"
+            assert {"secretRef": {"name": "amlbot"}} in container["envFrom"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_each_overlay_names_its_namespace_and_its_managed_identity(name: str) -> None:
+    docs = rendered(name)
+    assert all(doc["metadata"].get("namespace") for doc in docs)
+    [account] = of_kind(docs, "ServiceAccount")
+    client_id = account["metadata"]["annotations"]["azure.workload.identity/client-id"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", client_id)
+
+
+def test_the_socket_mode_overlay_runs_the_edge_without_http() -> None:
+    deployments = of_kind(rendered("overlays/socket-mode"), "Deployment")
+    [web] = [d for d in deployments if d["metadata"]["name"] == "amlbot-web"]
+    [container] = web["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["serve", "--port", "3000"]

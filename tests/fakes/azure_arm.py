@@ -381,6 +381,11 @@ class FakeAzure(ArmState, ServesWhileOpen):
         call = Call(
             request.method, request.path, dict(request.query), request.body, dict(request.headers)
         )
+        response = self._dispatch(request, call)
+        response.headers.setdefault("x-ms-request-id", call.request_id)
+        return response
+
+    def _dispatch(self, request: Request, call: Call) -> FakeResponse:
         with self.lock:
             self.calls.append(call)
             for fault in self._faults:
@@ -514,7 +519,6 @@ def _handler_class(fake: FakeAzure) -> type[BaseHTTPRequestHandler]:
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-ms-request-id", f"fake-{id(request):x}")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)

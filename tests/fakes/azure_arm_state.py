@@ -61,6 +61,8 @@ class Call:
     query: dict[str, str]
     body: Any
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    # What the fake answered in `x-ms-request-id`, as Azure names each request it served.
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass

@@ -49,6 +49,8 @@ class SocketModeBot:
     ):
         self.process = process
         self.url = f"http://127.0.0.1:{port}"  # /healthz, /readyz, /metrics
+        # serve's `amlbot work` child, which handles the commands, on the next port.
+        self.work_url = f"http://127.0.0.1:{port + 1}"
         self.slack = slack
         self.socket_mode = sm
         self._stderr: list[str] = []
@@ -327,15 +329,17 @@ def test_socket_mode_answers_health_readiness_and_metrics_beside_the_socket(
     bot.acked(bot.command(ALICE, ACCESS))
     bot.card(1)
 
-    def moved() -> dict[str, float] | None:
-        samples = scrape(f"{bot.url}/metrics")
-        ok = samples.get('amlbot_commands_total{command="access request",outcome="ok"}')
-        return samples if ok == 1 and samples['amlbot_inbox_items{status="pending"}'] == 0 else None
+    def moved() -> tuple[dict[str, float], dict[str, float]] | None:
+        # The edge acks and counts acks; its worker child runs the command and counts it.
+        edge, work = scrape(f"{bot.url}/metrics"), scrape(f"{bot.work_url}/metrics")
+        ok = work.get('amlbot_commands_total{command="access request",outcome="ok"}')
+        done = ok == 1 and edge['amlbot_inbox_items{status="pending"}'] == 0
+        return (edge, work) if done else None
 
-    samples = bot.wait(moved, "the command counted and the inbox empty")
-    assert samples['amlbot_requests{action="access",state="pending"}'] == 1
-    assert samples['amlbot_slack_api_calls_total{method="chat.postMessage",status="ok"}'] >= 1
-    assert samples['amlbot_slack_ack_seconds_count{handler="slack.run_command"}'] >= 1
+    edge, work = bot.wait(moved, "the command counted and the inbox empty")
+    assert edge['amlbot_requests{action="access",state="pending"}'] == 1
+    assert work['amlbot_slack_api_calls_total{method="chat.postMessage",status="ok"}'] >= 1
+    assert edge['amlbot_slack_ack_seconds_count{handler="slack.run_command"}'] >= 1
     assert bot.stop() == 0
 
 

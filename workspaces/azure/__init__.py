@@ -31,7 +31,8 @@ def make_azure_workspace(
     """The backend for a workspace configured with `backend: azure`.
 
     `credential` defaults to `DefaultAzureCredential` for the cloud's authority. `options`
-    go to `AzureWorkspace` (`connection_verify`, `graph_endpoint`, `retry`, `sleep`).
+    go to `AzureWorkspace` (`connection_verify`, `graph_endpoint`, `retry`, `sleep`,
+    `on_azure_call`: told of every HTTP attempt, for metrics).
     """
     from workspaces.azure.backend import AzureWorkspace
 

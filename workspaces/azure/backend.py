@@ -16,6 +16,7 @@ from workspaces.azure.errors import translated
 from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
 from workspaces.azure.settings import CloudConfig
+from workspaces.azure.telemetry import AzureCallPolicy, Recorder
 from workspaces.types import (
     AccessAssignment,
     AzureCoordinates,
@@ -106,6 +107,7 @@ class AzureWorkspace:
         graph_endpoint: str | None = None,
         retry: RetrySettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_azure_call: Recorder | None = None,
     ) -> None:
         self.coordinates = coordinates
         self.retry_settings = retry or RetrySettings()
@@ -114,6 +116,7 @@ class AzureWorkspace:
             credential=credential or default_credential(cloud),
             retry_policy=BoundedRetryPolicy(self.retry_settings, sleep=sleep),
             connection_verify=connection_verify,
+            call_policy=AzureCallPolicy(on_azure_call),
         )
         self.clients = WorkspaceClients(coordinates, connection)
         self.access = RoleAccess(self.clients)

@@ -12,14 +12,16 @@
   of log blobs, which carry their own authorization.
 
 All of them use the same credential, cloud endpoints, TLS trust and retry policy; the last
-two retry less, because an announcement waits for them.
+two retry less, because an announcement waits for them. Every one of them has the
+connection's `AzureCallPolicy` after its retry policy (`workspaces/azure/telemetry.py`):
+each attempt is logged with Azure's `x-ms-request-id` and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azure.core import PipelineClient
@@ -39,6 +41,7 @@ from shared.errors import WorkspaceError
 from workspaces.azure.cloud import CloudEndpoints
 from workspaces.azure.errors import redact
 from workspaces.azure.retry import BoundedRetryPolicy
+from workspaces.azure.telemetry import AzureCallPolicy
 from workspaces.types import AzureCoordinates
 
 if TYPE_CHECKING:
@@ -64,9 +67,15 @@ class Connection:
     retry_policy: BoundedRetryPolicy
     # True: the system trust store, or REQUESTS_CA_BUNDLE when set; a path: that CA bundle.
     connection_verify: bool | str = True
+    # Logs and counts each attempt of each request, in every client of this connection.
+    call_policy: AzureCallPolicy = field(default_factory=AzureCallPolicy)
 
     def transport_kwargs(self) -> dict[str, Any]:
         return {"connection_verify": self.connection_verify}
+
+    def sdk_kwargs(self) -> dict[str, Any]:
+        """For an SDK client: TLS trust, and the call policy after its retry policy."""
+        return {**self.transport_kwargs(), "per_retry_policies": [self.call_policy]}
 
     def pipeline(
         self,
@@ -75,6 +84,7 @@ class Connection:
         *,
         retry_policy: BoundedRetryPolicy | None = None,
         timeouts: dict[str, float] | None = None,
+        service: str = "arm",
     ) -> PipelineClient[Any, Any]:
         policies = [
             RequestIdPolicy(),
@@ -84,6 +94,7 @@ class Connection:
             RedirectPolicy(),
             retry_policy or self.retry_policy,
             BearerTokenCredentialPolicy(self.credential, scope),
+            self.call_policy.for_service(service),
             NetworkTraceLoggingPolicy(),
         ]
         return PipelineClient(
@@ -107,6 +118,7 @@ class Connection:
             UserAgentPolicy(sdk_moniker=USER_AGENT),
             RedirectPolicy(),
             retry_policy or self.retry_policy,
+            self.call_policy.for_service("storage"),
         ]
         return PipelineClient(
             "",
@@ -237,10 +249,11 @@ class RestClient:
 
 
 class _AuthorizationRegistry:
-    """One `AuthorizationManagementClient` per (cloud, credential, subscription)."""
+    """One `AuthorizationManagementClient` per (cloud, credential, subscription, call
+    policy)."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._clients: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, connection: Connection, subscription_id: str) -> Any:
@@ -249,11 +262,16 @@ class _AuthorizationRegistry:
             id(connection.credential),
             str(connection.connection_verify),
             subscription_id,
+            id(connection.call_policy),
         )
         with self._lock:
             entry = self._clients.get(key)
-            # The credential is kept in the entry so its id cannot be reused by another.
-            if entry is None or entry[0] is not connection.credential:
+            # The credential and policy are kept in the entry so their ids cannot be reused.
+            if (
+                entry is None
+                or entry[0] is not connection.credential
+                or entry[1] is not connection.call_policy
+            ):
                 from azure.mgmt.authorization import AuthorizationManagementClient
 
                 client = AuthorizationManagementClient(
@@ -262,11 +280,11 @@ class _AuthorizationRegistry:
                     base_url=connection.endpoints.resource_manager,
                     credential_scopes=[connection.endpoints.arm_scope],
                     retry_policy=connection.retry_policy,
-                    **connection.transport_kwargs(),
+                    **connection.sdk_kwargs(),
                 )
-                entry = (connection.credential, client)
+                entry = (connection.credential, connection.call_policy, client)
                 self._clients[key] = entry
-            return entry[1]
+            return entry[2]
 
 
 _AUTH_REGISTRY = _AuthorizationRegistry()
@@ -315,7 +333,9 @@ class WorkspaceClients:
             with self._lock:
                 if self._graph is None:
                     base = self.endpoints.graph
-                    pipeline = self.connection.pipeline(base, self.endpoints.graph_scope)
+                    pipeline = self.connection.pipeline(
+                        base, self.endpoints.graph_scope, service="graph"
+                    )
                     self._graph = RestClient(pipeline, base)
         return self._graph
 
@@ -342,6 +362,7 @@ class WorkspaceClients:
                         self.endpoints.arm_scope,
                         retry_policy=self.connection.details_retry_policy(),
                         timeouts=DETAILS_TIMEOUTS,
+                        service="run_history",
                     )
                     self._run_history = RestClient(pipeline, base)
         return self._run_history
@@ -389,7 +410,7 @@ def _make_ml_client(coordinates: AzureCoordinates, connection: Connection) -> An
             polling_interval=connection.retry_policy.settings.polling_interval_seconds,
             user_agent=USER_AGENT,
             **connection.endpoints.sdk_cloud_kwargs(),
-            **connection.transport_kwargs(),
+            **connection.sdk_kwargs(),
         )
 
 

@@ -153,7 +153,9 @@ def read_key_vault_secret(clients: WorkspaceClients, key_vault: str, secret_name
     else:
         vault_url = f"https://{key_vault}.{endpoints.key_vault_suffix}"
         scope = endpoints.key_vault_scope
-    client = RestClient(clients.connection.pipeline(vault_url, scope), vault_url)
+    client = RestClient(
+        clients.connection.pipeline(vault_url, scope, service="key_vault"), vault_url
+    )
     with translated(f"reading secret '{secret_name}' from Key Vault {key_vault}"):
         body = client.request(
             "GET",
