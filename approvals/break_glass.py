@@ -12,22 +12,18 @@ Every lead of the workspace is told at once by DM.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
-from approvals.drift import carry_out_fix
 from approvals.states import RequestStatus
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
-from commands.errors import PermissionRefusedError, UsageError
+from shared.errors import PermissionRefusedError, UsageError
 
 BREAK_GLASS = "break-glass"
 
@@ -150,32 +146,6 @@ class BreakGlass(Workflow):
         if row.action == "review":
             self.deny_review(row, actor)
         return row
-
-    def _carry_out(
-        self, ws: WorkspaceConfig, row: RequestRow
-    ) -> tuple[dict[str, Any], Callable[[Session, datetime], None] | None]:
-        if row.action == "review":
-            # An approved review changes nothing in Azure: it records the verdict.
-            return {"reviewed": row.payload["reviews"], "verdict": "justified"}, None
-        if row.action == "drift":
-            return carry_out_fix(self.backend_for(ws.name), self.store, row.payload), None
-        return super()._carry_out(ws, row)
-
-    def outcome_text(self, row: RequestRow) -> str:
-        if row.action == "drift" and row.status == RequestStatus.SUCCEEDED:
-            result = row.result or {}
-            read_back = (
-                " Read back from Azure: the assignment is gone."
-                if result.get("read_back") == "gone"
-                else ""
-            )
-            return f"Request {short_ref(row.id)} done: {row.summary}.{read_back}"
-        if row.action == "review" and row.status == RequestStatus.SUCCEEDED:
-            return (
-                f"Review {short_ref(row.id)} done: {row.decided_by} found the break-glass use "
-                f"{short_ref(int(row.payload['reviews']))} by {row.requester} justified."
-            )
-        return super().outcome_text(row)
 
     def deny_review(self, review: RequestRow, actor: str) -> None:
         """A review denied: the emergency was not justified, so the access it gave ends now

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from approvals.config import AppConfig, Person, WorkspaceConfig
-from commands.errors import PermissionRefusedError, UsageError
+from shared.errors import PermissionRefusedError, UsageError
 
 
 class Directory:

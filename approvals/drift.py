@@ -32,10 +32,9 @@ from approvals.states import RequestStatus
 from approvals.store import Store
 from approvals.tables import DriftFindingRow, GrantRow
 from approvals.wording import short_ref
-from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
-from workspaces.errors import TransientError
+from shared.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.port import WorkspaceBackend
-from workspaces.types import AccessAssignment, ComputeInventory, RoleGrantSpec
+from workspaces.types import AccessAssignment, ComputeInventory
 
 Kind = Literal["stray", "missing", "revocation_not_taken", "min_nodes", "idle_time"]
 
@@ -269,50 +268,6 @@ def _settled(status: str) -> str:
     if status in (RequestStatus.APPROVED, RequestStatus.EXECUTING):
         return "fixing"  # retried by the recovery sweep (e.g. the read-back still saw it)
     return "open"
-
-
-def carry_out_fix(
-    backend: WorkspaceBackend, store: Store, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """Carry out an approved `drift` request in Azure. A revocation is done only once the
-    assignment is read back gone."""
-    operation = payload["operation"]
-    if operation == "revoke_assignment":
-        compute = payload.get("compute")
-        spec = RoleGrantSpec(
-            assignment_name=str(payload["assignment_name"]),
-            principal_object_id=str(payload["principal"]),
-            role_name=str(payload["role"]),
-            compute=str(compute or ""),
-            scope="compute" if compute else "workspace",
-            description="removed by amlbot after the drift check",
-            expires_at=datetime.fromisoformat("2000-01-01T00:00:00+00:00"),
-        )
-        backend.revoke_cluster_access(spec)
-        if backend.access_assignment_exists(spec):
-            raise TransientError(
-                f"Azure still lists assignment {spec.assignment_name} after deleting it; the "
-                f"bot deletes it again and reads it back until it is gone."
-            )
-        return {"operation": operation, "removed": spec.assignment_name, "read_back": "gone"}
-    if operation == "regrant":
-        from approvals.execution import spec_of_grant
-
-        with store.transaction() as session:
-            grant = session.get(GrantRow, int(payload["grant_id"]))
-        if grant is None or grant.status != "active":
-            raise UserError("The grant is no longer active; nothing to re-grant.")
-        receipt = backend.grant_cluster_access(
-            spec_of_grant(grant, f"amlbot grant #{grant.id}, re-granted after the drift check")
-        )
-        return {"operation": operation, "assignment_id": receipt.assignment_id}
-    if operation == "set_min_nodes":
-        backend.set_cluster_min_nodes(str(payload["compute"]), int(payload["min_nodes"]))
-        return {"operation": operation, "compute": payload["compute"]}
-    if operation == "set_idle_time":
-        backend.set_cluster_idle_time(str(payload["compute"]), int(payload["idle_seconds"]))
-        return {"operation": operation, "compute": payload["compute"]}
-    raise UserError(f"unknown drift operation {operation!r}")
 
 
 def drift_reply(text: str, ok: bool = True, request_id: int | None = None) -> Reply:

@@ -21,12 +21,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from approvals import audit, outbox
-from approvals.execution import PROPAGATION_NOTE, spec_of_grant
+from approvals.actions.access import PROPAGATION_NOTE, spec_of_grant
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
-from commands.errors import NotFoundUserError, UserError
-from workspaces.errors import TransientError, WorkspaceError
+from shared.errors import NotFoundUserError, TransientError, UserError, WorkspaceError
 
 log = logging.getLogger(__name__)
 

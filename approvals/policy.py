@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from approvals.config import Action, ClusterConfig, WorkspaceConfig
 from commands.durations import format_duration
-from commands.errors import PermissionRefusedError, UsageError
+from shared.errors import PermissionRefusedError, UsageError
 
 if TYPE_CHECKING:
     from approvals.directory import Directory

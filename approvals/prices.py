@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from approvals.claims import claim_due
 from approvals.core import Core
 from approvals.sweep_tables import PriceRow
-from workspaces.errors import WorkspaceError
+from shared.errors import WorkspaceError
 from workspaces.prices import BOOK, PriceQuote, normalise_region, normalise_sku
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow, VoteRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
-from commands.errors import NotFoundUserError, PermissionRefusedError
 from commands.models import AccessRequest
+from shared.errors import NotFoundUserError, PermissionRefusedError
 
 
 def _longest(values: list[timedelta]) -> timedelta:

@@ -40,7 +40,10 @@ from approvals.wording import (
 )
 from commands import models as m
 from commands.durations import format_duration
-from commands.errors import (
+from commands.help import help_text
+from commands.parser import parse_command
+from shared.errors import (
+    AmlbotError,
     NotFoundUserError,
     PermissionRefusedError,
     SecretRefusedError,
@@ -48,9 +51,6 @@ from commands.errors import (
     UserError,
     secret_refusal,
 )
-from commands.help import help_text
-from commands.parser import parse_command
-from workspaces.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,8 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             self.workflow.refuse_secrets(person, command)
             handler = self._handlers[type(command)]
             return handler(self, person, command, channel)
-        except SecretRefusedError as exc:  # audited by the gate that raised it
+        except AmlbotError as exc:  # a secret refused here was audited by the gate
             return Reply(text=exc.render(), ok=False)
-        except (UserError, WorkspaceError) as exc:
-            text = exc.render() if isinstance(exc, UserError) else exc.message
-            return Reply(text=text, ok=False)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("command %s by %s failed (error id %s)", command.kind, person, error_id)

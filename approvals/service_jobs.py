@@ -13,7 +13,7 @@ from approvals.wording import (
     when,
 )
 from commands import models as m
-from commands.errors import (
+from shared.errors import (
     NotFoundUserError,
     PermissionRefusedError,
     UserError,

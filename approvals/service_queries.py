@@ -18,7 +18,7 @@ from approvals.wording import (
 )
 from approvals.workflow import not_yours
 from commands import models as m
-from commands.errors import (
+from shared.errors import (
     PermissionRefusedError,
 )
 from workspaces.prices import format_price, price_for, price_note

@@ -22,8 +22,7 @@ from approvals.rules import RequestFacts, RuleOutcome, first_match
 from approvals.service_base import ServiceBase
 from approvals.spend import budget_line, month_to_date
 from approvals.tables import GrantRow
-from commands.errors import PermissionRefusedError
-from workspaces.errors import WorkspaceError
+from shared.errors import PermissionRefusedError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ class RiskCommands(ServiceBase):
                 (c for c in backend.list_computes().clusters if c.name == cluster.name), None
             )
         except WorkspaceError as exc:
-            return f"unknown: {exc.message}"
+            return f"unknown: {exc.render()}"
         return capacity_line(quota, info, nodes)
 
     def assess_access(

@@ -27,8 +27,7 @@ from approvals.grants import BOT, GrantKeeper
 from approvals.tables import GrantRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
-from commands.errors import UserError
-from workspaces.errors import WorkspaceError
+from shared.errors import UserError, WorkspaceError
 from workspaces.types import JobInfo
 
 log = logging.getLogger(__name__)

@@ -18,19 +18,20 @@ from sqlalchemy.orm import Session
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.escalation import may_decide_escalated
-from approvals.execution import Execution
+from approvals.resumption import Resumption
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
 from approvals.until_done import WorkBoundGrants
 from approvals.wording import short_ref, status_line
 from commands.durations import format_duration
-from commands.errors import PermissionRefusedError, UserError
+from shared.errors import PermissionRefusedError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class Workflow(Execution, WorkBoundGrants):
-    """The whole workflow: deciding (here), executing and keeping grants (the bases)."""
+class Workflow(Resumption, WorkBoundGrants):
+    """The whole workflow: deciding (here); carrying out, resuming and keeping grants (the
+    bases)."""
 
     # ---- opening ----------------------------------------------------------------------
 

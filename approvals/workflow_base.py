@@ -13,7 +13,7 @@ from approvals.directory import Directory
 from approvals.store import Store
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
-from commands.errors import NotFoundUserError, secret_refusal
+from shared.errors import NotFoundUserError, secret_refusal
 from shared.secrets import find_secret_in
 from workspaces.clock import Clock
 from workspaces.port import WorkspaceBackend

@@ -16,8 +16,8 @@ from approvals.rule_models import RuleAction
 from approvals.rules import RequestFacts, explain
 from commands import models as m
 from commands.durations import parse_duration
-from commands.errors import UserError
 from commands.parser import parse_command
+from shared.errors import UserError
 
 
 def policy_explain(
@@ -44,9 +44,11 @@ def policy_explain(
                 "Name one with --workspace."
             )
         age = parse_duration(last_grant_ago) if last_grant_ago else None
-    except (UserError, ValueError) as exc:
-        message = exc.render() if isinstance(exc, UserError) else str(exc)
-        print(f"Cannot explain: {message}", file=sys.stderr)
+    except UserError as exc:
+        print(f"Cannot explain: {exc.render()}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a malformed --last-grant-ago
+        print(f"Cannot explain: {exc}", file=sys.stderr)
         return 2
     try:
         if isinstance(command, m.AccessRequest):

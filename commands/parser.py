@@ -16,10 +16,10 @@ from commands.durations import (
     DurationTooLongError,
     parse_duration,
 )
-from commands.errors import UsageError, secret_refusal
 from commands.grammar import WORKSPACE_FLAG, Arg, Spec, verb_groups
 from commands.models import AnyCommand, Help
 from commands.plain_text import first_unstorable, unstorable_message
+from shared.errors import UsageError, secret_refusal
 from shared.secrets import find_secret
 from shared.values import DatastoreKind
 

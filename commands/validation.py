@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from commands.errors import UsageError, secret_refusal
+from shared.errors import UsageError, secret_refusal
 from shared.secrets import find_secret
 
 Check = Callable[[str, str], str]  # (value, field) -> normalised value

@@ -1,7 +1,7 @@
 """Recognise secrets pasted into chat: they must not be stored, logged, audited or echoed.
 
 Detection only, so every package may use it; the reply to a person is
-`commands.errors.secret_refusal`."""
+`shared.errors.secret_refusal`."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from approvals.execution import assignment_name, job_name
+from approvals.actions.access import assignment_name
+from approvals.actions.job import job_name
 from approvals.tables import GrantRow, RequestRow
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import (

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces import local_access, local_jobs
 from workspaces.clock import Clock
-from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local_access import RoleAssignment
 from workspaces.local_quota import simulated_quota
 from workspaces.local_seed import seed_workspace

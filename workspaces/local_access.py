@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workspaces.errors import ConflictError, NotFoundError
+from shared.errors import ConflictError, NotFoundError
 from workspaces.local_tables import SimRoleAssignmentRow
 from workspaces.types import GrantReceipt, RoleGrantSpec
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
+from shared.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local_tables import SimClusterRow, SimInstanceRow, SimJobRow
 from workspaces.local_timeline import (
     ClusterShape,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.errors import WorkspaceError
 from shared.secrets import find_secret
 from shared.values import DatastoreKind
 
@@ -315,8 +316,6 @@ IDLE_SHUTDOWN_MAX_MINUTES = 3 * 24 * 60
 
 def check_idle_shutdown_minutes(name: str, minutes: int) -> None:
     """Raise `WorkspaceError` naming the instance and the range Azure allows."""
-    from workspaces.errors import WorkspaceError
-
     if not IDLE_SHUTDOWN_MIN_MINUTES <= minutes <= IDLE_SHUTDOWN_MAX_MINUTES:
         raise WorkspaceError(
             f"The idle shutdown of compute instance {name} must be between "

@@ -23,7 +23,7 @@ from approvals.config import AppConfig, WorkspaceConfig
 from approvals.core import Core
 from approvals.following.jobs import record_job_status, status_rank
 from approvals.tables import JobRow
-from workspaces.errors import WorkspaceError
+from shared.errors import WorkspaceError
 from workspaces.types import JobInfo, JobStatus
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from approvals.spend import job_end_line
 from approvals.sweep_tables import JobNoticeRow
 from approvals.tables import JobRow, JobWatcherRow
 from commands.durations import format_duration
-from workspaces.errors import NotFoundError, WorkspaceError
+from shared.errors import NotFoundError, WorkspaceError
 from workspaces.types import JobInfo, JobOutcome, JobStatus
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,7 @@ from approvals.wording import short_ref, when
 from approvals.workflow import Workflow
 from commands import models as m
 from commands.durations import format_duration
-from commands.errors import NotFoundUserError, PermissionRefusedError, UserError
-from workspaces.errors import WorkspaceError
+from shared.errors import AmlbotError, NotFoundUserError, PermissionRefusedError, UserError
 
 ComputeOperation = Literal["stop_instance", "set_min_nodes", "set_idle_time", "set_idle_shutdown"]
 # Which of an item's buttons was clicked: its main fix, or an instance's idle shutdown.
@@ -95,8 +94,8 @@ def request_compute_change(
             "asked from the idle-compute alert",
             decision.approvals_needed,
         )
-    except (UserError, WorkspaceError) as exc:
-        return Reply(text=exc.render() if isinstance(exc, UserError) else exc.message, ok=False)
+    except AmlbotError as exc:
+        return Reply(text=exc.render(), ok=False)
     leads = ", ".join(lead for lead in ws.team_leads if lead != person)
     return Reply(
         text=(

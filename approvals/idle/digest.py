@@ -25,8 +25,8 @@ from approvals.sweep_tables import ComputeAlertRow, IdleDigestRow, IdleItemRow
 from approvals.tables import JobRow
 from approvals.wording import when
 from approvals.workflow_base import BackendFor
+from shared.errors import WorkspaceError
 from workspaces.clock import Clock
-from workspaces.errors import WorkspaceError
 from workspaces.prices import format_price
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from approvals.actions.access import spec_of_grant
 from approvals.drift import DRIFT_REPORT
-from approvals.execution import spec_of_grant
 from approvals.scheduled import run_due
 from approvals.tables import AuditRow, DriftFindingRow, GrantRow
 from bot.wiring import Core

@@ -23,8 +23,8 @@ from approvals.scheduled import run_due
 from approvals.states import RequestStatus, transition
 from approvals.tables import GrantRow, JobRow, OutboxRow, RequestRow
 from bot.wiring import Core
+from shared.errors import TransientError
 from workspaces.clock import ManualClock
-from workspaces.errors import TransientError
 from workspaces.local import LocalWorkspace
 from workspaces.port import WorkspaceBackend
 from workspaces.types import (

@@ -14,8 +14,8 @@ from approvals.grants import RETRY_LEASE, REVOKE_LEASE
 from approvals.reminders import warn_expiring_grants
 from approvals.tables import AuditRow, GrantRow, OutboxRow
 from bot.wiring import Core
+from shared.errors import TransientError
 from workspaces.clock import ManualClock
-from workspaces.errors import TransientError
 from workspaces.local import LocalWorkspace
 from workspaces.port import WorkspaceBackend
 from workspaces.types import GrantReceipt, RoleGrantSpec

@@ -11,7 +11,7 @@ from approvals.states import RequestStatus
 from approvals.tables import AuditRow, OutboxRow, RequestRow
 from bot.wiring import Core
 from commands import models as m
-from commands.errors import SecretRefusedError
+from shared.errors import SecretRefusedError
 
 ACCOUNT_KEY = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # 86 base64 characters and "=="
 SLACK_TOKEN = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import NotFoundError, WorkspaceError
 from tests.azure.conftest import ALICE_OBJECT_ID
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.computes import iso_duration_seconds
-from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import AzureCoordinates, Priority
 
 

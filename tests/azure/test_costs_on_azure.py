@@ -10,12 +10,12 @@ import yaml
 
 from approvals.config import AppConfig
 from bot.wiring import Core
+from shared.errors import WorkspaceError
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
 from tests.paths import RULES_CONFIG
 from workspaces.azure import make_azure_workspace
 from workspaces.azure.backend import AzureWorkspace
-from workspaces.errors import WorkspaceError
 from workspaces.types import AzureCoordinates
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import ConflictError, NotFoundError, WorkspaceError
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
-from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.types import AzureCoordinates, DatastoreKind, DatastoreSpec
 
 SECRET = "c2VjcmV0LWFjY291bnQta2V5LW5ldmVyLXNob3du=="

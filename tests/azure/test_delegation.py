@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.errors import PermissionDeniedError
 from tests.azure.test_online_check import workspace_config
 from tests.azure.test_rbac import grant_spec
 from tests.fakes.azure_arm import FakeAzure
@@ -14,7 +15,6 @@ from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from tests.fakes.azure_credential import FakeCredential
 from workspaces.azure import check_workspace_online, delegation
 from workspaces.azure.backend import AzureWorkspace
-from workspaces.errors import PermissionDeniedError
 from workspaces.types import AzureCoordinates
 
 ROOT = Path(__file__).resolve().parents[2]

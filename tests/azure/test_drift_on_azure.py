@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from approvals.tables import DriftFindingRow, GrantRow
 from bot.wiring import Core
+from shared.errors import PermissionDeniedError
 from tests.azure.test_core_scenario import azure_core as azure_core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from workspaces.clock import ManualClock
-from workspaces.errors import PermissionDeniedError
 from workspaces.types import AzureCoordinates
 
 CAROL = "33333333-3333-4333-8333-333333333333"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.values import DatastoreKind
-from tests.fakes.azure_arm import FakeAzure
-from workspaces.azure.backend import AzureWorkspace
-from workspaces.errors import (
+from shared.errors import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
     TransientError,
 )
+from shared.values import DatastoreKind
+from tests.fakes.azure_arm import FakeAzure
+from workspaces.azure.backend import AzureWorkspace
 from workspaces.types import AzureCoordinates, DatastoreSpec, JobSpec
 
 

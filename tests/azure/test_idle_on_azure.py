@@ -17,12 +17,12 @@ from approvals.idle.digest import digest_items, sweep_idle
 from approvals.notice_kinds import IDLE_DIGEST
 from bot.slack.views.notices import IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION, idle_digest_message
 from bot.wiring import Core
+from shared.errors import WorkspaceError
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
 from tests.notify.conftest import notices
 from workspaces.azure import make_azure_workspace
 from workspaces.clock import ManualClock
-from workspaces.errors import WorkspaceError
 from workspaces.prices import BOOK, PriceQuote
 from workspaces.types import AzureCoordinates
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.errors import NotFoundError, WorkspaceError
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.jobs import normalise_environment
-from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import AzureCoordinates, JobSpec, JobStatus
 
 REQUEST_TAGS = {"amlbot": "true", "amlbot-request": "42", "amlbot-requester": "U0ALICE01"}

@@ -4,9 +4,9 @@ fake's `vmSizes` and `usages` in their documented shapes, with the shipped role.
 from __future__ import annotations
 
 from approvals.capacity import capacity_line, free_nodes
+from shared.errors import WorkspaceError
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
-from workspaces.errors import WorkspaceError
 
 
 def test_quota_of_a_gpu_size_counts_the_familys_cores(

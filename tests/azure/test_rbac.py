@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.errors import NotFoundError, PermissionDeniedError, QuotaError
 from tests.azure.conftest import ALICE_EMAIL, ALICE_OBJECT_ID
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_state import BUILTIN_ROLES
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.rbac import extension_request_name
-from workspaces.errors import NotFoundError, PermissionDeniedError, QuotaError
 from workspaces.types import AzureCoordinates, RoleGrantSpec
 
 ASSIGNMENT = "0b7d3c1e-6f1a-5d2b-9c3e-1a2b3c4d5e6f"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.errors import PermissionDeniedError
 from tests.azure.test_jobs import job_spec
 from tests.fakes.azure_arm import FakeAzure
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.online import PIM_ACTIONS, REQUIRED_ACTIONS
-from workspaces.errors import PermissionDeniedError
 from workspaces.types import JobStatus
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from approvals.tables import GrantRow
 from bot.wiring import Core
+from shared.errors import PermissionDeniedError
 from tests.azure.test_core_scenario import ALICE
 from tests.azure.test_core_scenario import azure_core as azure_core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_arm_ml import add_job_submitted_by
 from workspaces.clock import ManualClock
-from workspaces.errors import PermissionDeniedError
 from workspaces.types import AzureCoordinates
 
 ASK = '/aml access request gpu-cluster --until-done --for 8h --reason "fine-tune BERT"'

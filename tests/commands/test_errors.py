@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from commands import models as m
-from commands.errors import UsageError
 from commands.parser import parse_command
+from shared.errors import UsageError
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 JOB = f"job submit --compute c1 --environment {ENV} --command x"

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands import models as m
-from commands.errors import UserError
 from commands.grammar import SPECS, WORKSPACE_FLAG, Spec
 from commands.parser import parse_command
+from shared.errors import UserError
 
 VERBS = [spec.path for spec in SPECS]
 FLAGS = sorted(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from commands.errors import SecretRefusedError, secret_refusal
 from commands.parser import parse_command
+from shared.errors import SecretRefusedError, secret_refusal
 from shared.secrets import find_secret
 
 ACCOUNT_KEY = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # 86 base64 characters and "=="

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from commands import validation as v
-from commands.errors import SecretRefusedError, UsageError
+from shared.errors import SecretRefusedError, UsageError
 
 Check = Callable[[str, str], str]
 

@@ -15,7 +15,7 @@ from approvals.scheduled import run_due, run_startup
 from approvals.tables import GrantRow, RequestRow
 from bot.scheduler import NotificationScheduler
 from bot.wiring import Core
-from commands.errors import PermissionRefusedError
+from shared.errors import PermissionRefusedError
 from tests.notify.conftest import notices, replica_of
 from workspaces.clock import ManualClock
 from workspaces.local import LocalWorkspace

@@ -11,6 +11,7 @@ import pytest
 from approvals.following.jobs import follow_jobs, record_job_status
 from approvals.tables import JobRow
 from bot.wiring import Core
+from shared.errors import TransientError
 from tests.notify.conftest import (
     CountingBackend,
     job_notices,
@@ -19,7 +20,6 @@ from tests.notify.conftest import (
     submit_job,
 )
 from workspaces.clock import ManualClock
-from workspaces.errors import TransientError
 from workspaces.port import WorkspaceBackend
 from workspaces.types import JobInfo, JobOutcome, JobStatus
 

@@ -18,10 +18,10 @@ from approvals.prices import load_cached_prices, refresh_if_due, refresh_prices
 from approvals.sweep_tables import PriceRow
 from bot.cli import main
 from bot.wiring import Core, build_core
+from shared.errors import WorkspaceError
 from tests.fakes.retail_prices import FakeRetailPrices, meter, meters_for
 from workspaces.azure.retail_prices import fetch_vm_prices, price_filter, retail_fetch
 from workspaces.clock import ManualClock
-from workspaces.errors import WorkspaceError
 from workspaces.prices import BOOK, parse_snapshot, price_for, shipped_snapshot
 
 TODAY = date(2026, 1, 5)

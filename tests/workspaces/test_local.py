@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from shared.errors import ConflictError, NotFoundError, WorkspaceError
 from shared.values import DatastoreKind
 from workspaces.clock import ManualClock
-from workspaces.errors import ConflictError, NotFoundError, WorkspaceError
 from workspaces.local import LocalWorkspace
 from workspaces.port import WorkspaceBackend
 from workspaces.types import (

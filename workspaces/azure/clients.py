@@ -37,11 +37,11 @@ from azure.core.pipeline.policies import (
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
+from shared.errors import WorkspaceError
 from workspaces.azure.cloud import CloudEndpoints
 from workspaces.azure.errors import redact
 from workspaces.azure.retry import BoundedRetryPolicy
 from workspaces.azure.telemetry import AzureCallPolicy
-from workspaces.errors import WorkspaceError
 from workspaces.types import AzureCoordinates
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import NotFoundError, WorkspaceError
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import translated
-from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import (
     ClusterInfo,
     ComputeInventory,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import WorkspaceError
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import translated
-from workspaces.errors import WorkspaceError
 from workspaces.types import SpendToDate
 
 COST_MANAGEMENT_API_VERSION = "2023-11-01"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from shared.errors import ConflictError, WorkspaceError
 from shared.values import DatastoreKind
 from workspaces.azure.clients import RestClient, WorkspaceClients
 from workspaces.azure.errors import translated
-from workspaces.errors import ConflictError, WorkspaceError
 from workspaces.types import DatastoreInfo, DatastoreSpec
 
 KEY_VAULT_API_VERSION = "7.4"

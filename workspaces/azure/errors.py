@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from workspaces.azure.retry import RetryAfterTooLong
-from workspaces.errors import (
+from shared.errors import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
@@ -21,6 +20,7 @@ from workspaces.errors import (
     TransientError,
     WorkspaceError,
 )
+from workspaces.azure.retry import RetryAfterTooLong
 
 log = logging.getLogger(__name__)
 

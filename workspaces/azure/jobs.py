@@ -12,9 +12,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.errors import NotFoundError, WorkspaceError
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import translated
-from workspaces.errors import NotFoundError, WorkspaceError
 from workspaces.types import JobInfo, JobSpec, JobStatus
 
 BOT_TAG = "amlbot"

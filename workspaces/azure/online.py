@@ -8,11 +8,11 @@ import fnmatch
 import json
 from typing import Any
 
+from shared.errors import WorkspaceError
 from workspaces.azure import delegation
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.azure.errors import translated
 from workspaces.azure.settings import AzureWorkspaceSettings
-from workspaces.errors import WorkspaceError
 
 ML = "Microsoft.MachineLearningServices/workspaces"
 PERMISSIONS_API_VERSION = "2022-04-01"

@@ -13,9 +13,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import NotFoundError, PermissionDeniedError, WorkspaceError
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import azure_error_parts, translated
-from workspaces.errors import NotFoundError, PermissionDeniedError, WorkspaceError
 from workspaces.types import AccessAssignment, GrantReceipt, RoleGrantSpec
 
 _GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)

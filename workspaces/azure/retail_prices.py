@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-from workspaces.errors import WorkspaceError
+from shared.errors import WorkspaceError
 from workspaces.prices import PriceQuote, normalise_region, normalise_sku
 
 RETAIL_PRICES_URL = "https://prices.azure.com/api/retail/prices"

@@ -43,9 +43,9 @@ from urllib.parse import quote
 
 from azure.core.rest import HttpRequest
 
+from shared.errors import TransientError, WorkspaceError
 from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.errors import translated
-from workspaces.errors import TransientError, WorkspaceError
 from workspaces.types import AzureCoordinates, JobOutcome, JobStatus
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from bot.slack.telling import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal
 from commands import models as m
-from commands.errors import UserError, secret_refusal
 from commands.plain_text import first_unstorable, unstorable_message
+from shared.errors import UserError, secret_refusal
 from shared.secrets import find_secret
 
 NOT_OURS = "That button does not belong to a request amlbot knows; nothing was done."
@@ -144,7 +144,7 @@ def register(app: AsyncApp, edge: SlackEdge) -> None:
             if secret is None
             else {
                 "response_action": "errors",
-                "errors": {"reason": secret_refusal(secret).message[:150]},
+                "errors": {"reason": secret_refusal(secret).render()[:150]},
             }
         )
         await edge.accept_then_ack(deny_job, ack, body, context, request, **errors)

@@ -26,10 +26,9 @@ from bot.slack.edge import Delivery, SlackEdge
 from bot.slack.telling import metadata, tell
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from bot.slack.views.modals import ClusterChoice, datastore_modal, job_modal, message_modal
-from commands.errors import UserError, secret_refusal
 from commands.parser import parse_command
+from shared.errors import UserError, WorkspaceError, secret_refusal
 from shared.secrets import find_secret
-from workspaces.errors import WorkspaceError
 from workspaces.prices import format_price, hourly_price
 from workspaces.types import Priority
 
@@ -100,7 +99,7 @@ def field_errors(callback_id: str, view: dict[str, Any], workspace: str) -> dict
     for block_id, value in values.items():
         kind = find_secret(value)
         if kind is not None:
-            return {block_id: secret_refusal(kind).message[:150]}
+            return {block_id: secret_refusal(kind).render()[:150]}
     try:
         parse_command(COMMAND_OF[callback_id](values, workspace))
     except UserError as exc:
@@ -167,7 +166,7 @@ def open_form(
     try:
         form_view = _form_view(edge, form, ws, private)
     except WorkspaceError as exc:
-        form_view = message_modal(title, f"Could not read the workspace: {exc.message}")
+        form_view = message_modal(title, f"Could not read the workspace: {exc.render()}")
     edge.client.views_update(view_id=view["id"], hash=view.get("hash"), view=form_view)
 
 

@@ -26,7 +26,7 @@ from bot.slack.views.notices import (
     SNOOZE_PREFIX,
     idle_digest_message,
 )
-from commands.errors import UserError
+from shared.errors import UserError
 
 UNKNOWN_BUTTON = "That button does not belong to anything amlbot knows; nothing was done."
 
