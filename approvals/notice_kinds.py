@@ -13,6 +13,33 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from approvals import outbox
+from approvals.tables import GrantRow
+
 GRANT_EXPIRING = "grant.expiring"
 IDLE_DIGEST = "idle.digest"
 REQUEST_REMINDER = "request.reminder"
+
+
+def queue_grant_expiring(session: Session, grant: GrantRow, text: str, now: datetime) -> None:
+    """Warn `grant`'s holder that it ends soon (with an Extend button): once per grant, since
+    both the plain expiry warning and the work-bound one may want to."""
+    outbox.enqueue(
+        session,
+        GRANT_EXPIRING,
+        {
+            "grant_id": grant.id,
+            "person": grant.grantee,
+            "workspace": grant.workspace,
+            "cluster": grant.cluster,
+            "expires_at": grant.expires_at.isoformat(),
+            "request_id": grant.request_id,
+            "text": text,
+        },
+        now=now,
+        dedupe_key=f"grant-expiring:{grant.id}",
+    )

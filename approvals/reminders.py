@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from approvals import outbox
 from approvals.core import Core
-from approvals.notice_kinds import GRANT_EXPIRING, REQUEST_REMINDER
+from approvals.notice_kinds import REQUEST_REMINDER, queue_grant_expiring
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, RequestRow, VoteRow
 from approvals.wording import short_ref, when
@@ -68,21 +68,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
                 f"{format_duration(grant.expires_at - now)}. Need longer? Extend asks a team "
                 f"lead for another {format_duration(grant.expires_at - grant.granted_at)}."
             )
-            outbox.enqueue(
-                session,
-                GRANT_EXPIRING,
-                {
-                    "grant_id": grant.id,
-                    "person": grant.grantee,
-                    "workspace": grant.workspace,
-                    "cluster": grant.cluster,
-                    "expires_at": grant.expires_at.isoformat(),
-                    "request_id": grant.request_id,
-                    "text": text,
-                },
-                now=now,
-                dedupe_key=f"grant-expiring:{grant.id}",
-            )
+            queue_grant_expiring(session, grant, text, now)
             warned.append(grant.id)
     return warned
 

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from approvals import outbox
 from approvals.grants import BOT, GrantKeeper
+from approvals.notice_kinds import queue_grant_expiring
 from approvals.tables import GrantRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
@@ -31,10 +31,6 @@ from shared.errors import UserError, WorkspaceError
 from workspaces.types import JobInfo
 
 log = logging.getLogger(__name__)
-
-# The outbox kind of the warning before a grant ends (rendered with an Extend button);
-# the same kind the plain expiry warning uses.
-GRANT_EXPIRING = "grant.expiring"
 
 WORK_DONE = "work_done"
 TIME_LIMIT = "time_limit"
@@ -154,21 +150,7 @@ class WorkBoundGrants(GrantKeeper):
                 f"{format_duration(grant.expires_at - grant.granted_at)}; the access still "
                 f"ends with your work."
             )
-            outbox.enqueue(
-                session,
-                GRANT_EXPIRING,
-                {
-                    "grant_id": grant.id,
-                    "person": grant.grantee,
-                    "workspace": grant.workspace,
-                    "cluster": grant.cluster,
-                    "expires_at": grant.expires_at.isoformat(),
-                    "request_id": grant.request_id,
-                    "text": text,
-                },
-                now=now,
-                dedupe_key=f"grant-expiring:{grant.id}",
-            )
+            queue_grant_expiring(session, grant, text, now)
         return True
 
 
