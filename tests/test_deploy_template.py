@@ -3,7 +3,8 @@
 Checked for structure (Azure itself is not reached): resources, types, apiVersions, the
 custom role's actions against `deploy/azure-custom-role.json`, the federated credential
 for workload identity, and the condition on each workspace assignment, evaluated with its
-default parameters and read back as `check-config --online` reads it.
+default parameters and read back as `check-config --online` reads it; and the small
+quota-and-cost reader role, assigned at the subscription by a nested deployment.
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ def evaluated_condition(role_ids: list[str]) -> str:
     return found["text"].replace("''", "'").format(", ".join(role_ids))
 
 
-def test_it_is_an_arm_template_of_the_four_resources_at_stable_api_versions() -> None:
+QUOTA_AND_COST_ACTIONS = [
+    "Microsoft.MachineLearningServices/locations/vmsizes/read",
+    "Microsoft.MachineLearningServices/locations/usages/read",
+    "Microsoft.CostManagement/query/action",
+]
+IDENTITY_ID = (
+    "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', parameters('identityName'))]"
+)
+
+
+def test_it_is_an_arm_template_of_five_resources_at_stable_api_versions() -> None:
     assert TEMPLATE["$schema"].endswith("/2019-04-01/deploymentTemplate.json#")
     assert sorted((r["type"], r["apiVersion"]) for r in TEMPLATE["resources"]) == [
         ("Microsoft.Authorization/roleAssignments", "2022-04-01"),
@@ -47,6 +58,7 @@ def test_it_is_an_arm_template_of_the_four_resources_at_stable_api_versions() ->
             "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
             "2023-01-31",
         ),
+        ("Microsoft.Resources/deployments", "2022-09-01"),
     ]
 
 
@@ -101,3 +113,75 @@ def test_the_identity_is_federated_with_the_kubernetes_service_account() -> None
     assert TEMPLATE["parameters"]["serviceAccountName"]["defaultValue"] == "amlbot"
     kubernetes = (ROOT / "deploy" / "kubernetes" / "base" / "amlbot.yml").read_text()
     assert "serviceAccountName: amlbot" in kubernetes
+
+
+def subscription_deployment() -> dict[str, Any]:
+    return resource("Microsoft.Resources/deployments")
+
+
+def inner_resource(kind: str) -> dict[str, Any]:
+    [found] = [
+        r
+        for r in subscription_deployment()["properties"]["template"]["resources"]
+        if r["type"] == kind
+    ]
+    return found
+
+
+def test_the_quota_and_cost_reader_is_deployed_at_the_subscription_unless_turned_off() -> None:
+    deployment = subscription_deployment()
+    props = deployment["properties"]
+
+    # A nested deployment with `subscriptionId` and `location` (and no `resourceGroup`)
+    # deploys at the subscription; its template is a subscription deployment template.
+    assert deployment["subscriptionId"] == "[subscription().subscriptionId]"
+    assert "resourceGroup" not in deployment
+    assert deployment["location"] == "[parameters('location')]"
+    assert props["template"]["$schema"].endswith("/2018-05-01/subscriptionDeploymentTemplate.json#")
+    assert props["expressionEvaluationOptions"] == {"scope": "inner"}
+    assert deployment["condition"] == "[parameters('assignQuotaAndCostReader')]"
+    parameter = TEMPLATE["parameters"]["assignQuotaAndCostReader"]
+    assert parameter["type"] == "bool"
+    assert parameter["defaultValue"] is True
+    assert IDENTITY_ID in deployment["dependsOn"]
+
+
+def test_the_quota_and_cost_reader_holds_exactly_the_three_reads_above_the_workspace() -> None:
+    definition = inner_resource("Microsoft.Authorization/roleDefinitions")
+    props = definition["properties"]
+    [permissions] = props["permissions"]
+
+    assert permissions["actions"] == QUOTA_AND_COST_ACTIONS
+    assert permissions["notActions"] == permissions["dataActions"] == []
+    assert permissions["notDataActions"] == []
+    assert props["type"] == "CustomRole"
+    assert props["assignableScopes"] == ["[subscription().id]"]
+    assert props["roleName"] == "[parameters('roleName')]"
+    passed = subscription_deployment()["properties"]["parameters"]["roleName"]["value"]
+    assert passed == "[variables('quotaCostRoleName')]"
+    assert TEMPLATE["variables"]["quotaCostRoleName"] == "amlbot quota and cost reader"
+    # The operator role the bot checks for (and the fake enforces) also lists them.
+    assert set(QUOTA_AND_COST_ACTIONS) <= set(ROLE["Actions"])
+
+
+def test_the_quota_and_cost_reader_is_assigned_to_the_bots_identity_at_the_subscription() -> None:
+    assignment = inner_resource("Microsoft.Authorization/roleAssignments")
+    props = assignment["properties"]
+    definition = inner_resource("Microsoft.Authorization/roleDefinitions")
+    role_id = (
+        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+        f"{definition['name'][1:-1]})]"
+    )
+    passed = subscription_deployment()["properties"]["parameters"]
+
+    # No `scope`: a resource of a subscription deployment is at the subscription.
+    assert "scope" not in assignment
+    assert props["roleDefinitionId"] == role_id
+    assert role_id in assignment["dependsOn"]
+    assert props["principalType"] == "ServicePrincipal"
+    assert props["principalId"] == "[parameters('principalId')]"
+    assert passed["principalId"]["value"] == (
+        f"[reference({IDENTITY_ID[1:-1]}, '2023-01-31').principalId]"
+    )
+    assert "condition" not in props
+    assert "subscription().id" in assignment["name"]
