@@ -91,7 +91,7 @@ class IdleItemRow(Base):
 class PriceRow(Base):
     """An hourly VM price fetched from the Azure Retail Prices API, with the day it was
     fetched. The daily refresh (`approvals/prices.py`) replaces rows; every replica loads
-    them into `workspaces.prices.BOOK`. Migration `0007` creates the table."""
+    them into `workspaces.prices.BOOK`. Migration `0008` creates the table."""
 
     __tablename__ = "vm_prices"
 
