@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    JSON,
     Integer,
     String,
     and_,
@@ -96,58 +95,19 @@ def accept(
     claimed_by: str | None = None,
     lease: timedelta = LEASE,
 ) -> int | None:
-    """Keep one inbound item: its id, or None when an item with this key was already
-    accepted.
+    """Keep one inbound item in the caller's transaction: its id, or None when an item with
+    this key was already accepted. `accept_many` for one arrival (the acks use it in
+    batches through `InboxWriter`; the Event Grid webhook one at a time).
 
     With `claimed_by`, the item is accepted already claimed by that holder (the edge, for
     what must happen within Slack's 3-second trigger window): no worker takes it unless the
     holder dies and its lease runs out.
-
-    One statement (on PostgreSQL the insert and its NOTIFY together): it runs before every
-    ack, where each round trip to the database is felt.
     """
-    claimed = claimed_by is not None
-    values = {
-        "delivery_key": delivery_key[:255],
-        "handler": handler[:64],
-        "payload": payload,
-        "status": (InboxStatus.RUNNING if claimed else InboxStatus.PENDING).value,
-        "attempts": 1 if claimed else 0,
-        "received_at": now,
-        "available_at": now,
-        "claimed_by": claimed_by[:64] if claimed_by else None,
-        "lease_until": now + lease if claimed else None,
-    }
-    postgres = _dialect(connection) == "postgresql"
-    statement = _ACCEPT_POSTGRES if postgres and not claimed else _ACCEPT
-    kept = connection.execute(statement, values).first()
-    return int(kept[0]) if kept is not None else None
-
-
-_COLUMNS = (
-    "delivery_key, handler, payload, status, attempts, received_at, available_at, "
-    "claimed_by, lease_until"
-)
-_VALUES = (
-    ":delivery_key, :handler, :payload, :status, :attempts, :received_at, :available_at, "
-    ":claimed_by, :lease_until"
-)
-_TYPES = (
-    bindparam("payload", type_=JSON()),
-    bindparam("received_at", type_=UTCDateTime()),
-    bindparam("available_at", type_=UTCDateTime()),
-    bindparam("lease_until", type_=UTCDateTime()),
-)
-_ACCEPT = text(
-    f"INSERT INTO inbox ({_COLUMNS}) VALUES ({_VALUES}) "
-    "ON CONFLICT (delivery_key) DO NOTHING RETURNING id"
-).bindparams(*_TYPES)
-# The NOTIFY is delivered at commit, and only if the insert commits; only for a new row.
-_ACCEPT_POSTGRES = text(
-    f"WITH kept AS (INSERT INTO inbox ({_COLUMNS}) VALUES ({_VALUES}) "
-    "ON CONFLICT (delivery_key) DO NOTHING RETURNING id) "
-    f"SELECT id, pg_notify('{NOTIFY_CHANNEL}', '') FROM kept"
-).bindparams(*_TYPES)
+    bound = connection.connection() if isinstance(connection, Session) else connection
+    [kept] = accept_many(
+        bound, [Arrival(delivery_key, handler, payload, claimed_by)], now, lease=lease
+    )
+    return kept
 
 
 @dataclass(frozen=True)
@@ -318,12 +278,6 @@ def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) ->
         resolve(item_id, error)
     except Exception:
         log.exception("telling an ack its inbox write ended failed")
-
-
-def _dialect(connection: Session | Connection) -> str:
-    if isinstance(connection, Connection):
-        return connection.dialect.name
-    return connection.get_bind().dialect.name
 
 
 def _claimable(now: datetime | BindParameter[datetime]) -> Any:
