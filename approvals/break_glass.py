@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
+from approvals.payloads import AccessPayload, ReviewPayload
 from approvals.states import RequestStatus
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
@@ -68,11 +69,9 @@ class BreakGlass(Workflow):
         access request (carried out) and the review request (pending)."""
         self.refuse_secrets(person, reason)
         now = self.clock.now()
-        payload = {
-            "cluster": cluster,
-            "duration_seconds": duration.total_seconds(),
-            "emergency": True,
-        }
+        payload = AccessPayload(
+            cluster=cluster, duration_seconds=duration.total_seconds(), emergency=True
+        )
         summary = f"break-glass access to {cluster} for {format_duration(duration)}"
         with self.store.transaction() as session:
             access = record_request(
@@ -102,7 +101,11 @@ class BreakGlass(Workflow):
                     workspace=ws.name,
                     action="review",
                     requester=person,
-                    payload={**payload, "reviews": access.id},
+                    payload=ReviewPayload(
+                        reviews=access.id,
+                        cluster=cluster,
+                        duration_seconds=duration.total_seconds(),
+                    ),
                     summary=f"review of {summary} ({short_ref(access.id)})",
                     reason=reason,
                     status=RequestStatus.PENDING.value,
@@ -117,7 +120,7 @@ class BreakGlass(Workflow):
             session.execute(
                 update(RequestRow)
                 .where(RequestRow.id == access.id)
-                .values(payload={**payload, "review_request": review.id})
+                .values(payload=payload.model_copy(update={"review_request": review.id}))
                 .execution_options(synchronize_session=False)
             )
             outbox.enqueue(session, outbox.REQUEST_OPENED, {"request_id": review.id}, now=now)
@@ -143,11 +146,11 @@ class BreakGlass(Workflow):
 
     def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
         row = super().deny(request_id, actor, reason)
-        if row.action == "review":
-            self.deny_review(row, actor)
+        if isinstance(row.payload, ReviewPayload):
+            self.deny_review(row, row.payload, actor)
         return row
 
-    def deny_review(self, review: RequestRow, actor: str) -> None:
+    def deny_review(self, review: RequestRow, reviewed: ReviewPayload, actor: str) -> None:
         """A review denied: the emergency was not justified, so the access it gave ends now
         (if it has not already)."""
         from sqlalchemy import select
@@ -156,7 +159,7 @@ class BreakGlass(Workflow):
 
         with self.store.transaction() as session:
             grant = session.scalars(
-                select(GrantRow).where(GrantRow.request_id == int(review.payload["reviews"]))
+                select(GrantRow).where(GrantRow.request_id == reviewed.reviews)
             ).first()
             audit.record(
                 session,

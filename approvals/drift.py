@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 
 from approvals import outbox
 from approvals.config import WorkspaceConfig
+from approvals.payloads import DriftPayload
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.store import Store
@@ -205,7 +206,7 @@ def findings_of(store: Store, ids: list[int]) -> list[DriftFindingRow]:
 
 def fix_request(
     store: Store, ws: WorkspaceConfig, finding_id: int, person: str
-) -> tuple[DriftFindingRow, dict[str, Any], str]:
+) -> tuple[DriftFindingRow, DriftPayload, str]:
     """Claim a finding for `person` (a lead) and say what request fixes it: the payload of
     a `drift` request and its summary. Raises a `UserError` a person can act on."""
     if person not in ws.team_leads:
@@ -231,23 +232,43 @@ def fix_request(
             )
         session.refresh(finding)
         detail = dict(finding.detail)
-        payload: dict[str, Any] = {"finding_id": finding.id, "kind": finding.kind, **detail}
+        # What every fix names: the finding, as found.
+        found: dict[str, Any] = {
+            "finding_id": finding.id,
+            "kind": finding.kind,
+            "compute": finding.compute,
+        }
         if finding.kind in ("stray", "revocation_not_taken"):
-            payload["operation"] = "revoke_assignment"
+            payload = DriftPayload(
+                operation="revoke_assignment",
+                assignment_name=detail["assignment_name"],
+                principal=detail["principal"],
+                role=detail["role"],
+                grant_id=detail.get("grant_id"),
+                **found,
+            )
             summary = f"revoke assignment {detail['assignment_name']} found by the drift check"
         elif finding.kind == "missing":
             grant = session.get(GrantRow, int(detail["grant_id"]))
             if grant is None:
                 raise NotFoundUserError(f"Grant {short_ref(int(detail['grant_id']))} is gone.")
-            payload["operation"] = "regrant"
+            payload = DriftPayload(
+                operation="regrant",
+                grant_id=grant.id,
+                assignment_name=detail["assignment_name"],
+                **found,
+            )
             summary = f"re-grant {grant.grantee} on {grant.cluster} (drift check)"
         elif finding.kind == "min_nodes":
-            payload |= {"operation": "set_min_nodes", "min_nodes": detail["configured"]}
+            payload = DriftPayload(
+                operation="set_min_nodes", min_nodes=detail["configured"], **found
+            )
             summary = f"set minimum nodes of {finding.compute} back to {detail['configured']}"
         else:
-            payload |= {"operation": "set_idle_time", "idle_seconds": detail["configured"]}
+            payload = DriftPayload(
+                operation="set_idle_time", idle_seconds=detail["configured"], **found
+            )
             summary = f"set idle time of {finding.compute} back to {detail['configured']} s"
-        payload["compute"] = finding.compute
         return finding, payload, summary
 
 

@@ -72,9 +72,6 @@ class RuleOutcome:
             who = f"two members of group `{self.rule.approvers}`"
         return f"needs {who}: {self.why} ({name})"
 
-    def as_payload(self) -> dict[str, str]:
-        return {"name": self.rule.name, "decide": self.rule.decide, "headline": self.headline()}
-
 
 def _check(when: RuleWhen, facts: RequestFacts) -> tuple[bool, list[str]]:
     """(all hold, the reasons): on a miss, the reasons are the one condition that failed."""

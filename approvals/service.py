@@ -18,6 +18,7 @@ from approvals.config_access import until_done_limit
 from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.idle.actions import request_compute_change
 from approvals.idle.digest import idle_report
+from approvals.payloads import AccessPayload, DatastorePayload, JobPayload, rule_of
 from approvals.policy import (
     access_duration,
     decide_access,
@@ -136,7 +137,11 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
                 f"You already have access to `{cluster.name}` until {when(existing.expires_at)} "
                 f"(grant {short_ref(existing.id)})."
             )
-        pending = self._pending_like(person, ws.name, "access", "cluster", cluster.name)
+        pending = self._pending_like(
+            person,
+            ws.name,
+            lambda asked: isinstance(asked, AccessPayload) and asked.cluster == cluster.name,
+        )
         if pending is not None:
             raise UserError(
                 f"You already asked for `{cluster.name}`: request {short_ref(pending)} is waiting "
@@ -147,27 +152,26 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             decision = self.rule_decision(ws, person, assessment.outcome)
         else:
             decision = decide_access(ws, person)
-        payload: dict[str, Any] = {
-            "cluster": cluster.name,
-            "duration_seconds": duration.total_seconds(),
-            **assessment.payload(ws),
-        }
         summary = f"access to {cluster.name} for {_fmt(duration)}"
         if until_done:
-            payload["until_done"] = True
             summary = (
                 f"access to {cluster.name} until the work there is done (at most {_fmt(duration)})"
             )
-        if extending and existing is not None:
-            payload["extends_grant"] = existing.id
+        extends = existing.id if extending and existing is not None else None
+        if extends is not None:
             summary = f"extend access to {cluster.name} by {_fmt(duration)}"
+        payload = AccessPayload(
+            cluster=cluster.name,
+            duration_seconds=duration.total_seconds(),
+            until_done=until_done,
+            extends_grant=extends,
+            **assessment.kept_facts(ws).model_dump(),
+        )
         if decision.run_now:
-            row = self.workflow.run_now(
-                ws, person, "access", payload, summary, decision.why, decision.rule
-            )
+            row = self.workflow.run_now(ws, person, payload, summary, decision.why, decision.rule)
             return self._auto_reply(row, decision.why)
         row = self.workflow.open_request(
-            ws, person, "access", payload, summary, command.reason, decision.approvals_needed
+            ws, person, payload, summary, command.reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row, assessment)
 
@@ -203,7 +207,8 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
     def _pending_reply(
         self, ws: WorkspaceConfig, row: RequestRow, assessment: Assessment | None = None
     ) -> Reply:
-        group = (row.payload.get("rule") or {}).get("approvers")
+        rule = rule_of(row.payload)
+        group = rule.approvers if rule is not None else None
         if group:
             who = f"group `{group}`"
         else:
@@ -257,24 +262,33 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
                 f"--kind {command.store_kind} --account {command.account} "
                 f"--container {command.container}",
             )
-        pending = self._pending_like(person, ws.name, "datastore", "name", command.name)
+        pending = self._pending_like(
+            person,
+            ws.name,
+            lambda asked: isinstance(asked, DatastorePayload) and asked.name == command.name,
+        )
         if pending is not None:
             raise UserError(
                 f"You already asked for `{command.name}`: request {short_ref(pending)}."
             )
-        payload = command.model_dump(mode="json", exclude={"kind", "workspace"})
+        payload = DatastorePayload(
+            name=command.name,
+            store_kind=command.store_kind,
+            account=command.account,
+            container=command.container,
+            description=command.description,
+        )
         summary = (
             f"register {command.store_kind} datastore {command.name} "
             f"({command.account}/{command.container})"
         )
         decision = decide_datastore(ws, person)
         if decision.run_now:
-            row = self.workflow.run_now(ws, person, "datastore", payload, summary, decision.why)
+            row = self.workflow.run_now(ws, person, payload, summary, decision.why)
             return Reply(text=self.workflow.outcome_text(row), ok=row.status == "succeeded")
         row = self.workflow.open_request(
             ws,
             person,
-            "datastore",
             payload,
             summary,
             command.description,
@@ -296,15 +310,32 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         outcome = assessment.outcome
         if outcome is not None and (may_use or outcome.rule.decide in ("two_leads", "refuse")):
             decision = self.rule_decision(ws, person, outcome)
-        payload = command.model_dump(mode="json", exclude={"kind", "workspace", "max_duration"})
-        payload.update(assessment.payload(ws))
-        if limit is not None:
-            payload["max_duration_seconds"] = limit.total_seconds()
+        reason = f"needs approval: {decision.why}"
+        # Approved as this job alone: the bot submits it; no role assignment is made.
+        job_alone = (
+            not decision.run_now
+            and not has_grant
+            and cluster.requires_grant
+            and person not in ws.team_leads
+        )
+        if job_alone:
+            reason += "; approving runs this one job only and grants no access to the cluster"
+        payload = JobPayload(
+            compute=command.compute,
+            environment=command.environment,
+            command=command.command,
+            code=command.code,
+            inputs=command.inputs,
+            instances=command.instances,
+            max_duration_seconds=limit.total_seconds() if limit is not None else None,
+            experiment=command.experiment,
+            name=command.name,
+            job_alone=job_alone,
+            **assessment.kept_facts(ws).model_dump(),
+        )
         summary = f"job `{command.command[:80]}` on {cluster.name} x{command.instances}"
         if decision.run_now:
-            row = self.workflow.run_now(
-                ws, person, "job", payload, summary, decision.why, decision.rule
-            )
+            row = self.workflow.run_now(ws, person, payload, summary, decision.why, decision.rule)
             if decision.rule is not None:
                 return self._auto_reply(row, decision.why)
             return Reply(
@@ -313,13 +344,8 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
                 ok=row.status == RequestStatus.SUCCEEDED,
                 request_id=row.id,
             )
-        reason = f"needs approval: {decision.why}"
-        if not has_grant and cluster.requires_grant and person not in ws.team_leads:
-            # Approved as this job alone: the bot submits it; no role assignment is made.
-            payload["job_alone"] = True
-            reason += "; approving runs this one job only and grants no access to the cluster"
         row = self.workflow.open_request(
-            ws, person, "job", payload, summary, reason, decision.approvals_needed
+            ws, person, payload, summary, reason, decision.approvals_needed
         )
         return self._pending_reply(ws, row, assessment)
 
@@ -358,7 +384,7 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         finding, payload, summary = fix_request(self.store, ws, command.finding_id, person)
         # A lead's fix runs at once, recorded and audited as a request like any other.
         row = self.workflow.run_now(
-            ws, person, "drift", payload, summary, "a team lead fixes a drift finding"
+            ws, person, payload, summary, "a team lead fixes a drift finding"
         )
         settle_finding(self.store, finding.id, row.id, row.status)
         return Reply(

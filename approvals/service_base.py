@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select
 
 from approvals.break_glass import BreakGlass
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import Directory
 from approvals.idle.spend import idle_spend_between
+from approvals.payloads import RequestPayload
 from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
@@ -60,14 +63,16 @@ class ServiceBase:
                 )
             ).first()
 
-    def _pending_like(self, person: str, ws: str, action: str, key: str, value: str) -> int | None:
+    def _pending_like(
+        self, person: str, ws: str, same: Callable[[RequestPayload], bool]
+    ) -> int | None:
+        """The person's pending request in `ws` that asks for the `same` thing, if any."""
         with self.store.transaction() as session:
             rows = session.scalars(
                 select(RequestRow).where(
                     RequestRow.requester == person,
                     RequestRow.workspace == ws,
-                    RequestRow.action == action,
                     RequestRow.status == RequestStatus.PENDING.value,
                 )
             )
-            return next((row.id for row in rows if row.payload.get(key) == value), None)
+            return next((row.id for row in rows if same(row.payload)), None)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from approvals.capacity import capacity_line
 from approvals.config import ClusterConfig, WorkspaceConfig
 from approvals.costs import Estimate, grant_estimate, is_gpu, job_estimate
+from approvals.payloads import Assessed, CostEstimate, RuleFacts
 from approvals.policy import Decision, needs_approvers
 from approvals.rule_models import RuleAction
 from approvals.rules import RequestFacts, RuleOutcome, first_match
@@ -44,32 +45,30 @@ class Assessment:
         text = self.facts.estimate.explain()
         return f"{text} an hour; the job has no time limit" if self.open_ended else text
 
-    def payload(self, ws: WorkspaceConfig) -> dict[str, Any]:
+    def kept_facts(self, ws: WorkspaceConfig) -> Assessed:
         """Kept with the request, so its card shows what the decision was based on."""
         estimate = self.facts.estimate
-        extra: dict[str, Any] = {
-            "estimate": {
-                "usd": estimate.total,
-                "explain": self.estimate_text(),
-                "source": estimate.source,
-            },
-        }
+        budget = None
         if self.facts.spent is not None:
-            extra["budget_line"] = budget_line(ws, self.facts.spent, estimate.total) + (
+            budget = budget_line(ws, self.facts.spent, estimate.total) + (
                 f" (spend from {self.spend_source})" if self.spend_source else ""
             )
-        if self.capacity is not None:
-            extra["capacity"] = self.capacity
+        rule = None
         if self.outcome is not None:
-            extra["rule"] = {
-                **self.outcome.as_payload(),
-                **(
-                    {"approvers": self.outcome.rule.approvers}
-                    if self.outcome.rule.approvers
-                    else {}
-                ),
-            }
-        return extra
+            rule = RuleFacts(
+                name=self.outcome.rule.name,
+                decide=self.outcome.rule.decide,
+                headline=self.outcome.headline(),
+                approvers=self.outcome.rule.approvers,
+            )
+        return Assessed(
+            estimate=CostEstimate(
+                usd=estimate.total, explain=self.estimate_text(), source=estimate.source
+            ),
+            rule=rule,
+            budget_line=budget,
+            capacity=self.capacity,
+        )
 
 
 class RiskCommands(ServiceBase):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from approvals.config import WorkspaceConfig
 from approvals.costs import hours, money, node_hour_price
+from approvals.payloads import JobPayload
 from approvals.tables import JobRow, RequestRow
 
 # What idle compute cost in a window, from the notification layer's records (plugged in by
@@ -53,10 +54,9 @@ class Spend:
 
 
 def job_instances(request: RequestRow | None) -> int:
-    if request is None:
+    if request is None or not isinstance(request.payload, JobPayload):
         return 1
-    value = request.payload.get("instances", 1)
-    return int(value) if isinstance(value, int | float) else 1
+    return request.payload.instances
 
 
 def cost_of_job(

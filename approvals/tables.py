@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -15,9 +17,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, QueryContext, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
+
+from approvals.payloads import RequestPayload, load_payload
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -43,6 +49,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class PayloadJSON(TypeDecorator[RequestPayload]):
+    """A request's payload in a JSON column: in, its model dumped (with `action`); out,
+    the JSON as stored, which the `load`/`refresh` listeners below turn into the model
+    once the row's `action` and `id` are known (older rows' JSON has no `action`)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: RequestPayload | None, dialect: Dialect
+    ) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, BaseModel):
+            # A dict would be stored unchecked and read back as whatever it happens to be.
+            raise TypeError(
+                f"a request payload is a model of approvals.payloads, not {type(value).__name__}"
+            )
+        return value.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
@@ -57,7 +87,7 @@ class RequestRow(Base):
     action: Mapped[str] = mapped_column(String(32))
     requester: Mapped[str] = mapped_column(String(128), index=True)
     # The parsed command (never raw text, so never a secret) and a one-line summary.
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[RequestPayload] = mapped_column(PayloadJSON())
     summary: Mapped[str] = mapped_column(String(500))
     reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -83,6 +113,31 @@ class RequestRow(Base):
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     # Carry-outs started: the first, then one per resumption; bounded by leases.MAX_ATTEMPTS.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+def _read_payload(row: RequestRow) -> None:
+    """The stored JSON just loaded into `row.payload`, made its action's model; a payload
+    that does not fit fails here, naming the request, before anything reads it."""
+    stored = row.__dict__.get("payload")
+    if stored is None or isinstance(stored, BaseModel):
+        return
+    # Only a query that left `action` unloaded lacks it; newer rows carry it in the JSON.
+    action = row.__dict__.get("action") or (
+        stored.get("action") if isinstance(stored, dict) else ""
+    )
+    set_committed_value(row, "payload", load_payload(row.__dict__.get("id"), str(action), stored))
+
+
+@event.listens_for(RequestRow, "load")
+def _payload_on_load(row: RequestRow, context: QueryContext) -> None:
+    _read_payload(row)
+
+
+@event.listens_for(RequestRow, "refresh")
+def _payload_on_refresh(
+    row: RequestRow, context: QueryContext, attrs: Iterable[str] | None
+) -> None:
+    _read_payload(row)
 
 
 class VoteRow(Base):

@@ -10,6 +10,15 @@ from datetime import datetime, timedelta
 
 from approvals.config import AppConfig, WorkspaceConfig
 from approvals.directory import fallback_approvers
+from approvals.payloads import (
+    AccessPayload,
+    Assessed,
+    DatastorePayload,
+    DriftPayload,
+    JobPayload,
+    ReviewPayload,
+    rule_of,
+)
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from commands.durations import format_duration
@@ -61,99 +70,60 @@ def describe_request(
     payload = row.payload
     ws = config.workspaces.get(row.workspace)
     facts: list[tuple[str, str]] = [("Requested by", row.requester), ("Workspace", row.workspace)]
-    if row.action == "access":
-        cluster = ws.cluster(payload["cluster"]) if ws else None
-        title = f"{short_ref(row.id)} Access to cluster {payload['cluster']}"
-        policy = ws.policy.access if ws else None
-        scope = (
-            "the cluster's resource scope"
-            if (policy and policy.scope == "compute")
-            else ("the whole workspace")
-        )
+    if isinstance(payload, AccessPayload):
+        title = f"{short_ref(row.id)} Access to cluster {payload.cluster}"
+        facts += _access_facts(payload, ws)
+    elif isinstance(payload, DatastorePayload):
+        title = f"{short_ref(row.id)} Register datastore {payload.name}"
         facts += [
-            ("Azure action", access_action(policy.mode if policy else "rbac")),
-            ("Role", policy.role if policy else "-"),
-            (
-                "Scope",
-                f"{scope} (…/workspaces/{ws.azure.workspace_name if ws else '?'}"
-                f"/computes/{payload['cluster']})"
-                if policy and policy.scope == "compute"
-                else scope,
-            ),
-            ("Duration", _access_duration(payload, ws)),
-        ]
-        if cluster is not None:
-            low = cluster.priority == Priority.LOW_PRIORITY
-            quote = price_for(cluster.vm_sku, ws.region if ws else None, low_priority=low)
-            facts.append(
-                (
-                    "Cluster",
-                    f"{cluster.vm_sku}, up to {cluster.nodes} node(s), "
-                    f"{'low priority' if low else 'dedicated'}",
-                )
-            )
-            if quote is not None:
-                price = quote.usd_per_hour
-                facts.append(
-                    (
-                        "Est. cost",
-                        f"{format_price(price)}/node-hour, up to "
-                        f"{format_price(price * cluster.nodes)}/hour at full size "
-                        f"({quote.provenance()})",
-                    )
-                )
-    elif row.action == "datastore":
-        title = f"{short_ref(row.id)} Register datastore {payload['name']}"
-        facts += [
-            ("Azure action", f"create a {payload['store_kind']} datastore in the workspace"),
-            ("Storage", f"account `{payload['account']}`, container `{payload['container']}`"),
+            ("Azure action", f"create a {payload.store_kind} datastore in the workspace"),
+            ("Storage", f"account `{payload.account}`, container `{payload.container}`"),
             ("Credentials", "none: identity-based access (no secret stored)"),
         ]
-        if payload.get("description"):
-            facts.append(("Description", str(payload["description"])))
-    elif row.action == "job":
-        title = f"{short_ref(row.id)} Run a job on {payload['compute']}"
+        if payload.description:
+            facts.append(("Description", payload.description))
+    elif isinstance(payload, JobPayload):
+        title = f"{short_ref(row.id)} Run a job on {payload.compute}"
         facts += [
             ("Azure action", "submit a command job"),
-            ("Command", f"`{payload['command']}`"),
-            ("Environment", f"`{payload['environment']}`"),
-            ("Instances", str(payload.get("instances", 1))),
+            ("Command", f"`{payload.command}`"),
+            ("Environment", f"`{payload.environment}`"),
+            ("Instances", str(payload.instances)),
         ]
-        if payload.get("job_alone"):
+        if payload.job_alone:
             facts.append(("Access", "none granted: approving runs this one job, nothing more"))
-        if payload.get("inputs"):
+        if payload.inputs:
             facts.append(
-                ("Inputs", ", ".join(f"{k}={v}" for k, v in sorted(payload["inputs"].items())))
+                ("Inputs", ", ".join(f"{k}={v}" for k, v in sorted(payload.inputs.items())))
             )
-    elif row.action == "drift":
+    elif isinstance(payload, DriftPayload):
         title = f"{short_ref(row.id)} Fix drift: {row.summary}"
-        facts.append(("Azure action", str(payload.get("operation", ""))))
-    elif row.action == "review":
-        title = f"{short_ref(row.id)} Review break-glass access to {payload['cluster']}"
+        facts.append(("Azure action", payload.operation))
+    elif isinstance(payload, ReviewPayload):
+        title = f"{short_ref(row.id)} Review break-glass access to {payload.cluster}"
         facts += [
             (
                 "What happened",
-                f"{row.requester} approved their own access to `{payload['cluster']}` for "
-                f"{format_duration(_seconds(payload.get('duration_seconds')))} in an "
-                f"emergency (request {short_ref(int(payload['reviews']))}), as policy allows",
+                f"{row.requester} approved their own access to `{payload.cluster}` for "
+                f"{format_duration(timedelta(seconds=payload.duration_seconds))} in an "
+                f"emergency (request {short_ref(payload.reviews)}), as policy allows",
             ),
             ("Review", "Approve: it was justified. Deny: it was not; the access ends now"),
         ]
-    elif row.action == "compute":
-        title = f"{short_ref(row.id)} {payload.get('title', 'Change compute')}"
-        facts.append(("Azure action", str(payload.get("description", ""))))
     else:
-        title = f"{short_ref(row.id)} {row.summary}"
-    facts += _risk_facts(row)
+        title = f"{short_ref(row.id)} {payload.title or 'Change compute'}"
+        facts.append(("Azure action", payload.description or ""))
+    if isinstance(payload, Assessed):
+        facts += _risk_facts(row.action, payload)
     if row.reason:
         facts.append(("Reason", row.reason))
-    if row.action == "access" and payload.get("emergency"):
-        review = payload.get("review_request")
+    if isinstance(payload, AccessPayload) and payload.emergency:
+        review = payload.review_request
         facts.append(
             (
                 "Break-glass",
                 "self-approved in an emergency, as policy allows"
-                + (f"; marked for review: request {short_ref(int(review))}" if review else ""),
+                + (f"; marked for review: request {short_ref(review)}" if review else ""),
             )
         )
     if ws is not None and row.escalated_at is not None:
@@ -171,9 +141,53 @@ def describe_request(
     )
 
 
-def _access_duration(payload: dict[str, object], ws: WorkspaceConfig | None) -> str:
-    limit = format_duration(_seconds(payload.get("duration_seconds")))
-    if not payload.get("until_done"):
+def _access_facts(payload: AccessPayload, ws: WorkspaceConfig | None) -> list[tuple[str, str]]:
+    """What granting the access does in Azure, and what the cluster costs."""
+    cluster = ws.cluster(payload.cluster) if ws else None
+    policy = ws.policy.access if ws else None
+    scope = (
+        "the cluster's resource scope"
+        if (policy and policy.scope == "compute")
+        else ("the whole workspace")
+    )
+    facts = [
+        ("Azure action", access_action(policy.mode if policy else "rbac")),
+        ("Role", policy.role if policy else "-"),
+        (
+            "Scope",
+            f"{scope} (…/workspaces/{ws.azure.workspace_name if ws else '?'}"
+            f"/computes/{payload.cluster})"
+            if policy and policy.scope == "compute"
+            else scope,
+        ),
+        ("Duration", _access_duration(payload, ws)),
+    ]
+    if cluster is not None:
+        low = cluster.priority == Priority.LOW_PRIORITY
+        quote = price_for(cluster.vm_sku, ws.region if ws else None, low_priority=low)
+        facts.append(
+            (
+                "Cluster",
+                f"{cluster.vm_sku}, up to {cluster.nodes} node(s), "
+                f"{'low priority' if low else 'dedicated'}",
+            )
+        )
+        if quote is not None:
+            price = quote.usd_per_hour
+            facts.append(
+                (
+                    "Est. cost",
+                    f"{format_price(price)}/node-hour, up to "
+                    f"{format_price(price * cluster.nodes)}/hour at full size "
+                    f"({quote.provenance()})",
+                )
+            )
+    return facts
+
+
+def _access_duration(payload: AccessPayload, ws: WorkspaceConfig | None) -> str:
+    limit = format_duration(timedelta(seconds=payload.duration_seconds))
+    if not payload.until_done:
         return limit
     idle = format_duration(ws.policy.until_done.idle_period) if ws else "the idle period"
     return (
@@ -198,24 +212,22 @@ def access_end_line(ended: dict[str, object]) -> str:
     return f"{word} {moment}: {ended.get('reason', '')}"
 
 
-def _risk_facts(row: RequestRow) -> list[tuple[str, str]]:
+def _risk_facts(action: str, kept: Assessed) -> list[tuple[str, str]]:
     """The rule that decided, the estimate and the budget, as kept when it was asked."""
     facts: list[tuple[str, str]] = []
-    rule = row.payload.get("rule")
-    if isinstance(rule, dict) and rule.get("headline"):
-        facts.append(("Policy", str(rule["headline"])))
-    estimate = row.payload.get("estimate")
-    if isinstance(estimate, dict) and estimate.get("explain"):
-        label = "Est. cost, whole grant" if row.action == "access" else "Est. cost"
+    if kept.rule is not None and kept.rule.headline:
+        facts.append(("Policy", kept.rule.headline))
+    estimate = kept.estimate
+    if estimate is not None and estimate.explain:
+        label = "Est. cost, whole grant" if action == "access" else "Est. cost"
         # Requests asked before prices named their source say what kind of prices they were.
-        source = estimate.get("source") or PRICE_SOURCE
-        facts.append((label, f"{estimate['explain']} ({source})"))
-    if row.payload.get("max_duration_seconds"):
-        facts.append(("Time limit", format_duration(_seconds(row.payload["max_duration_seconds"]))))
-    if row.payload.get("budget_line"):
-        facts.append(("Spend", str(row.payload["budget_line"])))
-    if row.payload.get("capacity"):
-        facts.append(("Capacity", str(row.payload["capacity"])))
+        facts.append((label, f"{estimate.explain} ({estimate.source or PRICE_SOURCE})"))
+    if isinstance(kept, JobPayload) and kept.max_duration_seconds:
+        facts.append(("Time limit", format_duration(timedelta(seconds=kept.max_duration_seconds))))
+    if kept.budget_line:
+        facts.append(("Spend", kept.budget_line))
+    if kept.capacity:
+        facts.append(("Capacity", kept.capacity))
     return facts
 
 
@@ -248,27 +260,23 @@ def status_line(row: RequestRow, approved_by: list[str] | None = None) -> str:
         )
     if status == RequestStatus.PENDING:
         needed = f" ({row.approvals_needed} approvals needed)" if row.approvals_needed > 1 else ""
-        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
-        if isinstance(rule, dict) and rule.get("approvers"):
-            word = f"waiting for group `{rule['approvers']}`"
+        rule = rule_of(row.payload)
+        if rule is not None and rule.approvers:
+            word = f"waiting for group `{rule.approvers}`"
         return f"{word}{needed}; expires {when(row.expires_at)}"
     if status in {RequestStatus.APPROVED, RequestStatus.EXECUTING}:
         return f"{word} (approved by {row.decided_by})"
     if status == RequestStatus.SUCCEEDED:
-        rule = row.payload.get("rule") if isinstance(row.payload, dict) else None
+        rule = rule_of(row.payload)
         by = f"approved by {row.decided_by}" if row.decided_by != "policy" else "within policy"
-        if row.decided_by == "policy" and isinstance(rule, dict) and rule.get("headline"):
-            by = str(rule["headline"])
+        if row.decided_by == "policy" and rule is not None and rule.headline:
+            by = rule.headline
         return f"{word}, {by}, {when(row.finished_at)}"
     if status == RequestStatus.FAILED:
         return f"{word}: {row.error}"
     if status == RequestStatus.DENIED:
         return f"{word} by {row.decided_by}: {row.deny_reason}"
     return f"{word} {when(row.decided_at or row.finished_at)}"
-
-
-def _seconds(value: object) -> timedelta:
-    return timedelta(seconds=float(value)) if isinstance(value, int | float) else timedelta(0)
 
 
 def describe_grant(grant: GrantRow, now: datetime) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.escalation import may_decide_escalated
+from approvals.payloads import RequestPayload, rule_of
 from approvals.resumption import Resumption
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
@@ -39,8 +40,7 @@ class Workflow(Resumption, WorkBoundGrants):
         self,
         ws: WorkspaceConfig,
         requester: str,
-        action: str,
-        payload: dict[str, Any],
+        payload: RequestPayload,
         summary: str,
         reason: str | None,
         approvals_needed: int,
@@ -52,7 +52,7 @@ class Workflow(Resumption, WorkBoundGrants):
                 session,
                 RequestRow(
                     workspace=ws.name,
-                    action=action,
+                    action=payload.action,
                     requester=requester,
                     payload=payload,
                     summary=summary[:500],
@@ -73,8 +73,7 @@ class Workflow(Resumption, WorkBoundGrants):
         self,
         ws: WorkspaceConfig,
         requester: str,
-        action: str,
-        payload: dict[str, Any],
+        payload: RequestPayload,
         summary: str,
         why: str,
         rule: str | None = None,
@@ -88,7 +87,7 @@ class Workflow(Resumption, WorkBoundGrants):
                 session,
                 RequestRow(
                     workspace=ws.name,
-                    action=action,
+                    action=payload.action,
                     requester=requester,
                     payload=payload,
                     summary=summary[:500],
@@ -108,7 +107,7 @@ class Workflow(Resumption, WorkBoundGrants):
                     session,
                     at=now,
                     actor="policy",
-                    action=f"{action}.approved",
+                    action=f"{payload.action}.approved",
                     outcome="approved",
                     workspace=ws.name,
                     target=short_ref(row.id),
@@ -143,15 +142,21 @@ class Workflow(Resumption, WorkBoundGrants):
         the workspace's leads (or, once escalated, its fallback approvers), never the
         requester."""
         problem = None
-        group = (row.payload.get("rule") or {}).get("approvers")
-        if group and actor != row.requester and not may_decide_escalated(row, actor, self.config):
+        rule = rule_of(row.payload)
+        group = rule.approvers if rule is not None else None
+        if (
+            rule is not None
+            and group
+            and actor != row.requester
+            and not may_decide_escalated(row, actor, self.config)
+        ):
             # A rule named the approvers: its group decides, not the workspace's leads.
             members = self.directory.group_members(group)
             if actor not in members:
                 problem = (
                     f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
                     f"can {verb} {short_ref(row.id)}, as policy rule "
-                    f"`{row.payload['rule'].get('name')}` says."
+                    f"`{rule.name}` says."
                 )
         elif not self.may_see(actor, row):
             problem = not_yours(row.id)

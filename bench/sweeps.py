@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig  # noqa: E402
 from approvals.following.jobs import follow_jobs  # noqa: E402
+from approvals.payloads import JobPayload  # noqa: E402
 from approvals.scheduled import SweepReport, WorkspaceStep, run_due, run_workspace_steps  # noqa: E402
 from approvals.tables import JobRow, OutboxRow, RequestRow  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
@@ -226,9 +227,9 @@ def follow_in_db(core: Core, workspace: str, names: list[str]) -> None:
         for name in names:
             request = RequestRow(
                 workspace=workspace,
-                action="job.submit",
+                action="job",
                 requester="alice",
-                payload={},
+                payload=JobPayload(compute="cpu-cluster", environment="e@latest", command="x"),
                 summary=f"job {name}",
                 status="executed",
                 created_at=now,

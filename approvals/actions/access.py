@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from approvals.actions.base import NAMES, ActionHandler, Carried
-from approvals.actions.payloads import AccessPayload, payload_as
+from approvals.actions.base import NAMES, ActionHandler, Carried, payload_as
 from approvals.config import WorkspaceConfig
+from approvals.payloads import AccessPayload
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase

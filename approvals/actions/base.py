@@ -7,14 +7,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from approvals.config import WorkspaceConfig
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
 from approvals.workflow_base import WorkflowBase
+from shared.errors import UserError
 
 # What Azure resources made for a request are named from; fixed, so a retry finds its own.
 NAMES = uuid.UUID("5b0f3c1e-8d0a-4f7e-9b7c-616d6c626f74")
@@ -50,3 +52,27 @@ class ActionHandler(ABC):
     def done_text(self, row: RequestRow) -> str:
         """What the requester reads once the request succeeded."""
         return f"Request {short_ref(row.id)} done: {row.summary}."
+
+
+P = TypeVar("P", bound=BaseModel)
+T = TypeVar("T")
+
+
+def payload_as(row: RequestRow, model: type[P]) -> P:
+    """The request's payload, for a handler that knows which action's model it carries out
+    (`approvals.payloads`); a request of another action is refused."""
+    payload = row.payload
+    if not isinstance(payload, model):
+        raise UserError(f"Request {short_ref(row.id)} is not a `{model.__name__}` request.")
+    return payload
+
+
+def required(row: RequestRow, value: T | None, field: str) -> T:
+    """A field the payload's operation needs (the model leaves it optional, since other
+    operations of the same action do without it)."""
+    if value is None:
+        raise UserError(
+            f"Request {short_ref(row.id)} cannot be carried out: its stored `{row.action}` "
+            f"request has no `{field}`."
+        )
+    return value

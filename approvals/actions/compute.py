@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from approvals.actions.base import ActionHandler, Carried
-from approvals.actions.payloads import ComputePayload, payload_as, required
+from approvals.actions.base import ActionHandler, Carried, payload_as, required
 from approvals.config import WorkspaceConfig
+from approvals.payloads import ComputePayload
 from approvals.tables import RequestRow
 from approvals.workflow_base import WorkflowBase
 

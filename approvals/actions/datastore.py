@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from approvals.actions.base import ActionHandler, Carried
-from approvals.actions.payloads import DatastorePayload, payload_as
+from approvals.actions.base import ActionHandler, Carried, payload_as
 from approvals.config import WorkspaceConfig
+from approvals.payloads import DatastorePayload
 from approvals.tables import RequestRow
 from approvals.wording import short_ref
 from approvals.workflow_base import WorkflowBase

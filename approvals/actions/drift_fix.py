@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from approvals.actions.access import spec_of_grant
-from approvals.actions.base import ActionHandler, Carried
-from approvals.actions.payloads import DriftPayload, payload_as, required
+from approvals.actions.base import ActionHandler, Carried, payload_as, required
 from approvals.config import WorkspaceConfig
+from approvals.payloads import DriftPayload
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import short_ref
 from approvals.workflow_base import WorkflowBase

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from approvals.actions.base import NAMES, ActionHandler, Carried
-from approvals.actions.payloads import JobPayload, payload_as
+from approvals.actions.base import NAMES, ActionHandler, Carried, payload_as
 from approvals.config import WorkspaceConfig
+from approvals.payloads import JobPayload
 from approvals.tables import JobRow, RequestRow
 from approvals.workflow_base import WorkflowBase
 from workspaces.types import JobSpec

@@ -18,6 +18,7 @@ from approvals.config import AppConfig
 from approvals.core import Core
 from approvals.idle.detection import IdleFinding
 from approvals.idle.digest import alert_state
+from approvals.payloads import ComputeOperation, ComputePayload
 from approvals.policy import decide_compute_action
 from approvals.replies import Reply
 from approvals.states import RequestStatus
@@ -28,7 +29,6 @@ from commands import models as m
 from commands.durations import format_duration
 from shared.errors import AmlbotError, NotFoundUserError, PermissionRefusedError, UserError
 
-ComputeOperation = Literal["stop_instance", "set_min_nodes", "set_idle_time", "set_idle_shutdown"]
 # Which of an item's buttons was clicked: its main fix, or an instance's idle shutdown.
 FixChoice = Literal["fix", "idle_shutdown"]
 SnoozeChoice = Literal["1h", "1d", "changed"]
@@ -51,14 +51,12 @@ def request_compute_change(
     ws = config.workspaces.get(workspace)
     if ws is None or person not in ws.members:
         return Reply(text=f"You are not a member of workspace `{workspace}`.", ok=False)
-    payload: dict[str, object] = {"operation": operation, "compute": compute}
     if operation == "stop_instance":
         title = f"Stop compute instance {compute}"
         description = f"stop compute instance `{compute}` (it can be started again)"
     elif operation == "set_min_nodes":
         title = f"Set minimum nodes of {compute} to {min_nodes}"
         description = f"set the minimum node count of cluster `{compute}` to {min_nodes}"
-        payload["min_nodes"] = min_nodes
     elif operation == "set_idle_shutdown":
         if idle_shutdown_minutes is None or not 15 <= idle_shutdown_minutes <= 4320:
             return Reply(text="Idle shutdown takes 15 to 4320 minutes (3 days), e.g. 30.", ok=False)
@@ -67,7 +65,6 @@ def request_compute_change(
             f"set the idle shutdown of compute instance `{compute}` to {idle_shutdown_minutes} "
             "min: Azure stops it after that long without use"
         )
-        payload["idle_shutdown_minutes"] = idle_shutdown_minutes
     else:
         if idle_seconds is None or idle_seconds < 0:
             return Reply(text="An idle time of 0 seconds or more is needed.", ok=False)
@@ -77,18 +74,25 @@ def request_compute_change(
             f"set the idle time before scale-down of cluster `{compute}` to {words} "
             f"({idle_seconds} s): idle nodes are released after that long"
         )
-        payload["idle_seconds"] = idle_seconds
-    payload |= {"title": title, "description": description}
+    # Each operation keeps only the value it sets; the handler asks for that one.
+    payload = ComputePayload(
+        operation=operation,
+        compute=compute,
+        min_nodes=min_nodes if operation == "set_min_nodes" else None,
+        idle_seconds=idle_seconds if operation == "set_idle_time" else None,
+        idle_shutdown_minutes=(idle_shutdown_minutes if operation == "set_idle_shutdown" else None),
+        title=title,
+        description=description,
+    )
     try:
         decision = decide_compute_action(ws, person)
         if decision.run_now:
-            row = workflow.run_now(ws, person, "compute", payload, title.lower(), decision.why)
+            row = workflow.run_now(ws, person, payload, title.lower(), decision.why)
             ok = row.status == RequestStatus.SUCCEEDED
             return Reply(text=workflow.outcome_text(row), ok=ok, request_id=row.id)
         row = workflow.open_request(
             ws,
             person,
-            "compute",
             payload,
             title.lower(),
             "asked from the idle-compute alert",

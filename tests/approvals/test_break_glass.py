@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from approvals.config import AppConfig
 from approvals.config_access import BreakGlassPolicy
+from approvals.payloads import AccessPayload
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import describe_request
 from bot.wiring import Core
@@ -54,7 +55,8 @@ def test_break_glass_grants_at_once_and_tells_every_lead(glass: Core) -> None:
         access = session.get(RequestRow, 1)
         review = session.get(RequestRow, 2)
         assert access is not None and review is not None
-        assert access.decided_by == "break-glass" and access.payload["review_request"] == 2
+        assert access.decided_by == "break-glass"
+        assert isinstance(access.payload, AccessPayload) and access.payload.review_request == 2
         assert review.action == "review" and review.status == "pending"
     assert grant.expires_at - grant.granted_at == timedelta(minutes=30)
     backend = glass.backends("demo")

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, parse_config
+from approvals.payloads import AccessPayload
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
@@ -45,7 +46,8 @@ def ask_to_extend(core: Core) -> int:
     assert reply.ok and reply.request_id is not None, reply.text
     with core.store.transaction() as session:
         request = session.get(RequestRow, reply.request_id)
-        assert request is not None and request.payload.get("extends_grant") is not None
+        assert request is not None and isinstance(request.payload, AccessPayload)
+        assert request.payload.extends_grant is not None
     return reply.request_id
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from approvals.config import load_config
+from approvals.payloads import JobPayload
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, JobRow, RequestRow
 from bot.wiring import Core
@@ -39,7 +40,12 @@ def record_spend(core: Core, clock: ManualClock, hours: float, nodes: int = 2) -
             workspace="demo",
             action="job",
             requester="carol",
-            payload={"compute": "gpu-cluster", "instances": nodes},
+            payload=JobPayload(
+                compute="gpu-cluster",
+                environment="e@latest",
+                command="python t.py",
+                instances=nodes,
+            ),
             summary="earlier job",
             status=RequestStatus.SUCCEEDED.value,
             created_at=now,
@@ -145,7 +151,7 @@ def test_a_costly_job_needs_two_distinct_leads(rules_core: Core) -> None:
     )
     row = request_row(rules_core, reply.request_id or 0)
     assert row.approvals_needed == 2
-    assert row.payload["max_duration_seconds"] == 20 * 3600
+    assert isinstance(row.payload, JobPayload) and row.payload.max_duration_seconds == 20 * 3600
     first = rules_core.service.handle_text("bob", f"/aml approve {row.id}")
     assert "1 of 2" in first.text
     second = rules_core.service.handle_text("dave", f"/aml approve {row.id}")

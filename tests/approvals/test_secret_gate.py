@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from approvals.payloads import ComputePayload
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, OutboxRow, RequestRow
 from bot.wiring import Core
@@ -15,6 +16,7 @@ from shared.errors import SecretRefusedError
 
 ACCOUNT_KEY = "Zm9vYmFy" * 10 + "Zm9vYm" + "=="  # 86 base64 characters and "=="
 SLACK_TOKEN = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+STOP_C1 = ComputePayload(operation="stop_instance", compute="c1")
 
 
 def ask_for_datastore(core: Core) -> int:
@@ -90,10 +92,14 @@ def test_the_workflow_refuses_a_secret_in_a_new_request_whoever_calls_it(core: C
     ws = core.config.workspaces["demo"]
     workflow = core.service.workflow
     with pytest.raises(SecretRefusedError):
-        workflow.open_request(
-            ws, "alice", "compute", {"compute": "c1"}, "stop c1", f"why: {SLACK_TOKEN}", 1
-        )
+        workflow.open_request(ws, "alice", STOP_C1, "stop c1", f"why: {SLACK_TOKEN}", 1)
     with pytest.raises(SecretRefusedError):
-        workflow.run_now(ws, "bob", "compute", {"note": [SLACK_TOKEN]}, "stop c1", "lead")
+        workflow.run_now(
+            ws,
+            "bob",
+            ComputePayload(operation="stop_instance", compute="c1", description=SLACK_TOKEN),
+            "stop c1",
+            "lead",
+        )
     assert len(refusals(core)) == 2
     assert SLACK_TOKEN not in everything_stored(core)

@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
 from approvals.following.jobs import MAX_SINGLE_LOOKUPS, follow_jobs
+from approvals.payloads import JobPayload
 from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
@@ -55,9 +56,9 @@ def follow_in_db(core: Core, name: str, now: datetime, *, ours: bool) -> None:
         if ours:
             request = RequestRow(
                 workspace="demo",
-                action="job.submit",
+                action="job",
                 requester="alice",
-                payload={},
+                payload=JobPayload(compute="cpu-cluster", environment="e@latest", command="x"),
                 summary=f"job {name}",
                 status="executed",
                 created_at=now,

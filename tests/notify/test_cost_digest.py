@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from approvals.config import load_config
+from approvals.payloads import JobPayload
 from approvals.scheduled import run_due
 from approvals.states import RequestStatus
 from approvals.sweep_tables import IdleDigestRow, IdleItemRow
@@ -30,7 +31,12 @@ def finished_job(core: Core, clock: ManualClock, who: str, hours: float, nodes: 
             workspace="demo",
             action="job",
             requester=who,
-            payload={"compute": "gpu-cluster", "instances": nodes},
+            payload=JobPayload(
+                compute="gpu-cluster",
+                environment="e@latest",
+                command="python t.py",
+                instances=nodes,
+            ),
             summary="a job",
             status=RequestStatus.SUCCEEDED.value,
             created_at=now,

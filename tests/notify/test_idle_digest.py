@@ -13,6 +13,7 @@ from sqlalchemy import select
 from approvals.idle.actions import act_on_item, snooze_item
 from approvals.idle.digest import digest_items, sweep_idle
 from approvals.notice_kinds import IDLE_DIGEST
+from approvals.payloads import ComputePayload
 from approvals.scheduled import run_due
 from approvals.sweep_tables import IdleItemRow
 from approvals.tables import AuditRow, RequestRow
@@ -174,7 +175,8 @@ def test_anyone_else_asks_a_lead_to_stop_an_instance(core: Core, clock: ManualCl
     assert instance.state == "Stopped"
     with core.store.transaction() as session:
         request = session.get(RequestRow, 1)
-        assert request is not None and request.payload["operation"] == "stop_instance"
+        assert request is not None and isinstance(request.payload, ComputePayload)
+        assert request.payload.operation == "stop_instance"
 
 
 def test_a_stranger_cannot_touch_another_workspaces_compute(core: Core, clock: ManualClock) -> None:
@@ -233,8 +235,9 @@ def test_a_lead_sets_a_long_idle_time_to_the_recommended_one_at_once(
         assert item.handled_note == "idle time set to 2m by bob (#1)"
         request = session.get(RequestRow, 1)
         audited = list(session.scalars(select(AuditRow.action).where(AuditRow.actor == "amlbot")))
-    assert request is not None and request.payload["operation"] == "set_idle_time"
-    assert request.payload["idle_seconds"] == recommended
+    assert request is not None and isinstance(request.payload, ComputePayload)
+    assert request.payload.operation == "set_idle_time"
+    assert request.payload.idle_seconds == recommended
     assert "compute.executed" in audited
 
 
