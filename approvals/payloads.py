@@ -40,7 +40,7 @@ class _Payload(BaseModel):
 class CostEstimate(_Payload):
     """The estimate shown when the request was asked."""
 
-    usd: float
+    usd: float | None  # None: the VM size's price is unknown
     explain: str
     # Where the prices came from; requests asked before prices named it have none.
     source: str | None = None
