@@ -78,7 +78,7 @@ class BreakGlass(Workflow):
                 session,
                 RequestRow(
                     workspace=ws.name,
-                    action="access",
+                    action=payload.action,
                     requester=person,
                     payload=payload,
                     summary=summary,

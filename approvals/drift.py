@@ -232,12 +232,6 @@ def fix_request(
             )
         session.refresh(finding)
         detail = dict(finding.detail)
-        # What every fix names: the finding, as found.
-        found: dict[str, Any] = {
-            "finding_id": finding.id,
-            "kind": finding.kind,
-            "compute": finding.compute,
-        }
         if finding.kind in ("stray", "revocation_not_taken"):
             payload = DriftPayload(
                 operation="revoke_assignment",
@@ -245,7 +239,9 @@ def fix_request(
                 principal=detail["principal"],
                 role=detail["role"],
                 grant_id=detail.get("grant_id"),
-                **found,
+                finding_id=finding.id,
+                kind=finding.kind,
+                compute=finding.compute,
             )
             summary = f"revoke assignment {detail['assignment_name']} found by the drift check"
         elif finding.kind == "missing":
@@ -256,17 +252,27 @@ def fix_request(
                 operation="regrant",
                 grant_id=grant.id,
                 assignment_name=detail["assignment_name"],
-                **found,
+                finding_id=finding.id,
+                kind=finding.kind,
+                compute=finding.compute,
             )
             summary = f"re-grant {grant.grantee} on {grant.cluster} (drift check)"
         elif finding.kind == "min_nodes":
             payload = DriftPayload(
-                operation="set_min_nodes", min_nodes=detail["configured"], **found
+                operation="set_min_nodes",
+                min_nodes=detail["configured"],
+                finding_id=finding.id,
+                kind=finding.kind,
+                compute=finding.compute,
             )
             summary = f"set minimum nodes of {finding.compute} back to {detail['configured']}"
         else:
             payload = DriftPayload(
-                operation="set_idle_time", idle_seconds=detail["configured"], **found
+                operation="set_idle_time",
+                idle_seconds=detail["configured"],
+                finding_id=finding.id,
+                kind=finding.kind,
+                compute=finding.compute,
             )
             summary = f"set idle time of {finding.compute} back to {detail['configured']} s"
         return finding, payload, summary

@@ -86,7 +86,8 @@ class RequestRow(Base):
     workspace: Mapped[str] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(32))
     requester: Mapped[str] = mapped_column(String(128), index=True)
-    # The parsed command (never raw text, so never a secret) and a one-line summary.
+    # The parsed command as its action's model (approvals/payloads.py; never raw text, so
+    # never a secret) and a one-line summary.
     payload: Mapped[RequestPayload] = mapped_column(PayloadJSON())
     summary: Mapped[str] = mapped_column(String(500))
     reason: Mapped[str | None] = mapped_column(Text)
