@@ -272,7 +272,9 @@ def ask_and_approve(bot: ServedBot, engine: Engine, user_id: str, name: str, n: 
     # A liveness bound, not a latency figure: right after a restart the new worker process
     # is still starting while the recovery sweep runs, and a loaded CI machine is slow.
     ids: list[int] = wait(
-        lambda: (found := _request_ids(engine, name, after=before)) and len(found) == 3 and found,
+        lambda: (
+            (found := request_ids_from(engine, name, after=before)) and len(found) == 3 and found
+        ),
         90,
         f"three requests from {name}",
     )
@@ -287,7 +289,7 @@ def _max_request_id(engine: Engine) -> int:
         return int(connection.scalar(text("SELECT coalesce(max(id), 0) FROM requests")) or 0)
 
 
-def _request_ids(engine: Engine, requester: str, after: int) -> list[int]:
+def request_ids_from(engine: Engine, requester: str, after: int) -> list[int]:
     with engine.connect() as connection:
         return list(
             connection.scalars(
@@ -328,6 +330,7 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
         granted = Counter(connection.scalars(select(GrantRow.assignment_name)))
         jobs = Counter(connection.scalars(text("SELECT name FROM sim_jobs")))
         datastores = Counter(connection.scalars(text("SELECT name FROM sim_datastores")))
+    problems.extend(doubled_posts(slack))
     for assignment in assignments:
         if granted[assignment] != 1:
             problems.append(f"role assignment {assignment} has {granted[assignment]} grant rows")
@@ -371,6 +374,22 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
                 f"(thread: {thread}; outbox: {about})"
             )
     return problems
+
+
+def outbox_drained(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        waiting = connection.scalar(text("SELECT count(*) FROM outbox WHERE status = 'pending'"))
+    return waiting == 0
+
+
+def doubled_posts(slack: FakeSlack) -> list[str]:
+    """Every outbox post carries its (row, step) as metadata: none may show twice."""
+    shown = Counter(
+        (m.metadata["event_payload"]["outbox_id"], m.metadata["event_payload"]["step"])
+        for m in slack.all_messages()
+        if m.metadata is not None
+    )
+    return [f"outbox post {tag} shows {n} times" for tag, n in shown.items() if n > 1]
 
 
 def kill_round(
