@@ -427,6 +427,37 @@ def kill_round(
         time.sleep(0.25)
 
 
+def held_post_round(bot: ServedBot, engine: Engine, user_id: str, name: str) -> RoundResult:
+    """The narrowest window: Slack has shown a post and holds its answer; the whole server
+    is killed before it hears. The restarted one must find the post, not repeat it."""
+    before = _max_request_id(engine)
+    assert bot.command(user_id, 'access request gpu-cluster --for 2h --reason "chaos"') == 200
+    (request_id,) = wait(
+        lambda: request_ids_from(engine, name, after=before), 90, f"the request of {name}"
+    )
+    ts = wait(lambda: card_ts(bot.slack, request_id), 30, f"the card of #{request_id}")
+    posts_before = len(bot.slack.calls("chat.postMessage"))
+    bot.slack.lose_answer("chat.postMessage", delay=30, status=None)
+    assert bot.approve(request_id, ts) == 200
+    wait(
+        lambda: len(bot.slack.calls("chat.postMessage")) > posts_before,
+        90,
+        "a post whose answer Slack holds",
+    )
+    bot.kill_all()
+    bot.start()
+    started = time.monotonic()
+    wait(lambda: all_final(engine, [request_id]), 120, f"#{request_id} to end")
+    # The killed process's claim on the message lapses after 30 s; then it is retried.
+    wait(lambda: outbox_drained(engine), 120, "every outbox message to be sent")
+    return RoundResult(
+        requests=1,
+        in_flight_at_kill=1,
+        recovered_in=time.monotonic() - started,
+        problems=check_promises(engine, bot.slack, [request_id]),
+    )
+
+
 def revoke_round(
     bot: ServedBot,
     engine: Engine,
