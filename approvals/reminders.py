@@ -15,7 +15,7 @@ from approvals import outbox
 from approvals.core import Core
 from approvals.notice_kinds import REQUEST_REMINDER, queue_grant_expiring
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow, VoteRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow, VoteRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from commands.models import AccessRequest
@@ -34,7 +34,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
         grants = list(
             session.scalars(
                 select(GrantRow).where(
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.warned_at.is_(None),
                     GrantRow.expires_at > now,
                     GrantRow.expires_at <= horizon,
@@ -55,7 +55,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
                 .where(
                     GrantRow.id == grant.id,
                     GrantRow.warned_at.is_(None),
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                 )
                 .values(warned_at=now)
                 .execution_options(synchronize_session=False)

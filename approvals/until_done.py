@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from approvals.grants import BOT, GrantKeeper
 from approvals.notice_kinds import queue_grant_expiring
-from approvals.tables import GrantRow
+from approvals.tables import GrantRow, GrantStatus
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from shared.errors import UserError, WorkspaceError
@@ -77,7 +77,7 @@ class WorkBoundGrants(GrantKeeper):
                     select(GrantRow)
                     .where(
                         GrantRow.workspace == workspace,
-                        GrantRow.status == "active",
+                        GrantRow.status == GrantStatus.ACTIVE,
                         GrantRow.until_done.is_(True),
                     )
                     .order_by(GrantRow.id)
@@ -116,7 +116,7 @@ class WorkBoundGrants(GrantKeeper):
         with self.store.transaction() as session:
             session.execute(
                 update(GrantRow)
-                .where(GrantRow.id == grant.id, GrantRow.status == "active")
+                .where(GrantRow.id == grant.id, GrantRow.status == GrantStatus.ACTIVE)
                 .values(work_seen_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -134,7 +134,7 @@ class WorkBoundGrants(GrantKeeper):
                 .where(
                     GrantRow.id == grant.id,
                     GrantRow.warned_at.is_(None),
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                 )
                 .values(warned_at=now)
                 .execution_options(synchronize_session=False)
