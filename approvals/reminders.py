@@ -62,13 +62,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
             )
             if getattr(claimed, "rowcount", 0) != 1:
                 continue
-            text = (
-                f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
-                f"{short_ref(grant.id)}) ends {when(grant.expires_at)}, in "
-                f"{format_duration(grant.expires_at - now)}. Need longer? Extend asks a team "
-                f"lead for another {format_duration(grant.expires_at - grant.granted_at)}."
-            )
-            queue_grant_expiring(session, grant, text, now)
+            queue_grant_expiring(session, grant, now)
             warned.append(grant.id)
     return warned
 
