@@ -87,6 +87,15 @@ class Metrics:
             ["method", "status"],
             registry=r,
         )
+        self.slack_posts_in_doubt = Counter(
+            "amlbot_slack_posts_in_doubt",
+            "Posts retried after an attempt whose answer never came (a crash, a timeout, a "
+            "5xx), by outcome: found (the earlier post was there, not posted again), "
+            "not_found (posted now), unverifiable (no history scope: posted again, may "
+            "show twice).",
+            ["outcome"],
+            registry=r,
+        )
         self.azure_requests = Counter(
             "amlbot_azure_requests",
             "HTTP requests sent to Azure, every attempt (retries included), by operation "
