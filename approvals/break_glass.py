@@ -20,7 +20,7 @@ from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.payloads import AccessPayload, ReviewPayload
 from approvals.states import RequestStatus
-from approvals.tables import RequestRow
+from approvals.tables import GrantStatus, RequestRow
 from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
@@ -170,7 +170,7 @@ class BreakGlass(Workflow):
                 workspace=review.workspace,
                 target=short_ref(review.id),
             )
-        if grant is not None and grant.status == "active":
+        if grant is not None and grant.status == GrantStatus.ACTIVE:
             self.revoke_grant(
                 grant.id,
                 actor,

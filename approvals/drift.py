@@ -31,7 +31,7 @@ from approvals.payloads import DriftPayload
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.store import Store
-from approvals.tables import DriftFindingRow, GrantRow
+from approvals.tables import DriftFindingRow, GrantRow, GrantStatus
 from approvals.wording import short_ref
 from shared.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.port import WorkspaceBackend
@@ -90,7 +90,7 @@ def compare(
                     detail,
                 )
             )
-        elif grant.status == "revoked":
+        elif grant.status == GrantStatus.REVOKED:
             findings.append(
                 Finding(
                     "revocation_not_taken",
@@ -102,7 +102,7 @@ def compare(
                 )
             )
     for grant in grants:
-        if grant.status != "active" or grant.mode != "rbac":
+        if grant.status != GrantStatus.ACTIVE or grant.mode != "rbac":
             continue  # a PIM assignment is Azure's to end; `revoking` is being handled
         if grant.assignment_name.lower() in by_name:
             continue

@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from approvals.core import Core
 from approvals.directory import fallback_approvers
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, JobRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, JobRow, RequestRow
 
 WAITING_SHOWN = 20
 LIST_SHOWN = 10
@@ -76,7 +76,7 @@ def home_data(core: Core, person: str) -> HomeData:
                 select(GrantRow)
                 .where(
                     GrantRow.grantee == person,
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.expires_at > now,
                 )
                 .order_by(GrantRow.expires_at)

@@ -15,7 +15,7 @@ from approvals import outbox
 from approvals.core import Core
 from approvals.notice_kinds import REQUEST_REMINDER, queue_grant_expiring
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow, VoteRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow, VoteRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from commands.models import AccessRequest
@@ -34,7 +34,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
         grants = list(
             session.scalars(
                 select(GrantRow).where(
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.warned_at.is_(None),
                     GrantRow.expires_at > now,
                     GrantRow.expires_at <= horizon,
@@ -55,20 +55,14 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
                 .where(
                     GrantRow.id == grant.id,
                     GrantRow.warned_at.is_(None),
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                 )
                 .values(warned_at=now)
                 .execution_options(synchronize_session=False)
             )
             if getattr(claimed, "rowcount", 0) != 1:
                 continue
-            text = (
-                f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
-                f"{short_ref(grant.id)}) ends {when(grant.expires_at)}, in "
-                f"{format_duration(grant.expires_at - now)}. Need longer? Extend asks a team "
-                f"lead for another {format_duration(grant.expires_at - grant.granted_at)}."
-            )
-            queue_grant_expiring(session, grant, text, now)
+            queue_grant_expiring(session, grant, now)
             warned.append(grant.id)
     return warned
 

@@ -14,7 +14,7 @@ from approvals.payloads import RequestPayload
 from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
@@ -58,7 +58,7 @@ class ServiceBase:
                     GrantRow.grantee == person,
                     GrantRow.workspace == ws,
                     GrantRow.cluster == cluster,
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.expires_at > now,
                 )
             ).first()

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from approvals.store import Store
-from approvals.tables import GrantRow, InboxRow, OutboxRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, InboxRow, OutboxRow, OutboxStatus, RequestRow
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,10 @@ class StoreCounts:
     inbox: dict[str, int]  # pending, running, dead
     inbox_retrying: int
     inbox_oldest: datetime | None  # received_at of the oldest pending or running item
-    outbox: dict[str, int]  # pending, dead, failed
+    outbox: dict[OutboxStatus, int]  # pending, dead, failed
     outbox_retrying: int
     outbox_oldest: datetime | None  # created_at of the oldest pending message
-    grants: dict[str, int]  # by status
+    grants: dict[GrantStatus, int]
 
 
 def read(store: Store) -> StoreCounts:
@@ -52,15 +52,21 @@ def read(store: Store) -> StoreCounts:
         outbox_counts = dict(
             session.execute(
                 select(OutboxRow.status, func.count())
-                .where(OutboxRow.status.in_(["pending", "dead", "failed"]))
+                .where(
+                    OutboxRow.status.in_(
+                        [OutboxStatus.PENDING, OutboxStatus.DEAD, OutboxStatus.FAILED]
+                    )
+                )
                 .group_by(OutboxRow.status)
             ).all()
         )
         outbox_retries = session.scalar(
-            select(func.count()).where(OutboxRow.status == "pending", OutboxRow.attempts > 0)
+            select(func.count()).where(
+                OutboxRow.status == OutboxStatus.PENDING, OutboxRow.attempts > 0
+            )
         )
         outbox_first = session.scalar(
-            select(func.min(OutboxRow.created_at)).where(OutboxRow.status == "pending")
+            select(func.min(OutboxRow.created_at)).where(OutboxRow.status == OutboxStatus.PENDING)
         )
         grant_counts = dict(
             session.execute(select(GrantRow.status, func.count()).group_by(GrantRow.status)).all()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -71,6 +72,50 @@ class PayloadJSON(TypeDecorator[RequestPayload]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return value
+
+
+StatusT = TypeVar("StatusT", bound=enum.StrEnum)
+
+
+class StatusText(TypeDecorator[StatusT]):
+    """A status stored as its plain text value and read back as its enum.
+
+    The column stays a VARCHAR holding the same words as before, so no migration is needed;
+    writing a word the enum does not know fails here instead of leaving a row no query matches.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, status_type: type[StatusT], length: int) -> None:
+        super().__init__(length)
+        self.status_type = status_type
+
+    def process_bind_param(self, value: StatusT | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.status_type(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StatusT | None:
+        return None if value is None else self.status_type(value)
+
+
+class GrantStatus(enum.StrEnum):
+    """active -> revoking (one process holds the revocation under a lease) -> revoked.
+
+    A revocation that fails stays `revoking` until its lease runs out and the next sweep or
+    command takes it over (approvals/grants.py)."""
+
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    REVOKED = "revoked"
+
+
+class OutboxStatus(enum.StrEnum):
+    """pending -> sent | failed (refused for good) | dead (gave up after too many attempts)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
 
 
 class Base(DeclarativeBase):
@@ -171,7 +216,7 @@ class GrantRow(Base):
     assignment_id: Mapped[str | None] = mapped_column(String(512))
     granted_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # active|revoking|revoked
+    status: Mapped[GrantStatus] = mapped_column(StatusText(GrantStatus, 16), index=True)
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(128))
     revoke_error: Mapped[str | None] = mapped_column(Text)
@@ -248,8 +293,7 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Same key twice: the second is dropped (a sweep on two replicas, a retried webhook).
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # pending|sent|failed (refused for good)|dead (gave up after too many failed attempts)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[OutboxStatus] = mapped_column(StatusText(OutboxStatus, 16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))

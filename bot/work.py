@@ -146,22 +146,6 @@ class InboxWorker:
         )
         return alive and recent and not self._stopping.is_set()
 
-    # ---- synchronously (a one-off drain, tests) -------------------------------------------
-
-    def run_until_idle(self, limit: int = 1000) -> int:
-        """Handle everything claimable now, on this thread. Returns how many were handled."""
-        handled = 0
-        while handled < limit:
-            items = inbox.claim(self.inbox_store, self.holder, self.clock.now(), lease=self.lease)
-            if not items:
-                return handled
-            for item in items:
-                with self._lock:
-                    self._in_flight[item.id] = item
-                self._run(item)
-                handled += 1
-        return handled
-
     # ---- the loops -----------------------------------------------------------------------
 
     def _in_flight_ids(self) -> list[int]:
