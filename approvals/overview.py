@@ -41,7 +41,6 @@ def home_data(core: Core, person: str) -> HomeData:
     ]
     now = core.clock.now()
     data = HomeData(person=person, now=now, is_lead=bool(lead_of or fallback_of))
-    pending = RequestStatus.PENDING.value
     with core.store.transaction() as session:
         if lead_of or fallback_of:
             waiting = (
@@ -54,7 +53,7 @@ def home_data(core: Core, person: str) -> HomeData:
                             RequestRow.escalated_at.is_not(None),
                         ),
                     ),
-                    RequestRow.status == pending,
+                    RequestRow.status == RequestStatus.PENDING,
                     RequestRow.requester != person,
                 )
                 .order_by(RequestRow.id)
@@ -66,7 +65,7 @@ def home_data(core: Core, person: str) -> HomeData:
         data.pending = list(
             session.scalars(
                 select(RequestRow)
-                .where(RequestRow.requester == person, RequestRow.status == pending)
+                .where(RequestRow.requester == person, RequestRow.status == RequestStatus.PENDING)
                 .order_by(RequestRow.id.desc())
                 .limit(LIST_SHOWN)
             )

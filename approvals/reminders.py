@@ -75,7 +75,7 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
         requests = list(
             session.scalars(
                 select(RequestRow).where(
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                     RequestRow.reminded_at.is_(None),
                     RequestRow.expires_at > now,
                     RequestRow.expires_at <= horizon,
@@ -95,7 +95,7 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
                 .where(
                     RequestRow.id == request.id,
                     RequestRow.reminded_at.is_(None),
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                 )
                 .values(reminded_at=now)
                 .execution_options(synchronize_session=False)

@@ -67,7 +67,7 @@ class ServiceBase:
                     RequestRow.requester == person,
                     RequestRow.workspace == ws,
                     RequestRow.action == action,
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                 )
             )
             return next((row.id for row in rows if row.payload.get(key) == value), None)

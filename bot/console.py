@@ -22,7 +22,7 @@ from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from approvals.scheduled import run_due
 from approvals.states import RequestStatus
 from approvals.sweep_tables import IdleItemRow
-from approvals.tables import OutboxRow
+from approvals.tables import DriftStatus, OutboxRow
 from approvals.wording import describe_request
 from bot.outbox_worker import OutboxWorker
 from bot.wiring import Core
@@ -144,7 +144,7 @@ class Console:
             buttons = [
                 f"    [{FIX_LABELS[f.kind]}: /aml drift fix {f.id}]"
                 for f in findings
-                if f.status == "open"
+                if f.status == DriftStatus.OPEN
             ]
             return "\n".join(
                 [f"[#{payload['workspace']}, drift check]", _indent(str(payload["text"])), *buttons]
