@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from approvals.config import DEMO_CONFIG_PATH, AppConfig  # noqa: E402
 from approvals.following.jobs import follow_jobs  # noqa: E402
 from approvals.scheduled import SweepReport, WorkspaceStep, run_due, run_workspace_steps  # noqa: E402
-from approvals.tables import JobRow, OutboxRow, RequestRow  # noqa: E402
+from approvals.tables import JobRow, OutboxRow, RequestRow, RequestStatus  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from tests.fakes.azure_arm import FakeAzure  # noqa: E402
 from tests.fakes.azure_arm_auth import MSI_PATH  # noqa: E402
@@ -230,7 +230,7 @@ def follow_in_db(core: Core, workspace: str, names: list[str]) -> None:
                 requester="alice",
                 payload={},
                 summary=f"job {name}",
-                status="executed",
+                status=RequestStatus.SUCCEEDED,
                 created_at=now,
             )
             session.add(request)

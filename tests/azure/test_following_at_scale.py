@@ -14,7 +14,7 @@ from sqlalchemy import event, select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
 from approvals.following.jobs import MAX_SINGLE_LOOKUPS, follow_jobs
-from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow
+from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow, RequestStatus
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
@@ -59,7 +59,7 @@ def follow_in_db(core: Core, name: str, now: datetime, *, ours: bool) -> None:
                 requester="alice",
                 payload={},
                 summary=f"job {name}",
-                status="executed",
+                status=RequestStatus.SUCCEEDED,
                 created_at=now,
             )
             session.add(request)
