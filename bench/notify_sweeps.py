@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from approvals.config import load_config  # noqa: E402
 from approvals.following.jobs import follow_jobs  # noqa: E402
 from approvals.idle.digest import sweep_idle  # noqa: E402
+from approvals.idle.spend import idle_spend_between  # noqa: E402
 from approvals.tables import OutboxRow  # noqa: E402
 from bot.eventgrid_webhook import eventgrid_routes  # noqa: E402
 from bot.outbox_worker import OutboxWorker  # noqa: E402
@@ -91,7 +92,7 @@ def bench_follow(jobs: int) -> None:
             clock.advance(timedelta(minutes=5))
             calls_before = counting.calls
             began = time.perf_counter()
-            announced += follow_jobs(core, clock.now())
+            announced += follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
             timings.append(time.perf_counter() - began)
             assert counting.calls - calls_before <= 1 + 10
         print(

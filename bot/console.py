@@ -74,7 +74,7 @@ class Console:
         self.person = name
         # The console is its own scheduler: due sweeps (expiries, job updates, idle compute)
         # run before each command, and what they say is shown with the reply.
-        run_due(self.core, self.core.clock.now())
+        run_due(self.core, self.core.service.workflow, self.core.clock.now())
         reply = self.core.service.handle_text(name, text, channel=None)
         where = "posted in the channel" if reply.public else f"only @{name} sees"
         self._print(_indent(f"[{where}] {reply.text}"))

@@ -125,7 +125,9 @@ def refresh_queues(
         if user_id is None:
             continue
         context.call(
-            "views.publish", user_id=user_id, view=home_view(home_data(context.core, person))
+            "views.publish",
+            user_id=user_id,
+            view=home_view(home_data(context.core, context.core.service.directory, person)),
         )
 
 

@@ -106,13 +106,14 @@ def test_a_cluster_whose_minimum_drifted_back_is_set_back(core: Core) -> None:
 def test_the_check_runs_nightly_once_a_day(core: Core, clock: ManualClock) -> None:
     stray_assignment(core)
     clock.set(datetime(2026, 1, 6, 1, 59, tzinfo=UTC))
-    assert run_due(core, clock.now()).drift_reports == []
+    assert run_due(core, core.service.workflow, clock.now()).drift_reports == []
     clock.advance(timedelta(minutes=1))
-    assert len(run_due(core, clock.now()).drift_reports) == 1
+    assert len(run_due(core, core.service.workflow, clock.now()).drift_reports) == 1
     clock.advance(timedelta(hours=12))
-    assert run_due(core, clock.now()).drift_reports == []
+    assert run_due(core, core.service.workflow, clock.now()).drift_reports == []
     clock.advance(timedelta(hours=12))
-    assert len(run_due(core, clock.now()).drift_reports) == 1  # the next night
+    # the next night
+    assert len(run_due(core, core.service.workflow, clock.now()).drift_reports) == 1
 
 
 def test_a_revocation_that_did_not_take_is_reported_and_revoked_again(core: Core) -> None:
