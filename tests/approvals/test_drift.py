@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from approvals.actions.access import spec_of_grant
-from approvals.drift import DRIFT_REPORT
+from approvals.drift import DRIFT_REPORT, settle_finding
 from approvals.scheduled import run_due
-from approvals.tables import AuditRow, DriftFindingRow, GrantRow
+from approvals.tables import AuditRow, DriftFindingRow, DriftStatus, GrantRow, RequestStatus
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock
@@ -69,7 +69,7 @@ def test_a_stray_assignment_is_reported_and_revoked_as_a_request(core: Core) -> 
     assert "Read back from Azure: the assignment is gone." in fixed.text
     assert local(core).role_assignments() == []
     (finding,) = findings(core)
-    assert finding.status == "fixed" and finding.request_id == fixed.request_id
+    assert finding.status is DriftStatus.FIXED and finding.request_id == fixed.request_id
     again = core.service.handle_text("bob", f"drift fix {finding.id}")
     assert not again.ok and "already fixed by bob" in again.text
     with core.store.transaction() as session:
@@ -130,3 +130,18 @@ def test_a_revocation_that_did_not_take_is_reported_and_revoked_again(core: Core
     fixed = core.service.handle_text("bob", f"drift fix {finding.id}")
     assert fixed.ok and "the assignment is gone" in fixed.text
     assert local(core).role_assignments() == []
+
+
+def test_a_finding_is_open_again_when_its_fixing_request_failed_and_fixing_while_retried(
+    core: Core,
+) -> None:
+    stray_assignment(core)
+    core.service.handle_text("bob", "drift check")
+    (finding,) = findings(core)
+    fix = core.service.handle_text("bob", f"drift fix {finding.id}")
+    assert fix.request_id is not None
+
+    settle_finding(core.store, finding.id, fix.request_id, RequestStatus.EXECUTING)
+    assert [f.status for f in findings(core)] == [DriftStatus.FIXING]
+    settle_finding(core.store, finding.id, fix.request_id, RequestStatus.FAILED)
+    assert [f.status for f in findings(core)] == [DriftStatus.OPEN]
