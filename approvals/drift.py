@@ -31,7 +31,7 @@ from approvals.payloads import DriftPayload
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.store import Store
-from approvals.tables import DriftFindingRow, GrantRow, GrantStatus
+from approvals.tables import DriftFindingRow, DriftStatus, GrantRow, GrantStatus
 from approvals.wording import short_ref
 from shared.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.port import WorkspaceBackend
@@ -169,7 +169,7 @@ def check_workspace(
                 compute=f.compute,
                 text=f.text,
                 detail=f.detail,
-                status="open",
+                status=DriftStatus.OPEN,
             )
             for f in findings
         ]
@@ -220,8 +220,8 @@ def fix_request(
             raise NotFoundUserError(f"There is no drift finding {short_ref(finding_id)}.")
         claimed = session.execute(
             update(DriftFindingRow)
-            .where(DriftFindingRow.id == finding_id, DriftFindingRow.status == "open")
-            .values(status="fixing", handled_by=person)
+            .where(DriftFindingRow.id == finding_id, DriftFindingRow.status == DriftStatus.OPEN)
+            .values(status=DriftStatus.FIXING, handled_by=person)
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
@@ -278,7 +278,7 @@ def fix_request(
         return finding, payload, summary
 
 
-def settle_finding(store: Store, finding_id: int, request_id: int, status: str) -> None:
+def settle_finding(store: Store, finding_id: int, request_id: int, status: RequestStatus) -> None:
     """After the fixing request ended: `fixed`, or `open` again so someone can retry."""
     with store.transaction() as session:
         session.execute(
@@ -289,12 +289,12 @@ def settle_finding(store: Store, finding_id: int, request_id: int, status: str) 
         )
 
 
-def _settled(status: str) -> str:
+def _settled(status: RequestStatus) -> DriftStatus:
     if status == RequestStatus.SUCCEEDED:
-        return "fixed"
+        return DriftStatus.FIXED
     if status in (RequestStatus.APPROVED, RequestStatus.EXECUTING):
-        return "fixing"  # retried by the recovery sweep (e.g. the read-back still saw it)
-    return "open"
+        return DriftStatus.FIXING  # retried by the recovery sweep (e.g. the read-back still saw it)
+    return DriftStatus.OPEN
 
 
 def drift_reply(text: str, ok: bool = True, request_id: int | None = None) -> Reply:

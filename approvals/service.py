@@ -282,7 +282,9 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         decision = decide_datastore(ws, person)
         if decision.run_now:
             row = self.workflow.run_now(ws, person, payload, summary, decision.why)
-            return Reply(text=self.workflow.outcome_text(row), ok=row.status == "succeeded")
+            return Reply(
+                text=self.workflow.outcome_text(row), ok=row.status == RequestStatus.SUCCEEDED
+            )
         row = self.workflow.open_request(
             ws,
             person,

@@ -72,7 +72,7 @@ class ServiceBase:
                 select(RequestRow).where(
                     RequestRow.requester == person,
                     RequestRow.workspace == ws,
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                 )
             )
             return next((row.id for row in rows if same(row.payload)), None)

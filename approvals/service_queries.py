@@ -130,7 +130,7 @@ class QueryCommands(ServiceBase):
                     select(RequestRow)
                     .where(
                         RequestRow.workspace.in_(lead_of),
-                        RequestRow.status == RequestStatus.PENDING.value,
+                        RequestRow.status == RequestStatus.PENDING,
                         RequestRow.requester != person,
                     )
                     .order_by(RequestRow.id)

@@ -9,13 +9,22 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from approvals.store import Store
-from approvals.tables import GrantRow, GrantStatus, InboxRow, OutboxRow, OutboxStatus, RequestRow
+from approvals.tables import (
+    GrantRow,
+    GrantStatus,
+    InboxRow,
+    InboxStatus,
+    OutboxRow,
+    OutboxStatus,
+    RequestRow,
+    RequestStatus,
+)
 
 
 @dataclass(frozen=True)
 class StoreCounts:
-    requests: list[tuple[str, str, int]]  # (action, status, how many)
-    inbox: dict[str, int]  # pending, running, dead
+    requests: list[tuple[str, RequestStatus, int]]  # (action, status, how many)
+    inbox: dict[InboxStatus, int]  # pending, running, dead
     inbox_retrying: int
     inbox_oldest: datetime | None  # received_at of the oldest pending or running item
     outbox: dict[OutboxStatus, int]  # pending, dead, failed
@@ -27,7 +36,7 @@ class StoreCounts:
 def read(store: Store) -> StoreCounts:
     with store.transaction() as session:
         requests = [
-            (str(action), str(state), int(count))
+            (str(action), RequestStatus(state), int(count))
             for action, state, count in session.execute(
                 select(RequestRow.action, RequestRow.status, func.count()).group_by(
                     RequestRow.action, RequestRow.status
@@ -37,16 +46,22 @@ def read(store: Store) -> StoreCounts:
         inbox_counts = dict(
             session.execute(
                 select(InboxRow.status, func.count())
-                .where(InboxRow.status.in_(["pending", "running", "dead"]))
+                .where(
+                    InboxRow.status.in_(
+                        [InboxStatus.PENDING, InboxStatus.RUNNING, InboxStatus.DEAD]
+                    )
+                )
                 .group_by(InboxRow.status)
             ).all()
         )
         inbox_retries = session.scalar(
-            select(func.count()).where(InboxRow.status == "pending", InboxRow.attempts > 0)
+            select(func.count()).where(
+                InboxRow.status == InboxStatus.PENDING, InboxRow.attempts > 0
+            )
         )
         inbox_first = session.scalar(
             select(func.min(InboxRow.received_at)).where(
-                InboxRow.status.in_(["pending", "running"])
+                InboxRow.status.in_([InboxStatus.PENDING, InboxStatus.RUNNING])
             )
         )
         outbox_counts = dict(

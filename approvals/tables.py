@@ -98,6 +98,19 @@ class StatusText(TypeDecorator[StatusT]):
         return None if value is None else self.status_type(value)
 
 
+class RequestStatus(enum.StrEnum):
+    """A request's life; `approvals/states.py` holds the transitions allowed between them."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
 class GrantStatus(enum.StrEnum):
     """active -> revoking (one process holds the revocation under a lease) -> revoked.
 
@@ -118,6 +131,25 @@ class OutboxStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+class InboxStatus(enum.StrEnum):
+    """pending -> running (claimed under a lease) -> done | pending again | dead
+    (approvals/inbox.py draws the whole life)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class DriftStatus(enum.StrEnum):
+    """open -> fixing (a lead claimed it; its fixing request runs) -> fixed, or open again
+    when that request did not succeed (approvals/drift.py)."""
+
+    OPEN = "open"
+    FIXING = "fixing"
+    FIXED = "fixed"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
@@ -136,7 +168,7 @@ class RequestRow(Base):
     payload: Mapped[RequestPayload] = mapped_column(PayloadJSON())
     summary: Mapped[str] = mapped_column(String(500))
     reason: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[RequestStatus] = mapped_column(StatusText(RequestStatus, 16), index=True)
     approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
@@ -324,7 +356,7 @@ class InboxRow(Base):
     handler: Mapped[str] = mapped_column(String(64))
     # What the handler needs, secrets already withheld; emptied once handled.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending|running|done|dead
+    status: Mapped[InboxStatus] = mapped_column(StatusText(InboxStatus, 16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime]
     available_at: Mapped[datetime]
@@ -365,6 +397,6 @@ class DriftFindingRow(Base):
     compute: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # open | fixing | fixed
+    status: Mapped[DriftStatus] = mapped_column(StatusText(DriftStatus, 16))
     handled_by: Mapped[str | None] = mapped_column(String(128))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))

@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError
 
 from approvals import store_counts
 from approvals.store import Store
-from approvals.tables import GrantStatus, OutboxStatus
+from approvals.tables import GrantStatus, InboxStatus, OutboxStatus
 from workspaces.clock import Clock
 
 if TYPE_CHECKING:
@@ -218,8 +218,8 @@ class StoreCollector(Collector):
             counts.outbox_oldest,
         )
         grant_counts = counts.grants
-        for status in ("pending", "running", "dead"):
-            inbox_items.add_metric([status], inbox_counts.get(status, 0))
+        for inbox_status in (InboxStatus.PENDING, InboxStatus.RUNNING, InboxStatus.DEAD):
+            inbox_items.add_metric([inbox_status], inbox_counts.get(inbox_status, 0))
         inbox_retrying.add_metric([], inbox_retries or 0)
         inbox_oldest.add_metric([], (now - inbox_first).total_seconds() if inbox_first else 0.0)
         for outbox_status in (OutboxStatus.PENDING, OutboxStatus.DEAD, OutboxStatus.FAILED):

@@ -26,8 +26,9 @@ from datetime import timedelta
 from typing import Any
 
 from approvals import inbox
-from approvals.inbox import InboxItem, InboxStatus
+from approvals.inbox import InboxItem
 from approvals.store import Store
+from approvals.tables import InboxStatus
 from bot.logs import correlated
 from bot.metrics import Metrics
 from workspaces.clock import Clock

@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from approvals.actions.access import assignment_name
 from approvals.actions.job import job_name
+from approvals.payloads import DatastorePayload
 from approvals.tables import GrantRow, RequestRow
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import (
@@ -345,8 +346,8 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
                 )
         elif row.action == "job" and jobs[job_name("demo", request_id)] != 1:
             problems.append(f"#{request_id}: {jobs[job_name('demo', request_id)]} jobs in Azure")
-        elif row.action == "datastore" and datastores[row.payload["name"]] != 1:
-            problems.append(f"#{request_id}: datastore {row.payload['name']} missing")
+        elif isinstance(row.payload, DatastorePayload) and datastores[row.payload.name] != 1:
+            problems.append(f"#{request_id}: datastore {row.payload.name} missing")
         ts = card_ts(slack, request_id)
         outcomes = [
             m
