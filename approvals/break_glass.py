@@ -19,7 +19,7 @@ from sqlalchemy import update
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.states import RequestStatus
-from approvals.tables import RequestRow
+from approvals.tables import GrantStatus, RequestRow
 from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
@@ -84,7 +84,7 @@ class BreakGlass(Workflow):
                     payload=payload,
                     summary=summary,
                     reason=reason,
-                    status=RequestStatus.APPROVED.value,
+                    status=RequestStatus.APPROVED,
                     approvals_needed=0,
                     created_at=now,
                     decided_by=BREAK_GLASS,
@@ -105,7 +105,7 @@ class BreakGlass(Workflow):
                     payload={**payload, "reviews": access.id},
                     summary=f"review of {summary} ({short_ref(access.id)})",
                     reason=reason,
-                    status=RequestStatus.PENDING.value,
+                    status=RequestStatus.PENDING,
                     approvals_needed=1,
                     created_at=now,
                     expires_at=now + ws.policy.break_glass.review_within,
@@ -167,7 +167,7 @@ class BreakGlass(Workflow):
                 workspace=review.workspace,
                 target=short_ref(review.id),
             )
-        if grant is not None and grant.status == "active":
+        if grant is not None and grant.status == GrantStatus.ACTIVE:
             self.revoke_grant(
                 grant.id,
                 actor,

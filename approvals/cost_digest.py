@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from approvals import outbox
 from approvals.config import WorkspaceConfig
-from approvals.core import Core
+from approvals.core import Basics
 from approvals.costs import money
 from approvals.idle.spend import idle_spend_between
 from approvals.spend import budget_line, month_to_date, spend_between
@@ -75,7 +75,7 @@ def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def send_cost_digest(core: Core, workspace: str, now: datetime) -> bool:
+def send_cost_digest(core: Basics, workspace: str, now: datetime) -> bool:
     """Queue this week's digest to each lead by DM. True if it was queued now."""
     ws = core.config.workspaces[workspace]
     if ws.budget is None:

@@ -30,7 +30,7 @@ from approvals.config import WorkspaceConfig
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.store import Store
-from approvals.tables import DriftFindingRow, GrantRow
+from approvals.tables import DriftFindingRow, DriftStatus, GrantRow, GrantStatus
 from approvals.wording import short_ref
 from shared.errors import NotFoundUserError, PermissionRefusedError, UserError
 from workspaces.port import WorkspaceBackend
@@ -89,7 +89,7 @@ def compare(
                     detail,
                 )
             )
-        elif grant.status == "revoked":
+        elif grant.status == GrantStatus.REVOKED:
             findings.append(
                 Finding(
                     "revocation_not_taken",
@@ -101,7 +101,7 @@ def compare(
                 )
             )
     for grant in grants:
-        if grant.status != "active" or grant.mode != "rbac":
+        if grant.status != GrantStatus.ACTIVE or grant.mode != "rbac":
             continue  # a PIM assignment is Azure's to end; `revoking` is being handled
         if grant.assignment_name.lower() in by_name:
             continue
@@ -168,7 +168,7 @@ def check_workspace(
                 compute=f.compute,
                 text=f.text,
                 detail=f.detail,
-                status="open",
+                status=DriftStatus.OPEN,
             )
             for f in findings
         ]
@@ -219,8 +219,8 @@ def fix_request(
             raise NotFoundUserError(f"There is no drift finding {short_ref(finding_id)}.")
         claimed = session.execute(
             update(DriftFindingRow)
-            .where(DriftFindingRow.id == finding_id, DriftFindingRow.status == "open")
-            .values(status="fixing", handled_by=person)
+            .where(DriftFindingRow.id == finding_id, DriftFindingRow.status == DriftStatus.OPEN)
+            .values(status=DriftStatus.FIXING, handled_by=person)
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
@@ -251,7 +251,7 @@ def fix_request(
         return finding, payload, summary
 
 
-def settle_finding(store: Store, finding_id: int, request_id: int, status: str) -> None:
+def settle_finding(store: Store, finding_id: int, request_id: int, status: RequestStatus) -> None:
     """After the fixing request ended: `fixed`, or `open` again so someone can retry."""
     with store.transaction() as session:
         session.execute(
@@ -262,12 +262,12 @@ def settle_finding(store: Store, finding_id: int, request_id: int, status: str) 
         )
 
 
-def _settled(status: str) -> str:
+def _settled(status: RequestStatus) -> DriftStatus:
     if status == RequestStatus.SUCCEEDED:
-        return "fixed"
+        return DriftStatus.FIXED
     if status in (RequestStatus.APPROVED, RequestStatus.EXECUTING):
-        return "fixing"  # retried by the recovery sweep (e.g. the read-back still saw it)
-    return "open"
+        return DriftStatus.FIXING  # retried by the recovery sweep (e.g. the read-back still saw it)
+    return DriftStatus.OPEN
 
 
 def drift_reply(text: str, ok: bool = True, request_id: int | None = None) -> Reply:

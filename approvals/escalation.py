@@ -55,7 +55,7 @@ def escalate_pending_requests(store: Store, config: AppConfig, now: datetime) ->
             session.scalars(
                 select(RequestRow)
                 .where(
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                     (RequestRow.nudged_at.is_(None)) | (RequestRow.escalated_at.is_(None)),
                 )
                 .order_by(RequestRow.id)
@@ -88,7 +88,7 @@ def _claim(session: Session, row: RequestRow, column: str, now: datetime, **more
         update(RequestRow)
         .where(
             RequestRow.id == row.id,
-            RequestRow.status == RequestStatus.PENDING.value,
+            RequestRow.status == RequestStatus.PENDING,
             getattr(RequestRow, column).is_(None),
         )
         .values({column: now, **more})

@@ -117,7 +117,7 @@ class Execution(WorkflowBase):
                 update(RequestRow)
                 .where(
                     RequestRow.id == row.id,
-                    RequestRow.status == RequestStatus.EXECUTING.value,
+                    RequestRow.status == RequestStatus.EXECUTING,
                     RequestRow.lease_holder == self.holder[:64],
                 )
                 .values(lease_until=now + wait, error=error[:2000])

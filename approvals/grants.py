@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from approvals import audit, outbox
 from approvals.actions.access import PROPAGATION_NOTE, spec_of_grant
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
 from shared.errors import NotFoundUserError, TransientError, UserError, WorkspaceError
@@ -44,9 +44,9 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     """Active, or being revoked by a claim whose lease ran out (or a claim from before
     leases existed)."""
     return or_(
-        GrantRow.status == "active",
+        GrantRow.status == GrantStatus.ACTIVE,
         and_(
-            GrantRow.status == "revoking",
+            GrantRow.status == GrantStatus.REVOKING,
             or_(GrantRow.revoke_lease_until.is_(None), GrantRow.revoke_lease_until <= now),
         ),
     )
@@ -101,12 +101,12 @@ class GrantKeeper(WorkflowBase):
                 raise NotFoundUserError(
                     f"There is no grant {short_ref(grant_id)}.", example="/aml access list"
                 )
-            taking_over = grant.status == "revoking"
+            taking_over = grant.status == GrantStatus.REVOKING
             claimed = session.execute(
                 update(GrantRow)
                 .where(GrantRow.id == grant_id, _claimable(now))
                 .values(
-                    status="revoking",
+                    status=GrantStatus.REVOKING,
                     revoking_by=holder,
                     revoke_lease_until=now + REVOKE_LEASE,
                     # Who asked first: kept when a stuck revocation is taken over.
@@ -131,7 +131,7 @@ class GrantKeeper(WorkflowBase):
     @staticmethod
     def _not_claimable(grant: GrantRow) -> UserError:
         ref = short_ref(grant.id)
-        if grant.status == "revoking" and grant.revoke_lease_until is not None:
+        if grant.status == GrantStatus.REVOKING and grant.revoke_lease_until is not None:
             return UserError(
                 f"Grant {ref} is being revoked right now; if that does not finish, it can be "
                 f"taken over after {when(grant.revoke_lease_until)}."
@@ -150,7 +150,7 @@ class GrantKeeper(WorkflowBase):
                 update(GrantRow)
                 .where(
                     GrantRow.id == grant.id,
-                    GrantRow.status == "revoking",
+                    GrantRow.status == GrantStatus.REVOKING,
                     GrantRow.revoking_by == holder,
                 )
                 .values(revoke_error=str(exc)[:1000], revoke_lease_until=now + RETRY_LEASE)
@@ -173,9 +173,9 @@ class GrantKeeper(WorkflowBase):
             # deleted the (already gone) assignment finds it done and tells no one.
             done = session.execute(
                 update(GrantRow)
-                .where(GrantRow.id == grant.id, GrantRow.status == "revoking")
+                .where(GrantRow.id == grant.id, GrantRow.status == GrantStatus.REVOKING)
                 .values(
-                    status="revoked",
+                    status=GrantStatus.REVOKED,
                     revoked_at=now,
                     revoke_error=None,
                     revoking_by=None,
@@ -221,8 +221,8 @@ class GrantKeeper(WorkflowBase):
                     select(GrantRow.id)
                     .where(
                         or_(
-                            and_(GrantRow.status == "active", GrantRow.expires_at <= now),
-                            and_(GrantRow.status == "revoking", _claimable(now)),
+                            and_(GrantRow.status == GrantStatus.ACTIVE, GrantRow.expires_at <= now),
+                            and_(GrantRow.status == GrantStatus.REVOKING, _claimable(now)),
                         )
                     )
                     .order_by(GrantRow.id)

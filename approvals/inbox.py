@@ -22,7 +22,6 @@ compare-and-set per row, meant for one claiming process per database file.
 
 from __future__ import annotations
 
-import enum
 import logging
 import queue
 import threading
@@ -53,7 +52,7 @@ from sqlalchemy.sql.expression import BindParameter
 from approvals import outbox
 from approvals.directory import Directory
 from approvals.store import Store, make_engine
-from approvals.tables import InboxRow, UTCDateTime
+from approvals.tables import InboxRow, InboxStatus, UTCDateTime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,13 +63,6 @@ MAX_ATTEMPTS = 5
 MAX_BACKOFF = timedelta(seconds=30)
 # Handled rows keep their key (the de-duplication) this long: Slack retries for about an hour.
 KEEP_HANDLED_FOR = timedelta(days=2)
-
-
-class InboxStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    DEAD = "dead"
 
 
 @dataclass(frozen=True)
@@ -166,7 +158,7 @@ def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> dict[str, 
         "delivery_key": arrival.delivery_key[:255],
         "handler": arrival.handler[:64],
         "payload": arrival.payload,
-        "status": (InboxStatus.RUNNING if claimed else InboxStatus.PENDING).value,
+        "status": InboxStatus.RUNNING if claimed else InboxStatus.PENDING,
         "attempts": 1 if claimed else 0,
         "received_at": now,
         "available_at": now,
@@ -282,8 +274,8 @@ def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) ->
 
 def _claimable(now: datetime | BindParameter[datetime]) -> Any:
     return or_(
-        and_(InboxRow.status == InboxStatus.PENDING.value, InboxRow.available_at <= now),
-        and_(InboxRow.status == InboxStatus.RUNNING.value, InboxRow.lease_until < now),
+        and_(InboxRow.status == InboxStatus.PENDING, InboxRow.available_at <= now),
+        and_(InboxRow.status == InboxStatus.RUNNING, InboxRow.lease_until < now),
     )
 
 
@@ -348,7 +340,7 @@ def _claim_statement(*, skip_locked: bool) -> Any:
         update(InboxRow)
         .where(InboxRow.id.in_(due.scalar_subquery()))
         .values(
-            status=InboxStatus.RUNNING.value,
+            status=InboxStatus.RUNNING,
             lease_until=bindparam("lease_until", type_=UTCDateTime()),
             claimed_by=bindparam("holder", type_=String()),
             attempts=InboxRow.attempts + 1,
@@ -370,11 +362,11 @@ _COMPLETE = (
     update(InboxRow)
     .where(
         InboxRow.id == bindparam("item_id", type_=Integer()),
-        InboxRow.status == InboxStatus.RUNNING.value,
+        InboxRow.status == InboxStatus.RUNNING,
         InboxRow.claimed_by == bindparam("holder", type_=String()),
     )
     .values(
-        status=InboxStatus.DONE.value,
+        status=InboxStatus.DONE,
         payload=None,
         finished_at=bindparam("now", type_=UTCDateTime()),
         lease_until=None,
@@ -386,7 +378,7 @@ _COMPLETE = (
 def _mine(item_id: int, holder: str) -> Any:
     return and_(
         InboxRow.id == item_id,
-        InboxRow.status == InboxStatus.RUNNING.value,
+        InboxRow.status == InboxStatus.RUNNING,
         InboxRow.claimed_by == holder[:64],
     )
 
@@ -425,7 +417,7 @@ def fail(
             update(InboxRow)
             .where(_mine(item_id, holder))
             .values(
-                status=status.value,
+                status=status,
                 available_at=now + retry_delay(row.attempts),
                 lease_until=None,
                 last_error=error[:1000],
@@ -444,7 +436,7 @@ def release(store: Store, item_ids: Iterable[int], holder: str, now: datetime) -
         store,
         item_ids,
         holder,
-        status=InboxStatus.PENDING.value,
+        status=InboxStatus.PENDING,
         available_at=now,
         lease_until=None,
         claimed_by=None,
@@ -469,7 +461,7 @@ def _update_held(store: Store, item_ids: Iterable[int], holder: str, **values: A
             update(InboxRow)
             .where(
                 InboxRow.id.in_(ids),
-                InboxRow.status == InboxStatus.RUNNING.value,
+                InboxRow.status == InboxStatus.RUNNING,
                 InboxRow.claimed_by == holder[:64],
             )
             .values(**values)
@@ -493,7 +485,7 @@ def depth(store: Store, now: datetime) -> InboxDepth:
                 select(InboxRow.status, func.count())
                 .where(
                     InboxRow.status.in_(
-                        [InboxStatus.PENDING.value, InboxStatus.RUNNING.value, "dead"]
+                        [InboxStatus.PENDING, InboxStatus.RUNNING, InboxStatus.DEAD]
                     )
                 )
                 .group_by(InboxRow.status)
@@ -501,13 +493,13 @@ def depth(store: Store, now: datetime) -> InboxDepth:
         )
         oldest = session.scalar(
             select(func.min(InboxRow.received_at)).where(
-                InboxRow.status.in_([InboxStatus.PENDING.value, InboxStatus.RUNNING.value])
+                InboxRow.status.in_([InboxStatus.PENDING, InboxStatus.RUNNING])
             )
         )
     return InboxDepth(
-        pending=int(counts.get(InboxStatus.PENDING.value, 0)),
-        running=int(counts.get(InboxStatus.RUNNING.value, 0)),
-        dead=int(counts.get(InboxStatus.DEAD.value, 0)),
+        pending=int(counts.get(InboxStatus.PENDING, 0)),
+        running=int(counts.get(InboxStatus.RUNNING, 0)),
+        dead=int(counts.get(InboxStatus.DEAD, 0)),
         oldest_waiting=(now - oldest) if oldest is not None else None,
     )
 
@@ -517,7 +509,7 @@ def prune(store: Store, now: datetime) -> int:
     with store.transaction() as session:
         result = session.execute(
             delete(InboxRow).where(
-                InboxRow.status == InboxStatus.DONE.value,
+                InboxRow.status == InboxStatus.DONE,
                 InboxRow.finished_at < now - KEEP_HANDLED_FOR,
             )
         )

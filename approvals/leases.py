@@ -37,7 +37,7 @@ LEASE = timedelta(seconds=30)
 # Carry-outs of one request (the first, then each resumption) before the bot gives up.
 MAX_ATTEMPTS = 5
 
-IN_FLIGHT = (RequestStatus.APPROVED.value, RequestStatus.EXECUTING.value)
+IN_FLIGHT = (RequestStatus.APPROVED, RequestStatus.EXECUTING)
 
 _holder: tuple[int, str] | None = None
 _holder_lock = threading.Lock()
@@ -95,7 +95,7 @@ def claim_stalled(
         update(RequestRow)
         .where(
             RequestRow.id == request_id,
-            RequestRow.status == status.value,
+            RequestRow.status == status,
             or_(RequestRow.lease_until.is_(None), RequestRow.lease_until <= now),
         )
         .values(**changes)

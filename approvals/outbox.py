@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from approvals import correlation
 from approvals.store import Store
-from approvals.tables import OutboxRow, RequestRow
+from approvals.tables import OutboxRow, OutboxStatus, RequestRow
 
 REQUEST_OPENED = "request.opened"
 REQUEST_UPDATED = "request.updated"
@@ -44,7 +44,7 @@ def enqueue(
         "kind": kind,
         "payload": payload,
         "dedupe_key": dedupe_key,
-        "status": "pending",
+        "status": OutboxStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
     }
@@ -79,7 +79,7 @@ def notify_person(
 def pending(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxRow]:
     statement = (
         select(OutboxRow)
-        .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)
+        .where(OutboxRow.status == OutboxStatus.PENDING, OutboxRow.next_attempt_at <= now)
         .order_by(OutboxRow.id)
         .limit(limit)
     )
@@ -105,7 +105,7 @@ def skip_superseded_card_updates(store: Store, now: datetime) -> None:
             session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id.in_(superseded))
-                .values(status="sent", sent_at=now)
+                .values(status=OutboxStatus.SENT, sent_at=now)
             )
 
 
@@ -118,7 +118,7 @@ def pending_in_order(store: Store, limit: int) -> list[OutboxRow]:
         return list(
             session.scalars(
                 select(OutboxRow)
-                .where(OutboxRow.status == "pending")
+                .where(OutboxRow.status == OutboxStatus.PENDING)
                 .order_by(OutboxRow.id)
                 .limit(limit)
             )
@@ -132,7 +132,7 @@ def claim(store: Store, row_id: int, worker_id: str, now: datetime, claim_for: t
             update(OutboxRow)
             .where(
                 OutboxRow.id == row_id,
-                OutboxRow.status == "pending",
+                OutboxRow.status == OutboxStatus.PENDING,
                 or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
             )
             .values(claimed_by=worker_id, claimed_until=now + claim_for)
@@ -147,7 +147,7 @@ def mark_sent(store: Store, row_id: int, now: datetime) -> None:
             update(OutboxRow)
             .where(OutboxRow.id == row_id)
             .values(
-                status="sent",
+                status=OutboxStatus.SENT,
                 sent_at=now,
                 attempts=OutboxRow.attempts + 1,
                 claimed_until=None,
@@ -205,7 +205,7 @@ def give_up(
             update(OutboxRow)
             .where(OutboxRow.id == row_id)
             .values(
-                status="dead" if dead else "failed",
+                status=OutboxStatus.DEAD if dead else OutboxStatus.FAILED,
                 attempts=OutboxRow.attempts + 1,
                 claimed_until=None,
                 waiting_for=None,

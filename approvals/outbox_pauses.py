@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from approvals.store import Store
-from approvals.tables import DeliveryPauseRow, OutboxRow
+from approvals.tables import DeliveryPauseRow, OutboxRow, OutboxStatus
 from workspaces.clock import Clock
 
 RATE_LIMITED = "rate_limited"
@@ -150,7 +150,7 @@ class OutboxPauses:
             woken = session.execute(
                 update(OutboxRow)
                 .where(
-                    OutboxRow.status == "pending",
+                    OutboxRow.status == OutboxStatus.PENDING,
                     OutboxRow.waiting_for.in_(scopes),
                     OutboxRow.next_attempt_at > now,
                 )

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select
 
-from approvals.core import Core
-from approvals.directory import fallback_approvers
+from approvals.core import Basics
+from approvals.directory import Directory, fallback_approvers
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, JobRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, JobRow, RequestRow
 
 WAITING_SHOWN = 20
 LIST_SHOWN = 10
@@ -30,8 +30,7 @@ class HomeData:
     jobs: list[JobRow] = field(default_factory=list)
 
 
-def home_data(core: Core, person: str) -> HomeData:
-    directory = core.service.directory
+def home_data(core: Basics, directory: Directory, person: str) -> HomeData:
     lead_of = [ws.name for ws in directory.workspaces_of(person) if person in ws.team_leads]
     # Where the person is a fallback approver: the requests escalated to them.
     fallback_of = [
@@ -41,7 +40,6 @@ def home_data(core: Core, person: str) -> HomeData:
     ]
     now = core.clock.now()
     data = HomeData(person=person, now=now, is_lead=bool(lead_of or fallback_of))
-    pending = RequestStatus.PENDING.value
     with core.store.transaction() as session:
         if lead_of or fallback_of:
             waiting = (
@@ -54,7 +52,7 @@ def home_data(core: Core, person: str) -> HomeData:
                             RequestRow.escalated_at.is_not(None),
                         ),
                     ),
-                    RequestRow.status == pending,
+                    RequestRow.status == RequestStatus.PENDING,
                     RequestRow.requester != person,
                 )
                 .order_by(RequestRow.id)
@@ -66,7 +64,7 @@ def home_data(core: Core, person: str) -> HomeData:
         data.pending = list(
             session.scalars(
                 select(RequestRow)
-                .where(RequestRow.requester == person, RequestRow.status == pending)
+                .where(RequestRow.requester == person, RequestRow.status == RequestStatus.PENDING)
                 .order_by(RequestRow.id.desc())
                 .limit(LIST_SHOWN)
             )
@@ -76,7 +74,7 @@ def home_data(core: Core, person: str) -> HomeData:
                 select(GrantRow)
                 .where(
                     GrantRow.grantee == person,
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.expires_at > now,
                 )
                 .order_by(GrantRow.expires_at)

@@ -7,7 +7,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from approvals.config import Action, ClusterConfig, WorkspaceConfig
+from approvals.config_access import until_done_limit
 from commands.durations import format_duration
+from commands.models import AccessRequest
 from shared.errors import PermissionRefusedError, UsageError
 
 if TYPE_CHECKING:
@@ -95,6 +97,17 @@ def access_duration(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta:
             example=f"--for {format_duration(policy.default_duration)}",
         )
     return duration
+
+
+def asked_access_duration(
+    ws: WorkspaceConfig, cluster: ClusterConfig, command: AccessRequest
+) -> timedelta:
+    """How long access is asked for: `--for`, else a work-bound grant's time limit, else the
+    policy's default; refused above the policy's maximum."""
+    until_done = command.until_done or cluster.until_done
+    return access_duration(
+        ws, command.duration or (until_done_limit(ws.policy) if until_done else None)
+    )
 
 
 def job_limit(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta | None:

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import delete, select
 
 from approvals.claims import claim_due
-from approvals.core import Core
+from approvals.core import Basics
 from approvals.sweep_tables import PriceRow
 from shared.errors import WorkspaceError
 from workspaces.prices import BOOK, PriceQuote, normalise_region, normalise_sku
@@ -43,7 +43,7 @@ class RefreshReport:
         return "\n".join(lines) or "no region to refresh (no workspace is configured)"
 
 
-def wanted_skus(core: Core) -> dict[str, set[str]]:
+def wanted_skus(core: Basics) -> dict[str, set[str]]:
     """Region -> the sizes to price there: configured clusters and instances, the snapshot's,
     and those a message asked for and found no price for."""
     wanted: dict[str, set[str]] = {}
@@ -60,7 +60,7 @@ def wanted_skus(core: Core) -> dict[str, set[str]]:
     return wanted
 
 
-def refresh_prices(core: Core, fetch: Fetch, now: datetime | None = None) -> RefreshReport:
+def refresh_prices(core: Basics, fetch: Fetch, now: datetime | None = None) -> RefreshReport:
     now = now or core.clock.now()
     report = RefreshReport()
     for region, skus in sorted(wanted_skus(core).items()):
@@ -76,7 +76,7 @@ def refresh_prices(core: Core, fetch: Fetch, now: datetime | None = None) -> Ref
     return report
 
 
-def store_quotes(core: Core, quotes: list[PriceQuote], now: datetime) -> None:
+def store_quotes(core: Basics, quotes: list[PriceQuote], now: datetime) -> None:
     with core.store.transaction() as session:
         for quote in quotes:
             key = (quote.region, normalise_sku(quote.sku), quote.low_priority)
@@ -99,7 +99,7 @@ def store_quotes(core: Core, quotes: list[PriceQuote], now: datetime) -> None:
             )
 
 
-def load_cached_prices(core: Core) -> int:
+def load_cached_prices(core: Basics) -> int:
     """Install what the database holds into this process's price book."""
     with core.store.transaction() as session:
         rows = list(session.scalars(select(PriceRow)))
@@ -118,7 +118,7 @@ def load_cached_prices(core: Core) -> int:
     return BOOK.install(quotes)
 
 
-def refresh_if_due(core: Core, fetch: Fetch, holder: str) -> RefreshReport | None:
+def refresh_if_due(core: Basics, fetch: Fetch, holder: str) -> RefreshReport | None:
     """The scheduler's chore: refresh once a day (one replica claims it), and load what any
     replica fetched."""
     now = core.clock.now()

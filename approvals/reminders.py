@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from approvals import outbox
-from approvals.core import Core
+from approvals.core import Basics, Sweeps
 from approvals.notice_kinds import REQUEST_REMINDER, queue_grant_expiring
 from approvals.states import RequestStatus
-from approvals.tables import GrantRow, RequestRow, VoteRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow, VoteRow
 from approvals.wording import short_ref, when
 from commands.durations import format_duration
 from commands.models import AccessRequest
@@ -26,7 +26,7 @@ def _longest(values: list[timedelta]) -> timedelta:
     return max(values, default=timedelta(0))
 
 
-def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
+def warn_expiring_grants(core: Basics, now: datetime) -> list[int]:
     """Offer each grantee an Extend button once, `grant_expiry_warning` before expiry."""
     workspaces = core.config.workspaces
     horizon = now + _longest([ws.policy.grant_expiry_warning for ws in workspaces.values()])
@@ -34,7 +34,7 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
         grants = list(
             session.scalars(
                 select(GrantRow).where(
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.warned_at.is_(None),
                     GrantRow.expires_at > now,
                     GrantRow.expires_at <= horizon,
@@ -55,25 +55,19 @@ def warn_expiring_grants(core: Core, now: datetime) -> list[int]:
                 .where(
                     GrantRow.id == grant.id,
                     GrantRow.warned_at.is_(None),
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                 )
                 .values(warned_at=now)
                 .execution_options(synchronize_session=False)
             )
             if getattr(claimed, "rowcount", 0) != 1:
                 continue
-            text = (
-                f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
-                f"{short_ref(grant.id)}) ends {when(grant.expires_at)}, in "
-                f"{format_duration(grant.expires_at - now)}. Need longer? Extend asks a team "
-                f"lead for another {format_duration(grant.expires_at - grant.granted_at)}."
-            )
-            queue_grant_expiring(session, grant, text, now)
+            queue_grant_expiring(session, grant, now)
             warned.append(grant.id)
     return warned
 
 
-def remind_pending_requests(core: Core, now: datetime) -> list[int]:
+def remind_pending_requests(core: Basics, now: datetime) -> list[int]:
     """Remind the leads who have not voted, once, `remind_before_expiry` before expiry."""
     workspaces = core.config.workspaces
     horizon = now + _longest([ws.policy.remind_before_expiry for ws in workspaces.values()])
@@ -81,7 +75,7 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
         requests = list(
             session.scalars(
                 select(RequestRow).where(
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                     RequestRow.reminded_at.is_(None),
                     RequestRow.expires_at > now,
                     RequestRow.expires_at <= horizon,
@@ -101,7 +95,7 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
                 .where(
                     RequestRow.id == request.id,
                     RequestRow.reminded_at.is_(None),
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                 )
                 .values(reminded_at=now)
                 .execution_options(synchronize_session=False)
@@ -133,23 +127,23 @@ def remind_pending_requests(core: Core, now: datetime) -> list[int]:
     return reminded
 
 
-def revoke_expired_grants(core: Core) -> list[int]:
+def revoke_expired_grants(sweeps: Sweeps) -> list[int]:
     """The workflow's revocation: each grant claimed by one UPDATE, the grantee told."""
-    return core.service.workflow.revoke_expired_grants()
+    return sweeps.revoke_expired_grants()
 
 
-def expire_requests(core: Core) -> list[int]:
+def expire_requests(sweeps: Sweeps) -> list[int]:
     """The workflow's expiry: each request moved by one compare-and-set, the requester told."""
-    return core.service.workflow.expire_pending_requests()
+    return sweeps.expire_pending_requests()
 
 
-def resume_stalled_requests(core: Core) -> list[int]:
+def resume_stalled_requests(sweeps: Sweeps) -> list[int]:
     """The workflow's recovery: requests whose process died with their side effect in
     flight, each claimed by one compare-and-set on its lease and carried on."""
-    return core.service.workflow.resume_stalled()
+    return sweeps.resume_stalled()
 
 
-def extension_request(core: Core, person: str, grant_id: int) -> AccessRequest:
+def extension_request(core: Basics, person: str, grant_id: int) -> AccessRequest:
     """The access request an Extend button makes: same cluster and workspace, as long as
     the grant it extends (the core caps it by policy)."""
     with core.store.transaction() as session:

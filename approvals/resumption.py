@@ -34,7 +34,7 @@ class Resumption(Execution):
             row = self.load(session, request_id)
             if row.status not in leases.IN_FLIGHT:
                 return None
-            status = RequestStatus(row.status)
+            status = row.status
             if not leases.claim_stalled(
                 session, row.id, status, now, self.holder, self.lease_length
             ):

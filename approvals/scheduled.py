@@ -1,6 +1,8 @@
-"""One round of every sweep, as plain functions of (core, now). The scheduler calls
-`run_due` every few seconds on every replica; each unit of work inside is claimed in the
-database, so replicas share the work instead of doubling it.
+"""One round of every sweep, as plain functions of (core, sweeps, now): `core` the
+configuration, store, clock and workspaces, `sweeps` the workflow's own sweeps
+(`approvals/core.py`). The scheduler calls `run_due` every few seconds on every replica;
+each unit of work inside is claimed in the database, so replicas share the work instead of
+doubling it.
 
 - grants and requests (cheap queries): every round, on every replica; this includes
   resuming requests whose side effect was in flight when their process died (lease ran out);
@@ -26,13 +28,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from approvals.claims import claim_due
-from approvals.core import Core
+from approvals.core import Basics, Sweeps, WithWorkspaces
 from approvals.correlation import correlated
 from approvals.cost_digest import WEEK, send_cost_digest
 from approvals.drift import check_workspace
 from approvals.escalation import escalate_pending_requests
 from approvals.following.jobs import follow_jobs
 from approvals.idle.digest import sweep_idle
+from approvals.idle.spend import idle_spend_between
 from approvals.reminders import (
     expire_requests,
     remind_pending_requests,
@@ -92,11 +95,11 @@ class SweepReport:
         )
 
 
-def run_startup(core: Core) -> SweepReport:
+def run_startup(sweeps: Sweeps) -> SweepReport:
     """Before anything else on start: take away access that ran out while the bot was down,
     expire requests nobody decided in time, and finish what a dead process left in flight."""
     report = SweepReport()
-    _overdue(core, report)
+    _overdue(sweeps, report)
     if report.revoked or report.expired or report.resumed:
         log.info(
             "at start-up: revoked grants %s, expired requests %s, resumed requests %s",
@@ -107,10 +110,12 @@ def run_startup(core: Core) -> SweepReport:
     return report
 
 
-def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
+def run_due(
+    core: WithWorkspaces, sweeps: Sweeps, now: datetime, holder: str = HOLDER
+) -> SweepReport:
     """One round: everything that is due at `now`."""
     report = SweepReport()
-    _overdue(core, report)
+    _overdue(sweeps, report)
     _step(report, "warn", lambda: report.warned.extend(warn_expiring_grants(core, now)))
     _step(report, "remind", lambda: report.reminded.extend(remind_pending_requests(core, now)))
 
@@ -126,14 +131,15 @@ def run_due(core: Core, now: datetime, holder: str = HOLDER) -> SweepReport:
         if _claim(core, f"jobs:{ws.name}", now, ws.policy.job_poll_interval, holder):
 
             def follow(name: str = ws.name) -> None:
-                changes = follow_jobs(core, now, [name])
+                # Job following may not import idle detection; it is handed the pricing.
+                changes = follow_jobs(core, now, [name], idle_spend=idle_spend_between)
                 with report.lock:
                     report.job_changes += changes
 
             steps.append(WorkspaceStep(f"jobs:{ws.name}", subscription, follow))
 
             def work(name: str = ws.name) -> None:
-                done = core.service.workflow.end_grants_whose_work_ended(name)
+                done = sweeps.end_grants_whose_work_ended(name)
                 report.work_ended.extend(done.ended)
                 report.work_warned.extend(done.warned)
 
@@ -210,13 +216,13 @@ def run_workspace_steps(
         list(pool.map(run, steps))
 
 
-def _overdue(core: Core, report: SweepReport) -> None:
-    _step(report, "revoke", lambda: report.revoked.extend(revoke_expired_grants(core)))
-    _step(report, "expire", lambda: report.expired.extend(expire_requests(core)))
-    _step(report, "resume", lambda: report.resumed.extend(resume_stalled_requests(core)))
+def _overdue(sweeps: Sweeps, report: SweepReport) -> None:
+    _step(report, "revoke", lambda: report.revoked.extend(revoke_expired_grants(sweeps)))
+    _step(report, "expire", lambda: report.expired.extend(expire_requests(sweeps)))
+    _step(report, "resume", lambda: report.resumed.extend(resume_stalled_requests(sweeps)))
 
 
-def _claim(core: Core, name: str, now: datetime, interval: timedelta, holder: str) -> bool:
+def _claim(core: Basics, name: str, now: datetime, interval: timedelta, holder: str) -> bool:
     with core.store.transaction() as session:
         return claim_due(session, name, now, interval, holder)
 

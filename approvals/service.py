@@ -14,12 +14,11 @@ from typing import Any
 
 from approvals.break_glass import break_glass_duration
 from approvals.config import WorkspaceConfig
-from approvals.config_access import until_done_limit
 from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.idle.actions import request_compute_change
 from approvals.idle.digest import idle_report
 from approvals.policy import (
-    access_duration,
+    asked_access_duration,
     decide_access,
     decide_datastore,
     decide_job,
@@ -124,9 +123,7 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         if command.emergency:
             return self._break_glass(person, ws, cluster.name, command)
         until_done = command.until_done or cluster.until_done
-        duration = access_duration(
-            ws, command.duration or (until_done_limit(ws.policy) if until_done else None)
-        )
+        duration = asked_access_duration(ws, cluster, command)
         existing = self._active_grant(person, ws.name, cluster.name)
         extending = existing is not None and (
             existing.expires_at - self.clock.now() <= ws.policy.grant_expiry_warning
@@ -270,7 +267,9 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
         decision = decide_datastore(ws, person)
         if decision.run_now:
             row = self.workflow.run_now(ws, person, "datastore", payload, summary, decision.why)
-            return Reply(text=self.workflow.outcome_text(row), ok=row.status == "succeeded")
+            return Reply(
+                text=self.workflow.outcome_text(row), ok=row.status == RequestStatus.SUCCEEDED
+            )
         row = self.workflow.open_request(
             ws,
             person,

@@ -11,7 +11,7 @@ from approvals.idle.spend import idle_spend_between
 from approvals.spend import IdleSpend
 from approvals.states import RequestStatus
 from approvals.store import Store
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.workflow_base import BackendFor
 from commands import models as m
 from workspaces.clock import Clock
@@ -55,7 +55,7 @@ class ServiceBase:
                     GrantRow.grantee == person,
                     GrantRow.workspace == ws,
                     GrantRow.cluster == cluster,
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                     GrantRow.expires_at > now,
                 )
             ).first()
@@ -67,7 +67,7 @@ class ServiceBase:
                     RequestRow.requester == person,
                     RequestRow.workspace == ws,
                     RequestRow.action == action,
-                    RequestRow.status == RequestStatus.PENDING.value,
+                    RequestRow.status == RequestStatus.PENDING,
                 )
             )
             return next((row.id for row in rows if row.payload.get(key) == value), None)

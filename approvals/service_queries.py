@@ -8,7 +8,7 @@ from approvals import audit
 from approvals.replies import Reply
 from approvals.service_base import ServiceBase
 from approvals.states import RequestStatus
-from approvals.tables import AuditRow, GrantRow, RequestRow
+from approvals.tables import AuditRow, GrantRow, GrantStatus, RequestRow
 from approvals.wording import (
     describe_grant,
     describe_request,
@@ -39,7 +39,9 @@ class QueryCommands(ServiceBase):
         now = self.clock.now()
         with self.store.transaction() as session:
             grants = session.scalars(
-                select(GrantRow).where(GrantRow.grantee == person, GrantRow.status == "active")
+                select(GrantRow).where(
+                    GrantRow.grantee == person, GrantRow.status == GrantStatus.ACTIVE
+                )
             ).all()
             for grant in grants:
                 lines.append("Active " + describe_grant(grant, now))
@@ -90,7 +92,8 @@ class QueryCommands(ServiceBase):
         now = self.clock.now()
         with self.store.transaction() as session:
             statement = select(GrantRow).where(
-                GrantRow.workspace == ws.name, GrantRow.status.in_(["active", "revoking"])
+                GrantRow.workspace == ws.name,
+                GrantRow.status.in_([GrantStatus.ACTIVE, GrantStatus.REVOKING]),
             )
             if not is_lead:
                 statement = statement.where(GrantRow.grantee == person)
@@ -127,7 +130,7 @@ class QueryCommands(ServiceBase):
                     select(RequestRow)
                     .where(
                         RequestRow.workspace.in_(lead_of),
-                        RequestRow.status == RequestStatus.PENDING.value,
+                        RequestRow.status == RequestStatus.PENDING,
                         RequestRow.requester != person,
                     )
                     .order_by(RequestRow.id)

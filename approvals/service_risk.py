@@ -1,7 +1,9 @@
 """What a request risks and costs, gathered for the rules and shown on its card.
 
-The handlers of `service.py` call `assess` before deciding: it estimates the cost, reads the
-month's spend and the requester's last grant, and lets the workspace's rules decide.
+The handlers of `service.py` call `assess_access` / `assess_job` before deciding: they read the
+month's spend and the requester's last grant (`History`), build the request's facts with the
+estimated cost (`access_facts` / `job_facts`, the one place facts are made) and let the
+workspace's rules decide. `explain_request` shows the same for `amlbot policy explain`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ from sqlalchemy import func, select
 from approvals.capacity import capacity_line
 from approvals.config import ClusterConfig, WorkspaceConfig
 from approvals.costs import Estimate, grant_estimate, is_gpu, job_estimate
-from approvals.policy import Decision, needs_approvers
+from approvals.policy import (
+    Decision,
+    asked_access_duration,
+    job_limit,
+    needs_approvers,
+    require_cluster,
+)
 from approvals.rule_models import RuleAction
-from approvals.rules import RequestFacts, RuleOutcome, first_match
+from approvals.rules import RequestFacts, RuleOutcome, explain, first_match
 from approvals.service_base import ServiceBase
 from approvals.spend import budget_line, month_to_date
 from approvals.tables import GrantRow
+from commands import models as m
 from shared.errors import PermissionRefusedError, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,85 @@ class Assessment:
         return extra
 
 
+@dataclass(frozen=True)
+class History:
+    """What the rules read of the past, found by whoever asks: the service in its records (or
+    Azure Cost Management), `amlbot policy explain` in its options."""
+
+    # Month-to-date spend without this request; None when unknown.
+    spent: float | None = None
+    # How long ago the requester last had this same access granted; None: never.
+    last_grant_age: timedelta | None = None
+    # Where `spent` came from, when not the bot's own records.
+    spend_source: str | None = None
+
+
+# Without a limit a job's cost is unknown; an hour shows its rate.
+OPEN_ENDED_JOB_ESTIMATE = timedelta(hours=1)
+
+
+def access_facts(
+    ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta, past: History
+) -> RequestFacts:
+    return _request_facts(
+        ws, person, "access", cluster, duration, grant_estimate(cluster, duration, ws.region), past
+    )
+
+
+def job_facts(
+    ws: WorkspaceConfig,
+    person: str,
+    cluster: ClusterConfig,
+    instances: int,
+    limit: timedelta | None,
+    past: History,
+) -> RequestFacts:
+    """`limit` None: an open-ended job, estimated (and judged by the rules) for one hour."""
+    expected = limit or OPEN_ENDED_JOB_ESTIMATE
+    estimate = job_estimate(cluster, instances, expected, ws.region)
+    return _request_facts(ws, person, "job", cluster, expected, estimate, past)
+
+
+def _request_facts(
+    ws: WorkspaceConfig,
+    person: str,
+    action: RuleAction,
+    cluster: ClusterConfig,
+    duration: timedelta,
+    estimate: Estimate,
+    past: History,
+) -> RequestFacts:
+    return RequestFacts(
+        action=action,
+        requester=person,
+        is_lead=person in ws.team_leads,
+        is_member=person in ws.members,
+        cluster=cluster,
+        duration=duration,
+        estimate=estimate,
+        spent=past.spent,
+        budget=ws.budget.monthly_usd if ws.budget else None,
+        last_grant_age=past.last_grant_age,
+    )
+
+
+def explain_request(
+    ws: WorkspaceConfig, person: str, command: m.AccessRequest | m.JobSubmit, past: History
+) -> str:
+    """Which rule would decide this request and why, on the same facts the service would
+    build (`amlbot policy explain`); asks nothing of the store or Azure."""
+    if isinstance(command, m.AccessRequest):
+        cluster = require_cluster(ws, command.cluster)
+        duration = asked_access_duration(ws, cluster, command)
+        return explain(ws, access_facts(ws, person, cluster, duration, past))
+    cluster = require_cluster(ws, command.compute)
+    limit = job_limit(ws, command.max_duration)
+    text = explain(ws, job_facts(ws, person, cluster, command.instances, limit, past))
+    if limit is None:
+        return "No --max-duration and no policy default: estimated for one hour.\n" + text
+    return text
+
+
 class RiskCommands(ServiceBase):
     # Workspace -> (when asked, USD): Azure Cost Management's answers, briefly kept.
     _billed: dict[str, tuple[datetime, float]]
@@ -80,15 +168,9 @@ class RiskCommands(ServiceBase):
         super().__init__(*args, **kwargs)
         self._billed = {}
 
-    def assess(
-        self,
-        ws: WorkspaceConfig,
-        person: str,
-        action: RuleAction,
-        cluster: ClusterConfig,
-        duration: timedelta,
-        estimate: Estimate,
-    ) -> Assessment:
+    def history(self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig) -> History:
+        """The month's spend (Azure's figure when the budget asks for it, else the bot's
+        records) and the requester's last grant of this cluster."""
         now = self.clock.now()
         billed = self.billed_this_month(ws)
         with self.store.transaction() as session:
@@ -104,21 +186,17 @@ class RiskCommands(ServiceBase):
                     GrantRow.cluster == cluster.name,
                 )
             )
-        facts = RequestFacts(
-            action=action,
-            requester=person,
-            is_lead=person in ws.team_leads,
-            is_member=person in ws.members,
-            cluster=cluster,
-            duration=duration,
-            estimate=estimate,
+        return History(
             spent=spent,
-            budget=ws.budget.monthly_usd if ws.budget else None,
             last_grant_age=(now - last_grant) if last_grant is not None else None,
+            spend_source="Azure Cost Management" if billed is not None else None,
         )
-        capacity = self.capacity_of(ws, cluster, estimate.nodes) if is_gpu(cluster) else None
-        source = "Azure Cost Management" if billed is not None else None
-        return Assessment(facts, first_match(ws.policy.rules, facts), capacity, source)
+
+    def assessment(self, ws: WorkspaceConfig, facts: RequestFacts, past: History) -> Assessment:
+        """The rule that decides, and for GPU clusters the capacity shown on the card."""
+        cluster = facts.cluster
+        capacity = self.capacity_of(ws, cluster, facts.estimate.nodes) if is_gpu(cluster) else None
+        return Assessment(facts, first_match(ws.policy.rules, facts), capacity, past.spend_source)
 
     def billed_this_month(self, ws: WorkspaceConfig) -> float | None:
         """Azure Cost Management's figure for a budget that asks for it, kept a few minutes
@@ -154,9 +232,8 @@ class RiskCommands(ServiceBase):
     def assess_access(
         self, ws: WorkspaceConfig, person: str, cluster: ClusterConfig, duration: timedelta
     ) -> Assessment:
-        return self.assess(
-            ws, person, "access", cluster, duration, grant_estimate(cluster, duration, ws.region)
-        )
+        past = self.history(ws, person, cluster)
+        return self.assessment(ws, access_facts(ws, person, cluster, duration, past), past)
 
     def assess_job(
         self,
@@ -166,17 +243,9 @@ class RiskCommands(ServiceBase):
         instances: int,
         duration: timedelta | None,
     ) -> Assessment:
-        # Without a limit a job's cost is unknown; an hour shows its rate.
-        expected = duration or timedelta(hours=1)
-        assessment = self.assess(
-            ws,
-            person,
-            "job",
-            cluster,
-            expected,
-            job_estimate(cluster, instances, expected, ws.region),
-        )
-        return replace(assessment, open_ended=duration is None)
+        past = self.history(ws, person, cluster)
+        facts = job_facts(ws, person, cluster, instances, duration, past)
+        return replace(self.assessment(ws, facts, past), open_ended=duration is None)
 
     def rule_decision(self, ws: WorkspaceConfig, person: str, outcome: RuleOutcome) -> Decision:
         """What the matching rule decides; a refusal is raised with the rule that refused."""

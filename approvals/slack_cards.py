@@ -3,7 +3,7 @@ for an outbox message. Both in the database: a restart or another replica finds 
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from approvals.slack_tables import SlackCardRow, SlackSentStepRow
@@ -62,6 +62,7 @@ class CardStore:
             )
 
     def step_done(self, outbox_id: int, step: str) -> SlackSentStepRow | None:
+        """The step's record: done (it has a `ts`), in doubt (attempted, no `ts`) or None."""
         with self.store.transaction() as session:
             return session.scalars(
                 select(SlackSentStepRow).where(
@@ -69,9 +70,34 @@ class CardStore:
                 )
             ).first()
 
-    def record_step(self, outbox_id: int, step: str, channel: str | None, ts: str | None) -> None:
+    def attempting(self, outbox_id: int, step: str, channel: str) -> SlackSentStepRow:
+        """Write down that the step is about to be posted, before posting: if this process
+        dies before it hears Slack's answer, the retry knows to look before posting again.
+        Returns the step's record (another worker's, if it raced us to it)."""
         try:
             with self.store.transaction() as session:
+                row = SlackSentStepRow(
+                    outbox_id=outbox_id,
+                    step=step[:64],
+                    channel=channel,
+                    attempted_at=self.clock.now(),
+                )
+                session.add(row)
+            return row
+        except IntegrityError:
+            found = self.step_done(outbox_id, step)
+            assert found is not None, "a unique violation means the row exists"
+            return found
+
+    def record_step(self, outbox_id: int, step: str, channel: str, ts: str) -> None:
+        """The step was posted (it shows in Slack as `channel`/`ts`)."""
+        with self.store.transaction() as session:
+            done = session.execute(
+                update(SlackSentStepRow)
+                .where(SlackSentStepRow.outbox_id == outbox_id, SlackSentStepRow.step == step[:64])
+                .values(channel=channel, ts=ts, done_at=self.clock.now())
+            )
+            if getattr(done, "rowcount", 0) == 0:  # posted without an attempt record
                 session.add(
                     SlackSentStepRow(
                         outbox_id=outbox_id,
@@ -81,5 +107,15 @@ class CardStore:
                         done_at=self.clock.now(),
                     )
                 )
-        except IntegrityError:
-            pass  # recorded by a worker that raced us; the step is done either way
+
+    def not_posted(self, outbox_id: int, step: str) -> None:
+        """Slack said plainly it did not post (refused, rate limited, paused before the
+        call): the next attempt need not look for the message first."""
+        with self.store.transaction() as session:
+            session.execute(
+                delete(SlackSentStepRow).where(
+                    SlackSentStepRow.outbox_id == outbox_id,
+                    SlackSentStepRow.step == step[:64],
+                    SlackSentStepRow.ts.is_(None),
+                )
+            )

@@ -33,8 +33,13 @@ class SlackCardRow(Base):
 
 
 class SlackSentStepRow(Base):
-    """One Slack call an outbox message needed, done. A message that needs two calls (a
-    thread reply and a DM) and fails on the second is retried without repeating the first."""
+    """One Slack post an outbox message needs. A message that needs two posts (a thread
+    reply and a DM) and fails on the second is retried without repeating the first.
+
+    The row is written *before* the post (`attempted_at`, no `ts`) and completed after it
+    (`ts`, `done_at`). A row left without a `ts` is a post in doubt: the process died, or
+    the answer was lost, after Slack may have shown the message. The retry looks for it by
+    its message metadata before posting again (`bot.slack.delivery`)."""
 
     __tablename__ = "slack_sent_steps"
     __table_args__ = (UniqueConstraint("outbox_id", "step", name="uq_slack_step_once"),)
@@ -44,7 +49,9 @@ class SlackSentStepRow(Base):
     step: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str | None] = mapped_column(String(32))
     ts: Mapped[str | None] = mapped_column(String(32))
-    done_at: Mapped[datetime]
+    # Rows written before migration 0010 were recorded done, with no attempt time.
+    attempted_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
 
 
 class SlackPersonRow(Base):

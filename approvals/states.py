@@ -9,7 +9,6 @@ status = <expected>; exactly one wins, so an action executes exactly once.
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from sqlalchemy import update
@@ -17,17 +16,8 @@ from sqlalchemy.orm import Session
 
 from approvals.tables import RequestRow
 
-
-class RequestStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    EXECUTING = "executing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DENIED = "denied"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
+# Defined beside its row so the column reads back as it; named here, where its life is.
+from approvals.tables import RequestStatus as RequestStatus
 
 FINAL_STATES = frozenset(
     {
@@ -72,8 +62,8 @@ def transition(
         raise IllegalTransitionError(f"{source} -> {target} is not a transition")
     result = session.execute(
         update(RequestRow)
-        .where(RequestRow.id == request_id, RequestRow.status == source.value)
-        .values(status=target.value, version=RequestRow.version + 1, **changes)
+        .where(RequestRow.id == request_id, RequestRow.status == source)
+        .values(status=target, version=RequestRow.version + 1, **changes)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -43,6 +44,82 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+StatusT = TypeVar("StatusT", bound=enum.StrEnum)
+
+
+class StatusText(TypeDecorator[StatusT]):
+    """A status stored as its plain text value and read back as its enum.
+
+    The column stays a VARCHAR holding the same words as before, so no migration is needed;
+    writing a word the enum does not know fails here instead of leaving a row no query matches.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, status_type: type[StatusT], length: int) -> None:
+        super().__init__(length)
+        self.status_type = status_type
+
+    def process_bind_param(self, value: StatusT | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.status_type(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StatusT | None:
+        return None if value is None else self.status_type(value)
+
+
+class RequestStatus(enum.StrEnum):
+    """A request's life; `approvals/states.py` holds the transitions allowed between them."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class GrantStatus(enum.StrEnum):
+    """active -> revoking (one process holds the revocation under a lease) -> revoked.
+
+    A revocation that fails stays `revoking` until its lease runs out and the next sweep or
+    command takes it over (approvals/grants.py)."""
+
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    REVOKED = "revoked"
+
+
+class OutboxStatus(enum.StrEnum):
+    """pending -> sent | failed (refused for good) | dead (gave up after too many attempts)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class InboxStatus(enum.StrEnum):
+    """pending -> running (claimed under a lease) -> done | pending again | dead
+    (approvals/inbox.py draws the whole life)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class DriftStatus(enum.StrEnum):
+    """open -> fixing (a lead claimed it; its fixing request runs) -> fixed, or open again
+    when that request did not succeed (approvals/drift.py)."""
+
+    OPEN = "open"
+    FIXING = "fixing"
+    FIXED = "fixed"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
@@ -60,7 +137,7 @@ class RequestRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     summary: Mapped[str] = mapped_column(String(500))
     reason: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[RequestStatus] = mapped_column(StatusText(RequestStatus, 16), index=True)
     approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
@@ -115,7 +192,7 @@ class GrantRow(Base):
     assignment_id: Mapped[str | None] = mapped_column(String(512))
     granted_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # active|revoking|revoked
+    status: Mapped[GrantStatus] = mapped_column(StatusText(GrantStatus, 16), index=True)
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(128))
     revoke_error: Mapped[str | None] = mapped_column(Text)
@@ -192,8 +269,7 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Same key twice: the second is dropped (a sweep on two replicas, a retried webhook).
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # pending|sent|failed (refused for good)|dead (gave up after too many failed attempts)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[OutboxStatus] = mapped_column(StatusText(OutboxStatus, 16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
@@ -224,7 +300,7 @@ class InboxRow(Base):
     handler: Mapped[str] = mapped_column(String(64))
     # What the handler needs, secrets already withheld; emptied once handled.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending|running|done|dead
+    status: Mapped[InboxStatus] = mapped_column(StatusText(InboxStatus, 16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime]
     available_at: Mapped[datetime]
@@ -265,6 +341,6 @@ class DriftFindingRow(Base):
     compute: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # open | fixing | fixed
+    status: Mapped[DriftStatus] = mapped_column(StatusText(DriftStatus, 16))
     handled_by: Mapped[str | None] = mapped_column(String(128))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))

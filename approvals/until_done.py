@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 
 from approvals.grants import BOT, GrantKeeper
 from approvals.notice_kinds import queue_grant_expiring
-from approvals.tables import GrantRow
-from approvals.wording import short_ref, when
+from approvals.tables import GrantRow, GrantStatus
+from approvals.wording import when
 from commands.durations import format_duration
 from shared.errors import UserError, WorkspaceError
 from workspaces.types import JobInfo
@@ -77,7 +77,7 @@ class WorkBoundGrants(GrantKeeper):
                     select(GrantRow)
                     .where(
                         GrantRow.workspace == workspace,
-                        GrantRow.status == "active",
+                        GrantRow.status == GrantStatus.ACTIVE,
                         GrantRow.until_done.is_(True),
                     )
                     .order_by(GrantRow.id)
@@ -116,7 +116,7 @@ class WorkBoundGrants(GrantKeeper):
         with self.store.transaction() as session:
             session.execute(
                 update(GrantRow)
-                .where(GrantRow.id == grant.id, GrantRow.status == "active")
+                .where(GrantRow.id == grant.id, GrantRow.status == GrantStatus.ACTIVE)
                 .values(work_seen_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -134,23 +134,14 @@ class WorkBoundGrants(GrantKeeper):
                 .where(
                     GrantRow.id == grant.id,
                     GrantRow.warned_at.is_(None),
-                    GrantRow.status == "active",
+                    GrantRow.status == GrantStatus.ACTIVE,
                 )
                 .values(warned_at=now)
                 .execution_options(synchronize_session=False)
             )
             if getattr(claimed, "rowcount", 0) != 1:
                 return False
-            names = ", ".join(f"`{job.name}` ({job.status.value})" for job in running[:5])
-            text = (
-                f"Your access to `{grant.cluster}` in `{grant.workspace}` (grant "
-                f"{short_ref(grant.id)}) reaches its time limit {when(grant.expires_at)}, in "
-                f"{format_duration(grant.expires_at - now)}, while your job(s) still run "
-                f"there: {names}. Extend asks a team lead for another "
-                f"{format_duration(grant.expires_at - grant.granted_at)}; the access still "
-                f"ends with your work."
-            )
-            queue_grant_expiring(session, grant, text, now)
+            queue_grant_expiring(session, grant, now, still_running=running)
         return True
 
 

@@ -57,7 +57,7 @@ class Workflow(Resumption, WorkBoundGrants):
                     payload=payload,
                     summary=summary[:500],
                     reason=reason,
-                    status=RequestStatus.PENDING.value,
+                    status=RequestStatus.PENDING,
                     approvals_needed=approvals_needed,
                     created_at=now,
                     expires_at=now + ws.policy.request_ttl,
@@ -92,7 +92,7 @@ class Workflow(Resumption, WorkBoundGrants):
                     requester=requester,
                     payload=payload,
                     summary=summary[:500],
-                    status=RequestStatus.APPROVED.value,
+                    status=RequestStatus.APPROVED,
                     approvals_needed=0,
                     created_at=now,
                     decided_by="policy",
@@ -435,7 +435,7 @@ class Workflow(Resumption, WorkBoundGrants):
             due = list(
                 session.scalars(
                     select(RequestRow.id).where(
-                        RequestRow.status == RequestStatus.PENDING.value,
+                        RequestRow.status == RequestStatus.PENDING,
                         RequestRow.expires_at <= now,
                     )
                 )

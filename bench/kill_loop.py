@@ -2,6 +2,7 @@
 
     python bench/kill_loop.py                 # 50 kill rounds, a rolling deploy, two replicas
     python bench/kill_loop.py --rounds 10     # fewer kill rounds
+    python bench/kill_loop.py --held-posts 0  # no kills inside Slack's answer to a post
 
 Needs PostgreSQL (AMLBOT_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 Each kill round: one data scientist asks for access, a datastore and a job; the lead approves
@@ -31,6 +32,7 @@ from tests.chaos import (  # noqa: E402 - after the path is set
     LEAD,
     ServedBot,
     engine_for,
+    held_post_round,
     kill_round,
     people,
     rolling_deploy,
@@ -46,8 +48,8 @@ def fresh_schema() -> str:
     return str(fresh_postgres_schema())
 
 
-def kill_loop(rounds: int, latency: float, seed: int) -> None:
-    scientists = people(rounds)
+def kill_loop(rounds: int, held_posts: int, latency: float, seed: int) -> None:
+    scientists = people(rounds + held_posts)
     users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
     users[LEAD] = "lead@example.com"
     rng = random.Random(seed)
@@ -62,7 +64,7 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
         problems: list[str] = []
         kinds: Counter[str] = Counter()
         try:
-            for n, (user_id, name) in enumerate(scientists.items()):
+            for n, (user_id, name) in enumerate(list(scientists.items())[:rounds]):
                 worker_only = n % 3 == 2
                 kinds["worker only" if worker_only else "whole server"] += 1
                 result = kill_round(bot, engine, user_id, name, n, rng, worker_only=worker_only)
@@ -76,9 +78,28 @@ def kill_loop(rounds: int, latency: float, seed: int) -> None:
                     f"{len(result.problems)} problems",
                     flush=True,
                 )
+            held = list(scientists.items())[rounds:]
+            held_doubled = 0
+            for n, (user_id, name) in enumerate(held):
+                result = held_post_round(bot, engine, user_id, name)
+                held_doubled += sum(
+                    "shows" in p or "outcome messages" in p for p in result.problems
+                )
+                problems += [f"held post {n}: {p}" for p in result.problems]
+                print(
+                    f"held post {n:>2}: server killed while Slack held a post's answer; "
+                    f"sent once {result.recovered_in:5.1f} s after the kill, "
+                    f"{len(result.problems)} problems",
+                    flush=True,
+                )
         finally:
             bot.kill_all()
             engine.dispose()
+    if held_posts:
+        print(
+            f"\nheld posts: {held_posts} kills while Slack held a post's answer, "
+            f"{held_doubled} posts doubled or missing"
+        )
     print(
         f"\nkill loop: {rounds} rounds ({dict(kinds)}), {3 * rounds} approved requests, "
         f"{mid_flight} of them in flight when the kill landed; {len(problems)} broken promises"
@@ -117,11 +138,17 @@ def deploy_while_busy(commands: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument(
+        "--held-posts",
+        type=int,
+        default=5,
+        help="rounds that kill the server while the fake Slack holds the answer to a post",
+    )
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
-    kill_loop(options.rounds, options.latency, options.seed)
+    kill_loop(options.rounds, options.held_posts, options.latency, options.seed)
     deploy_while_busy(options.commands)
     return 0
 

@@ -27,10 +27,16 @@ sys.path.insert(0, str(REPO_ROOT))
 from approvals.config import load_config  # noqa: E402
 from approvals.following.jobs import follow_jobs  # noqa: E402
 from approvals.idle.digest import sweep_idle  # noqa: E402
+from approvals.idle.spend import idle_spend_between  # noqa: E402
 from approvals.tables import OutboxRow  # noqa: E402
-from bot.eventgrid_webhook import eventgrid_routes  # noqa: E402
+from bot.eventgrid_webhook import (  # noqa: E402
+    EVENTGRID_HANDLER,
+    eventgrid_routes,
+    job_events_handler,
+)
 from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
+from bot.work import InboxWorker  # noqa: E402
 from workspaces.clock import ManualClock  # noqa: E402
 from workspaces.types import JobInfo, JobOutcome  # noqa: E402
 
@@ -91,7 +97,7 @@ def bench_follow(jobs: int) -> None:
             clock.advance(timedelta(minutes=5))
             calls_before = counting.calls
             began = time.perf_counter()
-            announced += follow_jobs(core, clock.now())
+            announced += follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
             timings.append(time.perf_counter() - began)
             assert counting.calls - calls_before <= 1 + 10
         print(
@@ -148,7 +154,16 @@ def bench_eventgrid(events: int) -> None:
                 wake.wait(1.0)
                 wake.clear()
 
-        app = Starlette(routes=eventgrid_routes(core, secret=SECRET, on_change=wake.set))
+        # As `amlbot serve` runs it: the webhook keeps the delivery in the inbox, a worker
+        # handles it and wakes the outbox.
+        inbox_worker = InboxWorker(
+            core.store,
+            core.clock,
+            {EVENTGRID_HANDLER: job_events_handler(core, wake.set)},
+            poll=0.025,
+        )
+        inbox_worker.start()
+        app = Starlette(routes=eventgrid_routes(core, secret=SECRET, on_accepted=inbox_worker.wake))
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -188,6 +203,7 @@ def bench_eventgrid(events: int) -> None:
             latencies.append(recorder.delivered.get(name, float("inf")) - sent)
         stopping.set()
         wake.set()
+        inbox_worker.stop(grace=1)
         server.should_exit = True
         for thread in threads:
             thread.join(timeout=10)

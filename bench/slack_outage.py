@@ -30,7 +30,7 @@ from sqlalchemy import select  # noqa: E402
 
 from approvals import outbox  # noqa: E402
 from approvals.config import load_config  # noqa: E402
-from approvals.tables import OutboxRow  # noqa: E402
+from approvals.tables import OutboxRow, OutboxStatus  # noqa: E402
 from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.serve import OUTBOX_MIN_GAP, OUTBOX_POLL, OutboxLoop  # noqa: E402
 from bot.slack.delivery import SlackDeliverer  # noqa: E402
@@ -110,7 +110,7 @@ def run_outage(
         queued=messages,
         delivered=len(texts),
         duplicates=sum(count - 1 for count in texts.values()),
-        dead=sum(r.status == "dead" for r in rows),
+        dead=sum(r.status == OutboxStatus.DEAD for r in rows),
         recovery_to_last_delivery=(max(sent) - recovered_at).total_seconds() if sent else -1.0,
         calls_during_outage=calls_during_outage,
         most_attempts=max((r.attempts for r in rows), default=0),
@@ -134,7 +134,7 @@ def _queue(core: Core, messages: int) -> None:
 def _pending(core: Core) -> int:
     with core.store.transaction() as session:
         statuses = session.scalars(select(OutboxRow.status))
-        return sum(status == "pending" for status in statuses)
+        return sum(status == OutboxStatus.PENDING for status in statuses)
 
 
 def main() -> None:

@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig  # noqa: E402
 from approvals.following.jobs import follow_jobs  # noqa: E402
+from approvals.idle.spend import idle_spend_between  # noqa: E402
 from approvals.scheduled import SweepReport, WorkspaceStep, run_due, run_workspace_steps  # noqa: E402
-from approvals.tables import JobRow, OutboxRow, RequestRow  # noqa: E402
+from approvals.tables import JobRow, OutboxRow, RequestRow, RequestStatus  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from tests.fakes.azure_arm import FakeAzure  # noqa: E402
 from tests.fakes.azure_arm_auth import MSI_PATH  # noqa: E402
@@ -201,7 +202,7 @@ def bench_idle(
             config, database_url=f"sqlite:///{folder}/idle-{workspaces}-{throttled}.db", clock=clock
         )
         started = time.perf_counter()
-        report = run_due(core, clock.now())
+        report = run_due(core, core.service.workflow, clock.now())
         seconds = time.perf_counter() - started
         figures = IdleFigures(
             workspaces, seconds, fake.calls(), len(report.digests), len(report.failed)
@@ -230,7 +231,7 @@ def follow_in_db(core: Core, workspace: str, names: list[str]) -> None:
                 requester="alice",
                 payload={},
                 summary=f"job {name}",
-                status="executed",
+                status=RequestStatus.SUCCEEDED,
                 created_at=now,
             )
             session.add(request)
@@ -284,7 +285,7 @@ def bench_jobs(workspaces: int, jobs: int, latency: float, folder: str) -> JobFi
             report = SweepReport()
 
             def follow(name: str) -> None:
-                changes = follow_jobs(core, clock.now(), [name])
+                changes = follow_jobs(core, clock.now(), [name], idle_spend=idle_spend_between)
                 with report.lock:
                     report.job_changes += changes
 

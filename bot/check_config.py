@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 
+from slack_sdk import WebClient
+
 from approvals.config import ConfigError, load_config
 from approvals.rules import describe_rule
+from bot.slack.scopes import check_token
 from commands.durations import format_duration
 
 
-def check_config(path: str | None, *, online: bool = False) -> int:
+def check_config(
+    path: str | None, *, online: bool = False, slack_client: WebClient | None = None
+) -> int:
+    """Validate and summarise; `online` also reaches Azure and, given a client with the
+    bot token, asks Slack which scopes the token has."""
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -84,4 +91,16 @@ def check_config(path: str | None, *, online: bool = False) -> int:
                 print(f"  - {line}")
         else:
             print(f"workspace {ws.name}: reachable, the bot's identity holds every role it needs")
+    if slack_client is not None:
+        report = check_token(slack_client)
+        problems += len(report.problems)
+        print(
+            f"Slack: {'problems' if report.problems else 'the bot token has every scope it needs'}"
+        )
+        for line in report.problems:
+            print(f"  - {line}")
+        for line in report.warnings:
+            print(f"  warning: {line}")
+    else:
+        print("Slack: SLACK_BOT_TOKEN not set, the token's scopes were not checked")
     return 1 if problems else 0

@@ -139,7 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             from bot.check_config import check_config
 
-            return check_config(args.file or settings.config_path, online=args.online)
+            slack = None
+            if args.online and settings.slack_bot_token is not None:
+                from slack_sdk import WebClient
+
+                from bot.slack.app import api_url
+
+                token = settings.slack_bot_token.get_secret_value()
+                slack = WebClient(token=token, base_url=api_url(settings), timeout=10)
+            return check_config(
+                args.file or settings.config_path, online=args.online, slack_client=slack
+            )
         config_path = getattr(args, "config", None) or settings.config_path
         config = load_config(config_path)
     except ConfigError as exc:

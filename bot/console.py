@@ -22,7 +22,7 @@ from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from approvals.scheduled import run_due
 from approvals.states import RequestStatus
 from approvals.sweep_tables import IdleItemRow
-from approvals.tables import OutboxRow
+from approvals.tables import DriftStatus, OutboxRow
 from approvals.wording import describe_request
 from bot.outbox_worker import OutboxWorker
 from bot.wiring import Core
@@ -74,7 +74,7 @@ class Console:
         self.person = name
         # The console is its own scheduler: due sweeps (expiries, job updates, idle compute)
         # run before each command, and what they say is shown with the reply.
-        run_due(self.core, self.core.clock.now())
+        run_due(self.core, self.core.service.workflow, self.core.clock.now())
         reply = self.core.service.handle_text(name, text, channel=None)
         where = "posted in the channel" if reply.public else f"only @{name} sees"
         self._print(_indent(f"[{where}] {reply.text}"))
@@ -144,7 +144,7 @@ class Console:
             buttons = [
                 f"    [{FIX_LABELS[f.kind]}: /aml drift fix {f.id}]"
                 for f in findings
-                if f.status == "open"
+                if f.status == DriftStatus.OPEN
             ]
             return "\n".join(
                 [f"[#{payload['workspace']}, drift check]", _indent(str(payload["text"])), *buttons]

@@ -122,7 +122,9 @@ def job_events_handler(core: Core, on_change: Callable[[], None]) -> Callable[[I
     """The inbox handler of kept deliveries: announce what changed, then wake the outbox."""
 
     def record_job_events(item: InboxItem) -> None:
-        if handle_delivery(core, item.payload["events"], core.clock.now()):
+        if handle_delivery(
+            core, item.payload["events"], core.clock.now(), idle_spend=core.service.idle_spend
+        ):
             on_change()
 
     return record_job_events

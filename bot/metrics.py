@@ -30,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 
 from approvals import store_counts
 from approvals.store import Store
+from approvals.tables import GrantStatus, InboxStatus, OutboxStatus
 from workspaces.clock import Clock
 
 if TYPE_CHECKING:
@@ -84,6 +85,15 @@ class Metrics:
             "Slack Web API calls, by method and status (ok, Slack's error code, or the "
             "exception's type).",
             ["method", "status"],
+            registry=r,
+        )
+        self.slack_posts_in_doubt = Counter(
+            "amlbot_slack_posts_in_doubt",
+            "Posts retried after an attempt whose answer never came (a crash, a timeout, a "
+            "5xx), by outcome: found (the earlier post was there, not posted again), "
+            "not_found (posted now), unverifiable (no history scope: posted again, may "
+            "show twice).",
+            ["outcome"],
             registry=r,
         )
         self.azure_requests = Counter(
@@ -208,16 +218,16 @@ class StoreCollector(Collector):
             counts.outbox_oldest,
         )
         grant_counts = counts.grants
-        for status in ("pending", "running", "dead"):
-            inbox_items.add_metric([status], inbox_counts.get(status, 0))
+        for inbox_status in (InboxStatus.PENDING, InboxStatus.RUNNING, InboxStatus.DEAD):
+            inbox_items.add_metric([inbox_status], inbox_counts.get(inbox_status, 0))
         inbox_retrying.add_metric([], inbox_retries or 0)
         inbox_oldest.add_metric([], (now - inbox_first).total_seconds() if inbox_first else 0.0)
-        for status in ("pending", "dead", "failed"):
-            outbox_messages.add_metric([status], outbox_counts.get(status, 0))
+        for outbox_status in (OutboxStatus.PENDING, OutboxStatus.DEAD, OutboxStatus.FAILED):
+            outbox_messages.add_metric([outbox_status], outbox_counts.get(outbox_status, 0))
         outbox_retrying.add_metric([], outbox_retries or 0)
         outbox_oldest.add_metric([], (now - outbox_first).total_seconds() if outbox_first else 0.0)
-        for status in sorted({"active", "revoked", *grant_counts}):
-            grants.add_metric([status], grant_counts.get(status, 0))
+        for grant_status in sorted({GrantStatus.ACTIVE, GrantStatus.REVOKED, *grant_counts}):
+            grants.add_metric([grant_status], grant_counts.get(grant_status, 0))
         yield from (
             requests,
             inbox_items,

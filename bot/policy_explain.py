@@ -7,13 +7,9 @@ the options say (none by default), so the answer depends on the configuration al
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 from approvals.config import AppConfig
-from approvals.costs import grant_estimate, job_estimate
-from approvals.policy import access_duration, job_limit, require_cluster
-from approvals.rule_models import RuleAction
-from approvals.rules import RequestFacts, explain
+from approvals.service_risk import History, explain_request
 from commands import models as m
 from commands.durations import parse_duration
 from commands.parser import parse_command
@@ -51,35 +47,11 @@ def policy_explain(
         print(f"Cannot explain: {exc}", file=sys.stderr)
         return 2
     try:
-        if isinstance(command, m.AccessRequest):
-            action: RuleAction = "access"
-            cluster = require_cluster(ws, command.cluster)
-            duration = access_duration(ws, command.duration)
-            estimate = grant_estimate(cluster, duration, ws.region)
-        else:
-            action = "job"
-            cluster = require_cluster(ws, command.compute)
-            limit = job_limit(ws, command.max_duration)
-            if limit is None:
-                print("No --max-duration and no policy default: estimated for one hour.")
-            duration = limit or timedelta(hours=1)
-            estimate = job_estimate(cluster, command.instances, duration, ws.region)
+        text = explain_request(ws, person, command, History(spent=spent, last_grant_age=age))
     except UserError as exc:
         print(f"Cannot explain: {exc.render()}", file=sys.stderr)
         return 2
-    facts = RequestFacts(
-        action=action,
-        requester=person,
-        is_lead=person in ws.team_leads,
-        is_member=person in ws.members,
-        cluster=cluster,
-        duration=duration,
-        estimate=estimate,
-        spent=spent,
-        budget=ws.budget.monthly_usd if ws.budget else None,
-        last_grant_age=age,
-    )
-    print(explain(ws, facts))
+    print(text)
     return 0
 
 

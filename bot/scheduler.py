@@ -74,7 +74,7 @@ class NotificationScheduler:
     def start(self) -> None:
         # Synchronously, before the first round and before the app answers anyone: access
         # that ran out during downtime is taken away first.
-        self._after(run_startup(self.core))
+        self._after(run_startup(self.core.service.workflow))
         self._last_round_at = time.monotonic()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
@@ -110,7 +110,11 @@ class NotificationScheduler:
     def _round(self) -> None:
         try:
             with self.core.metrics.timed_sweep():
-                self._after(run_due(self.core, self.core.clock.now(), self.holder))
+                self._after(
+                    run_due(
+                        self.core, self.core.service.workflow, self.core.clock.now(), self.holder
+                    )
+                )
         except Exception:  # APScheduler would only log it too; keep the trace ours
             log.exception("a sweep round failed; the next one runs in %s", self.tick)
         finally:

@@ -26,8 +26,9 @@ from datetime import timedelta
 from typing import Any
 
 from approvals import inbox
-from approvals.inbox import InboxItem, InboxStatus
+from approvals.inbox import InboxItem
 from approvals.store import Store
+from approvals.tables import InboxStatus
 from bot.logs import correlated
 from bot.metrics import Metrics
 from workspaces.clock import Clock
@@ -145,22 +146,6 @@ class InboxWorker:
             30.0, 10 * self.poll
         )
         return alive and recent and not self._stopping.is_set()
-
-    # ---- synchronously (a one-off drain, tests) -------------------------------------------
-
-    def run_until_idle(self, limit: int = 1000) -> int:
-        """Handle everything claimable now, on this thread. Returns how many were handled."""
-        handled = 0
-        while handled < limit:
-            items = inbox.claim(self.inbox_store, self.holder, self.clock.now(), lease=self.lease)
-            if not items:
-                return handled
-            for item in items:
-                with self._lock:
-                    self._in_flight[item.id] = item
-                self._run(item)
-                handled += 1
-        return handled
 
     # ---- the loops -----------------------------------------------------------------------
 

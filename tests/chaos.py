@@ -272,7 +272,9 @@ def ask_and_approve(bot: ServedBot, engine: Engine, user_id: str, name: str, n: 
     # A liveness bound, not a latency figure: right after a restart the new worker process
     # is still starting while the recovery sweep runs, and a loaded CI machine is slow.
     ids: list[int] = wait(
-        lambda: (found := _request_ids(engine, name, after=before)) and len(found) == 3 and found,
+        lambda: (
+            (found := request_ids_from(engine, name, after=before)) and len(found) == 3 and found
+        ),
         90,
         f"three requests from {name}",
     )
@@ -287,7 +289,7 @@ def _max_request_id(engine: Engine) -> int:
         return int(connection.scalar(text("SELECT coalesce(max(id), 0) FROM requests")) or 0)
 
 
-def _request_ids(engine: Engine, requester: str, after: int) -> list[int]:
+def request_ids_from(engine: Engine, requester: str, after: int) -> list[int]:
     with engine.connect() as connection:
         return list(
             connection.scalars(
@@ -328,6 +330,7 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
         granted = Counter(connection.scalars(select(GrantRow.assignment_name)))
         jobs = Counter(connection.scalars(text("SELECT name FROM sim_jobs")))
         datastores = Counter(connection.scalars(text("SELECT name FROM sim_datastores")))
+    problems.extend(doubled_posts(slack))
     for assignment in assignments:
         if granted[assignment] != 1:
             problems.append(f"role assignment {assignment} has {granted[assignment]} grant rows")
@@ -373,6 +376,22 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
     return problems
 
 
+def outbox_drained(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        waiting = connection.scalar(text("SELECT count(*) FROM outbox WHERE status = 'pending'"))
+    return waiting == 0
+
+
+def doubled_posts(slack: FakeSlack) -> list[str]:
+    """Every outbox post carries its (row, step) as metadata: none may show twice."""
+    shown = Counter(
+        (m.metadata["event_payload"]["outbox_id"], m.metadata["event_payload"]["step"])
+        for m in slack.all_messages()
+        if m.metadata is not None
+    )
+    return [f"outbox post {tag} shows {n} times" for tag, n in shown.items() if n > 1]
+
+
 def kill_round(
     bot: ServedBot,
     engine: Engine,
@@ -406,6 +425,37 @@ def kill_round(
         if not result.problems or time.monotonic() > deadline:
             return result
         time.sleep(0.25)
+
+
+def held_post_round(bot: ServedBot, engine: Engine, user_id: str, name: str) -> RoundResult:
+    """The narrowest window: Slack has shown a post and holds its answer; the whole server
+    is killed before it hears. The restarted one must find the post, not repeat it."""
+    before = _max_request_id(engine)
+    assert bot.command(user_id, 'access request gpu-cluster --for 2h --reason "chaos"') == 200
+    (request_id,) = wait(
+        lambda: request_ids_from(engine, name, after=before), 90, f"the request of {name}"
+    )
+    ts = wait(lambda: card_ts(bot.slack, request_id), 30, f"the card of #{request_id}")
+    posts_before = len(bot.slack.calls("chat.postMessage"))
+    bot.slack.lose_answer("chat.postMessage", delay=30, status=None)
+    assert bot.approve(request_id, ts) == 200
+    wait(
+        lambda: len(bot.slack.calls("chat.postMessage")) > posts_before,
+        90,
+        "a post whose answer Slack holds",
+    )
+    bot.kill_all()
+    bot.start()
+    started = time.monotonic()
+    wait(lambda: all_final(engine, [request_id]), 120, f"#{request_id} to end")
+    # The killed process's claim on the message lapses after 30 s; then it is retried.
+    wait(lambda: outbox_drained(engine), 120, "every outbox message to be sent")
+    return RoundResult(
+        requests=1,
+        in_flight_at_kill=1,
+        recovered_in=time.monotonic() - started,
+        problems=check_promises(engine, bot.slack, [request_id]),
+    )
 
 
 def revoke_round(

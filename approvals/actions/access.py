@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from approvals.actions.base import NAMES, ActionHandler, Carried
 from approvals.actions.payloads import AccessPayload, payload_as
 from approvals.config import WorkspaceConfig
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.wording import short_ref, when
 from approvals.workflow_base import WorkflowBase
 from commands.durations import format_duration
@@ -108,7 +108,7 @@ class AccessGrant(ActionHandler):
                     assignment_id=receipt.assignment_id,
                     granted_at=granted_at,
                     expires_at=expires_at,
-                    status="active",
+                    status=GrantStatus.ACTIVE,
                     until_done=payload.until_done,
                 )
             )
@@ -149,7 +149,7 @@ def _extend_grant(
         return dict(done)
     with flow.store.transaction() as session:
         grant = session.get(GrantRow, grant_id)
-        if grant is None or grant.status != "active" or grant.grantee != row.requester:
+        if grant is None or grant.status != GrantStatus.ACTIVE or grant.grantee != row.requester:
             return None
         if grant.mode == "pim" and grant.expires_at <= now:
             return None  # Azure ended the PIM assignment at its expiry: nothing to extend
@@ -168,7 +168,7 @@ def _extend_grant(
     with flow.store.transaction() as session:
         extended = session.execute(
             update(GrantRow)
-            .where(GrantRow.id == grant_id, GrantRow.status == "active")
+            .where(GrantRow.id == grant_id, GrantRow.status == GrantStatus.ACTIVE)
             .values(expires_at=new_expiry, warned_at=None)
             .execution_options(synchronize_session=False)
         )

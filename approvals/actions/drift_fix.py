@@ -9,7 +9,7 @@ from approvals.actions.access import spec_of_grant
 from approvals.actions.base import ActionHandler, Carried
 from approvals.actions.payloads import DriftPayload, payload_as, required
 from approvals.config import WorkspaceConfig
-from approvals.tables import GrantRow, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.wording import short_ref
 from approvals.workflow_base import WorkflowBase
 from shared.errors import TransientError, UserError
@@ -44,7 +44,7 @@ class DriftFix(ActionHandler):
         if operation == "regrant":
             with flow.store.transaction() as session:
                 grant = session.get(GrantRow, required(row, payload.grant_id, "grant_id"))
-            if grant is None or grant.status != "active":
+            if grant is None or grant.status != GrantStatus.ACTIVE:
                 raise UserError("The grant is no longer active; nothing to re-grant.")
             receipt = backend.grant_cluster_access(
                 spec_of_grant(grant, f"amlbot grant #{grant.id}, re-granted after the drift check")

@@ -20,8 +20,9 @@ from typing import Any
 from sqlalchemy import select
 
 from approvals.config import AppConfig, WorkspaceConfig
-from approvals.core import Core
+from approvals.core import WithWorkspaces
 from approvals.following.jobs import record_job_status, status_rank
+from approvals.spend import IdleSpend
 from approvals.tables import JobRow
 from shared.errors import WorkspaceError
 from workspaces.types import JobInfo, JobStatus
@@ -102,7 +103,9 @@ def workspace_for_topic(config: AppConfig, topic: str) -> WorkspaceConfig | None
     )
 
 
-def handle_run_event(core: Core, event: RunEvent, now: datetime) -> bool:
+def handle_run_event(
+    core: WithWorkspaces, event: RunEvent, now: datetime, *, idle_spend: IdleSpend | None
+) -> bool:
     """Announce the event's status for the job it names, if the bot follows that job and the
     status is news. True if a status was announced (or recorded) by this call."""
     ws = workspace_for_topic(core.config, event.topic)
@@ -122,10 +125,10 @@ def handle_run_event(core: Core, event: RunEvent, now: datetime) -> bool:
     )
     if event.status.is_terminal:
         info = _with_details(core, ws.name, info)
-    return record_job_status(core, job.id, info, now)
+    return record_job_status(core, job.id, info, now, idle_spend=idle_spend)
 
 
-def _with_details(core: Core, workspace: str, info: JobInfo) -> JobInfo:
+def _with_details(core: WithWorkspaces, workspace: str, info: JobInfo) -> JobInfo:
     """Duration, metrics and error come from Azure, not from the event. If Azure is not
     reachable the announcement goes out without them rather than not at all."""
     try:
@@ -137,11 +140,13 @@ def _with_details(core: Core, workspace: str, info: JobInfo) -> JobInfo:
     return live if status_rank(live.status) >= status_rank(info.status) else info
 
 
-def handle_delivery(core: Core, body: Any, now: datetime) -> int:
+def handle_delivery(
+    core: WithWorkspaces, body: Any, now: datetime, *, idle_spend: IdleSpend | None
+) -> int:
     """Every run event in one delivery; returns how many announced something."""
     announced = 0
     for event in as_events(body):
         parsed = run_event(event)
-        if parsed is not None and handle_run_event(core, parsed, now):
+        if parsed is not None and handle_run_event(core, parsed, now, idle_spend=idle_spend):
             announced += 1
     return announced

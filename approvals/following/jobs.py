@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from approvals import outbox
 from approvals.claims import insert_once
-from approvals.core import Core
-from approvals.spend import job_end_line
+from approvals.core import Basics, WithWorkspaces
+from approvals.spend import IdleSpend, job_end_line
 from approvals.sweep_tables import JobNoticeRow
 from approvals.tables import JobRow, JobWatcherRow
 from commands.durations import format_duration
@@ -138,10 +138,19 @@ def _span(value: timedelta) -> str:
     return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
 
 
-def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> bool:
+def record_job_status(
+    core: WithWorkspaces,
+    job_id: int,
+    info: JobInfo,
+    now: datetime,
+    *,
+    idle_spend: IdleSpend | None,
+) -> bool:
     """Announce `info.status` for job `job_id` unless it (or a later status) already was.
 
-    True if this call raised the job's rank (and so queued any messages).
+    True if this call raised the job's rank (and so queued any messages). `idle_spend`
+    prices the idle time in an ended job's cost line (approvals.idle knows it; following
+    may not import it).
     """
     rank = status_rank(info.status)
     if rank < 0:
@@ -178,15 +187,15 @@ def record_job_status(core: Core, job_id: int, info: JobInfo, now: datetime) -> 
             if info.status.is_terminal and ws is not None and job.ended_at is not None:
                 started = (outcome.started_at if outcome else None) or info.started_at
                 session.flush()
-                cost = job_end_line(
-                    session, ws, job, started, job.ended_at, now, core.service.idle_spend
-                )
+                cost = job_end_line(session, ws, job, started, job.ended_at, now, idle_spend)
                 text += f"\n{cost}" if cost else ""
             _queue_messages(session, job, text, info.status, now)
     return True
 
 
-def _outcome_if_news(core: Core, job_id: int, info: JobInfo, rank: int) -> JobOutcome | None:
+def _outcome_if_news(
+    core: WithWorkspaces, job_id: int, info: JobInfo, rank: int
+) -> JobOutcome | None:
     """The ended job's outcome, unless its end was already announced: a repeat, a late event
     or the replica that lost the race asks nothing. None if the workspace cannot say."""
     with core.store.transaction() as session:
@@ -242,7 +251,13 @@ def _queue_messages(
         )
 
 
-def follow_jobs(core: Core, now: datetime, workspaces: Iterable[str] | None = None) -> int:
+def follow_jobs(
+    core: WithWorkspaces,
+    now: datetime,
+    workspaces: Iterable[str] | None = None,
+    *,
+    idle_spend: IdleSpend | None,
+) -> int:
     """One poll of every followed job, one `list_jobs` call per workspace.
 
     Returns how many status changes were announced (or recorded) by this call.
@@ -258,11 +273,17 @@ def follow_jobs(core: Core, now: datetime, workspaces: Iterable[str] | None = No
             by_workspace.setdefault(job.workspace, []).append(job)
     changed = 0
     for workspace, jobs in by_workspace.items():
-        changed += _follow_workspace(core, workspace, jobs, now)
+        changed += _follow_workspace(core, workspace, jobs, now, idle_spend)
     return changed
 
 
-def _follow_workspace(core: Core, workspace: str, jobs: list[JobRow], now: datetime) -> int:
+def _follow_workspace(
+    core: WithWorkspaces,
+    workspace: str,
+    jobs: list[JobRow],
+    now: datetime,
+    idle_spend: IdleSpend | None,
+) -> int:
     """One list of the bot's own jobs (all its pages); jobs not in it (someone else's watched
     job, or one the list does not show yet) are looked up one by one, a bounded number per
     sweep in turn. Only a status that outranks what was recorded touches the database."""
@@ -281,20 +302,22 @@ def _follow_workspace(core: Core, workspace: str, jobs: list[JobRow], now: datet
         info = live.get(job.name)
         if info is None:
             missing.append(job)
-        elif _is_news(info, recorded.get(job.id)) and record_job_status(core, job.id, info, now):
+        elif _is_news(info, recorded.get(job.id)) and record_job_status(
+            core, job.id, info, now, idle_spend=idle_spend
+        ):
             changed += 1
     for job in _due_lookups(workspace, missing):
         info = _lookup(core, job, now)
         if (
             info is not None
             and _is_news(info, recorded.get(job.id))
-            and record_job_status(core, job.id, info, now)
+            and record_job_status(core, job.id, info, now, idle_spend=idle_spend)
         ):
             changed += 1
     return changed
 
 
-def _recorded_ranks(core: Core, job_ids: list[int]) -> dict[int, int]:
+def _recorded_ranks(core: Basics, job_ids: list[int]) -> dict[int, int]:
     """The rank each job's last recorded status has (one read for the whole workspace)."""
     with core.store.transaction() as session:
         rows = session.execute(
@@ -323,7 +346,7 @@ def _due_lookups(workspace: str, missing: list[JobRow]) -> list[JobRow]:
     return due
 
 
-def _lookup(core: Core, job: JobRow, now: datetime) -> JobInfo | None:
+def _lookup(core: WithWorkspaces, job: JobRow, now: datetime) -> JobInfo | None:
     try:
         return core.backends(job.workspace).get_job(job.name)
     except NotFoundError:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from approvals import outbox
 from approvals.claims import insert_once
 from approvals.config import WorkspaceConfig
-from approvals.core import Core
+from approvals.core import Basics, WithWorkspaces
 from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from approvals.notice_kinds import IDLE_DIGEST
 from approvals.store import Store
@@ -90,7 +90,7 @@ def jobs_on_computes(session: Session, workspace: str) -> dict[str, list[str]]:
     return found
 
 
-def sweep_idle(core: Core, workspace: str, now: datetime) -> int | None:
+def sweep_idle(core: WithWorkspaces, workspace: str, now: datetime) -> int | None:
     """Look for idle compute in one workspace and queue its digest. Returns the digest id,
     or None when there is nothing new to say (or another replica has this slot)."""
     ws = core.config.workspaces[workspace]
@@ -214,7 +214,7 @@ def idle_report(backends: BackendFor, store: Store, clock: Clock, ws: WorkspaceC
     return "\n".join(lines)
 
 
-def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
+def digest_items(core: Basics, digest_id: int) -> list[IdleItemRow]:
     with core.store.transaction() as session:
         return list(
             session.scalars(
@@ -225,7 +225,7 @@ def digest_items(core: Core, digest_id: int) -> list[IdleItemRow]:
         )
 
 
-def digest_item(core: Core, item_id: int) -> IdleItemRow | None:
+def digest_item(core: Basics, item_id: int) -> IdleItemRow | None:
     """One item of a digest (what a button names), or None if it is gone."""
     with core.store.transaction() as session:
         return session.get(IdleItemRow, item_id)

@@ -14,7 +14,7 @@ import http.client
 import logging
 import urllib.error
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -45,6 +45,12 @@ UNKNOWN_KIND_RETRY_SECONDS = 300.0
 CREDENTIAL_RETRY = timedelta(minutes=1)
 # Slack rate-limits these per channel (about one message a second each); others per method.
 PER_CHANNEL_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage"})
+# Every post carries its outbox row and step as message metadata, to be found by.
+POST_EVENT_TYPE = "amlbot_outbox_post"
+# Looking for a post in doubt starts this long before its attempt (clocks differ).
+IN_DOUBT_LOOKBACK = timedelta(minutes=2)
+# Pages of 200 messages read at most; a busier channel gets the message posted again.
+IN_DOUBT_PAGES = 10
 
 
 def call_scopes(method: str, channel: object) -> list[str]:
@@ -83,11 +89,16 @@ class DeliveryContext:
         self.cards = cards
         self.dm_notices = dm_notices
         self.pauses = pauses or OutboxPauses(core.store, core.clock)
+        self._bot_id: str | None = None
 
-    def call(self, method: str, **kwargs: Any) -> SlackResponse:
+    def call(
+        self, method: str, *, paused_with: list[str] | None = None, **kwargs: Any
+    ) -> SlackResponse:
         """One Web API call, unless its method (or channel) is paused; Slack's failures
-        sorted into wait-for-the-pause, retry-later or never."""
-        scopes = call_scopes(method, kwargs.get("channel"))
+        sorted into wait-for-the-pause, retry-later or never. A call that is part of another
+        (a post's look-up before it) is `paused_with` that one's scopes, so a failing Slack
+        is still probed by one call at a time."""
+        scopes = paused_with or call_scopes(method, kwargs.get("channel"))
         pause, ran_out = self.pauses.blocking(scopes)
         if pause is not None:
             raise _paused(method, pause)
@@ -134,22 +145,108 @@ class DeliveryContext:
         message: SlackMessage,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
-        """`chat.postMessage` once per (row, step): a retried row skips what was sent."""
-        done = self.cards.step_done(row.id, step)
-        if done is not None and done.channel and done.ts:
-            return done.channel, done.ts
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
-        response = self.call(
-            "chat.postMessage",
-            channel=channel,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            **extra,
-        )
+        """`chat.postMessage` once per (row, step), even across a crash: the attempt is
+        written down first and the message carries its (row, step) as metadata, so a retry
+        after an answer that never came finds the message instead of posting it twice."""
+        record = self.cards.step_done(row.id, step)
+        if record is None:
+            record = self.cards.attempting(row.id, step, channel)
+        elif record.ts is None:
+            since = record.attempted_at or record.done_at or self.core.clock.now()
+            found = self._find_posted(row.id, step, channel, thread_ts, since)
+            if found is not None:
+                self.cards.record_step(row.id, step, *found)
+                return found
+        if record.channel and record.ts:
+            return record.channel, record.ts
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+        try:
+            response = self.call(
+                "chat.postMessage",
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+                metadata=_post_metadata(row.id, step),
+                **extra,
+            )
+        except (DeliveryPaused, PermanentDeliveryError):
+            # Slack answered, and did not post (or the call was never made).
+            self.cards.not_posted(row.id, step)
+            raise
+        # A 5xx, a timeout or a dropped connection leave the attempt in doubt: kept.
         posted = (str(response["channel"]), str(response["ts"]))
         self.cards.record_step(row.id, step, *posted)
         return posted
+
+    def _find_posted(
+        self, outbox_id: int, step: str, channel: str, thread_ts: str | None, since: datetime
+    ) -> tuple[str, str] | None:
+        """The message an earlier attempt of this step posted, if Slack shows it.
+
+        Reads the thread (or the channel's history) from just before the attempt, which
+        needs the history scopes; without them the message is posted again, and the log
+        and `amlbot_slack_posts_in_doubt_total{outcome="unverifiable"}` say so."""
+        wanted = _post_metadata(outbox_id, step)
+        try:
+            probe = call_scopes("chat.postMessage", channel)
+            conversation = self._conversation_of(channel, probe)
+            oldest = f"{(since - IN_DOUBT_LOOKBACK).timestamp():.6f}"
+            method, where = (
+                ("conversations.replies", {"ts": thread_ts})
+                if thread_ts
+                else ("conversations.history", {})
+            )
+            cursor = ""
+            for _ in range(IN_DOUBT_PAGES):
+                answer = self.call(
+                    method,
+                    paused_with=probe,
+                    channel=conversation,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    **where,
+                    **({"cursor": cursor} if cursor else {}),
+                )
+                for shown in answer.get("messages") or []:
+                    if shown.get("metadata") == wanted and self._is_ours(shown, probe):
+                        self._count_in_doubt("found")
+                        return conversation, str(shown["ts"])
+                cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    break
+        except SlackRefusedError as refused:
+            log.warning(
+                "cannot tell whether outbox message %s (%s) reached Slack before the last "
+                "attempt was cut short (%s%s); posting it again, so it may show twice",
+                outbox_id,
+                step,
+                refused.error,
+                " (grant the bot the history scopes in the manifest)"
+                if refused.error == "missing_scope"
+                else "",
+            )
+            self._count_in_doubt("unverifiable")
+            return None
+        self._count_in_doubt("not_found")
+        return None
+
+    def _conversation_of(self, channel: str, probe: list[str]) -> str:
+        """A user id's DM with the bot (where a post to the user id went), else `channel`."""
+        if not channel.startswith(("U", "W")):
+            return channel
+        opened = self.call("conversations.open", paused_with=probe, users=channel)
+        return str(opened["channel"]["id"])
+
+    def _is_ours(self, shown: Mapping[str, Any], probe: list[str]) -> bool:
+        # Another app in the channel could carry the same metadata: only our bot's count.
+        if self._bot_id is None:
+            self._bot_id = str(self.call("auth.test", paused_with=probe).get("bot_id") or "")
+        return not self._bot_id or shown.get("bot_id") == self._bot_id
+
+    def _count_in_doubt(self, outcome: str) -> None:
+        self.core.metrics.slack_posts_in_doubt.labels(outcome=outcome).inc()
 
     def user_id(self, person: str) -> str:
         user_id = self.identity.slack_id_of(person)
@@ -233,6 +330,10 @@ class _Transient(Exception):
     def __init__(self, reason: str, *, credentials: bool = False) -> None:
         super().__init__(reason)
         self.credentials = credentials
+
+
+def _post_metadata(outbox_id: int, step: str) -> dict[str, Any]:
+    return {"event_type": POST_EVENT_TYPE, "event_payload": {"outbox_id": outbox_id, "step": step}}
 
 
 def _paused(method: str, pause: Pause) -> DeliveryPaused:

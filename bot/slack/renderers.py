@@ -20,7 +20,7 @@ from approvals.escalation import REQUEST_ESCALATED
 from approvals.idle.digest import digest_items
 from approvals.notice_kinds import GRANT_EXPIRING, IDLE_DIGEST, REQUEST_REMINDER
 from approvals.overview import home_data
-from approvals.tables import OutboxRow, RequestRow
+from approvals.tables import OutboxRow, RequestRow, RequestStatus
 from approvals.wording import describe_request
 from bot.outbox_worker import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext, Renderer, SlackRefusedError
@@ -42,7 +42,7 @@ def _load(context: DeliveryContext, request_id: int) -> tuple[RequestRow, list[s
 
 
 def card_message(context: DeliveryContext, request: RequestRow, votes: list[str]) -> SlackMessage:
-    pending_votes = votes if request.status == "pending" else []
+    pending_votes = votes if request.status == RequestStatus.PENDING else []
     description = describe_request(request, context.core.config, pending_votes)
     requester_id = context.identity.directory.slack_id_of(request.requester)
     return approval_card(
@@ -125,7 +125,9 @@ def refresh_queues(
         if user_id is None:
             continue
         context.call(
-            "views.publish", user_id=user_id, view=home_view(home_data(context.core, person))
+            "views.publish",
+            user_id=user_id,
+            view=home_view(home_data(context.core, context.core.service.directory, person)),
         )
 
 
@@ -133,7 +135,7 @@ def post_escalated_cards(row: OutboxRow, context: DeliveryContext) -> None:
     """A copy of the card to each fallback approver, kept with the request's other cards so
     that every copy is redrawn together; their App Home queues show it too."""
     request, votes = _load(context, int(row.payload["request_id"]))
-    if request.status != "pending":
+    if request.status != RequestStatus.PENDING:
         return  # decided before the escalation reached Slack: the other cards say so
     message = card_message(context, request, votes)
     for person in row.payload.get("approvers") or []:

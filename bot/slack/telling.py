@@ -81,5 +81,5 @@ def tell(
 
 
 def publish_home(edge: Speaker, user_id: str, person: str, notice: str | None = None) -> None:
-    view = home_view(home_data(edge.core, person), notice)
+    view = home_view(home_data(edge.core, edge.core.service.directory, person), notice)
     edge.client.views_publish(user_id=user_id, view=view)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from approvals.actions.access import spec_of_grant
-from approvals.drift import DRIFT_REPORT
+from approvals.drift import DRIFT_REPORT, settle_finding
 from approvals.scheduled import run_due
-from approvals.tables import AuditRow, DriftFindingRow, GrantRow
+from approvals.tables import AuditRow, DriftFindingRow, DriftStatus, GrantRow, RequestStatus
 from bot.wiring import Core
 from tests.notify.conftest import notices
 from workspaces.clock import ManualClock
@@ -69,7 +69,7 @@ def test_a_stray_assignment_is_reported_and_revoked_as_a_request(core: Core) -> 
     assert "Read back from Azure: the assignment is gone." in fixed.text
     assert local(core).role_assignments() == []
     (finding,) = findings(core)
-    assert finding.status == "fixed" and finding.request_id == fixed.request_id
+    assert finding.status is DriftStatus.FIXED and finding.request_id == fixed.request_id
     again = core.service.handle_text("bob", f"drift fix {finding.id}")
     assert not again.ok and "already fixed by bob" in again.text
     with core.store.transaction() as session:
@@ -106,13 +106,14 @@ def test_a_cluster_whose_minimum_drifted_back_is_set_back(core: Core) -> None:
 def test_the_check_runs_nightly_once_a_day(core: Core, clock: ManualClock) -> None:
     stray_assignment(core)
     clock.set(datetime(2026, 1, 6, 1, 59, tzinfo=UTC))
-    assert run_due(core, clock.now()).drift_reports == []
+    assert run_due(core, core.service.workflow, clock.now()).drift_reports == []
     clock.advance(timedelta(minutes=1))
-    assert len(run_due(core, clock.now()).drift_reports) == 1
+    assert len(run_due(core, core.service.workflow, clock.now()).drift_reports) == 1
     clock.advance(timedelta(hours=12))
-    assert run_due(core, clock.now()).drift_reports == []
+    assert run_due(core, core.service.workflow, clock.now()).drift_reports == []
     clock.advance(timedelta(hours=12))
-    assert len(run_due(core, clock.now()).drift_reports) == 1  # the next night
+    # the next night
+    assert len(run_due(core, core.service.workflow, clock.now()).drift_reports) == 1
 
 
 def test_a_revocation_that_did_not_take_is_reported_and_revoked_again(core: Core) -> None:
@@ -129,3 +130,18 @@ def test_a_revocation_that_did_not_take_is_reported_and_revoked_again(core: Core
     fixed = core.service.handle_text("bob", f"drift fix {finding.id}")
     assert fixed.ok and "the assignment is gone" in fixed.text
     assert local(core).role_assignments() == []
+
+
+def test_a_finding_is_open_again_when_its_fixing_request_failed_and_fixing_while_retried(
+    core: Core,
+) -> None:
+    stray_assignment(core)
+    core.service.handle_text("bob", "drift check")
+    (finding,) = findings(core)
+    fix = core.service.handle_text("bob", f"drift fix {finding.id}")
+    assert fix.request_id is not None
+
+    settle_finding(core.store, finding.id, fix.request_id, RequestStatus.EXECUTING)
+    assert [f.status for f in findings(core)] == [DriftStatus.FIXING]
+    settle_finding(core.store, finding.id, fix.request_id, RequestStatus.FAILED)
+    assert [f.status for f in findings(core)] == [DriftStatus.OPEN]

@@ -9,15 +9,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-import bot
+import approvals
 from approvals.store import Store, alembic_config, migrate
 from approvals.tables import Base
 
 
 def load_every_table_module() -> None:
-    """Tables of the edges live beside them (approvals.slack_tables, approvals.sweep_tables)."""
-    for module in pkgutil.walk_packages(bot.__path__, "bot."):
-        if module.name.endswith(".tables"):
+    """Some tables live beside their concept (approvals.slack_tables, approvals.sweep_tables):
+    load them all, or this test passes or fails with whichever tests ran before it."""
+    for module in pkgutil.walk_packages(approvals.__path__, "approvals."):
+        if module.name.rsplit(".", 1)[-1].endswith("tables"):
             importlib.import_module(module.name)
 
 

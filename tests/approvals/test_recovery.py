@@ -142,10 +142,11 @@ def test_a_grant_made_in_azure_before_the_process_died_is_recorded_by_the_sweep(
     core: Core, clock: ManualClock
 ) -> None:
     request_id = granted_but_not_recorded(core)
-    assert run_due(core, clock.now()).resumed == []  # the lease may still be held
+    # the lease may still be held
+    assert run_due(core, core.service.workflow, clock.now()).resumed == []
 
     clock.advance(PAST_THE_LEASE)
-    report = run_due(core, clock.now())
+    report = run_due(core, core.service.workflow, clock.now())
 
     assert report.resumed == [request_id] and report.changed
     assert request(core, request_id).status == RequestStatus.SUCCEEDED
@@ -154,7 +155,7 @@ def test_a_grant_made_in_azure_before_the_process_died_is_recorded_by_the_sweep(
     assert (grant.request_id, grant.assignment_name) == (request_id, assignment.assignment_name)
     [outcome] = notices_to(core, "alice", request_id)
     assert "done: alice has access to `gpu-cluster`" in outcome
-    assert run_due(core, clock.now() + PAST_THE_LEASE).resumed == []
+    assert run_due(core, core.service.workflow, clock.now() + PAST_THE_LEASE).resumed == []
 
 
 def test_a_job_submitted_before_the_process_died_is_followed_and_reported_once(
@@ -167,7 +168,7 @@ def test_a_job_submitted_before_the_process_died_is_followed_and_reported_once(
     assert request(core, request_id).status == RequestStatus.EXECUTING
 
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     done = request(core, request_id)
     assert done.status == RequestStatus.SUCCEEDED
@@ -192,7 +193,7 @@ def test_a_datastore_registered_before_the_process_died_is_reported_registered(
     dies_during(core, lambda: core.service.handle_text("bob", f"/aml approve {request_id}"))
 
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     assert request(core, request_id).status == RequestStatus.SUCCEEDED, request(core, request_id)
     names = [d.name for d in simulated(core).list_datastores()]
@@ -217,7 +218,8 @@ def test_a_datastore_of_the_same_name_made_by_someone_else_still_fails_the_resum
         DatastoreSpec(name="trainingdata", kind="blob", account="other", container="c")
     )
 
-    assert run_due(core, clock.now()).resumed == [request_id]  # no lease: from before leases
+    # no lease: from before leases
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     failed = request(core, request_id)
     assert failed.status == RequestStatus.FAILED and "already exists" in (failed.error or "")
@@ -239,7 +241,7 @@ def test_a_request_approved_by_a_process_that_died_before_acting_is_carried_out(
         )
 
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     assert request(core, request_id).status == RequestStatus.SUCCEEDED
     assert len(grants(core)) == 1 and len(simulated(core).role_assignments()) == 1
@@ -257,7 +259,7 @@ def test_two_replicas_sweeping_at_once_resume_a_request_once(
 
     def sweep(core: Core) -> None:
         start.wait()
-        resumed.append(run_due(core, clock.now()).resumed)
+        resumed.append(run_due(core, core.service.workflow, clock.now()).resumed)
 
     threads = [threading.Thread(target=sweep, args=(core,)) for core in replicas]
     for thread in threads:
@@ -311,7 +313,7 @@ def test_a_heartbeat_keeps_a_slow_carry_out_from_being_taken_over(
             assert time.monotonic() < deadline, "the heartbeat never renewed the lease"
             time.sleep(0.01)
 
-        assert run_due(other, clock.now()).resumed == []
+        assert run_due(other, other.service.workflow, clock.now()).resumed == []
     finally:
         slow.finish.set()
         approving.join(timeout=30)
@@ -334,7 +336,7 @@ def test_a_passing_azure_failure_is_retried_by_the_sweep_and_reported_once(
     assert request(core, request_id).status == RequestStatus.EXECUTING
     assert notices_to(core, "alice", request_id) == []
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
     done = request(core, request_id)
     assert (done.status, done.error, done.attempts) == (RequestStatus.SUCCEEDED, None, 2)
     assert len(grants(core)) == 1 and len(notices_to(core, "alice", request_id)) == 1
@@ -351,7 +353,7 @@ def test_a_failure_that_keeps_passing_fails_plainly_after_the_last_attempt(
 
     for _ in range(attempts):
         clock.advance(leases.LEASE * attempts)
-        run_due(core, clock.now())
+        run_due(core, core.service.workflow, clock.now())
 
     failed = request(core, request_id)
     assert (failed.status, failed.error, failed.attempts) == (
@@ -371,7 +373,7 @@ def test_an_unexpected_error_in_a_resumed_carry_out_fails_it_with_an_error_id(
     core.backends.install("demo", Failing(simulated(core), [KeyError("surprise")]))  # type: ignore[arg-type]
 
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     failed = request(core, request_id)
     assert failed.status == RequestStatus.FAILED and "error id" in (failed.error or "")
@@ -386,10 +388,10 @@ def test_a_request_whose_every_resumption_dies_is_given_up_plainly(
     request_id = granted_but_not_recorded(core)
     for _ in range(core.service.workflow.max_attempts - 1):
         clock.advance(PAST_THE_LEASE)
-        dies_during(core, lambda: run_due(core, clock.now()))
+        dies_during(core, lambda: run_due(core, core.service.workflow, clock.now()))
 
     clock.advance(PAST_THE_LEASE)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     failed = request(core, request_id)
     assert failed.status == RequestStatus.FAILED and "gave up" in (failed.error or "")
@@ -418,4 +420,4 @@ def test_a_leads_second_approve_resumes_an_interrupted_carry_out(
     assert request(core, request_id).status == RequestStatus.SUCCEEDED
     assert len(grants(core)) == 1 and len(simulated(core).role_assignments()) == 1
     assert len(notices_to(core, "alice", request_id)) == 1
-    assert run_due(core, clock.now() + PAST_THE_LEASE).resumed == []
+    assert run_due(core, core.service.workflow, clock.now() + PAST_THE_LEASE).resumed == []

@@ -9,9 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from approvals.config import load_config
+from approvals.service_risk import History, explain_request
 from approvals.states import RequestStatus
 from approvals.tables import AuditRow, JobRow, RequestRow
 from bot.wiring import Core
+from commands.models import AccessRequest
+from commands.parser import parse_command
 from tests.paths import RULES_CONFIG
 from workspaces.clock import ManualClock
 
@@ -256,3 +259,17 @@ def test_a_job_without_a_limit_is_estimated_per_hour(core: Core) -> None:
         "Est. cost: 1 node(s) x $0.29/node-hour x 1h = $0.29 an hour; the job has no time limit."
         in reply.text
     )
+
+
+def test_policy_explain_judges_a_work_bound_request_for_its_time_limit() -> None:
+    ws = load_config(RULES_CONFIG).workspaces["demo"]
+    command = parse_command("/aml access request cpu-cluster --until-done --reason test")
+    assert isinstance(command, AccessRequest)
+
+    lines = explain_request(ws, "alice", command, History(spent=0.0)).splitlines()
+
+    # As the service judges it: the work-bound time limit (2d), so `cpu-short` (at most 4h)
+    # does not auto-approve it as it would the default 4h.
+    assert "for 2d;" in lines[0]
+    assert "  5. skip  cpu-short: 2d is longer than 4h" in lines
+    assert lines[-1] == "Decision: no rule matches; the built-in policy decides."

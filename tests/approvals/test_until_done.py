@@ -59,7 +59,7 @@ def sweep(core: Core, clock: ManualClock, step: timedelta) -> None:
     end = clock.now() + step
     while clock.now() < end:
         clock.advance(min(timedelta(minutes=1), end - clock.now()))
-        run_due(core, clock.now())
+        run_due(core, core.service.workflow, clock.now())
 
 
 def test_the_grant_ends_after_the_last_job_and_the_idle_period(

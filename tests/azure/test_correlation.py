@@ -143,7 +143,7 @@ def test_a_whole_scenario_logs_no_token_signing_secret_or_storage_key(
         log="Traceback (most recent call last):\nModuleNotFoundError: torch\n",
     )
     clock.advance(timedelta(minutes=5))
-    run_due(harness.core, clock.now())
+    run_due(harness.core, harness.core.service.workflow, clock.now())
     harness.wake_outbox()
     harness.dm_to(ALICE, "failed")
 

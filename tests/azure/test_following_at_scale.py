@@ -14,7 +14,8 @@ from sqlalchemy import event, select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
 from approvals.following.jobs import MAX_SINGLE_LOOKUPS, follow_jobs
-from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow
+from approvals.idle.spend import idle_spend_between
+from approvals.tables import JobRow, JobWatcherRow, OutboxRow, RequestRow, RequestStatus
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
 from tests.fakes.azure_credential import FakeCredential
@@ -59,7 +60,7 @@ def follow_in_db(core: Core, name: str, now: datetime, *, ours: bool) -> None:
                 requester="alice",
                 payload={},
                 summary=f"job {name}",
-                status="executed",
+                status=RequestStatus.SUCCEEDED,
                 created_at=now,
             )
             session.add(request)
@@ -126,7 +127,7 @@ def test_hundreds_of_followed_jobs_each_have_every_transition_announced_once(
     polls_to_tell_all_running = 0
     while polls_to_tell_all_running < 5:
         polls_to_tell_all_running += 1
-        follow_jobs(core, now)
+        follow_jobs(core, now, idle_spend=idle_spend_between)
         if all(times_told(told(core), [*ours, *foreign], "is running").values()):
             break
     # The bot's own come from the paged list at once; the others, looked up a bounded
@@ -138,14 +139,14 @@ def test_hundreds_of_followed_jobs_each_have_every_transition_announced_once(
     for name in ended:
         fake.set_job_status(coords, name, "Completed")
     for _ in range(3):
-        follow_jobs(core, now)
+        follow_jobs(core, now, idle_spend=idle_spend_between)
     texts = told(core)
     assert set(times_told(texts, ended, "completed").values()) == {1}
     assert sum(1 for text in texts if " completed" in text) == len(ended)
 
     fake.calls.clear()
     writes.clear()
-    assert follow_jobs(core, now) == 0
+    assert follow_jobs(core, now, idle_spend=idle_spend_between) == 0
     assert writes == []  # nothing changed, nothing written
     lists = fake.calls_to("GET", "/workspaces/[^/]+/jobs$")
     assert len(lists) == -(-OURS // 50)  # every page of the tagged list, once

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from approvals.config import DEMO_CONFIG_PATH, AppConfig
 from approvals.following.jobs import follow_jobs
+from approvals.idle.spend import idle_spend_between
 from approvals.tables import Base, OutboxRow
 from bot.wiring import Core
 from tests.fakes.azure_arm import FakeAzure
@@ -301,7 +302,7 @@ def test_a_failed_jobs_announcement_carries_azures_error_and_the_end_of_its_log(
         coords, name, "Failed", ran_for=timedelta(seconds=130), error=USER_ERROR, log=TRACEBACK
     )
 
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     [failed] = announcements(core, name)
     assert failed.startswith(
@@ -320,7 +321,7 @@ def test_a_completed_jobs_announcement_says_how_long_it_ran(
     name = submit_through_the_bot(core)
     fake.end_job(coords, name, "Completed", ran_for=timedelta(seconds=140), log="done\n")
 
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     [completed] = announcements(core, name)
     assert completed.startswith(
@@ -339,11 +340,11 @@ def test_a_completed_jobs_announcement_carries_its_metrics_and_survives_without_
     fake.end_job(
         coords, with_metrics, "Completed", ran_for=timedelta(seconds=140), metrics={"f1": 0.87}
     )
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
     without = submit_through_the_bot(core)
     fake.end_job(coords, without, "Completed", ran_for=timedelta(seconds=60), metrics={"f1": 0.5})
     fake.fail("GET", "/mlflow/", 503, times=100)
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     [completed] = announcements(core, with_metrics)
     assert "(ran 2m20s, 2m40s after submission).\nMetrics: f1=0.87\nStudio: " in completed
@@ -360,10 +361,10 @@ def test_a_running_job_costs_no_run_history_call(
     fake.set_job_status(coords, name, "Running")
 
     for _ in range(3):
-        follow_jobs(core, clock.now())
+        follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
     fake.end_job(coords, name, "Completed", ran_for=timedelta(minutes=1))
     for _ in range(3):
-        follow_jobs(core, clock.now())
+        follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     assert len(fake.calls_to("GET", "/history/")) == 1
     assert [text.split("\n")[0].split(" (")[0] for text in announcements(core, name)] == [
@@ -389,7 +390,7 @@ def test_no_sas_reaches_a_log_record_a_stored_row_or_a_message(
     )
     fake.fail("GET", "/blobs/", 503, times=3)
 
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     assert "Last lines of user_logs/std_log.txt" in announcements(core, other)[0]
     formatter = logging.Formatter("%(name)s %(message)s")
@@ -411,8 +412,8 @@ def test_a_run_history_outage_still_announces_the_end_without_details(
     fake.end_job(coords, name, "Failed", ran_for=timedelta(minutes=1), error=USER_ERROR, log="x\n")
     fake.fail("GET", "/history/", 503, times=100)
 
-    announced = follow_jobs(core, clock.now())
-    again = follow_jobs(core, clock.now())
+    announced = follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
+    again = follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     assert (announced, again) == (1, 0)
     [failed] = announcements(core, name)

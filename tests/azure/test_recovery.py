@@ -57,7 +57,7 @@ def test_a_grant_azure_made_before_the_process_died_is_resumed_into_one_recorded
     assert len(fake.assignments()) == 1
 
     clock.advance(leases.LEASE * 2)
-    assert run_due(core, clock.now()).resumed == [request_id]
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
 
     [assignment] = fake.assignments()
     with core.store.transaction() as session:

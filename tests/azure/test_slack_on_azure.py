@@ -160,7 +160,7 @@ def test_expiry_sweep_deletes_the_assignment_and_tells_alice(
     [grant] = fake.calls_to("PUT", "roleAssignments/")
 
     clock.advance(timedelta(hours=3))
-    run_due(harness.core, clock.now())
+    run_due(harness.core, harness.core.service.workflow, clock.now())
     harness.wake_outbox()
 
     # The bot's own scheduler may run the same round; either way Azure sees one DELETE.

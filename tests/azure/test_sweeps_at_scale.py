@@ -69,7 +69,7 @@ def test_one_list_per_workspace_one_token_one_digest_each(
 ) -> None:
     fake.latency = LATENCY
     fake.calls.clear()
-    report = run_due(many, clock.now())
+    report = run_due(many, many.service.workflow, clock.now())
 
     assert len(report.digests) == WORKSPACES and report.failed == []
     lists = fake.calls_to("GET", r"/computes$")
@@ -97,7 +97,7 @@ def test_a_throttled_workspace_delays_only_itself(
 
     monkeypatch.setattr(sweeps, "sweep_idle", timed)
     started = time.perf_counter()
-    report = run_due(many, clock.now())
+    report = run_due(many, many.service.workflow, clock.now())
 
     assert len(report.digests) == WORKSPACES  # the throttled one too, after its wait
     waited = finished.pop("ws03") - started

@@ -17,6 +17,7 @@ from tests.chaos import (
     LEAD,
     ServedBot,
     engine_for,
+    held_post_round,
     kill_round,
     people,
     revoke_round,
@@ -75,4 +76,21 @@ def test_killing_the_worker_alone_strands_nothing(served: ServedBot) -> None:
     user_id, name = list(SCIENTISTS.items())[2]
     result = kill_round(served, engine, user_id, name, 2, rng, worker_only=True)
     assert result.problems == []
+    engine.dispose()
+
+
+def test_killing_the_server_while_slack_answers_a_post_does_not_post_it_twice(
+    served: ServedBot,
+) -> None:
+    """Slack has shown the message, the bot is killed before it hears so: the new process
+    finds the message by its metadata instead of posting it again."""
+    engine = engine_for(served.database_url)
+    user_id, name = list(SCIENTISTS.items())[4]
+
+    result = held_post_round(served, engine, user_id, name)
+
+    assert result.problems == []  # one outcome message, no outbox post shown twice
+    assert served.slack.calls("conversations.replies") or served.slack.calls(
+        "conversations.history"
+    ), "the post in doubt was looked up"
     engine.dispose()

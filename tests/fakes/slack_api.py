@@ -39,6 +39,23 @@ RESPONSE_URL_MAX_USES = 5  # Slack: "up to 5 times within 30 minutes"
 MESSAGE_TEXT_LIMIT = 40_000
 _TRIGGER_ID = re.compile(r"^\d+\.\d+\.[0-9a-zA-Z]+$")
 _JSON_ENCODED_ARGS = ("blocks", "attachments", "view", "metadata")
+_METADATA_EVENT_TYPE = re.compile(r"^[a-zA-Z0-9_]+$")
+
+# The bot scopes amlbot's manifest asks for; a fake built with fewer answers
+# `missing_scope` where Slack would.
+ALL_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "users:read",
+        "users:read.email",
+        "usergroups:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "im:write",
+    }
+)
 
 
 # ---- Block Kit rules -----------------------------------------------------------------
@@ -347,11 +364,19 @@ _BLOCK_CHECKS: dict[str, Callable[[JSONDict, str, BlockErrors], None]] = {
 class SlackApiFailure(Exception):
     """Raised inside a method handler; becomes Slack's `{"ok": false, "error": ...}`."""
 
-    def __init__(self, error: str, *, messages: Iterable[str] = (), status: int = 200) -> None:
+    def __init__(
+        self,
+        error: str,
+        *,
+        messages: Iterable[str] = (),
+        status: int = 200,
+        extra: JSONDict | None = None,
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.messages = list(messages)
         self.status = status
+        self.extra = dict(extra or {})
 
 
 @dataclass(frozen=True)
@@ -390,6 +415,7 @@ class Message:
     edits: int = 0
     deleted: bool = False
     via: str = "chat.postMessage"  # or "response_url"
+    metadata: JSONDict | None = None  # message metadata: {"event_type", "event_payload"}
 
     @property
     def all_text(self) -> str:
@@ -449,6 +475,15 @@ class _FailNext:
     remaining: int
 
 
+@dataclass(frozen=True)
+class _LoseAnswer:
+    """The call takes effect in Slack, but its answer is delayed and/or replaced."""
+
+    delay: float
+    status: int | None  # None: the real answer, late
+    remaining: int
+
+
 @dataclass
 class _ResponseUrl:
     channel: str
@@ -469,6 +504,7 @@ class _State:
     used_triggers: set[str] = field(default_factory=set)
     calls: list[RecordedCall] = field(default_factory=list)
     fail_next: dict[str, list[_FailNext]] = field(default_factory=dict)
+    lose_answers: dict[str, list[_LoseAnswer]] = field(default_factory=dict)
     failing_channels: dict[str, str] = field(default_factory=dict)
     outage: _FailNext | None = None
     last_ts_micros: int = 0
@@ -494,8 +530,10 @@ class FakeSlack(ServesWhileOpen):
         bot_id: str = "B0AMLBOT0",
         app_id: str = "A0AMLBOT0",
         usergroups: Mapping[str, list[str]] | None = None,
+        scopes: Iterable[str] = ALL_SCOPES,
     ) -> None:
         self.token = token
+        self.scopes = frozenset(scopes)
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
@@ -518,6 +556,8 @@ class FakeSlack(ServesWhileOpen):
             "chat.delete": self._chat_delete,
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "users.lookupByEmail": self._users_lookup_by_email,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
@@ -643,8 +683,21 @@ class FakeSlack(ServesWhileOpen):
         with self._lock:
             self._state.failing_channels[channel] = error
 
+    def lose_answer(
+        self, method: str, *, delay: float = 0.0, status: int | None = 500, times: int = 1
+    ) -> None:
+        """The next `times` calls of `method` take effect (the message is posted), but the
+        caller hears of it only after `delay` seconds, and then `status` (500 answers
+        `internal_error`; None the real answer): what a timeout, a proxy's 5xx or a process
+        killed while waiting for Slack leaves the caller not knowing."""
+        with self._lock:
+            self._state.lose_answers.setdefault(method, []).append(
+                _LoseAnswer(delay, status, times)
+            )
+
     def clear_failures(self) -> None:
         with self._lock:
+            self._state.lose_answers.clear()
             self._state.fail_next.clear()
             self._state.failing_channels.clear()
             self._state.outage = None
@@ -665,6 +718,11 @@ class FakeSlack(ServesWhileOpen):
                 for m in self._state.messages.get(shown_as, [])
                 if include_deleted or not m.deleted
             ]
+
+    def all_messages(self) -> list[Message]:
+        """Every visible message in every channel and DM."""
+        with self._lock:
+            return [m for ms in self._state.messages.values() for m in ms if not m.deleted]
 
     def replies(self, channel: str, thread_ts: str) -> list[Message]:
         return [m for m in self.messages_in(channel) if m.thread_ts == thread_ts]
@@ -734,10 +792,27 @@ class FakeSlack(ServesWhileOpen):
             status, extra_headers, response = self._dispatch(
                 method, params, body_format, lower_headers, parse_error
             )
+            lost = self._take_lost_answer(method) if status == 200 else None
+            if lost is not None and lost.status is not None:
+                status, extra_headers = lost.status, {}
+                response = {"ok": False, "error": "internal_error"}
             self._state.calls.append(
                 RecordedCall(method, params, lower_headers, body_format, status, response, path)
             )
-            return status, extra_headers, response
+        if lost is not None and lost.delay:
+            time.sleep(lost.delay)  # outside the lock: the rest of Slack keeps answering
+        return status, extra_headers, response
+
+    def _take_lost_answer(self, method: str) -> _LoseAnswer | None:
+        queue = self._state.lose_answers.get(method)
+        if not queue:
+            return None
+        lost = queue[0]
+        if lost.remaining <= 1:
+            queue.pop(0)
+        else:
+            queue[0] = replace(lost, remaining=lost.remaining - 1)
+        return lost
 
     def _dispatch(
         self,
@@ -764,12 +839,25 @@ class FakeSlack(ServesWhileOpen):
             channel = params.get("channel")
             if isinstance(channel, str) and channel in self._state.failing_channels:
                 raise SlackApiFailure(self._state.failing_channels[channel])
-            return 200, {}, {"ok": True, **handler(params)}
+            self._check_scope(method, params)
+            return 200, self._scope_headers(), {"ok": True, **handler(params)}
         except SlackApiFailure as failure:
-            body: JSONDict = {"ok": False, "error": failure.error}
+            body: JSONDict = {"ok": False, "error": failure.error, **failure.extra}
             if failure.messages:
                 body["response_metadata"] = {"messages": failure.messages}
-            return failure.status, {}, body
+            return failure.status, self._scope_headers(), body
+
+    def _scope_headers(self) -> dict[str, str]:
+        # Slack names the token's scopes on every answer; `check-config` reads them.
+        return {"X-OAuth-Scopes": ",".join(sorted(self.scopes))}
+
+    def _check_scope(self, method: str, params: JSONDict) -> None:
+        needed = _scope_needed(method, params, self._resolve_channel)
+        if needed is not None and needed not in self.scopes:
+            raise SlackApiFailure(
+                "missing_scope",
+                extra={"needed": needed, "provided": ",".join(sorted(self.scopes))},
+            )
 
     def _take_injected_failure(self, method: str) -> tuple[int, dict[str, str], JSONDict] | None:
         queue = self._state.fail_next.get(method)
@@ -867,7 +955,35 @@ class FakeSlack(ServesWhileOpen):
         }
         if message.thread_ts is not None:
             body["thread_ts"] = message.thread_ts
+        if message.metadata is not None:
+            body["metadata"] = message.metadata
         return body
+
+    def _listed(self, message: Message, params: JSONDict) -> JSONDict:
+        body = self._bot_message(message)
+        # Slack returns metadata in history and replies only when asked for it.
+        if not _truthy(params.get("include_all_metadata")):
+            body.pop("metadata", None)
+        return body
+
+    def _page(self, messages: list[Message], params: JSONDict) -> JSONDict:
+        oldest = _ts_key(str(params.get("oldest") or "0"))
+        latest_raw = params.get("latest")
+        latest = _ts_key(str(latest_raw)) if latest_raw else None
+        inside = [
+            m
+            for m in messages
+            if _ts_key(m.ts) > oldest and (latest is None or _ts_key(m.ts) < latest)
+        ]
+        limit = max(1, min(int(params.get("limit") or 100), 999))
+        start = int(params.get("cursor") or 0)
+        page = inside[start : start + limit]
+        more = start + limit < len(inside)
+        return {
+            "messages": [self._listed(m, params) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _user_object(self, user_id: str) -> JSONDict:
         email = self._users[user_id]
@@ -908,7 +1024,10 @@ class FakeSlack(ServesWhileOpen):
         channel = self._known_channel(params)
         text, blocks = self._message_content(params)
         thread_ts = params.get("thread_ts") or None
-        message = Message(channel, self._next_ts(), text, blocks, thread_ts=thread_ts)
+        metadata = _checked_metadata(params.get("metadata"))
+        message = Message(
+            channel, self._next_ts(), text, blocks, thread_ts=thread_ts, metadata=metadata
+        )
         self._state.messages.setdefault(channel, []).append(message)
         return {"channel": channel, "ts": message.ts, "message": self._bot_message(message)}
 
@@ -965,6 +1084,34 @@ class FakeSlack(ServesWhileOpen):
             "already_open": already_open,
             "channel": {"id": self._open_dm(users[0])},
         }
+
+    def _conversations_history(self, params: JSONDict) -> JSONDict:
+        """Top-level messages (thread replies stay in their thread), newest first."""
+        channel = self._known_channel(params)
+        if not str(channel).startswith(("C", "G", "D")):
+            raise SlackApiFailure("channel_not_found")  # a user id is not a conversation
+        shown = [
+            m
+            for m in self._state.messages.get(channel, [])
+            if not m.deleted and (m.thread_ts is None or m.thread_ts == m.ts)
+        ]
+        return self._page(sorted(shown, key=lambda m: _ts_key(m.ts), reverse=True), params)
+
+    def _conversations_replies(self, params: JSONDict) -> JSONDict:
+        """A thread: its parent first, then the replies, oldest first."""
+        channel = self._known_channel(params)
+        parent_ts = params.get("ts")
+        messages = [m for m in self._state.messages.get(channel, []) if not m.deleted]
+        parent = next((m for m in messages if m.ts == parent_ts), None)
+        if parent is None:
+            raise SlackApiFailure("thread_not_found")
+        replies = sorted(
+            (m for m in messages if m.thread_ts == parent_ts and m.ts != parent_ts),
+            key=lambda m: _ts_key(m.ts),
+        )
+        answer = self._page(replies, params)
+        answer["messages"].insert(0, self._listed(parent, params))
+        return answer
 
     def _users_lookup_by_email(self, params: JSONDict) -> JSONDict:
         email = str(params.get("email") or "").lower()
@@ -1202,6 +1349,34 @@ class FakeSlack(ServesWhileOpen):
 def _ts_key(ts: str) -> tuple[int, int]:
     seconds, _, micros = ts.partition(".")
     return int(seconds), int(micros or 0)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or value in ("true", "1", 1)
+
+
+def _checked_metadata(metadata: Any) -> JSONDict | None:
+    """Message metadata as Slack accepts it: an `event_type` of letters, digits and
+    underscores, and an `event_payload` object."""
+    if metadata is None:
+        return None
+    if (
+        not isinstance(metadata, dict)
+        or not isinstance(metadata.get("event_type"), str)
+        or not _METADATA_EVENT_TYPE.match(metadata["event_type"])
+        or not isinstance(metadata.get("event_payload"), dict)
+    ):
+        raise SlackApiFailure("invalid_metadata_format")
+    return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}
+
+
+def _scope_needed(method: str, params: JSONDict, resolve: Callable[[str], str]) -> str | None:
+    if method == "conversations.open":
+        return "im:write"
+    if method in ("conversations.history", "conversations.replies"):
+        channel = resolve(str(params.get("channel") or ""))
+        return {"D": "im:history", "G": "groups:history"}.get(channel[:1], "channels:history")
+    return None
 
 
 def _parse_params(

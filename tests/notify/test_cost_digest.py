@@ -82,7 +82,7 @@ def test_leads_get_top_spenders_jobs_by_cost_and_idle_cost_avoided(
     finished_job(budget_core, clock, "alice", hours=10, nodes=2)  # $61.20
     finished_job(budget_core, clock, "carol", hours=2, nodes=1)  # $6.12
     fixed_idle_cluster(budget_core, clock, hourly=0.293, ago=timedelta(hours=10))
-    run_due(budget_core, clock.now())
+    run_due(budget_core, budget_core.service.workflow, clock.now())
     sent = digests(budget_core)
     assert sorted(str(n["person"]) for n in sent) == ["bob", "dave"]
     text = str(sent[0]["text"])
@@ -94,17 +94,17 @@ def test_leads_get_top_spenders_jobs_by_cost_and_idle_cost_avoided(
 
 
 def test_the_digest_is_sent_once_a_week(budget_core: Core, clock: ManualClock) -> None:
-    run_due(budget_core, clock.now())
+    run_due(budget_core, budget_core.service.workflow, clock.now())
     clock.advance(timedelta(days=3))
-    run_due(budget_core, clock.now())
+    run_due(budget_core, budget_core.service.workflow, clock.now())
     assert len(digests(budget_core)) == 2  # bob and dave, once
     clock.advance(timedelta(days=4))
-    run_due(budget_core, clock.now())
+    run_due(budget_core, budget_core.service.workflow, clock.now())
     assert len(digests(budget_core)) == 4
 
 
 def test_a_workspace_without_a_budget_gets_no_digest(core: Core, clock: ManualClock) -> None:
-    run_due(core, clock.now())
+    run_due(core, core.service.workflow, clock.now())
     assert digests(core) == []
 
 
@@ -138,7 +138,7 @@ def test_idle_nodes_count_in_the_months_spend_once_per_episode(
     clock.advance(timedelta(hours=6))
     # The same episode seen again 6 h later: 10 h idle in all, counted once.
     idle_digest_seen(budget_core, clock, 2, timedelta(hours=10), hourly=0.293)
-    run_due(budget_core, clock.now())
+    run_due(budget_core, budget_core.service.workflow, clock.now())
     text = str(digests(budget_core)[0]["text"])
     assert "Spent this week: $2.93 (0 job(s), idle compute $2.93)" in text
     reply = budget_core.service.handle_text(

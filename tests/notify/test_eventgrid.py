@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from approvals import inbox
 from approvals.following.eventgrid import RUN_COMPLETED, run_event, workspace_for_topic
 from approvals.following.jobs import follow_jobs
+from approvals.idle.spend import idle_spend_between
 from approvals.tables import InboxRow, JobRow
 from bot.eventgrid_webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
 from bot.wiring import Core
@@ -163,9 +164,9 @@ def test_a_status_change_is_announced_once_and_the_poll_does_not_repeat_it(
     assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})
     assert deliver(notify_bot.url, [event]) == (200, {"accepted": 1})  # at least once
     notify_bot.settle()
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
     clock.advance(timedelta(seconds=30))
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     assert job_notices(core, name) == [("alice", f"Job `{name}` is running on `cpu-cluster`.")]
     notify_bot.deliver_until_quiet()
@@ -190,7 +191,7 @@ def test_run_completed_brings_azures_details_and_a_late_older_event_is_ignored(
     assert completed["eventType"] == RUN_COMPLETED
     assert deliver(notify_bot.url, [completed, late_running]) == (200, {"accepted": 2})
     notify_bot.settle()
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
     ((_, first_line),) = job_notices(core, name)
     assert first_line.startswith(f"Job `{name}` completed on `cpu-cluster` (ran ")

@@ -44,14 +44,14 @@ def grant_status(core: Core) -> str:
 def test_an_expired_grant_is_revoked_at_the_next_sweep(core: Core, clock: ManualClock) -> None:
     grant = granted(core)
     clock.advance(timedelta(hours=2) - timedelta(seconds=1))
-    assert run_due(core, clock.now()).revoked == []
+    assert run_due(core, core.service.workflow, clock.now()).revoked == []
     clock.advance(timedelta(seconds=1))
 
-    assert run_due(core, clock.now()).revoked == [grant.id]
+    assert run_due(core, core.service.workflow, clock.now()).revoked == [grant.id]
     assert grant_status(core) == "revoked" and assignments(core) == []
     told = [p["text"] for p in notices(core) if p["person"] == "alice"]
     assert any("was revoked: it expired" in text for text in told)
-    assert run_due(core, clock.now()).revoked == []  # never twice
+    assert run_due(core, core.service.workflow, clock.now()).revoked == []  # never twice
 
 
 def test_after_downtime_an_overdue_grant_is_revoked_at_start_up(
@@ -68,7 +68,7 @@ def test_after_downtime_an_overdue_grant_is_revoked_at_start_up(
     finally:
         scheduler.stop()
         restarted.store.engine.dispose()
-    assert run_startup(core).revoked == []
+    assert run_startup(core.service.workflow).revoked == []
     assert grant.id
 
 
@@ -77,7 +77,7 @@ def test_overdue_pending_requests_expire_at_start_up_with_notice(
 ) -> None:
     assert core.service.handle_text("alice", ACCESS).ok
     clock.advance(timedelta(days=2))
-    assert run_startup(core).expired == [1]
+    assert run_startup(core.service.workflow).expired == [1]
     assert any("expired" in p["text"] for p in notices(core) if p["person"] == "alice")
 
 

@@ -140,10 +140,12 @@ def test_two_replicas_sweeping_the_same_slot_post_one_digest(
 
 def test_the_idle_sweep_runs_when_its_interval_is_due(core: Core, clock: ManualClock) -> None:
     clock.advance(HOUR)
-    assert run_due(core, clock.now()).digests  # first round: due at once
+    assert run_due(core, core.service.workflow, clock.now()).digests  # first round: due at once
     clock.advance(timedelta(hours=5))
-    assert run_due(core, clock.now()).digests
-    assert not run_due(core, clock.now()).digests  # same slot, already claimed
+    assert run_due(core, core.service.workflow, clock.now()).digests
+    assert not run_due(
+        core, core.service.workflow, clock.now()
+    ).digests  # same slot, already claimed
 
 
 def test_a_lead_sets_the_minimum_to_zero_at_once(core: Core, clock: ManualClock) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from approvals.following.jobs import follow_jobs, record_job_status
+from approvals.idle.spend import idle_spend_between
 from approvals.tables import JobRow
 from bot.wiring import Core
 from shared.errors import TransientError
@@ -31,7 +32,7 @@ COMPLETED_AT = timedelta(seconds=170)
 
 def sweep_at(core: Core, clock: ManualClock, start: datetime, offset: timedelta) -> int:
     clock.set(start + offset)
-    return follow_jobs(core, clock.now())
+    return follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
 
 def test_a_job_is_announced_running_then_completed_exactly_once(
@@ -107,7 +108,7 @@ def test_following_costs_one_list_call_per_workspace_per_sweep(
     for _ in range(3):
         submit_job(core)
     counting.calls.clear()
-    follow_jobs(core, clock.now() + RUNNING_AT)
+    follow_jobs(core, clock.now() + RUNNING_AT, idle_spend=idle_spend_between)
     assert counting.calls == ["list_jobs"]
 
 
@@ -116,16 +117,40 @@ def test_an_older_status_never_follows_a_newer_one(core: Core, clock: ManualCloc
     with core.store.transaction() as session:
         job_id = session.query(JobRow.id).scalar()
     now = clock.now()
-    assert record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.COMPLETED), now)
-    assert not record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.RUNNING), now)
-    assert not record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.COMPLETED), now)
-    assert not record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.UNKNOWN), now)
+    assert record_job_status(
+        core,
+        job_id,
+        JobInfo(name=name, status=JobStatus.COMPLETED),
+        now,
+        idle_spend=idle_spend_between,
+    )
+    assert not record_job_status(
+        core,
+        job_id,
+        JobInfo(name=name, status=JobStatus.RUNNING),
+        now,
+        idle_spend=idle_spend_between,
+    )
+    assert not record_job_status(
+        core,
+        job_id,
+        JobInfo(name=name, status=JobStatus.COMPLETED),
+        now,
+        idle_spend=idle_spend_between,
+    )
+    assert not record_job_status(
+        core,
+        job_id,
+        JobInfo(name=name, status=JobStatus.UNKNOWN),
+        now,
+        idle_spend=idle_spend_between,
+    )
     assert [text for _, text in job_notices(core, name)] == [f"Job `{name}` completed."]
 
 
 def sweep_after(core: Core, barrier: threading.Barrier, clock: ManualClock) -> None:
     barrier.wait()
-    follow_jobs(core, clock.now())
+    follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
 
 
 def test_sweepers_racing_on_two_replicas_announce_each_transition_once(
@@ -180,7 +205,13 @@ def test_an_ended_job_is_asked_for_its_outcome_once_and_a_running_one_never(
         sweep_at(core, clock, start, timedelta(seconds=offset))
     with core.store.transaction() as session:
         job_id = session.query(JobRow.id).scalar()
-    record_job_status(core, job_id, JobInfo(name=name, status=JobStatus.COMPLETED), clock.now())
+    record_job_status(
+        core,
+        job_id,
+        JobInfo(name=name, status=JobStatus.COMPLETED),
+        clock.now(),
+        idle_spend=idle_spend_between,
+    )
 
     assert counting.calls == ["list_jobs"] * 5 + ["job_outcome"]
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from approvals.config import DEMO_CONFIG_PATH, AppConfig, parse_config
 from approvals.following.jobs import follow_jobs
 from approvals.idle.digest import sweep_idle
+from approvals.idle.spend import idle_spend_between
 from approvals.reminders import warn_expiring_grants
 from approvals.sweep_tables import ComputeAlertRow
 from bot.slack.views.notices import EXTEND_ACTION, IDLE_FIX_ACTION, IDLE_SHUTDOWN_ACTION
@@ -67,7 +68,7 @@ def test_job_updates_are_threaded_under_the_requests_card_once(
     assert core.service.handle_text("bob", "approve 1").ok
     for seconds in (0, 100, 130, 400, 500):
         clock.advance(timedelta(seconds=seconds))
-        follow_jobs(core, clock.now())
+        follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
         notify_bot.deliver()
 
     replies = [m.text for m in notify_bot.slack.replies(CHANNEL, card.ts)]
@@ -93,7 +94,7 @@ def test_while_slack_answers_429_then_500_every_message_arrives_exactly_once(
     notify_bot.slack.fail_next("chat.postMessage", status=500, times=3)
     for offset in (timedelta(seconds=40), timedelta(minutes=5), timedelta(hours=1)):
         clock.set(start + offset)
-        follow_jobs(core, clock.now())
+        follow_jobs(core, clock.now(), idle_spend=idle_spend_between)
         sweep_idle(core, "demo", clock.now())
         notify_bot.deliver()
 

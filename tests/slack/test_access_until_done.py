@@ -56,7 +56,7 @@ def run_job(harness: SlackHarness, seconds: int) -> str:
 def sweep(harness: SlackHarness, minutes: int) -> None:
     for _ in range(minutes):
         harness.clock.advance(timedelta(minutes=1))
-        run_due(harness.core, harness.clock.now())
+        run_due(harness.core, harness.core.service.workflow, harness.clock.now())
     harness.wake_outbox()
 
 

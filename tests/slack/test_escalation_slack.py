@@ -63,12 +63,12 @@ def test_escalation_reaches_the_fallback_and_one_decision_redraws_every_copy(
     home_showing(harness, BOB, "Waiting for your decision")
 
     harness.clock.advance(timedelta(minutes=30))
-    run_due(harness.core, harness.clock.now())
+    run_due(harness.core, harness.core.service.workflow, harness.clock.now())
     harness.wake_outbox()
     harness.dm_to(BOB, "has waited 30m for a team lead")
 
     harness.clock.advance(timedelta(minutes=30))
-    run_due(harness.core, harness.clock.now())
+    run_due(harness.core, harness.core.service.workflow, harness.clock.now())
     harness.wake_outbox()
     in_carols_dm = card_in(harness, CAROL, 1)
     for card in (in_channel, in_bobs_dm, in_carols_dm):

@@ -16,7 +16,7 @@ from bot.logs import CorrelationFilter, JsonFormatter
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from bot.work import InboxWorker
-from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, SlackHarness
+from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
 
 log = logging.getLogger("tests.handler")
 
@@ -52,8 +52,12 @@ def test_what_an_inbox_item_logs_carries_its_delivery_key(
 
     with sqlite_core.store.transaction() as session:
         inbox.accept(session, "event:Ev0AMLBOT1", "test.fails", {}, sqlite_core.clock.now())
-    worker = InboxWorker(sqlite_core.store, sqlite_core.clock, {"test.fails": handle})
-    worker.run_until_idle()
+    worker = InboxWorker(sqlite_core.store, sqlite_core.clock, {"test.fails": handle}, poll=0.02)
+    worker.start()
+    try:
+        wait_for(lambda: "failed (error id" in json_logs.getvalue() or None, what="the failure")
+    finally:
+        worker.stop(grace=1)
     log.info("after the item")
 
     logged = entries(json_logs)

@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
 )
 
 from approvals.drift import FIX_LABELS, findings_of
-from approvals.tables import DriftFindingRow, OutboxRow
+from approvals.tables import DriftFindingRow, DriftStatus, OutboxRow
 from bot.outbox_worker import PermanentDeliveryError
 from bot.slack.delivery import DeliveryContext
 from bot.slack.edge import Delivery, SlackEdge, id_in
@@ -58,7 +58,7 @@ def drift_report_message(workspace: str, findings: list[DriftFindingRow]) -> Sla
         blocks.append(
             SectionBlock(block_id=f"finding:{finding.id}", text=MarkdownTextObject(text=line))
         )
-        if finding.status != "open":
+        if finding.status != DriftStatus.OPEN:
             note = f":white_check_mark: {finding.status} by {finding.handled_by or 'a lead'}"
             blocks.append(
                 ContextBlock(elements=[MarkdownTextObject(text=clip(note, CONTEXT_TEXT_MAX))])

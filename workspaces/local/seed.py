@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from workspaces.local_tables import SimClusterRow, SimDatastoreRow, SimInstanceRow
+from workspaces.local.tables import SimClusterRow, SimDatastoreRow, SimInstanceRow
 from workspaces.types import ClusterSpec, InstanceSpec
 
 

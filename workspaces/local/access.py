@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.errors import ConflictError, NotFoundError
-from workspaces.local_tables import SimRoleAssignmentRow
+from workspaces.local.tables import SimRoleAssignmentRow
 from workspaces.types import GrantReceipt, RoleGrantSpec
 
 

@@ -2,7 +2,7 @@
 
 It behaves like a workspace as far as the bot can see: default datastores, clusters that
 scale with their jobs, jobs that move through Azure's states as the clock moves (timing in
-`local_timeline`), role assignments at Azure-shaped scopes. It never runs a job's command:
+`timeline`), role assignments at Azure-shaped scopes. It never runs a job's command:
 it reads the text to decide how long the job runs and whether it fails.
 """
 
@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import ConflictError, NotFoundError, WorkspaceError
-from workspaces import local_access, local_jobs
 from workspaces.clock import Clock
-from workspaces.local_access import RoleAssignment
-from workspaces.local_quota import simulated_quota
-from workspaces.local_seed import seed_workspace
-from workspaces.local_tables import (
+from workspaces.local import access as sim_access
+from workspaces.local import jobs as sim_jobs
+from workspaces.local.access import RoleAssignment
+from workspaces.local.quota import simulated_quota
+from workspaces.local.seed import seed_workspace
+from workspaces.local.tables import (
     SimClusterRow,
     SimDatastoreRow,
     SimInstanceRow,
@@ -31,7 +32,7 @@ from workspaces.local_tables import (
     SimWorkspaceRow,
     create_simulator_tables,
 )
-from workspaces.local_timeline import STD_LOG
+from workspaces.local.timeline import STD_LOG
 from workspaces.types import (
     AccessAssignment,
     AzureCoordinates,
@@ -139,7 +140,7 @@ class LocalWorkspace:
                 .where(SimClusterRow.workspace == self.workspace)
                 .order_by(SimClusterRow.name)
             ).all()
-            cluster_infos = [local_jobs.cluster_info(session, row, now) for row in clusters]
+            cluster_infos = [sim_jobs.cluster_info(session, row, now) for row in clusters]
             instances = session.scalars(
                 select(SimInstanceRow)
                 .where(SimInstanceRow.workspace == self.workspace)
@@ -167,7 +168,7 @@ class LocalWorkspace:
     def set_cluster_min_nodes(self, name: str, min_nodes: int) -> None:
         now = self._clock.now()
         with self._changing() as session:
-            row = local_jobs.find_cluster(session, self.workspace, name)
+            row = sim_jobs.find_cluster(session, self.workspace, name)
             if not 0 <= min_nodes <= row.max_nodes:
                 raise WorkspaceError(
                     f"The minimum node count of cluster '{name}' must be between 0 and its "
@@ -179,7 +180,7 @@ class LocalWorkspace:
     def set_cluster_idle_time(self, name: str, seconds: int) -> None:
         now = self._clock.now()
         with self._changing() as session:
-            row = local_jobs.find_cluster(session, self.workspace, name)
+            row = sim_jobs.find_cluster(session, self.workspace, name)
             if seconds < 0:
                 raise WorkspaceError(
                     f"The idle time before scale-down of cluster '{name}' cannot be negative; "
@@ -211,18 +212,16 @@ class LocalWorkspace:
     def grant_cluster_access(self, grant: RoleGrantSpec) -> GrantReceipt:
         scope = self._scope(grant)
         with self._slowly(), self._changing() as session:
-            local_jobs.find_cluster(session, self.workspace, grant.compute)
-            return local_access.grant(session, self.workspace, grant, scope, self._clock.now())
+            sim_jobs.find_cluster(session, self.workspace, grant.compute)
+            return sim_access.grant(session, self.workspace, grant, scope, self._clock.now())
 
     def revoke_cluster_access(self, grant: RoleGrantSpec) -> None:
         with self._slowly(), self._changing() as session:
-            local_access.revoke(session, self.workspace, grant)
+            sim_access.revoke(session, self.workspace, grant)
 
     def extend_cluster_access(self, grant: RoleGrantSpec, new_expiry: datetime) -> GrantReceipt:
         with self._changing() as session:
-            return local_access.extend(
-                session, self.workspace, grant, new_expiry, self._clock.now()
-            )
+            return sim_access.extend(session, self.workspace, grant, new_expiry, self._clock.now())
 
     def list_access_assignments(self, role_name: str) -> list[AccessAssignment]:
         workspace = self.coordinates.workspace_scope
@@ -244,7 +243,7 @@ class LocalWorkspace:
     def role_assignments(self) -> list[RoleAssignment]:
         """The role assignments in force now; time-bound (PIM) ones vanish at their end."""
         with self._reading() as session:
-            return local_access.in_force(session, self.workspace, self._clock.now())
+            return sim_access.in_force(session, self.workspace, self._clock.now())
 
     def _scope(self, grant: RoleGrantSpec) -> str:
         if grant.scope == "compute":
@@ -298,7 +297,7 @@ class LocalWorkspace:
     def submit_job(self, spec: JobSpec) -> JobInfo:
         now = self._clock.now()
         with self._slowly(), self._changing() as session:
-            row = local_jobs.submit(session, self.workspace, spec, now)
+            row = sim_jobs.submit(session, self.workspace, spec, now)
         return self._job_info(row, now)
 
     def submit_job_directly(self, spec: JobSpec, created_by: str) -> JobInfo:
@@ -306,13 +305,13 @@ class LocalWorkspace:
         simulation's stand-in for a person's own `ml_client.jobs.create_or_update`."""
         now = self._clock.now()
         with self._changing() as session:
-            row = local_jobs.submit(session, self.workspace, spec, now, created_by=created_by)
+            row = sim_jobs.submit(session, self.workspace, spec, now, created_by=created_by)
         return self._job_info(row, now)
 
     def get_job(self, name: str) -> JobInfo:
         now = self._clock.now()
         with self._reading() as session:
-            row = local_jobs.find_job(session, self.workspace, name)
+            row = sim_jobs.find_job(session, self.workspace, name)
         return self._job_info(row, now)
 
     def list_jobs(self, *, tag_filter: dict[str, str] | None = None) -> list[JobInfo]:
@@ -329,7 +328,7 @@ class LocalWorkspace:
     def cancel_job(self, name: str) -> JobInfo:
         now = self._clock.now()
         with self._changing() as session:
-            row = local_jobs.cancel(session, self.workspace, name, now)
+            row = sim_jobs.cancel(session, self.workspace, name, now)
         return self._job_info(row, now)
 
     def job_outcome(self, name: str) -> JobOutcome:
@@ -337,7 +336,7 @@ class LocalWorkspace:
         Azure's would read, made up (it never runs the command) and saying so."""
         now = self._clock.now()
         with self._reading() as session:
-            row = local_jobs.find_job(session, self.workspace, name)
+            row = sim_jobs.find_job(session, self.workspace, name)
         info = self._job_info(row, now)
         failed = info.status is JobStatus.FAILED
         return JobOutcome(
@@ -346,11 +345,11 @@ class LocalWorkspace:
             error=info.error,
             metrics=info.metrics,
             error_log_name=STD_LOG if failed else None,
-            error_log_tail=local_jobs.simulated_log_tail(row) if failed else [],
+            error_log_tail=sim_jobs.simulated_log_tail(row) if failed else [],
         )
 
     def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:
-        return local_jobs.job_info(row, now, self.coordinates.workspace_scope)
+        return sim_jobs.job_info(row, now, self.coordinates.workspace_scope)
 
 
 def _instance_state(row: SimInstanceRow, now: datetime) -> str:

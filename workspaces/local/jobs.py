@@ -1,6 +1,6 @@
 """Simulated jobs and the cluster nodes they hold, read and written inside a transaction.
 
-The schedules come from `local_timeline`; this module stores them and turns rows into the
+The schedules come from `timeline`; this module stores them and turns rows into the
 port's types. Callers hold the workspace's turn (see `LocalWorkspace._changing`) when they
 write, so two submissions never plan against the same free nodes.
 """
@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.errors import ConflictError, NotFoundError, WorkspaceError
-from workspaces.local_tables import SimClusterRow, SimInstanceRow, SimJobRow
-from workspaces.local_timeline import (
+from workspaces.local.tables import SimClusterRow, SimInstanceRow, SimJobRow
+from workspaces.local.timeline import (
     ClusterShape,
     Holding,
     Schedule,
