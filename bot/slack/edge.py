@@ -36,6 +36,7 @@ from approvals.store import make_engine
 from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.slack.payloads import user_id_of
+from bot.slack.response_urls import ResponseUrls
 from bot.slack.telling import tell
 from bot.wiring import Core
 from bot.work import InboxWorker
@@ -177,6 +178,8 @@ class SlackEdge:
         self.client = client  # synchronous: used from the threads only
         self.identity = identity
         self.options = options
+        # Replies to response_urls, over connections kept open for every work thread.
+        self.response_urls = ResponseUrls(connections_per_host=options.work_threads)
         self.holder = holder or f"edge-{uuid.uuid4().hex[:12]}"
         self.jobs: dict[str, Job] = {}
         self._quick = ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick")
@@ -406,6 +409,7 @@ class SlackEdge:
         self.inbox_writer.close()
         self._accepting_engine.dispose()
         self._quick.shutdown(wait=True, cancel_futures=False)
+        self.response_urls.close()
 
 
 def _settle(

@@ -8,10 +8,10 @@ import logging
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
-from slack_sdk.webhook import WebhookClient
 
 from approvals.overview import home_data
 from bot.slack.payloads import user_id_of
+from bot.slack.response_urls import ResponseUrls
 from bot.slack.views.common import clip, escape
 from bot.slack.views.home import home_view
 from bot.wiring import Core
@@ -24,6 +24,7 @@ class Speaker(Protocol):
 
     core: Core
     client: WebClient
+    response_urls: ResponseUrls
 
 
 def metadata(body: dict[str, Any]) -> dict[str, Any]:
@@ -58,14 +59,17 @@ def tell(
     url = body.get("response_url") or metadata(body).get("response_url")
     shown = clip(escape(text), 3900)
     if isinstance(url, str) and url.startswith(("https://", "http://")):
-        response = WebhookClient(str(url), timeout=10).send(
-            text=shown,
-            response_type="in_channel" if public else "ephemeral",
-            replace_original=False,
+        status = edge.response_urls.post(
+            url,
+            {
+                "text": shown,
+                "response_type": "in_channel" if public else "ephemeral",
+                "replace_original": False,
+            },
         )
-        if response.status_code == 200:
+        if status == 200:
             return
-        log.warning("response_url answered %s; telling the person by DM", response.status_code)
+        log.warning("response_url answered %s; telling the person by DM", status)
     user_id = user_id_of(body)
     if user_id is None:
         return
