@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -165,21 +166,53 @@ def cluster_holdings(
     return [(row, _holding(row)) for row in rows]
 
 
-def cluster_info(session: Session, cluster: SimClusterRow, now: datetime) -> ClusterInfo:
-    holdings = [holding for _, holding in cluster_holdings(session, cluster, now)]
-    nodes = cluster_nodes(_shape(cluster), holdings, now)
-    last_busy_at: datetime | None
-    if any(holding.released_at > now for holding in holdings):
-        last_busy_at = now  # a job holds or waits for nodes: busy this very moment
-    else:
-        last_busy_at = session.scalar(
-            select(func.max(SimJobRow.released_at)).where(
-                SimJobRow.workspace == cluster.workspace,
-                SimJobRow.compute == cluster.name,
+def cluster_infos(
+    session: Session, workspace: str, clusters: Sequence[SimClusterRow], now: datetime
+) -> list[ClusterInfo]:
+    """What Azure's compute list tells of each cluster. Two queries for all of them (the
+    jobs that may hold nodes, and when each cluster was last busy): `/aml compute list`
+    reads this on every call, and a query per cluster was most of its cost."""
+    if not clusters:
+        return []
+    names = [cluster.name for cluster in clusters]
+    window_starts = {cluster.name: _shape(cluster).window_start(now) for cluster in clusters}
+    jobs = session.scalars(
+        select(SimJobRow)
+        .where(
+            SimJobRow.workspace == workspace,
+            SimJobRow.compute.in_(names),
+            SimJobRow.released_at > min(window_starts.values()),
+        )
+        .order_by(SimJobRow.id)
+    ).all()
+    holdings: dict[str, list[Holding]] = {name: [] for name in names}
+    for job in jobs:
+        if job.released_at > window_starts[job.compute]:
+            holdings[job.compute].append(_holding(job))
+    last_released: dict[str, datetime] = {
+        compute: released
+        for compute, released in session.execute(
+            select(SimJobRow.compute, func.max(SimJobRow.released_at))
+            .where(
+                SimJobRow.workspace == workspace,
+                SimJobRow.compute.in_(names),
                 # A job cancelled while it waited never kept the cluster busy.
                 SimJobRow.nodes_at < SimJobRow.released_at,
             )
+            .group_by(SimJobRow.compute)
         )
+    }
+    return [
+        _cluster_info(cluster, holdings[cluster.name], last_released.get(cluster.name), now)
+        for cluster in clusters
+    ]
+
+
+def _cluster_info(
+    cluster: SimClusterRow, holdings: list[Holding], last_released: datetime | None, now: datetime
+) -> ClusterInfo:
+    nodes = cluster_nodes(_shape(cluster), holdings, now)
+    busy_now = any(holding.released_at > now for holding in holdings)
     return ClusterInfo(
         name=cluster.name,
         vm_size=cluster.vm_size,
@@ -190,7 +223,8 @@ def cluster_info(session: Session, cluster: SimClusterRow, now: datetime) -> Clu
         node_state_counts=nodes.node_state_counts,
         idle_seconds_before_scale_down=cluster.idle_seconds_before_scale_down,
         allocation_state=nodes.allocation_state,
-        last_busy_at=last_busy_at,
+        # A job holds or waits for nodes: busy this very moment.
+        last_busy_at=now if busy_now else last_released,
     )
 
 

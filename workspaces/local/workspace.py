@@ -140,7 +140,7 @@ class LocalWorkspace:
                 .where(SimClusterRow.workspace == self.workspace)
                 .order_by(SimClusterRow.name)
             ).all()
-            cluster_infos = [sim_jobs.cluster_info(session, row, now) for row in clusters]
+            cluster_infos = sim_jobs.cluster_infos(session, self.workspace, clusters, now)
             instances = session.scalars(
                 select(SimInstanceRow)
                 .where(SimInstanceRow.workspace == self.workspace)
