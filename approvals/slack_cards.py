@@ -4,6 +4,8 @@ for an outbox message. Both in the database: a restart or another replica finds 
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from approvals.slack_tables import SlackCardRow, SlackSentStepRow
@@ -61,52 +63,47 @@ class CardStore:
                 .values(shown_version=version, updated_at=self.clock.now())
             )
 
-    def step_done(self, outbox_id: int, step: str) -> SlackSentStepRow | None:
-        """The step's record: done (it has a `ts`), in doubt (attempted, no `ts`) or None."""
-        with self.store.transaction() as session:
-            return session.scalars(
-                select(SlackSentStepRow).where(
-                    SlackSentStepRow.outbox_id == outbox_id, SlackSentStepRow.step == step
-                )
-            ).first()
-
-    def attempting(self, outbox_id: int, step: str, channel: str) -> SlackSentStepRow:
+    def attempting(self, outbox_id: int, step: str, channel: str) -> SlackSentStepRow | None:
         """Write down that the step is about to be posted, before posting: if this process
         dies before it hears Slack's answer, the retry knows to look before posting again.
-        Returns the step's record (another worker's, if it raced us to it)."""
-        try:
-            with self.store.transaction() as session:
-                row = SlackSentStepRow(
+
+        Returns None for a first attempt (now written down), else the step's earlier
+        record: done (it has a `ts`) or in doubt (no `ts`). One statement either way on
+        the common path."""
+        key = (outbox_id, _step_key(step))
+        with self.store.transaction() as session:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            written = session.execute(
+                insert(SlackSentStepRow)
+                .values(
                     outbox_id=outbox_id,
-                    step=step[:64],
+                    step=key[1],
                     channel=channel,
                     attempted_at=self.clock.now(),
                 )
-                session.add(row)
-            return row
-        except IntegrityError:
-            found = self.step_done(outbox_id, step)
-            assert found is not None, "a unique violation means the row exists"
-            return found
+                .on_conflict_do_nothing(index_elements=["outbox_id", "step"])
+                .returning(SlackSentStepRow.id)
+            ).first()
+            if written is not None:
+                return None
+            return session.scalars(
+                select(SlackSentStepRow).where(
+                    SlackSentStepRow.outbox_id == key[0], SlackSentStepRow.step == key[1]
+                )
+            ).one()
 
     def record_step(self, outbox_id: int, step: str, channel: str, ts: str) -> None:
         """The step was posted (it shows in Slack as `channel`/`ts`)."""
         with self.store.transaction() as session:
-            done = session.execute(
+            session.execute(
                 update(SlackSentStepRow)
-                .where(SlackSentStepRow.outbox_id == outbox_id, SlackSentStepRow.step == step[:64])
+                .where(
+                    SlackSentStepRow.outbox_id == outbox_id,
+                    SlackSentStepRow.step == _step_key(step),
+                )
                 .values(channel=channel, ts=ts, done_at=self.clock.now())
             )
-            if getattr(done, "rowcount", 0) == 0:  # posted without an attempt record
-                session.add(
-                    SlackSentStepRow(
-                        outbox_id=outbox_id,
-                        step=step[:64],
-                        channel=channel,
-                        ts=ts,
-                        done_at=self.clock.now(),
-                    )
-                )
 
     def not_posted(self, outbox_id: int, step: str) -> None:
         """Slack said plainly it did not post (refused, rate limited, paused before the
@@ -115,7 +112,11 @@ class CardStore:
             session.execute(
                 delete(SlackSentStepRow).where(
                     SlackSentStepRow.outbox_id == outbox_id,
-                    SlackSentStepRow.step == step[:64],
+                    SlackSentStepRow.step == _step_key(step),
                     SlackSentStepRow.ts.is_(None),
                 )
             )
+
+
+def _step_key(step: str) -> str:
+    return step[:64]  # the column's width: every read and write names the step the same way

@@ -148,17 +148,15 @@ class DeliveryContext:
         """`chat.postMessage` once per (row, step), even across a crash: the attempt is
         written down first and the message carries its (row, step) as metadata, so a retry
         after an answer that never came finds the message instead of posting it twice."""
-        record = self.cards.step_done(row.id, step)
-        if record is None:
-            record = self.cards.attempting(row.id, step, channel)
-        elif record.ts is None:
-            since = record.attempted_at or record.done_at or self.core.clock.now()
+        earlier = self.cards.attempting(row.id, step, channel)
+        if earlier is not None and earlier.channel and earlier.ts:
+            return earlier.channel, earlier.ts  # a retried row skips what was sent
+        if earlier is not None:  # in doubt: an attempt whose answer never came
+            since = earlier.attempted_at or self.core.clock.now()
             found = self._find_posted(row.id, step, channel, thread_ts, since)
             if found is not None:
                 self.cards.record_step(row.id, step, *found)
                 return found
-        if record.channel and record.ts:
-            return record.channel, record.ts
         extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         try:
             response = self.call(
