@@ -130,15 +130,3 @@ class NotificationScheduler:
     def _after(self, report: SweepReport) -> None:
         if report.changed:
             self.on_change()
-
-
-def start_notifications(
-    core: Core,
-    *,
-    tick: timedelta = DEFAULT_TICK,
-    on_change: Callable[[], None] | None = None,
-) -> NotificationScheduler:
-    """Revoke and expire what is overdue, then sweep every `tick`. `stop()` ends it."""
-    scheduler = NotificationScheduler(core, tick=tick, on_change=on_change)
-    scheduler.start()
-    return scheduler

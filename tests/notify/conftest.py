@@ -3,7 +3,7 @@ workspace backend that counts its calls, and the bot's Slack edge against the fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from approvals import outbox
 from approvals.tables import InboxRow, OutboxRow
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.outbox_worker import OutboxWorker
+from bot.scheduler import NotificationScheduler
 from bot.serve import inbox_handlers
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
@@ -219,3 +220,13 @@ def notify_bot(core: Core, clock: ManualClock, fake_slack: FakeSlack) -> Iterato
     finally:
         inbox_worker.stop(grace=5)
         bot.edge.close()
+
+
+def start_notifications(
+    core: Core, *, tick: timedelta, on_change: Callable[[], None] | None = None
+) -> NotificationScheduler:
+    """The scheduler `amlbot serve` builds, started: revokes and expires what is overdue,
+    then sweeps every `tick`. `stop()` ends it."""
+    scheduler = NotificationScheduler(core, tick=tick, on_change=on_change)
+    scheduler.start()
+    return scheduler

@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.outbox_worker import OutboxWorker
-from bot.scheduler import start_notifications
 from bot.serve import OutboxLoop, StoppingWorker, background_services
 from bot.settings import Settings
 from bot.slack.app import build_slack
@@ -22,7 +21,14 @@ from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.fakes.slack_signing import post_signed, slash_command_body
-from tests.notify.conftest import ALICE, CHANNEL, ENV, EVENTGRID_SECRET, NotifyBot
+from tests.notify.conftest import (
+    ALICE,
+    CHANNEL,
+    ENV,
+    EVENTGRID_SECRET,
+    NotifyBot,
+    start_notifications,
+)
 from tests.slack.conftest import BOT_TOKEN, SIGNING_SECRET, AppServer, wait_for
 from workspaces.clock import ManualClock
 

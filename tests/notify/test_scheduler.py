@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.scheduler import NotificationScheduler, start_notifications
+from bot.scheduler import NotificationScheduler
 from bot.wiring import Core
-from tests.notify.conftest import job_notices, replica_of, submit_job, wait_for
+from tests.notify.conftest import job_notices, replica_of, start_notifications, submit_job, wait_for
 from workspaces.clock import ManualClock
 
 TICK = timedelta(milliseconds=20)
