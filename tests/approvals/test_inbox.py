@@ -274,38 +274,6 @@ def test_the_writer_tells_every_waiting_ack_when_its_group_cannot_be_kept(
 
 
 @pytest.mark.postgres
-def test_a_batch_on_postgres_wakes_the_workers_at_commit(clock: ManualClock) -> None:
-    import psycopg
-
-    from tests.conftest import postgres_schema_url
-
-    schemas = postgres_schema_url()
-    store = Store.open(next(schemas))
-    try:
-        url = store.engine.url
-        listener = psycopg.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            dbname=url.database,
-            options=dict(url.query)["options"],
-            autocommit=True,
-        )
-        listener.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
-        with store.engine.begin() as connection:
-            inbox.accept_many(
-                connection, [inbox.Arrival(f"k{n}", "h", {}) for n in range(20)], clock.now()
-            )
-        heard = list(listener.notifies(timeout=2, stop_after=5))
-        listener.close()
-    finally:
-        store.engine.dispose()
-        schemas.close()
-    # Other tests' schemas share the channel, so only "at least this batch's" is certain.
-    assert heard
-
-
-@pytest.mark.postgres
 def test_on_postgres_only_the_workers_claims_skip_the_wait_for_the_disk(
     clock: ManualClock,
 ) -> None:

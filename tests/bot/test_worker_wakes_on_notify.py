@@ -53,11 +53,10 @@ def test_a_new_item_wakes_a_worker_that_would_poll_in_two_minutes() -> None:
         time.sleep(0.5)  # the wake-up LISTEN itself gives is spent: the loop now waits
         assert not handled.is_set()
 
-        started = time.monotonic()
         with edge.engine.begin() as connection:
             inbox.accept_many(connection, [inbox.Arrival("k1", "record", {})], clock.now())
+        # Ten seconds is a liveness bound: the poll alone would take two minutes.
         assert handled.wait(10), "the worker slept through the notification"
-        assert time.monotonic() - started < POLL_NEVER / 4
     finally:
         worker.stop(grace=1)
         edge.engine.dispose()
