@@ -7,21 +7,18 @@ log line of the whole scenario holds a token, the signing secret or a storage ke
 from __future__ import annotations
 
 import io
-import json
-import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from approvals.scheduled import run_due
 from approvals.tables import AuditRow, InboxRow, OutboxRow
-from bot.logs import CorrelationFilter, JsonFormatter
 from tests.azure import test_slack_on_azure as on_azure
 from tests.azure.test_slack_on_azure import ALICE_OBJECT_ID, approve, ask_for_access
 from tests.fakes.azure_arm import FakeAzure
+from tests.json_logs import captured_json_logs, entries
 from tests.slack.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.clock import ManualClock
@@ -42,24 +39,8 @@ harness = on_azure.harness
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    """Everything logged, at DEBUG, from every thread, as `serve` and `work` write it."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(CorrelationFilter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with captured_json_logs() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
-def entries(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_a_clicks_id_is_on_its_decision_its_azure_calls_and_its_replies(

@@ -4,18 +4,16 @@ handling carrying the item's correlation id, and no token or secret in any of th
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from approvals import inbox
-from bot.logs import CorrelationFilter, JsonFormatter
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from bot.work import InboxWorker
+from tests.json_logs import captured_json_logs, entries
 from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
 
 log = logging.getLogger("tests.handler")
@@ -23,24 +21,8 @@ log = logging.getLogger("tests.handler")
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    """Everything logged, at DEBUG, as `serve` writes it (bot/logs.py `configure`)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(CorrelationFilter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with captured_json_logs() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
-def entries(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_what_an_inbox_item_logs_carries_its_delivery_key(
