@@ -23,8 +23,6 @@ compare-and-set per row, meant for one claiming process per database file.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,90 +165,6 @@ def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> dict[str, 
     }
 
 
-Resolve = Callable[[int | None, BaseException | None], None]
-
-
-class InboxWriter:
-    """Group commit for the acks: every arrival waiting when the writer is free goes into
-    the inbox in one transaction (one INSERT, one NOTIFY, one commit), however many acks
-    wait on it.
-
-    A commit costs a round trip and, on PostgreSQL, a WAL flush; paid once per batch
-    instead of once per ack, the acking process stays close to a bare Slack app under load
-    (bench/ack_latency.py). Nothing is acknowledged before its batch has committed: each
-    arrival's `resolve` is called with its id (None for a repeat) or the error, only then.
-
-    Its engine skips the pre-ping (a round trip per checkout); after a database restart
-    the first use fails, the pool is invalidated, and one retry takes a fresh connection.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        now: Callable[[], datetime],
-        *,
-        max_batch: int = 256,
-        lease: timedelta = LEASE,
-    ) -> None:
-        self._engine = engine
-        self._now = now
-        self._max_batch = max_batch
-        self._lease = lease
-        self._queue: queue.SimpleQueue[tuple[Arrival, Resolve] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="amlbot-inbox-writer", daemon=True)
-        self._thread.start()
-        self.batches = 0  # for the benchmark and the tests: commits made
-        self.written = 0
-
-    def submit(self, arrival: Arrival, resolve: Resolve) -> None:
-        self._queue.put((arrival, resolve))
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            self._write(batch)
-            if stopping:
-                return
-
-    def _write(self, batch: list[tuple[Arrival, Resolve]]) -> None:
-        arrivals = [arrival for arrival, _ in batch]
-        try:
-            ids = self._insert(arrivals)
-        except Exception as failed:
-            log.warning("keeping %s inbound items failed: %r", len(batch), failed)
-            for _, resolve in batch:
-                _call(resolve, None, failed)
-            return
-        self.batches += 1
-        self.written += len(batch)
-        for (_, resolve), item_id in zip(batch, ids, strict=True):
-            _call(resolve, item_id, None)
-
-    def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
-        return in_transaction(
-            self._engine,
-            lambda connection: accept_many(connection, arrivals, self._now(), lease=self._lease),
-        )
-
-
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """`work` in a transaction, once more on a fresh connection if the database had dropped
     the first (the inbox's engines skip the pre-ping: after a database restart the first
@@ -263,13 +177,6 @@ def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
             if attempt == 2 or not failed.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
-
-
-def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) -> None:
-    try:
-        resolve(item_id, error)
-    except Exception:
-        log.exception("telling an ack its inbox write ended failed")
 
 
 def _claimable(now: datetime | BindParameter[datetime]) -> Any:

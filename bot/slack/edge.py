@@ -31,6 +31,7 @@ from slack_sdk import WebClient
 
 from approvals import inbox
 from approvals.inbox import InboxItem
+from approvals.inbox_writer import InboxWriter
 from approvals.replies import Reply
 from approvals.store import make_engine
 from bot.logs import correlated
@@ -198,7 +199,7 @@ class SlackEdge:
         self._accepting_engine = make_engine(
             core.store.engine.url.render_as_string(hide_password=False), pool_pre_ping=False
         )
-        self.inbox_writer = inbox.InboxWriter(self._accepting_engine, core.clock.now)
+        self.inbox_writer = InboxWriter(self._accepting_engine, core.clock.now)
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
 

@@ -10,6 +10,7 @@ import pytest
 
 from approvals import inbox
 from approvals.inbox import InboxItem, InboxStatus
+from approvals.inbox_writer import InboxWriter, Resolve
 from approvals.store import Store
 from approvals.tables import InboxRow
 from bot.work import InboxWorker
@@ -225,12 +226,12 @@ def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
 def test_the_writer_commits_concurrent_arrivals_in_groups_and_answers_each(
     store: Store, clock: ManualClock
 ) -> None:
-    writer = inbox.InboxWriter(store.engine, clock.now)
+    writer = InboxWriter(store.engine, clock.now)
     answers: dict[str, int | None] = {}
     done = threading.Event()
     lock = threading.Lock()
 
-    def answer(key: str) -> inbox.Resolve:
+    def answer(key: str) -> Resolve:
         def resolve(item_id: int | None, error: BaseException | None) -> None:
             assert error is None
             with lock:
@@ -257,7 +258,7 @@ def test_the_writer_tells_every_waiting_ack_when_its_group_cannot_be_kept(
     from approvals.store import make_engine
 
     unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", pool_pre_ping=False)
-    writer = inbox.InboxWriter(unreachable, clock.now)
+    writer = InboxWriter(unreachable, clock.now)
     errors: list[BaseException | None] = []
     done = threading.Event()
 
