@@ -19,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, QueryContext, mapped_column
@@ -339,6 +340,11 @@ class OutboxRow(Base):
     waiting_for: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, on both stores (SQLite has had them since 3.8)."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
 class InboxRow(Base):
     """One inbound item accepted from Slack or Azure, kept until a worker has handled it.
 
@@ -347,7 +353,13 @@ class InboxRow(Base):
     """
 
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_claimable", "status", "available_at"),)
+    # Partial, one per state a claim looks for, so an index holds only the few rows
+    # waiting or running, not every handled one (approvals/inbox.py `_claim_statement`).
+    __table_args__ = (
+        Index("ix_inbox_pending", "available_at", "id", **_where("status = 'pending'")),
+        Index("ix_inbox_running", "lease_until", **_where("status = 'running'")),
+        Index("ix_inbox_dead", "id", **_where("status = 'dead'")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # The delivery's own identity (Slack's event or trigger id, Event Grid's event ids): a
