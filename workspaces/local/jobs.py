@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.errors import ConflictError, NotFoundError, WorkspaceError
@@ -166,41 +167,100 @@ def cluster_holdings(
     return [(row, _holding(row)) for row in rows]
 
 
-def cluster_infos(
-    session: Session, workspace: str, clusters: Sequence[SimClusterRow], now: datetime
-) -> list[ClusterInfo]:
-    """What Azure's compute list tells of each cluster. Two queries for all of them (the
-    jobs that may hold nodes, and when each cluster was last busy): `/aml compute list`
-    reads this on every call, and a query per cluster was most of its cost."""
+class ClusterFields(Protocol):
+    """What a cluster's nodes are worked out from: its ORM row, or a Core row of the same
+    table (the compute list reads those, see `cluster_infos`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vm_size(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def min_nodes(self) -> int: ...
+    @property
+    def max_nodes(self) -> int: ...
+    @property
+    def idle_seconds_before_scale_down(self) -> int: ...
+    @property
+    def retired_min_nodes(self) -> int: ...
+    @property
+    def min_lowered_at(self) -> datetime | None: ...
+    @property
+    def idle_changed_at(self) -> datetime | None: ...
+    @property
+    def idle_floor(self) -> datetime | None: ...
+
+
+class HoldingFields(Protocol):
+    """What a job's hold on its cluster's nodes is worked out from (an ORM or Core row)."""
+
+    @property
+    def nodes_at(self) -> datetime: ...
+    @property
+    def released_at(self) -> datetime: ...
+    @property
+    def instance_count(self) -> int: ...
+    @property
+    def new_nodes(self) -> int: ...
+    @property
+    def preparing_at(self) -> datetime: ...
+
+
+# The compute list's reads, built once and run as Core statements: `/aml compute list`
+# reads them on every call, and through the ORM (statements built per call, entities
+# loaded into a session) they cost ten times the CPU on SQLite and twice on PostgreSQL.
+_CLUSTERS = (
+    select(*SimClusterRow.__table__.columns)
+    .where(SimClusterRow.workspace == bindparam("workspace"))
+    .order_by(SimClusterRow.name)
+)
+_JOBS_RELEASED_AFTER = (
+    select(
+        SimJobRow.compute,
+        SimJobRow.nodes_at,
+        SimJobRow.released_at,
+        SimJobRow.instance_count,
+        SimJobRow.new_nodes,
+        SimJobRow.preparing_at,
+    )
+    .where(
+        SimJobRow.workspace == bindparam("workspace"),
+        SimJobRow.released_at > bindparam("after", type_=SimJobRow.released_at.type),
+    )
+    .order_by(SimJobRow.id)
+)
+_LAST_RELEASED = (
+    select(SimJobRow.compute, func.max(SimJobRow.released_at))
+    .where(
+        SimJobRow.workspace == bindparam("workspace"),
+        # A job cancelled while it waited never kept the cluster busy.
+        SimJobRow.nodes_at < SimJobRow.released_at,
+    )
+    .group_by(SimJobRow.compute)
+)
+
+
+def cluster_infos(connection: Connection, workspace: str, now: datetime) -> list[ClusterInfo]:
+    """What Azure's compute list tells of each of the workspace's clusters, in three
+    queries whatever their number (the clusters, the jobs that may hold nodes, and when
+    each cluster was last busy)."""
+    clusters = connection.execute(_CLUSTERS, {"workspace": workspace}).all()
     if not clusters:
         return []
-    names = [cluster.name for cluster in clusters]
     window_starts = {cluster.name: _shape(cluster).window_start(now) for cluster in clusters}
-    jobs = session.scalars(
-        select(SimJobRow)
-        .where(
-            SimJobRow.workspace == workspace,
-            SimJobRow.compute.in_(names),
-            SimJobRow.released_at > min(window_starts.values()),
-        )
-        .order_by(SimJobRow.id)
-    ).all()
-    holdings: dict[str, list[Holding]] = {name: [] for name in names}
+    jobs = connection.execute(
+        _JOBS_RELEASED_AFTER, {"workspace": workspace, "after": min(window_starts.values())}
+    )
+    holdings: dict[str, list[Holding]] = {name: [] for name in window_starts}
     for job in jobs:
-        if job.released_at > window_starts[job.compute]:
+        start = window_starts.get(job.compute)
+        if start is not None and job.released_at > start:
             holdings[job.compute].append(_holding(job))
     last_released: dict[str, datetime] = {
         compute: released
-        for compute, released in session.execute(
-            select(SimJobRow.compute, func.max(SimJobRow.released_at))
-            .where(
-                SimJobRow.workspace == workspace,
-                SimJobRow.compute.in_(names),
-                # A job cancelled while it waited never kept the cluster busy.
-                SimJobRow.nodes_at < SimJobRow.released_at,
-            )
-            .group_by(SimJobRow.compute)
-        )
+        for compute, released in connection.execute(_LAST_RELEASED, {"workspace": workspace})
     }
     return [
         _cluster_info(cluster, holdings[cluster.name], last_released.get(cluster.name), now)
@@ -209,7 +269,7 @@ def cluster_infos(
 
 
 def _cluster_info(
-    cluster: SimClusterRow, holdings: list[Holding], last_released: datetime | None, now: datetime
+    cluster: ClusterFields, holdings: list[Holding], last_released: datetime | None, now: datetime
 ) -> ClusterInfo:
     nodes = cluster_nodes(_shape(cluster), holdings, now)
     busy_now = any(holding.released_at > now for holding in holdings)
@@ -263,7 +323,7 @@ def _metrics(job_name: str) -> dict[str, float]:
     return {"accuracy": accuracy, "loss": round((1 - accuracy) * 1.7, 4)}
 
 
-def _shape(row: SimClusterRow) -> ClusterShape:
+def _shape(row: ClusterFields) -> ClusterShape:
     return ClusterShape(
         min_nodes=row.min_nodes,
         max_nodes=row.max_nodes,
@@ -275,7 +335,7 @@ def _shape(row: SimClusterRow) -> ClusterShape:
     )
 
 
-def _holding(row: SimJobRow) -> Holding:
+def _holding(row: HoldingFields) -> Holding:
     return Holding(
         nodes_at=row.nodes_at,
         released_at=row.released_at,

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +26,6 @@ from workspaces.local.access import RoleAssignment
 from workspaces.local.quota import simulated_quota
 from workspaces.local.seed import seed_workspace
 from workspaces.local.tables import (
-    SimClusterRow,
     SimDatastoreRow,
     SimInstanceRow,
     SimJobRow,
@@ -94,6 +94,7 @@ class LocalWorkspace:
         # kills must land mid-call.
         self._latency = latency
         self._environments = list(environments) if environments else list(DEFAULT_ENVIRONMENTS)
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         create_simulator_tables(engine)
         self._seed(clusters, instances)
@@ -134,20 +135,12 @@ class LocalWorkspace:
 
     def list_computes(self) -> ComputeInventory:
         now = self._clock.now()
-        with self._reading() as session:
-            clusters = session.scalars(
-                select(SimClusterRow)
-                .where(SimClusterRow.workspace == self.workspace)
-                .order_by(SimClusterRow.name)
-            ).all()
-            cluster_infos = sim_jobs.cluster_infos(session, self.workspace, clusters, now)
-            instances = session.scalars(
-                select(SimInstanceRow)
-                .where(SimInstanceRow.workspace == self.workspace)
-                .order_by(SimInstanceRow.name)
-            ).all()
+        # Core rows on a plain connection, not the ORM: see `sim_jobs.cluster_infos`.
+        with self._engine.connect() as connection:
+            clusters = sim_jobs.cluster_infos(connection, self.workspace, now)
+            instances = connection.execute(_INSTANCES, {"workspace": self.workspace}).all()
         return ComputeInventory(
-            clusters=cluster_infos, instances=[_instance_info(row, now) for row in instances]
+            clusters=clusters, instances=[_instance_info(row, now) for row in instances]
         )
 
     def month_to_date_cost(self) -> SpendToDate | None:
@@ -352,7 +345,31 @@ class LocalWorkspace:
         return sim_jobs.job_info(row, now, self.coordinates.workspace_scope)
 
 
-def _instance_state(row: SimInstanceRow, now: datetime) -> str:
+class InstanceFields(Protocol):
+    """What an instance's state is worked out from (an ORM or a Core row)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vm_size(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def assigned_user(self) -> str | None: ...
+    @property
+    def idle_shutdown_minutes(self) -> int | None: ...
+    @property
+    def last_activity_at(self) -> datetime: ...
+
+
+_INSTANCES = (
+    select(*SimInstanceRow.__table__.columns)
+    .where(SimInstanceRow.workspace == bindparam("workspace"))
+    .order_by(SimInstanceRow.name)
+)
+
+
+def _instance_state(row: InstanceFields, now: datetime) -> str:
     # Azure's idle shutdown stops an instance nobody has used for that long.
     if (
         row.state == "Running"
@@ -363,7 +380,7 @@ def _instance_state(row: SimInstanceRow, now: datetime) -> str:
     return row.state
 
 
-def _instance_info(row: SimInstanceRow, now: datetime) -> InstanceInfo:
+def _instance_info(row: InstanceFields, now: datetime) -> InstanceInfo:
     return InstanceInfo(
         name=row.name,
         vm_size=row.vm_size,
