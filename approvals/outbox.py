@@ -9,11 +9,13 @@ The core only writes events; each edge (console, Slack) delivers them its own wa
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Engine, event, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +28,29 @@ REQUEST_OPENED = "request.opened"
 REQUEST_UPDATED = "request.updated"
 PERSON_NOTICE = "person.notice"
 CHANNEL_NOTICE = "channel.notice"
+
+
+_QUEUED = "amlbot_outbox_queued"
+_queued_signals: weakref.WeakKeyDictionary[Engine, threading.Event] = weakref.WeakKeyDictionary()
+_signals_lock = threading.Lock()
+
+
+def queued_signal(engine: Engine) -> threading.Event:
+    """Set once a transaction of this process that queued a message on `engine` commits:
+    the outbox loop's cue to deliver at once. Work that queued nothing (`help`, a compute
+    list) then costs the outbox no round; what other processes queue waits for its poll."""
+    with _signals_lock:
+        signal = _queued_signals.get(engine)
+        if signal is None:
+            signal = _queued_signals[engine] = threading.Event()
+        return signal
+
+
+@event.listens_for(Session, "after_commit")
+def _signal_queued(session: Session) -> None:
+    engine = session.info.pop(_QUEUED, None)
+    if engine is not None:
+        queued_signal(engine).set()
 
 
 def enqueue(
@@ -48,7 +73,9 @@ def enqueue(
         "attempts": 0,
         "next_attempt_at": now,
     }
-    dialect = session.get_bind().dialect.name
+    bind = session.get_bind()
+    session.info[_QUEUED] = bind.engine
+    dialect = bind.dialect.name
     if dedupe_key is not None and dialect in {"postgresql", "sqlite"}:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute
 
 from approvals import inbox
 from approvals.config import AppConfig, load_config
+from approvals.outbox import queued_signal
 from approvals.prices import CHORE_EVERY, refresh_if_due
 from approvals.scheduled import HOLDER
 from bot.access_log import uvicorn_log_config
@@ -78,8 +79,10 @@ class OutboxLoop:
         work: Callable[[], object],
         interval: timedelta = OUTBOX_POLL,
         min_gap: timedelta = OUTBOX_MIN_GAP,
+        queued: threading.Event | None = None,
     ) -> None:
         self.interval = interval.total_seconds()
+        self.queued = queued
         self.min_gap = min_gap.total_seconds()
         self.work = work
         self._wake = threading.Event()
@@ -92,6 +95,11 @@ class OutboxLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    def wake_if_queued(self) -> None:
+        """Wake only if this process queued a message since the last round (`queued`)."""
+        if self.queued is None or self.queued.is_set():
+            self._wake.set()
+
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
@@ -100,6 +108,8 @@ class OutboxLoop:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
+            if self.queued is not None:
+                self.queued.clear()  # before the round: what is queued during it wakes us
             try:
                 self.work()
             except Exception:
@@ -152,16 +162,16 @@ def background_services(
     if not worker:
         return []
     outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
-    outbox_loop = OutboxLoop(outbox.run_once)
+    outbox_loop = OutboxLoop(outbox.run_once, queued=queued_signal(core.store.engine))
     # A card or notice should not wait for the next poll after a command changed state.
-    bot.edge.on_core_done = outbox_loop.wake
+    bot.edge.on_core_done = outbox_loop.wake_if_queued
     inbox_worker = InboxWorker(
         core.store,
         core.clock,
         inbox_handlers(bot),
         threads=bot.edge.options.work_threads,
         on_dead=bot.edge.dead_letter,
-        on_handled=outbox_loop.wake,
+        on_handled=outbox_loop.wake_if_queued,
         metrics=core.metrics,
     )
     bot.edge.on_accepted = inbox_worker.wake
