@@ -75,6 +75,22 @@ PERMANENT_SLACK_ERRORS = frozenset(
 WITHHELD = "[withheld: looked like a secret]"
 # Where a person types: a secret there is refused, not only withheld.
 _TYPED_FIELDS = ("text", "view")
+# Top-level fields Slack itself writes into a delivery: its ids and the reply URL. Nobody
+# types there (the body is signed by Slack), and the URL's `://` would run every detector
+# on every ack.
+_WRITTEN_BY_SLACK = frozenset(
+    {
+        "api_app_id",
+        "channel_id",
+        "command",
+        "enterprise_id",
+        "is_enterprise_install",
+        "response_url",
+        "team_id",
+        "trigger_id",
+        "user_id",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,9 @@ def withhold_secrets(body: Any, path: tuple[str, ...] = ()) -> tuple[Any, list[s
         cleaned = {}
         for key, value in body.items():
             if key == "token":
+                continue
+            if not path and key in _WRITTEN_BY_SLACK and isinstance(value, str):
+                cleaned[key] = value
                 continue
             cleaned[key], found = withhold_secrets(value, (*path, str(key)))
             typed += found

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from approvals.tables import InboxRow
+from bot.slack.edge import withhold_secrets
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
@@ -139,3 +140,23 @@ def test_a_modal_is_opened_by_the_acking_process_and_its_item_is_done(
     row = wait_for(deny_click, what="the Deny click's item to be done")
     assert row.claimed_by == harness.bot.edge.holder and row.attempts == 1
     assert len([v for v in harness.slack.views() if v.view.get("callback_id") == DENY_MODAL]) == 1
+
+
+def test_the_fields_slack_writes_are_kept_and_every_other_is_scanned() -> None:
+    url = "https://hooks.slack.com/commands/T0001/1234/abcd"
+    body = {
+        "token": "legacy-verification-token",
+        "response_url": url,
+        "trigger_id": "1234.5678.abcd",
+        "text": f"datastore register x --account {STORAGE_KEY}",
+        "channel_name": STORAGE_KEY,  # a name people choose: scanned, and withheld
+        "view": {"private_metadata": json.dumps({"response_url": STORAGE_KEY})},
+    }
+    cleaned, typed = withhold_secrets(body)
+    assert cleaned["response_url"] == url and cleaned["trigger_id"] == "1234.5678.abcd"
+    assert "token" not in cleaned
+    assert STORAGE_KEY not in json.dumps(cleaned)
+    assert typed == ["a storage account key"] * 2  # the text and the view
+    # A field of Slack's only at the top: the same name inside what people send is scanned.
+    nested, _ = withhold_secrets({"actions": [{"response_url": STORAGE_KEY}]})
+    assert STORAGE_KEY not in json.dumps(nested)
