@@ -50,7 +50,7 @@ from sqlalchemy.sql.expression import BindParameter
 
 from approvals import outbox
 from approvals.directory import Directory
-from approvals.store import Store, make_engine
+from approvals.store import Store, make_engine, make_writer_engine
 from approvals.tables import InboxRow, InboxStatus, UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -205,24 +205,38 @@ def anything_due(store: Store, now: datetime) -> bool:
 
 
 def claim(
-    store: Store, holder: str, now: datetime, *, limit: int = 1, lease: timedelta = LEASE
+    store: Store,
+    holder: str,
+    now: datetime,
+    *,
+    limit: int = 1,
+    lease: timedelta = LEASE,
+    completing: Sequence[int] = (),
 ) -> list[InboxItem]:
-    """Claim up to `limit` items that are due, or whose last holder's lease ran out.
+    """Claim up to `limit` items that are due, or whose last holder's lease ran out; first,
+    in the same transaction, mark done the items in `completing` this holder has handled
+    (a busy worker writes its completions with its next claim, not each in a transaction
+    of its own: two round trips and a commit fewer per item).
 
-    One statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the sub-select
-    locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each other's rows
-    by; on SQLite the statement holds the database's write lock throughout.
+    The claim is one statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the
+    sub-select locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each
+    other's rows by; on SQLite the statement holds the database's write lock throughout.
     """
-    if limit <= 0:
+    if limit <= 0 and not completing:
         return []
     postgres = store.engine.dialect.name == "postgresql"
     values = {"now": now, "limit": limit, "lease_until": now + lease, "holder": holder[:64]}
-    rows = in_transaction(
-        store.engine,
-        lambda connection: connection.execute(
-            _CLAIM_POSTGRES if postgres else _CLAIM, values
-        ).all(),
-    )
+
+    def complete_then_claim(connection: Connection) -> Sequence[Any]:
+        if completing:
+            connection.execute(
+                _COMPLETE_MANY, {"item_ids": list(completing), "holder": holder[:64], "now": now}
+            )
+        if limit <= 0:
+            return []
+        return connection.execute(_CLAIM_POSTGRES if postgres else _CLAIM, values).all()
+
+    rows = in_transaction(store.engine, complete_then_claim)
     return sorted(
         (
             InboxItem(
@@ -298,6 +312,23 @@ _COMPLETE = (
     update(InboxRow)
     .where(
         InboxRow.id == bindparam("item_id", type_=Integer()),
+        InboxRow.status == InboxStatus.RUNNING,
+        InboxRow.claimed_by == bindparam("holder", type_=String()),
+    )
+    .values(
+        status=InboxStatus.DONE,
+        payload=None,
+        finished_at=bindparam("now", type_=UTCDateTime()),
+        lease_until=None,
+        last_error=None,
+    )
+)
+
+
+_COMPLETE_MANY = (
+    update(InboxRow)
+    .where(
+        InboxRow.id.in_(bindparam("item_ids", expanding=True)),
         InboxRow.status == InboxStatus.RUNNING,
         InboxRow.claimed_by == bindparam("holder", type_=String()),
     )
@@ -485,15 +516,26 @@ def tell_leads_of_dead_item(
 
 
 def claims_store(store: Store, threads: int) -> Store:
-    """On PostgreSQL, where the worker claims and completes: an engine that skips the
-    pre-ping (a round trip per transaction, two per item; inbox writes retry once on a
-    connection the database dropped instead), and whose commits do not wait for the WAL to
-    reach the disk. Losing the last claims or completions in a database crash is safe: an
-    unclaimed item is claimed again, an uncompleted one is run again and its handler is
-    idempotent. What must survive a crash, the accepted item and every state change of the
-    handlers, is committed durably elsewhere."""
+    """Where a worker claims, renews, completes and fails its items: transactions that only
+    write, many a second under load.
+
+    On SQLite, an engine that takes the write lock as each begins and polls for it finely
+    (`make_writer_engine`): the acks' inserts wait for these, and these for the acks.
+
+    On PostgreSQL, an engine that skips the pre-ping (a round trip per transaction, two per
+    item; inbox writes retry once on a connection the database dropped instead), and whose
+    commits do not wait for the WAL to reach the disk. Losing the last claims or
+    completions in a database crash is safe: an unclaimed item is claimed again, an
+    uncompleted one is run again and its handler is idempotent. What must survive a crash,
+    the accepted item and every state change of the handlers, is committed durably
+    elsewhere."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    if store.engine.dialect.name != "postgresql":
+        if store.engine.url.database in (None, "", ":memory:"):
+            return store  # an engine of its own would be another, empty, database
+        return Store(make_writer_engine(url))
     engine = make_engine(
-        store.engine.url.render_as_string(hide_password=False),
+        url,
         pool_pre_ping=False,
         pool_size=threads + 2,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -49,6 +51,54 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # a tenth of a `compute list` reply's CPU, and more of the database's).
     kwargs.setdefault("pool_size", 20)
     return create_engine(url, **kwargs)
+
+
+# How long a writer waits for SQLite's write lock before giving up, as `busy_timeout` does.
+WRITE_LOCK_WAIT_SECONDS = 30.0
+# Between tries: from 0.2 ms, doubling to at most 2 ms, so a short wait is short and many
+# waiting threads do not spin.
+_WRITE_LOCK_FIRST_POLL_SECONDS = 0.0002
+_WRITE_LOCK_MAX_POLL_SECONDS = 0.002
+
+
+def make_writer_engine(url: str) -> Engine:
+    """An engine for short transactions that write and must not wait longer than the lock
+    they wait for: the acks' inbox inserts (`approvals/inbox_writer.py`). No pre-ping (the
+    inbox's writes retry once on a dropped connection instead).
+
+    On SQLite every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), and
+    waits for it by trying again within 0.2-2 ms. SQLite's own busy handler sleeps 1, 2, 5,
+    10 ... 100 ms between tries, so a lock the worker held for 2 ms could cost an ack 100 ms
+    (seen as a cluster of acks near 100-200 ms in bench/ack_latency.py)."""
+    engine = make_engine(url, pool_pre_ping=False)
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _begin_ourselves(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's implicit BEGIN is off
+        dbapi_connection.execute("PRAGMA busy_timeout=0")  # a taken lock answers at once
+
+    @event.listens_for(engine, "begin")
+    def _take_the_write_lock(connection: Connection) -> None:
+        # On the driver's connection: a refused try costs microseconds there, and a hundred
+        # through SQLAlchemy's error handling (many threads waiting made that most of the
+        # worker's CPU).
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        deadline = time.monotonic() + WRITE_LOCK_WAIT_SECONDS
+        pause = _WRITE_LOCK_FIRST_POLL_SECONDS
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as busy:
+                if "locked" not in str(busy) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, _WRITE_LOCK_MAX_POLL_SECONDS)
+
+    return engine
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -68,11 +68,7 @@ class InboxWorker:
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
-        self.inbox_store = (
-            inbox.claims_store(store, threads)
-            if store.engine.dialect.name == "postgresql"
-            else store
-        )
+        self.inbox_store = inbox.claims_store(store, threads)
         self.metrics = metrics
         self.clock = clock
         self.handlers = handlers
@@ -87,6 +83,8 @@ class InboxWorker:
         self.poll = poll if poll is not None else (POLL_POSTGRES if postgres else POLL_SQLITE)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="amlbot-work")
         self._in_flight: dict[int, InboxItem] = {}
+        # Handled, and marked done with the next claim (`inbox.claim(completing=...)`).
+        self._handled: list[int] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -121,6 +119,18 @@ class InboxWorker:
         deadline = time.monotonic() + grace
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.05)
+        handled = self._take_handled()
+        if handled:
+            try:
+                inbox.claim(
+                    self.inbox_store, self.holder, self.clock.now(), limit=0, completing=handled
+                )
+            except Exception:
+                log.exception(
+                    "shutting down: marking %s handled inbox items done failed; they run "
+                    "again (to no effect) once their leases run out",
+                    len(handled),
+                )
         left = list(self._in_flight_ids())
         if left:
             released = inbox.release(self.inbox_store, left, self.holder, self.clock.now())
@@ -153,24 +163,40 @@ class InboxWorker:
         with self._lock:
             return list(self._in_flight)
 
+    def _take_handled(self) -> list[int]:
+        with self._lock:
+            handled, self._handled = self._handled, []
+        return handled
+
+    def _give_back_handled(self, handled: list[int]) -> None:
+        with self._lock:
+            self._handled[:0] = handled
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             free = self.threads - self.in_flight()
+            handled = self._take_handled()
             items: list[InboxItem] = []
-            if free > 0:
+            if free > 0 or handled:
                 try:
-                    if self._listener is not None or inbox.anything_due(
-                        self.inbox_store, self.clock.now()
+                    # A read, on the store: the claims' engine takes the write lock.
+                    if (
+                        handled
+                        or self._listener is not None
+                        or inbox.anything_due(self.store, self.clock.now())
                     ):
                         items = inbox.claim(
                             self.inbox_store,
                             self.holder,
                             self.clock.now(),
-                            limit=free,
+                            limit=max(free, 0),
                             lease=self.lease,
+                            completing=handled,
                         )
                 except Exception:
                     log.exception("claiming inbox items failed; trying again shortly")
+                    # Still ours and leased (the heartbeat renews them): marked next time.
+                    self._give_back_handled(handled)
             # Also when every thread is busy (Azure stalling): the loop is well, and a
             # readiness probe must not take the replica out for waiting on Azure.
             self.last_claim_at = time.monotonic()
@@ -186,7 +212,8 @@ class InboxWorker:
     def _heartbeat(self) -> None:
         every = max(self.lease.total_seconds() / 3, 0.05)
         while not self._stopping.wait(every):
-            ids = self._in_flight_ids()
+            with self._lock:
+                ids = [*self._in_flight, *self._handled]
             if ids:
                 try:
                     inbox.renew(self.inbox_store, ids, self.holder, self.clock.now(), self.lease)
@@ -219,12 +246,11 @@ class InboxWorker:
                 self.metrics.inbox_handled.labels(item.handler, "ok").inc()
                 waited = (self.clock.now() - item.received_at).total_seconds()
                 self.metrics.reply_seconds.labels(item.handler).observe(max(0.0, waited))
-            try:
-                inbox.complete(self.inbox_store, item.id, self.holder, self.clock.now())
-            except Exception:
-                # Handled but not marked: it is claimed again after its lease, and the
-                # handler's idempotence makes the second run a no-op.
-                log.exception("marking inbox item %s done failed", item.id)
+            # Marked done by the loop, with its next claim. Until then it stays leased; if
+            # this process dies first, it is claimed again after its lease, and the
+            # handler's idempotence makes the second run a no-op.
+            with self._lock:
+                self._handled.append(item.id)
         finally:
             with self._lock:
                 self._in_flight.pop(item.id, None)

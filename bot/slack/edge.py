@@ -33,7 +33,7 @@ from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.inbox_writer import InboxWriter
 from approvals.replies import Reply
-from approvals.store import make_engine
+from approvals.store import make_writer_engine
 from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.slack.payloads import user_id_of
@@ -214,9 +214,9 @@ class SlackEdge:
         # The inbox worker in this process, when there is one (for readiness).
         self.worker: InboxWorker | None = None
         # The acks' inbox writes, committed in groups (see `InboxWriter`), on an engine of
-        # their own that skips the pre-ping.
-        self._accepting_engine = make_engine(
-            core.store.engine.url.render_as_string(hide_password=False), pool_pre_ping=False
+        # their own.
+        self._accepting_engine = make_writer_engine(
+            core.store.engine.url.render_as_string(hide_password=False)
         )
         self.inbox_writer = InboxWriter(self._accepting_engine, core.clock.now)
         self._home_team: str | None = None
