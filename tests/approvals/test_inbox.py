@@ -64,6 +64,24 @@ def test_an_item_whose_worker_died_is_claimed_again_after_the_lease(
     assert inbox.complete(store, again.id, "w2", clock.now()) is True
 
 
+def test_a_claim_first_marks_done_what_its_holder_handled_and_only_that(
+    store: Store, clock: ManualClock
+) -> None:
+    for key in ("a", "b", "c"):
+        keep(store, clock, key)
+    first, second = inbox.claim(store, "w1", clock.now(), limit=2)
+    [theirs] = inbox.claim(store, "w2", clock.now())
+    # w1 handled both of its items and one it does not hold: only its own are marked done.
+    later = clock.now() + timedelta(seconds=1)
+    assert inbox.claim(store, "w1", later, completing=[first.id, second.id, theirs.id]) == []
+    assert status_of(store, "a").status == status_of(store, "b").status == InboxStatus.DONE
+    assert status_of(store, "a").finished_at == later and status_of(store, "a").payload is None
+    assert status_of(store, "c").status == InboxStatus.RUNNING
+    # With nothing to claim but something to mark, the transaction still happens.
+    assert inbox.claim(store, "w2", later, limit=0, completing=[theirs.id]) == []
+    assert status_of(store, "c").status == InboxStatus.DONE
+
+
 def test_a_handled_item_keeps_its_key_but_not_its_payload(store: Store, clock: ManualClock) -> None:
     keep(store, clock, "k")
     [item] = inbox.claim(store, "w1", clock.now())
