@@ -308,23 +308,7 @@ def _claim_statement(*, skip_locked: bool) -> Any:
 
 _CLAIM = _claim_statement(skip_locked=False)
 _CLAIM_POSTGRES = _claim_statement(skip_locked=True)
-_COMPLETE = (
-    update(InboxRow)
-    .where(
-        InboxRow.id == bindparam("item_id", type_=Integer()),
-        InboxRow.status == InboxStatus.RUNNING,
-        InboxRow.claimed_by == bindparam("holder", type_=String()),
-    )
-    .values(
-        status=InboxStatus.DONE,
-        payload=None,
-        finished_at=bindparam("now", type_=UTCDateTime()),
-        lease_until=None,
-        last_error=None,
-    )
-)
-
-
+# Marks done the holder's items among `item_ids` (one, or what a claim is completing).
 _COMPLETE_MANY = (
     update(InboxRow)
     .where(
@@ -353,9 +337,10 @@ def _mine(item_id: int, holder: str) -> Any:
 def complete(store: Store, item_id: int, holder: str, now: datetime) -> bool:
     """Mark a handled item done and forget its payload. False if the lease was lost (the
     item was claimed again elsewhere, which then handles it idempotently)."""
-    values = {"item_id": item_id, "holder": holder[:64], "now": now}
+    values = {"item_ids": [item_id], "holder": holder[:64], "now": now}
     return in_transaction(
-        store.engine, lambda connection: connection.execute(_COMPLETE, values).rowcount == 1
+        store.engine,
+        lambda connection: connection.execute(_COMPLETE_MANY, values).rowcount == 1,
     )
 
 
