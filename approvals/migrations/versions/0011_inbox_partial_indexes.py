@@ -12,6 +12,7 @@ waiting, running or dead-lettered rows, and are read in order by plain index sca
 """
 from alembic import op
 import sqlalchemy as sa
+from typing import Any
 
 
 revision = '0011'
@@ -20,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 
-def _where(condition: str) -> dict[str, object]:
+def _where(condition: str) -> dict[str, Any]:
     return {
         "postgresql_where": sa.text(condition),
         "sqlite_where": sa.text(condition),
