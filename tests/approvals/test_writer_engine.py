@@ -1,0 +1,55 @@
+"""On SQLite the acks' writer and the worker's claims take the write lock as they begin and
+poll for it themselves (`make_writer_engine`, SQLite's busy handler switched off): they must
+wait for a lock another process holds, not fail, and still commit and roll back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from approvals.store import make_engine, make_writer_engine
+
+HOLD_SECONDS = 0.5
+
+
+def test_a_writer_waits_for_the_lock_another_process_holds(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    plain = make_engine(f"sqlite:///{path}")
+    with plain.begin() as connection:
+        connection.execute(text("CREATE TABLE kept (n INTEGER)"))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE'); db.execute('INSERT INTO kept VALUES (1)')\n"
+            "print('held', flush=True); time.sleep(float(sys.argv[1])); db.execute('COMMIT')\n",
+            str(HOLD_SECONDS),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        writer = make_writer_engine(f"sqlite:///{path}")
+        with writer.begin() as connection:  # waits instead of "database is locked"
+            connection.execute(text("INSERT INTO kept VALUES (2)"))
+        assert holder.wait(timeout=10) == 0  # the holder committed first, then the writer
+        with pytest.raises(RuntimeError), writer.begin() as connection:
+            connection.execute(text("INSERT INTO kept VALUES (3)"))
+            raise RuntimeError("the batch failed after its insert")
+        with plain.connect() as connection:
+            kept = [n for (n,) in connection.execute(text("SELECT n FROM kept ORDER BY n"))]
+        assert kept == [1, 2]
+        writer.dispose()
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+        plain.dispose()
