@@ -26,10 +26,10 @@ from datetime import timedelta
 from typing import Any
 
 from approvals import inbox
+from approvals.correlation import delivering
 from approvals.inbox import InboxItem
 from approvals.store import Store
 from approvals.tables import InboxStatus
-from bot.logs import correlated
 from bot.metrics import Metrics
 from workspaces.clock import Clock
 
@@ -202,6 +202,11 @@ class InboxWorker:
             self.last_claim_at = time.monotonic()
             for item in items:
                 with self._lock:
+                    if item.id in self._in_flight:
+                        # Its lease ran out while a thread here still runs it (a clock
+                        # that jumped, a database the heartbeat could not reach): that
+                        # thread finishes it; the claim has just renewed its lease.
+                        continue
                     self._in_flight[item.id] = item
                 self._pool.submit(self._run, item)
             if items and len(items) == free:
@@ -221,8 +226,9 @@ class InboxWorker:
                     log.exception("renewing inbox leases failed; trying again")
 
     def _run(self, item: InboxItem) -> None:
-        # Every record logged while this item is handled carries its delivery key.
-        with correlated(item.delivery_key):
+        # Every record logged while this item is handled carries its delivery key, and a
+        # request it opens records it, so handling it again opens no second one.
+        with delivering(item.delivery_key, item.attempts):
             self._run_correlated(item)
 
     def _run_correlated(self, item: InboxItem) -> None:

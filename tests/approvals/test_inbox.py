@@ -218,6 +218,36 @@ def test_stopping_releases_what_did_not_finish_within_the_grace(
     assert (row.status, row.claimed_by, row.attempts) == ("pending", None, 0)
 
 
+def test_an_item_whose_lease_ran_out_while_it_runs_here_is_not_run_twice_here(
+    store: Store, clock: ManualClock
+) -> None:
+    """The lease runs out under a running handler (the clock jumped, as a test's does; in
+    production, a heartbeat that could not reach the database): the worker's next claim
+    takes the item again, and must leave it to the thread that already runs it."""
+    runs: list[str] = []
+    started = threading.Event()
+    finish = threading.Event()
+
+    def slow(item: InboxItem) -> None:
+        runs.append(item.delivery_key)
+        started.set()
+        finish.wait(5)
+
+    worker = InboxWorker(store, clock, {"slow": slow}, poll=0.02, threads=2)
+    keep(store, clock, "k", "slow")
+    worker.start()
+    try:
+        assert started.wait(5)
+        clock.advance(inbox.LEASE * 2)
+        wait_for(lambda: status_of(store, "k").attempts == 2, what="the item claimed again")
+        finish.set()
+        wait_for(lambda: status_of(store, "k").status == "done", what="the item done")
+    finally:
+        finish.set()
+        worker.stop(grace=1)
+    assert runs == ["k"]
+
+
 def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
     store: Store, clock: ManualClock
 ) -> None:
