@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
@@ -73,7 +74,8 @@ class BreakGlass(Workflow):
             cluster=cluster, duration_seconds=duration.total_seconds(), emergency=True
         )
         summary = f"break-glass access to {cluster} for {format_duration(duration)}"
-        with self.store.transaction() as session:
+
+        def create(session: Session) -> RequestRow:
             access = record_request(
                 session,
                 RequestRow(
@@ -139,8 +141,14 @@ class BreakGlass(Workflow):
                     request_id=review.id,
                     dedupe_key=f"break-glass:{access.id}:{lead}",
                 )
-            access_id, review_id = access.id, review.id
-        done = self.execute(access_id)
+            return access
+
+        # Opened before by the same delivery: its review is the one that opened with it.
+        done = self.execute(self.open_once(payload.action, create).id)
+        kept = done.payload
+        review_id = kept.review_request if isinstance(kept, AccessPayload) else None
+        if review_id is None:
+            raise RuntimeError(f"break-glass request {short_ref(done.id)} has no review")
         with self.store.transaction() as session:
             return done, self.load(session, review_id)
 

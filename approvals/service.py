@@ -79,6 +79,9 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             # Whatever edge built the command (typed text, a modal, a button), a secret in
             # any of its fields goes no further; `parse_command` only covers typed text.
             self.workflow.refuse_secrets(person, command)
+            again = self.workflow.opened_by_delivery()
+            if again is not None:
+                return self._answer_again(again)
             handler = self._handlers[type(command)]
             return handler(self, person, command, channel)
         except AmlbotError as exc:  # a secret refused here was audited by the gate
@@ -94,6 +97,17 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
                 ok=False,
                 error_id=error_id,
             )
+
+    def _answer_again(self, row: RequestRow) -> Reply:
+        """The answer to a command handled a second time (its first handling died before it
+        was marked done): the request it opened then, as it stands, not a second one."""
+        if row.status == RequestStatus.PENDING:
+            return self._pending_reply(self.config.workspaces[row.workspace], row)
+        return Reply(
+            text=self.workflow.outcome_text(row),
+            ok=row.status != RequestStatus.FAILED,
+            request_id=row.id,
+        )
 
     def unknown_person(self) -> Reply:
         return Reply(

@@ -192,6 +192,9 @@ class RequestRow(Base):
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     # Carry-outs started: the first, then one per resumption; bounded by leases.MAX_ATTEMPTS.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The inbound delivery that opened it, with its action (`origin_of`): unique, so a
+    # delivery handled twice opens one request. None when nothing inbound asked (a sweep).
+    origin: Mapped[str | None] = mapped_column(String(255), index=True, unique=True)
 
 
 def _read_payload(row: RequestRow) -> None:

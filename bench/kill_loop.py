@@ -3,13 +3,17 @@
     python bench/kill_loop.py                 # 50 kill rounds, a rolling deploy, two replicas
     python bench/kill_loop.py --rounds 10     # fewer kill rounds
     python bench/kill_loop.py --held-posts 0  # no kills inside Slack's answer to a post
+    python bench/kill_loop.py --at-once 0     # no kills inside commands run at once
 
 Needs PostgreSQL (AMLBOT_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 Each kill round: one data scientist asks for access, a datastore and a job; the lead approves
 all three while every simulated Azure call takes --latency seconds; `amlbot serve` (edge and
 worker) is killed with SIGKILL at a random moment (every third round only its worker), a new
 one is started, and the round checks per request: one terminal state, one effect in the
-workspace, a grant row for every role assignment, one outcome message in the card's thread.
+workspace, a grant row for every role assignment, one outcome message in the card's
+thread. Then --at-once rounds kill the server while commands that policy runs at once are
+handled (a job from a scientist holding a grant, a datastore the lead registers): handled
+again after the restart, each must open one request.
 Prints counts and recovery times; asserts nothing.
 """
 
@@ -36,6 +40,7 @@ from tests.chaos import (  # noqa: E402 - after the path is set
     kill_round,
     people,
     rolling_deploy,
+    run_now_round,
     write_config,
 )
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
@@ -48,7 +53,7 @@ def fresh_schema() -> str:
     return str(fresh_postgres_schema())
 
 
-def kill_loop(rounds: int, held_posts: int, latency: float, seed: int) -> None:
+def kill_loop(rounds: int, held_posts: int, at_once: int, latency: float, seed: int) -> None:
     scientists = people(rounds + held_posts)
     users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
     users[LEAD] = "lead@example.com"
@@ -92,9 +97,29 @@ def kill_loop(rounds: int, held_posts: int, latency: float, seed: int) -> None:
                     f"{len(result.problems)} problems",
                     flush=True,
                 )
+            # Round 0's scientist holds a grant: their jobs run at once.
+            holder = next(iter(scientists))
+            commands = opened = 0
+            for n in range(at_once if rounds else 0):
+                result = run_now_round(bot, engine, holder, 1000 + n, rng)
+                commands += 2
+                opened += result.requests
+                problems += [f"at once {n}: {p}" for p in result.problems]
+                print(
+                    f"at once {n:>2}: server killed while 2 commands run at once were handled "
+                    f"({result.in_flight_at_kill} not yet done); {result.requests} requests "
+                    f"opened, all ended {result.recovered_in:5.1f} s after the kill, "
+                    f"{len(result.problems)} problems",
+                    flush=True,
+                )
         finally:
             bot.kill_all()
             engine.dispose()
+    if at_once and rounds:
+        print(
+            f"\ncommands run at once: {at_once} kills, {commands} commands opened {opened} "
+            f"requests (one each is right)"
+        )
     if held_posts:
         print(
             f"\nheld posts: {held_posts} kills while Slack held a post's answer, "
@@ -144,11 +169,17 @@ def main() -> int:
         default=5,
         help="rounds that kill the server while the fake Slack holds the answer to a post",
     )
+    parser.add_argument(
+        "--at-once",
+        type=int,
+        default=10,
+        help="rounds that kill the server while commands policy runs at once are handled",
+    )
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
-    kill_loop(options.rounds, options.held_posts, options.latency, options.seed)
+    kill_loop(options.rounds, options.held_posts, options.at_once, options.latency, options.seed)
     deploy_while_busy(options.commands)
     return 0
 

@@ -317,8 +317,11 @@ def all_final(engine: Engine, ids: list[int]) -> bool:
     return len(statuses) == len(ids) and all(status in FINAL for status in statuses)
 
 
-def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str]:
-    """What must hold for each request after any crash; the problems found."""
+def check_promises(
+    engine: Engine, slack: FakeSlack, ids: list[int], *, announced: bool = True
+) -> list[str]:
+    """What must hold for each request after any crash; the problems found. `announced`:
+    the requests have cards in the channel (ones policy ran at once may have none)."""
     problems = []
     with engine.connect() as connection:
         rows = {
@@ -349,6 +352,8 @@ def check_promises(engine: Engine, slack: FakeSlack, ids: list[int]) -> list[str
         elif isinstance(row.payload, DatastorePayload) and datastores[row.payload.name] != 1:
             problems.append(f"#{request_id}: datastore {row.payload.name} missing")
         ts = card_ts(slack, request_id)
+        if ts is None and not announced:
+            continue
         outcomes = [
             m
             for m in slack.messages_in(CHANNEL)
@@ -426,6 +431,85 @@ def kill_round(
         if not result.problems or time.monotonic() > deadline:
             return result
         time.sleep(0.25)
+
+
+def run_now_round(
+    bot: ServedBot,
+    engine: Engine,
+    user_id: str,
+    n: int,
+    rng: random.Random,
+    *,
+    recovery_timeout: float = 120,
+) -> RoundResult:
+    """Commands policy runs at once, so the request is opened and Azure called inside the
+    command's own handling: a job from `user_id` (who holds a grant on the cluster) and a
+    datastore the lead registers. SIGKILL mid-way, restart; the commands are handled again
+    (their inbox leases ran out) and each must still have opened one request, with one
+    effect in the workspace, and every answer its sender got must name that request."""
+    before = _max_request_id(engine)
+    answers_before = len(bot.slack.response_posts())
+    job = (
+        "job submit --compute gpu-cluster --environment azureml:AzureML-sklearn-1.5@latest "
+        f'--command "python train.py --at-once {n}"'
+    )
+    assert bot.command(user_id, job) == 200
+    store = f"datastore register atonce{n} --kind blob --account chaosacct --container now{n}"
+    assert bot.command(LEAD, store) == 200
+    time.sleep(rng.uniform(0, 3 * bot.latency))
+    in_flight = len(unsettled_inbox(engine))
+    bot.kill_all()
+    bot.start()
+    started = time.monotonic()
+    # Settled: nothing left to claim or running, so any second handling has happened.
+    wait(lambda: not unsettled_inbox(engine), recovery_timeout, "the inbox to settle")
+    ids = wait(
+        lambda: (found := request_ids_after(engine, before)) and all_final(engine, found) and found,
+        recovery_timeout,
+        "the requests the commands opened to end",
+    )
+    result = RoundResult(
+        requests=len(ids), in_flight_at_kill=in_flight, recovered_in=time.monotonic() - started
+    )
+    if len(ids) != 2:
+        result.problems.append(f"two commands opened {len(ids)} requests: {ids}")
+    answers = bot.slack.response_posts()[answers_before:]
+    for request_id in ids:
+        with engine.connect() as connection:
+            requester = connection.scalar(
+                select(RequestRow.requester).where(RequestRow.id == request_id)
+            )
+        sender = LEAD if requester == "lead" else user_id
+        mine = [a.text for a in answers if a.user == sender]
+        if not mine:
+            result.problems.append(f"#{request_id}: its sender got no answer")
+        elif any(
+            f"#{request_id}" not in text_ and f"-{request_id}-" not in text_ for text_ in mine
+        ):
+            result.problems.append(f"#{request_id}: an answer names another request: {mine}")
+    deadline = time.monotonic() + 45
+    while True:
+        problems = check_promises(engine, bot.slack, ids, announced=False)
+        if not problems or time.monotonic() > deadline:
+            result.problems += problems
+            return result
+        time.sleep(0.25)
+
+
+def unsettled_inbox(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(text("SELECT id FROM inbox WHERE status IN ('pending', 'running')"))
+        )
+
+
+def request_ids_after(engine: Engine, after: int) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(
+                select(RequestRow.id).where(RequestRow.id > after).order_by(RequestRow.id)
+            )
+        )
 
 
 def held_post_round(bot: ServedBot, engine: Engine, user_id: str, name: str) -> RoundResult:

@@ -16,11 +16,15 @@ from tests.chaos import (
     CHANNEL,
     LEAD,
     ServedBot,
+    all_final,
+    ask_and_approve,
     engine_for,
     held_post_round,
     kill_round,
     people,
     revoke_round,
+    run_now_round,
+    wait,
     write_config,
 )
 from tests.conftest import postgres_schema_url
@@ -67,6 +71,22 @@ def test_killing_the_server_mid_revocation_still_takes_the_access_away(
     user_id, name = list(SCIENTISTS.items())[3]
     assert kill_round(served, engine, user_id, name, 3, rng, worker_only=False).problems == []
     assert revoke_round(served, engine, user_id, rng).problems == []
+    engine.dispose()
+
+
+def test_a_command_handled_again_after_a_kill_opens_its_request_once(
+    served: ServedBot,
+) -> None:
+    """The kill lands while a command policy runs at once is handled: after the restart
+    the command is handled again, and finds the request (and job, datastore) it opened."""
+    engine = engine_for(served.database_url)
+    user_id, name = list(SCIENTISTS.items())[4]
+    granted = ask_and_approve(served, engine, user_id, name, 4)
+    wait(lambda: all_final(engine, granted), 120, "the grant of the round to be given")
+    rng = random.Random(12)
+    for n in range(2):
+        result = run_now_round(served, engine, user_id, 40 + n, rng)
+        assert result.problems == []
     engine.dispose()
 
 
