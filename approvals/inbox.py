@@ -22,6 +22,7 @@ compare-and-set per row, meant for one claiming process per database file.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,8 +43,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter
@@ -123,47 +123,107 @@ def accept_many(
     if not arrivals:
         return []
     rows = [_row_values(arrival, now, lease) for arrival in arrivals]
-    dialect = connection.dialect.name
-    statement = _ACCEPT_MANY_POSTGRES if dialect == "postgresql" else _ACCEPT_MANY_SQLITE
-    kept = {key: int(row_id) for row_id, key in connection.execute(statement, rows)}
-    if dialect == "postgresql" and any(
-        row["delivery_key"] in kept and row["claimed_by"] is None for row in rows
+    dialect = connection.dialect
+    kept = {
+        key: int(row_id)
+        for row_id, key in connection.exec_driver_sql(
+            _accept_sql(_placeholder(dialect), len(rows)), _bound(dialect, rows)
+        )
+    }
+    if dialect.name == "postgresql" and any(
+        row[0] in kept and row[_CLAIMED_BY] is None for row in rows
     ):
         # Delivered at commit, and only if the inserts commit.
         connection.execute(_NOTIFY)
     ids: list[int | None] = []
     for row in rows:
         # A key twice in one batch: the first arrival is the item, the second a repeat.
-        ids.append(kept.pop(row["delivery_key"], None))
+        ids.append(kept.pop(row[0], None))
     return ids
 
 
 _NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
-_ACCEPT_MANY_POSTGRES = (
-    postgresql.insert(InboxRow)
-    .on_conflict_do_nothing(index_elements=["delivery_key"])
-    .returning(InboxRow.id, InboxRow.delivery_key)
+
+# The acks' insert, as SQL the driver runs: SQLAlchemy's insertmanyvalues cost the edge
+# 35-60 us of CPU per row (measured: 460 us for a batch of 5, on the thread that shares the
+# GIL with the event loop answering Slack); this costs a few. Values go through each
+# column's own SQLAlchemy bind processor, so they are stored exactly as the ORM stores them.
+_ACCEPT_COLUMNS = (
+    "delivery_key",
+    "handler",
+    "payload",
+    "status",
+    "attempts",
+    "received_at",
+    "available_at",
+    "claimed_by",
+    "lease_until",
 )
-_ACCEPT_MANY_SQLITE = (
-    sqlite.insert(InboxRow)
-    .on_conflict_do_nothing(index_elements=["delivery_key"])
-    .returning(InboxRow.id, InboxRow.delivery_key)
-)
+_CLAIMED_BY = _ACCEPT_COLUMNS.index("claimed_by")
 
 
-def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1024)
+def _accept_sql(placeholder: str, count: int) -> str:
+    one = "(" + ", ".join([placeholder] * len(_ACCEPT_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO {InboxRow.__tablename__} ({', '.join(_ACCEPT_COLUMNS)}) "
+        f"VALUES {', '.join([one] * count)} "
+        "ON CONFLICT (delivery_key) DO NOTHING RETURNING id, delivery_key"
+    )
+
+
+def _placeholder(dialect: Dialect) -> str:
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+_processors: dict[int, tuple[Dialect, list[Callable[[Any], Any] | None]]] = {}
+
+
+def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The rows' values, flat, each as its column's type binds it on this dialect."""
+    known = _processors.get(id(dialect))
+    if known is None or known[0] is not dialect:
+        columns = InboxRow.__table__.c
+        known = (
+            dialect,
+            [
+                columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in _ACCEPT_COLUMNS
+            ],
+        )
+        _processors[id(dialect)] = known
+    processors = known[1]
+    # The rows of a batch share their times: each is bound once.
+    times: dict[tuple[int, datetime], Any] = {}
+    bound: list[Any] = []
+    for row in rows:
+        for column, (value, process) in enumerate(zip(row, processors, strict=True)):
+            if process is None or value is None:
+                bound.append(value)
+            elif isinstance(value, datetime):
+                key = (column, value)
+                if key not in times:
+                    times[key] = process(value)
+                bound.append(times[key])
+            else:
+                bound.append(process(value))
+    return tuple(bound)
+
+
+def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> tuple[Any, ...]:
+    """An arrival's values in `_ACCEPT_COLUMNS` order."""
     claimed = arrival.claimed_by is not None
-    return {
-        "delivery_key": arrival.delivery_key[:255],
-        "handler": arrival.handler[:64],
-        "payload": arrival.payload,
-        "status": InboxStatus.RUNNING if claimed else InboxStatus.PENDING,
-        "attempts": 1 if claimed else 0,
-        "received_at": now,
-        "available_at": now,
-        "claimed_by": arrival.claimed_by[:64] if arrival.claimed_by else None,
-        "lease_until": now + lease if claimed else None,
-    }
+    return (
+        arrival.delivery_key[:255],
+        arrival.handler[:64],
+        arrival.payload,
+        InboxStatus.RUNNING if claimed else InboxStatus.PENDING,
+        1 if claimed else 0,
+        now,
+        now,
+        arrival.claimed_by[:64] if arrival.claimed_by else None,
+        now + lease if claimed else None,
+    )
 
 
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:

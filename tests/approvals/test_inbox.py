@@ -43,6 +43,36 @@ def test_a_second_delivery_with_the_same_key_is_not_kept(store: Store, clock: Ma
     assert len(inbox.claim(store, "w1", clock.now(), limit=10)) == 1
 
 
+def test_the_acks_insert_stores_what_the_orm_reads_back_as_given(
+    store: Store, clock: ManualClock
+) -> None:
+    """The acks' insert is SQL the driver runs, values bound by each column's own type:
+    read back through the ORM, every field is what was given, and a key repeated in the
+    batch is kept once."""
+    now = clock.now()
+    arrivals = [
+        inbox.Arrival("k1", "run_command", {"text": "help", "n": 1, "nested": {"a": [1]}}),
+        inbox.Arrival("k2", "open_form", {"text": "job submit"}, claimed_by="edge-1"),
+        inbox.Arrival("k1", "run_command", {"text": "again"}),
+    ]
+    ids = inbox.in_transaction(
+        store.engine, lambda connection: inbox.accept_many(connection, arrivals, now)
+    )
+    assert ids[0] is not None and ids[1] is not None and ids[2] is None
+    first, second = status_of(store, "k1"), status_of(store, "k2")
+    assert (first.id, first.handler, first.status, first.attempts) == (
+        ids[0],
+        "run_command",
+        InboxStatus.PENDING,
+        0,
+    )
+    assert first.payload == {"text": "help", "n": 1, "nested": {"a": [1]}}
+    assert first.received_at == first.available_at == now and first.lease_until is None
+    assert (second.status, second.claimed_by, second.attempts) == (InboxStatus.RUNNING, "edge-1", 1)
+    assert second.lease_until == now + inbox.LEASE
+    assert inbox.anything_due(store, now)
+
+
 def test_a_claimed_item_is_not_claimed_again_while_its_lease_runs(
     store: Store, clock: ManualClock
 ) -> None:
