@@ -5,8 +5,9 @@
 
 Runs the benchmarks that measure each promise, in this order, and prints what each prints:
 
-1. `kill_loop.py`: SIGKILL mid-approval, mid-revocation and of a worker alone, then the
-   rolling deploy (counts of terminal states, Azure effects, messages; recovery times).
+1. `kill_loop.py`: SIGKILL mid-approval, mid-revocation, of a worker alone and inside
+   commands that policy runs at once, then the rolling deploy (counts of terminal states,
+   Azure effects, messages; recovery times).
 2. `slack_outage.py`: 30 s of 429 then 30 s of 500 from the fake Slack (backlog delivered
    once each, seconds after recovery).
 3. `ack_latency.py` on SQLite and on PostgreSQL: ack p99 against a bare Bolt app at 10 and
@@ -34,7 +35,10 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
     return [
         (
             "kill loop and rolling deploy (PostgreSQL)",
-            ["kill_loop.py", *(["--rounds", "6", "--commands", "60"] if quick else [])],
+            [
+                "kill_loop.py",
+                *(["--rounds", "6", "--at-once", "3", "--commands", "60"] if quick else []),
+            ],
         ),
         ("Slack outage", ["slack_outage.py", *(["--messages", "30"] if quick else [])]),
         ("ack and reply latency, SQLite", ["ack_latency.py", "--target", "amlbot", *rounds]),
