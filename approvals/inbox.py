@@ -12,7 +12,7 @@ and the row is claimed again once the lease runs out:
 So claiming is at-least-once; handlers are idempotent (compare-and-set transitions in the
 core, deterministic names in Azure), which makes the effects exactly-once. The unique
 delivery key makes a retried or doubled delivery (Slack's retries, a proxy, a second
-replica) a no-op insert.
+replica) a no-op insert (items come in through `approvals/inbox_accept.py`).
 
 PostgreSQL: claims use `SELECT ... FOR UPDATE SKIP LOCKED`, so any number of workers on any
 number of machines share the rows without waiting on each other, and an insert sends
@@ -22,7 +22,6 @@ compare-and-set per row, meant for one claiming process per database file.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,13 +38,11 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    text,
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter
 
 from approvals import outbox
@@ -74,156 +71,6 @@ class InboxItem:
     payload: dict[str, Any]
     attempts: int  # including this one
     received_at: datetime
-
-
-def accept(
-    connection: Session | Connection,
-    delivery_key: str,
-    handler: str,
-    payload: dict[str, Any],
-    now: datetime,
-    *,
-    claimed_by: str | None = None,
-    lease: timedelta = LEASE,
-) -> int | None:
-    """Keep one inbound item in the caller's transaction: its id, or None when an item with
-    this key was already accepted. `accept_many` for one arrival (the acks use it in
-    batches through `InboxWriter`; the Event Grid webhook one at a time).
-
-    With `claimed_by`, the item is accepted already claimed by that holder (the edge, for
-    what must happen within Slack's 3-second trigger window): no worker takes it unless the
-    holder dies and its lease runs out.
-    """
-    bound = connection.connection() if isinstance(connection, Session) else connection
-    [kept] = accept_many(
-        bound, [Arrival(delivery_key, handler, payload, claimed_by)], now, lease=lease
-    )
-    return kept
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """One inbound item on its way into the inbox."""
-
-    delivery_key: str
-    handler: str
-    payload: dict[str, Any]
-    # Accepted already claimed by this holder (trigger-window work the edge runs itself).
-    claimed_by: str | None = None
-
-
-def accept_many(
-    connection: Connection, arrivals: Sequence[Arrival], now: datetime, *, lease: timedelta = LEASE
-) -> list[int | None]:
-    """Keep several inbound items in one statement: per arrival, its new id, or None when
-    an item with its key was already accepted (earlier, or earlier in this batch).
-
-    On PostgreSQL one NOTIFY goes with the batch when it holds work for the workers.
-    """
-    if not arrivals:
-        return []
-    rows = [_row_values(arrival, now, lease) for arrival in arrivals]
-    dialect = connection.dialect
-    kept = {
-        key: int(row_id)
-        for row_id, key in connection.exec_driver_sql(
-            _accept_sql(_placeholder(dialect), len(rows)), _bound(dialect, rows)
-        )
-    }
-    if dialect.name == "postgresql" and any(
-        row[0] in kept and row[_CLAIMED_BY] is None for row in rows
-    ):
-        # Delivered at commit, and only if the inserts commit.
-        connection.execute(_NOTIFY)
-    ids: list[int | None] = []
-    for row in rows:
-        # A key twice in one batch: the first arrival is the item, the second a repeat.
-        ids.append(kept.pop(row[0], None))
-    return ids
-
-
-_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
-
-# The acks' insert, as SQL the driver runs: SQLAlchemy's insertmanyvalues cost the edge
-# 35-60 us of CPU per row (measured: 460 us for a batch of 5, on the thread that shares the
-# GIL with the event loop answering Slack); this costs a few. Values go through each
-# column's own SQLAlchemy bind processor, so they are stored exactly as the ORM stores them.
-_ACCEPT_COLUMNS = (
-    "delivery_key",
-    "handler",
-    "payload",
-    "status",
-    "attempts",
-    "received_at",
-    "available_at",
-    "claimed_by",
-    "lease_until",
-)
-_CLAIMED_BY = _ACCEPT_COLUMNS.index("claimed_by")
-
-
-@functools.lru_cache(maxsize=1024)
-def _accept_sql(placeholder: str, count: int) -> str:
-    one = "(" + ", ".join([placeholder] * len(_ACCEPT_COLUMNS)) + ")"
-    return (
-        f"INSERT INTO {InboxRow.__tablename__} ({', '.join(_ACCEPT_COLUMNS)}) "
-        f"VALUES {', '.join([one] * count)} "
-        "ON CONFLICT (delivery_key) DO NOTHING RETURNING id, delivery_key"
-    )
-
-
-def _placeholder(dialect: Dialect) -> str:
-    return "?" if dialect.paramstyle == "qmark" else "%s"
-
-
-_processors: dict[int, tuple[Dialect, list[Callable[[Any], Any] | None]]] = {}
-
-
-def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """The rows' values, flat, each as its column's type binds it on this dialect."""
-    known = _processors.get(id(dialect))
-    if known is None or known[0] is not dialect:
-        columns = InboxRow.__table__.c
-        known = (
-            dialect,
-            [
-                columns[name].type.dialect_impl(dialect).bind_processor(dialect)
-                for name in _ACCEPT_COLUMNS
-            ],
-        )
-        _processors[id(dialect)] = known
-    processors = known[1]
-    # The rows of a batch share their times: each is bound once.
-    times: dict[tuple[int, datetime], Any] = {}
-    bound: list[Any] = []
-    for row in rows:
-        for column, (value, process) in enumerate(zip(row, processors, strict=True)):
-            if process is None or value is None:
-                bound.append(value)
-            elif isinstance(value, datetime):
-                key = (column, value)
-                if key not in times:
-                    times[key] = process(value)
-                bound.append(times[key])
-            else:
-                bound.append(process(value))
-    return tuple(bound)
-
-
-def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> tuple[Any, ...]:
-    """An arrival's values in `_ACCEPT_COLUMNS` order."""
-    claimed = arrival.claimed_by is not None
-    return (
-        arrival.delivery_key[:255],
-        arrival.handler[:64],
-        arrival.payload,
-        InboxStatus.RUNNING if claimed else InboxStatus.PENDING,
-        1 if claimed else 0,
-        now,
-        now,
-        arrival.claimed_by[:64] if arrival.claimed_by else None,
-        now + lease if claimed else None,
-    )
 
 
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
@@ -526,14 +373,6 @@ def prune(store: Store, now: datetime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def keep(
-    store: Store, delivery_key: str, handler: str, payload: dict[str, Any], now: datetime
-) -> bool:
-    """`accept` in a transaction of its own: False if an item with this key was kept before."""
-    with store.transaction() as session:
-        return accept(session, delivery_key, handler, payload, now) is not None
 
 
 def tell_leads_of_dead_item(

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from approvals.inbox import LEASE, Arrival, accept_many, in_transaction
+from approvals.inbox import LEASE, in_transaction
+from approvals.inbox_accept import Arrival, accept_many
 
 log = logging.getLogger(__name__)
 Resolve = Callable[[int | None, BaseException | None], None]

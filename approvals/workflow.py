@@ -7,9 +7,7 @@ call holds no database lock.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +15,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from approvals import audit, correlation, outbox
-from approvals.actions.handlers import HANDLERS
+from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.escalation import may_decide_escalated
+from approvals.opening import OpenedOnce, origin_of
 from approvals.payloads import RequestPayload, rule_of
 from approvals.resumption import Resumption
 from approvals.states import RequestStatus, transition
@@ -33,7 +31,7 @@ from shared.errors import PermissionRefusedError, UserError
 log = logging.getLogger(__name__)
 
 
-class Workflow(Resumption, WorkBoundGrants):
+class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
     """The whole workflow: deciding (here); carrying out, resuming and keeping grants (the
     bases)."""
 
@@ -126,51 +124,6 @@ class Workflow(Resumption, WorkBoundGrants):
         # Opened before by the same delivery: carried out then, or (if that handling died
         # between the two) now; `execute` acts only on a request still `approved`.
         return self.execute(self.open_once(payload.action, create).id)
-
-    def open_once(self, action: str, create: Callable[[Session], RequestRow]) -> RequestRow:
-        """The request of `action` the delivery in hand opens: `create`d in a transaction
-        of its own, or the one an earlier handling of the same delivery opened (its worker
-        died before marking the delivery done, or its lease ran out mid-way).
-
-        Only a delivery handled again looks first; a first handling relies on the unique
-        origin, which refuses a second handling running at the same moment."""
-        origin = origin_of(action)
-        inbound = correlation.delivery()
-        if origin is not None and inbound is not None and inbound.attempt > 1:
-            again = self._opened_from(origin)
-            if again is not None:
-                log.info("delivery handled again: %s was opened by it before", short_ref(again.id))
-                return again
-        try:
-            with self.store.transaction() as session:
-                return create(session)
-        except IntegrityError:
-            again = self._opened_from(origin) if origin is not None else None
-            if again is None:
-                raise
-            return again
-
-    def opened_by_delivery(self, action: str | None = None) -> RequestRow | None:
-        """The request the delivery in hand opened in an earlier handling, if any (the first
-        by id when no `action` is named): what its second handling answers with."""
-        inbound = correlation.delivery()
-        if inbound is None or inbound.attempt <= 1:
-            return None
-        if action is not None:
-            origin = origin_of(action)
-            return self._opened_from(origin) if origin is not None else None
-        origins = [origin_key(known, inbound.key) for known in HANDLERS]
-        with self.store.transaction() as session:
-            return session.scalar(
-                select(RequestRow)
-                .where(RequestRow.origin.in_(origins))
-                .order_by(RequestRow.id)
-                .limit(1)
-            )
-
-    def _opened_from(self, origin: str) -> RequestRow | None:
-        with self.store.transaction() as session:
-            return session.scalar(select(RequestRow).where(RequestRow.origin == origin))
 
     # ---- deciding ---------------------------------------------------------------------
 
@@ -510,20 +463,6 @@ def not_yours(request_id: int) -> str:
         f"There is no request {short_ref(request_id)} in a workspace you belong to; "
         f"nothing was done. Yours: `/aml request list`."
     )
-
-
-def origin_of(action: str) -> str | None:
-    """The origin a request of `action` opened by the delivery in hand records: the action
-    and the delivery key (hashed when too long for the column), or None outside one."""
-    inbound = correlation.delivery()
-    return origin_key(action, inbound.key) if inbound is not None else None
-
-
-def origin_key(action: str, delivery_key: str) -> str:
-    kept = f"{action}/{delivery_key}"
-    if len(kept) <= 255:
-        return kept
-    return f"{action}/sha256:{hashlib.sha256(delivery_key.encode()).hexdigest()}"
 
 
 def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from approvals import inbox
+from approvals import inbox_accept
 from approvals.following.eventgrid import (
     EventGridPayloadError,
     as_events,
@@ -115,7 +115,9 @@ def keep_delivery(core: Core, events: list[dict[str, Any]]) -> bool:
     key = "eventgrid:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
     if not any(ids):
         key = f"eventgrid:unkeyed:{uuid.uuid4().hex}"
-    return inbox.keep(core.store, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now())
+    return inbox_accept.keep(
+        core.store, key, EVENTGRID_HANDLER, {"events": events}, core.clock.now()
+    )
 
 
 def job_events_handler(core: Core, on_change: Callable[[], None]) -> Callable[[InboxItem], None]:

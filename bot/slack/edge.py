@@ -31,6 +31,7 @@ from slack_sdk import WebClient
 
 from approvals import inbox
 from approvals.inbox import InboxItem
+from approvals.inbox_accept import Arrival
 from approvals.inbox_writer import InboxWriter
 from approvals.replies import Reply
 from approvals.store import make_writer_engine
@@ -268,7 +269,7 @@ class SlackEdge:
         try:
             if not self.accepting:
                 raise RuntimeError("shutting down")
-            item_id = await self._keep(loop, inbox.Arrival(key, handler, payload, claimed_by))
+            item_id = await self._keep(loop, Arrival(key, handler, payload, claimed_by))
         except Exception:
             log.exception("could not keep a Slack delivery; not acknowledging it")
             if "command" in body:
@@ -290,7 +291,7 @@ class SlackEdge:
             self.on_accepted()
 
     def _keep(
-        self, loop: asyncio.AbstractEventLoop, arrival: inbox.Arrival
+        self, loop: asyncio.AbstractEventLoop, arrival: Arrival
     ) -> asyncio.Future[int | None]:
         """The arrival's inbox id once its group has committed (None: a repeat)."""
         kept: asyncio.Future[int | None] = loop.create_future()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from approvals import inbox
+from approvals import inbox, inbox_accept
 from approvals.inbox import InboxItem, InboxStatus
 from approvals.inbox_writer import InboxWriter, Resolve
 from approvals.store import Store
@@ -27,7 +27,7 @@ def store(database_url: str) -> Store:
 
 def keep(store: Store, clock: ManualClock, key: str, handler: str = "h") -> bool:
     with store.transaction() as session:
-        return inbox.accept(session, key, handler, {"key": key}, clock.now()) is not None
+        return inbox_accept.accept(session, key, handler, {"key": key}, clock.now()) is not None
 
 
 def status_of(store: Store, key: str) -> InboxRow:
@@ -51,12 +51,12 @@ def test_the_acks_insert_stores_what_the_orm_reads_back_as_given(
     batch is kept once."""
     now = clock.now()
     arrivals = [
-        inbox.Arrival("k1", "run_command", {"text": "help", "n": 1, "nested": {"a": [1]}}),
-        inbox.Arrival("k2", "open_form", {"text": "job submit"}, claimed_by="edge-1"),
-        inbox.Arrival("k1", "run_command", {"text": "again"}),
+        inbox_accept.Arrival("k1", "run_command", {"text": "help", "n": 1, "nested": {"a": [1]}}),
+        inbox_accept.Arrival("k2", "open_form", {"text": "job submit"}, claimed_by="edge-1"),
+        inbox_accept.Arrival("k1", "run_command", {"text": "again"}),
     ]
     ids = inbox.in_transaction(
-        store.engine, lambda connection: inbox.accept_many(connection, arrivals, now)
+        store.engine, lambda connection: inbox_accept.accept_many(connection, arrivals, now)
     )
     assert ids[0] is not None and ids[1] is not None and ids[2] is None
     first, second = status_of(store, "k1"), status_of(store, "k2")
@@ -150,7 +150,7 @@ def test_an_item_accepted_already_claimed_waits_for_its_holders_lease(
     store: Store, clock: ManualClock
 ) -> None:
     with store.transaction() as session:
-        inbox.accept(session, "k", "h", {}, clock.now(), claimed_by="edge-1")
+        inbox_accept.accept(session, "k", "h", {}, clock.now(), claimed_by="edge-1")
     assert inbox.claim(store, "w1", clock.now()) == []
     assert len(inbox.claim(store, "w1", clock.now() + inbox.LEASE * 2)) == 1
 
@@ -283,13 +283,13 @@ def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
 ) -> None:
     keep(store, clock, "old")
     arrivals = [
-        inbox.Arrival("a", "h", {"n": 1}),
-        inbox.Arrival("old", "h", {"n": 2}),
-        inbox.Arrival("b", "h", {"n": 3}, claimed_by="edge-1"),
-        inbox.Arrival("a", "h", {"n": 4}),  # the same key twice in one batch
+        inbox_accept.Arrival("a", "h", {"n": 1}),
+        inbox_accept.Arrival("old", "h", {"n": 2}),
+        inbox_accept.Arrival("b", "h", {"n": 3}, claimed_by="edge-1"),
+        inbox_accept.Arrival("a", "h", {"n": 4}),  # the same key twice in one batch
     ]
     with store.engine.begin() as connection:
-        ids = inbox.accept_many(connection, arrivals, clock.now())
+        ids = inbox_accept.accept_many(connection, arrivals, clock.now())
     assert ids[0] is not None and ids[2] is not None
     assert ids[1] is None and ids[3] is None
     assert status_of(store, "a").payload == {"n": 1}
@@ -320,7 +320,7 @@ def test_the_writer_commits_concurrent_arrivals_in_groups_and_answers_each(
         return resolve
 
     for n in range(200):  # faster than one commit each: they queue behind the first
-        writer.submit(inbox.Arrival(f"k{n % 150}", "h", {"n": n}), answer(f"#{n}"))
+        writer.submit(inbox_accept.Arrival(f"k{n % 150}", "h", {"n": n}), answer(f"#{n}"))
     assert done.wait(30)
     writer.close()
     kept = [answers[f"#{n}"] for n in range(200)]
@@ -346,7 +346,7 @@ def test_the_writer_tells_every_waiting_ack_when_its_group_cannot_be_kept(
             done.set()
 
     for n in range(3):
-        writer.submit(inbox.Arrival(f"k{n}", "h", {}), resolve)
+        writer.submit(inbox_accept.Arrival(f"k{n}", "h", {}), resolve)
     assert done.wait(30)
     writer.close()
     assert all(error is not None for error in errors)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import StatementError
 
-from approvals import inbox, outbox
+from approvals import inbox_accept, outbox
 from approvals.payloads import AccessPayload
 from approvals.store import Store
 from approvals.tables import (
@@ -57,7 +57,7 @@ def test_request_inbox_and_drift_statuses_keep_the_words_rows_already_hold(
 ) -> None:
     store = Store.open(database_url)
     try:
-        inbox.keep(store, "slack:event:1", "command", {}, NOW)
+        inbox_accept.keep(store, "slack:event:1", "command", {}, NOW)
         with store.transaction() as session:
             request = RequestRow(
                 workspace="ml-dev",

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from approvals import inbox
+from approvals import inbox, inbox_accept
 from approvals.inbox import InboxItem
 from approvals.store import Store
 from bot.work import InboxWorker
@@ -54,7 +54,9 @@ def test_a_new_item_wakes_a_worker_that_would_poll_in_two_minutes() -> None:
         assert not handled.is_set()
 
         with edge.engine.begin() as connection:
-            inbox.accept_many(connection, [inbox.Arrival("k1", "record", {})], clock.now())
+            inbox_accept.accept_many(
+                connection, [inbox_accept.Arrival("k1", "record", {})], clock.now()
+            )
         # Ten seconds is a liveness bound: the poll alone would take two minutes.
         assert handled.wait(10), "the worker slept through the notification"
     finally:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from approvals import inbox
+from approvals import inbox, inbox_accept
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from bot.work import InboxWorker
@@ -33,7 +33,7 @@ def test_what_an_inbox_item_logs_carries_its_delivery_key(
         raise RuntimeError("Azure said no")
 
     with sqlite_core.store.transaction() as session:
-        inbox.accept(session, "event:Ev0AMLBOT1", "test.fails", {}, sqlite_core.clock.now())
+        inbox_accept.accept(session, "event:Ev0AMLBOT1", "test.fails", {}, sqlite_core.clock.now())
     worker = InboxWorker(sqlite_core.store, sqlite_core.clock, {"test.fails": handle}, poll=0.02)
     worker.start()
     try:
