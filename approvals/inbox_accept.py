@@ -123,23 +123,18 @@ def _placeholder(dialect: Dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
-_processors: dict[int, tuple[Dialect, list[Callable[[Any], Any] | None]]] = {}
+_processors: dict[Dialect, list[Callable[[Any], Any] | None]] = {}
 
 
 def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     """The rows' values, flat, each as its column's type binds it on this dialect."""
-    known = _processors.get(id(dialect))
-    if known is None or known[0] is not dialect:
+    processors = _processors.get(dialect)
+    if processors is None:
         columns = InboxRow.__table__.c
-        known = (
-            dialect,
-            [
-                columns[name].type.dialect_impl(dialect).bind_processor(dialect)
-                for name in _ACCEPT_COLUMNS
-            ],
-        )
-        _processors[id(dialect)] = known
-    processors = known[1]
+        processors = _processors[dialect] = [
+            columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in _ACCEPT_COLUMNS
+        ]
     # The rows of a batch share their times: each is bound once.
     times: dict[tuple[int, datetime], Any] = {}
     bound: list[Any] = []

@@ -29,18 +29,10 @@ log = logging.getLogger(__name__)
 class OpenedOnce(WorkflowBase):
     def open_once(self, action: str, create: Callable[[Session], RequestRow]) -> RequestRow:
         """The request of `action` the delivery in hand opens: `create`d in a transaction
-        of its own, or the one an earlier handling of the same delivery opened (its worker
-        died before marking the delivery done, or its lease ran out mid-way).
-
-        Only a delivery handled again looks first; a first handling relies on the unique
-        origin, which refuses a second handling running at the same moment."""
+        of its own, or, when the unique origin refuses the insert, the one an earlier or
+        concurrent handling of the same delivery opened. `create` records the request
+        first (`record_request` flushes it), so a refused one has done nothing else."""
         origin = origin_of(action)
-        inbound = correlation.delivery()
-        if origin is not None and inbound is not None and inbound.attempt > 1:
-            again = self._opened_from(origin)
-            if again is not None:
-                log.info("delivery handled again: %s was opened by it before", short_ref(again.id))
-                return again
         try:
             with self.store.transaction() as session:
                 return create(session)
@@ -48,6 +40,7 @@ class OpenedOnce(WorkflowBase):
             again = self._opened_from(origin) if origin is not None else None
             if again is None:
                 raise
+            log.info("delivery handled again: %s was opened by it before", short_ref(again.id))
             return again
 
     def opened_by_delivery(self) -> RequestRow | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -483,9 +484,7 @@ def run_now_round(
         mine = [a.text for a in answers if a.user == sender]
         if not mine:
             result.problems.append(f"#{request_id}: its sender got no answer")
-        elif any(
-            f"#{request_id}" not in text_ and f"-{request_id}-" not in text_ for text_ in mine
-        ):
+        elif not all(re.search(rf"#{request_id}\b|amlbot-{request_id}-", text_) for text_ in mine):
             result.problems.append(f"#{request_id}: an answer names another request: {mine}")
     deadline = time.monotonic() + 45
     while True:

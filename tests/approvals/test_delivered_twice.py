@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from approvals import outbox
 from approvals.config import AppConfig
 from approvals.correlation import delivering
+from approvals.payloads import RequestPayload
 from approvals.replies import Reply
 from approvals.tables import GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
@@ -62,25 +63,25 @@ def test_an_action_run_at_once_is_carried_out_once(core: Core) -> None:
     assert [j.name for j in jobs] == [job]
 
 
-def test_two_handlings_at_the_same_moment_open_one_request(core: Core) -> None:
-    """Neither handling looks first (both are first attempts, as when a lease ran out under
-    a live worker): the unique origin refuses the second insert, which then answers with
-    the request the first opened."""
-    first = handled(core, "slash_command:T3", 1, "alice", ACCESS)
-    with delivering("slash_command:T3", 1):
-        ws = core.config.workspaces["demo"]
-        row = core.service.workflow.open_request(
-            ws, "alice", core_payload(core, first.request_id), "again", None, 1
-        )
-    assert row.id == first.request_id
-    assert count(core, RequestRow) == 1
-
-
-def core_payload(core: Core, request_id: int | None) -> object:
+def payload_of(core: Core, request_id: int | None) -> RequestPayload:
     with core.store.transaction() as session:
         row = session.get(RequestRow, request_id)
         assert row is not None
         return row.payload
+
+
+def test_two_handlings_at_the_same_moment_open_one_request(core: Core) -> None:
+    """Two handlings of one delivery both open (as when a lease ran out under a live
+    worker, past the service's check): the unique origin refuses the second insert, which
+    then returns the request the first opened."""
+    first = handled(core, "slash_command:T3", 1, "alice", ACCESS)
+    with delivering("slash_command:T3", 1):
+        ws = core.config.workspaces["demo"]
+        row = core.service.workflow.open_request(
+            ws, "alice", payload_of(core, first.request_id), "again", None, 1
+        )
+    assert row.id == first.request_id
+    assert count(core, RequestRow) == 1
 
 
 def test_the_same_words_in_another_delivery_open_another_request(core: Core) -> None:
