@@ -16,3 +16,6 @@ class Reply(BaseModel):
     request_id: int | None = None
     # Set when an unexpected error was logged; shown so support can find the trace.
     error_id: str | None = None
+    # The kind of command answered (e.g. "compute list"), for the metrics; None when the
+    # typed text did not parse. Set by `AmlService.handle_text`.
+    command: str | None = None

@@ -70,7 +70,9 @@ class AmlService(JobCommands, QueryCommands, RiskCommands):
             return Reply(text=exc.render(), ok=False)
         except UserError as exc:
             return Reply(text=exc.render(), ok=False)
-        return self.run(person, command, channel)
+        # Its kind goes with the reply: the edges count commands by it without parsing the
+        # text a second time.
+        return self.run(person, command, channel).model_copy(update={"command": command.kind})
 
     def run(self, person: str, command: m.AnyCommand, channel: str | None = None) -> Reply:
         """Run a parsed command. The one error boundary: known errors become their message,

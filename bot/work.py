@@ -43,6 +43,9 @@ POLL_POSTGRES = 1.0
 # SQLite has no NOTIFY and the edge is another process: look often, with a read that costs
 # tens of microseconds and takes no lock (`inbox.anything_due`), and claim only then.
 POLL_SQLITE = 0.025
+# At most one claim round per this many seconds (see `InboxWorker._loop`): a reply waits
+# at most this much longer, and a busy worker makes a fraction of the transactions.
+CLAIM_PACE = 0.002
 
 
 def holder_id() -> str:
@@ -173,7 +176,15 @@ class InboxWorker:
             self._handled[:0] = handled
 
     def _loop(self) -> None:
+        round_started = -CLAIM_PACE
         while not self._stopping.is_set():
+            # Paced: under load every finished item wakes the loop, and a round each would
+            # cost a claim transaction per item; one round per pace takes what finished and
+            # what arrived meanwhile together. After a quiet spell it claims at once.
+            wait = round_started + CLAIM_PACE - time.monotonic()
+            if wait > 0:
+                self._stopping.wait(wait)
+            round_started = time.monotonic()
             free = self.threads - self.in_flight()
             handled = self._take_handled()
             items: list[InboxItem] = []

@@ -220,6 +220,7 @@ class SlackEdge:
             core.store.engine.url.render_as_string(hide_password=False)
         )
         self.inbox_writer = InboxWriter(self._accepting_engine, core.clock.now)
+        self._settler: Settler | None = None
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
 
@@ -295,11 +296,10 @@ class SlackEdge:
     ) -> asyncio.Future[int | None]:
         """The arrival's inbox id once its group has committed (None: a repeat)."""
         kept: asyncio.Future[int | None] = loop.create_future()
-
-        def resolve(item_id: int | None, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, kept, item_id, error)
-
-        self.inbox_writer.submit(arrival, resolve)
+        settler = self._settler
+        if settler is None or settler.loop is not loop:
+            settler = self._settler = Settler(loop)
+        self.inbox_writer.submit(arrival, functools.partial(settler.settle, kept))
         return kept
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -414,7 +414,7 @@ class SlackEdge:
             reply = self.core.service.handle_text(person, text, channel)
         finally:
             self.on_core_done()
-        self.core.metrics.count_command(command_name(text), reply.ok, reply.error_id)
+        self.core.metrics.count_command(reply.command or "invalid", reply.ok, reply.error_id)
         return reply
 
     def run(self, person: str, command: m.AnyCommand, channel: str | None) -> Reply:
@@ -433,26 +433,40 @@ class SlackEdge:
         self.response_urls.close()
 
 
-def _settle(
-    kept: asyncio.Future[int | None], item_id: int | None, error: BaseException | None
-) -> None:
-    if kept.done():  # the ack was cancelled meanwhile (the client went away)
-        return
-    if error is not None:
-        kept.set_exception(error)
-    else:
-        kept.set_result(item_id)
+class Settler:
+    """Hands the inbox writer's outcomes to the event loop, one wake-up per batch: each
+    `call_soon_threadsafe` writes to the loop's self-pipe and costs the loop an iteration,
+    and a batch committed for 20 acks would otherwise wake it 20 times."""
 
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[int | None], int | None, BaseException | None]]
+        self._ready = []
+        self._scheduled = False
 
-def command_name(text: str) -> str:
-    """The command a typed line names, for the metrics' label: its kind, or "invalid" for
-    a line that does not parse (a bounded set of labels; the text itself never)."""
-    from commands.parser import parse_command
+    def settle(
+        self, kept: asyncio.Future[int | None], item_id: int | None, error: BaseException | None
+    ) -> None:
+        """From the writer's thread: `kept` ends with the item's id (or the error)."""
+        with self._lock:
+            self._ready.append((kept, item_id, error))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
 
-    try:
-        return str(parse_command(text).kind)
-    except Exception:
-        return "invalid"
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._scheduled = False
+        for kept, item_id, error in ready:
+            if kept.done():  # the ack was cancelled meanwhile (the client went away)
+                continue
+            if error is not None:
+                kept.set_exception(error)
+            else:
+                kept.set_result(item_id)
 
 
 def inbox_payload(

@@ -370,3 +370,45 @@ def test_on_postgres_only_the_workers_claims_skip_the_wait_for_the_disk(
         worker.inbox_store.engine.dispose()
         store.engine.dispose()
         schemas.close()
+
+
+@pytest.mark.postgres
+def test_on_postgres_the_acks_batch_is_one_durable_statement_that_commits_itself(
+    clock: ManualClock,
+) -> None:
+    """One statement per batch, on a connection that commits each by itself: one round
+    trip to the database instead of BEGIN, INSERT, NOTIFY and COMMIT; and still a commit
+    that waits for the disk, since the ack follows it."""
+    from sqlalchemy import event
+
+    from approvals.store import make_writer_engine
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    store = Store.open(next(schemas))
+    writer_engine = make_writer_engine(store.engine.url.render_as_string(hide_password=False))
+    statements: list[str] = []
+    event.listen(writer_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    writer = InboxWriter(writer_engine, clock.now)
+    try:
+        answers: list[int | None] = []
+        done = threading.Event()
+
+        def resolve(item_id: int | None, error: BaseException | None) -> None:
+            assert error is None
+            answers.append(item_id)
+            done.set()
+
+        writer.submit(inbox_accept.Arrival("k1", "h", {"n": 1}), resolve)
+        assert done.wait(30)
+        assert len(statements) == 1 and "pg_notify" in statements[0]
+        with writer_engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        # Committed: another connection claims it.
+        [claimed] = inbox.claim(store, "w", clock.now())
+        assert claimed.id == answers[0] and claimed.payload == {"n": 1}
+    finally:
+        writer.close()
+        writer_engine.dispose()
+        store.engine.dispose()
+        schemas.close()

@@ -160,3 +160,50 @@ def test_the_fields_slack_writes_are_kept_and_every_other_is_scanned() -> None:
     # A field of Slack's only at the top: the same name inside what people send is scanned.
     nested, _ = withhold_secrets({"actions": [{"response_url": STORAGE_KEY}]})
     assert STORAGE_KEY not in json.dumps(nested)
+
+
+def test_a_batch_of_kept_deliveries_wakes_the_event_loop_once_and_settles_each() -> None:
+    """The writer's thread hands a batch's outcomes to the loop together: every ack of the
+    batch learns its own outcome, one that gave up meanwhile is left alone, and the loop is
+    woken once, not once per ack (each wake-up is a write to its self-pipe and a turn)."""
+    import asyncio
+    import threading
+
+    from bot.slack.edge import Settler
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        wakes = 0
+        wake = loop.call_soon_threadsafe
+
+        def counted(*args: object) -> object:
+            nonlocal wakes
+            wakes += 1
+            return wake(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        settler = Settler(loop)
+        kept: list[asyncio.Future[int | None]] = [loop.create_future() for _ in range(20)]
+        kept[3].cancel()  # the client went away before its row committed
+        failed = RuntimeError("the database went away")
+
+        def writer() -> None:
+            for n, future in enumerate(kept):
+                settler.settle(future, None if n == 5 else 100 + n, failed if n == 7 else None)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join()  # the loop is held meanwhile: the whole batch waits for one turn
+        await asyncio.sleep(0)
+        assert wakes == 1
+        assert kept[0].result() == 100 and kept[19].result() == 119
+        assert kept[5].result() is None  # a repeated delivery
+        assert kept[7].exception() is failed
+        assert kept[3].cancelled()
+        # A later batch wakes the loop again.
+        later: asyncio.Future[int | None] = loop.create_future()
+        threading.Thread(target=settler.settle, args=(later, 7, None)).start()
+        assert await asyncio.wait_for(later, 5) == 7
+        assert wakes == 2
+
+    asyncio.run(scenario())
