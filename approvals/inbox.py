@@ -47,7 +47,7 @@ from sqlalchemy.sql.expression import BindParameter
 
 from approvals import outbox
 from approvals.directory import Directory
-from approvals.store import Store, make_engine, make_writer_engine
+from approvals.store import Store, make_engine, make_writer_engine, write_turn
 from approvals.tables import InboxRow, InboxStatus, UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     use of each pooled connection fails, and the pool is then invalidated)."""
     for attempt in (1, 2):
         try:
-            with engine.begin() as connection:
+            with write_turn(engine), engine.begin() as connection:
                 return work(connection)
         except DBAPIError as failed:
             if attempt == 2 or not failed.connection_invalidated:

@@ -22,8 +22,7 @@ Resolve = Callable[[int | None, BaseException | None], None]
 
 class InboxWriter:
     """Group commit for the acks: every arrival waiting when the writer is free goes into
-    the inbox in one transaction (one INSERT, one NOTIFY, one commit), however many acks
-    wait on it.
+    the inbox in one statement (`accept_many`), however many acks wait on it.
 
     A commit costs a round trip and, on PostgreSQL, a WAL flush; paid once per batch
     instead of once per ack, the acking process stays close to a bare Slack app under load

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,4 +53,60 @@ def test_a_writer_waits_for_the_lock_another_process_holds(tmp_path: Path) -> No
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+        plain.dispose()
+
+
+def test_a_writer_takes_its_turn_after_another_processs_and_at_once_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    """The writers' turns (`WriteTurns`): while another process holds the turn, an inbox
+    write waits in the kernel instead of polling SQLite; given up, the turn passes at once.
+    The holder here is a subprocess holding the turn's file lock and no database lock, so
+    only the turn can hold the writer back."""
+    from approvals import inbox
+
+    path = tmp_path / "state.sqlite3"
+    plain = make_engine(f"sqlite:///{path}")
+    with plain.begin() as connection:
+        connection.execute(text("CREATE TABLE kept (n INTEGER)"))
+    writer = make_writer_engine(f"sqlite:///{path}")
+    turns = Path(f"{path}-amlbot-writers")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(turns)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True); sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    written = threading.Event()
+
+    def write() -> None:
+        inbox.in_transaction(writer, lambda c: c.execute(text("INSERT INTO kept VALUES (1)")))
+        written.set()
+
+    thread = threading.Thread(target=write, daemon=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        thread.start()
+        assert not written.wait(HOLD_SECONDS), "the writer did not wait for the turn"
+        assert holder.stdin is not None
+        holder.stdin.write("done\n")
+        holder.stdin.flush()  # the holder exits, and its lock goes with it
+        assert written.wait(10)
+        with plain.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM kept")).scalar() == 1
+    finally:
+        holder.kill()
+        holder.wait()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+        thread.join(10)
+        writer.dispose()
         plain.dispose()
