@@ -53,6 +53,12 @@ def fresh_schema() -> str:
     return str(fresh_postgres_schema())
 
 
+def drop_schema(url: str) -> None:
+    from ack_latency import drop_postgres_schema
+
+    drop_postgres_schema(url)
+
+
 def kill_loop(rounds: int, held_posts: int, at_once: int, latency: float, seed: int) -> None:
     scientists = people(rounds + held_posts)
     users = {user_id: f"{name}@example.com" for user_id, name in scientists.items()}
@@ -115,6 +121,7 @@ def kill_loop(rounds: int, held_posts: int, at_once: int, latency: float, seed: 
         finally:
             bot.kill_all()
             engine.dispose()
+            drop_schema(url)
     if at_once and rounds:
         print(
             f"\ncommands run at once: {at_once} kills, {commands} commands opened {opened} "
@@ -150,7 +157,8 @@ def deploy_while_busy(commands: int) -> None:
         try:
             sent, answered = rolling_deploy(old, new, list(scientists), commands)
         finally:
-            new.kill_all()
+            new.kill_all()  # the old one exited on its SIGTERM
+            drop_schema(url)
     lost = sum(1 for u in sent if answered[u] == 0)
     doubled = sum(1 for u in sent if answered[u] > 1)
     print(

@@ -454,7 +454,12 @@ class Settler:
             if self._scheduled:
                 return
             self._scheduled = True
-        self.loop.call_soon_threadsafe(self._drain)
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: no ack is waiting any more
+            with self._lock:
+                self._scheduled = False
+            raise
 
     def _drain(self) -> None:
         with self._lock:
