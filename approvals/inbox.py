@@ -74,7 +74,8 @@ class InboxItem:
 
 
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """`work` in a transaction, once more on a fresh connection if the database had dropped
+    """`work` in a transaction (on the inbox's autocommit engines, each of its statements
+    commits by itself), once more on a fresh connection if the database had dropped
     the first (the inbox's engines skip the pre-ping: after a database restart the first
     use of each pooled connection fails, and the pool is then invalidated)."""
     for attempt in (1, 2):
