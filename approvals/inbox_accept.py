@@ -9,7 +9,7 @@ completion) is `approvals/inbox.py`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,26 +66,32 @@ def accept_many(
 
     On PostgreSQL the same statement wakes the workers (`pg_notify`, delivered at commit
     and only if the insert commits; once per transaction however many rows call it) when
-    the batch holds work for them. One statement is one round trip: on the acks' writer
-    engine, which commits each statement by itself (`make_writer_engine`), a batch costs
-    one round trip instead of four (BEGIN, INSERT, NOTIFY, COMMIT).
+    the batch holds work for them. One statement is one round trip: the acks' writer runs
+    it on a connection in autocommit (`LoopInboxWriter`), so a batch costs one round trip
+    instead of four (BEGIN, INSERT, NOTIFY, COMMIT).
     """
     if not arrivals:
         return []
+    statement, parameters, keys = accept_statement(connection.dialect, arrivals, now, lease=lease)
+    return ids_in_order(keys, connection.exec_driver_sql(statement, parameters))
+
+
+def accept_statement(
+    dialect: Dialect, arrivals: Sequence[Arrival], now: datetime, *, lease: timedelta = LEASE
+) -> tuple[str, tuple[Any, ...], list[str]]:
+    """What `accept_many` runs, for a caller with a driver connection of its own (the acks'
+    writer on the event loop): the SQL, its parameters, and the arrivals' delivery keys in
+    order (for `ids_in_order`)."""
     rows = [_row_values(arrival, now, lease) for arrival in arrivals]
-    dialect = connection.dialect
-    kept = {
-        key: int(row_id)
-        for row_id, key, *_ in connection.exec_driver_sql(
-            _accept_sql(_placeholder(dialect), len(rows), dialect.name == "postgresql"),
-            _bound(dialect, rows),
-        )
-    }
-    ids: list[int | None] = []
-    for row in rows:
-        # A key twice in one batch: the first arrival is the item, the second a repeat.
-        ids.append(kept.pop(row[0], None))
-    return ids
+    statement = _accept_sql(_placeholder(dialect), len(rows), dialect.name == "postgresql")
+    return statement, _bound(dialect, rows), [row[0] for row in rows]
+
+
+def ids_in_order(keys: Sequence[str], returned: Iterable[Sequence[Any]]) -> list[int | None]:
+    """Per key, the id the statement returned for it, or None for a repeat."""
+    kept = {key: int(row_id) for row_id, key, *_ in returned}
+    # A key twice in one batch: the first arrival is the item, the second a repeat.
+    return [kept.pop(key, None) for key in keys]
 
 
 # The acks' insert, as SQL the driver runs: SQLAlchemy's insertmanyvalues cost the edge

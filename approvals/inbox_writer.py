@@ -1,20 +1,28 @@
 """Group commit for the acks: the edge's side of the inbox (`approvals.inbox`).
 
-Every arrival waiting when the writer is free goes into the inbox in one transaction, and
-each ack is sent only once its own row has committed."""
+Every arrival waiting when the writer is free goes into the inbox in one statement, and
+each ack is sent only once its own row has committed: on PostgreSQL by the event loop
+itself (`LoopInboxWriter`), on SQLite by a thread (`InboxWriter`; `acks_writer` picks)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from approvals.inbox import LEASE, in_transaction
-from approvals.inbox_accept import Arrival, accept_many
+from approvals.inbox_accept import Arrival, accept_many, accept_statement, ids_in_order
+from approvals.store import make_writer_engine, psycopg_arguments
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 Resolve = Callable[[int | None, BaseException | None], None]
@@ -40,8 +48,10 @@ class InboxWriter:
         *,
         max_batch: int = 256,
         lease: timedelta = LEASE,
+        owns_engine: bool = False,
     ) -> None:
         self._engine = engine
+        self._owns_engine = owns_engine  # disposed of by `close`
         self._now = now
         self._max_batch = max_batch
         self._lease = lease
@@ -58,6 +68,8 @@ class InboxWriter:
         """Write what is queued, then stop."""
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._owns_engine:
+            self._engine.dispose()
 
     def _run(self) -> None:
         while True:
@@ -105,3 +117,135 @@ def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) ->
         resolve(item_id, error)
     except Exception:
         log.exception("telling an ack its inbox write ended failed")
+
+
+def acks_writer(url: str, now: Callable[[], datetime]) -> InboxWriter | LoopInboxWriter:
+    """The acks' group commit for this database: on PostgreSQL on the event loop
+    (`LoopInboxWriter`); on SQLite, whose driver blocks, on a thread (`InboxWriter`) with a
+    writer engine of its own (`make_writer_engine`)."""
+    if url.startswith("postgresql"):
+        return LoopInboxWriter(url, now)
+    return InboxWriter(make_writer_engine(url), now, owns_engine=True)
+
+
+class LoopInboxWriter:
+    """Group commit for the acks on the event loop itself, for PostgreSQL: what
+    `InboxWriter` does on a thread, without the thread.
+
+    Every arrival waiting when the last batch is written goes into the next one, one
+    statement on one connection kept in autocommit (`accept_statement`), awaited by a
+    coroutine the first arrival starts. Nothing crosses threads: the writer thread's
+    hand-over (a queue, the interpreter lock passed back and forth, the loop woken with
+    the outcomes) cost the acking process more CPU than the statement itself
+    (bench/ack_latency.py). Each ack still waits for its own batch's commit, which waits
+    for the WAL flush.
+
+    The connection belongs to the loop it was opened on; on another loop (a test's next
+    one) a new one is opened. A connection that fails is dropped, and the batch is tried
+    once more on a fresh one, as `in_transaction` does: a batch that did commit before the
+    failure finds its keys taken and answers them as repeats, and the workers claim the
+    items all the same.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        now: Callable[[], datetime],
+        *,
+        max_batch: int = 256,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self._arguments = psycopg_arguments(url)
+        # The bind processors of our column types, as SQLAlchemy's psycopg dialect has them
+        # (the engine is never connected).
+        self._dialect = create_engine(url).dialect
+        self._now = now
+        self._max_batch = max_batch
+        self._lease = lease
+        self._waiting: list[tuple[Arrival, asyncio.Future[int | None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._connection_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.batches = 0  # for the benchmark and the tests: commits made
+        self.written = 0
+
+    def keep(self, arrival: Arrival) -> asyncio.Future[int | None]:
+        """On the event loop: a future of the arrival's inbox id once its batch has
+        committed (None: a repeat), or of the error."""
+        loop = asyncio.get_running_loop()
+        kept: asyncio.Future[int | None] = loop.create_future()
+        if self._closed:
+            kept.set_exception(RuntimeError("the inbox writer is closed"))
+            return kept
+        self._waiting.append((arrival, kept))
+        if self._writing is None:
+            self._writing = loop.create_task(self._write_while_waiting())
+        return kept
+
+    def close(self) -> None:
+        """Take no more arrivals; a batch being written finishes (its acks wait for it)."""
+        self._closed = True
+        if self._writing is None:
+            self._drop_connection()
+
+    async def _write_while_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                try:
+                    ids = await self._insert([arrival for arrival, _ in batch])
+                except Exception as failed:
+                    log.warning("keeping %s inbound items failed: %r", len(batch), failed)
+                    for _, kept in batch:
+                        if not kept.done():
+                            kept.set_exception(failed)
+                    continue
+                self.batches += 1
+                self.written += len(batch)
+                for (_, kept), item_id in zip(batch, ids, strict=True):
+                    if not kept.done():  # the ack was cancelled meanwhile
+                        kept.set_result(item_id)
+        finally:
+            self._writing = None
+            if self._closed:
+                self._drop_connection()
+
+    async def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
+        statement, parameters, keys = accept_statement(
+            self._dialect, arrivals, self._now(), lease=self._lease
+        )
+        import psycopg
+
+        for attempt in (1, 2):
+            connection = await self._open_connection()
+            try:
+                cursor = await connection.execute(statement, parameters)
+                return ids_in_order(keys, await cursor.fetchall())
+            except psycopg.OperationalError:
+                if not connection.broken and not connection.closed:
+                    raise  # the database refused the statement: trying again changes nothing
+                self._drop_connection()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _open_connection(self) -> psycopg.AsyncConnection[Any]:
+        loop = asyncio.get_running_loop()
+        if self._connection is not None and (
+            self._connection_loop is not loop or self._connection.closed
+        ):
+            self._drop_connection()
+        if self._connection is None:
+            import psycopg
+
+            self._connection = await psycopg.AsyncConnection.connect(**self._arguments)
+            self._connection_loop = loop
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        """Close the connection's socket without its loop (it may be gone, or another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            connection.pgconn.finish()

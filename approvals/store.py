@@ -15,11 +15,30 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _migrate_lock = threading.Lock()
+
+
+def psycopg_arguments(url: str | URL) -> dict[str, Any]:
+    """`psycopg.connect`'s arguments for a PostgreSQL URL of ours, for connections kept
+    outside SQLAlchemy (a LISTEN, the acks' writer on the event loop); in autocommit."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    arguments: dict[str, Any] = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+        "autocommit": True,
+    }
+    # The rest of the query are libpq's own keywords (sslmode, options, connect_timeout, ...),
+    # as SQLAlchemy's psycopg dialect passes them.
+    for key, value in parsed.query.items():
+        arguments[key] = value if isinstance(value, str) else value[-1]
+    return {key: value for key, value in arguments.items() if value is not None}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -72,15 +91,10 @@ def make_writer_engine(url: str) -> Engine:
     On SQLite every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), and
     waits for it by trying again within 0.2-2 ms. SQLite's own busy handler sleeps 1, 2, 5,
     10 ... 100 ms between tries, so a lock the worker held for 2 ms could cost an ack 100 ms
-    (seen as a cluster of acks near 100-200 ms in bench/ack_latency.py).
-
-    On PostgreSQL each statement commits by itself (autocommit): the acks' batch is one
-    statement (`accept_many`), so it costs one round trip to the database instead of four
-    (BEGIN, INSERT, NOTIFY, COMMIT), and its commit still waits for the WAL flush. A
-    caller needing several statements in one transaction must not use this engine."""
-    if not url.startswith("sqlite"):
-        return make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    (seen as a cluster of acks near 100-200 ms in bench/ack_latency.py)."""
     engine = make_engine(url, pool_pre_ping=False)
+    if engine.dialect.name != "sqlite":
+        return engine
     database = engine.url.database
     if database and database != ":memory:":
         _write_turns[engine] = WriteTurns(f"{database}-amlbot-writers")

@@ -28,7 +28,7 @@ from typing import Any
 from approvals import inbox
 from approvals.correlation import delivering
 from approvals.inbox import InboxItem
-from approvals.store import Store
+from approvals.store import Store, psycopg_arguments
 from approvals.tables import InboxStatus
 from bot.metrics import Metrics
 from workspaces.clock import Clock
@@ -328,18 +328,7 @@ class _PostgresListener:
     def _connect(self) -> Any:
         import psycopg
 
-        query = dict(self._url.query)
-        params: dict[str, Any] = {
-            "host": self._url.host,
-            "port": self._url.port,
-            "user": self._url.username,
-            "password": self._url.password,
-            "dbname": self._url.database,
-            "autocommit": True,
-        }
-        if "options" in query:
-            params["options"] = query["options"]
-        return psycopg.connect(**{k: v for k, v in params.items() if v is not None})
+        return psycopg.connect(**psycopg_arguments(self._url))
 
     def _listen(self) -> None:
         while not self._stopping.is_set():

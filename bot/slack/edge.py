@@ -32,9 +32,8 @@ from slack_sdk import WebClient
 from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import InboxWriter
+from approvals.inbox_writer import LoopInboxWriter, acks_writer
 from approvals.replies import Reply
-from approvals.store import make_writer_engine
 from bot.logs import correlated
 from bot.slack.identity import Identity
 from bot.slack.payloads import user_id_of
@@ -214,12 +213,12 @@ class SlackEdge:
         self.draining = False
         # The inbox worker in this process, when there is one (for readiness).
         self.worker: InboxWorker | None = None
-        # The acks' inbox writes, committed in groups (see `InboxWriter`), on an engine of
-        # their own.
-        self._accepting_engine = make_writer_engine(
-            core.store.engine.url.render_as_string(hide_password=False)
+        # The acks' inbox writes, committed in groups: on PostgreSQL by the event loop
+        # itself (`LoopInboxWriter`), on SQLite, whose driver blocks, by a thread
+        # (`InboxWriter`) on an engine of its own.
+        self.inbox_writer = acks_writer(
+            core.store.engine.url.render_as_string(hide_password=False), core.clock.now
         )
-        self.inbox_writer = InboxWriter(self._accepting_engine, core.clock.now)
         self._settler: Settler | None = None
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
@@ -295,6 +294,8 @@ class SlackEdge:
         self, loop: asyncio.AbstractEventLoop, arrival: Arrival
     ) -> asyncio.Future[int | None]:
         """The arrival's inbox id once its group has committed (None: a repeat)."""
+        if isinstance(self.inbox_writer, LoopInboxWriter):
+            return self.inbox_writer.keep(arrival)
         kept: asyncio.Future[int | None] = loop.create_future()
         settler = self._settler
         if settler is None or settler.loop is not loop:
@@ -428,7 +429,6 @@ class SlackEdge:
     def close(self) -> None:
         self.accepting = False
         self.inbox_writer.close()
-        self._accepting_engine.dispose()
         self._quick.shutdown(wait=True, cancel_futures=False)
         self.response_urls.close()
 

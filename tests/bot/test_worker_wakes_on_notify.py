@@ -67,28 +67,32 @@ def test_a_new_item_wakes_a_worker_that_would_poll_in_two_minutes() -> None:
 
 
 def test_the_acks_own_writer_wakes_a_worker_too() -> None:
-    """The edge's path: its writer commits each batch by itself, the notification inside
-    the batch's one statement."""
-    from approvals.inbox_writer import InboxWriter
-    from approvals.store import make_writer_engine
+    """The edge's path: its writer on the event loop commits each batch by itself, the
+    notification inside the batch's one statement."""
+    import asyncio
+
+    from approvals.inbox_writer import LoopInboxWriter, acks_writer
 
     schemas = postgres_schema_url()
     store = Store.open(next(schemas))
     clock = SystemClock()
     handled = threading.Event()
     worker = InboxWorker(store, clock, {"record": lambda item: handled.set()}, poll=POLL_NEVER)
-    writer_engine = make_writer_engine(store.engine.url.render_as_string(hide_password=False))
-    writer = InboxWriter(writer_engine, clock.now)
+    writer = acks_writer(store.engine.url.render_as_string(hide_password=False), clock.now)
+    assert isinstance(writer, LoopInboxWriter)
     try:
         worker.start()
         wait_for(lambda: listening(store) or None, timeout=10, what="the worker's LISTEN")
         time.sleep(0.5)
         assert not handled.is_set()
-        writer.submit(inbox_accept.Arrival("k1", "record", {}), lambda item_id, error: None)
+
+        async def ack() -> int | None:
+            return await writer.keep(inbox_accept.Arrival("k1", "record", {}))
+
+        assert asyncio.run(ack()) is not None
         assert handled.wait(10), "the worker slept through the notification"
     finally:
         worker.stop(grace=1)
         writer.close()
-        writer_engine.dispose()
         store.engine.dispose()
         schemas.close()

@@ -1,0 +1,140 @@
+"""The acks' group commit on the event loop (`LoopInboxWriter`, PostgreSQL): arrivals that
+wait together are kept in one statement, each ack learns its own outcome, a connection the
+database dropped is replaced, and no ack is told "kept" for a row that is not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from approvals import inbox
+from approvals.inbox_accept import Arrival
+from approvals.inbox_writer import LoopInboxWriter, acks_writer
+from approvals.store import Store
+from approvals.tables import InboxStatus
+from tests.conftest import postgres_schema_url
+from workspaces.clock import ManualClock
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    schemas = postgres_schema_url()
+    opened = Store.open(next(schemas))
+    yield opened
+    opened.engine.dispose()
+    schemas.close()
+
+
+def url_of(store: Store) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outcome(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = acks_writer(url_of(store), clock.now)
+    assert isinstance(writer, LoopInboxWriter)
+
+    async def arrive() -> list[int | None]:
+        # All 200 are waiting before the first batch is written: they go in together.
+        kept = [writer.keep(Arrival(f"k{n % 150}", "h", {"n": n})) for n in range(200)]
+        return list(await asyncio.gather(*kept))
+
+    try:
+        ids = asyncio.run(arrive())
+    finally:
+        writer.close()
+    assert all(item_id is not None for item_id in ids[:150])
+    assert all(item_id is None for item_id in ids[150:])  # repeats of k0..k49
+    assert writer.written == 200 and writer.batches < 200
+    claimed = {item.delivery_key: item for item in inbox.claim(store, "w", clock.now(), limit=500)}
+    assert len(claimed) == 150
+    first = claimed["k0"]
+    assert first.id == ids[0] and first.payload == {"n": 0} and first.handler == "h"
+    assert first.received_at == clock.now()
+
+
+def test_a_connection_the_database_dropped_is_replaced_and_the_batch_kept(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = LoopInboxWriter(url_of(store), clock.now)
+
+    async def scenario() -> tuple[int | None, int | None]:
+        before = await writer.keep(Arrival("before", "h", {}))
+        with store.engine.begin() as connection:  # a database restart, for this connection
+            terminated = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND query LIKE '%INSERT INTO inbox%'"
+                )
+            ).scalar()
+        assert terminated == 1
+        after = await writer.keep(Arrival("after", "h", {}))
+        return before, after
+
+    try:
+        before, after = asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert before is not None and after is not None and after != before
+    keys = {item.delivery_key for item in inbox.claim(store, "w", clock.now(), limit=10)}
+    assert keys == {"before", "after"}
+
+
+def test_every_waiting_ack_hears_when_its_group_cannot_be_kept(clock: ManualClock) -> None:
+    writer = LoopInboxWriter("postgresql+psycopg://nobody@127.0.0.1:9/none", clock.now)
+
+    async def arrive() -> list[BaseException | int | None]:
+        kept = [writer.keep(Arrival(f"k{n}", "h", {})) for n in range(3)]
+        return list(await asyncio.gather(*kept, return_exceptions=True))
+
+    outcomes = asyncio.run(arrive())
+    writer.close()
+    assert all(isinstance(outcome, Exception) for outcome in outcomes)
+
+
+def test_a_closed_writer_takes_nothing_more(store: Store, clock: ManualClock) -> None:
+    writer = LoopInboxWriter(url_of(store), clock.now)
+
+    async def arrive() -> None:
+        assert await writer.keep(Arrival("k", "h", {})) is not None
+        writer.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await writer.keep(Arrival("late", "h", {}))
+
+    asyncio.run(arrive())
+    [item] = inbox.claim(store, "w", clock.now(), limit=10)
+    assert item.delivery_key == "k"
+    with store.engine.connect() as connection:
+        status = connection.execute(text("SELECT status FROM inbox")).scalar()
+    assert status == InboxStatus.RUNNING.value
+
+
+def test_an_ack_follows_a_commit_that_waited_for_the_disk(store: Store, clock: ManualClock) -> None:
+    """Nothing is acknowledged that a crash could lose: when the ack's future resolves, the
+    row is visible to any other connection, and the writer's connections commit durably
+    (the workers' claims may skip the WAL wait; the acks' inserts may not)."""
+    import psycopg
+
+    from approvals.store import psycopg_arguments
+
+    writer = LoopInboxWriter(url_of(store), clock.now)
+
+    async def ack() -> int | None:
+        kept = await writer.keep(Arrival("k", "h", {"n": 1}))
+        with store.engine.connect() as other:  # at the moment the ack would be sent
+            assert other.execute(text("SELECT count(*) FROM inbox")).scalar() == 1
+        return kept
+
+    try:
+        assert asyncio.run(ack()) is not None
+    finally:
+        writer.close()
+    with psycopg.connect(**psycopg_arguments(url_of(store))) as connection:
+        setting = connection.execute("SHOW synchronous_commit").fetchone()
+    assert setting is not None and setting[0] == "on"
