@@ -110,3 +110,26 @@ def test_a_writer_takes_its_turn_after_another_processs_and_at_once_when_it_ends
         thread.join(10)
         writer.dispose()
         plain.dispose()
+
+
+def test_connections_kept_outside_sqlalchemy_get_every_libpq_keyword_of_the_url() -> None:
+    """The LISTEN connection and the acks' writer on the event loop connect with psycopg
+    directly: a production URL's `sslmode` (and the tests' `options`) must reach them as
+    they reach SQLAlchemy's connections."""
+    from approvals.store import psycopg_arguments
+
+    arguments = psycopg_arguments(
+        "postgresql+psycopg://amlbot:pw@db.example:6432/amlbot"
+        "?sslmode=require&options=-csearch_path%3Dt_1&connect_timeout=5"
+    )
+    assert arguments == {
+        "host": "db.example",
+        "port": 6432,
+        "user": "amlbot",
+        "password": "pw",
+        "dbname": "amlbot",
+        "autocommit": True,
+        "sslmode": "require",
+        "options": "-csearch_path=t_1",
+        "connect_timeout": "5",
+    }
