@@ -66,9 +66,10 @@ def accept_many(
 
     On PostgreSQL the same statement wakes the workers (`pg_notify`, delivered at commit
     and only if the insert commits; once per transaction however many rows call it) when
-    the batch holds work for them. One statement is one round trip: the acks' writer runs
-    it on a connection in autocommit (`LoopInboxWriter`), so a batch costs one round trip
-    instead of four (BEGIN, INSERT, NOTIFY, COMMIT).
+    the batch holds work for them. One statement is one round trip: the acks' writer on
+    PostgreSQL runs the same SQL (`accept_statement`) on a connection in autocommit
+    (`LoopInboxWriter`), so a batch costs one round trip instead of four (BEGIN, INSERT,
+    NOTIFY, COMMIT).
     """
     if not arrivals:
         return []

@@ -29,8 +29,9 @@ Resolve = Callable[[int | None, BaseException | None], None]
 
 
 class InboxWriter:
-    """Group commit for the acks: every arrival waiting when the writer is free goes into
-    the inbox in one statement (`accept_many`), however many acks wait on it.
+    """Group commit for the acks on a thread (the edge uses it on SQLite, whose driver
+    blocks; `LoopInboxWriter` on PostgreSQL): every arrival waiting when the writer is free
+    goes into the inbox in one statement (`accept_many`), however many acks wait on it.
 
     A commit costs a round trip and, on PostgreSQL, a WAL flush; paid once per batch
     instead of once per ack, the acking process stays close to a bare Slack app under load

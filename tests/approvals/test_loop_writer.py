@@ -117,24 +117,22 @@ def test_a_closed_writer_takes_nothing_more(store: Store, clock: ManualClock) ->
 
 def test_an_ack_follows_a_commit_that_waited_for_the_disk(store: Store, clock: ManualClock) -> None:
     """Nothing is acknowledged that a crash could lose: when the ack's future resolves, the
-    row is visible to any other connection, and the writer's connections commit durably
-    (the workers' claims may skip the WAL wait; the acks' inserts may not)."""
-    import psycopg
-
-    from approvals.store import psycopg_arguments
-
+    row is visible to any other connection, and the connection that wrote it commits
+    durably (the workers' claims may skip the WAL wait; the acks' inserts may not)."""
     writer = LoopInboxWriter(url_of(store), clock.now)
 
-    async def ack() -> int | None:
+    async def ack() -> tuple[int | None, str]:
         kept = await writer.keep(Arrival("k", "h", {"n": 1}))
         with store.engine.connect() as other:  # at the moment the ack would be sent
             assert other.execute(text("SELECT count(*) FROM inbox")).scalar() == 1
-        return kept
+        # The writer's own connection, the one the ack waited on.
+        cursor = await (await writer._open_connection()).execute("SHOW synchronous_commit")
+        setting = await cursor.fetchone()
+        assert setting is not None
+        return kept, str(setting[0])
 
     try:
-        assert asyncio.run(ack()) is not None
+        kept, setting = asyncio.run(ack())
     finally:
         writer.close()
-    with psycopg.connect(**psycopg_arguments(url_of(store))) as connection:
-        setting = connection.execute("SHOW synchronous_commit").fetchone()
-    assert setting is not None and setting[0] == "on"
+    assert kept is not None and setting == "on"
