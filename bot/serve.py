@@ -396,8 +396,8 @@ def work(
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    for service in services:
-        service.start()
+    # Probes and metrics answer before the first claim, so whatever the worker does (and
+    # counts) can be seen; `/readyz` says "not ready" until the worker claims.
     if health_port is not None:
         ready = readiness_of(bot, services, draining=stopping.is_set)
         try:
@@ -408,9 +408,9 @@ def work(
                 f"{health_host}:{health_port} ({taken.strerror}); choose --health-port",
                 file=sys.stderr,
             )
-            for service in reversed(services):
-                service.stop()
             return 2
+    for service in services:
+        service.start()
     log.info("worker %s claiming inbox items", os.getpid())
     stopping.wait()
     for service in reversed(services):

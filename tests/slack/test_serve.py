@@ -364,3 +364,52 @@ def _status(url: str) -> int:
         return int(refused.code)
     except OSError:
         return 0
+
+
+def test_amlbot_work_whose_health_port_is_taken_exits_before_claiming_anything(
+    tmp_path: Path,
+) -> None:
+    """A worker that cannot serve its probes refuses to start; it must not first take work
+    it then walks away from (held under a lease nobody renews) or do it unseen."""
+    import socket
+
+    from approvals import inbox_accept
+    from approvals.store import Store
+    from approvals.tables import InboxRow, InboxStatus
+    from workspaces.clock import SystemClock
+
+    database = f"sqlite:///{tmp_path / 'amlbot.sqlite3'}"
+    store = Store.open(database)
+    with store.transaction() as session:
+        inbox_accept.accept(session, "waiting", "slack.run_command", {}, SystemClock().now())
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+    with (
+        FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack,
+        socket.socket() as taken,
+    ):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **inherited,
+            "AMLBOT_LOG_LEVEL": "WARNING",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_API_URL": slack.base_url,
+            "AMLBOT_DATABASE_URL": database,
+        }
+        command = ["work", "--health-port", str(port), "--health-host", "127.0.0.1"]
+        finished = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert finished.returncode == 2, finished.stderr
+    assert f"cannot serve /healthz, /readyz and /metrics on 127.0.0.1:{port}" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    with store.transaction() as session:
+        row = session.query(InboxRow).filter_by(delivery_key="waiting").one()
+        assert (row.status, row.attempts, row.claimed_by) == (InboxStatus.PENDING, 0, None)
+    store.engine.dispose()
