@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Resolve = Callable[[int | None, BaseException | None], None]
 
+# Slack waits 3 s for an ack. A batch the database has not answered by then (its host gone
+# dark, a lock held) would make every ack behind it late, for as long as TCP waits: minutes.
+KEEP_DEADLINE = 2.0
+
+
+class KeepUnconfirmed(Exception):
+    """The database did not answer in time: the items may have been kept or not. (Kept,
+    a worker handles them as usual; a retried delivery finds its key taken.)"""
+
 
 class InboxWriter:
     """Group commit for the acks on a thread (the edge uses it on SQLite, whose driver
@@ -146,6 +155,10 @@ class LoopInboxWriter:
     once more on a fresh one, as `in_transaction` does: a batch that did commit before the
     failure finds its keys taken and answers them as repeats, and the workers claim the
     items all the same.
+
+    A batch has `KEEP_DEADLINE` to commit, connecting included, so an ack is never held
+    for as long as TCP waits on a host gone dark: past it, its acks hear `KeepUnconfirmed`
+    (the statement was sent, and may have committed) or a `ConnectionError` (it was not).
     """
 
     def __init__(
@@ -155,8 +168,11 @@ class LoopInboxWriter:
         *,
         max_batch: int = 256,
         lease: timedelta = LEASE,
+        deadline: float = KEEP_DEADLINE,
     ) -> None:
+        # Connecting is bounded by the deadline too (`_insert_by_deadline`).
         self._arguments = psycopg_arguments(url)
+        self._deadline = deadline
         # The bind processors of our column types, as SQLAlchemy's psycopg dialect has them
         # (the engine is never connected).
         self._dialect = create_engine(url).dialect
@@ -168,6 +184,7 @@ class LoopInboxWriter:
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._connection_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._statement_sent = False  # by the batch being written: it may have committed
         self.batches = 0  # for the benchmark and the tests: commits made
         self.written = 0
 
@@ -196,7 +213,7 @@ class LoopInboxWriter:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
                 try:
-                    ids = await self._insert([arrival for arrival, _ in batch])
+                    ids = await self._insert_by_deadline([arrival for arrival, _ in batch])
                 except Exception as failed:
                     log.warning("keeping %s inbound items failed: %r", len(batch), failed)
                     for _, kept in batch:
@@ -213,6 +230,33 @@ class LoopInboxWriter:
             if self._closed:
                 self._drop_connection()
 
+    async def _insert_by_deadline(self, arrivals: list[Arrival]) -> list[int | None]:
+        """`_insert`, or `KeepUnconfirmed` once the deadline passes. The late insert is
+        cancelled (psycopg asks the server to cancel the statement, which may take seconds
+        more) on its own connection, given up; the next batch opens another."""
+        self._statement_sent = False
+        insert = asyncio.get_running_loop().create_task(self._insert(arrivals))
+        done, _ = await asyncio.wait({insert}, timeout=self._deadline)
+        if done:
+            return insert.result()
+        sent = self._statement_sent
+        abandoned, self._connection = self._connection, None
+        insert.cancel()
+
+        def close_abandoned(ended: asyncio.Task[list[int | None]]) -> None:
+            if not ended.cancelled() and ended.exception() is not None:
+                log.info("the abandoned inbox insert ended: %r", ended.exception())
+            if abandoned is not None and not abandoned.closed:
+                abandoned.pgconn.finish()
+
+        insert.add_done_callback(close_abandoned)
+        if not sent:  # still connecting: nothing reached the database
+            raise ConnectionError(f"could not connect to the database within {self._deadline:g} s")
+        raise KeepUnconfirmed(
+            f"the database did not answer within {self._deadline:g} s "
+            f"({len(arrivals)} inbound items waiting)"
+        )
+
     async def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
         statement, parameters, keys = accept_statement(
             self._dialect, arrivals, self._now(), lease=self._lease
@@ -222,6 +266,7 @@ class LoopInboxWriter:
         for attempt in (1, 2):
             connection = await self._open_connection()
             try:
+                self._statement_sent = True
                 cursor = await connection.execute(statement, parameters)
                 return ids_in_order(keys, await cursor.fetchall())
             except psycopg.OperationalError:

@@ -22,9 +22,23 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _migrate_lock = threading.Lock()
 
 
+# libpq's defaults wait on a database host that has gone dark for as long as TCP does
+# (minutes to connect, a quarter of an hour for an answer): a worker thread, the LISTEN, a
+# pooled connection would hang that long. Ours give up in seconds and find dead connections
+# by keepalive; a URL that names any of these keeps its own value.
+CONNECTION_DEFAULTS: dict[str, str] = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
 def psycopg_arguments(url: str | URL) -> dict[str, Any]:
     """`psycopg.connect`'s arguments for a PostgreSQL URL of ours, for connections kept
-    outside SQLAlchemy (a LISTEN, the acks' writer on the event loop); in autocommit."""
+    outside SQLAlchemy (a LISTEN, the acks' writer on the event loop); in autocommit, with
+    `CONNECTION_DEFAULTS` where the URL does not say otherwise."""
     parsed = make_url(url) if isinstance(url, str) else url
     arguments: dict[str, Any] = {
         "host": parsed.host,
@@ -33,12 +47,20 @@ def psycopg_arguments(url: str | URL) -> dict[str, Any]:
         "password": parsed.password,
         "dbname": parsed.database,
         "autocommit": True,
+        **CONNECTION_DEFAULTS,
     }
     # The rest of the query are libpq's own keywords (sslmode, options, connect_timeout, ...),
     # as SQLAlchemy's psycopg dialect passes them.
     for key, value in parsed.query.items():
         arguments[key] = value if isinstance(value, str) else value[-1]
     return {key: value for key, value in arguments.items() if value is not None}
+
+
+def _connection_defaults(url: str) -> dict[str, str]:
+    """`CONNECTION_DEFAULTS` the URL does not name, as `connect_args` (which SQLAlchemy
+    lets win over the URL's query, so only the ones it leaves out)."""
+    named = make_url(url).query
+    return {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in named}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -72,6 +94,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # connection and closed it after, and each opening forks a PostgreSQL backend (seen as
     # a tenth of a `compute list` reply's CPU, and more of the database's).
     kwargs.setdefault("pool_size", 20)
+    kwargs["connect_args"] = {**_connection_defaults(url), **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 

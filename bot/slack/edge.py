@@ -32,7 +32,7 @@ from slack_sdk import WebClient
 from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import LoopInboxWriter, acks_writer
+from approvals.inbox_writer import KeepUnconfirmed, LoopInboxWriter, acks_writer
 from approvals.replies import Reply
 from bot.logs import correlated
 from bot.slack.identity import Identity
@@ -45,6 +45,17 @@ from commands import models as m
 from shared.secrets import find_secret
 
 log = logging.getLogger(__name__)
+
+# A slash command's ack text, shown to the person, when its delivery could not be kept.
+_NOT_KEPT = (
+    "amlbot could not take this right now (it is restarting or its database is "
+    "unreachable). Nothing was done; try again in a minute."
+)
+# ... or when the database did not answer in time: it may have kept it.
+_UNSURE = (
+    "amlbot could not confirm it took this (its database is slow to answer). If it did, "
+    "the answer comes here shortly; if nothing comes within a minute, try again."
+)
 
 T = TypeVar("T")
 # "worker": any worker, whenever it claims the item; "edge": this process, right after the
@@ -270,14 +281,14 @@ class SlackEdge:
             if not self.accepting:
                 raise RuntimeError("shutting down")
             item_id = await self._keep(loop, Arrival(key, handler, payload, claimed_by))
-        except Exception:
-            log.exception("could not keep a Slack delivery; not acknowledging it")
+        except Exception as failed:
+            if isinstance(failed, (KeepUnconfirmed, ConnectionError)):  # the database's state
+                log.error("could not keep a Slack delivery (%s); not acknowledging it", failed)
+            else:
+                log.exception("could not keep a Slack delivery; not acknowledging it")
             if "command" in body:
                 # Slack shows a slash command's ack text to the person; better than a timeout.
-                await ack(
-                    text="amlbot could not take this right now (it is restarting or its "
-                    "database is unreachable). Nothing was done; try again in a minute."
-                )
+                await ack(text=_NOT_KEPT if not isinstance(failed, KeepUnconfirmed) else _UNSURE)
                 return
             raise  # a 500: Slack retries events, and shows the person a failed click
         await ack(**ack_args)

@@ -5,6 +5,9 @@ database dropped is replaced, and no ack is told "kept" for a row that is not.""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +15,7 @@ from sqlalchemy import text
 
 from approvals import inbox
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import LoopInboxWriter, acks_writer
+from approvals.inbox_writer import KeepUnconfirmed, LoopInboxWriter, acks_writer
 from approvals.store import Store
 from approvals.tables import InboxStatus
 from tests.conftest import postgres_schema_url
@@ -136,3 +139,74 @@ def test_an_ack_follows_a_commit_that_waited_for_the_disk(store: Store, clock: M
     finally:
         writer.close()
     assert kept is not None and setting == "on"
+
+
+def test_a_host_that_never_answers_fails_the_acks_by_the_deadline_as_not_kept(
+    clock: ManualClock,
+) -> None:
+    """A database host gone dark: TCP connects (the kernel's backlog takes it) but nothing
+    ever answers. libpq alone would wait as long as TCP does; the acks hear in time that
+    nothing was kept, with Slack's 3 s still ahead of them."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        writer = LoopInboxWriter(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none", clock.now)
+
+        async def arrive() -> list[BaseException | int | None]:
+            kept = [writer.keep(Arrival(f"k{n}", "h", {})) for n in range(3)]
+            return list(await asyncio.gather(*kept, return_exceptions=True))
+
+        started = time.monotonic()
+        outcomes = asyncio.run(arrive())
+        waited = time.monotonic() - started
+        writer.close()
+    assert waited < 2.9, f"the acks waited {waited:.1f} s"
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes), outcomes
+    assert "could not connect to the database within 2 s" in str(outcomes[0])
+
+
+def test_a_statement_the_database_holds_fails_its_acks_as_unconfirmed_and_is_cancelled(
+    store: Store, clock: ManualClock
+) -> None:
+    """The statement reached the database and waits there (a lock; a host that stopped
+    answering mid-statement looks the same from here): its acks cannot be told "kept" nor
+    "not kept". The writer stops waiting at the deadline, the server cancels the statement
+    (so nothing is kept behind the person's back), and the next batch is written on a
+    fresh connection."""
+    writer = LoopInboxWriter(url_of(store), clock.now)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_table() -> None:
+        with store.engine.begin() as connection:
+            connection.execute(text("LOCK TABLE inbox IN SHARE MODE"))  # inserts wait
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_table)
+
+    async def scenario() -> tuple[list[BaseException | int | None], float, int | None]:
+        assert await writer.keep(Arrival("before", "h", {})) is not None  # connected
+        holder.start()
+        assert await asyncio.to_thread(locked.wait, 10)
+        started = time.monotonic()
+        held = [writer.keep(Arrival(f"held{n}", "h", {})) for n in range(3)]
+        outcomes = list(await asyncio.gather(*held, return_exceptions=True))
+        waited = time.monotonic() - started
+        await asyncio.sleep(0.5)  # the cancel reaches the server while the lock is held
+        release.set()
+        await asyncio.to_thread(holder.join, 10)
+        after = await writer.keep(Arrival("after", "h", {}))
+        return outcomes, waited, after
+
+    try:
+        outcomes, waited, after = asyncio.run(scenario())
+    finally:
+        release.set()
+        writer.close()
+    assert 1.9 < waited < 2.9, f"the acks waited {waited:.1f} s"
+    assert all(isinstance(outcome, KeepUnconfirmed) for outcome in outcomes), outcomes
+    assert after is not None
+    with store.engine.connect() as connection:
+        keys = connection.execute(text("SELECT delivery_key FROM inbox ORDER BY id")).scalars()
+        assert list(keys) == ["before", "after"]  # the held statement was cancelled

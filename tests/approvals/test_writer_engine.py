@@ -132,4 +132,29 @@ def test_connections_kept_outside_sqlalchemy_get_every_libpq_keyword_of_the_url(
         "sslmode": "require",
         "options": "-csearch_path=t_1",
         "connect_timeout": "5",
+        # Ours where the URL names none: dead connections found in seconds, not minutes.
+        "keepalives": "1",
+        "keepalives_idle": "30",
+        "keepalives_interval": "10",
+        "keepalives_count": "3",
     }
+    named = psycopg_arguments("postgresql+psycopg://db/amlbot?keepalives_idle=7&connect_timeout=9")
+    assert (named["keepalives_idle"], named["connect_timeout"]) == ("7", "9")
+
+
+@pytest.mark.postgres
+def test_sqlalchemy_connections_give_up_on_a_dark_host_in_seconds_unless_the_url_says() -> None:
+    """libpq's own defaults wait as long as TCP does; the URL's keywords still win."""
+    from tests.conftest import postgres_schema_url
+
+    schema = next(schemas := postgres_schema_url())  # skips (or fails under CI) without one
+    for url, timeout in ((schema, "5"), (f"{schema}&connect_timeout=11", "11")):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                used = connection.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+        finally:
+            engine.dispose()
+        assert used["connect_timeout"] == timeout
+        assert (used["keepalives"], used["keepalives_idle"]) == ("1", "30")
+    schemas.close()

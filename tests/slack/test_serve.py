@@ -110,6 +110,16 @@ def served_on_postgres() -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]
         yield from _serve(url, AMLBOT_WORK_PROCESSES="1")
 
 
+@pytest.fixture
+def database_and_served_on_postgres() -> Iterator[
+    tuple[str, tuple[str, FakeSlack, subprocess.Popen[str]]]
+]:
+    """`served_on_postgres`, and its database's URL."""
+    for database in postgres_schema_url():
+        for served in _serve(database, AMLBOT_WORK_PROCESSES="1"):
+            yield database, served
+
+
 def _serve(
     database_url: str, **extra_env: str
 ) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
@@ -413,3 +423,45 @@ def test_amlbot_work_whose_health_port_is_taken_exits_before_claiming_anything(
         row = session.query(InboxRow).filter_by(delivery_key="waiting").one()
         assert (row.status, row.attempts, row.claimed_by) == (InboxStatus.PENDING, 0, None)
     store.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_command_the_database_holds_too_long_is_answered_within_slacks_window(
+    database_and_served_on_postgres: tuple[str, tuple[str, FakeSlack, subprocess.Popen[str]]],
+) -> None:
+    """The inbox insert waits on the database (here a lock; in production a host gone
+    dark mid-statement): the person hears within Slack's 3 s that amlbot could not confirm
+    it took the command, instead of Slack's own timeout, and the held statement is
+    cancelled, so nothing runs behind their back. The next command goes through."""
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    database, (url, slack, _) = database_and_served_on_postgres
+    holder = create_engine(database)
+    try:
+        with holder.begin() as connection:
+            connection.execute(text("LOCK TABLE inbox IN SHARE MODE"))  # inserts wait
+            started = time.monotonic()
+            body = slash_command_body(
+                "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
+            )
+            answer = post_signed(url, "/slack/events", body, secret=SIGNING_SECRET)
+            waited = time.monotonic() - started
+            time.sleep(0.5)  # the cancel reaches the server while the lock is held
+        assert answer.status == 200 and waited < 3.0, (answer, waited)
+        assert "could not confirm it took this" in answer.body
+        with holder.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM inbox")).scalar() == 0
+        body = slash_command_body(
+            "help", user_id=BOB, response_url=slack.response_url(CHANNEL, BOB)
+        )
+        assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).body == ""
+        wait_for(
+            lambda: [p for p in slack.response_posts() if p.user == BOB] or None,
+            timeout=10,
+            what="the next command's reply",
+        )
+        assert not [p for p in slack.response_posts() if p.user == ALICE]
+    finally:
+        holder.dispose()
