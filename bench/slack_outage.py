@@ -32,7 +32,7 @@ from approvals import outbox  # noqa: E402
 from approvals.config import load_config  # noqa: E402
 from approvals.tables import OutboxRow, OutboxStatus  # noqa: E402
 from bot.outbox_worker import OutboxWorker  # noqa: E402
-from bot.serve import OUTBOX_MIN_GAP, OUTBOX_POLL, OutboxLoop  # noqa: E402
+from bot.services import OUTBOX_MIN_GAP, OUTBOX_POLL, OutboxLoop  # noqa: E402
 from bot.slack.delivery import SlackDeliverer  # noqa: E402
 from bot.slack.identity import Identity  # noqa: E402
 from bot.slack.renderers import RENDERERS  # noqa: E402

@@ -13,15 +13,20 @@ is cached for a few seconds, so a probe every second costs one query every
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from approvals.store import Store, alembic_config
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
 # Sweep rounds come every 15 s; a scheduler silent for this long is wedged.
@@ -111,3 +116,45 @@ class Readiness:
         if children is not None:
             checks["work_processes"] = children
         return Verdict(all(value == "ok" for value in checks.values()), checks)
+
+
+def serve_health(
+    port: int,
+    ready: Callable[[], Verdict],
+    metrics: Metrics | None = None,
+    host: str = "0.0.0.0",
+) -> ThreadingHTTPServer:
+    """`GET /healthz` (the process answers), `/readyz` (`ready()`) and `/metrics`, on a
+    thread: for the processes without an HTTP app (Socket Mode, `amlbot work`)."""
+
+    class Probe(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            content_type, body = "text/plain", b"ok\n"
+            if self.path == "/healthz":
+                status = 200
+            elif self.path == "/readyz":
+                verdict = ready()
+                status = 200 if verdict.ready else 503
+                content_type, body = "application/json", verdict.json().encode()
+            elif self.path == "/metrics" and metrics is not None:
+                try:
+                    status, body = 200, metrics.exposition()
+                    content_type = CONTENT_TYPE_LATEST
+                except Exception:
+                    log.exception("collecting metrics failed")
+                    status, body = 500, b"collecting metrics failed\n"
+            else:
+                status, body = 404, b"not found\n"
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every few seconds would drown the log
+
+    server = ThreadingHTTPServer((host, port), Probe)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="amlbot-health", daemon=True).start()
+    return server

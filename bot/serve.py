@@ -25,206 +25,26 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import timedelta
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from approvals import inbox
 from approvals.config import AppConfig, load_config
-from approvals.outbox import queued_signal
-from approvals.prices import CHORE_EVERY, refresh_if_due
-from approvals.scheduled import HOLDER
 from bot.access_log import uvicorn_log_config
-from bot.eventgrid_webhook import EVENTGRID_HANDLER, eventgrid_routes, job_events_handler
-from bot.health import Readiness, Verdict
-from bot.metrics import CONTENT_TYPE_LATEST, Metrics
-from bot.outbox_worker import OutboxWorker
+from bot.eventgrid_webhook import eventgrid_routes
+from bot.health import Readiness, serve_health
 from bot.processes import (
-    SHUTDOWN_GRACE_SECONDS,
-    BackgroundService,
     WorkerChildren,
-    work_processes,
 )
-from bot.scheduler import Housekeeping, NotificationScheduler
+from bot.services import background_services, edge_services, slack_registrars
 from bot.settings import Settings
-from bot.slack.app import Registrar, SlackBot, build_slack, missing_settings
+from bot.slack.app import SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
 from bot.slack.http import asgi_app, freeze_startup_objects, readiness_of
-from bot.slack.listeners.drift import register_slack_drift
-from bot.slack.listeners.notices import register_slack_actions
 from bot.wiring import Core, build_core
-from bot.work import Handler, InboxWorker
-from workspaces.azure.retail_prices import retail_fetch
 
 log = logging.getLogger(__name__)
-
-OUTBOX_POLL = timedelta(seconds=1)
-OUTBOX_MIN_GAP = timedelta(milliseconds=20)
-EMAIL_RETRY = timedelta(minutes=10)
-PRUNE_EVERY = timedelta(hours=1)
-
-
-class OutboxLoop:
-    """Delivers the outbox: at once when woken (a change queued a message), else every
-    `interval` (retries, and what other processes queued). Not within `min_gap` of the last
-    round: a burst of wakes is one round, not a busy loop."""
-
-    name = "outbox"
-
-    def __init__(
-        self,
-        work: Callable[[], object],
-        interval: timedelta = OUTBOX_POLL,
-        min_gap: timedelta = OUTBOX_MIN_GAP,
-        queued: threading.Event | None = None,
-    ) -> None:
-        self.interval = interval.total_seconds()
-        self.queued = queued
-        self.min_gap = min_gap.total_seconds()
-        self.work = work
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="amlbot-outbox", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def wake_if_queued(self) -> None:
-        """Wake only if this process queued a message since the last round (`queued`)."""
-        if self.queued is None or self.queued.is_set():
-            self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            if self.queued is not None:
-                self.queued.clear()  # before the round: what is queued during it wakes us
-            try:
-                self.work()
-            except Exception:
-                log.exception("delivering the outbox failed; it runs again")
-            if self.min_gap and self._stopping.wait(self.min_gap):
-                return
-            self._wake.wait(self.interval)
-
-
-class StoppingWorker:
-    """The inbox worker as a background service, stopped with the shutdown grace."""
-
-    name = "inbox"
-
-    def __init__(self, worker: InboxWorker, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        self.worker = worker
-        self.grace = grace
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def stop(self) -> None:
-        self.worker.stop(self.grace)
-
-
-def slack_registrars() -> list[Registrar]:
-    """Listeners beyond the built-in ones (`Callable[[AsyncApp, SlackEdge], None]`), e.g.
-    the notifications' buttons. Workers build them too: a job is found by its name."""
-    return [register_slack_actions, register_slack_drift]
-
-
-def inbox_handlers(bot: SlackBot) -> dict[str, Handler]:
-    """Every kind of inbox item, by handler name: the Slack jobs and Event Grid deliveries."""
-    handlers: dict[str, Handler] = {name: bot.edge.run_item for name in bot.edge.jobs}
-    handlers[EVENTGRID_HANDLER] = job_events_handler(bot.edge.core, bot.edge.on_core_done)
-    return handlers
-
-
-def background_services(
-    core: Core,
-    bot: SlackBot,
-    *,
-    worker: bool = True,
-    grace: float = SHUTDOWN_GRACE_SECONDS,
-    prices_url: str | None = None,
-) -> list[BackgroundService]:
-    """What a worker runs beside the edge: the inbox worker, the outbox, the sweeps and
-    housekeeping (with `prices_url`, the daily price refresh from that Retail Prices API).
-    Without `worker`, nothing: the edge only accepts."""
-    if not worker:
-        return []
-    outbox = OutboxWorker(core.store, bot.deliverer, core.clock, core.config)
-    outbox_loop = OutboxLoop(outbox.run_once, queued=queued_signal(core.store.engine))
-    # A card or notice should not wait for the next poll after a command changed state.
-    bot.edge.on_core_done = outbox_loop.wake_if_queued
-    inbox_worker = InboxWorker(
-        core.store,
-        core.clock,
-        inbox_handlers(bot),
-        threads=bot.edge.options.work_threads,
-        on_dead=bot.edge.dead_letter,
-        on_handled=outbox_loop.wake_if_queued,
-        metrics=core.metrics,
-    )
-    bot.edge.on_accepted = inbox_worker.wake
-    bot.edge.worker = inbox_worker
-    identity = bot.edge.identity
-
-    def resolve_emails() -> None:
-        left = identity.resolve_emails()
-        if left:
-            log.warning("not yet known in Slack, retried later: %s", ", ".join(left))
-
-    def prune_inbox() -> None:
-        inbox.prune(core.store, core.clock.now())
-
-    chores = [
-        Housekeeping("resolve-emails", EMAIL_RETRY, resolve_emails),
-        Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
-    ]
-    if prices_url is not None:
-        fetch = retail_fetch(prices_url)
-        chores.append(
-            Housekeeping("prices", CHORE_EVERY, lambda: refresh_if_due(core, fetch, HOLDER))
-        )
-
-    return [
-        outbox_loop,
-        StoppingWorker(inbox_worker, grace),
-        # Sweeps: job updates, grant expiry, reminders, idle compute, recovery. What they
-        # queue is delivered at once by waking the outbox loop.
-        NotificationScheduler(
-            core,
-            on_change=outbox_loop.wake,
-            housekeeping=chores,
-        ),
-    ]
-
-
-def edge_services(
-    core: Core,
-    bot: SlackBot,
-    settings: Settings,
-    config_path: str | None,
-    *,
-    health_port: int | None = None,
-    health_host: str = "0.0.0.0",
-) -> list[BackgroundService]:
-    """What runs beside an edge: its `amlbot work` children, none when the deployment runs
-    its workers itself (`AMLBOT_WORK_PROCESSES=0`). With `health_port`, child i answers
-    probes and metrics on `health_port + i`."""
-    children = work_processes(settings, settings.database_url)
-    if not children:
-        return []
-    return [WorkerChildren(children, config_path, health_port=health_port, health_host=health_host)]
 
 
 def azure_routes(bot: SlackBot, settings: Settings) -> list[BaseRoute]:
@@ -417,49 +237,6 @@ def work(
         service.stop()
     core.store.engine.dispose()
     return 0
-
-
-def serve_health(
-    port: int,
-    ready: Callable[[], Verdict],
-    metrics: Metrics | None = None,
-    host: str = "0.0.0.0",
-) -> ThreadingHTTPServer:
-    """`GET /healthz` (the process answers), `/readyz` (`ready()`) and `/metrics`, on a
-    thread: for the processes without an HTTP app (Socket Mode, `amlbot work`)."""
-    from http.server import BaseHTTPRequestHandler
-
-    class Probe(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            content_type, body = "text/plain", b"ok\n"
-            if self.path == "/healthz":
-                status = 200
-            elif self.path == "/readyz":
-                verdict = ready()
-                status = 200 if verdict.ready else 503
-                content_type, body = "application/json", verdict.json().encode()
-            elif self.path == "/metrics" and metrics is not None:
-                try:
-                    status, body = 200, metrics.exposition()
-                    content_type = CONTENT_TYPE_LATEST
-                except Exception:
-                    log.exception("collecting metrics failed")
-                    status, body = 500, b"collecting metrics failed\n"
-            else:
-                status, body = 404, b"not found\n"
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # probes every few seconds would drown the log
-
-    server = ThreadingHTTPServer((host, port), Probe)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="amlbot-health", daemon=True).start()
-    return server
 
 
 def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: Readiness) -> None:

@@ -4,7 +4,7 @@ A listener does two things on the event loop: it writes the delivery to the inbo
 (`approvals/inbox.py`) and acks. Only then does Slack hear "accepted", so a crash, a deploy
 or a dead worker never loses what was acknowledged: a worker (in this process or any other,
 see `bot/work.py`) claims the item and runs its job `(edge, delivery)` with the synchronous
-clients. Secrets are withheld from the body before it is written (`withhold_secrets`).
+clients. Secrets are withheld from the body before it is written (`bot/slack/deliveries.py`).
 
 What must happen within Slack's 3-second trigger window (opening a modal) is run by this
 process right after the ack, on its `quick` threads; the item is accepted already claimed
@@ -35,14 +35,15 @@ from approvals.inbox_accept import Arrival
 from approvals.inbox_writer import KeepUnconfirmed, LoopInboxWriter, acks_writer
 from approvals.replies import Reply
 from bot.logs import correlated
+from bot.slack.deliveries import Delivery, delivery_key, inbox_payload, team_id_of
 from bot.slack.identity import Identity
 from bot.slack.payloads import user_id_of
 from bot.slack.response_urls import ResponseUrls
+from bot.slack.settling import Settler
 from bot.slack.telling import tell
 from bot.wiring import Core
 from bot.work import InboxWorker
 from commands import models as m
-from shared.secrets import find_secret
 
 log = logging.getLogger(__name__)
 
@@ -83,25 +84,6 @@ PERMANENT_SLACK_ERRORS = frozenset(
         "account_inactive",
     }
 )
-WITHHELD = "[withheld: looked like a secret]"
-# Where a person types: a secret there is refused, not only withheld.
-_TYPED_FIELDS = ("text", "view")
-# Top-level fields Slack itself writes into a delivery: its ids and the reply URL. Nobody
-# types there (the body is signed by Slack), and the URL's `://` would run every detector
-# on every ack.
-_WRITTEN_BY_SLACK = frozenset(
-    {
-        "api_app_id",
-        "channel_id",
-        "command",
-        "enterprise_id",
-        "is_enterprise_install",
-        "response_url",
-        "team_id",
-        "trigger_id",
-        "user_id",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -117,82 +99,7 @@ class SlackOptions:
     dm_notices: bool = True
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One request from Slack, as the job that handles it needs it."""
-
-    body: dict[str, Any]
-    home_team: str | None  # the team the bot is installed in (from auth.test)
-    retry_num: int  # X-Slack-Retry-Num; 0 for a first delivery
-    # The kind of secret found where the person typed (withheld from `body`), if any.
-    secret: str | None = None
-
-
 Job = Callable[["SlackEdge", Delivery], None]
-
-
-def delivery_key(body: dict[str, Any]) -> str:
-    """The key naming one delivery: the event id for events, else the trigger id that Slack
-    mints once per command, click or form submission. Without either (never seen from
-    Slack), a fresh key: nothing tells two such deliveries apart."""
-    if body.get("event_id"):
-        return f"event:{body['event_id']}"
-    kind = str(body.get("type") or ("slash_command" if "command" in body else "other"))
-    trigger = body.get("trigger_id")
-    if trigger:
-        return f"{kind}:{trigger}"
-    return f"{kind}:unkeyed:{uuid.uuid4().hex}"
-
-
-def withhold_secrets(body: Any, path: tuple[str, ...] = ()) -> tuple[Any, list[str]]:
-    """The body with every string that holds a secret replaced, and the kinds found where a
-    person types. Slack's legacy verification `token` is dropped: it is a credential too."""
-    typed: list[str] = []
-    if isinstance(body, dict):
-        cleaned = {}
-        for key, value in body.items():
-            if key == "token":
-                continue
-            if not path and key in _WRITTEN_BY_SLACK and isinstance(value, str):
-                cleaned[key] = value
-                continue
-            cleaned[key], found = withhold_secrets(value, (*path, str(key)))
-            typed += found
-        return cleaned, typed
-    if isinstance(body, list):
-        items = []
-        for index, value in enumerate(body):
-            item, found = withhold_secrets(value, (*path, str(index)))
-            items.append(item)
-            typed += found
-        return items, typed
-    if isinstance(body, str):
-        kind = find_secret(body)
-        if kind is None:
-            return body, []
-        return WITHHELD, ([kind] if path[:1] and path[0] in _TYPED_FIELDS else [])
-    return body, []
-
-
-MAX_ID = 2**31 - 1  # the database's integer
-
-
-def id_in(value: object) -> int | None:
-    """The id a button carries, or None: ASCII digits only (`"²".isdigit()` is true), and
-    no larger than an id can be."""
-    text = str(value)
-    if not (text.isascii() and text.isdigit()) or len(text) > 10:
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_ID else None
-
-
-def team_id_of(body: dict[str, Any]) -> str | None:
-    if isinstance(body.get("team"), dict):
-        return str(body["team"]["id"])
-    if isinstance(body.get("user"), dict) and body["user"].get("team_id"):
-        return str(body["user"]["team_id"])
-    return str(body["team_id"]) if body.get("team_id") else None
 
 
 class SlackEdge:
@@ -442,59 +349,3 @@ class SlackEdge:
         self.inbox_writer.close()
         self._quick.shutdown(wait=True, cancel_futures=False)
         self.response_urls.close()
-
-
-class Settler:
-    """Hands the inbox writer's outcomes to the event loop, one wake-up per batch: each
-    `call_soon_threadsafe` writes to the loop's self-pipe and costs the loop an iteration,
-    and a batch committed for 20 acks would otherwise wake it 20 times."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._ready: list[tuple[asyncio.Future[int | None], int | None, BaseException | None]]
-        self._ready = []
-        self._scheduled = False
-
-    def settle(
-        self, kept: asyncio.Future[int | None], item_id: int | None, error: BaseException | None
-    ) -> None:
-        """From the writer's thread: `kept` ends with the item's id (or the error)."""
-        with self._lock:
-            self._ready.append((kept, item_id, error))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: no ack is waiting any more
-            with self._lock:
-                self._scheduled = False
-            raise
-
-    def _drain(self) -> None:
-        with self._lock:
-            ready, self._ready = self._ready, []
-            self._scheduled = False
-        for kept, item_id, error in ready:
-            if kept.done():  # the ack was cancelled meanwhile (the client went away)
-                continue
-            if error is not None:
-                kept.set_exception(error)
-            else:
-                kept.set_result(item_id)
-
-
-def inbox_payload(
-    body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
-) -> dict[str, Any]:
-    """What the inbox keeps of a delivery: the body without secrets, and who it came to."""
-    retry = request.headers.get("x-slack-retry-num", ["0"])[0]
-    authorized = context.authorize_result
-    cleaned, secrets = withhold_secrets(body)
-    return {
-        "body": cleaned,
-        "home_team": authorized.team_id if authorized is not None else None,
-        "retry_num": int(retry) if retry.isdigit() else 0,
-        "secret": secrets[0] if secrets else None,
-    }

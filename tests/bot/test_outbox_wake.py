@@ -15,7 +15,7 @@ from sqlalchemy import select
 from approvals import outbox
 from approvals.store import Store
 from approvals.tables import OutboxRow
-from bot.serve import OutboxLoop
+from bot.services import OutboxLoop
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

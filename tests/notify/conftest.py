@@ -18,7 +18,7 @@ from approvals.tables import InboxRow, OutboxRow
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.outbox_worker import OutboxWorker
 from bot.scheduler import NotificationScheduler
-from bot.serve import inbox_handlers
+from bot.services import inbox_handlers
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.http import asgi_app

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.outbox_worker import OutboxWorker
-from bot.serve import OutboxLoop, StoppingWorker, background_services
+from bot.services import OutboxLoop, StoppingWorker, background_services
 from bot.settings import Settings
 from bot.slack.app import build_slack
 from bot.slack.http import asgi_app

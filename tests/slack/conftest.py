@@ -22,7 +22,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from bot.serve import BackgroundService, background_services, slack_registrars
+from bot.processes import BackgroundService
+from bot.services import background_services, slack_registrars
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
 from bot.slack.http import asgi_app

@@ -13,7 +13,7 @@ from approvals.config import AppConfig
 from approvals.directory import Directory
 from bot.settings import Settings
 from bot.slack.app import build_slack
-from bot.slack.edge import Delivery
+from bot.slack.deliveries import Delivery
 from bot.slack.identity import Identity
 from bot.wiring import Core, build_core
 from tests.fakes.slack_api import FakeSlack

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from approvals.tables import InboxRow
-from bot.slack.edge import withhold_secrets
+from bot.slack.deliveries import withhold_secrets
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
@@ -169,7 +169,7 @@ def test_a_batch_of_kept_deliveries_wakes_the_event_loop_once_and_settles_each()
     import asyncio
     import threading
 
-    from bot.slack.edge import Settler
+    from bot.slack.settling import Settler
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()

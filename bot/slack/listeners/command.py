@@ -11,7 +11,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.deliveries import Delivery
+from bot.slack.edge import SlackEdge
 from bot.slack.listeners.forms import FORMS, open_form
 from bot.slack.telling import tell
 from bot.slack.views.common import unescape

@@ -17,7 +17,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from approvals.replies import Reply
 from approvals.states import RequestStatus
 from approvals.wording import describe_request, status_line
-from bot.slack.edge import Delivery, SlackEdge, id_in
+from bot.slack.deliveries import Delivery, id_in
+from bot.slack.edge import SlackEdge
 from bot.slack.telling import channel_of, metadata, tell
 from bot.slack.views.common import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 from bot.slack.views.modals import deny_modal

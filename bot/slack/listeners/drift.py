@@ -26,8 +26,9 @@ from slack_sdk.models.blocks import (
 from approvals.drift import FIX_LABELS, findings_of
 from approvals.tables import DriftFindingRow, DriftStatus, OutboxRow
 from bot.outbox_worker import PermanentDeliveryError
+from bot.slack.deliveries import Delivery, id_in
 from bot.slack.delivery import DeliveryContext
-from bot.slack.edge import Delivery, SlackEdge, id_in
+from bot.slack.edge import SlackEdge
 from bot.slack.telling import channel_of, tell
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (

@@ -22,7 +22,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 
 from approvals.config import WorkspaceConfig
-from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.deliveries import Delivery
+from bot.slack.edge import SlackEdge
 from bot.slack.telling import metadata, tell
 from bot.slack.views.common import DATASTORE_MODAL, JOB_MODAL
 from bot.slack.views.modals import ClusterChoice, datastore_modal, job_modal, message_modal

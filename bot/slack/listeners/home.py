@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.edge import Delivery, SlackEdge
+from bot.slack.deliveries import Delivery
+from bot.slack.edge import SlackEdge
 from bot.slack.telling import publish_home
 from bot.slack.views.common import escape
 

@@ -16,7 +16,8 @@ from slack_bolt.async_app import AsyncApp
 from approvals.idle.actions import FixChoice, act_on_item, snooze_item
 from approvals.idle.digest import digest_item, digest_items
 from approvals.reminders import extension_request
-from bot.slack.edge import Delivery, SlackEdge, id_in
+from bot.slack.deliveries import Delivery, id_in
+from bot.slack.edge import SlackEdge
 from bot.slack.telling import channel_of, tell
 from bot.slack.views.notices import (
     EXTEND_ACTION,
