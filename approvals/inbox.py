@@ -35,7 +35,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     event,
-    func,
     literal_column,
     select,
     union_all,
@@ -328,40 +327,6 @@ def _update_held(store: Store, item_ids: Iterable[int], holder: str, **values: A
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-@dataclass(frozen=True)
-class InboxDepth:
-    pending: int
-    running: int
-    dead: int
-    oldest_waiting: timedelta | None  # of what is pending or running
-
-
-def depth(store: Store, now: datetime) -> InboxDepth:
-    with store.transaction() as session:
-        counts = dict(
-            session.execute(
-                select(InboxRow.status, func.count())
-                .where(
-                    InboxRow.status.in_(
-                        [InboxStatus.PENDING, InboxStatus.RUNNING, InboxStatus.DEAD]
-                    )
-                )
-                .group_by(InboxRow.status)
-            ).all()
-        )
-        oldest = session.scalar(
-            select(func.min(InboxRow.received_at)).where(
-                InboxRow.status.in_([InboxStatus.PENDING, InboxStatus.RUNNING])
-            )
-        )
-    return InboxDepth(
-        pending=int(counts.get(InboxStatus.PENDING, 0)),
-        running=int(counts.get(InboxStatus.RUNNING, 0)),
-        dead=int(counts.get(InboxStatus.DEAD, 0)),
-        oldest_waiting=(now - oldest) if oldest is not None else None,
-    )
 
 
 def prune(store: Store, now: datetime) -> int:
