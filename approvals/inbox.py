@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -34,7 +34,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    event,
     literal_column,
     select,
     union_all,
@@ -46,7 +45,7 @@ from sqlalchemy.sql.expression import BindParameter
 
 from approvals import outbox
 from approvals.directory import Directory
-from approvals.store import Store, make_engine, make_writer_engine, write_turn
+from approvals.store import Store, write_turn
 from approvals.tables import InboxRow, InboxStatus, UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -127,21 +126,23 @@ def claim(
 
     The claim is one statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the
     sub-select locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each
-    other's rows by; on SQLite the statement holds the database's write lock throughout.
+    other's rows by, and the completions ride in the same statement; on SQLite the
+    statement holds the database's write lock throughout.
     """
     if limit <= 0 and not completing:
         return []
-    postgres = store.engine.dialect.name == "postgresql"
-    values = {"now": now, "limit": limit, "lease_until": now + lease, "holder": holder[:64]}
+    values = {"now": now, "limit": max(limit, 0), "lease_until": now + lease, "holder": holder[:64]}
 
     def complete_then_claim(connection: Connection) -> Sequence[Any]:
+        if connection.dialect.name == "postgresql":
+            return connection.exec_driver_sql(
+                _COMPLETE_AND_CLAIM_POSTGRES, {**values, "completing": list(completing)}
+            ).all()
         if completing:
             connection.execute(
                 _COMPLETE_MANY, {"item_ids": list(completing), "holder": holder[:64], "now": now}
             )
-        if limit <= 0:
-            return []
-        return connection.execute(_CLAIM_POSTGRES if postgres else _CLAIM, values).all()
+        return connection.execute(_CLAIM, values).all() if limit > 0 else []
 
     rows = in_transaction(store.engine, complete_then_claim)
     return sorted(
@@ -152,7 +153,7 @@ def claim(
                 handler=row.handler,
                 payload=dict(row.payload or {}),
                 attempts=row.attempts,
-                received_at=row.received_at,
+                received_at=row.received_at.astimezone(UTC),
             )
             for row in rows
         ),
@@ -169,7 +170,7 @@ _ANY_DUE = (
 )
 
 
-def _claim_statement(*, skip_locked: bool) -> Any:
+def _claim_statement() -> Any:
     """Two sub-selects, each ordered as its partial index is (`ix_inbox_pending`,
     `ix_inbox_running`), so the database walks the index in order and stops after `limit`.
 
@@ -178,7 +179,8 @@ def _claim_statement(*, skip_locked: bool) -> Any:
     condition ORed over both states made it choose bitmap scans, which never mark them:
     during a burst every claim then re-read every handled row since the last vacuum
     (about 350 index entries per claim in bench/ack_latency.py, a third of the database's
-    CPU)."""
+    CPU). PostgreSQL runs the same shape, with its completions, as one statement
+    (`_COMPLETE_AND_CLAIM_POSTGRES`)."""
     limit = bindparam("limit", type_=Integer())
     pending = (
         select(InboxRow.id)
@@ -189,9 +191,6 @@ def _claim_statement(*, skip_locked: bool) -> Any:
     lapsed = (
         select(InboxRow.id).where(_lease_lapsed(_NOW)).order_by(InboxRow.lease_until).limit(limit)
     )
-    if skip_locked:
-        pending = pending.with_for_update(skip_locked=True)
-        lapsed = lapsed.with_for_update(skip_locked=True)
     due = union_all(select(pending.subquery().c.id), select(lapsed.subquery().c.id)).subquery()
     return (
         update(InboxRow)
@@ -213,8 +212,44 @@ def _claim_statement(*, skip_locked: bool) -> Any:
     )
 
 
-_CLAIM = _claim_statement(skip_locked=False)
-_CLAIM_POSTGRES = _claim_statement(skip_locked=True)
+_CLAIM = _claim_statement()
+
+# On PostgreSQL, the completions a claim carries and the claim in one statement (one round
+# trip; the driver's SQL, since SQLAlchemy's statement building and result handling cost a
+# worker more CPU than the database spent on it). The completed rows are the claimer's own
+# and running, so neither sub-select can pick them: the lapsed one leaves them out by id,
+# as a row may be changed only once in a statement. Each sub-select locks `SKIP LOCKED`,
+# so claimers in parallel pass each other's rows by.
+_COMPLETE_AND_CLAIM_POSTGRES = f"""
+WITH done AS (
+    UPDATE {InboxRow.__tablename__}
+    SET status = '{InboxStatus.DONE.value}', payload = NULL, finished_at = %(now)s,
+        lease_until = NULL, last_error = NULL
+    WHERE id = ANY(%(completing)s) AND status = '{InboxStatus.RUNNING.value}'
+        AND claimed_by = %(holder)s
+)
+UPDATE {InboxRow.__tablename__}
+SET status = '{InboxStatus.RUNNING.value}', lease_until = %(lease_until)s,
+    claimed_by = %(holder)s, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id FROM (
+            SELECT id FROM {InboxRow.__tablename__}
+            WHERE status = '{InboxStatus.PENDING.value}' AND available_at <= %(now)s
+            ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS pending
+        UNION ALL
+        SELECT id FROM (
+            SELECT id FROM {InboxRow.__tablename__}
+            WHERE status = '{InboxStatus.RUNNING.value}' AND lease_until < %(now)s
+                AND id <> ALL(%(completing)s)
+            ORDER BY lease_until LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS lapsed
+    ) AS due
+    ORDER BY id LIMIT %(limit)s
+)
+RETURNING id, delivery_key, handler, payload, attempts, received_at
+"""
 # Marks done the holder's items among `item_ids` (one, or what a claim is completing).
 _COMPLETE_MANY = (
     update(InboxRow)
@@ -363,41 +398,3 @@ def tell_leads_of_dead_item(
                 now=now,
                 dedupe_key=f"dead-inbox:{item.id}:{lead}",
             )
-
-
-def claims_store(store: Store, threads: int) -> Store:
-    """Where a worker claims, renews, completes and fails its items: transactions that only
-    write, many a second under load.
-
-    On SQLite, an engine that takes the write lock as each begins and polls for it finely
-    (`make_writer_engine`): the acks' inserts wait for these, and these for the acks.
-
-    On PostgreSQL, an engine that skips the pre-ping (a round trip per transaction, two per
-    item; inbox writes retry once on a connection the database dropped instead), whose
-    statements each commit by themselves, and whose commits do not wait for the WAL to
-    reach the disk. Every write here is one statement guarded by its own conditions (the
-    holder, the state), so none needs a transaction around it; without one, a claim that
-    also completes costs two round trips instead of four (BEGIN and COMMIT). Losing the
-    last claims or completions in a database crash is safe: an unclaimed item is claimed
-    again, an uncompleted one is run again and its handler is idempotent. What must
-    survive a crash, the accepted item and every state change of the handlers, is
-    committed durably elsewhere."""
-    url = store.engine.url.render_as_string(hide_password=False)
-    if store.engine.dialect.name != "postgresql":
-        if store.engine.url.database in (None, "", ":memory:"):
-            return store  # an engine of its own would be another, empty, database
-        return Store(make_writer_engine(url))
-    engine = make_engine(
-        url,
-        pool_pre_ping=False,
-        pool_size=threads + 2,
-        isolation_level="AUTOCOMMIT",
-    )
-
-    @event.listens_for(engine, "connect")
-    def _no_wal_wait(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET synchronous_commit = off")
-        dbapi_connection.commit()
-
-    return Store(engine)

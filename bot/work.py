@@ -28,7 +28,7 @@ from typing import Any
 from approvals import inbox
 from approvals.correlation import delivering
 from approvals.inbox import InboxItem
-from approvals.store import Store, psycopg_arguments
+from approvals.store import Store, claims_store, psycopg_arguments
 from approvals.tables import InboxStatus
 from bot.metrics import Metrics
 from workspaces.clock import Clock
@@ -71,7 +71,7 @@ class InboxWorker:
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
-        self.inbox_store = inbox.claims_store(store, threads)
+        self.inbox_store = claims_store(store, threads)
         self.metrics = metrics
         self.clock = clock
         self.handlers = handlers

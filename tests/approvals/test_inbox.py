@@ -112,6 +112,22 @@ def test_a_claim_first_marks_done_what_its_holder_handled_and_only_that(
     assert status_of(store, "c").status == InboxStatus.DONE
 
 
+def test_an_item_completed_after_its_lease_ran_out_is_done_not_claimed_again(
+    store: Store, clock: ManualClock
+) -> None:
+    """The heartbeat could not renew it (a database blip), but the holder finished it: its
+    completion and the claim that carries it must not both take the row (on PostgreSQL they
+    are one statement, which may change a row only once)."""
+    keep(store, clock, "slow")
+    keep(store, clock, "next")
+    [slow] = inbox.claim(store, "w1", clock.now())
+    later = clock.now() + inbox.LEASE + timedelta(seconds=1)
+    [claimed] = inbox.claim(store, "w1", later, limit=5, completing=[slow.id])
+    assert claimed.delivery_key == "next" and claimed.received_at == clock.now()
+    row = status_of(store, "slow")
+    assert (row.status, row.attempts, row.finished_at) == (InboxStatus.DONE, 1, later)
+
+
 def test_a_handled_item_keeps_its_key_but_not_its_payload(store: Store, clock: ManualClock) -> None:
     keep(store, clock, "k")
     [item] = inbox.claim(store, "w1", clock.now())
