@@ -32,7 +32,7 @@ from slack_sdk import WebClient
 from approvals import inbox
 from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import KeepUnconfirmed, LoopInboxWriter, acks_writer
+from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, LoopInboxWriter, acks_writer
 from approvals.replies import Reply
 from bot.logs import correlated
 from bot.slack.deliveries import Delivery, delivery_key, inbox_payload, team_id_of
@@ -219,6 +219,11 @@ class SlackEdge:
         if settler is None or settler.loop is not loop:
             settler = self._settler = Settler(loop)
         self.inbox_writer.submit(arrival, functools.partial(settler.settle, kept))
+        # The thread cannot be interrupted mid-write (SQLite's lock held elsewhere, a slow
+        # disk); the ack stops waiting at the deadline all the same, as on PostgreSQL. The
+        # write goes on, and may keep the item: the person is told exactly that.
+        overdue = loop.call_later(KEEP_DEADLINE, _give_up_waiting, kept)
+        kept.add_done_callback(lambda _: overdue.cancel())
         return kept
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -349,3 +354,10 @@ class SlackEdge:
         self.inbox_writer.close()
         self._quick.shutdown(wait=True, cancel_futures=False)
         self.response_urls.close()
+
+
+def _give_up_waiting(kept: asyncio.Future[int | None]) -> None:
+    if not kept.done():
+        kept.set_exception(
+            KeepUnconfirmed(f"the inbox write did not finish within {KEEP_DEADLINE:g} s")
+        )

@@ -465,3 +465,36 @@ def test_a_command_the_database_holds_too_long_is_answered_within_slacks_window(
         assert not [p for p in slack.response_posts() if p.user == ALICE]
     finally:
         holder.dispose()
+
+
+def test_on_sqlite_an_ack_stops_waiting_at_the_deadline_and_the_command_still_runs(
+    served: tuple[str, FakeSlack, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """The embedded default: the acks' writer thread waits for its turn at SQLite's write
+    lock, held here by another process. The ack stops waiting within Slack's 3 s and says
+    it could not confirm; the write goes on once the turn is free, so the command is kept
+    after all and answered, as the ack said it might be."""
+    import fcntl
+    import time
+
+    url, slack, _ = served
+    turns = os.open(tmp_path / "amlbot.sqlite3-amlbot-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(turns, fcntl.LOCK_EX)
+        started = time.monotonic()
+        body = slash_command_body(
+            "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
+        )
+        answer = post_signed(url, "/slack/events", body, secret=SIGNING_SECRET)
+        waited = time.monotonic() - started
+        assert answer.status == 200 and waited < 3.0, (answer, waited)
+        assert "could not confirm it took this" in answer.body
+        assert not [p for p in slack.response_posts() if p.user == ALICE]
+    finally:
+        fcntl.flock(turns, fcntl.LOCK_UN)
+        os.close(turns)
+    wait_for(
+        lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,
+        timeout=10,
+        what="the help reply once the write went through",
+    )
