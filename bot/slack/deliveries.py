@@ -104,14 +104,6 @@ def id_in(value: object) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
-def team_id_of(body: dict[str, Any]) -> str | None:
-    if isinstance(body.get("team"), dict):
-        return str(body["team"]["id"])
-    if isinstance(body.get("user"), dict) and body["user"].get("team_id"):
-        return str(body["user"]["team_id"])
-    return str(body["team_id"]) if body.get("team_id") else None
-
-
 def inbox_payload(
     body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
 ) -> dict[str, Any]:

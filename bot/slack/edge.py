@@ -35,9 +35,9 @@ from approvals.inbox_accept import Arrival
 from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, LoopInboxWriter, acks_writer
 from approvals.replies import Reply
 from bot.logs import correlated
-from bot.slack.deliveries import Delivery, delivery_key, inbox_payload, team_id_of
+from bot.slack.deliveries import Delivery, delivery_key, inbox_payload
 from bot.slack.identity import Identity
-from bot.slack.payloads import user_id_of
+from bot.slack.payloads import team_id_of, user_id_of
 from bot.slack.response_urls import ResponseUrls
 from bot.slack.settling import Settler
 from bot.slack.telling import tell

@@ -139,6 +139,14 @@ def shape_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
+def team_id_of(body: dict[str, Any]) -> str | None:
+    if isinstance(body.get("team"), dict):
+        return str(body["team"]["id"])
+    if isinstance(body.get("user"), dict) and body["user"].get("team_id"):
+        return str(body["user"]["team_id"])
+    return str(body["team_id"]) if body.get("team_id") else None
+
+
 def user_id_of(body: dict[str, Any]) -> str | None:
     if isinstance(body.get("user"), dict):
         return str(body["user"]["id"])
