@@ -147,14 +147,13 @@ def test_sqlalchemy_connections_give_up_on_a_dark_host_in_seconds_unless_the_url
     """libpq's own defaults wait as long as TCP does; the URL's keywords still win."""
     from tests.conftest import postgres_schema_url
 
-    schema = next(schemas := postgres_schema_url())  # skips (or fails under CI) without one
-    for url, timeout in ((schema, "5"), (f"{schema}&connect_timeout=11", "11")):
-        engine = make_engine(url)
-        try:
-            with engine.connect() as connection:
-                used = connection.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
-        finally:
-            engine.dispose()
-        assert used["connect_timeout"] == timeout
-        assert (used["keepalives"], used["keepalives_idle"]) == ("1", "30")
-    schemas.close()
+    for schema in postgres_schema_url():  # skips (or fails under CI) without PostgreSQL
+        for url, timeout in ((schema, "5"), (f"{schema}&connect_timeout=11", "11")):
+            engine = make_engine(url)
+            try:
+                with engine.connect() as connection:
+                    used = connection.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+            finally:
+                engine.dispose()
+            assert used["connect_timeout"] == timeout
+            assert (used["keepalives"], used["keepalives_idle"]) == ("1", "30")
