@@ -82,7 +82,8 @@ class Resumption(Execution):
         with self.store.transaction() as session:
             now_row = self.load(session, row.id)
         if now_row.status not in leases.IN_FLIGHT:
-            return now_row, f"Request {ref} is no longer pending. {self.outcome_text(now_row)}"
+            # Carried out meanwhile, by the approval that moved it on: this one did nothing.
+            raise UserError(f"Request {ref} is no longer pending. {self.outcome_text(now_row)}")
         raise UserError(
             f"Request {ref} is no longer pending: it was approved by {now_row.decided_by} and "
             "is being carried out. If that is interrupted, the bot resumes it automatically "
