@@ -115,7 +115,12 @@ class ServedBot:
     latency: float
     work_processes: int = 1
     port: int = field(default_factory=free_port)
+    # Not `serve`'s default (the port after --port): two bots on neighbouring ports would
+    # each find the other's port taken.
+    work_health_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # What the server and its workers logged (errors only), for a failing test to show.
+    log_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -134,24 +139,29 @@ class ServedBot:
             "AMLBOT_WORK_PROCESSES": str(self.work_processes),
             "AMLBOT_SIMULATED_LATENCY_SECONDS": str(self.latency),
         }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "serve",
-                "--http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        if self.log_path is None:  # beside its config, in the test's (or bench's) folder
+            self.log_path = self.config.parent / f"served-{self.port}.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bot.cli",
+                    "serve",
+                    "--http",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--work-health-port",
+                    str(self.work_health_port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -162,6 +172,13 @@ class ServedBot:
             except OSError:
                 time.sleep(0.1)
         raise AssertionError("amlbot serve did not answer within 60 s")
+
+    def log(self, last: int = 40) -> str:
+        """The last `last` lines the server and its workers logged."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(nothing logged)"
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-last:]) or "(nothing logged)"
 
     def worker_pids(self) -> list[int]:
         assert self.process is not None

@@ -124,7 +124,7 @@ def _serve(
     database_url: str, **extra_env: str
 ) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
     with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
-        port = free_port()
+        port, work_health_port = free_port(), free_port()
         env = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -133,15 +133,31 @@ def _serve(
             "AMLBOT_EVENTGRID_SECRET": EVENTGRID_SECRET,
             **extra_env,
         }
-        process = start_serve("--http", "--host", "127.0.0.1", "--port", str(port), env=env)
+        process = start_serve(
+            "--http",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            # not the default (the port after --port), which something else may hold
+            "--work-health-port",
+            str(work_health_port),
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
             yield url, slack, process
         finally:
             process.terminate()
-            _, errors = process.communicate(timeout=15)
-            assert "Traceback" not in errors, errors
+            try:  # its workers have SHUTDOWN_GRACE_SECONDS (20 s) to finish what they hold
+                _, errors = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, errors = process.communicate(timeout=10)
+                errors += "\n(amlbot serve did not exit within 60 s of SIGTERM)"
+            print(errors)  # shown by pytest when the test failed: what the server logged
+            assert "Traceback" not in errors and "did not exit" not in errors, errors
 
 
 def _healthy(url: str, process: subprocess.Popen[str]) -> bool:
@@ -229,6 +245,11 @@ def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
     [worker] = wait_for(lambda: worker_pids(process.pid) or None, timeout=10, what="a worker")
 
     os.kill(worker, signal.SIGKILL)
+    # Sent while no worker runs: the edge keeps it, and the replacement answers it.
+    body = slash_command_body(
+        "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
+    )
+    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).status == 200
 
     [replacement] = wait_for(
         lambda: [pid for pid in worker_pids(process.pid) if pid != worker] or None,
@@ -236,17 +257,15 @@ def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
         what="a new worker",
     )
     assert replacement != worker
-    wait_for(lambda: _healthy(url, process), timeout=30, what="/healthz after the restart")
-    body = slash_command_body(
-        "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
-    )
-    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).status == 200
+    # A bound on liveness, not a speed: the replacement starts at nice 10 and may share
+    # a loaded machine's cores, so it may take a while to import and connect.
     wait_for(
         lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,
-        timeout=10,
+        timeout=60,
         what="the help reply, from the new worker",
     )
     assert worker not in worker_pids(process.pid)
+    assert replacement in worker_pids(process.pid)
 
 
 def test_an_event_grid_delivery_is_accepted_and_recorded_by_a_worker(
