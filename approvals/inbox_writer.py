@@ -259,7 +259,7 @@ class LoopInboxWriter:
 
     async def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
         statement, parameters, keys = accept_statement(
-            self._dialect, arrivals, self._now(), lease=self._lease
+            self._dialect, arrivals, self._now(), lease=self._lease, numbered=True
         )
         import psycopg
 
@@ -267,7 +267,8 @@ class LoopInboxWriter:
             connection = await self._open_connection()
             try:
                 self._statement_sent = True
-                cursor = await connection.execute(statement, parameters)
+                cursor = psycopg.AsyncRawCursor(connection)  # `$n` placeholders, as they are
+                await cursor.execute(statement, parameters)
                 return ids_in_order(keys, await cursor.fetchall())
             except psycopg.OperationalError:
                 if not connection.broken and not connection.closed:
