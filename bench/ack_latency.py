@@ -489,31 +489,41 @@ async def run_reply_level(
         await asyncio.gather(*(one_person() for _ in range(level.concurrency)))
 
 
-async def bench_target(
-    target: str, options: argparse.Namespace, slack_url: str, response_urls: list[str]
-) -> tuple[list[Level], list[ReplyLevel]]:
-    """One round of one target: start its server, warm up, run every level, stop it."""
+def target_environment(
+    target: str, options: argparse.Namespace, slack_url: str
+) -> tuple[dict[str, str], str]:
+    """The environment and ASGI factory a target's server runs with. amlbot gets a database
+    of its own per run (migrated at start; drop a PostgreSQL one with
+    `drop_postgres_schema`), never the user's state file, and runs as `amlbot serve` does:
+    the edge acks, `amlbot work` children do the work."""
     env = {
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_API_URL": slack_url,
     }
     factory = options.factory
-    catcher: ReplyCatcher | None = None
-    replies: list[ReplyLevel] = []
     if target == "amlbot":
-        # A database of its own per run (migrated at start), never the user's state file.
         if options.database == "postgres":
             env["AMLBOT_DATABASE_URL"] = fresh_postgres_schema()
         else:
             state = tempfile.mkdtemp(prefix="amlbot-bench-")
             env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
         env["AMLBOT_LOG_LEVEL"] = "WARNING"
-        # As `amlbot serve` runs: the edge acks, `amlbot work` children do the work.
         env["AMLBOT_WORK_PROCESSES"] = str(options.work_processes)
-        if options.stall:
+        if getattr(options, "stall", 0):
             env["AMLBOT_BENCH_STALL_S"] = str(options.stall)
             factory = STALLED_FACTORY
+    return env, factory
+
+
+async def bench_target(
+    target: str, options: argparse.Namespace, slack_url: str, response_urls: list[str]
+) -> tuple[list[Level], list[ReplyLevel]]:
+    """One round of one target: start its server, warm up, run every level, stop it."""
+    env, factory = target_environment(target, options, slack_url)
+    catcher: ReplyCatcher | None = None
+    replies: list[ReplyLevel] = []
+    if target == "amlbot":
         catcher = ReplyCatcher()
         await catcher.start()
     server = await start_child(["--serve", target, "--factory", factory], env)
