@@ -14,6 +14,8 @@ Runs the benchmarks that measure each promise, in this order, and prints what ea
    50 concurrent, and the reply latency a person feels for `help` and `compute list`; on
    PostgreSQL also the resident memory of the process tree idle and after 10,000 commands.
 4. `ack_latency.py --stall 30`: acks while every workspace call stalls 30 s.
+5. `ack_arrivals.py` on PostgreSQL: acks at fixed arrival rates (an open loop, as Slack
+   delivers commands), against the bare app at the same rates.
 
 Prints figures; asserts nothing. A figure on a busy machine is a figure about that machine:
 run it on a quiet one (see bench/README.md).
@@ -68,6 +70,15 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
                 "--reply-text",
                 "--rounds",
                 "1",
+            ],
+        ),
+        (
+            "acks at arrival rates, PostgreSQL",
+            [
+                "ack_arrivals.py",
+                "--database",
+                "postgres",
+                *(["--rounds", "1", "--seconds", "5"] if quick else []),
             ],
         ),
     ]
