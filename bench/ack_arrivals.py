@@ -30,11 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ack_latency import (
     AMLBOT_FACTORY,
-    CHANNEL,
     REQUEST_TIMEOUT_S,
-    SIGNING_SECRET,
-    USERS,
     drop_postgres_schema,
+    signed_command,
     start_child,
     target_environment,
     wait_until_healthy,
@@ -77,22 +75,13 @@ async def run_rate(
     """Poisson arrivals at `level.rate` a second for `seconds`, each its own connection."""
     import aiohttp
 
-    from tests.fakes.slack_signing import signed_headers, slash_command_body
-
     arrivals = random.Random(seed)
-    users = list(USERS)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(index: int, due: float, reply_to: str) -> None:
-            body = slash_command_body(
-                text,
-                user_id=users[index % len(users)],
-                channel_id=CHANNEL,
-                response_url=reply_to,
-            )
-            headers = signed_headers(body, SIGNING_SECRET)
+            body, headers = signed_command(text, index, reply_to)
             started = time.perf_counter()
             if started - due > 0.005:
                 level.late_starts += 1

@@ -365,6 +365,18 @@ def rss_of_tree(pid: int) -> int:
     return total
 
 
+def signed_command(text: str, index: int, reply_to: str) -> tuple[str, dict[str, str]]:
+    """The `index`th `/aml TEXT` of the load (users take turns), signed now as Slack signs:
+    its body and headers."""
+    from tests.fakes.slack_signing import signed_headers, slash_command_body
+
+    users = list(USERS)
+    body = slash_command_body(
+        text, user_id=users[index % len(users)], channel_id=CHANNEL, response_url=reply_to
+    )
+    return body, signed_headers(body, SIGNING_SECRET)
+
+
 async def run_level(
     url: str,
     level: Level,
@@ -377,9 +389,6 @@ async def run_level(
 ) -> None:
     import aiohttp
 
-    from tests.fakes.slack_signing import signed_headers, slash_command_body
-
-    users = list(USERS)
     sent = 0
     deadline = time.monotonic() + time_limit_s
     connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=not keep_alive)
@@ -398,13 +407,7 @@ async def run_level(
                     if catcher is not None
                     else response_urls[index % len(response_urls)]
                 )
-                body = slash_command_body(
-                    text,
-                    user_id=users[index % len(users)],
-                    channel_id=CHANNEL,
-                    response_url=reply_to,
-                )
-                headers = signed_headers(body, SIGNING_SECRET)
+                body, headers = signed_command(text, index, reply_to)
                 started = time.perf_counter()
                 if catcher is not None:
                     catcher.sent[token] = started
@@ -450,9 +453,6 @@ async def run_reply_level(
 ) -> None:
     import aiohttp
 
-    from tests.fakes.slack_signing import signed_headers, slash_command_body
-
-    users = list(USERS)
     sent = 0
     deadline = time.monotonic() + time_limit_s
     connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=True)
@@ -466,17 +466,10 @@ async def run_reply_level(
                 sent += 1
                 token = f"reply-{level.concurrency}-{index}-{time.monotonic_ns()}"
                 arrived = catcher.waiters[token] = asyncio.Event()
-                body = slash_command_body(
-                    level.text,
-                    user_id=users[index % len(users)],
-                    channel_id=CHANNEL,
-                    response_url=catcher.url(token),
-                )
+                body, headers = signed_command(level.text, index, catcher.url(token))
                 started = catcher.sent[token] = time.perf_counter()
                 try:
-                    async with session.post(
-                        url, data=body, headers=signed_headers(body, SIGNING_SECRET)
-                    ) as response:
+                    async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                     await asyncio.wait_for(arrived.wait(), REQUEST_TIMEOUT_S)
                 except (aiohttp.ClientError, TimeoutError):

@@ -323,6 +323,8 @@ def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--work-health-port",
+                str(free_port()),
             ],
             cwd=ROOT,
             env={**inherited, **env},
