@@ -502,6 +502,7 @@ def target_environment(
             state = tempfile.mkdtemp(prefix="amlbot-bench-")
             env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
         env["AMLBOT_LOG_LEVEL"] = "WARNING"
+        env["AMLBOT_RETAIL_PRICES_URL"] = "off"  # the bench measures acks, not the internet
         env["AMLBOT_WORK_PROCESSES"] = str(options.work_processes)
         if getattr(options, "stall", 0):
             env["AMLBOT_BENCH_STALL_S"] = str(options.stall)

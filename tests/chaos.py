@@ -138,6 +138,7 @@ class ServedBot:
             "AMLBOT_LOG_LEVEL": "ERROR",
             "AMLBOT_WORK_PROCESSES": str(self.work_processes),
             "AMLBOT_SIMULATED_LATENCY_SECONDS": str(self.latency),
+            "AMLBOT_RETAIL_PRICES_URL": "off",  # no call to the public prices API
         }
         if self.log_path is None:  # beside its config, in the test's (or bench's) folder
             self.log_path = self.config.parent / f"served-{self.port}.log"

@@ -102,7 +102,8 @@ def start_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve", *args],
         cwd=ROOT,
-        env={**inherited, "AMLBOT_LOG_LEVEL": "WARNING", **env},
+        # Hermetic: no call to the public Azure Retail Prices API unless a test asks.
+        env={**inherited, "AMLBOT_LOG_LEVEL": "WARNING", "AMLBOT_RETAIL_PRICES_URL": "off", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -312,6 +312,7 @@ def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
             "AMLBOT_WORK_PROCESSES": "1",
         }
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
+        env["AMLBOT_RETAIL_PRICES_URL"] = "off"  # no call to the public prices API
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -360,6 +361,7 @@ def test_amlbot_work_answers_probes_and_metrics_on_its_health_port(tmp_path: Pat
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_API_URL": slack.base_url,
             "AMLBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'amlbot.sqlite3'}",
+            "AMLBOT_RETAIL_PRICES_URL": "off",  # no call to the public prices API
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "work", "--health-port", str(port)],
