@@ -503,6 +503,7 @@ def target_environment(
             env["AMLBOT_DATABASE_URL"] = f"sqlite:///{state}/amlbot.sqlite3"
         env["AMLBOT_LOG_LEVEL"] = "WARNING"
         env["AMLBOT_RETAIL_PRICES_URL"] = "off"  # the bench measures acks, not the internet
+        env["AMLBOT_DRAIN_SECONDS"] = "0"  # each round's server is stopped, not deployed
         env["AMLBOT_WORK_PROCESSES"] = str(options.work_processes)
         if getattr(options, "stall", 0):
             env["AMLBOT_BENCH_STALL_S"] = str(options.stall)

@@ -151,7 +151,9 @@ def deploy_while_busy(commands: int) -> None:
     with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=users) as slack:
         url = fresh_schema()
         config = write_config(folder / "c.yml", scientists)
-        old, new = ServedBot(url, config, slack, 0.2), ServedBot(url, config, slack, 0.2)
+        # The old one drains 1 s after SIGTERM (takes requests, not ready), as a deploy does.
+        old = ServedBot(url, config, slack, 0.2, drain_seconds=1.0)
+        new = ServedBot(url, config, slack, 0.2, drain_seconds=1.0)
         old.start()
         new.start()
         try:

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -243,11 +244,32 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: 
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: object) -> None:
-            # Readiness off first, so the load balancer sends no more; uvicorn then
-            # finishes the requests in flight.
+        """On SIGTERM (a deploy), readiness turns 503 at once, but requests are still taken
+        for `drain_seconds`: the load balancer goes on sending for a moment after the pod
+        is told to stop, and a connection refused then is a command Slack reports as
+        failed. uvicorn then finishes the requests in flight. SIGINT (a person at the
+        terminal) or a second signal stops at once."""
+
+        drain_until: float | None = None
+        drained_by: tuple[int, Any] = (signal.SIGTERM, None)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
             bot.edge.draining = True
-            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+            if sig == signal.SIGTERM and self.drain_until is None and settings.drain_seconds:
+                self.drain_until = time.monotonic() + settings.drain_seconds
+                self.drained_by = (sig, frame)
+                log.info(
+                    "SIGTERM: not ready; taking requests for %gs more, then stopping",
+                    settings.drain_seconds,
+                )
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            drained = self.drain_until is not None and time.monotonic() >= self.drain_until
+            if drained and not self.should_exit:
+                super().handle_exit(*self.drained_by)
+            return await super().on_tick(counter)
 
     log.info("serving Slack events on http://%s:%s/slack/events", host, port)
     server = DrainingServer(

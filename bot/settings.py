@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         default=None, ge=0, le=32, validation_alias="AMLBOT_WORK_PROCESSES"
     )
 
+    # HTTP mode: after SIGTERM, seconds `serve` keeps taking requests with `/readyz` at 503,
+    # while the load balancer stops sending (Kubernetes takes a pod out of its Service's
+    # endpoints a few seconds after it is told to stop); then it finishes what is in flight.
+    # SIGINT or a second SIGTERM stops at once. With workers in the same pod, drain plus
+    # their 20 s grace must fit `terminationGracePeriodSeconds` (30 by default).
+    drain_seconds: float = Field(default=5.0, ge=0, le=60, validation_alias="AMLBOT_DRAIN_SECONDS")
+
     # Seconds each change in a simulated (local) workspace takes, as an Azure call would.
     simulated_latency: float = Field(
         default=0.0, ge=0, le=60, validation_alias="AMLBOT_SIMULATED_LATENCY_SECONDS"

@@ -114,6 +114,8 @@ class ServedBot:
     slack: FakeSlack
     latency: float
     work_processes: int = 1
+    # After SIGTERM, seconds the server still takes requests (AMLBOT_DRAIN_SECONDS).
+    drain_seconds: float = 0.0
     port: int = field(default_factory=free_port)
     # Not `serve`'s default (the port after --port): two bots on neighbouring ports would
     # each find the other's port taken.
@@ -139,6 +141,7 @@ class ServedBot:
             "AMLBOT_WORK_PROCESSES": str(self.work_processes),
             "AMLBOT_SIMULATED_LATENCY_SECONDS": str(self.latency),
             "AMLBOT_RETAIL_PRICES_URL": "off",  # no call to the public prices API
+            "AMLBOT_DRAIN_SECONDS": str(self.drain_seconds),
         }
         if self.log_path is None:  # beside its config, in the test's (or bench's) folder
             self.log_path = self.config.parent / f"served-{self.port}.log"

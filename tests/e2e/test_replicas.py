@@ -47,7 +47,11 @@ def two_bots(tmp_path: Path) -> Iterator[tuple[ServedBot, ServedBot]]:
     for url in postgres_schema_url():
         with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=users) as slack:
             config = write_config(tmp_path / "replicas.yml", SCIENTISTS)
-            bots = (ServedBot(url, config, slack, 0.2), ServedBot(url, config, slack, 0.2))
+            # Draining 1 s after SIGTERM, as a deploy does (the rolling deploy sends to it).
+            bots = (
+                ServedBot(url, config, slack, 0.2, drain_seconds=1.0),
+                ServedBot(url, config, slack, 0.2, drain_seconds=1.0),
+            )
             for bot in bots:
                 bot.start()
             try:

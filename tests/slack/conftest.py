@@ -103,7 +103,14 @@ def start_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
         [sys.executable, "-m", "bot.cli", "serve", *args],
         cwd=ROOT,
         # Hermetic: no call to the public Azure Retail Prices API unless a test asks.
-        env={**inherited, "AMLBOT_LOG_LEVEL": "WARNING", "AMLBOT_RETAIL_PRICES_URL": "off", **env},
+        # Stopped by SIGTERM, a test's server stops at once unless the test asks to drain.
+        env={
+            **inherited,
+            "AMLBOT_LOG_LEVEL": "WARNING",
+            "AMLBOT_RETAIL_PRICES_URL": "off",
+            "AMLBOT_DRAIN_SECONDS": "0",
+            **env,
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -236,6 +236,45 @@ def worker_pids(parent: int) -> list[int]:
     return found
 
 
+@pytest.fixture
+def served_draining(tmp_path: Path) -> Iterator[tuple[str, FakeSlack, subprocess.Popen[str]]]:
+    """`served`, draining for a minute after SIGTERM: longer than any test takes to look."""
+    yield from _serve(f"sqlite:///{tmp_path / 'amlbot.sqlite3'}", AMLBOT_DRAIN_SECONDS="60")
+
+
+def _status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_after_sigterm_serve_is_not_ready_but_takes_and_answers_commands_until_drained(
+    served_draining: tuple[str, FakeSlack, subprocess.Popen[str]],
+) -> None:
+    """A load balancer goes on sending for a moment after a pod is told to stop: the
+    commands it sends then are kept and answered, not refused at the socket."""
+    url, slack, process = served_draining
+    assert _status_of(f"{url}/readyz") == 200
+
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: _status_of(f"{url}/readyz") == 503, timeout=10, what="/readyz at 503")
+    body = slash_command_body(
+        "help", user_id=ALICE, response_url=slack.response_url(CHANNEL, ALICE)
+    )
+    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).status == 200
+    wait_for(
+        lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,
+        timeout=30,
+        what="the help reply, while draining",
+    )
+    assert process.poll() is None  # still draining: the minute has not passed
+
+    process.send_signal(signal.SIGTERM)  # a second signal: stop now
+    assert process.wait(timeout=45) == 0
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
@@ -313,6 +352,7 @@ def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
         }
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
         env["AMLBOT_RETAIL_PRICES_URL"] = "off"  # no call to the public prices API
+        env["AMLBOT_DRAIN_SECONDS"] = "0"
         process = subprocess.Popen(
             [
                 sys.executable,
