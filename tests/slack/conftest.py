@@ -95,7 +95,9 @@ def scrape(url: str) -> dict[str, float]:
     return samples
 
 
-def start_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+def start_serve(
+    *args: str, env: Mapping[str, str], stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
     """`amlbot serve ARGS` in its own process, as the README runs it, configured by `env`
     alone: no SLACK_* or AMLBOT_* variable of the test's own environment leaks in."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AMLBOT_"))}
@@ -111,7 +113,7 @@ def start_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
             "AMLBOT_DRAIN_SECONDS": "0",
             **env,
         },
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     )
