@@ -166,16 +166,22 @@ class ServedBot:
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # The edge answers first; its worker starts after it, at nice 10, and on a loaded
+        # machine may take many seconds to import and claim.
+        probes = [f"{self.url}/healthz"]
+        if self.work_processes:
+            probes.append(f"http://127.0.0.1:{self.work_health_port}/readyz")
+        deadline = time.monotonic() + 90
+        while probes and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"amlbot serve exited with {self.process.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
-            except OSError:
+                with urllib.request.urlopen(probes[0], timeout=1):
+                    probes.pop(0)
+            except OSError:  # refused, or not ready yet (an HTTPError is an OSError)
                 time.sleep(0.1)
-        raise AssertionError("amlbot serve did not answer within 60 s")
+        if probes:
+            raise AssertionError(f"amlbot serve: no answer from {probes[0]} within 90 s")
 
     def log(self, last: int = 40) -> str:
         """The last `last` lines the server and its workers logged."""
