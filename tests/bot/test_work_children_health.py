@@ -27,7 +27,7 @@ from tests.slack.conftest import (
     USERS,
     free_port,
     scrape,
-    start_serve,
+    start_serve_http,
     wait_for,
 )
 
@@ -75,14 +75,9 @@ def served() -> Iterator[Served]:
     for database_url in postgres_schema_url():
         with FakeSlack(token=BOT_TOKEN, channels={CHANNEL}, users=USERS) as slack:
             port, first_child = free_port(), free_port()
-            process = start_serve(
-                "--http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--work-health-port",
-                str(first_child),
+            process = start_serve_http(
+                port,
+                first_child,
                 env={
                     "SLACK_BOT_TOKEN": BOT_TOKEN,
                     "SLACK_SIGNING_SECRET": SIGNING_SECRET,

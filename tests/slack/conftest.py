@@ -119,6 +119,24 @@ def start_serve(
     )
 
 
+def start_serve_http(
+    port: int, work_health_port: int, *, env: Mapping[str, str], stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """`amlbot serve --http` on 127.0.0.1:`port`, its worker's probes on `work_health_port`:
+    not serve's default (the port after `port`), which another socket may hold."""
+    return start_serve(
+        "--http",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--work-health-port",
+        str(work_health_port),
+        env=env,
+        stdout=stdout,
+    )
+
+
 class AppServer:
     """uvicorn serving the ASGI app in a thread, on a port of its own."""
 

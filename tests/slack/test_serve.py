@@ -41,7 +41,7 @@ from tests.slack.conftest import (
     USERS,
     free_port,
     scrape,
-    start_serve,
+    start_serve_http,
     wait_for,
 )
 
@@ -133,17 +133,7 @@ def _serve(
             "AMLBOT_EVENTGRID_SECRET": EVENTGRID_SECRET,
             **extra_env,
         }
-        process = start_serve(
-            "--http",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            # not the default (the port after --port), which something else may hold
-            "--work-health-port",
-            str(work_health_port),
-            env=env,
-        )
+        process = start_serve_http(port, work_health_port, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
@@ -346,17 +336,8 @@ def test_the_event_grid_secret_in_the_query_string_never_reaches_the_access_log(
             "AMLBOT_LOG_LEVEL": "INFO",
             "AMLBOT_WORK_PROCESSES": "1",
         }
-        process = start_serve(
-            "--http",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--work-health-port",
-            str(free_port()),
-            env=env,
-            stdout=subprocess.PIPE,  # uvicorn's access log
-        )
+        # stdout: uvicorn's access log
+        process = start_serve_http(port, free_port(), env=env, stdout=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
