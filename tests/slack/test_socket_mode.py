@@ -45,12 +45,17 @@ class SocketModeBot:
     """`amlbot serve` in its own process, and the fake Slack it is connected to."""
 
     def __init__(
-        self, process: subprocess.Popen[str], slack: FakeSlack, sm: FakeSocketMode, port: int
+        self,
+        process: subprocess.Popen[str],
+        slack: FakeSlack,
+        sm: FakeSocketMode,
+        port: int,
+        work_port: int,
     ):
         self.process = process
         self.url = f"http://127.0.0.1:{port}"  # /healthz, /readyz, /metrics
-        # serve's `amlbot work` child, which handles the commands, on the next port.
-        self.work_url = f"http://127.0.0.1:{port + 1}"
+        # serve's `amlbot work` child, which handles the commands (`--work-health-port`).
+        self.work_url = f"http://127.0.0.1:{work_port}"
         self.slack = slack
         self.socket_mode = sm
         self._stderr: list[str] = []
@@ -96,6 +101,12 @@ class SocketModeBot:
             return check()
 
         return wait_for(check_alive_first, timeout=timeout, what=what)
+
+    def wait_for_worker(self) -> None:
+        """Until serve's worker child answers ready: it starts after the edge, at nice 10,
+        and on a loaded machine may take many seconds to import; the tests expect answers
+        within seconds."""
+        self.wait(lambda: probe(f"{self.work_url}/readyz") == 200, "the worker ready", 90)
 
     def acked(self, envelope_id: str) -> Ack:
         return self.wait(lambda: self.socket_mode.acks(envelope_id), f"ack of {envelope_id}")[0]
@@ -191,23 +202,31 @@ def fake_socket_mode() -> Iterator[tuple[FakeSlack, FakeSocketMode]]:
         yield slack, socket_mode
 
 
+def start_bot(slack: FakeSlack, socket_mode: FakeSocketMode, env: dict[str, str]) -> SocketModeBot:
+    """`amlbot serve` in Socket Mode, its probes and its worker's on ports of their own."""
+    port, work_port = free_port(), free_port()
+    process = start_serve(
+        "--host",
+        "127.0.0.1",
+        "--health-port",
+        str(port),
+        "--work-health-port",
+        str(work_port),
+        env=env,
+    )
+    return SocketModeBot(process, slack, socket_mode, port, work_port)
+
+
 @pytest.fixture
 def bot(
     fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
 ) -> Iterator[SocketModeBot]:
     """`amlbot serve` with no flag: Socket Mode, connected before the test starts."""
     slack, socket_mode = fake_socket_mode
-    port = free_port()
-    process = start_serve(
-        "--host",
-        "127.0.0.1",
-        "--health-port",
-        str(port),
-        env=serve_env(slack, tmp_path, socket_mode.app_token),
-    )
-    running = SocketModeBot(process, slack, socket_mode, port)
+    running = start_bot(slack, socket_mode, serve_env(slack, tmp_path, socket_mode.app_token))
     try:
         running.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
+        running.wait_for_worker()
         yield running
     finally:
         running.close()
@@ -314,11 +333,14 @@ def test_serve_refuses_an_app_token_slack_does_not_accept(
 
 
 def probe(url: str) -> int:
+    """The HTTP status `url` answers; 0 when nothing answers (not listening yet)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return int(response.status)
     except urllib.error.HTTPError as refused:
         return int(refused.code)
+    except OSError:
+        return 0
 
 
 def test_socket_mode_answers_health_readiness_and_metrics_beside_the_socket(
@@ -372,14 +394,14 @@ def test_sigterm_turns_readiness_off_before_the_work_in_hand_is_finished(
     fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
 ) -> None:
     slack, socket_mode = fake_socket_mode
-    port = free_port()
     env = {**serve_env(slack, tmp_path, socket_mode.app_token)}
     # Each change in the simulated workspace takes 3 s, as an Azure call would.
     env["AMLBOT_SIMULATED_LATENCY_SECONDS"] = "3"
-    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
-    bot = SocketModeBot(process, slack, socket_mode, port)
+    bot = start_bot(slack, socket_mode, env)
+    process = bot.process
     try:
         bot.wait(lambda: readiness(bot)[0] == 200, "readiness", timeout=30)
+        bot.wait_for_worker()
         bot.acked(bot.command(ALICE, ACCESS))
         card = bot.card(1)
         bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
@@ -400,12 +422,11 @@ def test_serve_logs_json_lines_without_the_bot_or_app_token_even_at_debug(
     fake_socket_mode: tuple[FakeSlack, FakeSocketMode], tmp_path: Path
 ) -> None:
     slack, socket_mode = fake_socket_mode
-    port = free_port()
     env = {**serve_env(slack, tmp_path, socket_mode.app_token), "AMLBOT_LOG_LEVEL": "DEBUG"}
-    process = start_serve("--host", "127.0.0.1", "--health-port", str(port), env=env)
-    bot = SocketModeBot(process, slack, socket_mode, port)
+    bot = start_bot(slack, socket_mode, env)
     try:
         bot.wait(lambda: socket_mode.connected, "the Socket Mode connection", timeout=30)
+        bot.wait_for_worker()
         bot.acked(bot.command(ALICE, ACCESS))
         card = bot.card(1)
         bot.acked(bot.socket_mode.send("interactive", bot.click_payload(BOB, card, APPROVE_ACTION)))
