@@ -3,9 +3,12 @@
     python bench/ack_latency.py                    # the bare Bolt baseline only
     python bench/ack_latency.py --target amlbot    # baseline, then amlbot, and the p99 ratio
 
-Each target runs in its own process on uvicorn at 127.0.0.1; a fake Slack Web API runs in
-a third; this process only signs requests and times them (aiohttp), so the server under
-test does not share a GIL with the load. Prints figures; asserts nothing. See README.md.
+Each target runs in its own process on uvicorn at 127.0.0.1; a fake Slack Web API and the
+response_urls the replies go to (`reply_catcher.py`) run in two more; this process only
+signs requests and times them (aiohttp), so the server under test does not share a GIL
+with the load. With `--target amlbot`, a reference runs too: `bare+reply`, the bare app
+answering every command itself, from memory. Prints figures; asserts nothing. See
+README.md.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.reply_catcher import ReplyCatcher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIGNING_SECRET = "bench-signing-secret"
@@ -38,6 +44,8 @@ USERS = {
 }
 AMLBOT_FACTORY = "bot.serve:create_asgi_app"
 STALLED_FACTORY = "bench.ack_latency:stalled_amlbot_app"
+# What each target answers a command with: an ack only, or an ack and then the reply.
+REPLYING_TARGETS = ("bare+reply", "amlbot")
 TARGET_RATIO = 1.5  # issue 3: amlbot's p99 at most 1.5x the bare app's
 TARGET_REPLY_P99_MS = 100.0  # issue 8: at 10 people
 STARTUP_TIMEOUT_S = 30.0
@@ -47,11 +55,16 @@ REQUEST_TIMEOUT_S = 10.0
 # ---- the servers under test (run in child processes) -----------------------------------
 
 
-def bare_asgi_app() -> Any:
+def bare_asgi_app(replying: bool = False) -> Any:
     """The baseline: AsyncApp + process_before_response, a `/aml` listener that only acks,
-    behind the same Starlette adapter the real app uses."""
+    behind the same Starlette adapter the real app uses.
+
+    `replying` (the `bare+reply` reference): the listener also answers every command with
+    amlbot's help text through Bolt's `respond`, as a task on the same event loop once it has
+    acked: the same answers amlbot gives, from one process, kept nowhere (a crash loses
+    them). Not `process_before_response=False`, whose ack waits on a 10 ms poll in Bolt."""
     from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-    from slack_bolt.async_app import AsyncAck, AsyncApp
+    from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
     from slack_sdk.web.async_client import AsyncWebClient
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -66,9 +79,20 @@ def bare_asgi_app() -> Any:
         process_before_response=True,
     )
 
+    answering: set[asyncio.Task[Any]] = set()
+
+    async def answer(respond: AsyncRespond) -> None:
+        from commands.help import help_text
+
+        await respond(text=help_text(), response_type="ephemeral", replace_original=False)
+
     @app.command("/aml")
-    async def aml(ack: AsyncAck) -> None:
+    async def aml(ack: AsyncAck, respond: AsyncRespond) -> None:
         await ack()
+        if replying:  # kept until done: the loop holds tasks only weakly
+            task = asyncio.get_running_loop().create_task(answer(respond))
+            answering.add(task)
+            task.add_done_callback(answering.discard)
 
     handler = AsyncSlackRequestHandler(app)
 
@@ -122,7 +146,11 @@ def load_factory_app(factory: str) -> Any:
 
 def serve(target: str, factory: str) -> int:
     try:
-        app = bare_asgi_app() if target == "bare" else load_factory_app(factory)
+        app = (
+            load_factory_app(factory)
+            if target == "amlbot"
+            else bare_asgi_app(replying=target == "bare+reply")
+        )
     except (ImportError, AttributeError) as missing:
         print(f"UNAVAILABLE {factory}: {type(missing).__name__}: {missing}", flush=True)
         return 3
@@ -195,14 +223,17 @@ async def wait_until_healthy(url: str, limit: float) -> None:
     raise TimeoutError(f"{url} did not become healthy within {limit:.0f} s")
 
 
-async def start_child(args: Sequence[str], env: dict[str, str]) -> Child:
+async def start_child(
+    args: Sequence[str], env: dict[str, str], *, script: Path | None = None
+) -> Child:
+    """Run `script` (this file by default) with `args`, once it prints its READY line."""
     python_path = [
         str(REPO_ROOT),
         *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
     ]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(script or Path(__file__).resolve()),
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -300,56 +331,6 @@ class Level:
         return sum(1 for ms in self.latencies_ms if ms > seconds * 1000)
 
 
-class ReplyCatcher:
-    """The response_urls of the load: a small HTTP server in this process that notes when
-    each reply arrives, so the latency a person feels is measured end to end."""
-
-    def __init__(self) -> None:
-        self.sent: dict[str, float] = {}
-        self.arrived: dict[str, float] = {}
-        self.waiters: dict[str, asyncio.Event] = {}
-        self.base = ""
-        self._runner: Any = None
-
-    async def start(self) -> None:
-        from aiohttp import web
-
-        async def reply(request: web.Request) -> web.Response:
-            token = request.match_info["token"]
-            self.arrived.setdefault(token, time.perf_counter())
-            waiter = self.waiters.get(token)
-            if waiter is not None:
-                waiter.set()
-            await request.read()
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_post("/reply/{token}", reply)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}/reply/"
-
-    def url(self, token: str) -> str:
-        return self.base + token
-
-    async def collect(self, level: Level, tokens: list[str], limit_s: float = 15.0) -> None:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline and not all(t in self.arrived for t in tokens):
-            await asyncio.sleep(0.05)
-        for token in tokens:
-            if token in self.arrived and token in self.sent:
-                level.replies_ms.append((self.arrived[token] - self.sent[token]) * 1000)
-            else:
-                level.unanswered += 1
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 def rss_of_tree(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes."""
     total, stack = 0, [pid]
@@ -410,7 +391,7 @@ async def run_level(
                 body, headers = signed_command(text, index, reply_to)
                 started = time.perf_counter()
                 if catcher is not None:
-                    catcher.sent[token] = started
+                    catcher.sent[token] = time.monotonic()
                     tokens.append(token)
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
@@ -465,19 +446,18 @@ async def run_reply_level(
                 index = sent
                 sent += 1
                 token = f"reply-{level.concurrency}-{index}-{time.monotonic_ns()}"
-                arrived = catcher.waiters[token] = asyncio.Event()
                 body, headers = signed_command(level.text, index, catcher.url(token))
-                started = catcher.sent[token] = time.perf_counter()
+                started = catcher.sent[token] = time.monotonic()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
-                    await asyncio.wait_for(arrived.wait(), REQUEST_TIMEOUT_S)
+                    arrived = await catcher.wait(token, REQUEST_TIMEOUT_S)
                 except (aiohttp.ClientError, TimeoutError):
+                    arrived = None
+                if arrived is None:
                     level.unanswered += 1
-                    continue
-                finally:
-                    catcher.waiters.pop(token, None)
-                level.replies_ms.append((catcher.arrived[token] - started) * 1000)
+                else:
+                    level.replies_ms.append((arrived - started) * 1000)
 
         await asyncio.gather(*(one_person() for _ in range(level.concurrency)))
 
@@ -518,7 +498,9 @@ async def bench_target(
     env, factory = target_environment(target, options, slack_url)
     catcher: ReplyCatcher | None = None
     replies: list[ReplyLevel] = []
-    if target == "amlbot":
+    if target in REPLYING_TARGETS:
+        from bench.reply_catcher import ReplyCatcher
+
         catcher = ReplyCatcher()
         await catcher.start()
     server = await start_child(["--serve", target, "--factory", factory], env)
@@ -625,14 +607,14 @@ def drop_postgres_schema(url: str) -> None:
 
 def print_levels(levels: list[Level]) -> None:
     print(
-        f"{'target':<8} {'conc':>4} {'acks':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'target':<10} {'conc':>4} {'acks':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
         f"{'p99 ms':>8} {'max ms':>8} {'>1s':>4} {'>3s':>4} {'acks/s':>7} "
         f"{'cpu us/ack':>10} {'work us/ack':>11}"
     )
     for level in levels:
         count = len(level.latencies_ms)
         print(
-            f"{level.target:<8} {level.concurrency:>4} {count:>5} "
+            f"{level.target:<10} {level.concurrency:>4} {count:>5} "
             f"{sum(level.errors.values()):>6} {level.percentile(50):>8.1f} "
             f"{level.percentile(95):>8.1f} {level.percentile(99):>8.1f} "
             f"{max(level.latencies_ms, default=math.nan):>8.1f} {level.over(1):>4} "
@@ -649,7 +631,7 @@ def print_levels(levels: list[Level]) -> None:
         )
         for level in replied:
             print(
-                f"  {level.target:<8} conc {level.concurrency:>3}: "
+                f"  {level.target:<10} conc {level.concurrency:>3}: "
                 f"p50 {level.percentile(50, level.replies_ms):7.1f} ms  "
                 f"p99 {level.percentile(99, level.replies_ms):7.1f} ms  "
                 f"unanswered {level.unanswered}"
@@ -681,16 +663,24 @@ def per_ack_us(seconds: float, acks: int) -> str:
     return f"{seconds / acks * 1e6:.0f}" if acks and seconds else "-"
 
 
-def print_ratios(baseline: list[Level], candidate: list[Level]) -> None:
-    print(f"\np99 ratio {candidate[0].target}/{baseline[0].target} (target <= {TARGET_RATIO}x):")
+def print_ratios(baseline: list[Level], candidate: list[Level], target: float | None) -> None:
+    """The p99 and p50 ratios of `candidate` to `baseline` per concurrency; against
+    `target` (of the p99 ratio) when there is one."""
+    wanted = f" (target <= {target}x)" if target is not None else ""
+    print(f"\np99 ratio {candidate[0].target}/{baseline[0].target}{wanted}:")
     for base, other in zip(baseline, candidate, strict=True):
         ratio = other.percentile(99) / base.percentile(99)
-        verdict = "within target" if ratio <= TARGET_RATIO else "OVER target"
-        print(f"  concurrency {base.concurrency:>3}: {ratio:5.2f}x  {verdict}")
+        median = other.percentile(50) / base.percentile(50)
+        verdict = ""
+        if target is not None:
+            verdict = "  within target" if ratio <= target else "  OVER target"
+        print(f"  concurrency {base.concurrency:>3}: {ratio:5.2f}x (p50 {median:4.2f}x){verdict}")
 
 
 async def bench(options: argparse.Namespace) -> int:
-    targets = ["bare"] if options.target == "bare" else ["bare", "amlbot"]
+    targets = ["bare"]
+    if options.target == "amlbot":
+        targets += ["bare+reply", "amlbot"] if options.reference else ["amlbot"]
     per_target = options.warmup + options.requests * len(options.concurrency)
     minted = per_target * len(targets) * options.rounds
     slack = await start_child(["--serve-fake-slack", "--mint", str(minted)], {})
@@ -735,7 +725,13 @@ async def bench(options: argparse.Namespace) -> int:
         await slack.stop()
     print_levels([level for levels in results.values() for level in levels])
     if "amlbot" in results:
-        print_ratios(results["bare"], results["amlbot"])
+        print_ratios(results["bare"], results["amlbot"], TARGET_RATIO)
+    if "amlbot" in results and "bare+reply" in results:
+        print(
+            "\nfor reference, against a bare app that answers every command itself, from "
+            "memory (no inbox, no worker: a crash loses the answers), the same cores:"
+        )
+        print_ratios(results["bare+reply"], results["amlbot"], None)
     if reply_results:
         print_replies(reply_results)
     return 0 if set(results) == set(targets) else 2
@@ -744,6 +740,13 @@ async def bench(options: argparse.Namespace) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--target", choices=["bare", "amlbot"], default="bare")
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --target amlbot, run bare+reply too: the bare app answering every "
+        "command itself (no inbox)",
+    )
     parser.add_argument("--factory", default=AMLBOT_FACTORY, help="module:callable for amlbot")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--requests", type=int, default=300, help="acks timed per level")
@@ -786,7 +789,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="after the levels, print the resident memory of amlbot's processes idle and "
         "after this many more commands (e.g. 10000)",
     )
-    parser.add_argument("--serve", choices=["bare", "amlbot"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "bare+reply", "amlbot"], help=argparse.SUPPRESS)
     parser.add_argument("--serve-fake-slack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mint", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
