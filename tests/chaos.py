@@ -12,7 +12,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from approvals.actions.access import assignment_name
 from approvals.actions.job import job_name
 from approvals.payloads import DatastorePayload
 from approvals.tables import GrantRow, RequestRow
+from tests.fakes.serving import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import (
     block_actions_payload,
@@ -97,12 +97,6 @@ def write_config(path: Path, scientists: dict[str, str]) -> Path:
     }
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import postgres_schema_url
+from tests.fakes.serving import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.slack.conftest import (
     BOT_TOKEN,
     CHANNEL,
     SIGNING_SECRET,
     USERS,
-    free_port,
     scrape,
     start_serve_http,
     wait_for,

@@ -1,7 +1,9 @@
-"""What every fake server shares: `with Fake(...) as fake:` starts it and stops it."""
+"""What the tests' servers share: `with Fake(...) as fake:` starts a fake and stops it, and
+`free_port()` finds a port for a server of our own."""
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
@@ -26,3 +28,10 @@ class ServesWhileOpen(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

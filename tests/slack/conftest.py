@@ -74,12 +74,6 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = 5.0, what: str =
         time.sleep(0.02)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def scrape(url: str) -> dict[str, float]:
     """`GET url` (a `/metrics` endpoint) as {"name{label="value",...}": value}."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -24,6 +24,7 @@ from bot.slack.app import SlackSettingsError, build_slack
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.conftest import postgres_schema_url
+from tests.fakes.serving import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import (
     block_actions_payload,
@@ -39,7 +40,6 @@ from tests.slack.conftest import (
     ROOT,
     SIGNING_SECRET,
     USERS,
-    free_port,
     scrape,
     start_serve_http,
     wait_for,

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, func, select
 
 from approvals.tables import GrantRow
 from bot.slack.views.common import APPROVE_ACTION
+from tests.fakes.serving import free_port
 from tests.fakes.slack_api import FakeSlack, JSONDict, Message
 from tests.fakes.slack_signing import block_actions_payload, slash_command_payload
 from tests.fakes.slack_socket_mode import Ack, FakeSocketMode
@@ -28,7 +29,6 @@ from tests.slack.conftest import (
     BOT_TOKEN,
     CHANNEL,
     USERS,
-    free_port,
     scrape,
     start_serve,
     wait_for,
