@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from approvals import audit
+from approvals.decision_rights import not_yours
 from approvals.replies import Reply
 from approvals.service_base import ServiceBase
 from approvals.states import RequestStatus
@@ -16,7 +17,6 @@ from approvals.wording import (
     status_line,
     when,
 )
-from approvals.workflow import not_yours
 from commands import models as m
 from shared.errors import (
     PermissionRefusedError,

@@ -16,24 +16,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
+from approvals.closing import Closing
 from approvals.config import WorkspaceConfig
-from approvals.escalation import may_decide_escalated
 from approvals.opening import OpenedOnce, origin_of
-from approvals.payloads import RequestPayload, rule_of
+from approvals.payloads import RequestPayload
 from approvals.resumption import Resumption
 from approvals.states import RequestStatus, transition
 from approvals.tables import RequestRow, VoteRow
 from approvals.until_done import WorkBoundGrants
-from approvals.wording import short_ref, status_line
-from commands.durations import format_duration
-from shared.errors import PermissionRefusedError, UserError
+from approvals.wording import short_ref
+from shared.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
-    """The whole workflow: deciding (here); carrying out, resuming and keeping grants (the
-    bases)."""
+class Workflow(OpenedOnce, Closing, Resumption, WorkBoundGrants):
+    """The whole workflow: opening and approving (here); who may decide, closing without
+    carrying out, carrying out, resuming and keeping grants (the bases)."""
 
     # ---- opening ----------------------------------------------------------------------
 
@@ -127,68 +126,6 @@ class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
 
     # ---- deciding ---------------------------------------------------------------------
 
-    def _refuse_decision(self, row: RequestRow, actor: str, verb: str) -> None:
-        """Only those `may_decide` decide; any other attempt is audited and refused."""
-        problem = self._decision_problem(row, actor, verb)
-        if problem is None:
-            return
-        with self.store.transaction() as session:
-            audit.record(
-                session,
-                at=self.clock.now(),
-                actor=actor,
-                action=f"request.{verb}",
-                outcome="refused",
-                workspace=row.workspace,
-                target=short_ref(row.id),
-                why=problem,
-            )
-        raise PermissionRefusedError(problem)
-
-    def _decision_problem(self, row: RequestRow, actor: str, verb: str) -> str | None:
-        """Why `actor` may not decide `row` (None: they may): a rule's approver group, else
-        the workspace's leads (or, once escalated, its fallback approvers), never the
-        requester."""
-        problem = None
-        rule = rule_of(row.payload)
-        group = rule.approvers if rule is not None else None
-        if (
-            rule is not None
-            and group
-            and actor != row.requester
-            and not may_decide_escalated(row, actor, self.config)
-        ):
-            # A rule named the approvers: its group decides, not the workspace's leads.
-            members = self.directory.group_members(group)
-            if actor not in members:
-                problem = (
-                    f"Only members of group `{group}` ({', '.join(members) or 'nobody yet'}) "
-                    f"can {verb} {short_ref(row.id)}, as policy rule "
-                    f"`{rule.name}` says."
-                )
-        elif not self.may_see(actor, row):
-            problem = not_yours(row.id)
-        elif not (
-            self.directory.is_lead(actor, row.workspace)
-            or may_decide_escalated(row, actor, self.config)
-        ):
-            leads = ", ".join(self.directory.leads(row.workspace))
-            problem = (
-                f"Only team leads of `{row.workspace}` ({leads}) can {verb} {short_ref(row.id)}."
-            )
-        elif actor == row.requester:
-            problem = (
-                f"You cannot {verb} your own request {short_ref(row.id)}; another team lead "
-                f"must decide it."
-                + (f" To withdraw it: `/aml request cancel {row.id}`" if verb == "deny" else "")
-            )
-        return problem
-
-    def may_decide(self, person: str, row: RequestRow) -> bool:
-        """Who may approve or deny (the rule of `_decision_problem`); `_refuse_decision`
-        says why not, and audits the attempt."""
-        return self._decision_problem(row, person, "decide") is None
-
     def find(self, request_id: int) -> RequestRow:
         """The request, in a transaction of its own; `NotFoundUserError` if there is none."""
         with self.store.transaction() as session:
@@ -211,17 +148,6 @@ class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
                 .order_by(VoteRow.id)
             )
             return request, list(votes)
-
-    def may_see(self, person: str, row: RequestRow) -> bool:
-        """Members of a request's workspace may see it; to anyone else it is not there."""
-        return (
-            person == row.requester
-            or any(ws.name == row.workspace for ws in self.directory.workspaces_of(person))
-            or may_decide_escalated(row, person, self.config)
-        )
-
-    def _not_pending(self, row: RequestRow) -> UserError:
-        return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
 
     def _already_approved(self, row: RequestRow, actor: str) -> UserError | None:
         """What a lead who approved before hears on approving again: where it stands now."""
@@ -247,40 +173,6 @@ class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
         if status == RequestStatus.FAILED:
             return UserError(f"You already approved {ref}; carrying it out failed: {row.error}")
         return None
-
-    def expire_if_due(self, request_id: int) -> bool:
-        """Expire a pending request whose time ran out. True if this call expired it."""
-        now = self.clock.now()
-        with self.store.transaction() as session:
-            row = self.load(session, request_id)
-            if row.status != RequestStatus.PENDING or row.expires_at is None:
-                return False
-            if row.expires_at > now:
-                return False
-            if not transition(
-                session, row.id, RequestStatus.PENDING, RequestStatus.EXPIRED, finished_at=now
-            ):
-                return False
-            audit.record(
-                session,
-                at=now,
-                actor="amlbot",
-                action=f"{row.action}.expired",
-                outcome="expired",
-                workspace=row.workspace,
-                target=short_ref(row.id),
-            )
-            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
-            outbox.notify_person(
-                session,
-                row.requester,
-                f"Your request {short_ref(row.id)} ({row.summary}) expired: no team lead "
-                f"decided it within {format_duration(now - row.created_at)}. Ask again if "
-                f"you still need it.",
-                now=now,
-                request_id=row.id,
-            )
-            return True
 
     def approve(self, request_id: int, actor: str) -> tuple[RequestRow, str]:
         """Record a lead's approval; execute once enough leads approved. Returns a message."""
@@ -372,97 +264,6 @@ class Workflow(OpenedOnce, Resumption, WorkBoundGrants):
             target=short_ref(row.id),
         )
         return None
-
-    def deny(self, request_id: int, actor: str, reason: str) -> RequestRow:
-        # The reason lands in the request, the audit trail, the card, the thread and a DM.
-        self.refuse_secrets(actor, reason)
-        with self.store.transaction() as session:
-            row = self.load(session, request_id)
-        self._refuse_decision(row, actor, "deny")
-        notice = f"{actor} denied your request {short_ref(row.id)} ({row.summary}): {reason}"
-        return self._close_pending(
-            row, actor, RequestStatus.DENIED, notice, decided_by=actor, deny_reason=reason
-        )
-
-    def cancel(self, request_id: int, actor: str) -> RequestRow:
-        with self.store.transaction() as session:
-            row = self.load(session, request_id)
-        if row.requester != actor and not self.may_see(actor, row):
-            raise PermissionRefusedError(not_yours(row.id))
-        if row.requester != actor:
-            raise PermissionRefusedError(
-                f"Only {row.requester}, who asked, can cancel {short_ref(row.id)}."
-                + (
-                    f' As a lead you can deny it: `/aml deny {row.id} --reason "..."`'
-                    if self.directory.is_lead(actor, row.workspace)
-                    else ""
-                )
-            )
-        return self._close_pending(row, actor, RequestStatus.CANCELLED, None)
-
-    def _close_pending(
-        self,
-        row: RequestRow,
-        actor: str,
-        target: RequestStatus,
-        notice: str | None,
-        **changes: Any,
-    ) -> RequestRow:
-        """End a pending request without executing it: one transition, its audit event,
-        the card's refresh and the requester's notice, in one transaction."""
-        if row.status != RequestStatus.PENDING:
-            raise self._not_pending(row)
-        now = self.clock.now()
-        with self.store.transaction() as session:
-            if not transition(
-                session,
-                row.id,
-                RequestStatus.PENDING,
-                target,
-                decided_at=now,
-                finished_at=now,
-                **changes,
-            ):
-                session.rollback()
-                with self.store.transaction() as again:
-                    raise self._not_pending(self.load(again, row.id))
-            audit.record(
-                session,
-                at=now,
-                actor=actor,
-                action=f"{row.action}.{target.value}",
-                outcome=target.value,
-                workspace=row.workspace,
-                target=short_ref(row.id),
-                **({"reason": changes["deny_reason"]} if "deny_reason" in changes else {}),
-            )
-            outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": row.id}, now=now)
-            if notice is not None:
-                outbox.notify_person(session, row.requester, notice, now=now, request_id=row.id)
-        with self.store.transaction() as session:
-            return self.load(session, row.id)
-
-    def expire_pending_requests(self) -> list[int]:
-        now = self.clock.now()
-        with self.store.transaction() as session:
-            due = list(
-                session.scalars(
-                    select(RequestRow.id).where(
-                        RequestRow.status == RequestStatus.PENDING,
-                        RequestRow.expires_at <= now,
-                    )
-                )
-            )
-        return [request_id for request_id in due if self.expire_if_due(request_id)]
-
-
-def not_yours(request_id: int) -> str:
-    """The refusal for a request of a workspace the person is not in: it names neither
-    that workspace nor its people, which they could not see otherwise."""
-    return (
-        f"There is no request {short_ref(request_id)} in a workspace you belong to; "
-        f"nothing was done. Yours: `/aml request list`."
-    )
 
 
 def record_request(session: Session, row: RequestRow, summary: str, **details: Any) -> RequestRow:
