@@ -1,14 +1,13 @@
 """Teams and policy: one YAML file, validated into these models.
 
 In the spirit of the enterprise set-up `config.yml`: workspaces with their Azure
-coordinates, their team leads and data scientists, their clusters, and what is allowed.
+coordinates, their team leads and data scientists, their clusters, and what is allowed
+(the policy models: `approvals/config_policy.py`, `approvals/config_access.py`). How a
+file that cannot be used reads to the operator: `approvals/config_errors.py`.
 """
 
 from __future__ import annotations
 
-import difflib
-import enum
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,149 +21,16 @@ from pydantic import (
     model_validator,
 )
 
-from approvals.config_access import (
-    BreakGlassPolicy,
-    DriftPolicy,
-    EscalationPolicy,
-    UntilDonePolicy,
-)
 from approvals.config_access import cross_check as cross_check_access
-from approvals.rule_models import ApproverGroup, Budget, Rule
-from commands.durations import parse_duration
+from approvals.config_errors import ConfigError, did_you_mean, format_validation_error
+from approvals.config_policy import RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, Policy
+from approvals.rule_models import ApproverGroup, Budget
 from workspaces.azure.settings import AzureWorkspaceSettings, CloudConfig
 from workspaces.types import AzureCoordinates, ClusterSpec, InstanceSpec, Priority
 
 
-class ConfigError(Exception):
-    """Configuration that cannot be used; `errors` name each key path and what is allowed."""
-
-    def __init__(self, source: str, errors: list[str]) -> None:
-        super().__init__(f"{source}: " + "; ".join(errors))
-        self.source = source
-        self.errors = errors
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    return value
-
-
-class Action(enum.StrEnum):
-    ACCESS = "access"
-    DATASTORE = "datastore"
-    JOB = "job"
-    COMPUTE = "compute"  # idle-compute actions: stop an instance, set a cluster's minimum
-
-
-class AccessPolicy(_Strict):
-    default_duration: timedelta = timedelta(hours=4)
-    max_duration: timedelta = timedelta(days=2)
-    role: str = "AzureML Data Scientist"
-    scope: Literal["compute", "workspace"] = "compute"
-    mode: Literal["rbac", "pim"] = "rbac"
-
-    _durations = field_validator("default_duration", "max_duration", mode="before")(_duration)
-
-
-class JobPolicy(_Strict):
-    # A job's expected duration when `--max-duration` is not given: its cost estimate and,
-    # in Azure, its timeout (`limits.timeout`). None: no limit, and no estimate in money.
-    default_max_duration: timedelta | None = None
-    max_duration: timedelta = timedelta(days=7)
-    # More instances than this needs a lead even with an active grant (None: up to `nodes`).
-    max_instances_without_approval: int | None = Field(default=None, ge=1)
-    # Clusters on which every job needs a lead.
-    approval_required_on: list[str] = Field(default_factory=list)
-    # Without an active grant: refuse with the command that fixes it, or ask a lead.
-    without_grant: Literal["refuse", "approval"] = "refuse"
-
-    _durations = field_validator("default_max_duration", "max_duration", mode="before")(_duration)
-
-
-class DatastorePolicy(_Strict):
-    # A lead registering a datastore needs no second opinion.
-    leads_register_at_once: bool = True
-    # Key Vault holding secrets for credential-based datastores (never secrets from chat).
-    key_vault: str | None = None
-
-
-# Azure's own default for a new cluster, and what the seeds and the idle fix set.
-RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN = 120
-
-
-class IdlePolicy(_Strict):
-    sweep_interval: timedelta = timedelta(minutes=15)
-    idle_threshold: timedelta = timedelta(minutes=30)
-    realert_interval: timedelta = timedelta(hours=4)
-    max_idle_seconds_before_scale_down: int = 600
-    # What the digest's "Set idle time" button sets. At least 1 s: azure-ai-ml cannot send 0.
-    recommended_idle_seconds_before_scale_down: int = Field(
-        default=RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, ge=1
-    )
-
-    # A running compute instance whose idle shutdown is unset or longer than this is
-    # reported (Azure stops an idle instance itself after its idle shutdown time).
-    max_idle_shutdown_minutes: int = Field(default=60, ge=15, le=4320)
-    # What the digest's "Set idle shutdown" button sets; Azure allows 15 min to 3 days.
-    recommended_idle_shutdown_minutes: int = Field(default=30, ge=15, le=4320)
-
-    _durations = field_validator(
-        "sweep_interval", "idle_threshold", "realert_interval", mode="before"
-    )(_duration)
-
-    @model_validator(mode="after")
-    def _recommended_within_max(self) -> IdlePolicy:
-        # Otherwise the fix would set a value the next sweep flags again.
-        if (
-            self.recommended_idle_seconds_before_scale_down
-            > self.max_idle_seconds_before_scale_down
-        ):
-            raise ValueError(
-                f"recommended_idle_seconds_before_scale_down "
-                f"({self.recommended_idle_seconds_before_scale_down}) cannot exceed "
-                f"max_idle_seconds_before_scale_down ({self.max_idle_seconds_before_scale_down})"
-            )
-        if self.recommended_idle_shutdown_minutes > self.max_idle_shutdown_minutes:
-            raise ValueError(
-                f"recommended_idle_shutdown_minutes ({self.recommended_idle_shutdown_minutes}) "
-                f"cannot exceed max_idle_shutdown_minutes ({self.max_idle_shutdown_minutes})"
-            )
-        return self
-
-
-class Policy(_Strict):
-    # Ordered risk rules (approvals/rules.py); the first that matches a request decides it.
-    # Empty: the fixed behaviour below (access always needs a lead, jobs by `jobs:`).
-    rules: list[Rule] = Field(default_factory=list)
-    request_ttl: timedelta = timedelta(hours=24)
-    remind_before_expiry: timedelta = timedelta(hours=2)
-    grant_expiry_warning: timedelta = timedelta(minutes=15)
-    job_poll_interval: timedelta = timedelta(minutes=1)
-    two_approvers: list[Action] = Field(default_factory=list)
-    access: AccessPolicy = AccessPolicy()
-    jobs: JobPolicy = JobPolicy()
-    datastores: DatastorePolicy = DatastorePolicy()
-    idle: IdlePolicy = IdlePolicy()
-    # Access that ends with the work and stays true (approvals/config_access.py).
-    until_done: UntilDonePolicy = UntilDonePolicy()
-    escalation: EscalationPolicy = EscalationPolicy()
-    break_glass: BreakGlassPolicy = BreakGlassPolicy()
-    drift: DriftPolicy = DriftPolicy()
-
-    _durations = field_validator(
-        "request_ttl",
-        "remind_before_expiry",
-        "grant_expiry_warning",
-        "job_poll_interval",
-        mode="before",
-    )(_duration)
 
 
 class Person(_Strict):
@@ -318,7 +184,7 @@ class AppConfig(_Strict):
             for role in ("team_leads", "data_scientists"):
                 for index, ref in enumerate(getattr(ws, role)):
                     if ref not in self.people and not _is_inline_identity(ref):
-                        hint = _did_you_mean(ref, list(self.people))
+                        hint = did_you_mean(ref, list(self.people))
                         problems.append(
                             f"workspaces.{ws.name}.{role}.{index}: '{ref}' is not a key of "
                             f"`people`, a Slack user id (U...) or an e-mail{hint}"
@@ -330,7 +196,7 @@ class AppConfig(_Strict):
                     problems.append(
                         f"workspaces.{ws.name}.policy.rules[{index}] ({risk_rule.name}).approvers: "
                         f"no group '{group}' under `groups:` (groups: {known})"
-                        f"{_did_you_mean(group, list(self.groups))}"
+                        f"{did_you_mean(group, list(self.groups))}"
                     )
                 for cluster_name in risk_rule.when.clusters or []:
                     if ws.cluster(cluster_name) is None:
@@ -385,11 +251,6 @@ def _is_inline_identity(ref: str) -> bool:
     return "@" in ref or (ref[:1] in {"U", "W"} and ref.isupper() and ref.isalnum())
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _deep_merge(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         result = dict(base)
@@ -397,37 +258,6 @@ def _deep_merge(base: Any, override: Any) -> Any:
             result[key] = _deep_merge(base.get(key), value)
         return result
     return override if override is not None else base
-
-
-def _rule_path(loc: tuple[int | str, ...], raw: Any) -> str:
-    """`workspaces.demo.policy.rules[2] (gpu).when.max_hours`: a rule's index in brackets
-    and its name after it, so the error points at the rule by both."""
-    parts: list[str] = []
-    node = raw
-    for part in loc:
-        if isinstance(part, int):
-            item = node[part] if isinstance(node, list) and part < len(node) else None
-            node = item
-            if not (parts and parts[-1].endswith("rules")):
-                parts.append(str(part))
-                continue
-            name = item.get("name") if isinstance(item, dict) else None
-            parts[-1] += f"[{part}]" + (f" ({name})" if isinstance(name, str) else "")
-            continue
-        parts.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts)
-
-
-def format_validation_error(error: ValidationError, raw: Any = None) -> list[str]:
-    lines = []
-    for item in error.errors():
-        path = _rule_path(item["loc"], raw) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and indentation)"
-        lines.append(f"{path}: {message}")
-    return lines
 
 
 def parse_config(text: str, source: str = "<config>") -> AppConfig:

@@ -2,7 +2,7 @@
 of requests nobody decides, break-glass, and the nightly drift check.
 
 Kept apart from the approval rules in `approvals/policy.py` and the core policy in
-`approvals/config.py`; each model is one key under a workspace's `policy:`
+`approvals/config_policy.py`; each model is one key under a workspace's `policy:`
 (`until_done`, `escalation`, `break_glass`, `drift`).
 """
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from approvals.config import Action, ClusterConfig, WorkspaceConfig
+from approvals.config import ClusterConfig, WorkspaceConfig
 from approvals.config_access import until_done_limit
+from approvals.config_policy import Action
 from commands.durations import format_duration
 from commands.models import AccessRequest
 from shared.errors import PermissionRefusedError, UsageError

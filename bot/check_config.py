@@ -6,7 +6,8 @@ import sys
 
 from slack_sdk import WebClient
 
-from approvals.config import ConfigError, load_config
+from approvals.config import load_config
+from approvals.config_errors import ConfigError
 from approvals.rules import describe_rule
 from bot.slack.scopes import check_token
 from commands.durations import format_duration

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from approvals.config import ConfigError, load_config
+from approvals.config import load_config
+from approvals.config_errors import ConfigError
 from bot import logs
 from bot.settings import Settings
 

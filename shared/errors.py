@@ -36,7 +36,7 @@ person, `PermissionDeniedError` is Azure refusing the bot; `NotFoundUserError` i
 the person typed that matches nothing in our records, `NotFoundError` is a resource Azure
 does not have (a sweep that meets it, e.g. a job deleted in the studio, stops following).
 
-Not in the tree, because no chat user sees them: `approvals.config.ConfigError` (the
+Not in the tree, because no chat user sees them: `approvals.config_errors.ConfigError` (the
 configuration file, printed by `amlbot check-config` and at start), and
 `approvals.states.IllegalTransitionError` (a bug: a state change the machine forbids).
 """

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from approvals.config import IdlePolicy
+from approvals.config_policy import IdlePolicy
 from approvals.wording import when
 from commands.durations import format_duration
 from workspaces.prices import PriceQuote, price_for

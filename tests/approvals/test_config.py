@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from approvals.config import ConfigError, load_config, parse_config
+from approvals.config import load_config, parse_config
+from approvals.config_errors import ConfigError
 from bot.cli import main
 from tests.paths import EXAMPLE_CONFIG
 

@@ -95,7 +95,8 @@ def test_a_request_decided_before_escalation_is_never_escalated(
 
 
 def test_escalation_without_fallbacks_is_a_policy_error_naming_the_key() -> None:
-    from approvals.config import ConfigError, parse_config
+    from approvals.config import parse_config
+    from approvals.config_errors import ConfigError
 
     text = """
 workspaces:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from approvals.config import ConfigError, parse_config
+from approvals.config import parse_config
+from approvals.config_errors import ConfigError
 
 HEAD = """
 people:

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from approvals import outbox
-from approvals.config import AppConfig, ConfigError, parse_config
+from approvals.config import AppConfig, parse_config
+from approvals.config_errors import ConfigError
 from approvals.notice_kinds import GRANT_EXPIRING
 from approvals.scheduled import run_due
 from approvals.tables import GrantRow, RequestRow

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from approvals.config import IdlePolicy
+from approvals.config_policy import IdlePolicy
 from approvals.idle.detection import IdleFinding, find_idle, idle_without_known_start
 from workspaces.prices import BOOK, PriceQuote
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
