@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from workspaces.azure import computes, cost_management, datastores, jobs, quota, run_history
-from workspaces.azure.clients import Connection, WorkspaceClients
+from workspaces.azure.clients import WorkspaceClients
 from workspaces.azure.cloud import endpoints_for
+from workspaces.azure.connection import Connection
 from workspaces.azure.errors import translated
 from workspaces.azure.rbac import RoleAccess
 from workspaces.azure.retry import BoundedRetryPolicy, RetrySettings
