@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,15 +23,12 @@ from approvals.config_access import cross_check as cross_check_access
 from approvals.config_errors import ConfigError, did_you_mean, format_validation_error
 from approvals.config_policy import RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN, Policy
 from approvals.rule_models import ApproverGroup, Budget
+from approvals.strict_models import StrictModel
 from workspaces.azure.settings import AzureWorkspaceSettings, CloudConfig
 from workspaces.types import AzureCoordinates, ClusterSpec, InstanceSpec, Priority
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Person(_Strict):
+class Person(StrictModel):
     """Someone the bot knows. Identity is the Slack user id (or the console name), never a
     display name; an e-mail is resolved to a Slack user id by the Slack edge."""
 
@@ -45,7 +40,7 @@ class Person(_Strict):
     )
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(StrictModel):
     name: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
     vm_sku: str
     nodes: int = Field(ge=1, le=1000)
@@ -87,7 +82,7 @@ class ClusterConfig(_Strict):
         )
 
 
-class InstanceConfig(_Strict):
+class InstanceConfig(StrictModel):
     name: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9-]{2,23}$")
     vm_sku: str
     assigned_to: str | None = None
@@ -102,7 +97,7 @@ class InstanceConfig(_Strict):
         )
 
 
-class WorkspaceConfig(_Strict):
+class WorkspaceConfig(StrictModel):
     name: str
     azure: AzureCoordinates
     backend: Literal["local", "azure"] = "local"
@@ -144,7 +139,7 @@ class WorkspaceConfig(_Strict):
         )
 
 
-class AppConfig(_Strict):
+class AppConfig(StrictModel):
     people: dict[str, Person] = Field(default_factory=dict)
     # Named approver groups a rule's `approvers:` names.
     groups: dict[str, ApproverGroup] = Field(default_factory=dict)

@@ -11,24 +11,12 @@ from __future__ import annotations
 from datetime import time, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from commands.durations import parse_duration
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from approvals.strict_models import StrictModel, coerce_duration
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    return value
-
-
-class UntilDonePolicy(_Strict):
+class UntilDonePolicy(StrictModel):
     """`policy.until_done`: grants that end when the holder's work on the cluster ends."""
 
     # After the holder's last job on the cluster ended, how long nothing of theirs may run
@@ -38,7 +26,7 @@ class UntilDonePolicy(_Strict):
     # `policy.access.max_duration` (checked where both are known). None: that maximum.
     time_limit: timedelta | None = None
 
-    _durations = field_validator("idle_period", "time_limit", mode="before")(_duration)
+    _durations = field_validator("idle_period", "time_limit", mode="before")(coerce_duration)
 
     @model_validator(mode="after")
     def _positive(self) -> UntilDonePolicy:
@@ -49,7 +37,7 @@ class UntilDonePolicy(_Strict):
         return self
 
 
-class EscalationPolicy(_Strict):
+class EscalationPolicy(StrictModel):
     """`policy.escalation`: a pending request reminds its approvers, then goes to fallbacks."""
 
     # First reminder to the approvers who have not decided, this long after the request
@@ -61,7 +49,7 @@ class EscalationPolicy(_Strict):
     # request besides the workspace's team leads.
     fallback_approvers: list[str] = Field(default_factory=list)
 
-    _durations = field_validator("remind_after", "escalate_after", mode="before")(_duration)
+    _durations = field_validator("remind_after", "escalate_after", mode="before")(coerce_duration)
 
     @model_validator(mode="after")
     def _fallbacks_when_escalating(self) -> EscalationPolicy:
@@ -73,7 +61,7 @@ class EscalationPolicy(_Strict):
         return self
 
 
-class BreakGlassPolicy(_Strict):
+class BreakGlassPolicy(StrictModel):
     """`policy.break_glass`: self-approved emergency access, reviewed afterwards."""
 
     allowed: bool = False
@@ -85,7 +73,7 @@ class BreakGlassPolicy(_Strict):
     # reminded like any request).
     review_within: timedelta = timedelta(days=2)
 
-    _durations = field_validator("max_duration", "review_within", mode="before")(_duration)
+    _durations = field_validator("max_duration", "review_within", mode="before")(coerce_duration)
 
     @model_validator(mode="after")
     def _short(self) -> BreakGlassPolicy:
@@ -94,7 +82,7 @@ class BreakGlassPolicy(_Strict):
         return self
 
 
-class DriftPolicy(_Strict):
+class DriftPolicy(StrictModel):
     """`policy.drift`: the nightly check of Azure against the bot's records."""
 
     enabled: bool = True

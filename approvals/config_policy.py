@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from approvals.config_access import (
     BreakGlassPolicy,
@@ -21,19 +21,7 @@ from approvals.config_access import (
     UntilDonePolicy,
 )
 from approvals.rule_models import Rule
-from commands.durations import parse_duration
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    return value
+from approvals.strict_models import StrictModel, coerce_duration
 
 
 class Action(enum.StrEnum):
@@ -43,17 +31,17 @@ class Action(enum.StrEnum):
     COMPUTE = "compute"  # idle-compute actions: stop an instance, set a cluster's minimum
 
 
-class AccessPolicy(_Strict):
+class AccessPolicy(StrictModel):
     default_duration: timedelta = timedelta(hours=4)
     max_duration: timedelta = timedelta(days=2)
     role: str = "AzureML Data Scientist"
     scope: Literal["compute", "workspace"] = "compute"
     mode: Literal["rbac", "pim"] = "rbac"
 
-    _durations = field_validator("default_duration", "max_duration", mode="before")(_duration)
+    _durations = field_validator("default_duration", "max_duration", mode="before")(coerce_duration)
 
 
-class JobPolicy(_Strict):
+class JobPolicy(StrictModel):
     # A job's expected duration when `--max-duration` is not given: its cost estimate and,
     # in Azure, its timeout (`limits.timeout`). None: no limit, and no estimate in money.
     default_max_duration: timedelta | None = None
@@ -65,10 +53,12 @@ class JobPolicy(_Strict):
     # Without an active grant: refuse with the command that fixes it, or ask a lead.
     without_grant: Literal["refuse", "approval"] = "refuse"
 
-    _durations = field_validator("default_max_duration", "max_duration", mode="before")(_duration)
+    _durations = field_validator("default_max_duration", "max_duration", mode="before")(
+        coerce_duration
+    )
 
 
-class DatastorePolicy(_Strict):
+class DatastorePolicy(StrictModel):
     # A lead registering a datastore needs no second opinion.
     leads_register_at_once: bool = True
     # Key Vault holding secrets for credential-based datastores (never secrets from chat).
@@ -79,7 +69,7 @@ class DatastorePolicy(_Strict):
 RECOMMENDED_IDLE_SECONDS_BEFORE_SCALE_DOWN = 120
 
 
-class IdlePolicy(_Strict):
+class IdlePolicy(StrictModel):
     sweep_interval: timedelta = timedelta(minutes=15)
     idle_threshold: timedelta = timedelta(minutes=30)
     realert_interval: timedelta = timedelta(hours=4)
@@ -97,7 +87,7 @@ class IdlePolicy(_Strict):
 
     _durations = field_validator(
         "sweep_interval", "idle_threshold", "realert_interval", mode="before"
-    )(_duration)
+    )(coerce_duration)
 
     @model_validator(mode="after")
     def _recommended_within_max(self) -> IdlePolicy:
@@ -119,7 +109,7 @@ class IdlePolicy(_Strict):
         return self
 
 
-class Policy(_Strict):
+class Policy(StrictModel):
     # Ordered risk rules (approvals/rules.py); the first that matches a request decides it.
     # Empty: the fixed behaviour below (access always needs a lead, jobs by `jobs:`).
     rules: list[Rule] = Field(default_factory=list)
@@ -144,4 +134,4 @@ class Policy(_Strict):
         "grant_expiry_warning",
         "job_poll_interval",
         mode="before",
-    )(_duration)
+    )(coerce_duration)

@@ -11,17 +11,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from approvals.strict_models import StrictModel
 from commands.durations import parse_duration
 
 RuleAction = Literal["access", "job"]
 RuleDecision = Literal["auto", "lead", "two_leads", "refuse"]
 Requester = Literal["member", "data_scientist", "lead"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _positive_number(value: Any, example: str) -> Any:
@@ -32,7 +29,7 @@ def _positive_number(value: Any, example: str) -> Any:
     return value
 
 
-class RuleWhen(_Strict):
+class RuleWhen(StrictModel):
     """Every condition given must hold; a rule with none matches every request."""
 
     # Which requests: access grants, jobs (default: both).
@@ -97,7 +94,7 @@ class RuleWhen(_Strict):
         return value
 
 
-class Rule(_Strict):
+class Rule(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     when: RuleWhen = RuleWhen()
     decide: RuleDecision
@@ -134,7 +131,7 @@ class Rule(_Strict):
         return self
 
 
-class ApproverGroup(_Strict):
+class ApproverGroup(StrictModel):
     """People (keys of `people:`, Slack user ids or e-mails) and/or a Slack user group."""
 
     members: list[str] = Field(default_factory=list)
@@ -148,7 +145,7 @@ class ApproverGroup(_Strict):
         return self
 
 
-class Budget(_Strict):
+class Budget(StrictModel):
     monthly_usd: float
     # Where the month's spend comes from: the bot's records of the jobs it ran (`bot`), or
     # Azure Cost Management's actual cost of the workspace (`cost_management`, Azure only;
