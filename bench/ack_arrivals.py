@@ -9,8 +9,9 @@ one is answered: at 10 or 50 in flight both servers run flat out, so its p99 fol
 server's CPU per command (amlbot's edge, its worker and the database against the bare
 app's ack alone). Here the arrivals are Poisson at each rate and do not wait for each
 other: a figure is the latency a command meets at that load, not the server's capacity.
-Same servers, same fake Slack, same signed requests (`ack_latency.py` starts them); rounds
-alternate which target goes first. Prints figures; asserts nothing. See README.md.
+Same servers, same fake Slack (`ack_servers.py` starts them), same signed requests
+(`ack_latency.py`); rounds alternate which target goes first. Prints figures; asserts
+nothing. See README.md.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ack_latency import (
+from bench.ack_latency import REQUEST_TIMEOUT_S, signed_command
+from bench.ack_servers import (
     AMLBOT_FACTORY,
-    REQUEST_TIMEOUT_S,
     drop_postgres_schema,
-    signed_command,
     start_child,
     target_environment,
     wait_until_healthy,

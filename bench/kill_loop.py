@@ -48,13 +48,13 @@ from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
 def fresh_schema() -> str:
     sys.path.insert(0, str(REPO_ROOT / "bench"))
-    from ack_latency import fresh_postgres_schema
+    from ack_servers import fresh_postgres_schema
 
     return str(fresh_postgres_schema())
 
 
 def drop_schema(url: str) -> None:
-    from ack_latency import drop_postgres_schema
+    from ack_servers import drop_postgres_schema
 
     drop_postgres_schema(url)
 

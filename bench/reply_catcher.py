@@ -90,7 +90,7 @@ class ReplyCatcher:
     async def start(self) -> None:
         import aiohttp
 
-        from bench.ack_latency import start_child
+        from bench.ack_servers import start_child
 
         self._child = await start_child([], {}, script=SCRIPT)
         self.base = self._child.ready
