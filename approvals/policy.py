@@ -87,13 +87,23 @@ def require_cluster(ws: WorkspaceConfig, name: str, name_workspace: bool = False
     return cluster
 
 
+def _with_hours(duration: timedelta) -> str:
+    """`4d3h (99h)`: a day or more in hours too. People type `--for 99h` as often as
+    `--for 4d3h`, and a refusal that only said `4d3h` read as if they had typed that."""
+    text = format_duration(duration)
+    hours = duration / timedelta(hours=1)
+    if duration >= timedelta(days=1) and hours == int(hours):
+        return f"{text} ({int(hours)}h)"
+    return text
+
+
 def access_duration(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta:
     policy = ws.policy.access
     duration = asked or policy.default_duration
     if duration > policy.max_duration:
         raise UsageError(
-            f"`--for {format_duration(duration)}` is longer than workspace `{ws.name}` allows "
-            f"(at most {format_duration(policy.max_duration)}).",
+            f"`--for`: {_with_hours(duration)} is longer than workspace `{ws.name}` allows: "
+            f"at most {_with_hours(policy.max_duration)}.",
             field="--for",
             example=f"--for {format_duration(policy.default_duration)}",
         )
@@ -117,8 +127,8 @@ def job_limit(ws: WorkspaceConfig, asked: timedelta | None) -> timedelta | None:
     limit = asked or policy.default_max_duration
     if limit is not None and limit > policy.max_duration:
         raise UsageError(
-            f"`--max-duration {format_duration(limit)}` is longer than workspace `{ws.name}` "
-            f"allows (at most {format_duration(policy.max_duration)}).",
+            f"`--max-duration`: {_with_hours(limit)} is longer than workspace `{ws.name}` "
+            f"allows: at most {_with_hours(policy.max_duration)}.",
             field="--max-duration",
             example="--max-duration 4h",
         )

@@ -52,7 +52,7 @@ class Assessment:
 
     def estimate_text(self) -> str:
         text = self.facts.estimate.explain()
-        return f"{text} an hour; the job has no time limit" if self.open_ended else text
+        return f"{text} per hour it runs; the job has no time limit" if self.open_ended else text
 
     def kept_facts(self, ws: WorkspaceConfig) -> Assessed:
         """Kept with the request, so its card shows what the decision was based on."""

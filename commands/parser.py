@@ -114,7 +114,8 @@ def _text(arg: Arg, raw: str, spec: Spec) -> str:
     fewest, most = TEXT_LIMITS.get(arg.name, (1, MAX_LENGTH))
     if not fewest <= len(value) <= most:
         raise UsageError(
-            f"{label} is {len(value)} characters long; give {fewest} to {most} characters.",
+            f"{label} is {len(value)} character{'' if len(value) == 1 else 's'} long; "
+            f"give {fewest} to {most} characters.",
             field=label,
             example=spec.example,
         )

@@ -225,7 +225,23 @@ def test_max_duration_beyond_policy_is_refused_naming_the_flag(rules_core: Core)
         "--max-duration 8d",
     )
     assert not reply.ok
-    assert "`--max-duration 8d` is longer than workspace `demo` allows (at most 7d)" in reply.text
+    assert (
+        "`--max-duration`: 8d (192h) is longer than workspace `demo` allows: at most 7d (168h)."
+        in reply.text
+    )
+
+
+def test_access_beyond_policy_is_refused_in_the_hours_the_person_may_have_typed(
+    core: Core,
+) -> None:
+    reply = core.service.handle_text(
+        "alice", "/aml access request cpu-cluster --for 99h --reason 'long run'"
+    )
+    assert not reply.ok
+    assert (
+        "`--for`: 4d3h (99h) is longer than workspace `demo` allows: at most 2d (48h)."
+        in reply.text
+    )
 
 
 def test_without_rules_access_still_needs_a_lead(core: Core) -> None:
@@ -262,8 +278,8 @@ def test_a_job_without_a_limit_is_estimated_per_hour(core: Core) -> None:
     )
     assert reply.ok, reply.text
     assert (
-        "Est. cost: 1 node(s) x $0.29/node-hour x 1h = $0.29 an hour; the job has no time limit."
-        in reply.text
+        "Est. cost: 1 node(s) x $0.29/node-hour x 1h = $0.29 per hour it runs; the job has no "
+        "time limit." in reply.text
     )
 
 

@@ -121,6 +121,12 @@ def test_an_argument_to_a_command_that_takes_none_is_refused() -> None:
     assert usage_error("whoami alice").field == "alice"
 
 
+def test_a_text_too_short_says_how_long_it_is_in_words_that_agree() -> None:
+    error = usage_error("access request c1 --for 1h --reason x")
+    assert error.field == "--reason"
+    assert error.message.startswith("--reason is 1 character long; give 3 to 500 characters.")
+
+
 def test_an_unbalanced_quote_is_explained() -> None:
     error = usage_error('deny 3 --reason "oops')
     assert error.field == "quoting"
