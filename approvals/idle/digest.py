@@ -186,9 +186,19 @@ def prices_note(findings: list[IdleFinding]) -> str:
     return f"Prices: {'; '.join(notes)} (estimates{', some unknown' if unknown else ''})."
 
 
+def hourly_total(findings: list[IdleFinding]) -> str:
+    """What the findings cost together an hour, never passing unknown prices off as $0:
+    "~$0.48/hour", "at least ~$0.21/hour" when some are unknown, or "an unknown cost per
+    hour" when none is known."""
+    known = [f.hourly_cost for f in findings if f.hourly_cost is not None]
+    if not known:
+        return "an unknown cost per hour"
+    total = f"~{format_price(sum(known))}/hour"
+    return f"at least {total}" if len(known) < len(findings) else total
+
+
 def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
-    total = sum(f.hourly_cost or 0 for f in findings)
-    lines = [f"Idle compute in `{ws.name}`: {len(findings)} item(s), ~{format_price(total)}/hour"]
+    lines = [f"Idle compute in `{ws.name}`: {len(findings)} item(s), {hourly_total(findings)}"]
     lines += [f"• {finding_line(f)}" for f in findings]
     lines.append(prices_note(findings))
     return "\n".join(lines)
@@ -209,8 +219,7 @@ def idle_report(backends: BackendFor, store: Store, clock: Clock, ws: WorkspaceC
     for finding in findings:
         quiet = is_quiet(states.get(finding.compute), finding, now, timedelta(0))
         lines.append(f"• {finding_line(finding)}" + (f" _({quiet})_" if quiet else ""))
-    total = sum(f.hourly_cost or 0 for f in findings)
-    lines.append(f"Together ~{format_price(total)}/hour. {prices_note(findings)}")
+    lines.append(f"Together {hourly_total(findings)}. {prices_note(findings)}")
     return "\n".join(lines)
 
 

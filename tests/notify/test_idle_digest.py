@@ -70,6 +70,25 @@ def test_the_digest_lists_exactly_the_idle_computes_with_their_costs(
     ]
 
 
+def test_unknown_prices_are_not_added_up_as_nothing(core: Core, clock: ManualClock) -> None:
+    BOOK.clear()  # no price known for any size (the tests' own prices are gone)
+    clock.advance(HOUR)
+    sweep_idle(core, "demo", clock.now())
+    (payload,) = notices(core, IDLE_DIGEST)
+    assert payload["text"].splitlines()[0] == (
+        "Idle compute in `demo`: 2 item(s), an unknown cost per hour"
+    )
+
+
+def test_a_total_with_some_prices_unknown_is_a_lower_bound(core: Core, clock: ManualClock) -> None:
+    fetched = (clock.now() - timedelta(days=2)).date()
+    BOOK.clear()  # the cluster's size priced, the notebook's not
+    BOOK.install([PriceQuote("Standard_DS3_v2", "westeurope", False, 0.293, "retail", fetched)])
+    clock.advance(HOUR)
+    reply = core.service.handle_text("alice", "/aml idle")
+    assert "Together at least ~$0.29/hour." in reply.text
+
+
 def test_an_unchanged_compute_is_not_alerted_again_within_the_realert_interval(
     core: Core, clock: ManualClock
 ) -> None:

@@ -108,7 +108,7 @@ def test_while_slack_answers_429_then_500_every_message_arrives_exactly_once(
     in_channel = Counter(m.text for m in notify_bot.slack.messages_in(CHANNEL))
     assert all(count == 1 for count in in_channel.values()), in_channel
     digests = sorted(t for t in in_channel if t.startswith("Idle compute in demo"))
-    assert [d.split("about ")[1] for d in digests] == ["$0.18/hour.", "$0.29/hour."]
+    assert [d.split("together ")[1] for d in digests] == ["~$0.18/hour.", "~$0.29/hour."]
     assert len([t for t in in_channel if t.startswith("#2 ")]) == 1
 
 

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 
 from approvals.idle.actions import SnoozeChoice
 from approvals.idle.detection import IdleFinding
-from approvals.idle.digest import finding_line, prices_note
+from approvals.idle.digest import finding_line, hourly_total, prices_note
 from approvals.sweep_tables import IdleItemRow
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (
@@ -30,7 +30,6 @@ from bot.slack.views.common import (
     clip,
     escape,
 )
-from workspaces.prices import format_price
 
 EXTEND_ACTION = "amlbot.grant.extend"
 IDLE_FIX_ACTION = "amlbot.idle.fix"  # Stop instance, Set minimum to 0, or Set idle time
@@ -99,10 +98,9 @@ def _item_buttons(item: IdleItemRow, finding: IdleFinding) -> ActionsBlock:
 
 def idle_digest_message(workspace: str, items: list[IdleItemRow]) -> SlackMessage:
     findings = [(item, IdleFinding.from_json(item.finding)) for item in items]
-    total = sum(finding.hourly_cost or 0 for _, finding in findings)
     summary = (
-        f"{len(findings)} idle compute item(s) in `{escape(workspace)}`, together about "
-        f"{format_price(total)}/hour."
+        f"{len(findings)} idle compute item(s) in `{escape(workspace)}`, together "
+        f"{hourly_total([finding for _, finding in findings])}."
     )
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(f"Idle compute in {workspace}", 150))),
