@@ -240,6 +240,12 @@ def _parse_args(spec: Spec, tokens: list[str]) -> dict[str, Any]:
                 field=arg.flag,
                 example=spec.example,
             )
+        if not raw.strip():  # `--environment ""`: say so, not "`` is not valid"
+            raise UsageError(
+                f"{arg.flag} is empty; give {arg.metavar} after it.",
+                field=arg.flag,
+                example=spec.example,
+            )
         if arg.kind == "input":
             _add_input(values, arg, raw, spec)
             continue

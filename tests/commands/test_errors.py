@@ -220,6 +220,16 @@ def test_an_empty_job_command_is_refused() -> None:
     )
 
 
+@pytest.mark.parametrize("flag", ["--environment", "--compute", "--max-duration", "--input"])
+def test_an_empty_flag_value_is_named_as_empty(flag: str) -> None:
+    given = {"--environment": ENV, "--compute": "c1", "--command": "x"}
+    given[flag] = ""
+    text = "job submit " + " ".join(f"{name} '{value}'" for name, value in given.items())
+    error = usage_error(text)
+    assert error.field == flag
+    assert error.message.startswith(f"{flag} is empty; give ")
+
+
 def test_an_overlong_message_is_refused_without_echoing_it() -> None:
     text = "deny 3 --reason " + "y" * 5000
     error = usage_error(text)
