@@ -165,7 +165,7 @@ def test_a_job_comes_back_with_its_studio_link(
 
 
 def test_a_missing_job_is_not_found(backend: AzureWorkspace) -> None:
-    with pytest.raises(NotFoundError, match="no job named nope"):
+    with pytest.raises(NotFoundError, match="no job `nope` in workspace `mlw-"):
         backend.get_job("nope")
 
 

@@ -342,7 +342,7 @@ def test_submitting_an_existing_name_returns_the_first_job_unchanged(
 
 
 def test_an_unknown_job_is_not_found_naming_job_and_workspace(ws: LocalWorkspace) -> None:
-    with pytest.raises(NotFoundError, match="no job named 'nope' in workspace 'demo'"):
+    with pytest.raises(NotFoundError, match="no job `nope` in workspace `demo`"):
         ws.get_job("nope")
 
 

@@ -155,7 +155,7 @@ def get_job(clients: WorkspaceClients, name: str) -> JobInfo:
     found = _find(clients, name)
     if found is None:
         raise NotFoundError(
-            f"There is no job named {name} in workspace {clients.coordinates.workspace_name}."
+            f"There is no job `{name}` in workspace `{clients.coordinates.workspace_name}`."
         )
     return found
 

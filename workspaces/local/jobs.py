@@ -62,7 +62,7 @@ def find_job(session: Session, workspace: str, name: str) -> SimJobRow:
         select(SimJobRow).where(SimJobRow.workspace == workspace, SimJobRow.name == name)
     )
     if row is None:
-        raise NotFoundError(f"There is no job named '{name}' in workspace '{workspace}'.")
+        raise NotFoundError(f"There is no job `{name}` in workspace `{workspace}`.")
     return row
 
 
