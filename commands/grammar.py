@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from commands import models as m
@@ -298,7 +298,10 @@ SPECS: tuple[Spec, ...] = (
         m.Deny,
         "deny a request with a reason (team leads)",
         '/aml deny 7 --reason "use the shared lake instead"',
-        (Arg("request_id", "ID", "id"), REASON),
+        (
+            Arg("request_id", "ID", "id"),
+            replace(REASON, help="why not, for the person who asked (3-500 characters)"),
+        ),
         lead_only=True,
     ),
     Spec(

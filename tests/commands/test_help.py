@@ -42,6 +42,11 @@ def test_lead_only_commands_say_so() -> None:
     assert "team leads" in help_text("audit")
 
 
+def test_a_reason_says_who_reads_it() -> None:
+    assert "`--reason`: why, for the team lead" in help_text("access request")
+    assert "`--reason`: why not, for the person who asked" in help_text("deny")
+
+
 def test_an_unknown_topic_suggests_the_closest_command() -> None:
     text = help_text("job sumbit")
     assert "No command `job sumbit`" in text
