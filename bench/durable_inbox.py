@@ -68,6 +68,7 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
                 "--text",
                 "compute list",
                 "--reply-text",
+                "--no-reference",  # the stall is amlbot's alone: acks, not ratios
                 "--rounds",
                 "1",
             ],
