@@ -106,6 +106,11 @@ def serve(
     if problems:
         for problem in problems:
             print(f"amlbot serve: {problem}", file=sys.stderr)
+        print(
+            "amlbot serve: to try the bot without Slack, run `amlbot console`; to connect it, "
+            "see the README, section Slack, Set-up.",
+            file=sys.stderr,
+        )
         return 2
     settings.ensure_database_folder()
     core = build_core(

@@ -51,7 +51,9 @@ def test_http_mode_refuses_to_start_without_a_signing_secret(
 ) -> None:
     settings = Settings(slack_bot_token=SecretStr(BOT_TOKEN), slack_signing_secret=None)
     assert serve(settings, demo_config, http=True, host="127.0.0.1", port=0) == 2
-    assert "SLACK_SIGNING_SECRET is not set" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "SLACK_SIGNING_SECRET is not set" in err
+    assert "to try the bot without Slack, run `amlbot console`" in err
 
 
 def test_socket_mode_refuses_to_start_without_an_app_token(
