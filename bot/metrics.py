@@ -129,6 +129,13 @@ class Metrics:
             "Unix time the last sweep round of this process finished without an error.",
             registry=r,
         )
+        self.scheduled_skips = Counter(
+            "amlbot_scheduled_rounds_skipped",
+            "Rounds of a periodic job (the sweeps, or a chore beside them) not started because "
+            "the previous round was still running, by job.",
+            ["job"],
+            registry=r,
+        )
         self._store_watched = False
 
     def watch_store(self, store: Store, clock: Clock) -> None:

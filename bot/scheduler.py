@@ -11,11 +11,18 @@ never overlaps the next (`max_instances=1`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobEvent,
+)
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -26,6 +33,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TICK = timedelta(seconds=15)
 JOB_ID = "amlbot-sweeps"
+
+
+class _NotEverySkip(logging.Filter):
+    """APScheduler warns "skipped: maximum number of running instances reached" at every
+    tick a round is still running: every 15 s for as long as Azure hangs. `_skipped` says it
+    once per overrun and counts every skip in a metric instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)
+
+
+# APScheduler's log of our schedulers, less that one line (a child of its own logger, so its
+# level and handlers still apply; other schedulers in the process are left alone).
+_SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler.amlbot")
+_SCHEDULER_LOG.addFilter(_NotEverySkip())
 
 
 @dataclass(frozen=True)
@@ -70,13 +92,17 @@ class NotificationScheduler:
         self.rounds = 0  # rounds finished, failed or not: for health checks and tests
         self._last_round_at: float | None = None  # time.monotonic(), for readiness
         self._scheduler: BackgroundScheduler | None = None
+        self._overrunning: dict[str, int] = {}  # job id -> rounds skipped while it runs
+        self._overrun_lock = threading.Lock()  # the scheduler's thread and the executor's
 
     def start(self) -> None:
         # Synchronously, before the first round and before the app answers anyone: access
         # that ran out during downtime is taken away first.
         self._after(run_startup(self.core.service.workflow))
         self._last_round_at = time.monotonic()
-        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler = BackgroundScheduler(timezone=UTC, logger=_SCHEDULER_LOG)
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(self._ended, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.add_job(
             self._round,
             IntervalTrigger(seconds=self.tick.total_seconds(), timezone=UTC),
@@ -120,6 +146,25 @@ class NotificationScheduler:
         finally:
             self.rounds += 1
             self._last_round_at = time.monotonic()
+
+    def _skipped(self, event: JobEvent) -> None:
+        """A tick found the job's last round still running (APScheduler's thread)."""
+        with self._overrun_lock:
+            skipped = self._overrunning.get(event.job_id, 0)
+            self._overrunning[event.job_id] = skipped + 1
+        self.core.metrics.scheduled_skips.labels(job=event.job_id).inc()
+        if not skipped:
+            log.warning(
+                "%s: a round is still running at the next tick; rounds are skipped until it "
+                "ends (amlbot_scheduled_rounds_skipped_total counts them)",
+                event.job_id,
+            )
+
+    def _ended(self, event: JobEvent) -> None:
+        with self._overrun_lock:
+            skipped = self._overrunning.pop(event.job_id, 0)
+        if skipped:
+            log.warning("%s: the long round ended; %s rounds were skipped", event.job_id, skipped)
 
     def seconds_since_round(self) -> float | None:
         """Since the last round (or the start-up sweep) finished; None before start."""

@@ -3,12 +3,14 @@ replicas sharing one database: every transition announced exactly once."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
-from bot.scheduler import NotificationScheduler
+from bot.scheduler import Housekeeping, NotificationScheduler
 from bot.wiring import Core
 from tests.notify.conftest import job_notices, replica_of, start_notifications, submit_job, wait_for
 from workspaces.clock import ManualClock
@@ -65,3 +67,39 @@ def test_the_scheduler_wakes_the_outbox_when_a_round_queued_messages(
         assert woken  # the first idle digest of the demo
     finally:
         scheduler.stop()
+
+
+def test_a_round_that_overruns_is_logged_once_and_every_skip_counted(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    chore = Housekeeping("slow-chore", TICK, lambda: release.wait(10))
+    scheduler = NotificationScheduler(core, tick=TICK, housekeeping=[chore])
+
+    def skips() -> float:
+        return (
+            core.metrics.registry.get_sample_value(
+                "amlbot_scheduled_rounds_skipped_total", {"job": "amlbot-slow-chore"}
+            )
+            or 0.0
+        )
+
+    with caplog.at_level(logging.INFO):
+        scheduler.start()
+        try:
+            wait_for(lambda: skips() >= 5, what="five skipped rounds")
+            release.set()
+            wait_for(
+                lambda: any("the long round ended" in r.getMessage() for r in caplog.records),
+                what="the end of the overrun",
+            )
+        finally:
+            release.set()
+            scheduler.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    # APScheduler's own warning at every skipped tick is gone; ours comes once.
+    assert not [m for m in messages if "maximum number of running instances" in m]
+    overran = [m for m in messages if m.startswith("amlbot-slow-chore: a round is still running")]
+    assert len(overran) == 1
+    (ended,) = [m for m in messages if m.startswith("amlbot-slow-chore: the long round ended")]
+    assert int(ended.split("; ")[1].split()[0]) >= 5
