@@ -251,8 +251,8 @@ class RiskCommands(ServiceBase):
         rule = outcome.rule
         if rule.decide == "refuse":
             raise PermissionRefusedError(
-                f"Not submitted: {outcome.headline()}. Ask a team lead of `{ws.name}` if you "
-                f"think the rule should not apply."
+                f"Not submitted: policy rule `{rule.name}` refuses it: {outcome.why}. Ask a "
+                f"team lead of `{ws.name}` if you think the rule should not apply."
             )
         if rule.decide == "auto":
             return Decision(run_now=True, why=outcome.headline(), rule=outcome.rule.name)
