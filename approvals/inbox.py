@@ -44,9 +44,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
 from approvals import outbox
+from approvals.column_types import UTCDateTime
 from approvals.directory import Directory
 from approvals.store import Store, write_turn
-from approvals.tables import InboxRow, InboxStatus, UTCDateTime
+from approvals.tables import InboxRow, InboxStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

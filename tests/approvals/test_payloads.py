@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Integer, String, column, insert, select, table, upd
 from sqlalchemy.exc import StatementError
 
 from approvals.actions.base import payload_as, required
+from approvals.column_types import UTCDateTime
 from approvals.payloads import (
     AccessPayload,
     ComputePayload,
@@ -26,7 +27,7 @@ from approvals.payloads import (
     rule_of,
 )
 from approvals.store import Store
-from approvals.tables import RequestRow, UTCDateTime
+from approvals.tables import RequestRow
 from shared.errors import UserError
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
