@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.decision_rights import DecisionRights, not_yours
@@ -23,6 +24,16 @@ from shared.errors import PermissionRefusedError, UserError
 class Closing(DecisionRights):
     def _not_pending(self, row: RequestRow) -> UserError:
         return UserError(f"Request {short_ref(row.id)} is no longer pending: {status_line(row)}.")
+
+    def _leave_pending(
+        self, session: Session, request_id: int, target: RequestStatus, **values: Any
+    ) -> None:
+        """Move a request out of `pending` (compare-and-set), or, when another decision got
+        there first, undo this transaction and refuse with the request as it now stands."""
+        if not transition(session, request_id, RequestStatus.PENDING, target, **values):
+            session.rollback()
+            with self.store.transaction() as again:
+                raise self._not_pending(self.load(again, request_id))
 
     def expire_if_due(self, request_id: int) -> bool:
         """Expire a pending request whose time ran out. True if this call expired it."""
@@ -99,18 +110,7 @@ class Closing(DecisionRights):
             raise self._not_pending(row)
         now = self.clock.now()
         with self.store.transaction() as session:
-            if not transition(
-                session,
-                row.id,
-                RequestStatus.PENDING,
-                target,
-                decided_at=now,
-                finished_at=now,
-                **changes,
-            ):
-                session.rollback()
-                with self.store.transaction() as again:
-                    raise self._not_pending(self.load(again, row.id))
+            self._leave_pending(session, row.id, target, decided_at=now, finished_at=now, **changes)
             audit.record(
                 session,
                 at=now,

@@ -21,7 +21,7 @@ from approvals.config import WorkspaceConfig
 from approvals.opening import OpenedOnce, origin_of
 from approvals.payloads import RequestPayload
 from approvals.resumption import Resumption
-from approvals.states import RequestStatus, transition
+from approvals.states import RequestStatus
 from approvals.tables import RequestRow, VoteRow
 from approvals.until_done import WorkBoundGrants
 from approvals.wording import short_ref
@@ -241,19 +241,14 @@ class Workflow(OpenedOnce, Closing, Resumption, WorkBoundGrants):
                 f"Your approval of {short_ref(row.id)} is recorded "
                 f"({votes} of {row.approvals_needed}); another team lead must approve too."
             )
-        won = transition(
+        self._leave_pending(
             session,
             row.id,
-            RequestStatus.PENDING,
             RequestStatus.APPROVED,
             decided_by=actor,
             decided_at=now,
             **self.new_lease(now),
         )
-        if not won:
-            session.rollback()
-            with self.store.transaction() as again:
-                raise self._not_pending(self.load(again, row.id))
         audit.record(
             session,
             at=now,

@@ -127,3 +127,44 @@ def test_a_double_click_that_lost_the_race_hears_what_is_true_now(core: Core) ->
     assert f"You already approved #{request_id}; it has been carried out" in second.text
     assert "has access to `gpu-cluster`" in second.text
     assert executions(core) == 1
+
+
+def test_a_deny_that_lost_the_race_to_an_approve_says_what_happened(
+    database_url: str, make_core: Callable[..., Core]
+) -> None:
+    """carol's deny read the request while it was pending; before its compare-and-set
+    lands, bob's approve (on a connection of its own) decides and carries it out. The deny
+    changes nothing and tells carol the request is no longer pending, and why."""
+    core = make_core(two_lead_config(), database_url)
+    request_id = core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --reason 'race test'"
+    ).request_id
+    approve: list[str] = []
+
+    def approve_overtakes(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE REQUESTS") and not approve:
+            approve.append("running")
+            thread = threading.Thread(
+                target=lambda: approve.append(
+                    core.service.handle_text("bob", f"/aml approve {request_id}").text
+                )
+            )
+            thread.start()
+            thread.join(timeout=60)
+
+    event.listen(core.store.engine, "before_cursor_execute", approve_overtakes)
+    try:
+        deny = core.service.handle_text("carol", f"/aml deny {request_id} --reason 'not now'")
+    finally:
+        event.remove(core.store.engine, "before_cursor_execute", approve_overtakes)
+    assert approve[1].startswith(f"Approved #{request_id}")
+    assert not deny.ok
+    assert deny.text.startswith(
+        f"Request #{request_id} is no longer pending: done, approved by bob"
+    )
+    assert executions(core) == 1
+    with core.store.transaction() as session:
+        denials = session.scalar(
+            select(func.count()).select_from(AuditRow).where(AuditRow.action == "access.denied")
+        )
+    assert denials == 0
