@@ -35,9 +35,7 @@ from approvals.config import AppConfig, load_config
 from bot.access_log import uvicorn_log_config
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.health import Readiness, serve_health
-from bot.processes import (
-    WorkerChildren,
-)
+from bot.processes import WorkerChildren, cpu_priority
 from bot.services import background_services, edge_services, slack_registrars
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack, missing_settings
@@ -237,7 +235,7 @@ def work(
             return 2
     for service in services:
         service.start()
-    log.info("worker %s claiming inbox items", os.getpid())
+    log.info("worker %s claiming inbox items (CPU priority: %s)", os.getpid(), cpu_priority())
     stopping.wait()
     for service in reversed(services):
         service.stop()

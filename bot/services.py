@@ -195,4 +195,12 @@ def edge_services(
     children = work_processes(settings, settings.database_url)
     if not children:
         return []
-    return [WorkerChildren(children, config_path, health_port=health_port, health_host=health_host)]
+    return [
+        WorkerChildren(
+            children,
+            config_path,
+            health_port=health_port,
+            health_host=health_host,
+            priority=settings.work_priority,
+        )
+    ]

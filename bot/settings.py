@@ -18,6 +18,7 @@ def default_database_url() -> str:
 
 # The names Python's logging knows; anything else would end `logging.basicConfig` in a traceback.
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+WorkPriority = Literal["idle", "low"]
 
 
 class Settings(BaseSettings):
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     work_processes: int | None = Field(
         default=None, ge=0, le=32, validation_alias="AMLBOT_WORK_PROCESSES"
     )
+    # How `serve`'s `amlbot work` children share the machine's CPUs with its edge: "idle",
+    # only what the edge and everything else leave free (acks first, always); "low", nice
+    # 10, a small share even while other work keeps every CPU busy. `amlbot work` started
+    # by itself keeps the priority it was given.
+    work_priority: WorkPriority = Field(default="idle", validation_alias="AMLBOT_WORK_PRIORITY")
 
     # HTTP mode: after SIGTERM, seconds `serve` keeps taking requests with `/readyz` at 503,
     # while the load balancer stops sending (Kubernetes takes a pod out of its Service's
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
     def _any_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "work_priority", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

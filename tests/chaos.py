@@ -160,7 +160,7 @@ class ServedBot:
                 stderr=log,
                 start_new_session=True,
             )
-        # The edge answers first; its worker starts after it, at nice 10, and on a loaded
+        # The edge answers first; its worker starts after it, at idle CPU priority, and on a loaded
         # machine may take many seconds to import and claim.
         probes = [f"{self.url}/healthz"]
         if self.work_processes:

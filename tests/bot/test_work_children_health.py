@@ -107,8 +107,10 @@ def test_each_child_answers_on_its_own_port_and_serve_is_ready_when_they_claim(
         what="serve ready",
     )
     assert body["work_processes"] == "ok"
-    [command] = child_pids(served.process.pid).values()
+    [(pid, command)] = child_pids(served.process.pid).items()
     assert command[-4:] == ["--health-port", str(child_port), "--health-host", "127.0.0.1"]
+    # By default a child takes only the CPU the edge leaves (AMLBOT_WORK_PRIORITY=idle).
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     # The child's own metrics: what its worker did, which the parent cannot count.
     samples = wait_for(
         lambda: (lambda s: s if s.get("amlbot_sweep_duration_seconds_count") else None)(

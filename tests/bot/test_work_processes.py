@@ -4,12 +4,13 @@ machine's CPU count, unless AMLBOT_WORK_PROCESSES says."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from bot.processes import usable_cpus, work_processes
+from bot.processes import WorkerChildren, give_way_to_the_edge, usable_cpus, work_processes
 from bot.settings import Settings
 
 
@@ -75,3 +76,59 @@ def test_a_bad_setting_is_an_error_that_names_the_variable_not_a_traceback(
     err = capsys.readouterr().err
     assert "AMLBOT_WORK_PROCESSES='two': Input should be a valid integer" in err
     assert "Traceback" not in err
+
+
+def _child_priority(priority: str) -> tuple[int, int]:
+    """(scheduling policy, niceness) of a `serve` child started with `priority`, a
+    stand-in for `amlbot work` that only sleeps."""
+    children = WorkerChildren(1, None, priority=priority)  # type: ignore[arg-type]
+    children.command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    children.start()
+    try:
+        [child] = children._children
+        assert child is not None
+        return os.sched_getscheduler(child.pid), os.getpriority(os.PRIO_PROCESS, child.pid)
+    finally:
+        children.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_serve_children_run_only_on_cpu_the_edge_leaves_by_default() -> None:
+    assert Settings().work_priority == "idle"
+    policy, _ = _child_priority("idle")
+    assert policy == os.SCHED_IDLE
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_low_priority_children_keep_a_share_at_nice_10() -> None:
+    policy, niceness = _child_priority("low")
+    assert policy == os.SCHED_OTHER
+    assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+
+def test_where_scheduling_is_refused_a_worker_still_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_: object) -> None:
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refused)
+    monkeypatch.setattr(os, "nice", refused)
+    assert give_way_to_the_edge("idle") == "unchanged"
+
+
+def test_a_bad_work_priority_names_the_variable_and_the_choices(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("AMLBOT_WORK_PRIORITY", "urgent")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "AMLBOT_WORK_PRIORITY='urgent'" in err and "'idle' or 'low'" in err
+    assert "Traceback" not in err
+
+
+def test_the_work_priority_may_be_given_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMLBOT_WORK_PRIORITY", " LOW ")
+    assert Settings().work_priority == "low"

@@ -139,7 +139,7 @@ def _serve(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _healthy(url, process), timeout=30, what="amlbot serve to answer")
-            # And its worker: it starts after the edge, at nice 10, and on a loaded machine
+            # And its worker: it starts after the edge, at idle CPU priority, and on a loaded machine
             # may take many seconds to import; the tests expect answers within seconds.
             worker = f"http://127.0.0.1:{work_health_port}/readyz"
             wait_for(lambda: _status(worker) == 200, timeout=90, what="the worker ready")
@@ -284,7 +284,7 @@ def test_a_killed_worker_is_replaced_and_the_bot_goes_on_answering(
         what="a new worker",
     )
     assert replacement != worker
-    # A bound on liveness, not a speed: the replacement starts at nice 10 and may share
+    # A bound on liveness, not a speed: the replacement runs at idle CPU priority and may share
     # a loaded machine's cores, so it may take a while to import and connect.
     wait_for(
         lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,

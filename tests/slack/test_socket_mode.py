@@ -103,7 +103,7 @@ class SocketModeBot:
         return wait_for(check_alive_first, timeout=timeout, what=what)
 
     def wait_for_worker(self) -> None:
-        """Until serve's worker child answers ready: it starts after the edge, at nice 10,
+        """Until serve's worker child answers ready: it starts after the edge, at idle CPU priority,
         and on a loaded machine may take many seconds to import; the tests expect answers
         within seconds."""
         self.wait(lambda: probe(f"{self.work_url}/readyz") == 200, "the worker ready", 90)
