@@ -88,6 +88,23 @@ def test_environments_are_normalised(typed: str, sent: str) -> None:
     assert normalise_environment(typed) == sent
 
 
+def test_an_environment_that_is_none_of_the_forms_is_named_in_code_quotes() -> None:
+    with pytest.raises(WorkspaceError) as refused:
+        normalise_environment("sklearn latest")
+
+    assert refused.value.message.startswith("`sklearn latest` is not an environment")
+
+
+def test_an_input_that_is_not_a_uri_is_named_in_code_quotes(
+    backend: AzureWorkspace, fake: FakeAzure
+) -> None:
+    with pytest.raises(WorkspaceError) as refused:
+        backend.submit_job(job_spec(inputs={"data": "ftp://example.com/x.csv"}))
+
+    assert "Input `ftp://example.com/x.csv` must be" in refused.value.message
+    assert fake.calls_to("PUT", "/jobs/") == []
+
+
 def test_an_image_environment_becomes_an_anonymous_environment(
     backend: AzureWorkspace, fake: FakeAzure
 ) -> None:

@@ -347,12 +347,12 @@ def test_an_unknown_job_is_not_found_naming_job_and_workspace(ws: LocalWorkspace
 
 
 def test_a_job_on_an_unknown_compute_is_not_found(ws: LocalWorkspace) -> None:
-    with pytest.raises(NotFoundError, match=r"'tpu-cluster'.*Clusters here: cpu-cluster, gpu"):
+    with pytest.raises(NotFoundError, match=r"`tpu-cluster`.*Clusters here: cpu-cluster, gpu"):
         ws.submit_job(job(compute="tpu-cluster"))
 
 
 def test_a_job_on_a_compute_instance_is_refused_with_the_reason(ws: LocalWorkspace) -> None:
-    with pytest.raises(WorkspaceError, match="'alice-notebook' is a compute instance"):
+    with pytest.raises(WorkspaceError, match="`alice-notebook` is a compute instance"):
         ws.submit_job(job(compute="alice-notebook"))
 
 
@@ -519,7 +519,7 @@ def test_stopping_an_instance_twice_leaves_it_stopped(ws: LocalWorkspace) -> Non
 
 
 def test_stopping_an_unknown_instance_is_not_found(ws: LocalWorkspace) -> None:
-    with pytest.raises(NotFoundError, match="no compute instance named 'bob-notebook'"):
+    with pytest.raises(NotFoundError, match="no compute instance named `bob-notebook`"):
         ws.stop_instance("bob-notebook")
 
 

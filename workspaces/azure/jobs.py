@@ -42,7 +42,7 @@ def normalise_environment(raw: str) -> str:
     if found := _BARE_NAME.match(value):
         return f"{found['name']}@latest"
     raise WorkspaceError(
-        f"'{raw}' is not an environment: use NAME@latest (e.g. AzureML-sklearn-1.5@latest), "
+        f"`{raw}` is not an environment: use NAME@latest (e.g. AzureML-sklearn-1.5@latest), "
         "azureml:NAME:VERSION, or a Docker image such as mcr.microsoft.com/azureml/minimal:latest."
     )
 
@@ -76,7 +76,7 @@ def normalise_code(clients: WorkspaceClients, raw: str | None) -> str | None:
         return value
     raise WorkspaceError(
         f"Code must be a registered code asset (azureml:NAME:VERSION) or an https URL, not "
-        f"'{raw}': the bot never uploads files from its own machine."
+        f"`{raw}`: the bot never uploads files from its own machine."
     )
 
 
@@ -91,14 +91,14 @@ def input_type(clients: WorkspaceClients, uri: str) -> tuple[str, str]:
     if value.startswith("azureml:") and not value.startswith("azureml://"):
         found = _ASSET.match(value)
         if found is None:
-            raise WorkspaceError(f"'{uri}' is not a data asset reference (azureml:NAME:VERSION).")
+            raise WorkspaceError(f"`{uri}` is not a data asset reference (azureml:NAME:VERSION).")
         with translated(f"looking up data asset {found['name']}:{found['version']}"):
             asset = clients.ml().data.get(found["name"], version=found["version"])
         return str(asset.type), f"azureml:{found['name']}:{found['version']}"
     scheme = urlsplit(value).scheme
     if scheme not in {"azureml", "https", "abfss", "wasbs"}:
         raise WorkspaceError(
-            f"Input '{uri}' must be an azureml://, https://, abfss:// URI or azureml:NAME:VERSION."
+            f"Input `{uri}` must be an azureml://, https://, abfss:// URI or azureml:NAME:VERSION."
         )
     if value.rstrip("/").endswith("/MLTable"):
         return "mltable", value.rstrip("/").removesuffix("MLTable")

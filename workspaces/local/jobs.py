@@ -43,7 +43,7 @@ def find_cluster(session: Session, workspace: str, name: str) -> SimClusterRow:
         return row
     if session.get(SimInstanceRow, (workspace, name)) is not None:
         raise WorkspaceError(
-            f"'{name}' is a compute instance; the simulated workspace '{workspace}' runs "
+            f"`{name}` is a compute instance; the simulated workspace `{workspace}` runs "
             "jobs and grants access on compute clusters only."
         )
     names = session.scalars(
@@ -52,7 +52,7 @@ def find_cluster(session: Session, workspace: str, name: str) -> SimClusterRow:
         .order_by(SimClusterRow.name)
     ).all()
     raise NotFoundError(
-        f"There is no compute cluster named '{name}' in workspace '{workspace}'. "
+        f"There is no compute cluster named `{name}` in workspace `{workspace}`. "
         f"Clusters here: {', '.join(names) or 'none'}."
     )
 
@@ -76,8 +76,8 @@ def submit(
     """The job named `spec.name`: the one already there, or a new one planned from now."""
     if not _JOB_NAME.match(spec.name):
         raise WorkspaceError(
-            f"Job name '{spec.name}' is not allowed: use up to 255 letters, digits, "
-            "'-' and '_', starting with a letter or digit."
+            f"Job name `{spec.name}` is not allowed: use up to 255 letters, digits, "
+            "`-` and `_`, starting with a letter or digit."
         )
     existing = session.scalar(
         select(SimJobRow).where(SimJobRow.workspace == workspace, SimJobRow.name == spec.name)
@@ -89,7 +89,7 @@ def submit(
     if not 1 <= spec.instance_count <= cluster.max_nodes:
         raise WorkspaceError(
             f"Job {spec.name} asks for {spec.instance_count} nodes; cluster "
-            f"'{cluster.name}' runs jobs on 1 to {cluster.max_nodes} nodes."
+            f"`{cluster.name}` runs jobs on 1 to {cluster.max_nodes} nodes."
         )
     reading = read_command(spec.command)
     ahead = [holding for _, holding in cluster_holdings(session, cluster, now)]

@@ -154,7 +154,7 @@ class LocalWorkspace:
             row = session.get(SimInstanceRow, (self.workspace, name))
             if row is None:
                 raise NotFoundError(
-                    f"There is no compute instance named '{name}' in workspace '{self.workspace}'."
+                    f"There is no compute instance named `{name}` in workspace `{self.workspace}`."
                 )
             row.state = "Stopped"
 
@@ -164,7 +164,7 @@ class LocalWorkspace:
             row = sim_jobs.find_cluster(session, self.workspace, name)
             if not 0 <= min_nodes <= row.max_nodes:
                 raise WorkspaceError(
-                    f"The minimum node count of cluster '{name}' must be between 0 and its "
+                    f"The minimum node count of cluster `{name}` must be between 0 and its "
                     f"maximum, {row.max_nodes}; {min_nodes} was asked for."
                 )
             row.change_min_nodes(min_nodes, now)
@@ -176,7 +176,7 @@ class LocalWorkspace:
             row = sim_jobs.find_cluster(session, self.workspace, name)
             if seconds < 0:
                 raise WorkspaceError(
-                    f"The idle time before scale-down of cluster '{name}' cannot be negative; "
+                    f"The idle time before scale-down of cluster `{name}` cannot be negative; "
                     f"{seconds} seconds was asked for."
                 )
             row.change_idle_seconds(seconds, now)
@@ -188,7 +188,7 @@ class LocalWorkspace:
             row = session.get(SimInstanceRow, (self.workspace, name))
             if row is None:
                 raise NotFoundError(
-                    f"There is no compute instance named '{name}' in workspace '{self.workspace}'."
+                    f"There is no compute instance named `{name}` in workspace `{self.workspace}`."
                 )
             row.idle_shutdown_minutes = minutes
 
