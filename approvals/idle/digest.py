@@ -197,8 +197,15 @@ def hourly_total(findings: list[IdleFinding]) -> str:
     return f"at least {total}" if len(known) < len(findings) else total
 
 
+def items_counted(count: int, what: str = "item") -> str:
+    """ "1 item", "2 items"."""
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
 def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
-    lines = [f"Idle compute in `{ws.name}`: {len(findings)} item(s), {hourly_total(findings)}"]
+    lines = [
+        f"Idle compute in `{ws.name}`: {items_counted(len(findings))}, {hourly_total(findings)}"
+    ]
     lines += [f"• {finding_line(f)}" for f in findings]
     lines.append(prices_note(findings))
     return "\n".join(lines)

@@ -86,7 +86,7 @@ def test_the_digest_says_how_long_an_instance_runs_and_never_that_it_is_inactive
     texts = [payload["text"] for payload in notices(core, IDLE_DIGEST)]
     assert len(texts) == len(digests) >= 2
     assert texts[0].splitlines() == [
-        "Idle compute in `demo`: 1 item(s), ~$0.21/hour",
+        "Idle compute in `demo`: 1 item, ~$0.21/hour",
         "• Compute instance `alice-notebook` (Standard_DS11_v2): running for 3h (since Start "
         "at 2026-01-05 06:00 UTC); no idle shutdown is set; no job the bot follows runs on it. "
         "~$0.21/hour, ~$0.63 so far",

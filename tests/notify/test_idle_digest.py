@@ -60,7 +60,7 @@ def test_the_digest_lists_exactly_the_idle_computes_with_their_costs(
     (payload,) = notices(core, IDLE_DIGEST)
     assert payload["workspace"] == "demo" and payload["digest_id"] == digest
     assert payload["text"].splitlines() == [
-        "Idle compute in `demo`: 2 item(s), ~$0.48/hour",
+        "Idle compute in `demo`: 2 items, ~$0.48/hour",
         "• Cluster `cpu-cluster` (STANDARD_DS3_V2): minimum nodes is 1, so they never scale "
         "down (recommended: 0). ~$0.29/hour",
         "• Compute instance `alice-notebook` (STANDARD_DS11_V2): running with no activity "
@@ -76,7 +76,7 @@ def test_unknown_prices_are_not_added_up_as_nothing(core: Core, clock: ManualClo
     sweep_idle(core, "demo", clock.now())
     (payload,) = notices(core, IDLE_DIGEST)
     assert payload["text"].splitlines()[0] == (
-        "Idle compute in `demo`: 2 item(s), an unknown cost per hour"
+        "Idle compute in `demo`: 2 items, an unknown cost per hour"
     )
 
 

@@ -303,7 +303,7 @@ def test_socket_mode_runs_the_sweeps_so_the_idle_digest_reaches_the_channel(
         ),
         "the idle digest",
     )
-    assert "idle compute item(s) in `demo`" in digest.all_text
+    assert "1 idle compute item in `demo`" in digest.all_text
     assert bot.stop() == 0
 
 
