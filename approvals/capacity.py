@@ -3,6 +3,7 @@ free nodes, in one line for the card. Pure."""
 
 from __future__ import annotations
 
+from shared.wording import counted
 from workspaces.types import ClusterInfo, VmQuota
 
 
@@ -20,17 +21,18 @@ def capacity_line(quota: VmQuota | None, cluster: ClusterInfo | None, nodes_want
         where = f" in {quota.location}" if quota.location else ""
         parts.append(
             f"{quota.family_label or quota.family}{where}: {quota.used_cores} of "
-            f"{quota.limit_cores} cores used, room for {quota.nodes_that_fit} more node(s) of "
-            f"{quota.cores_per_node} cores"
+            f"{quota.limit_cores} cores used, room for "
+            f"{counted(quota.nodes_that_fit, 'more node')} of {quota.cores_per_node} cores"
         )
     if cluster is not None:
         parts.append(
-            f"cluster {cluster.name}: {free_nodes(cluster)} of {cluster.max_nodes} node(s) free"
+            f"cluster {cluster.name}: {free_nodes(cluster)} of "
+            f"{counted(cluster.max_nodes, 'node')} free"
         )
     text = "; ".join(parts)
     if quota is not None and quota.nodes_that_fit < nodes_wanted:
         text += (
-            f". Warning: this needs {nodes_wanted} node(s) and the quota has room for "
+            f". Warning: this needs {counted(nodes_wanted, 'node')} and the quota has room for "
             f"{quota.nodes_that_fit} more, so it may not start"
         )
     return text

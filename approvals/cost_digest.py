@@ -20,6 +20,7 @@ from approvals.costs import money
 from approvals.idle.spend import idle_spend_between
 from approvals.spend import budget_line, month_to_date, spend_between
 from approvals.sweep_tables import IdleItemRow
+from shared.wording import counted
 
 WEEK = timedelta(days=7)
 # What the idle digest's fixes leave behind, by their recorded note (idle_actions.py).
@@ -52,7 +53,7 @@ def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
     month = month_to_date(session, ws, now, idle_spend_between)
     lines = [
         f"*Weekly cost digest for `{ws.name}`* ({since:%Y-%m-%d} to {now:%Y-%m-%d})",
-        f"Spent this week: {money(week.total)} ({len(week.jobs)} job(s), idle compute "
+        f"Spent this week: {money(week.total)} ({counted(len(week.jobs), 'job')}, idle compute "
         f"{money(week.idle)}); "
         f"month to date: {budget_line(ws, month.total)}",
     ]
@@ -70,7 +71,9 @@ def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
         f"Idle cost avoided by the bot's fixes: {money(idle_cost_avoided(session, ws, since, now))}"
     )
     if week.unpriced_jobs:
-        lines.append(f"({week.unpriced_jobs} job(s) on VM sizes without a known price left out)")
+        lines.append(
+            f"({counted(week.unpriced_jobs, 'job')} on VM sizes without a known price left out)"
+        )
     lines.append("Estimates from list prices: nodes x price x time, never an invoice.")
     return "\n".join(lines)
 

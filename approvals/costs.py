@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from approvals.config import ClusterConfig
+from shared.wording import counted
 from workspaces.prices import PRICE_SOURCE, PriceQuote, format_price, price_for
 from workspaces.types import Priority
 
@@ -70,7 +71,7 @@ class Estimate:
         from commands.durations import format_duration
 
         return (
-            f"{self.nodes} node(s) x {money(self.node_hour)}/node-hour x "
+            f"{counted(self.nodes, 'node')} x {money(self.node_hour)}/node-hour x "
             f"{format_duration(self.duration)} = {money(self.total)}"
         )
 

@@ -34,6 +34,7 @@ from approvals.store import Store
 from approvals.tables import DriftFindingRow, DriftStatus, GrantRow, GrantStatus
 from approvals.wording import short_ref
 from shared.errors import NotFoundUserError, PermissionRefusedError, UserError
+from shared.wording import counted
 from workspaces.port import WorkspaceBackend
 from workspaces.types import AccessAssignment, ComputeInventory
 
@@ -125,8 +126,8 @@ def compare(
                 Finding(
                     "min_nodes",
                     cluster.name,
-                    f"Cluster `{cluster.name}` keeps {info.min_nodes} node(s) at minimum; the "
-                    f"configuration says {cluster.min_nodes}.",
+                    f"Cluster `{cluster.name}` keeps {counted(info.min_nodes, 'node')} at "
+                    f"minimum; the configuration says {cluster.min_nodes}.",
                     {"azure": info.min_nodes, "configured": cluster.min_nodes},
                 )
             )
@@ -185,7 +186,7 @@ def check_workspace(
                 "report_id": report_id,
                 "findings": [row.id for row in rows],
                 "text": f"Drift check of `{ws.name}`: Azure differs from the bot's records in "
-                f"{len(rows)} place(s).\n{text}",
+                f"{counted(len(rows), 'place')}.\n{text}",
             },
             now=now,
             dedupe_key=f"drift:{ws.name}:{report_id}",

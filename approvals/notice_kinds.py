@@ -67,8 +67,9 @@ def grant_expiring_text(
             f"team lead for another {another}."
         )
     names = ", ".join(f"`{job.name}` ({job.status.value})" for job in still_running[:5])
+    running = "job still runs" if len(still_running) == 1 else "jobs still run"
     return (
         f"{access} reaches its time limit {when(grant.expires_at)}, in {left}, while your "
-        f"job(s) still run there: {names}. Extend asks a team lead for another {another}; the "
-        f"access still ends with your work."
+        f"{running} there: {names}. Extend asks a team lead for another {another}; the access "
+        "still ends with your work."
     )

@@ -12,6 +12,7 @@ from approvals.config_policy import Action
 from commands.durations import format_duration
 from commands.models import AccessRequest
 from shared.errors import PermissionRefusedError, UsageError
+from shared.wording import counted
 
 if TYPE_CHECKING:
     from approvals.directory import Directory
@@ -35,8 +36,9 @@ def _needs_lead(ws: WorkspaceConfig, action: Action, requester: str, why: str) -
     other_leads = [lead for lead in ws.team_leads if lead != requester]
     if len(other_leads) < needed:
         raise PermissionRefusedError(
-            f"This needs {needed} team lead(s) of `{ws.name}` other than you, and the workspace "
-            f"has {len(other_leads)}. Ask an administrator to add a lead to the configuration."
+            f"This needs {counted(needed, 'team lead')} of `{ws.name}` other than you, and the "
+            f"workspace has {len(other_leads)}. Ask an administrator to add a lead to the "
+            "configuration."
         )
     return Decision(run_now=False, approvals_needed=needed, why=why)
 
@@ -54,7 +56,7 @@ def needs_approvers(
         other_leads = [lead for lead in ws.team_leads if lead != requester]
         if len(other_leads) < needed:
             raise PermissionRefusedError(
-                f"This needs {needed} team lead(s) of `{ws.name}` other than you, and the "
+                f"This needs {counted(needed, 'team lead')} of `{ws.name}` other than you, and the "
                 f"workspace has {len(other_leads)}. Ask an administrator to add a lead."
             )
         return Decision(run_now=False, approvals_needed=needed, why=why)
@@ -63,8 +65,8 @@ def needs_approvers(
     others = [name for name in directory.group_members(group) if name != requester]
     if config.slack_usergroup is None and len(others) < needed:
         raise PermissionRefusedError(
-            f"This needs {needed} approver(s) from group `{group}` other than you, and it has "
-            f"{len(others)}. Ask an administrator to add someone to the group."
+            f"This needs {counted(needed, 'approver')} from group `{group}` other than you, and "
+            f"it has {len(others)}. Ask an administrator to add someone to the group."
         )
     return Decision(run_now=False, approvals_needed=needed, why=why)
 

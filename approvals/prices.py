@@ -21,6 +21,7 @@ from approvals.claims import claim_due
 from approvals.core import Basics
 from approvals.sweep_tables import PriceRow
 from shared.errors import WorkspaceError
+from shared.wording import counted
 from workspaces.prices import BOOK, PriceQuote, normalise_region, normalise_sku
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ class RefreshReport:
     failed: dict[str, str] = field(default_factory=dict)  # region -> why
 
     def summary(self) -> str:
-        lines = [f"{region}: {count} price(s) stored" for region, count in self.fetched.items()]
+        lines = [
+            f"{region}: {counted(count, 'price')} stored" for region, count in self.fetched.items()
+        ]
         lines += [f"{region}: not refreshed ({why})" for region, why in self.failed.items()]
         return "\n".join(lines) or "no region to refresh (no workspace is configured)"
 

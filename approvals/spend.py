@@ -131,7 +131,7 @@ def job_end_line(
     now: datetime,
     idle_spend: IdleSpend | None = None,
 ) -> str | None:
-    """`Cost: 2 node(s) x $3.06/node-hour x 1h30m = $9.18; $120.00 of $2,000.00 this month`.
+    """`Cost: 2 nodes x $3.06/node-hour x 1h30m = $9.18; $120.00 of $2,000.00 this month`.
 
     The run itself is priced from its start (its submission if Azure gave no start); the
     month's figure comes from the bot's records, this job included."""

@@ -22,6 +22,7 @@ from approvals.payloads import (
 from approvals.states import RequestStatus
 from approvals.tables import GrantRow, JobRow, RequestRow
 from commands.durations import format_duration
+from shared.wording import counted
 from workspaces.prices import PRICE_SOURCE, format_price, price_for
 from workspaces.types import JobInfo, Priority
 
@@ -168,7 +169,7 @@ def _access_facts(payload: AccessPayload, ws: WorkspaceConfig | None) -> list[tu
         facts.append(
             (
                 "Cluster",
-                f"{cluster.vm_sku}, up to {cluster.nodes} node(s), "
+                f"{cluster.vm_sku}, up to {counted(cluster.nodes, 'node')}, "
                 f"{'low priority' if low else 'dedicated'}",
             )
         )

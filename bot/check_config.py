@@ -11,6 +11,7 @@ from approvals.config_errors import ConfigError
 from approvals.rules import describe_rule
 from bot.slack.scopes import check_token
 from commands.durations import format_duration
+from shared.wording import counted
 
 
 def check_config(
@@ -87,7 +88,7 @@ def check_config(
         found = check_workspace_online(ws.azure_settings(), config.cloud)
         if found:
             problems += len(found)
-            print(f"workspace {ws.name}: {len(found)} problem(s)")
+            print(f"workspace {ws.name}: {counted(len(found), 'problem')}")
             for line in found:
                 print(f"  - {line}")
         else:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from approvals.config_policy import IdlePolicy
 from approvals.wording import when
 from commands.durations import format_duration
+from shared.wording import counted
 from workspaces.prices import PriceQuote, price_for
 from workspaces.types import ClusterInfo, ComputeInventory, InstanceInfo, Priority
 
@@ -203,7 +204,7 @@ def _cluster(
     idling = since is not None and now - since >= policy.idle_threshold
     reasons = []
     if idling and since is not None:
-        reasons.append(f"{idle} node(s) up with no job since {when(since)}")
+        reasons.append(f"{counted(idle, 'node')} up with no job since {when(since)}")
     if cluster.min_nodes > 0:
         reasons.append(
             f"minimum nodes is {cluster.min_nodes}, so they never scale down (recommended: 0)"
@@ -283,7 +284,8 @@ def _instance(
     if shutdown is not None and shutdown_too_long:
         reasons[-1] += f" (policy: at most {policy.max_idle_shutdown_minutes} min)"
     reasons.append(
-        f"job(s) the bot follows on it: {', '.join(f'`{j}`' for j in jobs)}"
+        f"{'job' if len(jobs) == 1 else 'jobs'} the bot follows on it: "
+        f"{', '.join(f'`{j}`' for j in jobs)}"
         if jobs
         else "no job the bot follows runs on it"
     )

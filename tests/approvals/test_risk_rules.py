@@ -115,7 +115,7 @@ def test_gpu_access_goes_to_the_named_group_only(rules_core: Core) -> None:
     )
     assert "waiting for group `gpu-approvers`" in reply.text
     assert "Policy: needs group `gpu-approvers`: GPU cluster (policy rule `gpu`)." in reply.text
-    assert "Est. cost: 2 node(s) x $3.06/node-hour x 2h = $12.24." in reply.text
+    assert "Est. cost: 2 nodes x $3.06/node-hour x 2h = $12.24." in reply.text
     request_id = reply.request_id or 0
     refused = rules_core.service.handle_text("bob", f"/aml approve {request_id}")
     assert not refused.ok
@@ -218,7 +218,7 @@ def test_job_card_shows_its_estimate_and_time_limit(rules_core: Core) -> None:
     )
     card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
     # No --max-duration: the policy's default limit (4h) is the estimate and the timeout.
-    assert "Est. cost: 1 node(s) x $3.06/node-hour x 4h = $12.24" in card.text
+    assert "Est. cost: 1 node x $3.06/node-hour x 4h = $12.24" in card.text
     assert "Time limit: 4h" in card.text
 
 
@@ -262,8 +262,8 @@ def test_gpu_card_shows_the_familys_quota_and_free_nodes(rules_core: Core) -> No
     )
     card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
     assert (
-        "Capacity: standardNCSv3Family: 0 of 24 cores used, room for 4 more node(s) of 6 "
-        "cores; cluster gpu-cluster: 2 of 2 node(s) free" in card.text
+        "Capacity: standardNCSv3Family: 0 of 24 cores used, room for 4 more nodes of 6 "
+        "cores; cluster gpu-cluster: 2 of 2 nodes free" in card.text
     )
 
 
@@ -282,7 +282,7 @@ def test_a_job_without_a_limit_is_estimated_per_hour(core: Core) -> None:
     )
     assert reply.ok, reply.text
     assert (
-        "Est. cost: 1 node(s) x $0.29/node-hour x 1h = $0.29 per hour it runs; the job has no "
+        "Est. cost: 1 node x $0.29/node-hour x 1h = $0.29 per hour it runs; the job has no "
         "time limit." in reply.text
     )
 

@@ -164,7 +164,7 @@ def test_the_holder_with_a_running_job_is_warned_before_the_time_limit(
     sweep(core, clock, timedelta(minutes=2))
     (warning,) = notices(core, GRANT_EXPIRING)
     assert warning["grant_id"] == grant.id and warning["person"] == "alice"
-    assert f"while your job(s) still run there: `{job}`" in warning["text"]
+    assert f"while your job still runs there: `{job}`" in warning["text"]
 
 
 def test_no_warning_when_nothing_runs_at_the_time_limit(core: Core, clock: ManualClock) -> None:

@@ -96,6 +96,6 @@ def test_the_gpu_card_warns_when_the_quota_cannot_hold_the_cluster(rules_on_azur
     card = rules_on_azure.service.handle_text("bob", f"/aml request show {reply.request_id}")
     assert (
         "Capacity: Standard NCSv3 Family Cores in westeurope: 0 of 6 cores used, room for 1 "
-        "more node(s) of 6 cores; cluster gpu-cluster: 2 of 2 node(s) free. Warning: this "
-        "needs 2 node(s) and the quota has room for 1 more, so it may not start" in card.text
+        "more node of 6 cores; cluster gpu-cluster: 2 of 2 nodes free. Warning: this "
+        "needs 2 nodes and the quota has room for 1 more, so it may not start" in card.text
     )

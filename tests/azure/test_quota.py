@@ -39,10 +39,10 @@ def test_the_card_line_warns_when_the_quota_is_too_small(backend: AzureWorkspace
     assert free_nodes(cluster) == 2  # 4 at most, 2 running, 1 idle counts as free
     line = capacity_line(quota, cluster, nodes_wanted=4)
     assert line.startswith(
-        "Standard NCSv3 Family Cores in eastus: 18 of 24 cores used, room for 1 more node(s) "
-        "of 6 cores; cluster gpu: 2 of 4 node(s) free"
+        "Standard NCSv3 Family Cores in eastus: 18 of 24 cores used, room for 1 more node "
+        "of 6 cores; cluster gpu: 2 of 4 nodes free"
     )
-    assert "this needs 4 node(s) and the quota has room for 1 more, so it may not start" in line
+    assert "this needs 4 nodes and the quota has room for 1 more, so it may not start" in line
 
 
 def test_without_the_usages_action_the_error_names_it(

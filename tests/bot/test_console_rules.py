@@ -57,7 +57,7 @@ def test_short_cpu_access_is_auto_approved(transcript: str) -> None:
 
 def test_gpu_card_names_the_rule_and_cost(transcript: str) -> None:
     assert "Policy: needs group `gpu-approvers`: GPU cluster (policy rule `gpu`)" in transcript
-    assert "Est. cost, whole grant: 2 node(s) x $3.06/node-hour x 8h = $48.96" in transcript
+    assert "Est. cost, whole grant: 2 nodes x $3.06/node-hour x 8h = $48.96" in transcript
     assert "Only members of group `gpu-approvers` (dave) can approve #2" in transcript
 
 

@@ -92,7 +92,7 @@ def test_leads_get_top_spenders_jobs_by_cost_and_idle_cost_avoided(
     sent = digests(budget_core)
     assert sorted(str(n["person"]) for n in sent) == ["bob", "dave"]
     text = str(sent[0]["text"])
-    assert "Spent this week: $67.32 (2 job(s), idle compute $0.00)" in text
+    assert "Spent this week: $67.32 (2 jobs, idle compute $0.00)" in text
     assert "month to date: $67.32 of $500.00 this month (13%)" in text
     assert "Top spenders: alice $61.20, carol $6.12" in text
     assert "`amlbot-1` by alice on `gpu-cluster` x2: $61.20" in text
@@ -146,7 +146,7 @@ def test_idle_nodes_count_in_the_months_spend_once_per_episode(
     idle_digest_seen(budget_core, clock, 2, timedelta(hours=10), hourly=0.293)
     run_due(budget_core, budget_core.service.workflow, clock.now())
     text = str(digests(budget_core)[0]["text"])
-    assert "Spent this week: $2.93 (0 job(s), idle compute $2.93)" in text
+    assert "Spent this week: $2.93 (0 jobs, idle compute $2.93)" in text
     reply = budget_core.service.handle_text(
         "alice", "/aml access request gpu-cluster --for 2h --reason 'fine-tune'"
     )

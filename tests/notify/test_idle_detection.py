@@ -54,7 +54,7 @@ def found(
 def test_nodes_up_with_no_job_past_the_threshold_are_idle_with_their_cost() -> None:
     (finding,) = found(idle_cluster(2, since=NOW - timedelta(hours=2)))
     assert finding.compute == "cpu" and finding.idle_since == NOW - timedelta(hours=2)
-    assert finding.reasons == ("2 node(s) up with no job since 2026-01-05 10:00 UTC",)
+    assert finding.reasons == ("2 nodes up with no job since 2026-01-05 10:00 UTC",)
     assert finding.hourly_cost == round(2 * DS3, 4)
     assert finding.cost_so_far == round(2 * DS3 * 2, 2)
     assert not finding.can_set_min_zero and not finding.can_stop
@@ -234,7 +234,7 @@ def test_an_azure_instance_started_recently_or_with_a_job_says_so() -> None:
     (busy,) = found(
         instances=(azure_instance(NOW - timedelta(hours=1)),), jobs_on={"nb": ["train-1"]}
     )
-    assert busy.reasons[-1] == "job(s) the bot follows on it: `train-1`"
+    assert busy.reasons[-1] == "job the bot follows on it: `train-1`"
 
 
 def test_an_azure_instance_whose_start_is_unknown_counts_from_when_it_was_first_seen() -> None:

@@ -272,7 +272,7 @@ def test_a_completed_job_says_what_it_cost_and_the_months_spend(
     (completed,) = [p["text"] for p in notices(core) if "completed" in p["text"]]
     # cpu-cluster is STANDARD_DS3_V2 at $0.293 a node-hour; the job ran 2m10s on one node.
     assert (
-        "Cost: 1 node(s) x $0.29/node-hour x 2m = $0.01; spend $0.01 this month "
+        "Cost: 1 node x $0.29/node-hour x 2m = $0.01; spend $0.01 this month "
         "(no budget set)" in completed
     ), completed
     assert name in completed

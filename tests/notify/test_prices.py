@@ -193,7 +193,7 @@ def test_amlbot_prices_refresh_caches_and_writes_a_snapshot(
     target = tmp_path / "snapshot.json"
     assert main(["prices", "refresh", "--snapshot", str(target)]) == 0
     out = capsys.readouterr().out
-    assert "westeurope: 5 price(s) stored" in out
+    assert "westeurope: 5 prices stored" in out
     snapshot = parse_snapshot(json.loads(target.read_text()))
     assert snapshot.regions == ("westeurope",)
     assert len(snapshot.quotes) == 5

@@ -168,7 +168,7 @@ def test_job_form_time_limit_becomes_the_jobs_limit_and_estimate(harness: SlackH
     values = job_values(max_duration=text("2h"))
     harness.submit(ALICE, JOB_MODAL, values, view["private_metadata"])
     answer = harness.answer_to(ALICE, containing="submitted on `cpu-cluster`")
-    assert "Est. cost: 1 node(s) x $0.29/node-hour x 2h = $0.59." in answer
+    assert "Est. cost: 1 node x $0.29/node-hour x 2h = $0.59." in answer
 
 
 def test_job_form_time_limit_error_comes_back_next_to_it(harness: SlackHarness) -> None:

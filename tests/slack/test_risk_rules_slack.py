@@ -64,10 +64,10 @@ def test_gpu_card_shows_rule_estimate_and_spend(rules_harness: SlackHarness) -> 
     answer = rules_harness.answer_to(ALICE, containing="waiting for group `gpu-approvers`")
     card = rules_harness.card(rules_harness.request_id(answer))
     assert "needs group `gpu-approvers`: GPU cluster (policy rule `gpu`)" in card.all_text
-    assert "2 node(s) x $3.06/node-hour x 2h = $12.24" in card.all_text
+    assert "2 nodes x $3.06/node-hour x 2h = $12.24" in card.all_text
     assert "$0.00 of $500.00 this month (0%); this request adds up to $12.24" in card.all_text
-    assert "0 of 24 cores used, room for 4 more node(s) of 6 cores" in card.all_text
-    assert "cluster gpu-cluster: 2 of 2 node(s) free" in card.all_text
+    assert "0 of 24 cores used, room for 4 more nodes of 6 cores" in card.all_text
+    assert "cluster gpu-cluster: 2 of 2 nodes free" in card.all_text
 
 
 def test_slack_user_group_members_approve_and_leads_outside_it_cannot(

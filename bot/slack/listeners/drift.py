@@ -40,6 +40,7 @@ from bot.slack.views.common import (
     escape,
 )
 from commands.models import DriftFix
+from shared.wording import counted
 
 DRIFT_FIX_ACTION = "amlbot.drift.fix"
 MAX_FINDINGS = (MESSAGE_MAX_BLOCKS - 3) // 2
@@ -47,7 +48,7 @@ MAX_FINDINGS = (MESSAGE_MAX_BLOCKS - 3) // 2
 
 def drift_report_message(workspace: str, findings: list[DriftFindingRow]) -> SlackMessage:
     summary = (
-        f"Azure differs from the bot's records in {len(findings)} place(s) in "
+        f"Azure differs from the bot's records in {counted(len(findings), 'place')} in "
         f"`{escape(workspace)}`. Each fix is recorded as a request, audited."
     )
     blocks: list[Block] = [
@@ -85,7 +86,7 @@ def drift_report_message(workspace: str, findings: list[DriftFindingRow]) -> Sla
                 ],
             )
         )
-    text = f"Drift check of {workspace}: {len(findings)} finding(s)"
+    text = f"Drift check of {workspace}: {counted(len(findings), 'finding')}"
     return SlackMessage(text=text, blocks=as_payload(blocks, max_blocks=MESSAGE_MAX_BLOCKS))
 
 
