@@ -67,9 +67,15 @@ class Estimate:
         return round(self.nodes * self.node_hour * hours(self.duration), 2)
 
     def explain(self) -> str:
-        """`2 x $3.06/h x 4h = $24.48`: the sum a lead can check."""
+        """`2 nodes x $3.06/node-hour x 4h = $24.48`: the sum a lead can check; or why there
+        is none."""
         from commands.durations import format_duration
 
+        if self.node_hour is None:
+            return (
+                f"unknown: no price is known for this VM size in this region "
+                f"({counted(self.nodes, 'node')} x {format_duration(self.duration)})"
+            )
         return (
             f"{counted(self.nodes, 'node')} x {money(self.node_hour)}/node-hour x "
             f"{format_duration(self.duration)} = {money(self.total)}"

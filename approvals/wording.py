@@ -222,7 +222,10 @@ def _risk_facts(action: str, kept: Assessed) -> list[tuple[str, str]]:
     if estimate is not None and estimate.explain:
         label = "Est. cost, whole grant" if action == "access" else "Est. cost"
         # Requests asked before prices named their source say what kind of prices they were.
-        facts.append((label, f"{estimate.explain} ({estimate.source or PRICE_SOURCE})"))
+        if estimate.usd is None:  # the explanation says there is no price
+            facts.append((label, estimate.explain))
+        else:
+            facts.append((label, f"{estimate.explain} ({estimate.source or PRICE_SOURCE})"))
     if isinstance(kept, JobPayload) and kept.max_duration_seconds:
         facts.append(("Time limit", format_duration(timedelta(seconds=kept.max_duration_seconds))))
     if kept.budget_line:

@@ -299,3 +299,17 @@ def test_policy_explain_judges_a_work_bound_request_for_its_time_limit() -> None
     assert "for 2d;" in lines[0]
     assert "  5. skip  cpu-short: 2d is longer than 4h" in lines
     assert lines[-1] == "Decision: no rule matches; the built-in policy decides."
+
+
+def test_without_a_known_price_the_estimate_says_so_once(rules_core: Core) -> None:
+    from workspaces.prices import BOOK
+
+    BOOK.clear()  # no price known for any size (the next test starts with its own)
+    reply = rules_core.service.handle_text(
+        "alice", "/aml access request gpu-cluster --for 2h --reason 'fine-tune'"
+    )
+    unknown = "unknown: no price is known for this VM size in this region (2 nodes x 2h)"
+    assert f"Est. cost: {unknown}." in reply.text
+    card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
+    assert f"Est. cost, whole grant: {unknown}\n" in card.text
+    assert "unknown/node-hour" not in reply.text + card.text
