@@ -798,3 +798,34 @@ def test_a_state_file_from_an_earlier_amlbot_gains_the_columns_added_since(
     assert {"idle_seconds_pinned", "idle_changed_at", "idle_floor"} <= columns
     [cpu] = [c for c in reopened.list_computes().clusters if c.name == "cpu-cluster"]
     assert cpu.idle_seconds_before_scale_down == 300
+
+
+def test_listing_compute_reads_outside_a_transaction_on_postgresql(
+    database_url: str, clock: ManualClock
+) -> None:
+    """On PostgreSQL every reply of `compute list` would otherwise also wait for a BEGIN and
+    a ROLLBACK; the listing is the same either way."""
+    from sqlalchemy import event
+
+    from approvals.store import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        ws = LocalWorkspace(engine, "demo", CLUSTERS, INSTANCES, clock)
+        ws.submit_job(job())
+        in_transaction: list[bool] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _seen(conn, cursor, statement, parameters, context, many):  # type: ignore[no-untyped-def]
+            driver = conn.connection.dbapi_connection
+            in_transaction.append(not getattr(driver, "autocommit", False))
+
+        inventory = ws.list_computes()
+
+        assert sorted(c.name for c in inventory.clusters) == sorted(c.name for c in CLUSTERS)
+        assert [i.name for i in inventory.instances] == [i.name for i in INSTANCES]
+        assert len(in_transaction) == 4  # clusters, jobs, last release, instances
+        postgres = engine.dialect.name == "postgresql"
+        assert in_transaction == [not postgres] * 4
+    finally:
+        engine.dispose()

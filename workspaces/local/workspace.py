@@ -135,8 +135,13 @@ class LocalWorkspace:
 
     def list_computes(self) -> ComputeInventory:
         now = self._clock.now()
-        # Core rows on a plain connection, not the ORM: see `sim_jobs.cluster_infos`.
-        with self._engine.connect() as connection:
+        # Core rows on a plain connection, not the ORM: see `sim_jobs.cluster_infos`. On
+        # PostgreSQL outside a transaction: a listing needs no snapshot across its four
+        # reads, and BEGIN and ROLLBACK would be two more round trips for every reply.
+        connection = self._engine.connect()
+        if self._engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        with connection:
             clusters = sim_jobs.cluster_infos(connection, self.workspace, now)
             instances = connection.execute(_INSTANCES, {"workspace": self.workspace}).all()
         return ComputeInventory(
