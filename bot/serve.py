@@ -35,12 +35,12 @@ from approvals.config import AppConfig, load_config
 from bot.access_log import uvicorn_log_config
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.health import Readiness, serve_health
-from bot.processes import WorkerChildren, cpu_priority
+from bot.processes import WorkerChildren, cpu_priority, freeze_startup_objects
 from bot.services import background_services, edge_services, slack_registrars
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack, missing_settings
 from bot.slack.edge import SlackOptions
-from bot.slack.http import asgi_app, freeze_startup_objects, readiness_of
+from bot.slack.http import asgi_app, readiness_of
 from bot.wiring import Core, build_core
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,7 @@ def work(
                 file=sys.stderr,
             )
             return 2
+    freeze_startup_objects()
     for service in services:
         service.start()
     log.info("worker %s claiming inbox items (CPU priority: %s)", os.getpid(), cpu_priority())

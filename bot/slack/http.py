@@ -16,7 +16,6 @@ still checks the signature over the raw body.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -218,14 +217,3 @@ def readiness_of(
         slack_connected=slack_connected,
         work_processes=work_processes,
     )
-
-
-def freeze_startup_objects() -> None:
-    """Move everything made at start-up out of the garbage collector's way.
-
-    The imports (SQLAlchemy, pydantic, Bolt) leave hundreds of thousands of objects that
-    never die; every full collection would walk them again, pausing the process for tens
-    of milliseconds while acks wait. Measured with bench/ack_latency.py.
-    """
-    gc.collect()
-    gc.freeze()
