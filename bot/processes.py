@@ -221,7 +221,7 @@ class WorkerChildren:
 # waking up never preempts the edge. Nice 10 ("low") still weighs each of a worker's
 # threads against the edge's one, and a woken thread preempts it: measured with
 # bench/ack_latency.py at 50 commands in flight on PostgreSQL, two CPUs, the acks' p99
-# was 2.8-3.6x the bare Bolt app's at nice 10 and 1.4-1.8x with SCHED_IDLE. The price:
+# was 2.8-3.6x the bare Bolt app's at nice 10 and 1.4-1.9x with SCHED_IDLE. The price:
 # on a machine whose CPUs other work keeps busy, "idle" workers wait for it to pause.
 WORKER_NICENESS = 10
 
