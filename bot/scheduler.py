@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from approvals.scheduled import HOLDER, SweepReport, run_due, run_startup
 from bot.wiring import Core
+from shared.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,11 @@ class NotificationScheduler:
         with self._overrun_lock:
             skipped = self._overrunning.pop(event.job_id, 0)
         if skipped:
-            log.warning("%s: the long round ended; %s rounds were skipped", event.job_id, skipped)
+            log.warning(
+                "%s: the long round ended; %s skipped meanwhile",
+                event.job_id,
+                counted(skipped, "round"),
+            )
 
     def seconds_since_round(self) -> float | None:
         """Since the last round (or the start-up sweep) finished; None before start."""

@@ -26,6 +26,7 @@ from approvals.tables import JobRow
 from approvals.wording import when
 from approvals.workflow_base import BackendFor
 from shared.errors import WorkspaceError
+from shared.wording import counted
 from workspaces.clock import Clock
 from workspaces.prices import format_price
 
@@ -197,14 +198,9 @@ def hourly_total(findings: list[IdleFinding]) -> str:
     return f"at least {total}" if len(known) < len(findings) else total
 
 
-def items_counted(count: int, what: str = "item") -> str:
-    """ "1 item", "2 items"."""
-    return f"{count} {what}" if count == 1 else f"{count} {what}s"
-
-
 def digest_text(ws: WorkspaceConfig, findings: list[IdleFinding]) -> str:
     lines = [
-        f"Idle compute in `{ws.name}`: {items_counted(len(findings))}, {hourly_total(findings)}"
+        f"Idle compute in `{ws.name}`: {counted(len(findings), 'item')}, {hourly_total(findings)}"
     ]
     lines += [f"• {finding_line(f)}" for f in findings]
     lines.append(prices_note(findings))

@@ -106,7 +106,7 @@ def test_low_priority_children_keep_a_share_at_nice_10() -> None:
     assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
 
-def test_where_scheduling_is_refused_a_worker_still_starts(
+def test_where_lowering_the_priority_is_refused_the_worker_keeps_the_parents(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def refused(*_: object) -> None:

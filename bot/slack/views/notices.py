@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 
 from approvals.idle.actions import SnoozeChoice
 from approvals.idle.detection import IdleFinding
-from approvals.idle.digest import finding_line, hourly_total, items_counted, prices_note
+from approvals.idle.digest import finding_line, hourly_total, prices_note
 from approvals.sweep_tables import IdleItemRow
 from bot.slack.views.card import SlackMessage
 from bot.slack.views.common import (
@@ -30,6 +30,7 @@ from bot.slack.views.common import (
     clip,
     escape,
 )
+from shared.wording import counted
 
 EXTEND_ACTION = "amlbot.grant.extend"
 IDLE_FIX_ACTION = "amlbot.idle.fix"  # Stop instance, Set minimum to 0, or Set idle time
@@ -99,7 +100,7 @@ def _item_buttons(item: IdleItemRow, finding: IdleFinding) -> ActionsBlock:
 def idle_digest_message(workspace: str, items: list[IdleItemRow]) -> SlackMessage:
     findings = [(item, IdleFinding.from_json(item.finding)) for item in items]
     summary = (
-        f"{items_counted(len(findings), 'idle compute item')} in `{escape(workspace)}`, together "
+        f"{counted(len(findings), 'idle compute item')} in `{escape(workspace)}`, together "
         f"{hourly_total([finding for _, finding in findings])}."
     )
     blocks: list[Block] = [
