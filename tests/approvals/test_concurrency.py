@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -73,6 +74,31 @@ def test_two_threads_deciding_at_once_execute_once(
     assert len(backend.role_assignments()) == 1  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def overtaken(core: Core, statement: str, person: str, text: str) -> Iterator[list[str]]:
+    """While in the block, the first SQL statement starting with `statement` waits for
+    `person`'s `text` to run to its end on a thread (and a connection) of its own: the
+    other decision that lands between this one's read and its write. Yields that
+    command's answer, once it has run."""
+    answers: list[str] = []
+    started = threading.Event()
+
+    def overtake(_conn, _cursor, sql: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if sql.lstrip().upper().startswith(statement) and not started.is_set():
+            started.set()
+            thread = threading.Thread(
+                target=lambda: answers.append(core.service.handle_text(person, text).text)
+            )
+            thread.start()
+            thread.join(timeout=60)
+
+    event.listen(core.store.engine, "before_cursor_execute", overtake)
+    try:
+        yield answers
+    finally:
+        event.remove(core.store.engine, "before_cursor_execute", overtake)
+
+
 def test_two_processes_deciding_at_once_execute_once(database_url: str, clock: ManualClock) -> None:
     core = build_core(two_lead_config(), database_url=database_url, clock=clock)
     request_id = core.service.handle_text(
@@ -103,25 +129,11 @@ def test_a_double_click_that_lost_the_race_hears_what_is_true_now(core: Core) ->
     request_id = core.service.handle_text(
         "alice", "/aml access request gpu-cluster --reason 'double click'"
     ).request_id
-    first_click: list[str] = []
-
-    def first_click_overtakes(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("INSERT INTO REQUEST_VOTES") and not first_click:
-            first_click.append("running")
-            thread = threading.Thread(
-                target=lambda: first_click.append(
-                    core.service.handle_text("bob", f"/aml approve {request_id}").text
-                )
-            )
-            thread.start()
-            thread.join(timeout=60)
-
-    event.listen(core.store.engine, "before_cursor_execute", first_click_overtakes)
-    try:
+    with overtaken(core, "INSERT INTO REQUEST_VOTES", "bob", f"/aml approve {request_id}") as (
+        first_click
+    ):
         second = core.service.handle_text("bob", f"/aml approve {request_id}")
-    finally:
-        event.remove(core.store.engine, "before_cursor_execute", first_click_overtakes)
-    assert first_click[1].startswith(f"Approved #{request_id}")
+    assert first_click[0].startswith(f"Approved #{request_id}")
     assert not second.ok
     assert "needs another team lead" not in second.text
     assert f"You already approved #{request_id}; it has been carried out" in second.text
@@ -139,25 +151,9 @@ def test_a_deny_that_lost_the_race_to_an_approve_says_what_happened(
     request_id = core.service.handle_text(
         "alice", "/aml access request gpu-cluster --reason 'race test'"
     ).request_id
-    approve: list[str] = []
-
-    def approve_overtakes(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("UPDATE REQUESTS") and not approve:
-            approve.append("running")
-            thread = threading.Thread(
-                target=lambda: approve.append(
-                    core.service.handle_text("bob", f"/aml approve {request_id}").text
-                )
-            )
-            thread.start()
-            thread.join(timeout=60)
-
-    event.listen(core.store.engine, "before_cursor_execute", approve_overtakes)
-    try:
+    with overtaken(core, "UPDATE REQUESTS", "bob", f"/aml approve {request_id}") as approve:
         deny = core.service.handle_text("carol", f"/aml deny {request_id} --reason 'not now'")
-    finally:
-        event.remove(core.store.engine, "before_cursor_execute", approve_overtakes)
-    assert approve[1].startswith(f"Approved #{request_id}")
+    assert approve[0].startswith(f"Approved #{request_id}")
     assert not deny.ok
     assert deny.text.startswith(
         f"Request #{request_id} is no longer pending: done, approved by bob"
