@@ -23,13 +23,20 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench and tests.fakes
 
-from bench.ack_report import Level, ReplyLevel, print_levels, print_ratios, print_replies
+from bench.ack_report import (
+    Level,
+    ReplyLevel,
+    print_cpu_split,
+    print_levels,
+    print_ratios,
+    print_replies,
+)
 from bench.ack_servers import (
     AMLBOT_FACTORY,
     CHANNEL,
@@ -77,7 +84,10 @@ async def run_level(
     keep_alive: bool,
     time_limit_s: float,
     catcher: ReplyCatcher | None = None,
+    at_end: Callable[[], None] = lambda: None,
 ) -> None:
+    """Send `total` commands, `level.concurrency` at a time; `at_end` is called once the last
+    ack is in, before the replies are waited for."""
     import aiohttp
 
     sent = 0
@@ -120,6 +130,7 @@ async def run_level(
         started_wall = time.monotonic()
         await asyncio.gather(*(one_client() for _ in range(level.concurrency)))
         level.wall_s = time.monotonic() - started_wall
+        at_end()
         if catcher is not None:
             await catcher.collect(level, tokens)
 
@@ -169,6 +180,7 @@ async def bench_target(
 
         catcher = ReplyCatcher()
         await catcher.start()
+    catcher_pid = catcher.pid if catcher is not None else None
     server = await start_child(["--serve", target, "--factory", factory], env)
     url = f"http://127.0.0.1:{server.ready}/slack/events"
     try:
@@ -185,7 +197,12 @@ async def bench_target(
         offset = options.warmup
         for concurrency in options.concurrency:
             level = Level(target, concurrency)
-            before = cpu_snapshot(server.process.pid)
+            before = cpu_snapshot(server.process.pid, catcher_pid)
+            acks_done: list[dict[str, float]] = []
+
+            def note_acks_done(done: list[dict[str, float]] = acks_done) -> None:
+                done.append(cpu_snapshot(server.process.pid, catcher_pid))
+
             await run_level(
                 url,
                 level,
@@ -195,10 +212,12 @@ async def bench_target(
                 options.keep_alive,
                 options.time_limit,
                 catcher,
+                at_end=note_acks_done,
             )
-            after = cpu_snapshot(server.process.pid)
-            level.server_cpu_s = after[0] - before[0]
-            level.work_cpu_s = after[1] - before[1]
+            # While the acks were sent, for the table of who had the CPUs ...
+            level.cpu_s = {user: acks_done[0][user] - before[user] for user in before}
+            # ... and the workers until the replies were in (or given up on).
+            level.work_cpu_s = cpu_snapshot(server.process.pid)["workers"] - before["workers"]
             offset += options.requests
             levels.append(level)
         if target == "amlbot" and catcher is not None:
@@ -285,6 +304,7 @@ async def bench(options: argparse.Namespace) -> int:
     finally:
         await slack.stop()
     print_levels([level for levels in results.values() for level in levels])
+    print_cpu_split([level for levels in results.values() for level in levels])
     if "amlbot" in results:
         print_ratios(results["bare"], results["amlbot"], TARGET_RATIO)
     if "amlbot" in results and "bare+reply" in results:
@@ -310,11 +330,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--factory", default=AMLBOT_FACTORY, help="module:callable for amlbot")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--requests", type=int, default=300, help="acks timed per level")
+    parser.add_argument("--requests", type=int, default=2000, help="acks timed per level")
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=2,
         help="runs of every target, alternating which goes first; the figures pool them",
     )
     parser.add_argument("--warmup", type=int, default=20)

@@ -5,6 +5,7 @@ p99 ratios of one target to another."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 TARGET_REPLY_P99_MS = 100.0  # issue 8: at 10 people
@@ -17,7 +18,9 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
-    server_cpu_s: float = 0.0
+    # CPU seconds spent during the level, by who spent them (`ack_servers.CPU_USERS`).
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    # The workers' CPU seconds until the level's replies were in: the work behind its acks.
     work_cpu_s: float = 0.0
     # Slash command sent -> its reply received at response_url (amlbot only).
     replies_ms: list[float] = field(default_factory=list)
@@ -31,8 +34,9 @@ class Level:
         for name, times in other.errors.items():
             self.errors[name] = self.errors.get(name, 0) + times
         self.wall_s += other.wall_s
-        self.server_cpu_s += other.server_cpu_s
         self.work_cpu_s += other.work_cpu_s
+        for user, seconds in other.cpu_s.items():
+            self.cpu_s[user] = self.cpu_s.get(user, 0.0) + seconds
 
     def percentile(self, p: float, of: list[float] | None = None) -> float:
         ordered = sorted(self.latencies_ms if of is None else of)
@@ -73,7 +77,8 @@ def print_levels(levels: list[Level]) -> None:
             f"{level.percentile(95):>8.1f} {level.percentile(99):>8.1f} "
             f"{max(level.latencies_ms, default=math.nan):>8.1f} {level.over(1):>4} "
             f"{level.over(3):>4} {count / level.wall_s if level.wall_s else 0:>7.0f} "
-            f"{per_ack_us(level.server_cpu_s, count):>10} {per_ack_us(level.work_cpu_s, count):>11}"
+            f"{per_ack_us(level.cpu_s.get('edge', 0.0), count):>10} "
+            f"{per_ack_us(level.work_cpu_s, count):>11}"
         )
         for name, times in sorted(level.errors.items()):
             print(f"{'':<14}error {name}: {times}")
@@ -90,6 +95,36 @@ def print_levels(levels: list[Level]) -> None:
                 f"p99 {level.percentile(99, level.replies_ms):7.1f} ms  "
                 f"unanswered {level.unanswered}"
             )
+
+
+def print_cpu_split(levels: list[Level]) -> None:
+    """Where the machine's CPUs went during each level, in cores busy on average: the
+    server, and everything else that shares its CPUs in this bench (on a real deployment
+    the load and the catcher are Slack's, and the database usually has a host of its own)."""
+    cpus = os.cpu_count() or 1
+    print(
+        f"\nwhere the CPUs went during each level (cores busy on average, of {cpus}; "
+        "`load` is this process sending the commands, `catcher` the stand-in for Slack "
+        "receiving the replies):"
+    )
+    print(
+        f"{'target':<10} {'conc':>4} {'edge':>6} {'workers':>7} {'load':>6} {'catcher':>7} "
+        f"{'postgres':>8} {'other':>6} {'idle':>6}"
+    )
+    for level in levels:
+        if not level.wall_s or not level.cpu_s:
+            continue
+        named = ("edge", "workers", "load", "catcher", "postgres")
+        cores = {user: level.cpu_s.get(user, 0.0) / level.wall_s for user in named}
+        busy = level.cpu_s.get("machine", 0.0) / level.wall_s
+        # The machine's figure counts in 10 ms ticks: a short level may read a little low.
+        other = max(0.0, busy - sum(cores.values()))
+        idle = max(0.0, cpus - max(busy, sum(cores.values())))
+        print(
+            f"{level.target:<10} {level.concurrency:>4} {cores['edge']:>6.2f} "
+            f"{cores['workers']:>7.2f} {cores['load']:>6.2f} {cores['catcher']:>7.2f} "
+            f"{cores['postgres']:>8.2f} {other:>6.2f} {idle:>6.2f}"
+        )
 
 
 def print_replies(levels: list[ReplyLevel]) -> None:

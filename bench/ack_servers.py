@@ -282,10 +282,48 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def cpu_snapshot(pid: int) -> tuple[float, float]:
-    """CPU seconds so far of the server under test: its acking process, and the processes
-    it started (amlbot's workers, which do the work behind each ack)."""
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
+# Who shares the machine's CPUs during a level, in the order `cpu_snapshot` names them.
+CPU_USERS = ("edge", "workers", "load", "catcher", "postgres", "machine")
+
+
+def cpu_snapshot(pid: int, catcher_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds so far of everything sharing this machine's CPUs during a level: the
+    server under test (its acking process, the `edge`, and the processes it started, the
+    `workers` behind each ack), this load generator, the reply catcher standing in for
+    Slack, PostgreSQL's server processes when the database runs here, and the whole
+    `machine` (every process, the kernel included)."""
+    return {
+        "edge": cpu_seconds(pid),
+        "workers": sum(cpu_seconds(child) for child in child_pids(pid)),
+        "load": cpu_seconds(os.getpid()),
+        "catcher": cpu_seconds(catcher_pid) if catcher_pid is not None else 0.0,
+        "postgres": sum(cpu_seconds(server) for server in pids_named("postgres")),
+        "machine": machine_busy_seconds(),
+    }
+
+
+def pids_named(command: str) -> list[int]:
+    """The processes whose command name is `command` (none off Linux)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == command:
+                    found.append(int(entry))
+    return found
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every CPU of this machine spent busy so far (`/proc/stat`: all but idle
+    and iowait; 0 off Linux)."""
+    with contextlib.suppress(OSError), open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(tick) for tick in f.readline().split()[1:9]
+        )
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def rss_of_tree(pid: int) -> int:

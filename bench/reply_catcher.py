@@ -97,6 +97,11 @@ class ReplyCatcher:
         # No limit on connections: every person of a reply level waits on one at a time.
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
+    @property
+    def pid(self) -> int | None:
+        """The catcher's process, whose CPU the bench counts apart."""
+        return self._child.process.pid if self._child is not None else None
+
     def url(self, token: str) -> str:
         return f"{self.base}reply/{token}"
 

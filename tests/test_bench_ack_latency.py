@@ -1,0 +1,77 @@
+"""bench/ack_latency.py still runs and says where the machine's CPUs went during a level:
+the server's edge and workers, the load, the reply catcher, PostgreSQL, the rest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.ack_report import Level, print_cpu_split
+from bench.ack_servers import CPU_USERS, cpu_snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_split_is_each_ones_cores_and_the_rest_is_other_or_idle(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    level = Level("amlbot", 50, wall_s=2.0)
+    level.cpu_s = {
+        "edge": 1.2,
+        "workers": 1.0,
+        "load": 0.9,
+        "catcher": 0.3,
+        "postgres": 0.2,
+        "machine": 3.8,  # 0.2 s more than the five named: the kernel, other programs
+    }
+    print_cpu_split([level])
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    cpus = os.cpu_count() or 1
+    idle = max(0.0, cpus - 1.9)
+    assert row == ["amlbot", "50", "0.60", "0.50", "0.45", "0.15", "0.10", "0.10", f"{idle:.2f}"]
+
+
+def test_a_snapshot_names_every_user_and_counts_this_process_as_the_load() -> None:
+    spent = sum(range(200_000))  # some CPU time of our own
+    snapshot = cpu_snapshot(os.getpid())
+    assert set(snapshot) == set(CPU_USERS) and spent
+    assert snapshot["load"] > 0 and snapshot["machine"] >= snapshot["load"] - 0.05
+
+
+def test_the_ack_bench_prints_its_figures_and_where_the_cpus_went() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/ack_latency.py",
+            "--target",
+            "amlbot",
+            "--no-reference",
+            "--concurrency",
+            "5",
+            "--requests",
+            "30",
+            "--warmup",
+            "5",
+            "--rounds",
+            "1",
+            "--reply-text",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "where the CPUs went during each level" in out
+    split = out.split("where the CPUs went during each level", 1)[1].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in split[2:4]}
+    assert set(rows) == {"bare", "amlbot"}
+    assert float(rows["bare"][1]) > 0 and float(rows["bare"][2]) == 0  # no workers
+    assert float(rows["amlbot"][1]) > 0 and all(float(cores) >= 0 for cores in rows["amlbot"])
+    assert "p99 ratio amlbot/bare" in out
