@@ -24,7 +24,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,19 +267,25 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
-def child_pids(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (amlbot's worker processes)."""
-    children = []
+def processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, command name, parent's pid) of every process on this machine (none off Linux)."""
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
-                # the command name may hold spaces: the fields after its ")" are fixed
-                fields = f.read().rpartition(")")[2].split()
-                if int(fields[1]) == pid:
-                    children.append(int(entry))
-    return children
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:  # it ended meanwhile
+                continue
+            # The command name is in parentheses and may hold either: it ends at the last ")".
+            name, _, fields = stat.partition("(")[2].rpartition(")")
+            yield int(entry), name, int(fields.split()[1])
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (amlbot's worker processes)."""
+    return [child for child, _, parent in processes() if parent == pid]
 
 
 # Who shares the machine's CPUs during a level, in the order `cpu_snapshot` names them.
@@ -303,16 +309,8 @@ def cpu_snapshot(pid: int, catcher_pid: int | None = None) -> dict[str, float]:
 
 
 def pids_named(command: str) -> list[int]:
-    """The processes whose command name is `command` (none off Linux)."""
-    found = []
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == command:
-                    found.append(int(entry))
-    return found
+    """The processes whose command name is `command`."""
+    return [pid for pid, name, _ in processes() if name == command]
 
 
 def machine_busy_seconds() -> float:

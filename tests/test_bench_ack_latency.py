@@ -4,16 +4,12 @@ the server's edge and workers, the load, the reply catcher, PostgreSQL, the rest
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bench.ack_report import Level, print_cpu_split
 from bench.ack_servers import CPU_USERS, cpu_snapshot
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benches import run_bench
 
 
 def test_the_split_is_each_ones_cores_and_the_rest_is_other_or_idle(
@@ -43,31 +39,11 @@ def test_a_snapshot_names_every_user_and_counts_this_process_as_the_load() -> No
 
 
 def test_the_ack_bench_prints_its_figures_and_where_the_cpus_went() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/ack_latency.py",
-            "--target",
-            "amlbot",
-            "--no-reference",
-            "--concurrency",
-            "5",
-            "--requests",
-            "30",
-            "--warmup",
-            "5",
-            "--rounds",
-            "1",
-            "--reply-text",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    out = run_bench(
+        "ack_latency.py",
+        *("--target", "amlbot", "--no-reference", "--concurrency", "5", "--requests", "30"),
+        *("--warmup", "5", "--rounds", "1", "--reply-text"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
     assert "where the CPUs went during each level" in out
     split = out.split("where the CPUs went during each level", 1)[1].splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in split[2:4]}
