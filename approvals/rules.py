@@ -2,6 +2,13 @@
 
 `evaluate` returns every rule looked at with the reason it matched or did not, so
 `amlbot policy explain` and `check-config` show exactly what the bot would do and why.
+
+A condition on money (`cost_above_usd`, `budget_used_above`, `over_budget`) cannot be
+checked when the VM size has no known price (or the month's spend is unknown), and an
+unknown is never counted as $0. A rule that would auto-approve is then passed over; one
+that would ask for approval or refuse *may apply*: the walk goes on, and if it ends in an
+auto-approval (or no rule at all), the first rule that may apply decides instead, asking
+people rather than refusing. So an unknown cost is never auto-approved and never refused.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from datetime import timedelta
 
 from approvals.config import ClusterConfig, WorkspaceConfig
 from approvals.costs import Estimate, is_gpu, money
-from approvals.rule_models import Rule, RuleAction, RuleWhen
+from approvals.rule_models import Rule, RuleAction, RuleDecision, RuleWhen
 from commands.durations import format_duration
 
 
@@ -34,51 +41,74 @@ class RequestFacts:
 
     @property
     def spent_with_request(self) -> float | None:
-        if self.spent is None:
+        """The month's spend with this request; None when either is unknown."""
+        if self.spent is None or self.estimate.total is None:
             return None
-        return self.spent + (self.estimate.total or 0.0)
+        return self.spent + self.estimate.total
 
 
 @dataclass(frozen=True)
 class RuleCheck:
     rule: Rule
     matched: bool
-    # Matched: each condition as it held ("GPU cluster", "2h"); else the first that failed.
+    # Matched: each condition as it held ("GPU cluster", "2h"); else the first that failed;
+    # unchecked: those that held, then those that could not be checked.
     reasons: list[str]
+    # Not matched, but it may apply: no condition failed and some could not be checked.
+    unchecked: bool = False
 
 
 @dataclass(frozen=True)
 class RuleOutcome:
     rule: Rule
     reasons: list[str]
+    unchecked: bool = False
+
+    @property
+    def decide(self) -> RuleDecision:
+        """What the rule decides: as written, but a rule that could not be checked never
+        refuses; it asks a team lead instead (who sees that the cost is unknown)."""
+        if self.unchecked and self.rule.decide == "refuse":
+            return "lead"
+        return self.rule.decide
 
     @property
     def why(self) -> str:
+        if self.unchecked:  # the rule's own words say why it applies; it may not
+            return ", ".join(self.reasons)
         return self.rule.why or (", ".join(self.reasons) or "every request")
 
     def headline(self) -> str:
         """`auto-approved: CPU cluster, 2h, within policy rule `cpu-short``."""
         name = f"policy rule `{self.rule.name}`"
-        if self.rule.decide == "auto":
+        if self.unchecked and self.rule.decide == "refuse":
+            name += ", which would refuse it"
+        if self.decide == "auto":
             return f"auto-approved: {self.why}, within {name}"
-        if self.rule.decide == "refuse":
+        if self.decide == "refuse":
             return f"refused: {self.why} ({name})"
         who = (
             f"group `{self.rule.approvers}`"
             if self.rule.approvers
-            else ("two team leads" if self.rule.decide == "two_leads" else "a team lead")
+            else ("two team leads" if self.decide == "two_leads" else "a team lead")
         )
-        if self.rule.approvers and self.rule.decide == "two_leads":
+        if self.rule.approvers and self.decide == "two_leads":
             who = f"two members of group `{self.rule.approvers}`"
         return f"needs {who}: {self.why} ({name})"
 
 
-def _check(when: RuleWhen, facts: RequestFacts) -> tuple[bool, list[str]]:
-    """(all hold, the reasons): on a miss, the reasons are the one condition that failed."""
+# A condition as checked: True or False, or None when it cannot be told (a price is
+# unknown); then the text it is shown with: as it held, and as it failed or is unknown.
+Condition = tuple[bool | None, str, str]
+
+
+def _check(when: RuleWhen, facts: RequestFacts) -> tuple[bool | None, list[str]]:
+    """(all hold, the reasons): on a miss, the reasons are the one condition that failed;
+    None when none failed but some could not be checked, with those listed last."""
     held: list[str] = []
     cluster = facts.cluster
     hours = facts.duration.total_seconds() / 3600
-    checks: list[tuple[bool, str, str]] = []
+    checks: list[Condition] = []
     if when.actions is not None:
         word = "access request" if facts.action == "access" else "job"
         checks.append(
@@ -129,33 +159,11 @@ def _check(when: RuleWhen, facts: RequestFacts) -> tuple[bool, list[str]]:
             ok, yes, no = facts.is_member, "asked by a member", "not asked by a member"
         checks.append((ok, yes, no))
     if when.cost_above_usd is not None:
-        total = facts.estimate.total
-        checks.append(
-            (
-                total is not None and total > when.cost_above_usd,
-                f"est. {money(total)} is above {money(when.cost_above_usd)}",
-                f"est. {money(total)} is not above {money(when.cost_above_usd)}",
-            )
-        )
+        checks.append(_cost_above(when.cost_above_usd, facts))
     if when.budget_used_above is not None:
-        share = _share(facts)
-        checks.append(
-            (
-                share is not None and share > when.budget_used_above,
-                f"budget {_percent(share)} used with this request "
-                f"(above {when.budget_used_above:.0%})",
-                f"budget {_percent(share)} used with this request "
-                f"(not above {when.budget_used_above:.0%})",
-            )
-        )
+        checks.append(_budget_used_above(when.budget_used_above, facts))
     if when.over_budget is not None:
-        share = _share(facts)
-        over = share is not None and share > 1
-        text = (
-            f"{money(facts.spent_with_request)} of the {money(facts.budget)} monthly budget "
-            f"with this request"
-        )
-        checks.append((over == when.over_budget, f"over budget: {text}", f"within budget: {text}"))
+        checks.append(_over_budget(when.over_budget, facts))
     if when.regrant_within is not None:
         age = facts.last_grant_age
         recent = facts.action == "access" and age is not None and age <= when.regrant_within
@@ -166,40 +174,109 @@ def _check(when: RuleWhen, facts: RequestFacts) -> tuple[bool, list[str]]:
                 f"no grant of {cluster.name} in the last {format_duration(when.regrant_within)}",
             )
         )
-    for ok, yes, no in checks:
-        if not ok:
+    unknown: list[str] = []
+    for holds, yes, no in checks:
+        if holds is False:
             return False, [no]
-        held.append(yes)
-    return True, held
+        if holds is None:
+            unknown.append(no)
+        else:
+            held.append(yes)
+    return (None, held + unknown) if unknown else (True, held)
 
 
-def _share(facts: RequestFacts) -> float | None:
-    spent = facts.spent_with_request
-    if spent is None or facts.budget is None:
-        return None
-    return spent / facts.budget
+def _unknown_cost(facts: RequestFacts) -> str:
+    return f"est. cost unknown (no price is known for {facts.cluster.vm_sku} in this region)"
 
 
-def _percent(share: float | None) -> str:
-    return "unknown" if share is None else f"{share:.0%}"
+def _cost_above(limit: float, facts: RequestFacts) -> Condition:
+    total = facts.estimate.total
+    if total is None:
+        return None, "", f"{_unknown_cost(facts)}, so it may be above {money(limit)}"
+    return (
+        total > limit,
+        f"est. {money(total)} is above {money(limit)}",
+        f"est. {money(total)} is not above {money(limit)}",
+    )
+
+
+def _budget_shares(facts: RequestFacts) -> tuple[float | None, float | None]:
+    """The month's share of the budget spent without this request and with it; None where
+    unknown. Only called with a budget."""
+    assert facts.budget is not None
+    before = None if facts.spent is None else facts.spent / facts.budget
+    with_request = facts.spent_with_request
+    return before, (None if with_request is None else with_request / facts.budget)
+
+
+def _budget_used_above(share: float, facts: RequestFacts) -> Condition:
+    if facts.budget is None:
+        return False, "", "no monthly budget is set"
+    before, with_request = _budget_shares(facts)
+    if with_request is not None:
+        used = f"budget {with_request:.0%} used with this request"
+        return (
+            with_request > share,
+            f"{used} (above {share:.0%})",
+            f"{used} (not above {share:.0%})",
+        )
+    if before is not None and before > share:  # above already, whatever this one costs
+        return True, f"budget {before:.0%} used before this request (above {share:.0%})", ""
+    if before is None:
+        return None, "", f"this month's spend is unknown, so the budget may be {share:.0%} used"
+    return None, "", f"{_unknown_cost(facts)}, so it may take the budget above {share:.0%} used"
+
+
+def _over_budget(over_wanted: bool, facts: RequestFacts) -> Condition:
+    if facts.budget is None:
+        return not over_wanted, "no monthly budget is set", "no monthly budget is set"
+    before, with_request = _budget_shares(facts)
+    if with_request is not None:
+        text = (
+            f"{money(facts.spent_with_request)} of the {money(facts.budget)} monthly budget "
+            f"with this request"
+        )
+        over = with_request > 1
+        return over == over_wanted, f"over budget: {text}", f"within budget: {text}"
+    if before is not None and before > 1:  # over already, whatever this one costs
+        text = f"{money(facts.spent)} of the {money(facts.budget)} monthly budget spent already"
+        return over_wanted, f"over budget: {text}", f"over budget: {text}"
+    if before is None:
+        return None, "", "this month's spend is unknown, so it may be over budget"
+    return None, "", f"{_unknown_cost(facts)}, so it may take the month over budget"
 
 
 def evaluate(rules: list[Rule], facts: RequestFacts) -> list[RuleCheck]:
-    """Each rule in order up to and including the first that matches."""
+    """Each rule in order up to and including the first that matches. One that could not
+    be checked either misses (it would auto-approve) or may apply (`RuleCheck.unchecked`),
+    and the walk goes on."""
     looked: list[RuleCheck] = []
     for rule in rules:
-        matched, reasons = _check(rule.when, facts)
-        looked.append(RuleCheck(rule, matched, reasons))
-        if matched:
+        verdict, reasons = _check(rule.when, facts)
+        if verdict is None and rule.decide == "auto":
+            unknown = reasons[-1]
+            looked.append(RuleCheck(rule, False, [f"{unknown}: not auto-approved without knowing"]))
+            continue
+        looked.append(RuleCheck(rule, verdict is True, reasons, unchecked=verdict is None))
+        if verdict is True:
             break
     return looked
 
 
-def first_match(rules: list[Rule], facts: RequestFacts) -> RuleOutcome | None:
-    looked = evaluate(rules, facts)
-    if looked and looked[-1].matched:
-        return RuleOutcome(looked[-1].rule, looked[-1].reasons)
+def outcome_of(looked: list[RuleCheck]) -> RuleOutcome | None:
+    """What decides, from the rules `evaluate` looked at: the rule that matched, unless it
+    auto-approves (or none matched) while an earlier rule may apply: then that one does."""
+    matched = looked[-1] if looked and looked[-1].matched else None
+    maybe = next((check for check in looked if check.unchecked), None)
+    if maybe is not None and (matched is None or matched.rule.decide == "auto"):
+        return RuleOutcome(maybe.rule, maybe.reasons, unchecked=True)
+    if matched is not None:
+        return RuleOutcome(matched.rule, matched.reasons)
     return None
+
+
+def first_match(rules: list[Rule], facts: RequestFacts) -> RuleOutcome | None:
+    return outcome_of(evaluate(rules, facts))
 
 
 def describe_rule(rule: Rule) -> str:
@@ -255,10 +332,11 @@ def explain(ws: WorkspaceConfig, facts: RequestFacts) -> str:
         return "\n".join(lines)
     looked = evaluate(ws.policy.rules, facts)
     for index, check in enumerate(looked, start=1):
-        mark = "MATCH" if check.matched else "skip "
+        mark = "MATCH" if check.matched else ("MAYBE" if check.unchecked else "skip ")
         lines.append(f"  {index}. {mark} {check.rule.name}: {'; '.join(check.reasons)}")
-    if looked and looked[-1].matched:
-        lines.append("Decision: " + RuleOutcome(looked[-1].rule, looked[-1].reasons).headline())
+    outcome = outcome_of(looked)
+    if outcome is not None:
+        lines.append("Decision: " + outcome.headline())
     else:
         lines.append("Decision: no rule matches; the built-in policy decides.")
     return "\n".join(lines)

@@ -198,7 +198,7 @@ class AskCommands(RiskCommands):
         # policy has already refused or asked a lead, and a rule may only ask for more.
         may_use = has_grant or person in ws.team_leads or not cluster.requires_grant
         outcome = assessment.outcome
-        if outcome is not None and (may_use or outcome.rule.decide in ("two_leads", "refuse")):
+        if outcome is not None and (may_use or outcome.decide in ("two_leads", "refuse")):
             decision = self.rule_decision(ws, person, outcome)
         reason = f"needs approval: {decision.why}"
         # Approved as this job alone: the bot submits it; no role assignment is made.

@@ -66,7 +66,7 @@ class Assessment:
         if self.outcome is not None:
             rule = RuleFacts(
                 name=self.outcome.rule.name,
-                decide=self.outcome.rule.decide,
+                decide=self.outcome.decide,
                 headline=self.outcome.headline(),
                 approvers=self.outcome.rule.approvers,
             )
@@ -249,14 +249,14 @@ class RiskCommands(ServiceBase):
     def rule_decision(self, ws: WorkspaceConfig, person: str, outcome: RuleOutcome) -> Decision:
         """What the matching rule decides; a refusal is raised with the rule that refused."""
         rule = outcome.rule
-        if rule.decide == "refuse":
+        if outcome.decide == "refuse":
             raise PermissionRefusedError(
                 f"Not submitted: policy rule `{rule.name}` refuses it: {outcome.why}. Ask a "
                 f"team lead of `{ws.name}` if you think the rule should not apply."
             )
-        if rule.decide == "auto":
+        if outcome.decide == "auto":
             return Decision(run_now=True, why=outcome.headline(), rule=outcome.rule.name)
-        needed = 2 if rule.decide == "two_leads" else 1
+        needed = 2 if outcome.decide == "two_leads" else 1
         return needs_approvers(
             ws, person, needed, outcome.headline(), rule.approvers, self.directory
         )

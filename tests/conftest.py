@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -144,13 +142,3 @@ def fetched_prices() -> list[PriceQuote]:
         for sku, prices in FETCHED_PRICES.items()
         for low, price in zip((False, True), prices, strict=True)
     ]
-
-
-def write_fetched_prices_snapshot(path: Path) -> Path:
-    """`FETCHED_PRICES` as a snapshot file, for a bot run in another process
-    (`AMLBOT_PRICE_SNAPSHOT`)."""
-    from workspaces.prices import snapshot_document
-
-    document = snapshot_document(fetched_prices(), date(2026, 1, 1), note="test prices")
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path

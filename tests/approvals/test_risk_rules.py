@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from approvals.config import load_config
+from approvals.config import load_config, parse_config
 from approvals.payloads import JobPayload
 from approvals.service_risk import History, explain_request
 from approvals.states import RequestStatus
@@ -16,10 +16,11 @@ from approvals.tables import AuditRow, JobRow, RequestRow
 from bot.wiring import Core
 from commands.models import AccessRequest
 from commands.parser import parse_command
-from tests.paths import RULES_CONFIG
+from tests.paths import RULES_CONFIG, rules_config_in
 from workspaces.clock import ManualClock
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
+UNPRICED_REGION = "norwayeast"  # neither the test prices nor the shipped snapshot cover it
 
 
 @pytest.fixture
@@ -301,15 +302,15 @@ def test_policy_explain_judges_a_work_bound_request_for_its_time_limit() -> None
     assert lines[-1] == "Decision: no rule matches; the built-in policy decides."
 
 
-def test_without_a_known_price_the_estimate_says_so_once(rules_core: Core) -> None:
-    from workspaces.prices import BOOK
-
-    BOOK.clear()  # no price known for any size (the next test starts with its own)
-    reply = rules_core.service.handle_text(
+def test_without_a_known_price_the_estimate_says_so_once(
+    make_core: Callable[..., Core], database_url: str
+) -> None:
+    unpriced = make_core(parse_config(rules_config_in(UNPRICED_REGION)), database_url)
+    reply = unpriced.service.handle_text(
         "alice", "/aml access request gpu-cluster --for 2h --reason 'fine-tune'"
     )
     unknown = "unknown: no price is known for this VM size in this region (2 nodes x 2h)"
     assert f"Est. cost: {unknown}." in reply.text
-    card = rules_core.service.handle_text("dave", f"/aml request show {reply.request_id}")
+    card = unpriced.service.handle_text("dave", f"/aml request show {reply.request_id}")
     assert f"Est. cost, whole grant: {unknown}\n" in card.text
     assert "unknown/node-hour" not in reply.text + card.text
