@@ -119,11 +119,12 @@ class AskCommands(RiskCommands):
     ) -> Reply:
         rule = rule_of(row.payload)
         group = rule.approvers if rule is not None else None
+        two = row.approvals_needed >= 2
         if group:
-            who = f"group `{group}`"
+            who = f"two members of group `{group}`" if two else f"group `{group}`"
         else:
             leads = ", ".join(lead for lead in ws.team_leads if lead != row.requester)
-            who = f"a team lead of `{ws.name}` ({leads})"
+            who = f"{'two team leads' if two else 'a team lead'} of `{ws.name}` ({leads})"
         text = (
             f"Request {short_ref(row.id)} ({row.summary}) is waiting for {who}. You'll hear "
             f"back here when it is decided; it expires {when(row.expires_at)}. Withdraw it "

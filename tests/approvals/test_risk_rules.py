@@ -153,6 +153,7 @@ def test_a_costly_job_needs_two_distinct_leads(rules_core: Core) -> None:
     assert "needs two team leads: est. $122.40 is above $100.00 (policy rule `costly`)" in (
         reply.text
     )
+    assert "is waiting for two team leads of `demo` (bob, dave)" in reply.text
     row = request_row(rules_core, reply.request_id or 0)
     assert row.approvals_needed == 2
     assert isinstance(row.payload, JobPayload) and row.payload.max_duration_seconds == 20 * 3600

@@ -30,10 +30,12 @@ from workspaces.prices import BOOK, PriceQuote
 ACCESS = 'access request gpu-cluster --for 2h --reason "fine-tune BERT"'
 
 
-def ask_for_access(harness: SlackHarness, user: str = ALICE) -> int:
+def ask_for_access(
+    harness: SlackHarness, user: str = ALICE, waiting_for: str = "a team lead"
+) -> int:
     response = harness.command(user, ACCESS)
     assert response.status == 200
-    return harness.request_id(harness.answer_to(user, containing="is waiting for a team lead"))
+    return harness.request_id(harness.answer_to(user, containing=f"is waiting for {waiting_for}"))
 
 
 def buttons(blocks: list[dict]) -> list[str]:
@@ -145,7 +147,7 @@ def test_first_of_two_approvals_redraws_the_card_with_who_approved(
     config = demo_config.model_copy(update={"workspaces": {"demo": two_approvers}})
     core = build_core(config, database_url=sqlite_url, clock=clock)
     with running_bot(core, clock, fake_slack) as harness:
-        request_id = ask_for_access(harness)
+        request_id = ask_for_access(harness, waiting_for="two team leads of `demo` (bob, carol)")
         card = harness.card(request_id)
         harness.click(BOB, APPROVE_ACTION, request_id)
         assert "1 of 2" in harness.answer_to(BOB, containing="is recorded")
