@@ -16,11 +16,10 @@ from approvals.tables import AuditRow, JobRow, RequestRow
 from bot.wiring import Core
 from commands.models import AccessRequest
 from commands.parser import parse_command
-from tests.paths import RULES_CONFIG, rules_config_in
+from tests.paths import RULES_CONFIG, UNPRICED_REGION, rules_config_in
 from workspaces.clock import ManualClock
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
-UNPRICED_REGION = "norwayeast"  # neither the test prices nor the shipped snapshot cover it
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from approvals.rule_models import Rule
 from approvals.rules import RequestFacts, explain, first_match
 from approvals.tables import AuditRow
 from bot.wiring import Core
-from tests.paths import rules_config_in
+from tests.paths import UNPRICED_REGION, rules_config_in
 
 CONFIG = """
 people:
@@ -170,7 +170,7 @@ def test_without_a_budget_the_budget_rules_miss_and_say_so() -> None:
 @pytest.fixture
 def unpriced_core(make_core: Callable[..., Core], database_url: str) -> Core:
     """The rules example in a region neither the test prices nor the snapshot cover."""
-    return make_core(parse_config(rules_config_in("norwayeast")), database_url)
+    return make_core(parse_config(rules_config_in(UNPRICED_REGION)), database_url)
 
 
 def test_a_cpu_job_of_unknown_price_is_not_auto_approved(unpriced_core: Core) -> None:
