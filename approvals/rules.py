@@ -7,8 +7,9 @@ A condition on money (`cost_above_usd`, `budget_used_above`, `over_budget`) cann
 checked when the VM size has no known price (or the month's spend is unknown), and an
 unknown is never counted as $0. A rule that would auto-approve is then passed over; one
 that would ask for approval or refuse *may apply*: the walk goes on, and if it ends in an
-auto-approval (or no rule at all), the first rule that may apply decides instead, asking
-people rather than refusing. So an unknown cost is never auto-approved and never refused.
+auto-approval (or no rule at all), the rule that may apply asking for the most approvals
+decides instead, a refusal asking one lead. So an unknown cost is never auto-approved and
+never refused.
 """
 
 from __future__ import annotations
@@ -265,11 +266,16 @@ def evaluate(rules: list[Rule], facts: RequestFacts) -> list[RuleCheck]:
 
 def outcome_of(looked: list[RuleCheck]) -> RuleOutcome | None:
     """What decides, from the rules `evaluate` looked at: the rule that matched, unless it
-    auto-approves (or none matched) while an earlier rule may apply: then that one does."""
+    auto-approves (or none matched) while earlier rules may apply: then the one of those
+    that asks for the most approvals does (the first of equals)."""
     matched = looked[-1] if looked and looked[-1].matched else None
-    maybe = next((check for check in looked if check.unchecked), None)
-    if maybe is not None and (matched is None or matched.rule.decide == "auto"):
-        return RuleOutcome(maybe.rule, maybe.reasons, unchecked=True)
+    maybe = [
+        RuleOutcome(check.rule, check.reasons, unchecked=True)
+        for check in looked
+        if check.unchecked
+    ]
+    if maybe and (matched is None or matched.rule.decide == "auto"):
+        return max(maybe, key=lambda outcome: 2 if outcome.decide == "two_leads" else 1)
     if matched is not None:
         return RuleOutcome(matched.rule, matched.reasons)
     return None

@@ -149,12 +149,13 @@ def test_explain_shows_a_rule_that_may_apply_and_why() -> None:
 
     lines = explain(ws, request).splitlines()
 
+    # Of the two that may apply, the one asking for more approvals decides.
     assert lines[2:] == [
         f"  1. MAYBE over-budget: {UNKNOWN}, so it may take the month over budget",
         f"  2. MAYBE costly: {UNKNOWN}, so it may be above $100.00",
         "  3. MATCH cpu-short: CPU cluster; 3h",
-        f"Decision: needs a team lead: {UNKNOWN}, so it may take the month over budget "
-        "(policy rule `over-budget`, which would refuse it)",
+        f"Decision: needs two team leads: {UNKNOWN}, so it may be above $100.00 "
+        "(policy rule `costly`)",
     ]
 
 
@@ -181,11 +182,10 @@ def test_a_cpu_job_of_unknown_price_is_not_auto_approved(unpriced_core: Core) ->
     )
 
     assert reply.ok and reply.request_id is not None, reply.text
-    assert "is waiting for a team lead" in reply.text
+    assert "is waiting for two team leads of `demo` (bob, dave)" in reply.text
     assert (
-        "Policy: needs a team lead: est. cost unknown (no price is known for STANDARD_DS3_V2 in "
-        "this region), so it may take the month over budget (policy rule `over-budget`, which "
-        "would refuse it)." in reply.text
+        "Policy: needs two team leads: est. cost unknown (no price is known for STANDARD_DS3_V2 "
+        "in this region), so it may be above $100.00 (policy rule `costly`)." in reply.text
     )
     with unpriced_core.store.transaction() as session:
         actors = [row.actor for row in session.query(AuditRow).all()]
