@@ -8,6 +8,8 @@ from slack_sdk import WebClient
 
 from approvals.config import load_config
 from approvals.config_errors import ConfigError
+from approvals.costs import money, node_hour_quote
+from approvals.rule_models import Rule
 from approvals.rules import describe_rule
 from bot.slack.scopes import check_token
 from commands.durations import format_duration
@@ -37,10 +39,19 @@ def check_config(
         )
         print(f"  team leads: {', '.join(ws.team_leads)}")
         print(f"  data scientists: {', '.join(ws.data_scientists) or '(none)'}")
+        unpriced: list[str] = []
         for cluster in ws.clusters:
+            quote = node_hour_quote(cluster, ws.region)
+            if quote is None:
+                unpriced.append(f"{cluster.vm_sku} ({cluster.name})")
+            price = (
+                "no price known"
+                if quote is None
+                else f"{money(quote.usd_per_hour)}/node-hour ({quote.provenance()})"
+            )
             print(
                 f"  cluster {cluster.name}: {cluster.vm_sku}, {cluster.nodes} nodes "
-                f"(min {cluster.min_nodes}), {cluster.priority.value}"
+                f"(min {cluster.min_nodes}), {cluster.priority.value}, {price}"
                 + ("" if cluster.requires_grant else ", open to all members")
             )
         for instance in ws.instances:
@@ -76,6 +87,13 @@ def check_config(
             print(f"  group {name}: {members}{slack}")
         if len(ws.team_leads) < 2 and policy.two_approvers:
             print("  warning: two approvers are required but the workspace has fewer than 2 leads")
+        if unpriced and (ws.budget is not None or any(on_money(rule) for rule in policy.rules)):
+            print(
+                f"  warning: no price is known for {', '.join(unpriced)} in "
+                f"{ws.region or 'eastus'} (read from the price snapshot; a running bot also "
+                "fetches them from the Retail Prices API): until one is, their costs read "
+                "unknown and the rules on money ask people instead of deciding"
+            )
     if not online:
         return 0
     problems = 0
@@ -106,3 +124,12 @@ def check_config(
     else:
         print("Slack: SLACK_BOT_TOKEN not set, the token's scopes were not checked")
     return 1 if problems else 0
+
+
+def on_money(rule: Rule) -> bool:
+    """Whether the rule has a condition on money, which an unknown price leaves unchecked."""
+    when = rule.when
+    return any(
+        value is not None
+        for value in (when.cost_above_usd, when.budget_used_above, when.over_budget)
+    )

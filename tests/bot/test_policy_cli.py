@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.paths import RULES_CONFIG
+from tests.paths import RULES_CONFIG, UNPRICED_REGION, rules_config_in
 
 
 def amlbot(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,6 +33,35 @@ def test_check_config_explains_the_rules_in_order() -> None:
         result.stdout
     )
     assert "    7. gpu: GPU cluster -> one approval from group `gpu-approvers`" in result.stdout
+
+
+def test_check_config_shows_each_clusters_price_and_where_it_came_from() -> None:
+    result = amlbot("check-config", str(RULES_CONFIG))
+    assert (
+        "  cluster gpu-cluster: STANDARD_NC6s_v3, 2 nodes (min 0), dedicated, $3.06/node-hour "
+        "(snapshot of 2024-01-01, eastus)\n" in result.stdout
+    )
+    assert "warning: no price" not in result.stdout
+
+
+def test_check_config_warns_when_rules_on_money_meet_sizes_without_a_price(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "rules.yml"
+    config.write_text(rules_config_in(UNPRICED_REGION), encoding="utf-8")
+
+    result = amlbot("check-config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert "  cluster cpu-cluster: STANDARD_DS3_V2, 4 nodes (min 0), dedicated, no price known" in (
+        result.stdout
+    )
+    assert (
+        "  warning: no price is known for STANDARD_DS3_V2 (cpu-cluster), STANDARD_NC6s_v3 "
+        f"(gpu-cluster), STANDARD_ND96ASR_V4 (big-gpu) in {UNPRICED_REGION} (read from the price "
+        "snapshot; a running bot also fetches them from the Retail Prices API): until one is, "
+        "their costs read unknown and the rules on money ask people instead of deciding\n"
+    ) in result.stdout
 
 
 def test_check_config_without_rules_says_the_built_in_policy_applies() -> None:
