@@ -43,13 +43,12 @@ from bench.ack_servers import (
     SIGNING_SECRET,
     USERS,
     ChildUnavailable,
-    cpu_snapshot,
     drop_postgres_schema,
-    rss_of_tree,
     start_child,
     target_environment,
     wait_until_healthy,
 )
+from bench.proc_stats import cpu_snapshot, rss_of_tree
 
 if TYPE_CHECKING:
     from bench.reply_catcher import ReplyCatcher

@@ -18,7 +18,7 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
-    # CPU seconds spent during the level, by who spent them (`ack_servers.CPU_USERS`).
+    # CPU seconds spent during the level, by who spent them (`proc_stats.CPU_USERS`).
     cpu_s: dict[str, float] = field(default_factory=dict)
     # The workers' CPU seconds until the level's replies were in: the work behind its acks.
     work_cpu_s: float = 0.0

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bench.ack_report import Level, print_cpu_split
-from bench.ack_servers import CPU_USERS, cpu_snapshot
+from bench.proc_stats import CPU_USERS, cpu_snapshot
 from tests.benches import run_bench
 
 
