@@ -224,7 +224,8 @@ def _budget_used_above(share: float, facts: RequestFacts) -> Condition:
     if before is not None and before > share:  # above already, whatever this one costs
         return True, f"budget {before:.0%} used before this request (above {share:.0%})", ""
     if before is None:
-        return None, "", f"this month's spend is unknown, so the budget may be {share:.0%} used"
+        unknown = "this month's spend is unknown"
+        return None, "", f"{unknown}, so the budget may be above {share:.0%} used"
     return None, "", f"{_unknown_cost(facts)}, so it may take the budget above {share:.0%} used"
 
 

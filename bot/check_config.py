@@ -14,6 +14,7 @@ from approvals.rules import describe_rule
 from bot.slack.scopes import check_token
 from commands.durations import format_duration
 from shared.wording import counted
+from workspaces.prices import DEFAULT_REGION
 
 
 def check_config(
@@ -90,7 +91,7 @@ def check_config(
         if unpriced and (ws.budget is not None or any(on_money(rule) for rule in policy.rules)):
             print(
                 f"  warning: no price is known for {', '.join(unpriced)} in "
-                f"{ws.region or 'eastus'} (read from the price snapshot; a running bot also "
+                f"{ws.region or DEFAULT_REGION} (read from the price snapshot; a running bot also "
                 "fetches them from the Retail Prices API): until one is, their costs read "
                 "unknown and the rules on money ask people instead of deciding"
             )

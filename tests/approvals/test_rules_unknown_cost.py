@@ -12,7 +12,7 @@ import pytest
 from approvals.config import parse_config
 from approvals.costs import Estimate
 from approvals.rule_models import Rule
-from approvals.rules import RequestFacts, explain, first_match
+from approvals.rules import RequestFacts, evaluate, explain, first_match
 from approvals.tables import AuditRow
 from bot.wiring import Core
 from tests.paths import UNPRICED_REGION, rules_config_in
@@ -163,9 +163,23 @@ def test_without_a_budget_the_budget_rules_miss_and_say_so() -> None:
     rules, request = facts(NEARLY + OVER_BUDGET + CPU_AUTO)
     request = replace(request, budget=None)
 
+    looked = evaluate(rules, request)
     outcome = first_match(rules, request)
 
+    assert [(check.matched, check.unchecked, check.reasons) for check in looked[:2]] == [
+        (False, False, ["no monthly budget is set"]),
+        (False, False, ["no monthly budget is set"]),
+    ]
     assert outcome is not None and outcome.rule.name == "cpu-short"
+
+
+def test_an_unknown_months_spend_leaves_the_budget_rules_unchecked_too() -> None:
+    rules, request = facts(NEARLY + CPU_AUTO, node_hour=0.293, spent=None)
+
+    outcome = first_match(rules, request)
+
+    assert outcome is not None and outcome.unchecked and outcome.rule.name == "nearly"
+    assert outcome.reasons == ["this month's spend is unknown, so the budget may be above 80% used"]
 
 
 @pytest.fixture
