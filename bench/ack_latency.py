@@ -48,7 +48,7 @@ from bench.ack_servers import (
     target_environment,
     wait_until_healthy,
 )
-from bench.proc_stats import cpu_snapshot, rss_of_tree
+from bench.proc_stats import CpuSnapshot, cpu_snapshot, rss_of_tree
 
 if TYPE_CHECKING:
     from bench.reply_catcher import ReplyCatcher
@@ -197,9 +197,9 @@ async def bench_target(
         for concurrency in options.concurrency:
             level = Level(target, concurrency)
             before = cpu_snapshot(server.process.pid, catcher_pid)
-            acks_done: list[dict[str, float]] = []
+            acks_done: list[CpuSnapshot] = []
 
-            def note_acks_done(done: list[dict[str, float]] = acks_done) -> None:
+            def note_acks_done(done: list[CpuSnapshot] = acks_done) -> None:
                 done.append(cpu_snapshot(server.process.pid, catcher_pid))
 
             await run_level(
@@ -214,9 +214,9 @@ async def bench_target(
                 at_end=note_acks_done,
             )
             # While the acks were sent, for the table of who had the CPUs ...
-            level.cpu_s = {user: acks_done[0][user] - before[user] for user in before}
+            level.cpu_s = acks_done[0].spent_since(before)
             # ... and the workers until the replies were in (or given up on).
-            level.work_cpu_s = cpu_snapshot(server.process.pid)["workers"] - before["workers"]
+            level.work_cpu_s = cpu_snapshot(server.process.pid).spent_since(before)["workers"]
             offset += options.requests
             levels.append(level)
         if target == "amlbot" and catcher is not None:

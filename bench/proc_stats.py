@@ -7,18 +7,24 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of `pid` so far, in nanosecond resolution (schedstat), so a
-    level of a few hundred requests is measured, not rounded to 10 ms ticks; 0 off Linux."""
-    total = 0
+def task_cpu_ns(pid: int) -> dict[int, int]:
+    """CPU time so far of each thread of `pid`, in nanoseconds (schedstat), so a level of a
+    few hundred requests is measured, not rounded to 10 ms ticks; empty off Linux."""
+    spent: dict[int, int] = {}
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-    return total / 1e9
+                spent[int(task)] = int(f.read().split()[0])
+    return spent
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid` so far, in seconds; 0 off Linux."""
+    return sum(task_cpu_ns(pid).values()) / 1e9
 
 
 def processes() -> Iterator[tuple[int, str, int]]:
@@ -46,20 +52,45 @@ def child_pids(pid: int) -> list[int]:
 CPU_USERS = ("edge", "workers", "load", "catcher", "postgres", "machine")
 
 
-def cpu_snapshot(pid: int, catcher_pid: int | None = None) -> dict[str, float]:
-    """CPU seconds so far of everything sharing this machine's CPUs during a level: the
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU time so far of each thread of everyone sharing the machine during a level, and
+    of the whole machine. Kept per thread because processes and threads come and go
+    during a level (PostgreSQL backends of other clients, a worker restarted, a pool's
+    thread retired): a sum per user would drop when one ends and read negative."""
+
+    threads_ns: dict[tuple[str, int, int], int]  # (user, pid, thread id) -> CPU so far
+    machine_s: float
+
+    def spent_since(self, before: CpuSnapshot) -> dict[str, float]:
+        """CPU seconds each user spent between `before` and this snapshot. A thread that
+        started meanwhile counts whole; one that ended meanwhile is missing from this
+        snapshot and its last moments go uncounted, so a figure may read a little low,
+        never below zero."""
+        spent = dict.fromkeys(CPU_USERS, 0.0)
+        for key, ns in self.threads_ns.items():
+            spent[key[0]] += max(0, ns - before.threads_ns.get(key, 0)) / 1e9
+        spent["machine"] = max(0.0, self.machine_s - before.machine_s)
+        return spent
+
+
+def cpu_snapshot(pid: int, catcher_pid: int | None = None) -> CpuSnapshot:
+    """CPU time so far of everything sharing this machine's CPUs during a level: the
     server under test (its acking process, the `edge`, and the processes it started, the
     `workers` behind each ack), this load generator, the reply catcher standing in for
     Slack, PostgreSQL's server processes when the database runs here, and the whole
     `machine` (every process, the kernel included)."""
-    return {
-        "edge": cpu_seconds(pid),
-        "workers": sum(cpu_seconds(child) for child in child_pids(pid)),
-        "load": cpu_seconds(os.getpid()),
-        "catcher": cpu_seconds(catcher_pid) if catcher_pid is not None else 0.0,
-        "postgres": sum(cpu_seconds(server) for server in pids_named("postgres")),
-        "machine": machine_busy_seconds(),
+    owners: list[tuple[str, int]] = [("edge", pid), ("load", os.getpid())]
+    owners += [("workers", child) for child in child_pids(pid)]
+    if catcher_pid is not None:
+        owners.append(("catcher", catcher_pid))
+    owners += [("postgres", server) for server in pids_named("postgres")]
+    threads = {
+        (user, owner, thread): ns
+        for user, owner in owners
+        for thread, ns in task_cpu_ns(owner).items()
     }
+    return CpuSnapshot(threads, machine_busy_seconds())
 
 
 def pids_named(command: str) -> list[int]:

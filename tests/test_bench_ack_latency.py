@@ -4,6 +4,8 @@ the server's edge and workers, the load, the reply catcher, PostgreSQL, the rest
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -32,10 +34,36 @@ def test_the_split_is_each_ones_cores_and_the_rest_is_other_or_idle(
 
 
 def test_a_snapshot_names_every_user_and_counts_this_process_as_the_load() -> None:
+    before = cpu_snapshot(os.getpid())
     spent = sum(range(200_000))  # some CPU time of our own
-    snapshot = cpu_snapshot(os.getpid())
-    assert set(snapshot) == set(CPU_USERS) and spent
-    assert snapshot["load"] > 0 and snapshot["machine"] >= snapshot["load"] - 0.05
+    after = cpu_snapshot(os.getpid())
+    cpu_s = after.spent_since(before)
+    assert set(cpu_s) == set(CPU_USERS) and spent
+    assert cpu_s["load"] > 0 and cpu_s["machine"] >= cpu_s["load"] - 0.05
+
+
+def test_a_thread_that_ends_during_a_level_never_makes_its_user_read_negative() -> None:
+    # As a PostgreSQL backend of another client does when it disconnects mid-level: a sum
+    # per user would lose all the CPU the thread had spent before the level began.
+    burned = threading.Event()
+    finish = threading.Event()
+
+    def burn() -> None:
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+        burned.set()
+        finish.wait()
+
+    thread = threading.Thread(target=burn)
+    thread.start()
+    burned.wait()
+    before = cpu_snapshot(os.getpid())
+    finish.set()
+    thread.join()
+    cpu_s = cpu_snapshot(os.getpid()).spent_since(before)
+    assert all(seconds >= 0 for seconds in cpu_s.values()), cpu_s
+    assert cpu_s["load"] < 0.1  # the ended thread's earlier 0.2 s is not this level's
 
 
 def test_the_ack_bench_prints_its_figures_and_where_the_cpus_went() -> None:
