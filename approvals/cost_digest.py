@@ -55,7 +55,7 @@ def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
         f"*Weekly cost digest for `{ws.name}`* ({since:%Y-%m-%d} to {now:%Y-%m-%d})",
         f"Spent this week: {money(week.total)} ({counted(len(week.jobs), 'job')}, idle compute "
         f"{money(week.idle)}); "
-        f"month to date: {budget_line(ws, month.total)}",
+        f"month to date: {budget_line(ws, month.total, None, month.unpriced_jobs)}",
     ]
     spenders = week.by_requester()[:5]
     if spenders:

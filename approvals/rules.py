@@ -4,8 +4,9 @@
 `amlbot policy explain` and `check-config` show exactly what the bot would do and why.
 
 A condition on money (`cost_above_usd`, `budget_used_above`, `over_budget`) cannot be
-checked when the VM size has no known price (or the month's spend is unknown), and an
-unknown is never counted as $0. A rule that would auto-approve is then passed over; one
+checked when the VM size has no known price (or the month's spend is unknown, or leaves
+out jobs on sizes without a price, so that it is only a lower bound), and an unknown is
+never counted as $0. A rule that would auto-approve is then passed over; one
 that would ask for approval or refuse *may apply*: the walk goes on, and if it ends in an
 auto-approval (or no rule at all), the rule that may apply asking for the most approvals
 decides instead, a refusal asking one lead. So an unknown cost is never auto-approved and
@@ -21,6 +22,7 @@ from approvals.config import ClusterConfig, WorkspaceConfig
 from approvals.costs import Estimate, is_gpu, money
 from approvals.rule_models import Rule, RuleAction, RuleDecision, RuleWhen
 from commands.durations import format_duration
+from shared.wording import counted
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class RequestFacts:
     # Month-to-date spend without this request; None when unknown.
     spent: float | None = None
     budget: float | None = None
+    # Jobs of this month that `spent` leaves out (no price known for their VM size): then
+    # it is only a lower bound, and "not above" cannot be told.
+    uncounted_jobs: int = 0
     # How long ago the requester last had this same access granted; None: never.
     last_grant_age: timedelta | None = None
 
@@ -210,12 +215,21 @@ def _budget_shares(facts: RequestFacts) -> tuple[float | None, float | None]:
     return before, (None if with_request is None else with_request / facts.budget)
 
 
+def _uncounted(facts: RequestFacts) -> str:
+    return (
+        f"this month's spend of {money(facts.spent)} leaves out "
+        f"{counted(facts.uncounted_jobs, 'job')} on VM sizes without a known price"
+    )
+
+
 def _budget_used_above(share: float, facts: RequestFacts) -> Condition:
     if facts.budget is None:
         return False, "", "no monthly budget is set"
     before, with_request = _budget_shares(facts)
     if with_request is not None:
         used = f"budget {with_request:.0%} used with this request"
+        if with_request <= share and facts.uncounted_jobs:  # a lower bound: may be above
+            return None, "", f"{_uncounted(facts)}, so the budget may be above {share:.0%} used"
         return (
             with_request > share,
             f"{used} (above {share:.0%})",
@@ -239,6 +253,8 @@ def _over_budget(over_wanted: bool, facts: RequestFacts) -> Condition:
             f"with this request"
         )
         over = with_request > 1
+        if not over and facts.uncounted_jobs:  # a lower bound: the month may be over
+            return None, "", f"{_uncounted(facts)}, so the month may be over budget"
         return over == over_wanted, f"over budget: {text}", f"within budget: {text}"
     if before is not None and before > 1:  # over already, whatever this one costs
         text = f"{money(facts.spent)} of the {money(facts.budget)} monthly budget spent already"
@@ -330,10 +346,13 @@ def explain(ws: WorkspaceConfig, facts: RequestFacts) -> str:
         f"{facts.requester} for {format_duration(facts.duration)}; est. {facts.estimate.explain()}"
     ]
     if facts.budget is not None:
+        at_least = "at least " if facts.uncounted_jobs else ""
         lines.append(
-            f"Budget: {money(facts.spent)} spent of {money(facts.budget)} this month; "
-            f"with this request {money(facts.spent_with_request)}"
+            f"Budget: {at_least}{money(facts.spent)} spent of {money(facts.budget)} this "
+            f"month; with this request {at_least}{money(facts.spent_with_request)}"
         )
+        if facts.uncounted_jobs:
+            lines.append(f"  ({_uncounted(facts)})")
     if not ws.policy.rules:
         lines.append(f"Workspace `{ws.name}` has no rules: the built-in policy decides.")
         return "\n".join(lines)

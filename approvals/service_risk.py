@@ -59,7 +59,8 @@ class Assessment:
         estimate = self.facts.estimate
         budget = None
         if self.facts.spent is not None:
-            budget = budget_line(ws, self.facts.spent, estimate.total) + (
+            spent, uncounted = self.facts.spent, self.facts.uncounted_jobs
+            budget = budget_line(ws, spent, estimate.total, uncounted) + (
                 f" (spend from {self.spend_source})" if self.spend_source else ""
             )
         rule = None
@@ -91,6 +92,8 @@ class History:
     last_grant_age: timedelta | None = None
     # Where `spent` came from, when not the bot's own records.
     spend_source: str | None = None
+    # Jobs `spent` leaves out for want of a price: then it is a lower bound.
+    uncounted_jobs: int = 0
 
 
 # Without a limit a job's cost is unknown; an hour shows its rate.
@@ -138,6 +141,7 @@ def _request_facts(
         estimate=estimate,
         spent=past.spent,
         budget=ws.budget.monthly_usd if ws.budget else None,
+        uncounted_jobs=past.uncounted_jobs,
         last_grant_age=past.last_grant_age,
     )
 
@@ -173,10 +177,9 @@ class RiskCommands(ServiceBase):
         now = self.clock.now()
         billed = self.billed_this_month(ws)
         with self.store.transaction() as session:
-            spent = (
-                billed
-                if billed is not None
-                else month_to_date(session, ws, now, self.idle_spend).total
+            # Azure's bill counts every job; the bot's records leave out unpriced sizes.
+            records = (
+                None if billed is not None else month_to_date(session, ws, now, self.idle_spend)
             )
             last_grant = session.scalar(
                 select(func.max(GrantRow.granted_at)).where(
@@ -186,9 +189,10 @@ class RiskCommands(ServiceBase):
                 )
             )
         return History(
-            spent=spent,
+            spent=records.total if records is not None else billed,
             last_grant_age=(now - last_grant) if last_grant is not None else None,
             spend_source="Azure Cost Management" if billed is not None else None,
+            uncounted_jobs=records.unpriced_jobs if records is not None else 0,
         )
 
     def assessment(self, ws: WorkspaceConfig, facts: RequestFacts, past: History) -> Assessment:

@@ -19,6 +19,7 @@ from approvals.config import WorkspaceConfig
 from approvals.costs import hours, money, node_hour_price
 from approvals.payloads import JobPayload
 from approvals.tables import JobRow, RequestRow
+from shared.wording import counted
 
 # What idle compute cost in a window, from the notification layer's records (plugged in by
 # it, as `/aml idle` is): (session, workspace, since, now) -> USD.
@@ -110,13 +111,22 @@ def month_to_date(
     return spend_between(session, ws, month_start(now), now, idle_spend)
 
 
-def budget_line(ws: WorkspaceConfig, spent: float, adds: float | None = None) -> str:
-    """`$120.00 of $2,000.00 this month (6%); this request adds up to $24.48`."""
+def budget_line(
+    ws: WorkspaceConfig, spent: float, adds: float | None = None, uncounted_jobs: int = 0
+) -> str:
+    """`$120.00 of $2,000.00 this month (6%); this request adds up to $24.48`; with jobs
+    left out for want of a price, the figure is a lower bound and says so."""
+    at_least = "at least " if uncounted_jobs else ""
     if ws.budget is None:
-        text = f"{money(spent)} this month (no budget set)"
+        text = f"{at_least}{money(spent)} this month (no budget set)"
     else:
         share = spent / ws.budget.monthly_usd * 100
-        text = f"{money(spent)} of {money(ws.budget.monthly_usd)} this month ({share:.0f}%)"
+        text = (
+            f"{at_least}{money(spent)} of {money(ws.budget.monthly_usd)} this month "
+            f"({at_least}{share:.0f}%)"
+        )
+    if uncounted_jobs:
+        text += f", leaving out {counted(uncounted_jobs, 'job')} on VM sizes without a known price"
     if adds is not None:
         text += f"; this request adds up to {money(adds)}"
     return text
@@ -146,5 +156,5 @@ def job_end_line(
         node_hour_price(cluster, ws.region),
         ended - (started or job.submitted_at),
     )
-    spent = month_to_date(session, ws, now, idle_spend).total
-    return f"Cost: {ran.explain()}; spend {budget_line(ws, spent)}"
+    month = month_to_date(session, ws, now, idle_spend)
+    return f"Cost: {ran.explain()}; spend {budget_line(ws, month.total, None, month.unpriced_jobs)}"

@@ -11,11 +11,13 @@ import pytest
 
 from approvals.config import parse_config
 from approvals.costs import Estimate
+from approvals.payloads import JobPayload
 from approvals.rule_models import Rule
 from approvals.rules import RequestFacts, evaluate, explain, first_match
-from approvals.tables import AuditRow
+from approvals.tables import AuditRow, JobRow, RequestRow, RequestStatus
 from bot.wiring import Core
 from tests.paths import UNPRICED_REGION, rules_config_in
+from workspaces.clock import ManualClock
 
 CONFIG = """
 people:
@@ -182,6 +184,58 @@ def test_an_unknown_months_spend_leaves_the_budget_rules_unchecked_too() -> None
     assert outcome.reasons == ["this month's spend is unknown, so the budget may be above 80% used"]
 
 
+UNCOUNTED = "this month's spend of $300.00 leaves out 2 jobs on VM sizes without a known price"
+
+
+def test_a_spend_that_leaves_out_unpriced_jobs_is_a_floor_not_within_budget() -> None:
+    # $300 + $3.52 of $500 looks within budget, but two jobs of unknown cost are not in it.
+    rules, request = facts(OVER_BUDGET + CHEAP_AUTO, node_hour=0.293, spent=300.0)
+    request = replace(request, uncounted_jobs=2)
+
+    looked = evaluate(rules, request)
+    outcome = first_match(rules, request)
+
+    assert [check.reasons for check in looked] == [
+        [f"{UNCOUNTED}, so the month may be over budget"],
+        [f"{UNCOUNTED}, so the month may be over budget: not auto-approved without knowing"],
+    ]
+    assert outcome is not None and outcome.unchecked and outcome.decide == "lead"
+    within = first_match(rules, replace(request, uncounted_jobs=0))
+    assert within is not None and within.rule.name == "cheap"  # counted, it is within
+
+
+def test_a_floor_already_above_the_line_decides_whatever_the_rest_cost() -> None:
+    # At least $510 of $500: over budget, and 80% used, however much the left-out jobs cost.
+    rules, request = facts(OVER_BUDGET, node_hour=0.293, spent=510.0)
+    over = first_match(rules, replace(request, uncounted_jobs=3))
+    rules, request = facts(NEARLY + CPU_AUTO, node_hour=0.293, spent=450.0)
+    nearly = first_match(rules, replace(request, uncounted_jobs=3))
+
+    assert over is not None and not over.unchecked and over.decide == "refuse"
+    assert nearly is not None and not nearly.unchecked and nearly.rule.name == "nearly"
+
+
+def test_a_floor_below_a_share_may_be_above_it() -> None:
+    rules, request = facts(NEARLY + CPU_AUTO, node_hour=0.293, spent=300.0)
+
+    outcome = first_match(rules, replace(request, uncounted_jobs=2))
+
+    assert outcome is not None and outcome.unchecked and outcome.rule.name == "nearly"
+    assert outcome.reasons == [f"{UNCOUNTED}, so the budget may be above 80% used"]
+
+
+def test_explain_says_the_spend_is_at_least_and_what_it_leaves_out() -> None:
+    ws = parse_config(CONFIG + CHEAP_AUTO).workspaces["demo"]
+    _, request = facts(CHEAP_AUTO, node_hour=0.293, spent=300.0)
+
+    lines = explain(ws, replace(request, uncounted_jobs=2)).splitlines()
+
+    assert lines[1:3] == [
+        "Budget: at least $300.00 spent of $500.00 this month; with this request at least $303.52",
+        f"  ({UNCOUNTED})",
+    ]
+
+
 @pytest.fixture
 def unpriced_core(make_core: Callable[..., Core], database_url: str) -> Core:
     """The rules example in a region neither the test prices nor the snapshot cover."""
@@ -204,3 +258,71 @@ def test_a_cpu_job_of_unknown_price_is_not_auto_approved(unpriced_core: Core) ->
     with unpriced_core.store.transaction() as session:
         actors = [row.actor for row in session.query(AuditRow).all()]
     assert "policy" not in actors  # nothing was approved by a rule
+
+
+UNPRICED_SIZE_CONFIG = """
+people:
+  alice: {slack_id: U0ALICE01}
+  bob: {slack_id: U0BOB0001}
+workspaces:
+  demo:
+    azure: {subscription_id: 00000000-0000-4000-8000-000000000000,
+            resource_group: rg, workspace_name: mlw}
+    region: westeurope
+    team_leads: [bob]
+    data_scientists: [alice]
+    budget: {monthly_usd: 500}
+    clusters:
+      - {name: cpu-cluster, vm_sku: STANDARD_DS3_V2, nodes: 4, requires_grant: false}
+      - {name: mem-cluster, vm_sku: Standard_E64s_v3, nodes: 8, requires_grant: false}
+    policy:
+      rules:
+        - {name: over-budget, when: {over_budget: true}, decide: refuse}
+        - {name: cheap, when: {over_budget: false, gpu: false}, decide: auto}
+"""
+
+
+def test_a_job_within_a_budget_that_leaves_out_unpriced_jobs_goes_to_a_lead(
+    make_core: Callable[..., Core], database_url: str, clock: ManualClock
+) -> None:
+    # This month a 40-hour job ran on 8 nodes of a size nothing prices: the bot's $0.00 of
+    # spend is only a floor, so "within budget" cannot be told and nothing is auto-approved.
+    core = make_core(parse_config(UNPRICED_SIZE_CONFIG), database_url)
+    job = (
+        "/aml job submit --compute cpu-cluster --environment azureml:AzureML-sklearn-1.5@latest "
+        "--command 'python t.py' --instances 1 --max-duration 1h"
+    )
+    before = core.service.handle_text("alice", job)
+    assert before.ok and before.text.startswith("Auto-approved"), before.text
+    now = clock.now()
+    with core.store.transaction() as session:
+        session.add(
+            JobRow(
+                workspace="demo",
+                name="big-unpriced-run",
+                requester="alice",
+                compute="mem-cluster",
+                status="Completed",
+                submitted_at=now - timedelta(hours=40),
+                updated_at=now,
+                ended_at=now,
+                following=False,
+            )
+        )
+
+    reply = core.service.handle_text("alice", job)
+
+    assert reply.ok and reply.request_id is not None, reply.text
+    assert "is waiting for a team lead of `demo` (bob)" in reply.text
+    assert (
+        "leaves out 1 job on VM sizes without a known price, so the month may be over budget"
+        in (reply.text)
+    )
+    with core.store.transaction() as session:
+        request = session.get(RequestRow, reply.request_id)
+        assert request is not None and request.status == RequestStatus.PENDING.value
+        assert isinstance(request.payload, JobPayload) and request.payload.budget_line
+        assert request.payload.budget_line == (
+            "at least $0.00 of $500.00 this month (at least 0%), leaving out 1 job on VM sizes "
+            "without a known price; this request adds up to $0.29"
+        )
