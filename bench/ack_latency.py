@@ -5,7 +5,7 @@
 
 Each target runs in its own process on uvicorn at 127.0.0.1; a fake Slack Web API and the
 response_urls the replies go to (`reply_catcher.py`) run in two more; this process only
-signs requests and times them (aiohttp), so the server under test does not share a GIL
+signs requests and times them (`http_load.py`), so the server under test does not share a GIL
 with the load. With `--target amlbot`, a reference runs too: `bare+reply`, the bare app
 answering every command itself, from memory. Prints figures; asserts nothing. See
 README.md.
@@ -48,6 +48,7 @@ from bench.ack_servers import (
     target_environment,
     wait_until_healthy,
 )
+from bench.http_load import Client, post_request
 from bench.proc_stats import CpuSnapshot, cpu_snapshot, rss_of_tree
 
 if TYPE_CHECKING:
@@ -74,6 +75,12 @@ def signed_command(text: str, index: int, reply_to: str) -> tuple[str, dict[str,
     return body, signed_headers(body, SIGNING_SECRET)
 
 
+def signed_request(url: str, text: str, index: int, reply_to: str, keep_alive: bool) -> bytes:
+    """The `index`th command of the load as it goes on the wire, signed now."""
+    body, headers = signed_command(text, index, reply_to)
+    return post_request(url, body, headers, keep_alive)
+
+
 async def run_level(
     url: str,
     level: Level,
@@ -86,85 +93,82 @@ async def run_level(
     at_end: Callable[[], None] = lambda: None,
 ) -> None:
     """Send `total` commands, `level.concurrency` at a time; `at_end` is called once the last
-    ack is in, before the replies are waited for."""
-    import aiohttp
-
+    ack is in, before the replies are waited for. Every request is built and signed before
+    the level starts (a level lasts seconds; Slack's signatures hold for five minutes), so
+    the load spends its CPU during the level on sending and timing only."""
+    run = f"{level.target}-{level.concurrency}-{time.monotonic_ns()}"
+    tokens = [f"{run}-{index}" for index in range(total)]
+    requests = [
+        signed_request(
+            url,
+            text,
+            index,
+            catcher.url(token)
+            if catcher is not None
+            else response_urls[index % len(response_urls)],
+            keep_alive,
+        )
+        for index, token in enumerate(tokens)
+    ]
     sent = 0
     deadline = time.monotonic() + time_limit_s
-    connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=not keep_alive)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async def one_client() -> None:
+        nonlocal sent
+        client = Client(url, keep_alive, REQUEST_TIMEOUT_S)
+        while sent < total and time.monotonic() < deadline:
+            index = sent
+            sent += 1
+            started = time.perf_counter()
+            if catcher is not None:
+                catcher.sent[tokens[index]] = time.monotonic()
+            try:
+                status = await client.post(requests[index])
+            except (OSError, TimeoutError) as failure:
+                name = type(failure).__name__
+                level.errors[name] = level.errors.get(name, 0) + 1
+                continue
+            if status == 200:
+                level.latencies_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                level.errors[f"HTTP {status}"] = level.errors.get(f"HTTP {status}", 0) + 1
+        client.close()
 
-        async def one_client() -> None:
-            nonlocal sent
-            while sent < total and time.monotonic() < deadline:
-                index = sent
-                sent += 1
-                token = f"{level.target}-{level.concurrency}-{index}-{time.monotonic_ns()}"
-                reply_to = (
-                    catcher.url(token)
-                    if catcher is not None
-                    else response_urls[index % len(response_urls)]
-                )
-                body, headers = signed_command(text, index, reply_to)
-                started = time.perf_counter()
-                if catcher is not None:
-                    catcher.sent[token] = time.monotonic()
-                    tokens.append(token)
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError) as failure:
-                    name = type(failure).__name__
-                    level.errors[name] = level.errors.get(name, 0) + 1
-                    continue
-                if status == 200:
-                    level.latencies_ms.append((time.perf_counter() - started) * 1000)
-                else:
-                    level.errors[f"HTTP {status}"] = level.errors.get(f"HTTP {status}", 0) + 1
-
-        tokens: list[str] = []
-        started_wall = time.monotonic()
-        await asyncio.gather(*(one_client() for _ in range(level.concurrency)))
-        level.wall_s = time.monotonic() - started_wall
-        at_end()
-        if catcher is not None:
-            await catcher.collect(level, tokens)
+    started_wall = time.monotonic()
+    await asyncio.gather(*(one_client() for _ in range(level.concurrency)))
+    level.wall_s = time.monotonic() - started_wall
+    at_end()
+    if catcher is not None:
+        await catcher.collect(level, tokens[:sent])
 
 
 async def run_reply_level(
     url: str, level: ReplyLevel, total: int, catcher: ReplyCatcher, time_limit_s: float
 ) -> None:
-    import aiohttp
-
     sent = 0
     deadline = time.monotonic() + time_limit_s
-    connector = aiohttp.TCPConnector(limit=level.concurrency, force_close=True)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    run = f"reply-{level.concurrency}-{time.monotonic_ns()}"
 
-        async def one_person() -> None:
-            nonlocal sent
-            while sent < total and time.monotonic() < deadline:
-                index = sent
-                sent += 1
-                token = f"reply-{level.concurrency}-{index}-{time.monotonic_ns()}"
-                body, headers = signed_command(level.text, index, catcher.url(token))
-                started = catcher.sent[token] = time.monotonic()
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                    arrived = await catcher.wait(token, REQUEST_TIMEOUT_S)
-                except (aiohttp.ClientError, TimeoutError):
-                    arrived = None
-                if arrived is None:
-                    level.unanswered += 1
-                else:
-                    level.replies_ms.append((arrived - started) * 1000)
+    async def one_person() -> None:
+        nonlocal sent
+        client = Client(url, False, REQUEST_TIMEOUT_S)
+        while sent < total and time.monotonic() < deadline:
+            index = sent
+            sent += 1
+            token = f"{run}-{index}"
+            request = signed_request(url, level.text, index, catcher.url(token), False)
+            started = catcher.sent[token] = time.monotonic()
+            try:
+                await client.post(request)
+                arrived = await catcher.wait(token, REQUEST_TIMEOUT_S)
+            except (OSError, TimeoutError):
+                arrived = None
+            if arrived is None:
+                level.unanswered += 1
+            else:
+                level.replies_ms.append((arrived - started) * 1000)
 
-        await asyncio.gather(*(one_person() for _ in range(level.concurrency)))
+    await asyncio.gather(*(one_person() for _ in range(level.concurrency)))
 
 
 async def bench_target(
