@@ -333,7 +333,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--factory", default=AMLBOT_FACTORY, help="module:callable for amlbot")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--requests", type=int, default=2000, help="acks timed per level")
+    parser.add_argument("--requests", type=int, default=5000, help="acks timed per level")
     parser.add_argument(
         "--rounds",
         type=int,
