@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ack_latency import REQUEST_TIMEOUT_S, signed_command
+from bench.ack_latency import REQUEST_TIMEOUT_S, signed_request
 from bench.ack_servers import (
     AMLBOT_FACTORY,
     drop_postgres_schema,
@@ -37,6 +37,7 @@ from bench.ack_servers import (
     target_environment,
     wait_until_healthy,
 )
+from bench.http_load import Client
 
 
 @dataclass
@@ -72,43 +73,42 @@ class ResponseUrls:
 async def run_rate(
     url: str, level: RateLevel, seconds: float, response_urls: ResponseUrls, text: str, seed: int
 ) -> None:
-    """Poisson arrivals at `level.rate` a second for `seconds`, each its own connection."""
-    import aiohttp
-
+    """Poisson arrivals at `level.rate` a second for `seconds`, each its own connection,
+    signed before the level and sent by `http_load.py` (as `ack_latency.py` does)."""
     arrivals = random.Random(seed)
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    due_times: list[float] = []
+    offset = 0.0
+    while True:
+        offset += arrivals.expovariate(level.rate)
+        if offset >= seconds:
+            break
+        due_times.append(offset)
+    requests = [
+        signed_request(url, text, index, response_urls.next(), False)
+        for index in range(len(due_times))
+    ]
 
-        async def one(index: int, due: float, reply_to: str) -> None:
-            body, headers = signed_command(text, index, reply_to)
-            started = time.perf_counter()
-            if started - due > 0.005:
-                level.late_starts += 1
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            if ok:
-                # From when it was due: a load generator running late must not hide latency.
-                level.latencies_ms.append((time.perf_counter() - due) * 1000)
-            else:
-                level.errors += 1
+    async def one(request: bytes, due: float) -> None:
+        started = time.perf_counter()
+        if started - due > 0.005:
+            level.late_starts += 1
+        try:
+            ok = await Client(url, False, REQUEST_TIMEOUT_S).post(request) == 200
+        except (OSError, TimeoutError):
+            ok = False
+        if ok:
+            # From when it was due: a load generator running late must not hide latency.
+            level.latencies_ms.append((time.perf_counter() - due) * 1000)
+        else:
+            level.errors += 1
 
-        sending: list[asyncio.Task[None]] = []
-        due = time.perf_counter()
-        end = due + seconds
-        index = 0
-        while True:
-            due += arrivals.expovariate(level.rate)
-            if due >= end:
-                break
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            sending.append(asyncio.create_task(one(index, due, response_urls.next())))
-            index += 1
-        await asyncio.gather(*sending)
+    sending: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    for request, offset in zip(requests, due_times, strict=True):
+        due = start + offset
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        sending.append(asyncio.create_task(one(request, due)))
+    await asyncio.gather(*sending)
 
 
 async def bench_target(
