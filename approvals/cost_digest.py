@@ -72,7 +72,8 @@ def digest_text(session: Session, ws: WorkspaceConfig, now: datetime) -> str:
     )
     if week.unpriced_jobs:
         lines.append(
-            f"({counted(week.unpriced_jobs, 'job')} on VM sizes without a known price left out)"
+            f"({counted(week.unpriced_jobs, 'job')} of unknown cost left out: on computes the "
+            "configuration does not list, or VM sizes without a known price)"
         )
     lines.append("Estimates from list prices: nodes x price x time, never an invoice.")
     return "\n".join(lines)

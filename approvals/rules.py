@@ -218,7 +218,8 @@ def _budget_shares(facts: RequestFacts) -> tuple[float | None, float | None]:
 def _uncounted(facts: RequestFacts) -> str:
     return (
         f"this month's spend of {money(facts.spent)} leaves out "
-        f"{counted(facts.uncounted_jobs, 'job')} on VM sizes without a known price"
+        f"{counted(facts.uncounted_jobs, 'job')} of unknown cost "
+        "(on a compute or VM size without a known price)"
     )
 
 

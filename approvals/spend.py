@@ -126,7 +126,7 @@ def budget_line(
             f"({at_least}{share:.0f}%)"
         )
     if uncounted_jobs:
-        text += f", leaving out {counted(uncounted_jobs, 'job')} on VM sizes without a known price"
+        text += f", leaving out {counted(uncounted_jobs, 'job')} of unknown cost"
     if adds is not None:
         text += f"; this request adds up to {money(adds)}"
     return text

@@ -184,7 +184,7 @@ def test_an_unknown_months_spend_leaves_the_budget_rules_unchecked_too() -> None
     assert outcome.reasons == ["this month's spend is unknown, so the budget may be above 80% used"]
 
 
-UNCOUNTED = "this month's spend of $300.00 leaves out 2 jobs on VM sizes without a known price"
+UNCOUNTED = "this month's spend of $300.00 leaves out 2 jobs of unknown cost (on a compute or VM size without a known price)"
 
 
 def test_a_spend_that_leaves_out_unpriced_jobs_is_a_floor_not_within_budget() -> None:
@@ -315,14 +315,14 @@ def test_a_job_within_a_budget_that_leaves_out_unpriced_jobs_goes_to_a_lead(
     assert reply.ok and reply.request_id is not None, reply.text
     assert "is waiting for a team lead of `demo` (bob)" in reply.text
     assert (
-        "leaves out 1 job on VM sizes without a known price, so the month may be over budget"
-        in (reply.text)
+        "leaves out 1 job of unknown cost (on a compute or VM size without a known price), so the "
+        "month may be over budget" in (reply.text)
     )
     with core.store.transaction() as session:
         request = session.get(RequestRow, reply.request_id)
         assert request is not None and request.status == RequestStatus.PENDING.value
         assert isinstance(request.payload, JobPayload) and request.payload.budget_line
         assert request.payload.budget_line == (
-            "at least $0.00 of $500.00 this month (at least 0%), leaving out 1 job on VM sizes "
-            "without a known price; this request adds up to $0.29"
+            "at least $0.00 of $500.00 this month (at least 0%), leaving out 1 job of unknown "
+            "cost; this request adds up to $0.29"
         )
