@@ -22,11 +22,6 @@ def task_cpu_ns(pid: int) -> dict[int, int]:
     return spent
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of `pid` so far, in seconds; 0 off Linux."""
-    return sum(task_cpu_ns(pid).values()) / 1e9
-
-
 def processes() -> Iterator[tuple[int, str, int]]:
     """(pid, command name, parent's pid) of every process on this machine (none off Linux)."""
     with contextlib.suppress(OSError):
