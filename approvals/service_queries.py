@@ -21,7 +21,7 @@ from commands import models as m
 from shared.errors import (
     PermissionRefusedError,
 )
-from workspaces.prices import format_price, price_for, price_note
+from workspaces.prices import estimate, price_for, price_note
 from workspaces.types import Priority
 
 
@@ -71,7 +71,7 @@ class QueryCommands(ServiceBase):
                 f"{'low priority' if low else 'dedicated'}, nodes {cluster.current_nodes} up "
                 f"(min {cluster.min_nodes}, max {cluster.max_nodes})"
                 + (f" [{states}]" if states else "")
-                + f", ~{format_price(price)}/node-hour, {access}"
+                + f", {estimate(price, 'node-hour')}, {access}"
             )
         for instance in inventory.instances:
             owner = f", assigned to {instance.assigned_user}" if instance.assigned_user else ""

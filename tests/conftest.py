@@ -112,8 +112,10 @@ def make_core(clock: ManualClock) -> Iterator[Callable[..., Core]]:
 @pytest.fixture(autouse=True)
 def _fresh_price_book() -> Iterator[None]:
     """Fetched prices live in a process-wide book; no test sees another's. Each test starts
-    with `FETCHED_PRICES`: the demo workspace's region as a Retail Prices refresh of
-    2026-01-01 left it (a test about other prices installs newer ones, or clears the book)."""
+    with `FETCHED_PRICES`: `westeurope` as a Retail Prices refresh of 2026-01-01 left it (a
+    test about other prices installs newer ones, or clears the book). The demo itself is in
+    `eastus`, priced by the shipped snapshot; the tests about fetched prices move it to
+    `westeurope` (tests/notify/conftest.py)."""
     from workspaces.prices import BOOK
 
     BOOK.clear()
@@ -122,8 +124,8 @@ def _fresh_price_book() -> Iterator[None]:
     BOOK.clear()
 
 
-# Test data: what a refresh fetched for the demo's region (westeurope), dedicated and low
-# priority, in USD per node-hour.
+# Test data: what a refresh fetched for westeurope, dedicated and low priority, in USD per
+# node-hour.
 FETCHED_PRICES = {
     "Standard_D2s_v3": (0.096, 0.0192),
     "Standard_D4s_v3": (0.192, 0.0384),

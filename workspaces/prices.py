@@ -222,3 +222,9 @@ def price_note(quotes: Iterable[PriceQuote | None], today: date | None = None) -
 
 def format_price(amount: float | None) -> str:
     return "unknown" if amount is None else f"${amount:,.2f}"
+
+
+def estimate(amount: float | None, per: str) -> str:
+    """ "~$0.29/node-hour" (`per`: "node-hour", "hour"), or "price unknown": a tilde before
+    "unknown" would read as a rough guess of a price."""
+    return "price unknown" if amount is None else f"~{format_price(amount)}/{per}"

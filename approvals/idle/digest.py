@@ -28,7 +28,7 @@ from approvals.workflow_base import BackendFor
 from shared.errors import WorkspaceError
 from shared.wording import counted
 from workspaces.clock import Clock
-from workspaces.prices import format_price
+from workspaces.prices import estimate, format_price
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,9 @@ def sweep_idle(core: WithWorkspaces, workspace: str, now: datetime) -> int | Non
 
 def finding_line(finding: IdleFinding) -> str:
     what = "Compute instance" if finding.kind == "instance" else "Cluster"
-    cost = f"~{format_price(finding.hourly_cost)}/hour"
+    # After the reasons' full stop: a sentence of its own.
+    cost = estimate(finding.hourly_cost, "hour")
+    cost = cost[:1].upper() + cost[1:]
     if finding.cost_so_far is not None:
         cost += f", ~{format_price(finding.cost_so_far)} so far"
     return f"{what} `{finding.compute}` ({finding.vm_size}): {'; '.join(finding.reasons)}. {cost}"

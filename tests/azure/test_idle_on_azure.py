@@ -68,7 +68,7 @@ def azure_core(
     )
     core.backends.install("demo", backend)
     BOOK.install(
-        [PriceQuote("Standard_DS11_v2", "westeurope", False, 0.21, "retail", clock.now().date())]
+        [PriceQuote("Standard_DS11_v2", "eastus", False, 0.21, "retail", clock.now().date())]
     )
     return core, coords
 
@@ -90,7 +90,7 @@ def test_the_digest_says_how_long_an_instance_runs_and_never_that_it_is_inactive
         "• Compute instance `alice-notebook` (Standard_DS11_v2): running for 3h (since Start "
         "at 2026-01-05 06:00 UTC); no idle shutdown is set; no job the bot follows runs on it. "
         "~$0.21/hour, ~$0.63 so far",
-        "Prices: Retail Prices, fetched today, westeurope (estimates).",
+        "Prices: Retail Prices, fetched today, eastus (estimates).",
     ]
     for text in texts:
         assert "activity" not in text and "idle since" not in text

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from approvals import outbox
+from approvals.config import AppConfig
 from approvals.tables import InboxRow, OutboxRow
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.outbox_worker import OutboxWorker
@@ -100,6 +101,15 @@ class CountingBackend:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+@pytest.fixture
+def demo_config(demo_config: AppConfig) -> AppConfig:
+    """The demo in `westeurope`, a region the shipped price snapshot does not cover: these
+    tests are about where a cost comes from, so each price here comes from the (fake)
+    Retail Prices API, or is unknown."""
+    demo = demo_config.workspaces["demo"].model_copy(update={"region": "westeurope"})
+    return demo_config.model_copy(update={"workspaces": {**demo_config.workspaces, "demo": demo}})
 
 
 @pytest.fixture

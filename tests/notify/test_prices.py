@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from approvals.config import AppConfig
+from approvals.config import DEMO_CONFIG_PATH, AppConfig
 from approvals.prices import load_cached_prices, refresh_if_due, refresh_prices
 from approvals.sweep_tables import PriceRow
 from bot.cli import main
@@ -188,6 +188,15 @@ def test_amlbot_prices_refresh_caches_and_writes_a_snapshot(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     BOOK.clear()
+    # The demo in a region the fake Retail Prices API has prices for.
+    config = tmp_path / "westeurope.yml"
+    config.write_text(
+        DEMO_CONFIG_PATH.read_text(encoding="utf-8").replace(
+            "region: eastus", "region: westeurope"
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("AMLBOT_CONFIG", str(config))
     monkeypatch.setenv("AMLBOT_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("AMLBOT_RETAIL_PRICES_URL", prices.url)
     target = tmp_path / "snapshot.json"

@@ -66,15 +66,15 @@ def test_slash_command_is_acked_at_once_with_an_empty_body(harness: SlackHarness
 
 
 def test_privileged_request_posts_a_card_with_what_azure_will_do(harness: SlackHarness) -> None:
-    # The demo's gpu-cluster: low-priority NC6s_v3 in westeurope, as a refresh fetched it.
+    # The demo's gpu-cluster: low-priority NC6s_v3 in eastus, as a refresh fetched it.
     fetched = harness.core.clock.now().date() - timedelta(days=3)
-    BOOK.install([PriceQuote("Standard_NC6s_v3", "westeurope", True, 0.6734, "retail", fetched)])
+    BOOK.install([PriceQuote("Standard_NC6s_v3", "eastus", True, 0.6734, "retail", fetched)])
     request_id = ask_for_access(harness)
     card = harness.card(request_id)
     for fact in ("<@U0ALICE01>", "AzureML Data Scientist", "gpu-cluster", "2h", "fine-tune BERT"):
         assert fact in card.all_text
     assert "Est. cost" in card.all_text and "$0.67/node-hour" in card.all_text
-    assert "Retail Prices" in card.all_text and "westeurope" in card.all_text
+    assert "Retail Prices" in card.all_text and "eastus" in card.all_text
     assert buttons(card.blocks) == ["amlbot.approve", "amlbot.deny"]
 
 
