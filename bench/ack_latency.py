@@ -260,6 +260,26 @@ async def bench_target(
             drop_postgres_schema(env["AMLBOT_DATABASE_URL"])
 
 
+# A busy loop that takes a CPU only when nothing else wants one: the control for what sharing
+# the cores with idle-priority work (amlbot's `work` children) costs a server that acks.
+_IDLE_LOOP = (
+    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
+)
+
+
+async def start_idle_load(count: int) -> list[asyncio.subprocess.Process]:
+    return [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _IDLE_LOOP) for _ in range(count)
+    ]
+
+
+async def stop_idle_load(loops: list[asyncio.subprocess.Process]) -> None:
+    for loop in loops:
+        if loop.returncode is None:
+            loop.kill()
+        await loop.wait()
+
+
 async def bench(options: argparse.Namespace) -> int:
     targets = ["bare"]
     if options.target == "amlbot":
@@ -277,6 +297,12 @@ async def bench(options: argparse.Namespace) -> int:
         f"keep-alive {'on' if options.keep_alive else 'off'}; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
     )
+    if options.idle_load:
+        print(
+            f"beside every target: {options.idle_load} busy loops at Linux's idle scheduling "
+            "priority (SCHED_IDLE), as amlbot's `work` children run\n"
+        )
+    idle_load = await start_idle_load(options.idle_load)
     results: dict[str, list[Level]] = {}
     reply_results: list[ReplyLevel] = []
     try:
@@ -305,6 +331,7 @@ async def bench(options: argparse.Namespace) -> int:
         print(f"target not available yet: {unavailable}")
         print("(expects an importable zero-argument ASGI factory; see bench/README.md)\n")
     finally:
+        await stop_idle_load(idle_load)
         await slack.stop()
     print_levels([level for levels in results.values() for level in levels])
     print_cpu_split([level for levels in results.values() for level in levels])
@@ -359,6 +386,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "the work, as `amlbot serve` runs them",
     )
     parser.add_argument("--work-processes", type=int, default=1)
+    parser.add_argument(
+        "--idle-load",
+        type=int,
+        default=0,
+        help="run this many busy loops at SCHED_IDLE beside every target (a control: what "
+        "idle-priority work on the same cores costs an app that only acks)",
+    )
     parser.add_argument(
         "--reply-text",
         nargs="*",

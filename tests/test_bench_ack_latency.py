@@ -79,3 +79,25 @@ def test_the_ack_bench_prints_its_figures_and_where_the_cpus_went() -> None:
     assert float(rows["bare"][1]) > 0 and float(rows["bare"][2]) == 0  # no workers
     assert float(rows["amlbot"][1]) > 0 and all(float(cores) >= 0 for cores in rows["amlbot"])
     assert "p99 ratio amlbot/bare" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_idle_load_runs_at_idle_priority_and_is_gone_after() -> None:
+    import asyncio
+
+    from bench.ack_latency import start_idle_load, stop_idle_load
+
+    async def start_look_stop() -> tuple[list[int], list[int | None]]:
+        loops = await start_idle_load(2)
+        deadline = time.monotonic() + 10
+        policies = [os.sched_getscheduler(loop.pid) for loop in loops]
+        while os.SCHED_IDLE not in policies or len(set(policies)) > 1:
+            assert time.monotonic() < deadline, policies  # the interpreter starting
+            await asyncio.sleep(0.05)
+            policies = [os.sched_getscheduler(loop.pid) for loop in loops]
+        await stop_idle_load(loops)
+        return policies, [loop.returncode for loop in loops]
+
+    policies, exits = asyncio.run(start_look_stop())
+    assert policies == [os.SCHED_IDLE, os.SCHED_IDLE]
+    assert all(code is not None for code in exits)
