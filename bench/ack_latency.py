@@ -178,7 +178,11 @@ async def bench_target(
     env, factory = target_environment(target, options, slack_url)
     catcher: ReplyCatcher | None = None
     replies: list[ReplyLevel] = []
-    if target in REPLYING_TARGETS:
+    # amlbot without `work` processes (the `web` edge alone) accepts and answers nothing.
+    replies_expected = target in REPLYING_TARGETS and not (
+        target == "amlbot" and options.work_processes == 0
+    )
+    if replies_expected:
         from bench.reply_catcher import ReplyCatcher
 
         catcher = ReplyCatcher()

@@ -13,8 +13,11 @@ Runs the benchmarks that measure each promise, in this order, and prints what ea
 3. `ack_latency.py` on SQLite and on PostgreSQL: ack p99 against a bare Bolt app at 10 and
    50 concurrent, and the reply latency a person feels for `help` and `compute list`; on
    PostgreSQL also the resident memory of the process tree idle and after 10,000 commands.
-4. `ack_latency.py --stall 30`: acks while every workspace call stalls 30 s.
-5. `ack_arrivals.py` on PostgreSQL: acks at fixed arrival rates (an open loop, as Slack
+4. `ack_latency.py --work-processes 0` on PostgreSQL: the same ratio for the edge alone,
+   as the `web` Deployment runs it with the workers on other machines (on one machine, any
+   work beside the edge takes CPU from it, even at idle priority: `ack_history.md`).
+5. `ack_latency.py --stall 30`: acks while every workspace call stalls 30 s.
+6. `ack_arrivals.py` on PostgreSQL: acks at fixed arrival rates (an open loop, as Slack
    delivers commands), against the bare app at the same rates.
 
 Prints figures; asserts nothing. A figure on a busy machine is a figure about that machine:
@@ -54,6 +57,21 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
                 "postgres",
                 "--memory-commands",
                 "1000" if quick else "10000",
+                *rounds,
+            ],
+        ),
+        (
+            "ack latency of the edge alone (`web`, workers elsewhere), PostgreSQL",
+            [
+                "ack_latency.py",
+                "--target",
+                "amlbot",
+                "--database",
+                "postgres",
+                "--work-processes",
+                "0",
+                "--no-reference",
+                "--reply-text",  # no worker here to reply
                 *rounds,
             ],
         ),
