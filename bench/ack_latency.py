@@ -45,6 +45,8 @@ from bench.ack_servers import (
     ChildUnavailable,
     drop_postgres_schema,
     start_child,
+    start_idle_load,
+    stop_idle_load,
     target_environment,
     wait_until_healthy,
 )
@@ -178,9 +180,10 @@ async def bench_target(
     env, factory = target_environment(target, options, slack_url)
     catcher: ReplyCatcher | None = None
     replies: list[ReplyLevel] = []
-    # amlbot without `work` processes (the `web` edge alone) accepts and answers nothing.
+    # amlbot without `work` processes (the `web` edge alone) accepts and answers nothing;
+    # with `--stall` its worker runs in the edge's process (`stalled_amlbot_app`).
     replies_expected = target in REPLYING_TARGETS and not (
-        target == "amlbot" and options.work_processes == 0
+        target == "amlbot" and options.work_processes == 0 and not options.stall
     )
     if replies_expected:
         from bench.reply_catcher import ReplyCatcher
@@ -264,26 +267,6 @@ async def bench_target(
             drop_postgres_schema(env["AMLBOT_DATABASE_URL"])
 
 
-# A busy loop that takes a CPU only when nothing else wants one: the control for what sharing
-# the cores with idle-priority work (amlbot's `work` children) costs a server that acks.
-_IDLE_LOOP = (
-    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
-)
-
-
-async def start_idle_load(count: int) -> list[asyncio.subprocess.Process]:
-    return [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", _IDLE_LOOP) for _ in range(count)
-    ]
-
-
-async def stop_idle_load(loops: list[asyncio.subprocess.Process]) -> None:
-    for loop in loops:
-        if loop.returncode is None:
-            loop.kill()
-        await loop.wait()
-
-
 async def bench(options: argparse.Namespace) -> int:
     targets = ["bare"]
     if options.target == "amlbot":
@@ -295,21 +278,19 @@ async def bench(options: argparse.Namespace) -> int:
     response_urls: list[str] = json.loads(urls_json)
     if options.stall:
         print(f"amlbot's workspace backend stalls {options.stall:g} s on every call")
+    if options.idle_load:
+        print(f"beside every target: {options.idle_load} busy loops at SCHED_IDLE")
     print(
         f"signed /aml slash commands -> uvicorn on 127.0.0.1; {options.rounds} rounds of "
         f"{options.requests} acks per level (after {options.warmup} warm-up), pooled; "
         f"keep-alive {'on' if options.keep_alive else 'off'}; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
     )
-    if options.idle_load:
-        print(
-            f"beside every target: {options.idle_load} busy loops at Linux's idle scheduling "
-            "priority (SCHED_IDLE), as amlbot's `work` children run\n"
-        )
-    idle_load = await start_idle_load(options.idle_load)
+    idle_load: list[asyncio.subprocess.Process] = []
     results: dict[str, list[Level]] = {}
     reply_results: list[ReplyLevel] = []
     try:
+        idle_load = await start_idle_load(options.idle_load)
         for round_number in range(options.rounds):
             # Alternate which target goes first, so neither always runs on a warmer or a
             # busier machine; every round gets response_urls of its own.

@@ -126,6 +126,26 @@ def stalled_amlbot_app() -> Any:
     return create_asgi_app(prepare=stall_every_backend)
 
 
+# A busy loop that takes a CPU only when nothing else wants one: the control for what sharing
+# the cores with idle-priority work (amlbot's `work` children) costs a server that acks.
+_IDLE_LOOP = (
+    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
+)
+
+
+async def start_idle_load(count: int) -> list[asyncio.subprocess.Process]:
+    return [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _IDLE_LOOP) for _ in range(count)
+    ]
+
+
+async def stop_idle_load(loops: list[asyncio.subprocess.Process]) -> None:
+    for loop in loops:
+        if loop.returncode is None:
+            loop.kill()
+        await loop.wait()
+
+
 def load_factory_app(factory: str) -> Any:
     """`module:callable`, called with no arguments; it reads SLACK_SIGNING_SECRET,
     SLACK_BOT_TOKEN and SLACK_API_URL (and its own settings) from the environment, as

@@ -85,7 +85,7 @@ def test_the_ack_bench_prints_its_figures_and_where_the_cpus_went() -> None:
 def test_the_idle_load_runs_at_idle_priority_and_is_gone_after() -> None:
     import asyncio
 
-    from bench.ack_latency import start_idle_load, stop_idle_load
+    from bench.ack_servers import start_idle_load, stop_idle_load
 
     async def start_look_stop() -> tuple[list[int], list[int | None]]:
         loops = await start_idle_load(2)
