@@ -478,7 +478,10 @@ def run_now_round(
     assert bot.command(user_id, job) == 200
     store = f"datastore register atonce{n} --kind blob --account chaosacct --container now{n}"
     assert bot.command(LEAD, store) == 200
-    time.sleep(rng.uniform(0, 3 * bot.latency))
+    # Each command makes one workspace call of `latency` seconds: a kill within that span
+    # lands while both are handled, before or after the call's effect. (Up to three times
+    # the latency, until 2026-12-05, most kills landed after both were done.)
+    time.sleep(rng.uniform(0, bot.latency))
     in_flight = len(unsettled_inbox(engine))
     bot.kill_all()
     bot.start()
