@@ -114,7 +114,13 @@ def make_writer_engine(url: str) -> Engine:
     On SQLite every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), and
     waits for it by trying again within 0.2-2 ms. SQLite's own busy handler sleeps 1, 2, 5,
     10 ... 100 ms between tries, so a lock the worker held for 2 ms could cost an ack 100 ms
-    (seen as a cluster of acks near 100-200 ms in bench/ack_latency.py)."""
+    (seen as a cluster of acks near 100-200 ms in bench/ack_latency.py).
+
+    Nor does a commit here copy the write-ahead log into the database (SQLite's automatic
+    checkpoint, run by whichever commit takes the log past 1,000 pages, with an `fsync`):
+    it would run inside a write turn that the acks' next batch waits for. The log is
+    checkpointed by the handlers' commits and by `checkpoint_log`, which the workers run
+    every few seconds."""
     engine = make_engine(url, pool_pre_ping=False)
     if engine.dialect.name != "sqlite":
         return engine
@@ -126,6 +132,7 @@ def make_writer_engine(url: str) -> Engine:
     def _begin_ourselves(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver's implicit BEGIN is off
         dbapi_connection.execute("PRAGMA busy_timeout=0")  # a taken lock answers at once
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")  # see above
 
     @event.listens_for(engine, "begin")
     def _take_the_write_lock(connection: Connection) -> None:
@@ -147,6 +154,24 @@ def make_writer_engine(url: str) -> Engine:
             pause = min(pause * 2, _WRITE_LOCK_MAX_POLL_SECONDS)
 
     return engine
+
+
+# How often a worker copies SQLite's write-ahead log into the database (`checkpoint_log`).
+CHECKPOINT_EVERY = 10.0
+
+
+def checkpoint_log(engine: Engine) -> tuple[int, int] | None:
+    """Copy what SQLite's write-ahead log holds into the database file, without waiting
+    for or blocking any writer (a passive checkpoint), outside any write turn: the writer
+    engines leave this to others (`make_writer_engine`). Returns the log's pages and how
+    many of them are now in the database; None where there is no log (PostgreSQL, an
+    in-memory database)."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    _busy, pages, copied = row
+    return int(pages), int(copied)
 
 
 class WriteTurns:

@@ -13,6 +13,7 @@ from approvals import inbox
 from approvals.outbox import queued_signal
 from approvals.prices import CHORE_EVERY, refresh_if_due
 from approvals.scheduled import HOLDER
+from approvals.store import CHECKPOINT_EVERY, checkpoint_log
 from bot.eventgrid_webhook import EVENTGRID_HANDLER, job_events_handler
 from bot.outbox_worker import OutboxWorker
 from bot.processes import (
@@ -161,6 +162,14 @@ def background_services(
         Housekeeping("resolve-emails", EMAIL_RETRY, resolve_emails),
         Housekeeping("prune-inbox", PRUNE_EVERY, prune_inbox),
     ]
+    if core.store.engine.dialect.name == "sqlite":
+        chores.append(
+            Housekeeping(
+                "checkpoint-log",
+                timedelta(seconds=CHECKPOINT_EVERY),
+                lambda: checkpoint_log(core.store.engine),
+            )
+        )
     if prices_url is not None:
         fetch = retail_fetch(prices_url)
         chores.append(
