@@ -273,16 +273,20 @@ def fake_slack() -> Iterator[FakeSlack]:
         yield slack
 
 
-@contextmanager
-def running_bot(core: Core, clock: ManualClock, slack: FakeSlack) -> Iterator[SlackHarness]:
-    """The bot as `amlbot serve --http` runs it: app, uvicorn, background services."""
-    settings = Settings(
+def http_settings(slack: FakeSlack) -> Settings:
+    """Settings of a bot on Slack's HTTP endpoint, talking to `slack`."""
+    return Settings(
         slack_bot_token=SecretStr(BOT_TOKEN),
         slack_signing_secret=SecretStr(SIGNING_SECRET),
         slack_app_token=None,
         slack_api_url=slack.base_url,
     )
-    bot = build_slack(core, settings, extra_registrars=slack_registrars())
+
+
+@contextmanager
+def running_bot(core: Core, clock: ManualClock, slack: FakeSlack) -> Iterator[SlackHarness]:
+    """The bot as `amlbot serve --http` runs it: app, uvicorn, background services."""
+    bot = build_slack(core, http_settings(slack), extra_registrars=slack_registrars())
     services = background_services(core, bot)
     for service in services:
         service.start()

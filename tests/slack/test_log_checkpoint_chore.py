@@ -6,27 +6,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from approvals.store import make_writer_engine
 from bot.scheduler import NotificationScheduler
 from bot.services import background_services, slack_registrars
-from bot.settings import Settings
 from bot.slack.app import build_slack
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
-from tests.slack.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.slack.conftest import http_settings
 
 
 def test_a_worker_on_sqlite_checkpoints_the_log(sqlite_core: Core, fake_slack: FakeSlack) -> None:
-    settings = Settings(
-        slack_bot_token=SecretStr(BOT_TOKEN),
-        slack_signing_secret=SecretStr(SIGNING_SECRET),
-        slack_app_token=None,
-        slack_api_url=fake_slack.base_url,
-    )
-    bot = build_slack(sqlite_core, settings, extra_registrars=slack_registrars())
+    bot = build_slack(sqlite_core, http_settings(fake_slack), extra_registrars=slack_registrars())
     try:
         services = background_services(sqlite_core, bot)
         (sweeps,) = [s for s in services if isinstance(s, NotificationScheduler)]
