@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -128,11 +129,13 @@ def build_slack(
     app = AsyncApp(
         name="amlbot",
         client=async_client,
-        authorize=_authorize_even_when_slack_is_down(async_client, token),
-        # Verification stays on in both modes; Bolt skips it only for Socket Mode
-        # requests, which arrive over the websocket the app token opened.
-        signing_secret=_secret(settings.slack_signing_secret) or ("unused" if worker_only else ""),
-        request_verification_enabled=not worker_only,
+        authorize=AuthorizeEvenWhenSlackIsDown(async_client, token),
+        # Bolt's own signature check is off: every HTTP request reaches Bolt only through
+        # `http.py`, which has checked the signature over the raw bytes already (a second
+        # check cost each ack about 10 us of the edge's one core), and Bolt never checks
+        # Socket Mode requests, which arrive over the websocket the app token opened.
+        signing_secret=_secret(settings.slack_signing_secret),
+        request_verification_enabled=False,
         process_before_response=True,
     )
     registrars = tuple(extra_registrars)
@@ -150,30 +153,35 @@ def build_slack(
     )
 
 
-def _authorize_even_when_slack_is_down(client: AsyncWebClient, token: str) -> Any:
+class AuthorizeEvenWhenSlackIsDown(AsyncAuthorize):
     """Bolt's authorization for a single-workspace app, minus its failure mode.
 
     Bolt asks Slack `auth.test` before the first listener runs and, if Slack does not
     answer, drops the request ("installation no longer available") although the person is
     waiting. The request was signed with our secret, so it is ours: it is kept in the inbox
     and acked, and the worker learns the team once Slack answers again.
-    """
-    known: dict[str, AuthorizeResult] = {}
 
-    async def authorize(**_: Any) -> AuthorizeResult:
-        if "result" in known:
-            return known["result"]
+    A subclass of `AsyncAuthorize`, not a plain function: Bolt calls a function through a
+    wrapper that builds its keyword arguments from the whole context on every request.
+    """
+
+    def __init__(self, client: AsyncWebClient, token: str) -> None:
+        self._client = client
+        self._token = token
+        self._known: AuthorizeResult | None = None
+
+    async def __call__(self, **_: Any) -> AuthorizeResult:
+        if self._known is not None:
+            return self._known
         try:
-            response = await client.auth_test()
+            response = await self._client.auth_test()
         except Exception as exc:
             log.warning("Slack's auth.test failed (%r); accepting requests meanwhile", exc)
-            return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=token)
-        known["result"] = AuthorizeResult.from_auth_test_response(
-            auth_test_response=response, bot_token=token
+            return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=self._token)
+        self._known = AuthorizeResult.from_auth_test_response(
+            auth_test_response=response, bot_token=self._token
         )
-        return known["result"]
-
-    return authorize
+        return self._known
 
 
 def _secret(value: object) -> str:

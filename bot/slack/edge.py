@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from prometheus_client import Histogram
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -138,6 +139,7 @@ class SlackEdge:
             core.store.engine.url.render_as_string(hide_password=False), core.clock.now
         )
         self._settler: Settler | None = None
+        self._ack_timers: dict[str, Histogram] = {}
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
 
@@ -199,7 +201,7 @@ class SlackEdge:
                 return
             raise  # a 500: Slack retries events, and shows the person a failed click
         await ack(**ack_args)
-        self.core.metrics.ack_seconds.labels(handler).observe(time.perf_counter() - started)
+        self._ack_timer(handler).observe(time.perf_counter() - started)
         if item_id is None:
             log.info("ignoring a repeated Slack delivery (%s)", key.split(":", 1)[0])
         elif where == "edge":
@@ -207,6 +209,14 @@ class SlackEdge:
             loop.call_soon(self._quick.submit, self._run_at_edge, item_id, key, handler, payload)
         else:
             self.on_accepted()
+
+    def _ack_timer(self, handler: str) -> Histogram:
+        """The ack histogram's child for `handler`, found once (a label lookup takes a lock
+        and hashes the labels on every call)."""
+        timer = self._ack_timers.get(handler)
+        if timer is None:
+            timer = self._ack_timers[handler] = self.core.metrics.ack_seconds.labels(handler)
+        return timer
 
     def _keep(
         self, loop: asyncio.AbstractEventLoop, arrival: Arrival

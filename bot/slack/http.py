@@ -9,8 +9,9 @@ timestamp that is not a number, a body that is not UTF-8 or whose `payload` is n
 JSON object) or would log whole at INFO (any request whose signature fails): a body is
 capped, the signature checked over its raw bytes, and the body parsed as Bolt parses it,
 and a refusal is logged as one line that never carries the body. Bolt is handed that
-parse (`bolt_request`) instead of parsing the body a second time; its own verification
-still checks the signature over the raw body.
+parse (`bolt_request`) instead of parsing the body a second time. This is the only way an
+HTTP request reaches Bolt, so Bolt's own signature check is off (`app.py`): this one is
+the check.
 """
 
 from __future__ import annotations
@@ -105,8 +106,7 @@ def verify(verifier: SignatureVerifier, request: Request, body: bytes) -> Verifi
 def bolt_request(request: Request, verified: Verified) -> AsyncBoltRequest:
     """Bolt's request for a verified body, without parsing it again (a parse costs about a
     tenth of an ack's CPU). Bolt takes a parsed body only in Socket Mode; the raw body and
-    the HTTP mode are set after, so the request is the one Bolt would build from the text:
-    its verification middleware checks the signature over `raw_body` once more."""
+    the HTTP mode are set after, so the request is the one Bolt would build from the text."""
     built = AsyncBoltRequest(
         body=verified.parsed,
         query=request.query_params,  # type: ignore[arg-type]
