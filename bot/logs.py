@@ -18,7 +18,14 @@ from typing import Literal
 
 from approvals.correlation import correlated, correlation_id
 
-__all__ = ["LogFormat", "configure", "correlated", "correlation_id", "current_format"]
+__all__ = [
+    "LogFormat",
+    "RetriedFailures",
+    "configure",
+    "correlated",
+    "correlation_id",
+    "current_format",
+]
 
 LogFormat = Literal["json", "text"]
 
@@ -52,6 +59,23 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class RetriedFailures(logging.Filter):
+    """For a library logger: a failure the library retries by itself, logged at ERROR with
+    its whole traceback (slack_sdk's Socket Mode client, on every reconnect that fails
+    while Slack is unreachable), becomes one WARNING line. Its message names the error
+    already; a blip should not fill the log with tracebacks that page someone."""
+
+    def __init__(self, *message_starts: str) -> None:
+        super().__init__()
+        self._starts = message_starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self._starts):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def formatter(kind: LogFormat) -> logging.Formatter:

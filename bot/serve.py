@@ -35,6 +35,7 @@ from approvals.config import AppConfig, load_config
 from bot.access_log import uvicorn_log_config
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.health import Readiness, serve_health
+from bot.logs import RetriedFailures
 from bot.processes import WorkerChildren, cpu_priority, freeze_startup_objects
 from bot.services import background_services, edge_services, slack_registrars
 from bot.settings import Settings
@@ -292,6 +293,15 @@ def _serve_http(bot: SlackBot, settings: Settings, host: str, port: int, ready: 
     server.run()
 
 
+def _socket_mode_logger() -> logging.Logger:
+    """The Socket Mode client's logger: it retries a failed connection every 10 s by itself,
+    and says so in one WARNING line instead of an ERROR with a traceback each time."""
+    logger = logging.getLogger("amlbot.socket_mode")
+    if not any(isinstance(f, RetriedFailures) for f in logger.filters):
+        logger.addFilter(RetriedFailures("Failed to connect (error:"))
+    return logger
+
+
 async def _serve_socket_mode(
     bot: SlackBot, settings: Settings, connection: SocketConnection
 ) -> int:
@@ -302,7 +312,9 @@ async def _serve_socket_mode(
     from slack_sdk.errors import SlackApiError
 
     assert settings.slack_app_token is not None  # checked by missing_settings
-    handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
+    handler = AsyncSocketModeHandler(
+        bot.app, settings.slack_app_token.get_secret_value(), logger=_socket_mode_logger()
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     connection.loop, connection.client = loop, handler.client

@@ -68,3 +68,62 @@ def test_a_whole_scenario_logs_json_lines_without_the_token_or_the_signing_secre
     assert any(e.get("correlation_id", "").startswith("slash_command:") for e in logged)
     assert BOT_TOKEN not in text
     assert SIGNING_SECRET not in text
+
+
+def test_a_socket_mode_connection_slack_refuses_is_one_warning_line_per_retry(
+    json_logs: io.StringIO,
+) -> None:
+    """slack_sdk's own client, retrying a refused websocket by itself, logs through the
+    logger `serve` gives it: a WARNING naming the error, never an ERROR with a traceback
+    (one each retry while Slack is unreachable would page someone for a blip)."""
+    import asyncio
+    import socket
+
+    from slack_sdk.socket_mode.aiohttp import SocketModeClient
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.serve import _socket_mode_logger
+
+    with socket.socket() as unused:  # a port nothing listens on: the connection is refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    async def connect_twice() -> None:
+        client = SocketModeClient(
+            app_token="xapp-1-A0-0-test",
+            logger=_socket_mode_logger(),
+            web_client=AsyncWebClient(token="xoxb-test"),
+            ping_interval=0.05,
+        )
+        client.wss_uri = f"ws://127.0.0.1:{port}/link"
+        connecting = asyncio.ensure_future(client.connect())
+        try:
+            for _ in range(200):
+                if json_logs.getvalue().count("Failed to connect") >= 2:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            connecting.cancel()
+            await client.close()
+
+    asyncio.run(connect_twice())
+    failures = [e for e in entries(json_logs) if "Failed to connect" in e["message"]]
+    assert len(failures) >= 2
+    assert {e["level"] for e in failures} == {"WARNING"}
+    assert not any("exception" in e for e in failures)
+    assert str(port) in failures[0]["message"]  # the error itself is still named
+
+
+def test_only_the_retried_failures_named_lose_their_traceback() -> None:
+    from bot.logs import RetriedFailures
+
+    quiet = RetriedFailures("Failed to connect (error:")
+    refused = ConnectionRefusedError("refused")
+    exc_info = (ConnectionRefusedError, refused, None)
+    retried = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "Failed to connect (error: e)", (), exc_info
+    )
+    other = logging.LogRecord("x", logging.ERROR, __file__, 1, "Failed to send", (), exc_info)
+    assert quiet.filter(retried) and quiet.filter(other)  # filtered records are still logged
+    assert (retried.levelname, retried.exc_info) == ("WARNING", None)
+    assert (other.levelname, other.exc_info) == ("ERROR", exc_info)
