@@ -267,6 +267,13 @@ async def _finish_the_rest() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+    # A connection accepted while the server stopped may have no handler yet, so nothing
+    # above closes it (seen on a loaded machine: the app reconnects the moment its
+    # websocket closes). The loop's own registry is the only list of every connection.
+    transports: Any = getattr(asyncio.get_running_loop(), "_transports", {})
+    for transport in list(transports.values()):
+        if transport is not None and not transport.is_closing():
+            transport.abort()
     for _ in range(3):  # the transports' connection_lost callbacks, scheduled by the above
         await asyncio.sleep(0)
 

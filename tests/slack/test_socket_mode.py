@@ -150,7 +150,10 @@ class SocketModeBot:
     def assert_no_traceback(self) -> None:
         if "Traceback" not in self.stderr():
             return
-        errors = wait_for(self._whole_traceback, what="the rest of the traceback")
+        try:
+            errors = wait_for(self._whole_traceback, what="the rest of the traceback")
+        except AssertionError:  # show what did arrive: the traceback is the finding
+            errors = self.stderr()
         raise AssertionError(f"amlbot serve logged a traceback:\n{errors}")
 
     def _whole_traceback(self) -> str | None:
@@ -175,13 +178,15 @@ class SocketModeBot:
             self.process.kill()
             self.process.wait(timeout=10)
         self._reader.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
 
     def _read_stderr(self) -> None:
+        # The reader closes the pipe at its end: `amlbot work` children (which end with
+        # their parent, but may take a while on a loaded machine) hold it open after the
+        # parent is killed, and closing it under the reading thread would wait for them.
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self._stderr.append(line)
+        with self.process.stderr:
+            for line in self.process.stderr:
+                self._stderr.append(line)
 
 
 def serve_env(slack: FakeSlack, tmp_path: Path, app_token: str) -> dict[str, str]:
