@@ -269,7 +269,8 @@ async def _finish_the_rest() -> None:
     await asyncio.gather(*others, return_exceptions=True)
     # A connection accepted while the server stopped may have no handler yet, so nothing
     # above closes it (seen on a loaded machine: the app reconnects the moment its
-    # websocket closes). The loop's own registry is the only list of every connection.
+    # websocket closes). The selector loop's registry of its transports (private, so read
+    # with a default) is the only list of every connection.
     transports: Any = getattr(asyncio.get_running_loop(), "_transports", {})
     for transport in list(transports.values()):
         if transport is not None and not transport.is_closing():
