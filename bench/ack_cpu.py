@@ -196,15 +196,15 @@ def run_child(
 
 
 def main_process(options: argparse.Namespace) -> int:
-    slack = subprocess.Popen(
+    # On leaving the block Popen closes the fake's stdin, which ends it, and waits for it.
+    with subprocess.Popen(
         [sys.executable, "bench/ack_servers.py", "--serve-fake-slack", "--mint", "1"],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
+    ) as slack:
         assert slack.stdout is not None
         _, slack_url, urls = slack.stdout.readline().split(" ", 2)
         reply_url = json.loads(urls)[0]  # acks only: nothing is ever posted to it here
@@ -223,10 +223,6 @@ def main_process(options: argparse.Namespace) -> int:
                     f"{round_number + 1:>5}  {target:<7} {figures['cpu_us']:>11.0f}"
                     f"  {figures['wall_us']:>11.0f}"
                 )
-    finally:
-        if slack.stdin is not None:
-            slack.stdin.close()
-        slack.wait(timeout=10)
     bare, amlbot = statistics.median(runs["bare"]), statistics.median(runs["amlbot"])
     print(
         f"\nmedian cpu us/ack: bare {bare:.0f}, amlbot {amlbot:.0f}; amlbot spends "
