@@ -45,7 +45,7 @@ POLL_POSTGRES = 1.0
 POLL_SQLITE = 0.025
 # At most one claim round per this many seconds (see `InboxWorker._loop`): a reply waits
 # at most this much longer, and a busy worker makes a fraction of the transactions.
-CLAIM_PACE = 0.002
+CLAIM_PACE = 0.010
 
 
 def holder_id() -> str:
