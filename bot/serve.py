@@ -302,6 +302,25 @@ def _socket_mode_logger() -> logging.Logger:
     return logger
 
 
+# A websocket handshake that Slack (or a proxy on the way) accepts over TCP but never answers
+# would hold the reconnect for aiohttp's default of five minutes, with no delivery meanwhile.
+HANDSHAKE_TIMEOUT = 10.0
+
+
+async def bound_the_handshake(client: Any, seconds: float = HANDSHAKE_TIMEOUT) -> None:
+    """Give slack_sdk's Socket Mode `client` an aiohttp session whose connect and handshake
+    give up after `seconds`; the client then tries again, as after any failed connect. Only
+    the handshake: once the websocket is open, aiohttp lifts the read timeout (a quiet
+    connection is watched by the client's pings instead)."""
+    import aiohttp
+
+    unbounded = client.aiohttp_client_session
+    client.aiohttp_client_session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+    )
+    await unbounded.close()
+
+
 async def _serve_socket_mode(
     bot: SlackBot, settings: Settings, connection: SocketConnection
 ) -> int:
@@ -315,6 +334,7 @@ async def _serve_socket_mode(
     handler = AsyncSocketModeHandler(
         bot.app, settings.slack_app_token.get_secret_value(), logger=_socket_mode_logger()
     )
+    await bound_the_handshake(handler.client)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     connection.loop, connection.client = loop, handler.client
