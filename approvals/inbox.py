@@ -43,9 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
-from approvals import outbox
 from approvals.column_types import UTCDateTime
-from approvals.directory import Directory
 from approvals.store import Store, write_turn
 from approvals.tables import InboxRow, InboxStatus
 
@@ -375,27 +373,3 @@ def prune(store: Store, now: datetime) -> int:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def tell_leads_of_dead_item(
-    store: Store,
-    directory: Directory,
-    item: InboxItem,
-    person: str,
-    error_id: str,
-    now: datetime,
-) -> None:
-    """Tell the leads of `person`'s workspaces that an item they sent failed every attempt,
-    and where it is kept (the inbox, by its number)."""
-    leads = {lead for ws in directory.workspaces_of(person) for lead in ws.team_leads}
-    with store.transaction() as session:
-        for lead in sorted(leads - {person}):
-            outbox.notify_person(
-                session,
-                lead,
-                f"amlbot could not handle something {person} sent ({item.handler}) after "
-                f"{item.attempts} attempts (error id `{error_id}`). It is kept as inbox "
-                f"item {item.id}; the log has the details under that error id.",
-                now=now,
-                dedupe_key=f"dead-inbox:{item.id}:{lead}",
-            )

@@ -31,6 +31,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
 
 from approvals import inbox
+from approvals.dead_letters import tell_leads_of_dead_item
 from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
 from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, LoopInboxWriter, acks_writer
@@ -304,7 +305,7 @@ class SlackEdge:
         person = self.person(delivery)
         if person is None:
             return
-        inbox.tell_leads_of_dead_item(
+        tell_leads_of_dead_item(
             self.core.store,
             self.core.service.directory,
             item,

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +22,7 @@ from workspaces.clock import Clock
 from workspaces.local import access as sim_access
 from workspaces.local import jobs as sim_jobs
 from workspaces.local.access import RoleAssignment
+from workspaces.local.instances import INSTANCES_IN_WORKSPACE, instance_info
 from workspaces.local.quota import simulated_quota
 from workspaces.local.seed import seed_workspace
 from workspaces.local.tables import (
@@ -41,7 +41,6 @@ from workspaces.types import (
     DatastoreInfo,
     DatastoreSpec,
     GrantReceipt,
-    InstanceInfo,
     InstanceSpec,
     JobInfo,
     JobOutcome,
@@ -143,9 +142,11 @@ class LocalWorkspace:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         with connection:
             clusters = sim_jobs.cluster_infos(connection, self.workspace, now)
-            instances = connection.execute(_INSTANCES, {"workspace": self.workspace}).all()
+            instances = connection.execute(
+                INSTANCES_IN_WORKSPACE, {"workspace": self.workspace}
+            ).all()
         return ComputeInventory(
-            clusters=clusters, instances=[_instance_info(row, now) for row in instances]
+            clusters=clusters, instances=[instance_info(row, now) for row in instances]
         )
 
     def month_to_date_cost(self) -> SpendToDate | None:
@@ -348,52 +349,6 @@ class LocalWorkspace:
 
     def _job_info(self, row: SimJobRow, now: datetime) -> JobInfo:
         return sim_jobs.job_info(row, now, self.coordinates.workspace_scope)
-
-
-class InstanceFields(Protocol):
-    """What an instance's state is worked out from (an ORM or a Core row)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def vm_size(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def assigned_user(self) -> str | None: ...
-    @property
-    def idle_shutdown_minutes(self) -> int | None: ...
-    @property
-    def last_activity_at(self) -> datetime: ...
-
-
-_INSTANCES = (
-    select(*SimInstanceRow.__table__.columns)
-    .where(SimInstanceRow.workspace == bindparam("workspace"))
-    .order_by(SimInstanceRow.name)
-)
-
-
-def _instance_state(row: InstanceFields, now: datetime) -> str:
-    # Azure's idle shutdown stops an instance nobody has used for that long.
-    if (
-        row.state == "Running"
-        and row.idle_shutdown_minutes is not None
-        and now >= row.last_activity_at + timedelta(minutes=row.idle_shutdown_minutes)
-    ):
-        return "Stopped"
-    return row.state
-
-
-def _instance_info(row: InstanceFields, now: datetime) -> InstanceInfo:
-    return InstanceInfo(
-        name=row.name,
-        vm_size=row.vm_size,
-        state=_instance_state(row, now),
-        assigned_user=row.assigned_user,
-        idle_shutdown_minutes=row.idle_shutdown_minutes,
-        last_activity_at=row.last_activity_at,
-    )
 
 
 def _datastore_info(row: SimDatastoreRow) -> DatastoreInfo:
