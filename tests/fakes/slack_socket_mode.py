@@ -271,9 +271,11 @@ async def _finish_the_rest() -> None:
     # above closes it (seen on a loaded machine: the app reconnects the moment its
     # websocket closes). The selector loop's registry of its transports (private, so read
     # with a default) is the only list of every connection.
+    # One already closing may be waiting, for ever, to flush what it has to write: aborted
+    # too, its socket is closed at once.
     transports: Any = getattr(asyncio.get_running_loop(), "_transports", {})
     for transport in list(transports.values()):
-        if transport is not None and not transport.is_closing():
+        if transport is not None:
             transport.abort()
     for _ in range(3):  # the transports' connection_lost callbacks, scheduled by the above
         await asyncio.sleep(0)
