@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from approvals.config import AppConfig, load_config
 from bot.wiring import Core, build_core
+from tests.json_logs import captured_json_logs
 from workspaces.clock import ManualClock
 from workspaces.prices import PriceQuote
 
@@ -66,6 +68,13 @@ def database_url(
 @pytest.fixture
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'amlbot.sqlite3'}"
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """What the bot logs meanwhile, as JSON lines (`tests.json_logs`)."""
+    with captured_json_logs() as stream:
+        yield stream
 
 
 @pytest.fixture

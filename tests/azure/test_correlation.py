@@ -7,10 +7,8 @@ log line of the whole scenario holds a token, the signing secret or a storage ke
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from approvals.scheduled import run_due
@@ -18,7 +16,7 @@ from approvals.tables import AuditRow, InboxRow, OutboxRow
 from tests.azure import test_slack_on_azure as on_azure
 from tests.azure.test_slack_on_azure import ALICE_OBJECT_ID, approve, ask_for_access
 from tests.fakes.azure_arm import FakeAzure
-from tests.json_logs import captured_json_logs, entries
+from tests.json_logs import entries
 from tests.slack.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
 from workspaces.azure.backend import AzureWorkspace
 from workspaces.clock import ManualClock
@@ -35,12 +33,6 @@ JOB = (
 azure_coords = on_azure.azure_coords
 azure_core = on_azure.azure_core
 harness = on_azure.harness
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    with captured_json_logs() as stream:
-        yield stream
 
 
 def test_a_clicks_id_is_on_its_decision_its_azure_calls_and_its_replies(

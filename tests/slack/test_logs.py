@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
-
-import pytest
 
 from approvals import inbox, inbox_accept
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from bot.work import InboxWorker
-from tests.json_logs import captured_json_logs, entries
+from tests.json_logs import entries
 from tests.slack.conftest import ALICE, BOB, BOT_TOKEN, SIGNING_SECRET, SlackHarness, wait_for
 
 log = logging.getLogger("tests.handler")
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    with captured_json_logs() as stream:
-        yield stream
 
 
 def test_what_an_inbox_item_logs_carries_its_delivery_key(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -16,17 +15,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.serve import _socket_mode_logger, bound_the_handshake
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_socket_mode import FakeSocketMode
-from tests.json_logs import captured_json_logs, entries
+from tests.json_logs import entries
 from tests.slack.conftest import BOT_TOKEN
 
 pytestmark = pytest.mark.timeout(60)
 BOUND = 0.3  # seconds; `serve` uses HANDSHAKE_TIMEOUT (10)
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    with captured_json_logs() as stream:
-        yield stream
 
 
 def test_a_handshake_nobody_answers_is_given_up_and_tried_again(
