@@ -480,8 +480,11 @@ def test_a_command_the_database_holds_too_long_is_answered_within_slacks_window(
             )
             answer = post_signed(url, "/slack/events", body, secret=SIGNING_SECRET, timeout=3)
             with holder.connect() as looking:
+                # psycopg gives the cancel request 5 s and the statement 5 s more to end;
+                # on a loaded machine the cancel's own connection takes a while to open.
                 wait_for(
                     lambda: looking.execute(held_inserts).scalar() == 0,
+                    timeout=15,
                     what="the held insert cancelled while the lock is held",
                 )
         assert answer.status == 200
