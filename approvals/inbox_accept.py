@@ -21,6 +21,11 @@ from approvals.inbox import LEASE, NOTIFY_CHANNEL
 from approvals.store import Store
 from approvals.tables import InboxRow, InboxStatus
 
+# Slack waits 3 s for an ack. A batch of arrivals the database has not kept by then (its
+# host gone dark, a lock held) would make every ack behind it late: the acks' writers
+# (`approvals/inbox_writer.py`) give up on a batch after this long.
+KEEP_DEADLINE = 2.0
+
 
 def accept(
     connection: Session | Connection,
@@ -68,7 +73,7 @@ def accept_many(
     and only if the insert commits; once per transaction however many rows call it) when
     the batch holds work for them. One statement is one round trip: the acks' writer on
     PostgreSQL runs the same SQL (`accept_statement`) on a connection in autocommit
-    (`LoopInboxWriter`), so a batch costs one round trip instead of four (BEGIN, INSERT,
+    (`PostgresInboxWriter`), so a batch costs one round trip instead of four (BEGIN, INSERT,
     NOTIFY, COMMIT).
     """
     if not arrivals:

@@ -1,35 +1,31 @@
 """Group commit for the acks: the edge's side of the inbox (`approvals.inbox`).
 
-Every arrival waiting when the writer is free goes into the inbox in one statement, and
-each ack is sent only once its own row has committed: on PostgreSQL by the event loop
-itself (`LoopInboxWriter`), on SQLite by a thread (`InboxWriter`; `acks_writer` picks)."""
+Every arrival waiting when the writer gets round to it goes into the inbox in one
+statement, and each ack is sent only once its own row has committed. The event loop writes
+itself, on either database: on PostgreSQL here (`PostgresInboxWriter`), on SQLite in
+`approvals.sqlite_inbox_writer` (`SqliteInboxWriter`); `acks_writer` picks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
 
-from approvals.inbox import LEASE, in_transaction
-from approvals.inbox_accept import Arrival, accept_many, accept_statement, ids_in_order
-from approvals.store import make_writer_engine, psycopg_arguments
+from approvals.inbox import LEASE
+from approvals.inbox_accept import KEEP_DEADLINE, Arrival, accept_statement, ids_in_order
+from approvals.sqlite_inbox_writer import SqliteInboxWriter
+from approvals.store import psycopg_arguments
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
-Resolve = Callable[[int | None, BaseException | None], None]
 
-# Slack waits 3 s for an ack. A batch the database has not answered by then (its host gone
-# dark, a lock held) would make every ack behind it late, for as long as TCP waits: minutes.
-KEEP_DEADLINE = 2.0
+__all__ = ["KEEP_DEADLINE", "AcksWriter", "KeepUnconfirmed", "PostgresInboxWriter", "acks_writer"]
 
 
 class KeepUnconfirmed(Exception):
@@ -37,114 +33,27 @@ class KeepUnconfirmed(Exception):
     a worker handles them as usual; a retried delivery finds its key taken.)"""
 
 
-class InboxWriter:
-    """Group commit for the acks on a thread (the edge uses it on SQLite, whose driver
-    blocks; `LoopInboxWriter` on PostgreSQL): every arrival waiting when the writer is free
-    goes into the inbox in one statement (`accept_many`), however many acks wait on it.
+class AcksWriter(Protocol):
+    """What the edge needs of the acks' group commit, on either database."""
 
-    A commit costs a round trip and, on PostgreSQL, a WAL flush; paid once per batch
-    instead of once per ack, the acking process stays close to a bare Slack app under load
-    (bench/ack_latency.py). Nothing is acknowledged before its batch has committed: each
-    arrival's `resolve` is called with its id (None for a repeat) or the error, only then.
+    def keep(self, arrival: Arrival) -> asyncio.Future[int | None]: ...
 
-    Its engine skips the pre-ping (a round trip per checkout); after a database restart
-    the first use fails, the pool is invalidated, and one retry takes a fresh connection.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        now: Callable[[], datetime],
-        *,
-        max_batch: int = 256,
-        lease: timedelta = LEASE,
-        owns_engine: bool = False,
-    ) -> None:
-        self._engine = engine
-        self._owns_engine = owns_engine  # disposed of by `close`
-        self._now = now
-        self._max_batch = max_batch
-        self._lease = lease
-        self._queue: queue.SimpleQueue[tuple[Arrival, Resolve] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="amlbot-inbox-writer", daemon=True)
-        self._thread.start()
-        self.batches = 0  # for the benchmark and the tests: commits made
-        self.written = 0
-
-    def submit(self, arrival: Arrival, resolve: Resolve) -> None:
-        self._queue.put((arrival, resolve))
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            self._write(batch)
-            if stopping:
-                return
-
-    def _write(self, batch: list[tuple[Arrival, Resolve]]) -> None:
-        arrivals = [arrival for arrival, _ in batch]
-        try:
-            ids = self._insert(arrivals)
-        except Exception as failed:
-            log.warning("keeping %s inbound items failed: %r", len(batch), failed)
-            for _, resolve in batch:
-                _call(resolve, None, failed)
-            return
-        self.batches += 1
-        self.written += len(batch)
-        for (_, resolve), item_id in zip(batch, ids, strict=True):
-            _call(resolve, item_id, None)
-
-    def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
-        return in_transaction(
-            self._engine,
-            lambda connection: accept_many(connection, arrivals, self._now(), lease=self._lease),
-        )
+    def close(self) -> None: ...
 
 
-def _call(resolve: Resolve, item_id: int | None, error: BaseException | None) -> None:
-    try:
-        resolve(item_id, error)
-    except Exception:
-        log.exception("telling an ack its inbox write ended failed")
-
-
-def acks_writer(url: str, now: Callable[[], datetime]) -> InboxWriter | LoopInboxWriter:
-    """The acks' group commit for this database: on PostgreSQL on the event loop
-    (`LoopInboxWriter`); on SQLite, whose driver blocks, on a thread (`InboxWriter`) with a
-    writer engine of its own (`make_writer_engine`)."""
+def acks_writer(url: str, now: Callable[[], datetime]) -> AcksWriter:
+    """The acks' group commit for this database, on the event loop either way."""
     if url.startswith("postgresql"):
-        return LoopInboxWriter(url, now)
-    return InboxWriter(make_writer_engine(url), now, owns_engine=True)
+        return PostgresInboxWriter(url, now)
+    return SqliteInboxWriter(url, now)
 
 
-class LoopInboxWriter:
-    """Group commit for the acks on the event loop itself, for PostgreSQL: what
-    `InboxWriter` does on a thread, without the thread.
+class PostgresInboxWriter:
+    """Group commit for the acks on the event loop itself, for PostgreSQL.
 
     Every arrival waiting when the last batch is written goes into the next one, one
     statement on one connection kept in autocommit (`accept_statement`), awaited by a
-    coroutine the first arrival starts. Nothing crosses threads: the writer thread's
+    coroutine the first arrival starts. Nothing crosses threads: a writer thread's
     hand-over (a queue, the interpreter lock passed back and forth, the loop woken with
     the outcomes) cost the acking process more CPU than the statement itself
     (bench/ack_latency.py). Each ack still waits for its own batch's commit, which waits

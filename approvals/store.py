@@ -195,16 +195,43 @@ class WriteTurns:
     @contextmanager
     def turn(self) -> Iterator[None]:
         with self._threads:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.flock(self._file(), fcntl.LOCK_UN)
+
+    def try_take(self) -> bool:
+        """The turn if nobody holds it, without waiting (for the event loop, which must not
+        block); `give_back` ends it."""
+        if not self._threads.acquire(blocking=False):
+            return False
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._threads.release()
+            return False
+        except BaseException:
+            self._threads.release()
+            raise
+        return True
+
+    def give_back(self) -> None:
+        fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
 
 
 _write_turns: weakref.WeakKeyDictionary[Engine, WriteTurns] = weakref.WeakKeyDictionary()
+
+
+def write_turns(engine: Engine) -> WriteTurns | None:
+    """The turns a writer engine's transactions take (None: it takes none)."""
+    return _write_turns.get(engine)
 
 
 @contextmanager

@@ -34,14 +34,13 @@ from approvals import inbox
 from approvals.dead_letters import tell_leads_of_dead_item
 from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, LoopInboxWriter, acks_writer
+from approvals.inbox_writer import KeepUnconfirmed, acks_writer
 from approvals.replies import Reply
 from bot.logs import correlated
 from bot.slack.deliveries import Delivery, delivery_key, inbox_payload
 from bot.slack.identity import Identity
 from bot.slack.payloads import team_id_of, user_id_of
 from bot.slack.response_urls import ResponseUrls
-from bot.slack.settling import Settler
 from bot.slack.telling import tell
 from bot.wiring import Core
 from bot.work import InboxWorker
@@ -51,8 +50,8 @@ log = logging.getLogger(__name__)
 
 # A slash command's ack text, shown to the person, when its delivery could not be kept.
 _NOT_KEPT = (
-    "amlbot could not take this right now (it is restarting or its database is "
-    "unreachable). Nothing was done; try again in a minute."
+    "amlbot could not take this right now (it is restarting, or its database is "
+    "unreachable or busy). Nothing was done; try again in a minute."
 )
 # ... or when the database did not answer in time: it may have kept it.
 _UNSURE = (
@@ -133,13 +132,10 @@ class SlackEdge:
         self.draining = False
         # The inbox worker in this process, when there is one (for readiness).
         self.worker: InboxWorker | None = None
-        # The acks' inbox writes, committed in groups: on PostgreSQL by the event loop
-        # itself (`LoopInboxWriter`), on SQLite, whose driver blocks, by a thread
-        # (`InboxWriter`) on an engine of its own.
+        # The acks' inbox writes, committed in groups by the event loop itself.
         self.inbox_writer = acks_writer(
             core.store.engine.url.render_as_string(hide_password=False), core.clock.now
         )
-        self._settler: Settler | None = None
         self._ack_timers: dict[str, Histogram] = {}
         self._home_team: str | None = None
         self._home_team_lock = threading.Lock()
@@ -190,9 +186,10 @@ class SlackEdge:
         try:
             if not self.accepting:
                 raise RuntimeError("shutting down")
-            item_id = await self._keep(loop, Arrival(key, handler, payload, claimed_by))
+            item_id = await self.inbox_writer.keep(Arrival(key, handler, payload, claimed_by))
         except Exception as failed:
-            if isinstance(failed, (KeepUnconfirmed, ConnectionError)):  # the database's state
+            # The database's state (unreachable, slow, locked by another writer): no trace.
+            if isinstance(failed, (KeepUnconfirmed, ConnectionError, TimeoutError)):
                 log.error("could not keep a Slack delivery (%s); not acknowledging it", failed)
             else:
                 log.exception("could not keep a Slack delivery; not acknowledging it")
@@ -218,24 +215,6 @@ class SlackEdge:
         if timer is None:
             timer = self._ack_timers[handler] = self.core.metrics.ack_seconds.labels(handler)
         return timer
-
-    def _keep(
-        self, loop: asyncio.AbstractEventLoop, arrival: Arrival
-    ) -> asyncio.Future[int | None]:
-        """The arrival's inbox id once its group has committed (None: a repeat)."""
-        if isinstance(self.inbox_writer, LoopInboxWriter):
-            return self.inbox_writer.keep(arrival)
-        kept: asyncio.Future[int | None] = loop.create_future()
-        settler = self._settler
-        if settler is None or settler.loop is not loop:
-            settler = self._settler = Settler(loop)
-        self.inbox_writer.submit(arrival, functools.partial(settler.settle, kept))
-        # The thread cannot be interrupted mid-write (SQLite's lock held elsewhere, a slow
-        # disk); the ack stops waiting at the deadline all the same, as on PostgreSQL. The
-        # write goes on, and may keep the item: the person is told exactly that.
-        overdue = loop.call_later(KEEP_DEADLINE, _give_up_waiting, kept)
-        kept.add_done_callback(lambda _: overdue.cancel())
-        return kept
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -365,10 +344,3 @@ class SlackEdge:
         self.inbox_writer.close()
         self._quick.shutdown(wait=True, cancel_futures=False)
         self.response_urls.close()
-
-
-def _give_up_waiting(kept: asyncio.Future[int | None]) -> None:
-    if not kept.done():
-        kept.set_exception(
-            KeepUnconfirmed(f"the inbox write did not finish within {KEEP_DEADLINE:g} s")
-        )

@@ -10,7 +10,6 @@ import pytest
 
 from approvals import inbox, inbox_accept
 from approvals.inbox import InboxItem, InboxStatus
-from approvals.inbox_writer import InboxWriter, Resolve
 from approvals.store import Store
 from approvals.tables import InboxRow
 from bot.work import InboxWorker
@@ -315,57 +314,6 @@ def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
         "old",
         "a",
     ]
-
-
-def test_the_writer_commits_concurrent_arrivals_in_groups_and_answers_each(
-    store: Store, clock: ManualClock
-) -> None:
-    writer = InboxWriter(store.engine, clock.now)
-    answers: dict[str, int | None] = {}
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def answer(key: str) -> Resolve:
-        def resolve(item_id: int | None, error: BaseException | None) -> None:
-            assert error is None
-            with lock:
-                answers[key] = item_id
-                if len(answers) == 200:
-                    done.set()
-
-        return resolve
-
-    for n in range(200):  # faster than one commit each: they queue behind the first
-        writer.submit(inbox_accept.Arrival(f"k{n % 150}", "h", {"n": n}), answer(f"#{n}"))
-    assert done.wait(30)
-    writer.close()
-    kept = [answers[f"#{n}"] for n in range(200)]
-    assert all(item_id is not None for item_id in kept[:150])
-    assert all(item_id is None for item_id in kept[150:])  # repeats of k0..k49
-    assert writer.written == 200 and writer.batches < 200
-    assert len(inbox.claim(store, "w", clock.now(), limit=500)) == 150
-
-
-def test_the_writer_tells_every_waiting_ack_when_its_group_cannot_be_kept(
-    clock: ManualClock,
-) -> None:
-    from approvals.store import make_engine
-
-    unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", pool_pre_ping=False)
-    writer = InboxWriter(unreachable, clock.now)
-    errors: list[BaseException | None] = []
-    done = threading.Event()
-
-    def resolve(item_id: int | None, error: BaseException | None) -> None:
-        errors.append(error)
-        if len(errors) == 3:
-            done.set()
-
-    for n in range(3):
-        writer.submit(inbox_accept.Arrival(f"k{n}", "h", {}), resolve)
-    assert done.wait(30)
-    writer.close()
-    assert all(error is not None for error in errors)
 
 
 @pytest.mark.postgres

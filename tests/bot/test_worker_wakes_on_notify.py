@@ -71,7 +71,7 @@ def test_the_acks_own_writer_wakes_a_worker_too() -> None:
     notification inside the batch's one statement."""
     import asyncio
 
-    from approvals.inbox_writer import LoopInboxWriter, acks_writer
+    from approvals.inbox_writer import PostgresInboxWriter, acks_writer
 
     schemas = postgres_schema_url()
     store = Store.open(next(schemas))
@@ -79,7 +79,7 @@ def test_the_acks_own_writer_wakes_a_worker_too() -> None:
     handled = threading.Event()
     worker = InboxWorker(store, clock, {"record": lambda item: handled.set()}, poll=POLL_NEVER)
     writer = acks_writer(store.engine.url.render_as_string(hide_password=False), clock.now)
-    assert isinstance(writer, LoopInboxWriter)
+    assert isinstance(writer, PostgresInboxWriter)
     try:
         worker.start()
         wait_for(lambda: listening(store) or None, timeout=10, what="the worker's LISTEN")

@@ -505,14 +505,14 @@ def test_a_command_the_database_holds_too_long_is_answered_within_slacks_window(
         holder.dispose()
 
 
-def test_on_sqlite_an_ack_stops_waiting_at_the_deadline_and_the_command_still_runs(
+def test_on_sqlite_a_command_the_write_lock_holds_too_long_is_refused_plainly_in_time(
     served: tuple[str, FakeSlack, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    """The embedded default: the acks' writer thread waits for its turn at SQLite's write
-    lock, held here by another process. The ack stops waiting within Slack's 3 s (the
-    request gives up then, as Slack does) and says it could not confirm; the write goes on
-    once the turn is free, so the command is kept after all and answered, as the ack said
-    it might be."""
+    """The embedded default: the event loop waits for its turn at SQLite's write lock,
+    held here by another process, without blocking. Within Slack's 3 s (the request gives
+    up then, as Slack does) the person hears that nothing was done and to try again:
+    nothing of it was written, so nothing runs behind their back. Once the lock is free,
+    the next command goes through."""
     import fcntl
 
     url, slack, _ = served
@@ -524,13 +524,16 @@ def test_on_sqlite_an_ack_stops_waiting_at_the_deadline_and_the_command_still_ru
         )
         answer = post_signed(url, "/slack/events", body, secret=SIGNING_SECRET, timeout=3)
         assert answer.status == 200
-        assert "could not confirm it took this" in answer.body
-        assert not [p for p in slack.response_posts() if p.user == ALICE]
+        assert "could not take this right now" in answer.body
+        assert "Nothing was done" in answer.body
     finally:
         fcntl.flock(turns, fcntl.LOCK_UN)
         os.close(turns)
+    body = slash_command_body("help", user_id=BOB, response_url=slack.response_url(CHANNEL, BOB))
+    assert post_signed(url, "/slack/events", body, secret=SIGNING_SECRET).body == ""
     wait_for(
-        lambda: [p for p in slack.response_posts() if p.user == ALICE] or None,
+        lambda: [p for p in slack.response_posts() if p.user == BOB] or None,
         timeout=10,
-        what="the help reply once the write went through",
+        what="the next command's reply",
     )
+    assert not [p for p in slack.response_posts() if p.user == ALICE]

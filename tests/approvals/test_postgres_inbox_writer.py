@@ -1,4 +1,4 @@
-"""The acks' group commit on the event loop (`LoopInboxWriter`, PostgreSQL): arrivals that
+"""The acks' group commit on the event loop (`PostgresInboxWriter`, PostgreSQL): arrivals that
 wait together are kept in one statement, each ack learns its own outcome, a connection the
 database dropped is replaced, and no ack is told "kept" for a row that is not."""
 
@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from approvals import inbox
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, LoopInboxWriter, acks_writer
+from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, PostgresInboxWriter, acks_writer
 from approvals.store import Store
 from approvals.tables import InboxStatus
 from tests.conftest import postgres_schema_url
@@ -42,7 +42,7 @@ def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outc
     store: Store, clock: ManualClock
 ) -> None:
     writer = acks_writer(url_of(store), clock.now)
-    assert isinstance(writer, LoopInboxWriter)
+    assert isinstance(writer, PostgresInboxWriter)
 
     async def arrive() -> list[int | None]:
         # All 200 are waiting before the first batch is written: they go in together.
@@ -66,7 +66,7 @@ def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outc
 def test_a_connection_the_database_dropped_is_replaced_and_the_batch_kept(
     store: Store, clock: ManualClock
 ) -> None:
-    writer = LoopInboxWriter(url_of(store), clock.now)
+    writer = PostgresInboxWriter(url_of(store), clock.now)
 
     async def scenario() -> tuple[int | None, int | None]:
         before = await writer.keep(Arrival("before", "h", {}))
@@ -91,7 +91,7 @@ def test_a_connection_the_database_dropped_is_replaced_and_the_batch_kept(
 
 
 def test_every_waiting_ack_hears_when_its_group_cannot_be_kept(clock: ManualClock) -> None:
-    writer = LoopInboxWriter("postgresql+psycopg://nobody@127.0.0.1:9/none", clock.now)
+    writer = PostgresInboxWriter("postgresql+psycopg://nobody@127.0.0.1:9/none", clock.now)
 
     async def arrive() -> list[BaseException | int | None]:
         kept = [writer.keep(Arrival(f"k{n}", "h", {})) for n in range(3)]
@@ -103,7 +103,7 @@ def test_every_waiting_ack_hears_when_its_group_cannot_be_kept(clock: ManualCloc
 
 
 def test_a_closed_writer_takes_nothing_more(store: Store, clock: ManualClock) -> None:
-    writer = LoopInboxWriter(url_of(store), clock.now)
+    writer = PostgresInboxWriter(url_of(store), clock.now)
 
     async def arrive() -> None:
         assert await writer.keep(Arrival("k", "h", {})) is not None
@@ -123,7 +123,7 @@ def test_an_ack_follows_a_commit_that_waited_for_the_disk(store: Store, clock: M
     """Nothing is acknowledged that a crash could lose: when the ack's future resolves, the
     row is visible to any other connection, and the connection that wrote it commits
     durably (the workers' claims may skip the WAL wait; the acks' inserts may not)."""
-    writer = LoopInboxWriter(url_of(store), clock.now)
+    writer = PostgresInboxWriter(url_of(store), clock.now)
 
     async def ack() -> tuple[int | None, str]:
         kept = await writer.keep(Arrival("k", "h", {"n": 1}))
@@ -164,7 +164,7 @@ def test_a_host_that_never_answers_fails_the_acks_by_the_deadline_as_not_kept(
         silent.listen(16)
         port = silent.getsockname()[1]
         url = f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"
-        writer = LoopInboxWriter(url, clock.now, deadline=0.5)
+        writer = PostgresInboxWriter(url, clock.now, deadline=0.5)
 
         async def arrive() -> list[BaseException | int | None]:
             kept = [writer.keep(Arrival(f"k{n}", "h", {})) for n in range(3)]
@@ -184,7 +184,7 @@ def test_a_statement_the_database_holds_fails_its_acks_as_unconfirmed_and_is_can
     "not kept". The writer stops waiting at the deadline, while the lock is still held,
     the server cancels the statement (so nothing is kept behind the person's back), and
     the next batch is written on a fresh connection."""
-    writer = LoopInboxWriter(url_of(store), clock.now, deadline=0.5)
+    writer = PostgresInboxWriter(url_of(store), clock.now, deadline=0.5)
     locked, release = threading.Event(), threading.Event()
 
     def hold_the_table() -> None:

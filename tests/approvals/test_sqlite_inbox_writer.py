@@ -1,0 +1,219 @@
+"""The acks' group commit on SQLite, on the event loop (`SqliteInboxWriter`): arrivals that
+wait together are kept in one transaction, each ack learns its own outcome, the loop goes
+on serving while another process holds the write lock, and a batch that cannot be kept in
+time is refused with nothing of it written."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import pytest
+from sqlalchemy import text
+
+from approvals import inbox
+from approvals.inbox_accept import Arrival
+from approvals.inbox_writer import acks_writer
+from approvals.sqlite_inbox_writer import SqliteInboxWriter, WriteLockTimeout
+from approvals.store import Store
+from workspaces.clock import ManualClock
+
+Lock = Literal["the writers' turn", "SQLite's write lock"]
+LOCKS: tuple[Lock, ...] = ("the writers' turn", "SQLite's write lock")
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    opened = Store.open(sqlite_url)
+    yield opened
+    opened.engine.dispose()
+
+
+def path_of(store: Store) -> str:
+    database = store.engine.url.database
+    assert database
+    return database
+
+
+def url_of(store: Store) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def keys_kept(store: Store) -> list[str]:
+    with store.engine.connect() as connection:
+        return [key for (key,) in connection.execute(text("SELECT delivery_key FROM inbox"))]
+
+
+@contextmanager
+def held_by_another_process(store: Store, lock: Lock) -> Iterator[subprocess.Popen[str]]:
+    """Another process (a worker, say) holding `lock` until it reads a line."""
+    if lock == "the writers' turn":
+        hold = (
+            "import fcntl, os\n"
+            f"fd = os.open({path_of(store) + '-amlbot-writers'!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        )
+    else:
+        hold = (
+            "import sqlite3\n"
+            f"db = sqlite3.connect({path_of(store)!r}, isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE')\n"
+        )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "print('held', flush=True)\ninput()\n"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def let_go(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("done\n")
+    holder.stdin.flush()
+    holder.wait(10)
+
+
+def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outcome(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = acks_writer(url_of(store), clock.now)
+    assert isinstance(writer, SqliteInboxWriter)
+
+    async def arrive() -> list[int | None]:
+        # All 200 are waiting before the loop gets round to writing: they go in together.
+        kept = [writer.keep(Arrival(f"k{n % 150}", "h", {"n": n})) for n in range(200)]
+        return list(await asyncio.gather(*kept))
+
+    try:
+        ids = asyncio.run(arrive())
+    finally:
+        writer.close()
+    assert all(item_id is not None for item_id in ids[:150])
+    assert all(item_id is None for item_id in ids[150:])  # repeats of k0..k49
+    assert writer.written == 200 and writer.batches == 1
+    claimed = {item.delivery_key: item for item in inbox.claim(store, "w", clock.now(), limit=500)}
+    assert len(claimed) == 150
+    first = claimed["k0"]
+    assert first.id == ids[0] and first.payload == {"n": 0} and first.handler == "h"
+    assert first.received_at == clock.now()
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_while_another_process_holds_the_lock_the_loop_serves_on_and_the_batch_waits(
+    store: Store, clock: ManualClock, lock: Lock
+) -> None:
+    """The writer tries again on the loop rather than blocking it: other requests are
+    served meanwhile, and the arrivals are kept once the holder lets go, in one batch."""
+    writer = SqliteInboxWriter(url_of(store), clock.now, deadline=30)
+
+    async def scenario(holder: subprocess.Popen[str]) -> list[int | None]:
+        kept = [writer.keep(Arrival(f"k{n}", "h", {})) for n in range(3)]
+        turns_of_the_loop = 0
+        while turns_of_the_loop < 50:
+            await asyncio.sleep(0.001)  # another request served
+            turns_of_the_loop += 1
+        assert not any(future.done() for future in kept)
+        assert writer.lock_waits > 0
+        kept.append(writer.keep(Arrival("late", "h", {})))  # joins the waiting batch
+        await asyncio.get_running_loop().run_in_executor(None, let_go, holder)
+        return list(await asyncio.wait_for(asyncio.gather(*kept), 10))
+
+    try:
+        with held_by_another_process(store, lock) as holder:
+            ids = asyncio.run(scenario(holder))
+    finally:
+        writer.close()
+    assert all(item_id is not None for item_id in ids)
+    assert writer.batches == 1
+    assert sorted(keys_kept(store)) == ["k0", "k1", "k2", "late"]
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_a_batch_the_lock_is_held_from_past_the_deadline_is_refused_and_none_of_it_kept(
+    store: Store, clock: ManualClock, lock: Lock
+) -> None:
+    writer = SqliteInboxWriter(url_of(store), clock.now, deadline=0.3)
+
+    async def keep_both() -> list[int | BaseException | None]:
+        kept = [writer.keep(Arrival(key, "h", {})) for key in ("a", "b")]
+        return list(await asyncio.gather(*kept, return_exceptions=True))
+
+    async def keep(key: str) -> int | None:
+        return await writer.keep(Arrival(key, "h", {}))
+
+    try:
+        with held_by_another_process(store, lock):
+            outcomes = asyncio.run(keep_both())
+        assert all(isinstance(outcome, WriteLockTimeout) for outcome in outcomes)
+        assert keys_kept(store) == []  # nothing the acks were told was refused
+        assert asyncio.run(keep("after")) is not None  # the lock free, the next goes in
+    finally:
+        writer.close()
+    assert keys_kept(store) == ["after"]
+
+
+def test_a_batch_the_database_refuses_fails_and_the_next_is_kept_on_a_new_connection(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = SqliteInboxWriter(url_of(store), clock.now)
+
+    async def keep(key: str) -> int | None:
+        return await writer.keep(Arrival(key, "h", {}))
+
+    try:
+        assert asyncio.run(keep("before")) is not None
+        with store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE inbox RENAME TO inbox_away"))
+        with pytest.raises(Exception, match="no such table"):
+            asyncio.run(keep("while away"))
+        with store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE inbox_away RENAME TO inbox"))
+        assert asyncio.run(keep("after")) is not None
+    finally:
+        writer.close()
+    assert sorted(keys_kept(store)) == ["after", "before"]
+
+
+def test_an_arrival_whose_ack_was_given_up_before_its_batch_is_not_kept(
+    store: Store, clock: ManualClock
+) -> None:
+    """The client went away (Slack gave up on the ack): it will send the delivery again,
+    and the item must not be handled behind an ack nobody received."""
+    writer = SqliteInboxWriter(url_of(store), clock.now)
+
+    async def scenario() -> int | None:
+        abandoned = writer.keep(Arrival("abandoned", "h", {}))
+        abandoned.cancel()
+        return await writer.keep(Arrival("kept", "h", {}))
+
+    try:
+        assert asyncio.run(scenario()) is not None
+    finally:
+        writer.close()
+    assert keys_kept(store) == ["kept"]
+
+
+def test_a_closed_writer_refuses_new_arrivals(store: Store, clock: ManualClock) -> None:
+    writer = SqliteInboxWriter(url_of(store), clock.now)
+    writer.close()
+
+    async def keep() -> int | None:
+        return await writer.keep(Arrival("late", "h", {}))
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(keep())
+    assert keys_kept(store) == []
