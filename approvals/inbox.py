@@ -29,20 +29,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    Integer,
     String,
     and_,
     bindparam,
     delete,
     literal_column,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
+from approvals import inbox_claims
 from approvals.column_types import UTCDateTime
 from approvals.store import Store, write_turn
 from approvals.tables import InboxRow, InboxStatus
@@ -123,38 +122,31 @@ def claim(
     (a busy worker writes its completions with its next claim, not each in a transaction
     of its own: two round trips and a commit fewer per item).
 
-    The claim is one statement, an UPDATE of the rows a sub-select picks: on PostgreSQL the
-    sub-select locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel pass each
-    other's rows by, and the completions ride in the same statement; on SQLite the
-    statement holds the database's write lock throughout.
+    The claim is an UPDATE of the rows a sub-select picks (`approvals/inbox_claims.py`): on
+    PostgreSQL the sub-select locks them `FOR UPDATE SKIP LOCKED`, so claimers in parallel
+    pass each other's rows by, and the completions ride in the same statement; on SQLite
+    the transaction holds the database's write lock throughout.
     """
     if limit <= 0 and not completing:
         return []
     values = {"now": now, "limit": max(limit, 0), "lease_until": now + lease, "holder": holder[:64]}
-
-    def complete_then_claim(connection: Connection) -> Sequence[Any]:
-        if connection.dialect.name == "postgresql":
-            return connection.exec_driver_sql(
-                _COMPLETE_AND_CLAIM_POSTGRES, {**values, "completing": list(completing)}
-            ).all()
-        if completing:
-            connection.execute(
-                _COMPLETE_MANY, {"item_ids": list(completing), "holder": holder[:64], "now": now}
-            )
-        return connection.execute(_CLAIM, values).all() if limit > 0 else []
-
-    rows = in_transaction(store.engine, complete_then_claim)
+    rows = in_transaction(
+        store.engine,
+        lambda connection: inbox_claims.complete_then_claim(connection, values, completing),
+    )
+    # Read after the commit: on SQLite, outside the write lock the acks wait for.
+    rows = inbox_claims.readable(store.engine.dialect, rows)
     return sorted(
         (
             InboxItem(
-                id=row.id,
-                delivery_key=row.delivery_key,
-                handler=row.handler,
-                payload=dict(row.payload or {}),
-                attempts=row.attempts,
-                received_at=row.received_at.astimezone(UTC),
+                id=item_id,
+                delivery_key=delivery_key,
+                handler=handler,
+                payload=dict(payload or {}),
+                attempts=attempts,
+                received_at=received_at.astimezone(UTC),
             )
-            for row in rows
+            for item_id, delivery_key, handler, payload, attempts, received_at in rows
         ),
         key=lambda item: item.id,
     )
@@ -168,87 +160,6 @@ _ANY_DUE = (
     select(InboxRow.id).where(_lease_lapsed(_NOW)).limit(1),
 )
 
-
-def _claim_statement() -> Any:
-    """Two sub-selects, each ordered as its partial index is (`ix_inbox_pending`,
-    `ix_inbox_running`), so the database walks the index in order and stops after `limit`.
-
-    Ordered that way, PostgreSQL reads with a plain index scan, which marks the index
-    entries of rows already handled as dead the first time it meets them. A single
-    condition ORed over both states made it choose bitmap scans, which never mark them:
-    during a burst every claim then re-read every handled row since the last vacuum
-    (about 350 index entries per claim in bench/ack_latency.py, a third of the database's
-    CPU). PostgreSQL runs the same shape, with its completions, as one statement
-    (`_COMPLETE_AND_CLAIM_POSTGRES`)."""
-    limit = bindparam("limit", type_=Integer())
-    pending = (
-        select(InboxRow.id)
-        .where(_pending_due(_NOW))
-        .order_by(InboxRow.available_at, InboxRow.id)
-        .limit(limit)
-    )
-    lapsed = (
-        select(InboxRow.id).where(_lease_lapsed(_NOW)).order_by(InboxRow.lease_until).limit(limit)
-    )
-    due = union_all(select(pending.subquery().c.id), select(lapsed.subquery().c.id)).subquery()
-    return (
-        update(InboxRow)
-        .where(InboxRow.id.in_(select(due.c.id).order_by(due.c.id).limit(limit)))
-        .values(
-            status=InboxStatus.RUNNING,
-            lease_until=bindparam("lease_until", type_=UTCDateTime()),
-            claimed_by=bindparam("holder", type_=String()),
-            attempts=InboxRow.attempts + 1,
-        )
-        .returning(
-            InboxRow.id,
-            InboxRow.delivery_key,
-            InboxRow.handler,
-            InboxRow.payload,
-            InboxRow.attempts,
-            InboxRow.received_at,
-        )
-    )
-
-
-_CLAIM = _claim_statement()
-
-# On PostgreSQL, the completions a claim carries and the claim in one statement (one round
-# trip; the driver's SQL, since SQLAlchemy's statement building and result handling cost a
-# worker more CPU than the database spent on it). The completed rows are the claimer's own
-# and running, so neither sub-select can pick them: the lapsed one leaves them out by id,
-# as a row may be changed only once in a statement. Each sub-select locks `SKIP LOCKED`,
-# so claimers in parallel pass each other's rows by.
-_COMPLETE_AND_CLAIM_POSTGRES = f"""
-WITH done AS (
-    UPDATE {InboxRow.__tablename__}
-    SET status = '{InboxStatus.DONE.value}', payload = NULL, finished_at = %(now)s,
-        lease_until = NULL, last_error = NULL
-    WHERE id = ANY(%(completing)s) AND status = '{InboxStatus.RUNNING.value}'
-        AND claimed_by = %(holder)s
-)
-UPDATE {InboxRow.__tablename__}
-SET status = '{InboxStatus.RUNNING.value}', lease_until = %(lease_until)s,
-    claimed_by = %(holder)s, attempts = attempts + 1
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id FROM (
-            SELECT id FROM {InboxRow.__tablename__}
-            WHERE status = '{InboxStatus.PENDING.value}' AND available_at <= %(now)s
-            ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-        ) AS pending
-        UNION ALL
-        SELECT id FROM (
-            SELECT id FROM {InboxRow.__tablename__}
-            WHERE status = '{InboxStatus.RUNNING.value}' AND lease_until < %(now)s
-                AND id <> ALL(%(completing)s)
-            ORDER BY lease_until LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-        ) AS lapsed
-    ) AS due
-    ORDER BY id LIMIT %(limit)s
-)
-RETURNING id, delivery_key, handler, payload, attempts, received_at
-"""
 # Marks done the holder's items among `item_ids` (one, or what a claim is completing).
 _COMPLETE_MANY = (
     update(InboxRow)

@@ -284,7 +284,7 @@ class InboxRow(Base):
 
     __tablename__ = "inbox"
     # Partial, one per state a claim looks for, so an index holds only the few rows
-    # waiting or running, not every handled one (approvals/inbox.py `_claim_statement`).
+    # waiting or running, not every handled one (approvals/inbox_claims.py).
     __table_args__ = (
         Index("ix_inbox_pending", "available_at", "id", **_where("status = 'pending'")),
         Index("ix_inbox_running", "lease_until", **_where("status = 'running'")),
