@@ -36,6 +36,9 @@ class KeepUnconfirmed(Exception):
 class AcksWriter(Protocol):
     """What the edge needs of the acks' group commit, on either database."""
 
+    batches: int  # commits made, for the benchmark and the tests
+    written: int  # arrivals they kept or found repeated
+
     def keep(self, arrival: Arrival) -> asyncio.Future[int | None]: ...
 
     def close(self) -> None: ...

@@ -108,8 +108,10 @@ _WRITE_LOCK_MAX_POLL_SECONDS = 0.002
 
 def make_writer_engine(url: str) -> Engine:
     """An engine for short transactions that write and must not wait longer than the lock
-    they wait for: the acks' inbox inserts (`approvals/inbox_writer.py`). No pre-ping (the
-    inbox's writes retry once on a dropped connection instead).
+    they wait for: a worker's claims (`claims_store`), and on SQLite the acks' inserts
+    (`approvals/sqlite_inbox_writer.py`, which begins its transactions itself, on the event
+    loop, and never waits). No pre-ping (the inbox's writes retry once on a dropped
+    connection instead).
 
     On SQLite every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), and
     waits for it by trying again within 0.2-2 ms. SQLite's own busy handler sleeps 1, 2, 5,
@@ -185,7 +187,8 @@ class WriteTurns:
     average and one in fifteen over 5 ms, for transactions of a tenth of that. The kernel
     wakes a process blocked on a `flock` as soon as it is released. A process that dies
     holding it loses it. Other transactions (the handlers') do not take a turn; the poll in
-    `make_writer_engine` still covers them."""
+    `make_writer_engine` still covers them. The event loop, which must not block, takes a
+    turn only if it is free (`try_take`), and tries again shortly if not."""
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -3,6 +3,7 @@ released on shutdown; on PostgreSQL, claimers in parallel never take the same it
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 
@@ -10,6 +11,8 @@ import pytest
 
 from approvals import inbox, inbox_accept
 from approvals.inbox import InboxItem, InboxStatus
+from approvals.inbox_writer import PostgresInboxWriter, acks_writer
+from approvals.sqlite_inbox_writer import SqliteInboxWriter
 from approvals.store import Store
 from approvals.tables import InboxRow
 from bot.work import InboxWorker
@@ -314,6 +317,35 @@ def test_a_batch_keeps_each_new_key_once_and_names_the_repeats(
         "old",
         "a",
     ]
+
+
+def test_the_acks_writer_keeps_arrivals_in_groups_and_each_ack_learns_its_own_outcome(
+    store: Store, clock: ManualClock
+) -> None:
+    """On either database (`acks_writer` picks PostgreSQL's or SQLite's writer)."""
+    writer = acks_writer(store.engine.url.render_as_string(hide_password=False), clock.now)
+    expected = (
+        PostgresInboxWriter if store.engine.dialect.name == "postgresql" else SqliteInboxWriter
+    )
+    assert isinstance(writer, expected)
+
+    async def arrive() -> list[int | None]:
+        # All 200 are waiting before the loop gets round to writing: they go in together.
+        kept = [writer.keep(inbox_accept.Arrival(f"k{n % 150}", "h", {"n": n})) for n in range(200)]
+        return list(await asyncio.gather(*kept))
+
+    try:
+        ids = asyncio.run(arrive())
+    finally:
+        writer.close()
+    assert all(item_id is not None for item_id in ids[:150])
+    assert all(item_id is None for item_id in ids[150:])  # repeats of k0..k49
+    assert writer.written == 200 and writer.batches < 200
+    claimed = {item.delivery_key: item for item in inbox.claim(store, "w", clock.now(), limit=500)}
+    assert len(claimed) == 150
+    first = claimed["k0"]
+    assert first.id == ids[0] and first.payload == {"n": 0} and first.handler == "h"
+    assert first.received_at == clock.now()
 
 
 @pytest.mark.postgres

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from approvals import inbox
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, PostgresInboxWriter, acks_writer
+from approvals.inbox_writer import KEEP_DEADLINE, KeepUnconfirmed, PostgresInboxWriter
 from approvals.store import Store
 from approvals.tables import InboxStatus
 from tests.conftest import postgres_schema_url
@@ -36,31 +36,6 @@ def store() -> Iterator[Store]:
 
 def url_of(store: Store) -> str:
     return store.engine.url.render_as_string(hide_password=False)
-
-
-def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outcome(
-    store: Store, clock: ManualClock
-) -> None:
-    writer = acks_writer(url_of(store), clock.now)
-    assert isinstance(writer, PostgresInboxWriter)
-
-    async def arrive() -> list[int | None]:
-        # All 200 are waiting before the first batch is written: they go in together.
-        kept = [writer.keep(Arrival(f"k{n % 150}", "h", {"n": n})) for n in range(200)]
-        return list(await asyncio.gather(*kept))
-
-    try:
-        ids = asyncio.run(arrive())
-    finally:
-        writer.close()
-    assert all(item_id is not None for item_id in ids[:150])
-    assert all(item_id is None for item_id in ids[150:])  # repeats of k0..k49
-    assert writer.written == 200 and writer.batches < 200
-    claimed = {item.delivery_key: item for item in inbox.claim(store, "w", clock.now(), limit=500)}
-    assert len(claimed) == 150
-    first = claimed["k0"]
-    assert first.id == ids[0] and first.payload == {"n": 0} and first.handler == "h"
-    assert first.received_at == clock.now()
 
 
 def test_a_connection_the_database_dropped_is_replaced_and_the_batch_kept(

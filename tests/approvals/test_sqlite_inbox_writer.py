@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Literal
 
 import pytest
 from sqlalchemy import text
 
-from approvals import inbox
 from approvals.inbox_accept import Arrival
-from approvals.inbox_writer import acks_writer
 from approvals.sqlite_inbox_writer import SqliteInboxWriter, WriteLockTimeout
 from approvals.store import Store
+from tests.approvals.sqlite_locks import LOCKS, Lock, held_by_another_process, let_go
 from workspaces.clock import ManualClock
-
-Lock = Literal["the writers' turn", "SQLite's write lock"]
-LOCKS: tuple[Lock, ...] = ("the writers' turn", "SQLite's write lock")
 
 
 @pytest.fixture
@@ -48,70 +41,6 @@ def keys_kept(store: Store) -> list[str]:
         return [key for (key,) in connection.execute(text("SELECT delivery_key FROM inbox"))]
 
 
-@contextmanager
-def held_by_another_process(store: Store, lock: Lock) -> Iterator[subprocess.Popen[str]]:
-    """Another process (a worker, say) holding `lock` until it reads a line."""
-    if lock == "the writers' turn":
-        hold = (
-            "import fcntl, os\n"
-            f"fd = os.open({path_of(store) + '-amlbot-writers'!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        )
-    else:
-        hold = (
-            "import sqlite3\n"
-            f"db = sqlite3.connect({path_of(store)!r}, isolation_level=None)\n"
-            "db.execute('BEGIN IMMEDIATE')\n"
-        )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold + "print('held', flush=True)\ninput()\n"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
-        for stream in (holder.stdin, holder.stdout):
-            if stream is not None:
-                stream.close()
-
-
-def let_go(holder: subprocess.Popen[str]) -> None:
-    assert holder.stdin is not None
-    holder.stdin.write("done\n")
-    holder.stdin.flush()
-    holder.wait(10)
-
-
-def test_concurrent_arrivals_are_kept_in_groups_and_each_ack_learns_its_own_outcome(
-    store: Store, clock: ManualClock
-) -> None:
-    writer = acks_writer(url_of(store), clock.now)
-    assert isinstance(writer, SqliteInboxWriter)
-
-    async def arrive() -> list[int | None]:
-        # All 200 are waiting before the loop gets round to writing: they go in together.
-        kept = [writer.keep(Arrival(f"k{n % 150}", "h", {"n": n})) for n in range(200)]
-        return list(await asyncio.gather(*kept))
-
-    try:
-        ids = asyncio.run(arrive())
-    finally:
-        writer.close()
-    assert all(item_id is not None for item_id in ids[:150])
-    assert all(item_id is None for item_id in ids[150:])  # repeats of k0..k49
-    assert writer.written == 200 and writer.batches == 1
-    claimed = {item.delivery_key: item for item in inbox.claim(store, "w", clock.now(), limit=500)}
-    assert len(claimed) == 150
-    first = claimed["k0"]
-    assert first.id == ids[0] and first.payload == {"n": 0} and first.handler == "h"
-    assert first.received_at == clock.now()
-
-
 @pytest.mark.parametrize("lock", LOCKS)
 def test_while_another_process_holds_the_lock_the_loop_serves_on_and_the_batch_waits(
     store: Store, clock: ManualClock, lock: Lock
@@ -133,7 +62,7 @@ def test_while_another_process_holds_the_lock_the_loop_serves_on_and_the_batch_w
         return list(await asyncio.wait_for(asyncio.gather(*kept), 10))
 
     try:
-        with held_by_another_process(store, lock) as holder:
+        with held_by_another_process(path_of(store), lock) as holder:
             ids = asyncio.run(scenario(holder))
     finally:
         writer.close()
@@ -156,7 +85,7 @@ def test_a_batch_the_lock_is_held_from_past_the_deadline_is_refused_and_none_of_
         return await writer.keep(Arrival(key, "h", {}))
 
     try:
-        with held_by_another_process(store, lock):
+        with held_by_another_process(path_of(store), lock):
             outcomes = asyncio.run(keep_both())
         assert all(isinstance(outcome, WriteLockTimeout) for outcome in outcomes)
         assert keys_kept(store) == []  # nothing the acks were told was refused

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from approvals.store import make_engine, make_writer_engine
+from tests.approvals.sqlite_locks import held_by_another_process, let_go
 
 HOLD_SECONDS = 0.5
 
@@ -70,20 +71,6 @@ def test_a_writer_takes_its_turn_after_another_processs_and_at_once_when_it_ends
     with plain.begin() as connection:
         connection.execute(text("CREATE TABLE kept (n INTEGER)"))
     writer = make_writer_engine(f"sqlite:///{path}")
-    turns = Path(f"{path}-amlbot-writers")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys\n"
-            f"fd = os.open({str(turns)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('held', flush=True); sys.stdin.readline()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     written = threading.Event()
 
     def write() -> None:
@@ -92,21 +79,14 @@ def test_a_writer_takes_its_turn_after_another_processs_and_at_once_when_it_ends
 
     thread = threading.Thread(target=write, daemon=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        thread.start()
-        assert not written.wait(HOLD_SECONDS), "the writer did not wait for the turn"
-        assert holder.stdin is not None
-        holder.stdin.write("done\n")
-        holder.stdin.flush()  # the holder exits, and its lock goes with it
-        assert written.wait(10)
+        with held_by_another_process(str(path), "the writers' turn") as holder:
+            thread.start()
+            assert not written.wait(HOLD_SECONDS), "the writer did not wait for the turn"
+            let_go(holder)
+            assert written.wait(10)
         with plain.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM kept")).scalar() == 1
     finally:
-        holder.kill()
-        holder.wait()
-        for stream in (holder.stdin, holder.stdout):
-            if stream is not None:
-                stream.close()
         thread.join(10)
         writer.dispose()
         plain.dispose()
