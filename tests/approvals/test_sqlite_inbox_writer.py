@@ -146,3 +146,24 @@ def test_a_closed_writer_refuses_new_arrivals(store: Store, clock: ManualClock) 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(keep())
     assert keys_kept(store) == []
+
+
+def test_arrivals_left_waiting_by_a_loop_that_ended_do_not_hold_up_the_next_loop(
+    store: Store, clock: ManualClock
+) -> None:
+    writer = SqliteInboxWriter(url_of(store), clock.now, deadline=30)
+
+    async def leave_one_waiting() -> None:
+        writer.keep(Arrival("left", "h", {}))  # the loop ends before its write runs
+
+    async def keep(key: str) -> int | None:
+        return await asyncio.wait_for(writer.keep(Arrival(key, "h", {})), 10)
+
+    try:
+        with held_by_another_process(path_of(store), "the writers' turn") as holder:
+            asyncio.run(leave_one_waiting())
+            let_go(holder)
+        assert asyncio.run(keep("next")) is not None
+    finally:
+        writer.close()
+    assert keys_kept(store) == ["next"]
