@@ -6,6 +6,7 @@ Plain text with backticks around commands: Slack renders it as mrkdwn, the conso
 from __future__ import annotations
 
 import difflib
+import functools
 
 from commands.grammar import SPECS, WORKSPACE_FLAG, Arg, Spec, verb_groups
 
@@ -24,6 +25,7 @@ def help_text(topic: str | None = None) -> str:
     return "\n\n".join(_command_help(spec) for spec in matches)
 
 
+@functools.cache  # the grammar is fixed: built once, not on every `/aml help`
 def _overview() -> str:
     lines = ["amlbot: Azure ML workspaces from Slack. Commands:"]
     for spec in SPECS:

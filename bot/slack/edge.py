@@ -118,7 +118,7 @@ class SlackEdge:
         self.identity = identity
         self.options = options
         # Replies to response_urls, over connections kept open for every work thread.
-        self.response_urls = ResponseUrls(connections_per_host=options.work_threads)
+        self.response_urls = ResponseUrls()
         self.holder = holder or f"edge-{uuid.uuid4().hex[:12]}"
         self.jobs: dict[str, Job] = {}
         self._quick = ThreadPoolExecutor(options.quick_threads, thread_name_prefix="amlbot-quick")

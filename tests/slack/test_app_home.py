@@ -15,7 +15,9 @@ def home_text(harness: SlackHarness, user: str, containing: str) -> dict:
         view = harness.slack.home_view(user)
         return view.view if view and containing in str(view.view) else None
 
-    return wait_for(find, what=f"{user}'s Home showing {containing!r}")
+    # Up to 15 s: an approval from Home is carried out end to end (inbox, worker, workspace,
+    # outbox) before its outcome shows, and the full suite shares two cores.
+    return wait_for(find, timeout=15, what=f"{user}'s Home showing {containing!r}")
 
 
 def test_lead_sees_requests_waiting_with_buttons(harness: SlackHarness) -> None:
