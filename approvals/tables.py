@@ -289,6 +289,10 @@ class InboxRow(Base):
         Index("ix_inbox_pending", "available_at", "id", **_where("status = 'pending'")),
         Index("ix_inbox_running", "lease_until", **_where("status = 'running'")),
         Index("ix_inbox_dead", "id", **_where("status = 'dead'")),
+        # What `prune` looks for. Only done rows: an index over every row would take a new
+        # entry at every claim and completion as well (a claim changes the row's status, so
+        # PostgreSQL writes a new entry in every index whose predicate the row meets).
+        Index("ix_inbox_done", "finished_at", **_where("status = 'done'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -304,7 +308,7 @@ class InboxRow(Base):
     available_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(64))
-    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -366,3 +367,39 @@ def test_on_postgres_only_the_workers_claims_skip_the_wait_for_the_disk(
         worker.inbox_store.engine.dispose()
         store.engine.dispose()
         schemas.close()
+
+
+def test_prune_reads_only_the_index_of_done_items(store: Store, clock: ManualClock) -> None:
+    """`ix_inbox_done` holds one entry per handled item, and prune can read it: on
+    PostgreSQL also in the plan a prepared statement settles on, made once for any values
+    (a state bound as a value there cannot imply the index's condition)."""
+    assert "ix_inbox_done" in plan_of_prune(store, clock)
+
+
+def plan_of_prune(store: Store, clock: ManualClock) -> str:
+    from sqlalchemy import event
+    from sqlalchemy.dialects import postgresql
+
+    with store.engine.connect() as connection:
+        if store.engine.dialect.name == "postgresql":
+            prune = inbox._PRUNE.compile(dialect=postgresql.dialect(paramstyle="numeric_dollar"))
+            values = prune.construct_params({"before": None})
+            arguments = ", ".join(
+                "now()" if name == "before" else f"'{values[name]}'"
+                for name in prune.positiontup or ()
+            )
+            connection.exec_driver_sql(f"PREPARE prune AS {prune}")
+            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            # A table this small is cheaper read whole: ask what else the plan could do.
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = connection.exec_driver_sql(f"EXPLAIN EXECUTE prune({arguments})").fetchall()
+            connection.rollback()
+        else:
+
+            def explained(*args: Any) -> tuple[str, Any]:
+                statement, parameters = args[2], args[3]
+                return "EXPLAIN QUERY PLAN " + statement, parameters
+
+            event.listen(connection, "before_cursor_execute", explained, retval=True)
+            plan = connection.execute(inbox._PRUNE, {"before": clock.now()}).fetchall()
+    return " ".join(str(step) for row in plan for step in row)
