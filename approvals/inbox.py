@@ -260,18 +260,18 @@ def _update_held(store: Store, item_ids: Iterable[int], holder: str, **values: A
     ids = list(item_ids)
     if not ids:
         return 0
-    with store.transaction() as session:
-        result = session.execute(
-            update(InboxRow)
-            .where(
-                InboxRow.id.in_(ids),
-                InboxRow.status == InboxStatus.RUNNING,
-                InboxRow.claimed_by == holder[:64],
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
+    statement = (
+        update(InboxRow)
+        .where(
+            InboxRow.id.in_(ids),
+            InboxRow.status == InboxStatus.RUNNING,
+            InboxRow.claimed_by == holder[:64],
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        .values(**values)
+    )
+    # As the claims are: once more on a fresh connection if the database dropped the first
+    # (a release at shutdown just after a database restart), and in a write turn on SQLite.
+    return in_transaction(store.engine, lambda connection: connection.execute(statement).rowcount)
 
 
 def prune(store: Store, now: datetime) -> int:

@@ -44,11 +44,12 @@ class AcksWriter(Protocol):
     def close(self) -> None: ...
 
 
-def acks_writer(url: str, now: Callable[[], datetime]) -> AcksWriter:
-    """The acks' group commit for this database, on the event loop either way."""
+def acks_writer(url: str, now: Callable[[], datetime], *, lease: timedelta = LEASE) -> AcksWriter:
+    """The acks' group commit for this database, on the event loop either way. `lease`: how
+    long an item accepted already claimed (by the edge) is held before a worker may take it."""
     if url.startswith("postgresql"):
-        return PostgresInboxWriter(url, now)
-    return SqliteInboxWriter(url, now)
+        return PostgresInboxWriter(url, now, lease=lease)
+    return SqliteInboxWriter(url, now, lease=lease)
 
 
 class PostgresInboxWriter:

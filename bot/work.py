@@ -52,6 +52,61 @@ def holder_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+class AbandonedItem(Exception):
+    """An item every holder gave up on without a word: its lease ran out `max_attempts`
+    times (its worker died each time, or could not reach the database to say otherwise)."""
+
+
+class LeaseKeeper:
+    """Renews, every third of a lease, the leases of the items `held()` names, so that none
+    runs out while its holder still works on it: a worker's threads (`InboxWorker`), or the
+    edge's trigger-window jobs (`bot/slack/edge.py`). Without it another worker would take
+    the item over and run it a second time. The thread starts with the first `start()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        holder: str,
+        clock: Clock,
+        lease: timedelta,
+        held: Callable[[], list[int]],
+        *,
+        name: str = "amlbot-heartbeat",
+    ) -> None:
+        self._store = store
+        self._holder = holder
+        self._clock = clock
+        self._lease = lease
+        self._held = held
+        self._name = name
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def start(self) -> None:
+        with self._starting:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._renew, name=self._name, daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        with self._starting:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=timeout)
+
+    def _renew(self) -> None:
+        every = max(self._lease.total_seconds() / 3, 0.05)
+        while not self._stopping.wait(every):
+            ids = self._held()
+            if ids:
+                try:
+                    inbox.renew(self._store, ids, self._holder, self._clock.now(), self._lease)
+                except Exception:
+                    log.exception("renewing inbox leases failed; trying again")
+
+
 class InboxWorker:
     name = "inbox"
 
@@ -92,7 +147,9 @@ class InboxWorker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._loop_thread: threading.Thread | None = None
-        self._heartbeat_thread: threading.Thread | None = None
+        # Renews what the threads run and what they handled but the loop has not yet marked
+        # done; it runs until `stop` has released what is left, grace included.
+        self._heartbeat = LeaseKeeper(self.inbox_store, self.holder, clock, lease, self._held)
         self._listener: _PostgresListener | None = None
         self.last_claim_at: float | None = None  # time.monotonic() of the last claim round
 
@@ -103,11 +160,8 @@ class InboxWorker:
             self._listener = _PostgresListener(self.store, self._wake)
             self._listener.start()
         self._loop_thread = threading.Thread(target=self._loop, name="amlbot-claim", daemon=True)
-        self._heartbeat_thread = threading.Thread(
-            target=self._heartbeat, name="amlbot-heartbeat", daemon=True
-        )
         self._loop_thread.start()
-        self._heartbeat_thread.start()
+        self._heartbeat.start()
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,19 +188,31 @@ class InboxWorker:
                     "again (to no effect) once their leases run out",
                     len(handled),
                 )
-        left = list(self._in_flight_ids())
-        if left:
-            released = inbox.release(self.inbox_store, left, self.holder, self.clock.now())
-            log.warning(
-                "shutting down: released %s unfinished inbox items to other workers", released
-            )
+        self._release(self._in_flight_ids(), "unfinished")
+        # Only now: until released, what the threads still run must keep its lease.
+        self._heartbeat.stop()
         if self._listener is not None:
             self._listener.stop()
         if self.inbox_store is not self.store:
             self.inbox_store.engine.dispose()
-        if self._heartbeat_thread is not None:
-            self._heartbeat_thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self, item_ids: list[int], which: str) -> None:
+        """Give items back so another worker takes them at once. If the database cannot be
+        reached, they are taken again once their leases run out."""
+        if not item_ids:
+            return
+        try:
+            released = inbox.release(self.inbox_store, item_ids, self.holder, self.clock.now())
+        except Exception:
+            log.exception(
+                "shutting down: releasing %s %s inbox items failed; other workers take them "
+                "once their leases run out",
+                len(item_ids),
+                which,
+            )
+            return
+        log.warning("shutting down: released %s %s inbox items to other workers", released, which)
 
     def in_flight(self) -> int:
         with self._lock:
@@ -211,6 +277,12 @@ class InboxWorker:
             # Also when every thread is busy (Azure stalling): the loop is well, and a
             # readiness probe must not take the replica out for waiting on Azure.
             self.last_claim_at = time.monotonic()
+            if items and self._stopping.is_set():
+                # `stop` stopped waiting for this claim: nothing here will run them now.
+                with self._lock:
+                    claimed = [item.id for item in items if item.id not in self._in_flight]
+                self._release(claimed, "just claimed")
+                break
             for item in items:
                 with self._lock:
                     if item.id in self._in_flight:
@@ -225,16 +297,9 @@ class InboxWorker:
             self._wake.wait(self.poll)
             self._wake.clear()
 
-    def _heartbeat(self) -> None:
-        every = max(self.lease.total_seconds() / 3, 0.05)
-        while not self._stopping.wait(every):
-            with self._lock:
-                ids = [*self._in_flight, *self._handled]
-            if ids:
-                try:
-                    inbox.renew(self.inbox_store, ids, self.holder, self.clock.now(), self.lease)
-                except Exception:
-                    log.exception("renewing inbox leases failed; trying again")
+    def _held(self) -> list[int]:
+        with self._lock:
+            return [*self._in_flight, *self._handled]
 
     def _run(self, item: InboxItem) -> None:
         # Every record logged while this item is handled carries its delivery key, and a
@@ -244,6 +309,12 @@ class InboxWorker:
 
     def _run_correlated(self, item: InboxItem) -> None:
         try:
+            if item.attempts > self.max_attempts:
+                # Every earlier holder stopped before it finished (killed, out of memory):
+                # the item may be what kills them. Told as dead, not run once more.
+                raise AbandonedItem(
+                    f"its workers stopped while handling it, {item.attempts - 1} times"
+                )
             handler = self.handlers.get(item.handler)
             if handler is None:
                 raise LookupError(f"no handler {item.handler!r} in this version of amlbot")

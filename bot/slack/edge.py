@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from prometheus_client import Histogram
@@ -43,7 +44,7 @@ from bot.slack.payloads import team_id_of, user_id_of
 from bot.slack.response_urls import ResponseUrls
 from bot.slack.telling import tell
 from bot.wiring import Core
-from bot.work import InboxWorker
+from bot.work import InboxWorker, LeaseKeeper
 from commands import models as m
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class SlackOptions:
     work_threads: int = 16
     # Also DM the requester what is threaded under their request's card.
     dm_notices: bool = True
+    # How long an item this process runs itself (a modal) is held before a worker may take
+    # it over; renewed while it runs, so only a dead process loses it.
+    edge_lease: timedelta = inbox.LEASE
 
 
 Job = Callable[["SlackEdge", Delivery], None]
@@ -134,7 +138,20 @@ class SlackEdge:
         self.worker: InboxWorker | None = None
         # The acks' inbox writes, committed in groups by the event loop itself.
         self.inbox_writer = acks_writer(
-            core.store.engine.url.render_as_string(hide_password=False), core.clock.now
+            core.store.engine.url.render_as_string(hide_password=False),
+            core.clock.now,
+            lease=options.edge_lease,
+        )
+        # The items this process runs itself, their leases renewed until done.
+        self._at_edge: set[int] = set()
+        self._at_edge_lock = threading.Lock()
+        self._edge_leases = LeaseKeeper(
+            core.store,
+            self.holder,
+            core.clock,
+            options.edge_lease,
+            self._held_at_edge,
+            name="amlbot-edge-leases",
         )
         self._ack_timers: dict[str, Histogram] = {}
         self._home_team: str | None = None
@@ -223,6 +240,9 @@ class SlackEdge:
     # ---- on a thread ------------------------------------------------------------------
 
     def _run_at_edge(self, item_id: int, key: str, handler: str, payload: dict[str, Any]) -> None:
+        with self._at_edge_lock:
+            self._at_edge.add(item_id)
+        self._edge_leases.start()
         with correlated(key):
             try:
                 self.run_job(handler, payload)
@@ -231,10 +251,16 @@ class SlackEdge:
                 log.exception("Slack job %s failed (error id %s)", handler, error_id)
                 self.tell_failure(payload["body"], error_id)
             finally:
+                with self._at_edge_lock:
+                    self._at_edge.discard(item_id)
                 try:
                     inbox.complete(self.core.store, item_id, self.holder, self.core.clock.now())
                 except Exception:
                     log.exception("marking an edge-run Slack item done failed")
+
+    def _held_at_edge(self) -> list[int]:
+        with self._at_edge_lock:
+            return list(self._at_edge)
 
     def run_item(self, item: InboxItem) -> None:
         """An inbox handler: run the Slack job the item names (in a worker). Slack refusing
@@ -343,4 +369,5 @@ class SlackEdge:
         self.accepting = False
         self.inbox_writer.close()
         self._quick.shutdown(wait=True, cancel_futures=False)
+        self._edge_leases.stop()
         self.response_urls.close()

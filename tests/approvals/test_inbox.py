@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -265,6 +267,137 @@ def test_stopping_releases_what_did_not_finish_within_the_grace(
     finish.set()
     row = status_of(store, "k")
     assert (row.status, row.claimed_by, row.attempts) == ("pending", None, 0)
+
+
+def test_an_item_whose_workers_keep_dying_is_dead_lettered_not_run_again(
+    store: Store, clock: ManualClock
+) -> None:
+    """A handler that kills its process (out of memory, a crash in a library) raises nothing
+    to count: each time, the lease runs out and another worker takes the item. After
+    `max_attempts` of those it is dead-lettered, and the person and leads are told, instead
+    of taking down one worker after another for ever."""
+    keep(store, clock, "poison", "h")
+    for died in range(3):
+        [taken] = inbox.claim(store, f"worker-that-died-{died}", clock.now())
+        assert taken.attempts == died + 1
+        clock.advance(inbox.LEASE * 2)
+    ran: list[str] = []
+    dead: list[str] = []
+    worker = InboxWorker(
+        store,
+        clock,
+        {"h": lambda item: ran.append(item.delivery_key)},
+        max_attempts=3,
+        on_dead=lambda item, error_id: dead.append(item.delivery_key),
+        poll=0.02,
+    )
+    worker.start()
+    try:
+        wait_for(lambda: dead, what="the item dead-lettered")
+    finally:
+        worker.stop(grace=1)
+    assert (ran, dead) == ([], ["poison"])
+    row = status_of(store, "poison")
+    assert (row.status, row.attempts) == ("dead", 4)
+    assert row.last_error is not None and row.last_error.startswith("AbandonedItem")
+
+
+def test_leases_are_renewed_through_a_stops_grace(store: Store, clock: ManualClock) -> None:
+    """While `stop` gives a running handler its grace, and until it releases what is left,
+    the item's lease is renewed: no other worker takes over an item still running here."""
+    started = threading.Event()
+    finish = threading.Event()
+
+    def slow(item: InboxItem) -> None:
+        started.set()
+        finish.wait(10)
+
+    lease = timedelta(seconds=0.6)  # renewed every 0.2 s
+    worker = InboxWorker(store, clock, {"slow": slow}, poll=0.02, lease=lease)
+    keep(store, clock, "k", "slow")
+    worker.start()
+    assert started.wait(5)
+    stopping = threading.Thread(target=worker.stop, kwargs={"grace": 5})
+    stopping.start()
+    try:
+        for _ in range(30):  # two and a half leases go by, as time does: a step at a time
+            time.sleep(0.05)
+            clock.advance(timedelta(seconds=0.05))
+        assert inbox.claim(store, "another-worker", clock.now()) == []
+    finally:
+        finish.set()
+        stopping.join(10)
+    assert status_of(store, "k").status == "done"
+
+
+@pytest.mark.postgres
+def test_stopping_releases_unfinished_items_after_a_database_restart(clock: ManualClock) -> None:
+    """The database restarted just before the deploy: every pooled connection is dead, and
+    the release is the first statement on one. It is tried once more on a fresh connection,
+    so the item is claimable at once, and the rest of the shutdown happens."""
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    name = f"amlbot-test-{uuid.uuid4().hex[:8]}"
+    store = Store.open(f"{next(schemas)}&application_name={name}")
+    started = threading.Event()
+    finish = threading.Event()
+
+    def slow(item: InboxItem) -> None:
+        started.set()
+        finish.wait(10)
+
+    worker = InboxWorker(store, clock, {"slow": slow}, poll=0.02)
+    try:
+        keep(store, clock, "k", "slow")
+        worker.start()
+        assert started.wait(5)
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %(name)s AND pid <> pg_backend_pid()",
+                {"name": name},
+            )
+        worker.stop(grace=0.1)
+        row = status_of(store, "k")
+        assert (row.status, row.claimed_by) == ("pending", None)
+    finally:
+        finish.set()
+        store.engine.dispose()
+        schemas.close()
+
+
+@pytest.mark.postgres
+def test_what_a_claim_takes_after_stop_gave_up_waiting_for_it_is_released(
+    clock: ManualClock,
+) -> None:
+    """`stop` waits a few seconds for a claim in progress (the database slow, a lock held),
+    then goes on. What that claim takes afterwards is released, not run by threads that are
+    shutting down or left to wait out its lease."""
+    from sqlalchemy import text
+
+    from tests.conftest import postgres_schema_url
+
+    schemas = postgres_schema_url()
+    store = Store.open(next(schemas))
+    ran: list[str] = []
+    worker = InboxWorker(store, clock, {"h": lambda item: ran.append(item.delivery_key)})
+    try:
+        keep(store, clock, "k", "h")
+        with store.engine.connect() as holding:
+            holding.execute(text("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE"))
+            worker.start()  # its first claim waits for the lock
+            stopping = threading.Thread(target=worker.stop, kwargs={"grace": 0.1})
+            stopping.start()
+            time.sleep(5.5)  # past stop's wait for the claim loop
+            holding.rollback()
+        stopping.join(10)
+        wait_for(lambda: status_of(store, "k").claimed_by is None, what="the item released")
+        row = status_of(store, "k")
+        assert (row.status, row.attempts, ran) == ("pending", 0, [])
+    finally:
+        store.engine.dispose()
+        schemas.close()
 
 
 def test_an_item_whose_lease_ran_out_while_it_runs_here_is_not_run_twice_here(

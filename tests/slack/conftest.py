@@ -26,6 +26,7 @@ from bot.processes import BackgroundService
 from bot.services import background_services, slack_registrars
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack
+from bot.slack.edge import SlackOptions
 from bot.slack.http import asgi_app
 from bot.wiring import Core, build_core
 from tests.fakes.slack_api import FakeSlack, Message
@@ -284,9 +285,13 @@ def http_settings(slack: FakeSlack) -> Settings:
 
 
 @contextmanager
-def running_bot(core: Core, clock: ManualClock, slack: FakeSlack) -> Iterator[SlackHarness]:
+def running_bot(
+    core: Core, clock: ManualClock, slack: FakeSlack, options: SlackOptions | None = None
+) -> Iterator[SlackHarness]:
     """The bot as `amlbot serve --http` runs it: app, uvicorn, background services."""
-    bot = build_slack(core, http_settings(slack), extra_registrars=slack_registrars())
+    bot = build_slack(
+        core, http_settings(slack), options=options, extra_registrars=slack_registrars()
+    )
     services = background_services(core, bot)
     for service in services:
         service.start()

@@ -5,12 +5,16 @@ acked it stops, or Slack's auth.test fails, before it is handled."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from approvals.tables import InboxRow
 from bot.slack.deliveries import withhold_secrets
+from bot.slack.edge import SlackOptions
 from bot.slack.views.common import APPROVE_ACTION
 from bot.wiring import Core
 from tests.fakes.slack_api import FakeSlack
@@ -160,3 +164,33 @@ def test_the_fields_slack_writes_are_kept_and_every_other_is_scanned() -> None:
     # A field of Slack's only at the top: the same name inside what people send is scanned.
     nested, _ = withhold_secrets({"actions": [{"response_url": STORAGE_KEY}]})
     assert STORAGE_KEY not in json.dumps(nested)
+
+
+def test_a_modal_slow_to_open_is_not_taken_over_by_a_worker(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack
+) -> None:
+    """The edge opens a form itself, right after the ack, on an item it holds with a lease.
+    Building the form may wait on Azure for longer than the lease: the edge renews it, so no
+    worker takes the item over and opens it again (with a trigger expired by then, which
+    would tell the person to type the command again while their form is on its way)."""
+    asked, slack_answers = threading.Event(), threading.Event()
+    answer_as_usual = fake_slack._views_open
+
+    def slow_views_open(params: dict[str, Any]) -> dict[str, Any]:
+        asked.set()
+        slack_answers.wait(10)
+        return answer_as_usual(params)
+
+    fake_slack.add_method("views.open", slow_views_open)
+    lease = timedelta(seconds=0.3)  # renewed every 0.1 s
+    with running_bot(core, clock, fake_slack, SlackOptions(edge_lease=lease)) as harness:
+        assert harness.command(ALICE, "job submit").status == 200
+        assert asked.wait(5), "the form was not opened"
+        for _ in range(30):  # five leases go by, as time does: a step at a time
+            time.sleep(0.05)
+            clock.advance(timedelta(seconds=0.05))
+        slack_answers.set()
+        wait_for(lambda: inbox_rows(core)[0].status == "done", what="the form's item done")
+        assert len(fake_slack.calls("views.open")) == 1
+        [row] = inbox_rows(core)
+        assert row.attempts == 1
