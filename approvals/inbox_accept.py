@@ -186,6 +186,13 @@ def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return tuple(bound)
 
 
+def received_at_bound(dialect: Dialect, now: datetime) -> Any:
+    """`now` as the acks' insert binds it into `received_at` (`_bound`), to find its rows."""
+    _bound(dialect, [])  # the processors, found once
+    process = _processors[dialect][_ACCEPT_COLUMNS.index("received_at")]
+    return now if process is None else process(now)
+
+
 def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> tuple[Any, ...]:
     """An arrival's values in `_ACCEPT_COLUMNS` order."""
     claimed = arrival.claimed_by is not None

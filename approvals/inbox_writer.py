@@ -16,9 +16,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import create_engine
 
 from approvals.inbox import LEASE
-from approvals.inbox_accept import KEEP_DEADLINE, Arrival, accept_statement, ids_in_order
+from approvals.inbox_accept import (
+    KEEP_DEADLINE,
+    Arrival,
+    accept_statement,
+    ids_in_order,
+    received_at_bound,
+)
 from approvals.sqlite_inbox_writer import SqliteInboxWriter
 from approvals.store import psycopg_arguments
+from approvals.tables import InboxRow
 
 if TYPE_CHECKING:
     import psycopg
@@ -66,8 +73,8 @@ class PostgresInboxWriter:
     The connection belongs to the loop it was opened on; on another loop (a test's next
     one) a new one is opened. A connection that fails is dropped, and the batch is tried
     once more on a fresh one, as `in_transaction` does: a batch that did commit before the
-    failure finds its keys taken and answers them as repeats, and the workers claim the
-    items all the same.
+    failure finds its keys taken, and its rows are told by the instant they were received
+    (`_kept_by_the_first_attempt`), not as repeats.
 
     A batch has `KEEP_DEADLINE` to commit, connecting included, so an ack is never held
     for as long as TCP waits on a host gone dark: past it, its acks hear `KeepUnconfirmed`
@@ -171,8 +178,9 @@ class PostgresInboxWriter:
         )
 
     async def _insert(self, arrivals: list[Arrival]) -> list[int | None]:
+        now = self._now()
         statement, parameters, keys = accept_statement(
-            self._dialect, arrivals, self._now(), lease=self._lease, numbered=True
+            self._dialect, arrivals, now, lease=self._lease, numbered=True
         )
         import psycopg
 
@@ -182,7 +190,10 @@ class PostgresInboxWriter:
                 self._statement_sent = True
                 cursor = psycopg.AsyncRawCursor(connection)  # `$n` placeholders, as they are
                 await cursor.execute(statement, parameters)
-                return ids_in_order(keys, await cursor.fetchall())
+                ids = ids_in_order(keys, await cursor.fetchall())
+                if attempt == 2 and None in ids:
+                    ids = await self._kept_by_the_first_attempt(cursor, keys, ids, now)
+                return ids
             except psycopg.OperationalError:
                 if not connection.broken and not connection.closed:
                     raise  # the database refused the statement: trying again changes nothing
@@ -190,6 +201,35 @@ class PostgresInboxWriter:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _kept_by_the_first_attempt(
+        self,
+        cursor: psycopg.AsyncRawCursor[Any],
+        keys: list[str],
+        ids: list[int | None],
+        now: datetime,
+    ) -> list[int | None]:
+        """`ids` with the rows the first attempt kept: its statement may have committed
+        before its connection broke, and the retry then found their keys taken. Told as
+        repeats, their acks would be right, but the edge would not run the trigger-window
+        work of an item it holds (a modal), and a worker would open it after the lease, on
+        an expired trigger. The first attempt's rows, not a repeat's, are the ones received
+        at the batch's own instant."""
+        missing = sorted({key for key, item_id in zip(keys, ids, strict=True) if item_id is None})
+        await cursor.execute(
+            f"SELECT delivery_key, id FROM {InboxRow.__tablename__} "
+            "WHERE delivery_key = ANY($1) AND received_at = $2",
+            [missing, received_at_bound(self._dialect, now)],
+        )
+        found: dict[str, int] = {key: int(item_id) for key, item_id in await cursor.fetchall()}
+        given = {key for key, item_id in zip(keys, ids, strict=True) if item_id is not None}
+        kept: list[int | None] = []
+        for key, item_id in zip(keys, ids, strict=True):
+            if item_id is None and key in found and key not in given:
+                item_id = found[key]  # a key twice in the batch: the second stays a repeat
+                given.add(key)
+            kept.append(item_id)
+        return kept
 
     async def _open_connection(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ database dropped is replaced, and no ack is told "kept" for a row that is not.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -202,3 +203,82 @@ def test_a_statement_the_database_holds_fails_its_acks_as_unconfirmed_and_is_can
     with store.engine.connect() as connection:
         keys = connection.execute(text("SELECT delivery_key FROM inbox ORDER BY id")).scalars()
         assert list(keys) == ["before", "after"]  # the held statement was cancelled
+
+
+class AnswerLosingProxy:
+    """A TCP proxy to PostgreSQL that, once, forwards the acks' insert and then drops the
+    connection instead of forwarding the answer: the statement committed (autocommit), but
+    the writer hears only that its connection broke."""
+
+    def __init__(self, port: int) -> None:
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.answers_lost = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            insert_sent = threading.Event()
+            threading.Thread(
+                target=self._pipe, args=(client, server, insert_sent, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(server, client, insert_sent, False), daemon=True
+            ).start()
+
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, insert_sent: threading.Event, out: bool
+    ) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if out and b"INSERT INTO inbox" in chunk and self.answers_lost == 0:
+                    insert_sent.set()
+                elif not out and insert_sent.is_set() and self.answers_lost == 0:
+                    self.answers_lost += 1
+                    time.sleep(0.2)  # the commit is the server's before it answers; be sure
+                    break
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def test_an_item_kept_by_a_statement_whose_answer_was_lost_is_not_told_as_a_repeat(
+    store: Store, clock: ManualClock
+) -> None:
+    """The insert committed, then the connection broke before its answer came: the retry
+    finds the keys taken. The arrival is still told its own id (the edge must run a modal's
+    item it holds), while a key sent twice in the batch stays a repeat the second time."""
+    proxy = AnswerLosingProxy(store.engine.url.port or 5432)
+    through_proxy = store.engine.url.set(host="127.0.0.1", port=proxy.port)
+    writer = PostgresInboxWriter(through_proxy.render_as_string(hide_password=False), clock.now)
+
+    async def arrive() -> list[int | None]:
+        kept = [
+            writer.keep(Arrival("modal", "h", {}, claimed_by="edge-1")),
+            writer.keep(Arrival("modal", "h", {}, claimed_by="edge-1")),
+            writer.keep(Arrival("command", "h", {})),
+        ]
+        return list(await asyncio.gather(*kept))
+
+    try:
+        modal, modal_again, command = asyncio.run(arrive())
+    finally:
+        writer.close()
+        proxy.close()
+    assert proxy.answers_lost == 1
+    with store.engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT delivery_key, id FROM inbox")).all())
+    assert (modal, modal_again, command) == (rows["modal"], None, rows["command"])
