@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +53,17 @@ class BackgroundService(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+def stop_all(services: Sequence[BackgroundService]) -> None:
+    """Stop `services` in the reverse of their starting order. One that fails to stop is
+    logged and the rest still stop: a worker that cannot release its items (its database
+    gone) must not keep the outbox or the child processes running."""
+    for service in reversed(services):
+        try:
+            service.stop()
+        except Exception:
+            log.exception("stopping %s failed; stopping the rest", service.name)
 
 
 def work_processes(settings: Settings, database_url: str) -> int:

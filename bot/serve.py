@@ -36,7 +36,7 @@ from bot.access_log import uvicorn_log_config
 from bot.eventgrid_webhook import eventgrid_routes
 from bot.health import Readiness, serve_health
 from bot.logs import RetriedFailures
-from bot.processes import WorkerChildren, cpu_priority, freeze_startup_objects
+from bot.processes import WorkerChildren, cpu_priority, freeze_startup_objects, stop_all
 from bot.services import background_services, edge_services, slack_registrars
 from bot.settings import Settings
 from bot.slack.app import SlackBot, build_slack, missing_settings
@@ -171,8 +171,7 @@ def serve(
         pass
     finally:
         bot.edge.close()  # finish the acks in flight, then take no more
-        for service in reversed(services):
-            service.stop()
+        stop_all(services)
     return exit_code
 
 
@@ -239,8 +238,7 @@ def work(
         service.start()
     log.info("worker %s claiming inbox items (CPU priority: %s)", os.getpid(), cpu_priority())
     stopping.wait()
-    for service in reversed(services):
-        service.stop()
+    stop_all(services)
     core.store.engine.dispose()
     return 0
 

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.health import Readiness, SchemaCheck
 from bot.metrics import CONTENT_TYPE_LATEST
-from bot.processes import BackgroundService
+from bot.processes import BackgroundService, stop_all
 from bot.scheduler import NotificationScheduler
 from bot.slack.app import SlackBot
 from bot.slack.payloads import shape_problem
@@ -175,8 +175,7 @@ def asgi_app(
         try:
             yield
         finally:
-            for service in reversed(services):
-                service.stop()
+            stop_all(services)
             if owns_edge:
                 bot.edge.close()
 
