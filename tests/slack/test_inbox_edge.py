@@ -182,11 +182,11 @@ def test_a_modal_slow_to_open_is_not_taken_over_by_a_worker(
         return answer_as_usual(params)
 
     fake_slack.add_method("views.open", slow_views_open)
-    lease = timedelta(seconds=0.3)  # renewed every 0.1 s
+    lease = timedelta(seconds=0.9)  # renewed every 0.3 s
     with running_bot(core, clock, fake_slack, SlackOptions(edge_lease=lease)) as harness:
         assert harness.command(ALICE, "job submit").status == 200
         assert asked.wait(5), "the form was not opened"
-        for _ in range(30):  # five leases go by, as time does: a step at a time
+        for _ in range(50):  # nearly three leases go by, as time does: a step at a time
             time.sleep(0.05)
             clock.advance(timedelta(seconds=0.05))
         slack_answers.set()
