@@ -162,13 +162,7 @@ _processors: dict[Dialect, list[Callable[[Any], Any] | None]] = {}
 
 def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     """The rows' values, flat, each as its column's type binds it on this dialect."""
-    processors = _processors.get(dialect)
-    if processors is None:
-        columns = InboxRow.__table__.c
-        processors = _processors[dialect] = [
-            columns[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in _ACCEPT_COLUMNS
-        ]
+    processors = _column_processors(dialect)
     # The rows of a batch share their times: each is bound once.
     times: dict[tuple[int, datetime], Any] = {}
     bound: list[Any] = []
@@ -188,9 +182,20 @@ def _bound(dialect: Dialect, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
 
 def received_at_bound(dialect: Dialect, now: datetime) -> Any:
     """`now` as the acks' insert binds it into `received_at` (`_bound`), to find its rows."""
-    _bound(dialect, [])  # the processors, found once
-    process = _processors[dialect][_ACCEPT_COLUMNS.index("received_at")]
+    process = _column_processors(dialect)[_ACCEPT_COLUMNS.index("received_at")]
     return now if process is None else process(now)
+
+
+def _column_processors(dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+    """Each of `_ACCEPT_COLUMNS`' bind processors on this dialect, found once."""
+    processors = _processors.get(dialect)
+    if processors is None:
+        columns = InboxRow.__table__.c
+        processors = _processors[dialect] = [
+            columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in _ACCEPT_COLUMNS
+        ]
+    return processors
 
 
 def _row_values(arrival: Arrival, now: datetime, lease: timedelta) -> tuple[Any, ...]:

@@ -37,6 +37,7 @@ from approvals.inbox import InboxItem
 from approvals.inbox_accept import Arrival
 from approvals.inbox_writer import KeepUnconfirmed, acks_writer
 from approvals.replies import Reply
+from bot.lease_keeper import LeaseKeeper
 from bot.logs import correlated
 from bot.slack.deliveries import Delivery, delivery_key, inbox_payload
 from bot.slack.identity import Identity
@@ -44,7 +45,7 @@ from bot.slack.payloads import team_id_of, user_id_of
 from bot.slack.response_urls import ResponseUrls
 from bot.slack.telling import tell
 from bot.wiring import Core
-from bot.work import InboxWorker, LeaseKeeper
+from bot.work import InboxWorker
 from commands import models as m
 
 log = logging.getLogger(__name__)
