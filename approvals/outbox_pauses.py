@@ -6,12 +6,15 @@ edge asks `blocking(scopes)` before a call, and reports what happened after it:
 
 - a 429 (`rate_limited`) pauses the scope for its Retry-After, whatever message hit it;
 - a 5xx or a timeout (`failing`) pauses it for a short backoff that grows with each
-  consecutive failure, capped, with jitter so replicas do not probe in step;
+  consecutive failure, capped, with jitter so replicas do not probe in step; only the
+  first failure in a row costs the probing message an attempt (the later ones are Slack's
+  outage, not the message's fault);
 - the first call that gets through after a pause (`lifted`) removes it and wakes the
   messages that were put back for it (`OutboxRow.waiting_for`).
 
-So during an outage one message at a time probes each scope, the others wait without
-spending their attempts, and everything flows again within the cap of recovery.
+So during an outage one message at a time probes each scope (a different one each time:
+`OutboxWorker.run_once`), the others wait without spending their attempts, an outage of
+any length dead-letters nothing, and everything flows again within the cap of recovery.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Pause:
     scope: str
     until: datetime
     cause: str
+    failures: int = 0  # the scope's failures in a row, this one included (FAILING only)
 
 
 def transient_backoff(
@@ -48,7 +52,8 @@ def transient_backoff(
 ) -> timedelta:
     """1 s, 2 s, 4 s ... up to `cap` for the `failures`-th failure in a row, each drawn
     between half and all of that ("equal jitter": never zero, never in lockstep)."""
-    ceiling = min(FIRST_BACKOFF * 2 ** max(failures - 1, 0), cap).total_seconds()
+    # The exponent is bounded: an outage's failures in a row have no bound, a timedelta has.
+    ceiling = min(FIRST_BACKOFF * 2 ** min(max(failures - 1, 0), 20), cap).total_seconds()
     return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
@@ -132,7 +137,7 @@ class OutboxPauses:
                     },
                 )
             )
-        return Pause(scope, until, FAILING)
+        return Pause(scope, until, FAILING, failures)
 
     def lifted(self, scopes: list[str]) -> int:
         """A call got through after these scopes' pauses ran out: remove them and make the
@@ -154,7 +159,7 @@ class OutboxPauses:
                     OutboxRow.waiting_for.in_(scopes),
                     OutboxRow.next_attempt_at > now,
                 )
-                .values(next_attempt_at=now, waiting_for=None)
+                .values(next_attempt_at=now, waiting_for=None, last_error=None)
                 .execution_options(synchronize_session=False)
             )
             return int(getattr(woken, "rowcount", 0) or 0)

@@ -8,8 +8,11 @@ What the edge reports decides what happens to a row:
 - `DeliveryPaused`: the edge did not try, because what the message needs is paused
   (Slack's Retry-After, or another message is probing a failing Slack). The row waits for
   the pause and keeps its attempts: a rate limit is not a failure.
-- `RetryableDeliveryError`: a 5xx, a timeout. One attempt spent; tried again after a short
-  capped backoff with jitter. After `max_attempts` the row is dead-lettered (`dead`).
+- `RetryableDeliveryError`: a 5xx, a timeout. One attempt spent, unless the edge was
+  already failing (an outage: the row only probed it, and the next probe is another
+  row's); tried again after a short capped backoff with jitter. After `max_attempts` the
+  row is dead-lettered (`dead`): a message Slack keeps failing on while others get
+  through, never one held up by an outage, however long.
 - `PermanentDeliveryError`: the edge will never take it (`failed`).
 Dead and failed rows are logged at ERROR and reported to the workspace's leads.
 """
@@ -44,11 +47,28 @@ MAX_ATTEMPTS = 20
 
 class RetryableDeliveryError(Exception):
     """Tried and failed, try again later: a 5xx, a timeout. `retry_after` (seconds), when
-    given, is when the edge wants the next try; otherwise the worker's backoff decides."""
+    given, is when the edge wants the next try; otherwise the worker's backoff decides.
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    `failing_scope`: the failure paused that scope for every message (the edge's
+    `failing`), and it was the scope's `failures_in_a_row`-th. Only the first in a row is
+    charged to the message: the later ones are the edge's outage, whatever message probed."""
+
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        failing_scope: str | None = None,
+        failures_in_a_row: int = 0,
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.failing_scope = failing_scope
+        self.failures_in_a_row = failures_in_a_row
+
+    @property
+    def during_an_outage(self) -> bool:
+        return self.failing_scope is not None and self.failures_in_a_row > 1
 
 
 class DeliveryPaused(RetryableDeliveryError):
@@ -68,6 +88,13 @@ class Deliverer(Protocol):
     def deliver(self, row: OutboxRow) -> None:
         """Deliver one message or raise one of the two errors above."""
         ...
+
+
+def _failed_its_last_try(row: OutboxRow) -> bool:
+    # A failure charged to the row leaves its error and nothing to wait for; a row put back
+    # for a pause (or for an outage it probed) is `waiting_for` it, and one woken when the
+    # pause lifted carries no error.
+    return row.last_error is not None and row.waiting_for is None
 
 
 def _ordering_key(row: OutboxRow) -> str | None:
@@ -103,26 +130,45 @@ class OutboxWorker:
         return outbox.claim(self.store, row_id, self.worker_id, self.clock.now(), CLAIM_FOR)
 
     def run_once(self, limit: int = 200) -> int:
-        """Deliver what is due now. Returns how many messages were delivered."""
+        """Deliver what is due now. Returns how many messages were delivered.
+
+        Rows whose last try was charged an attempt go after the others: while Slack is
+        up, a message Slack fails on then cannot keep its scope paused for everyone (the
+        others' calls get through between its tries, so each of its failures is the first
+        in a row, charged to it, and it runs out of attempts on its own). In an outage
+        the oldest row probes, charged only for the outage's first failure, so the order
+        holds when Slack is back."""
         now = self.clock.now()
         rows = outbox.pending_in_order(self.store, limit)
         blocked: set[str] = set()
+        failed_last: list[OutboxRow] = []
         delivered = 0
         for row in rows:
             key = _ordering_key(row)
             if key is not None and key in blocked:
                 continue
-            due = row.next_attempt_at <= now
-            claimed_elsewhere = row.claimed_until is not None and row.claimed_until >= now
-            if not due or claimed_elsewhere or not self._claim(row.id):
+            if _failed_its_last_try(row):
+                failed_last.append(row)
                 if key is not None:
-                    blocked.add(key)  # keep later messages about it behind this one
+                    blocked.add(key)  # the head of its key, tried in the second round
                 continue
-            if self._deliver(row):
-                delivered += 1
-            elif key is not None:
-                blocked.add(key)
+            delivered += self._try(row, key, now, blocked)
+        for row in failed_last:
+            delivered += self._try(row, _ordering_key(row), now, blocked)
         return delivered
+
+    def _try(self, row: OutboxRow, key: str | None, now: datetime, blocked: set[str]) -> int:
+        due = row.next_attempt_at <= now
+        claimed_elsewhere = row.claimed_until is not None and row.claimed_until >= now
+        if not due or claimed_elsewhere or not self._claim(row.id):
+            if key is not None:
+                blocked.add(key)  # keep later messages about it behind this one
+            return 0
+        if self._deliver(row):
+            return 1
+        if key is not None:
+            blocked.add(key)
+        return 0
 
     def _deliver(self, row: OutboxRow) -> bool:
         # Logged under the id of the work that queued the message (approvals/correlation.py).
@@ -136,7 +182,10 @@ class OutboxWorker:
             self._wait_for_pause(row, exc)
             return False
         except RetryableDeliveryError as exc:
-            self._reschedule(row, str(exc), exc.retry_after)
+            if exc.during_an_outage:
+                self._probed_an_outage(row, exc)
+            else:
+                self._reschedule(row, str(exc), exc.retry_after)
             return False
         except PermanentDeliveryError as exc:
             self._give_up(row, str(exc))
@@ -153,6 +202,23 @@ class OutboxWorker:
         log.info("outbox message %s (%s) waits for %s", row.id, row.kind, paused)
         outbox.wait_for_pause(
             self.store, row.id, max(paused.until, self.clock.now()), paused.scope, str(paused)
+        )
+
+    def _probed_an_outage(self, row: OutboxRow, failed: RetryableDeliveryError) -> None:
+        """The row's call found its scope still failing: it waits for the pause like the
+        others (woken when a call gets through), attempts untouched."""
+        assert failed.failing_scope is not None
+        wait = timedelta(seconds=failed.retry_after or 0)
+        log.warning(
+            "outbox message %s (%s) found %s still failing (%s in a row); tried again in %ss",
+            row.id,
+            row.kind,
+            failed.failing_scope,
+            failed.failures_in_a_row,
+            wait.total_seconds(),
+        )
+        outbox.wait_for_pause(
+            self.store, row.id, self.clock.now() + wait, failed.failing_scope, str(failed)
         )
 
     def _reschedule(self, row: OutboxRow, reason: str, retry_after: float | None) -> None:

@@ -134,7 +134,12 @@ class DeliveryContext:
 
     def _retry_later(self, reason: str, pause: Pause) -> RetryableDeliveryError:
         wait = (pause.until - self.core.clock.now()).total_seconds()
-        return RetryableDeliveryError(reason, retry_after=max(wait, 0.001))
+        return RetryableDeliveryError(
+            reason,
+            retry_after=max(wait, 0.001),
+            failing_scope=pause.scope,
+            failures_in_a_row=pause.failures,
+        )
 
     def post(
         self,

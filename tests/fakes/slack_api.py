@@ -506,6 +506,7 @@ class _State:
     fail_next: dict[str, list[_FailNext]] = field(default_factory=dict)
     lose_answers: dict[str, list[_LoseAnswer]] = field(default_factory=dict)
     failing_channels: dict[str, str] = field(default_factory=dict)
+    failing_texts: dict[str, int] = field(default_factory=dict)  # text -> HTTP status
     outage: _FailNext | None = None
     last_ts_micros: int = 0
 
@@ -683,6 +684,13 @@ class FakeSlack(ServesWhileOpen):
         with self._lock:
             self._state.failing_channels[channel] = error
 
+    def fail_messages_containing(self, text: str, *, status: int = 500) -> None:
+        """Every later `chat.postMessage` whose text holds `text` answers `status`
+        (`internal_error`), while every other call works: a message Slack fails on, not an
+        outage."""
+        with self._lock:
+            self._state.failing_texts[text] = status
+
     def lose_answer(
         self, method: str, *, delay: float = 0.0, status: int | None = 500, times: int = 1
     ) -> None:
@@ -700,6 +708,7 @@ class FakeSlack(ServesWhileOpen):
             self._state.lose_answers.clear()
             self._state.fail_next.clear()
             self._state.failing_channels.clear()
+            self._state.failing_texts.clear()
             self._state.outage = None
 
     # ---- inspecting ------------------------------------------------------------------
@@ -839,6 +848,11 @@ class FakeSlack(ServesWhileOpen):
             channel = params.get("channel")
             if isinstance(channel, str) and channel in self._state.failing_channels:
                 raise SlackApiFailure(self._state.failing_channels[channel])
+            text = params.get("text")
+            if method == "chat.postMessage" and isinstance(text, str):
+                for failing, status in self._state.failing_texts.items():
+                    if failing in text:
+                        raise SlackApiFailure("internal_error", status=status)
             self._check_scope(method, params)
             return 200, self._scope_headers(), {"ok": True, **handler(params)}
         except SlackApiFailure as failure:

@@ -1,7 +1,8 @@
 """The outbox through a Slack outage: a 429 pauses its method (and channel) for every
 message and every worker without costing attempts; 5xx are probed by one message at a time
-with a capped backoff, so everything arrives once, in order, within 15 s of recovery; a
-message that keeps failing is dead-lettered and the leads are told."""
+with a capped backoff, so everything arrives once, in order, within 15 s of recovery, and an
+outage of any length dead-letters nothing; a message Slack keeps failing on while others
+get through is dead-lettered and the leads are told."""
 
 from __future__ import annotations
 
@@ -200,31 +201,102 @@ def test_a_rate_limited_then_failing_slack_costs_only_the_failed_attempts(
     assert [m.text for m in fake_slack.messages_in(CHANNEL)] == [f"notice {n}" for n in range(20)]
 
 
-def test_a_message_that_keeps_failing_is_dead_lettered_and_the_leads_told(
+def test_an_outage_longer_than_every_attempt_dead_letters_nothing(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack, bot: SlackBot
+) -> None:
+    """Twenty attempts at the capped backoff last about two and a half minutes: charged to
+    the message probing the outage, they dead-lettered it three minutes into any longer
+    one, and then the next oldest, one message every few minutes."""
+    for person, cluster in REQUESTS:
+        reply = core.service.handle_text(
+            person, f"/aml access request {cluster} --for 2h --reason 'fine-tune BERT'"
+        )
+        assert reply.ok, reply.text
+    channel_notices(core, 10)
+    worker = a_worker(core, bot)
+    fake_slack.fail_every_call(status=503)
+    for _ in range(int(timedelta(minutes=8) / POLL)):
+        worker.run_once()
+        clock.advance(POLL)
+    assert [r.id for r in rows(core) if r.status != "pending"] == []
+    assert max(r.attempts for r in rows(core)) <= 1  # only the outage's first failure
+
+    fake_slack.clear_failures()
+    recovered_at = clock.now()
+    last_sent = run_until_sent(worker, clock, core, limit=timedelta(minutes=2))
+
+    assert last_sent - recovered_at <= RECOVERY_BOUND
+    assert {r.status for r in rows(core)} == {"sent"}
+    texts = [m.all_text for m in fake_slack.messages_in(CHANNEL) if m.thread_ts is None]
+    assert len(texts) == 4 + 10
+
+
+def test_a_message_slack_keeps_failing_on_is_dead_lettered_and_the_others_flow(
     core: Core,
     clock: ManualClock,
     fake_slack: FakeSlack,
     bot: SlackBot,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    channel_notices(core, 1)
+    """One message Slack answers 500 for, while everything else gets through: its failures
+    are its own (each the first in a row, as the others' calls succeed between its tries,
+    which go after theirs), so it runs out of attempts, and it never holds the others back
+    for longer than its one pause."""
+    with core.store.transaction() as session:
+        outbox.enqueue(
+            session,
+            outbox.CHANNEL_NOTICE,
+            {"workspace": "demo", "text": "the poisoned notice"},
+            now=core.clock.now(),
+        )
+    fake_slack.fail_messages_containing("poisoned")
     worker = a_worker(core, bot, max_attempts=3)
-    fake_slack.fail_every_call(status=503)
     with caplog.at_level(logging.ERROR, logger="bot.outbox_worker"):
-        for _ in range(40):
+        for n in range(60):  # a busy bot: something else to say every second
+            with core.store.transaction() as session:
+                outbox.enqueue(
+                    session,
+                    outbox.CHANNEL_NOTICE,
+                    {"workspace": "demo", "text": f"notice {n}"},
+                    now=core.clock.now(),
+                )
             worker.run_once()
             clock.advance(POLL)
             if rows(core)[0].status != "pending":
                 break
 
-    (dead, report) = rows(core)
-    assert dead.status == "dead" and dead.attempts == 3
-    assert report.kind == outbox.PERSON_NOTICE and report.payload["person"] == "bob"
+    dead = rows(core)[0]
+    assert dead.status == "dead" and dead.attempts == 3, (dead.status, dead.attempts)
     assert "gave up after 3 attempts" in (dead.last_error or "")
     assert any("dead-lettered" in r.getMessage() for r in caplog.records)
+    (report,) = [r for r in rows(core) if r.kind == outbox.PERSON_NOTICE]
+    assert report.payload["person"] == "bob"
 
-    fake_slack.clear_failures()
     run_until_sent(worker, clock, core, limit=timedelta(seconds=30))
+    sent = [m.text for m in fake_slack.messages_in(CHANNEL)]
+    assert sent == [f"notice {k}" for k in range(n + 1)]  # all of them, once, in order
+    assert max(r.sent_at - r.created_at for r in rows(core) if r.sent_at) <= 2 * POLL
     (told,) = fake_slack.messages_in(BOB)
     assert "could not deliver" in told.all_text and "dead-lettered" in told.all_text
-    assert fake_slack.messages_in(CHANNEL) == []
+
+
+def test_a_lone_message_failing_is_kept_trying_as_an_outage_would_be(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack, bot: SlackBot
+) -> None:
+    """Alone, a message Slack keeps failing on looks exactly like an outage: it is tried
+    again every few seconds and not dead-lettered, until another message gets through."""
+    channel_notices(core, 1)
+    worker = a_worker(core, bot, max_attempts=3)
+    fake_slack.fail_every_call(status=500)
+    for _ in range(120):
+        worker.run_once()
+        clock.advance(POLL)
+    (waiting,) = rows(core)
+    assert waiting.status == "pending" and waiting.attempts == 1
+    with core.store.transaction() as session:
+        (pause,) = session.scalars(select(DeliveryPauseRow))
+    assert 12 <= pause.failures <= 30  # tried every few seconds, every 10 s at most
+
+    fake_slack.clear_failures()
+    run_until_sent(worker, clock, core, limit=RECOVERY_BOUND)
+    assert [m.text for m in fake_slack.messages_in(CHANNEL)] == ["notice 0"]
