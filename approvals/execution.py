@@ -197,13 +197,28 @@ class Execution(WorkflowBase):
         """The outcome, queued in the transaction that ended the request (so exactly once).
         A lead decided it: a card exists and the asker waits. Policy ran it at once: the
         asker read the outcome in the reply, unless the first attempt did not finish it
-        (interrupted, or retried later), so the reply promised to tell them."""
+        (interrupted, or retried later) or the command was answered again while it was in
+        flight (`owe_outcome`), so a reply promised to tell them."""
         if done.approvals_needed:
             outbox.enqueue(session, outbox.REQUEST_UPDATED, {"request_id": done.id}, now=now)
-        if done.approvals_needed or done.attempts > 1:
+        if done.approvals_needed or done.attempts > 1 or done.outcome_owed:
             outbox.notify_person(
                 session, done.requester, self.outcome_text(done), now=now, request_id=done.id
             )
+
+    def owe_outcome(self, request_id: int) -> RequestRow:
+        """Promise the requester the outcome of a request in flight, and return it as it
+        now stands. Compare-and-set on the status: against the transaction that ends the
+        request, either the promise lands first (and that transaction reads it) or the
+        request has ended (and the caller answers with its outcome)."""
+        with self.store.transaction() as session:
+            session.execute(
+                update(RequestRow)
+                .where(RequestRow.id == request_id, RequestRow.status.in_(leases.IN_FLIGHT))
+                .values(outcome_owed=True)
+                .execution_options(synchronize_session=False)
+            )
+            return self.load(session, request_id)
 
     def outcome_text(self, row: RequestRow) -> str:
         ref = short_ref(row.id)

@@ -14,6 +14,7 @@ from typing import Any
 from approvals.drift import check_workspace, fix_request, settle_finding
 from approvals.idle.actions import request_compute_change
 from approvals.idle.digest import idle_report
+from approvals.leases import IN_FLIGHT
 from approvals.replies import Reply
 from approvals.service_asks import AskCommands
 from approvals.service_jobs import JobCommands
@@ -90,6 +91,10 @@ class AmlService(JobCommands, QueryCommands, AskCommands):
         was marked done): the request it opened then, as it stands, not a second one."""
         if row.status == RequestStatus.PENDING:
             return self._pending_reply(self.config.workspaces[row.workspace], row)
+        if row.status in IN_FLIGHT:
+            # "You will hear the outcome": whoever ends it must then say it, though policy
+            # ran it (whose first reply would have carried the outcome).
+            row = self.workflow.owe_outcome(row.id)
         return Reply(
             text=self.workflow.outcome_text(row),
             ok=row.status != RequestStatus.FAILED,

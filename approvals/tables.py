@@ -119,6 +119,9 @@ class RequestRow(Base):
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     # Carry-outs started: the first, then one per resumption; bounded by leases.MAX_ATTEMPTS.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A reply said "you will hear the outcome" (a command handled again while its request
+    # was in flight): the end of it is sent to the requester, even when policy ran it.
+    outcome_owed: Mapped[bool] = mapped_column(default=False, server_default="0")
     # The inbound delivery that opened it, with its action (`origin_of`): unique, so a
     # delivery handled twice opens one request. None when nothing inbound asked (a sweep).
     origin: Mapped[str | None] = mapped_column(String(255), index=True, unique=True)

@@ -499,6 +499,7 @@ def run_now_round(
     if len(ids) != 2:
         result.problems.append(f"two commands opened {len(ids)} requests: {ids}")
     answers = bot.slack.response_posts()[answers_before:]
+    promised: dict[int, str] = {}  # requests whose sender was told "you will hear the outcome"
     for request_id in ids:
         with engine.connect() as connection:
             requester = connection.scalar(
@@ -510,9 +511,22 @@ def run_now_round(
             result.problems.append(f"#{request_id}: its sender got no answer")
         elif not all(re.search(rf"#{request_id}\b|amlbot-{request_id}-", text_) for text_ in mine):
             result.problems.append(f"#{request_id}: an answer names another request: {mine}")
+        elif all("is being carried out" in text_ for text_ in mine):
+            promised[request_id] = sender
     deadline = time.monotonic() + 45
     while True:
         problems = check_promises(engine, bot.slack, ids, announced=False)
+        for request_id, sender in promised.items():
+            told = [
+                m.all_text
+                for m in bot.slack.messages_in(sender)
+                if re.search(rf"#{request_id}\b|amlbot-{request_id}-", m.all_text)
+            ]
+            if len(told) != 1:
+                problems.append(
+                    f"#{request_id}: its sender, promised the outcome, was told it "
+                    f"{len(told)} times: {told}"
+                )
         if not problems or time.monotonic() > deadline:
             result.problems += problems
             return result

@@ -8,18 +8,23 @@ of a real server mid-command is in tests/e2e/test_kill_loop.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
-from approvals import outbox
+from approvals import leases, outbox
 from approvals.config import AppConfig
 from approvals.correlation import delivering
 from approvals.payloads import RequestPayload
 from approvals.replies import Reply
+from approvals.scheduled import run_due
+from approvals.states import RequestStatus
 from approvals.tables import GrantRow, OutboxRow, RequestRow
 from bot.wiring import Core
 from tests.approvals.test_break_glass import EMERGENCY, with_break_glass
 from tests.approvals.test_until_done import local
+from workspaces.clock import ManualClock
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 JOB = f'/aml job submit --compute gpu-cluster --environment {ENV} --command "python train.py"'
@@ -104,3 +109,67 @@ def test_break_glass_handled_again_grants_and_asks_for_review_once(
     assert count(glass, RequestRow, RequestRow.action == "review") == 1
     assert count(glass, GrantRow) == 1
     assert len(local(glass).role_assignments()) == 1
+
+
+class ProcessDied(BaseException):
+    """The process being killed: nothing in the bot catches it."""
+
+
+def opened_then_died(core: Core, monkeypatch: pytest.MonkeyPatch, key: str) -> int:
+    """A job command policy runs at once, whose process dies after the request was opened
+    (approved, by policy) and before it was carried out: the reply was never sent."""
+
+    def dies(request_id: int) -> RequestRow:
+        raise ProcessDied
+
+    with monkeypatch.context() as patched:
+        patched.setattr(core.service.workflow, "execute", dies)
+        with pytest.raises(ProcessDied):
+            handled(core, key, 1, "alice", JOB)
+    with core.store.transaction() as session:
+        (row,) = session.scalars(select(RequestRow).where(RequestRow.action == "job"))
+        assert row.status == RequestStatus.APPROVED and row.approvals_needed == 0
+        return row.id
+
+
+def outcome_notices(core: Core, request_id: int) -> list[str]:
+    with core.store.transaction() as session:
+        rows = session.scalars(select(OutboxRow).where(OutboxRow.kind == outbox.PERSON_NOTICE))
+        return [
+            row.payload["text"]
+            for row in rows
+            if row.payload["person"] == "alice" and row.payload.get("request_id") == request_id
+        ]
+
+
+def test_a_command_answered_again_while_its_request_is_in_flight_hears_the_outcome_once(
+    core: Core, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handled again, the command answers "being carried out; alice hears the outcome": the
+    sweep that then carries out the policy-run request must say it, though its first (and
+    only) carry-out would otherwise count as one whose reply carried the outcome."""
+    grant_alice(core)
+    request_id = opened_then_died(core, monkeypatch, "slash_command:T6")
+
+    again = handled(core, "slash_command:T6", 2, "alice", JOB)
+    assert again.request_id == request_id and "is being carried out" in again.text
+    assert "alice hears the outcome" in again.text
+
+    clock.advance(leases.LEASE + timedelta(seconds=1))
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
+    (told,) = outcome_notices(core, request_id)
+    assert "submitted" in told
+    assert len(local(core).list_jobs(tag_filter={"amlbot-requester": "alice"})) == 1
+
+
+def test_a_command_answered_again_after_its_request_ended_is_told_once_in_the_answer(
+    core: Core, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grant_alice(core)
+    request_id = opened_then_died(core, monkeypatch, "slash_command:T7")
+    clock.advance(leases.LEASE + timedelta(seconds=1))
+    assert run_due(core, core.service.workflow, clock.now()).resumed == [request_id]
+
+    again = handled(core, "slash_command:T7", 2, "alice", JOB)
+    assert again.ok and "submitted" in again.text, again.text
+    assert outcome_notices(core, request_id) == []  # the answer was the telling
