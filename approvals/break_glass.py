@@ -12,22 +12,28 @@ Every lead of the workspace is told at once by DM.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from approvals import audit, outbox
 from approvals.config import WorkspaceConfig
 from approvals.payloads import AccessPayload, ReviewPayload
 from approvals.states import RequestStatus
-from approvals.tables import GrantStatus, RequestRow
+from approvals.tables import GrantRow, GrantStatus, RequestRow
 from approvals.wording import short_ref
 from approvals.workflow import Workflow, record_request
 from commands.durations import format_duration
-from shared.errors import PermissionRefusedError, UsageError
+from shared.errors import PermissionRefusedError, UsageError, UserError, WorkspaceError
+
+log = logging.getLogger(__name__)
 
 BREAK_GLASS = "break-glass"
+# Denied reviews the sweep checks for access still active: break-glass access lasts hours,
+# so this is far more than any could outlive its review's denial.
+DENIED_REVIEWS_LOOKED_AT = timedelta(days=30)
 
 
 def break_glass_duration(ws: WorkspaceConfig, person: str, asked: timedelta | None) -> timedelta:
@@ -160,11 +166,9 @@ class BreakGlass(Workflow):
 
     def deny_review(self, review: RequestRow, reviewed: ReviewPayload, actor: str) -> None:
         """A review denied: the emergency was not justified, so the access it gave ends now
-        (if it has not already)."""
-        from sqlalchemy import select
-
-        from approvals.tables import GrantRow
-
+        (if it has not already). Should this not happen (the process dies once the denial
+        is recorded, or the access is still being given), the sweep does it:
+        `revoke_expired_grants`."""
         with self.store.transaction() as session:
             grant = session.scalars(
                 select(GrantRow).where(GrantRow.request_id == reviewed.reviews)
@@ -179,8 +183,54 @@ class BreakGlass(Workflow):
                 target=short_ref(review.id),
             )
         if grant is not None and grant.status == GrantStatus.ACTIVE:
-            self.revoke_grant(
-                grant.id,
-                actor,
-                reason=f"{actor} found the break-glass use not justified on review",
+            self.revoke_grant(grant.id, actor, reason=_not_justified(actor))
+
+    def revoke_expired_grants(self) -> list[int]:
+        """Every grant past its expiry, and every break-glass grant still active though
+        its review was denied."""
+        return super().revoke_expired_grants() + self._revoke_where_review_denied()
+
+    def _revoke_where_review_denied(self) -> list[int]:
+        now = self.clock.now()
+        with self.store.transaction() as session:
+            denied = session.scalars(
+                select(RequestRow).where(
+                    RequestRow.status == RequestStatus.DENIED,
+                    RequestRow.action == "review",
+                    RequestRow.decided_at >= now - DENIED_REVIEWS_LOOKED_AT,
+                )
             )
+            deciders = {
+                review.payload.reviews: review.decided_by or BREAK_GLASS
+                for review in denied
+                if isinstance(review.payload, ReviewPayload)
+            }
+            if not deciders:
+                return []
+            still_active = list(
+                session.execute(
+                    select(GrantRow.id, GrantRow.request_id).where(
+                        GrantRow.request_id.in_(deciders), GrantRow.status == GrantStatus.ACTIVE
+                    )
+                )
+            )
+        revoked = []
+        for grant_id, request_id in still_active:
+            actor = deciders[request_id]
+            log.warning(
+                "grant %s is active though its break-glass review was denied by %s; revoking",
+                grant_id,
+                actor,
+            )
+            try:
+                self.revoke_grant(grant_id, actor, reason=_not_justified(actor))
+                revoked.append(grant_id)
+            except UserError:
+                continue  # another replica claimed it first
+            except WorkspaceError as exc:  # left `revoking`: the expiry sweep finishes it
+                log.warning("revoking grant %s failed, will retry: %s", grant_id, exc)
+        return revoked
+
+
+def _not_justified(actor: str) -> str:
+    return f"{actor} found the break-glass use not justified on review"

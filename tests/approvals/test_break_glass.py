@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from approvals import leases
 from approvals.config import AppConfig
 from approvals.config_access import BreakGlassPolicy
 from approvals.payloads import AccessPayload
+from approvals.scheduled import run_due
 from approvals.tables import GrantRow, RequestRow
 from approvals.wording import describe_request
 from bot.wiring import Core
@@ -108,6 +110,77 @@ def test_a_denied_review_ends_the_access(glass: Core, clock: ManualClock) -> Non
     assert grant.status == "revoked"
     told = [p["text"] for p in notices(glass) if p["person"] == "alice"]
     assert any("found the break-glass use not justified on review" in t for t in told), told
+
+
+class ProcessDied(BaseException):
+    """The process being killed: nothing in the bot catches it."""
+
+
+def role_assignments(core: Core) -> list[object]:
+    backend = core.backends("demo")
+    assert isinstance(backend, LocalWorkspace)
+    return list(backend.role_assignments())
+
+
+def the_grant(core: Core) -> GrantRow:
+    with core.store.transaction() as session:
+        return session.scalars(select(GrantRow)).one()
+
+
+def test_a_review_denied_by_a_process_that_died_before_revoking_still_ends_the_access(
+    glass: Core, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The denial is recorded, then the process dies before the revocation starts: the
+    deny handled again finds the review no longer pending, so only a sweep can end it."""
+    assert glass.service.handle_text("alice", EMERGENCY).ok
+
+    def dies(*args: object) -> None:
+        raise ProcessDied
+
+    with monkeypatch.context() as patched:
+        patched.setattr(glass.service.workflow, "deny_review", dies)
+        with pytest.raises(ProcessDied):
+            glass.service.handle_text("bob", 'deny 2 --reason "not an emergency"')
+    again = glass.service.handle_text("bob", 'deny 2 --reason "not an emergency"')
+    assert not again.ok and "no longer pending" in again.text, again.text
+    assert the_grant(glass).status == "active" and len(role_assignments(glass)) == 1
+
+    clock.advance(timedelta(seconds=5))  # the next round of the sweeps, well before expiry
+    assert run_due(glass, glass.service.workflow, clock.now()).revoked == [the_grant(glass).id]
+    assert the_grant(glass).status == "revoked" and role_assignments(glass) == []
+    assert the_grant(glass).revoked_by == "bob"
+    told = [p["text"] for p in notices(glass) if p["person"] == "alice"]
+    assert sum("not justified on review" in t for t in told) == 1, told
+
+
+def test_a_review_denied_while_the_access_is_still_being_given_ends_it_once_given(
+    glass: Core, clock: ManualClock
+) -> None:
+    """Azure gave the access, then the process died before the grant was written down: the
+    lead denies the review meanwhile (no grant to revoke yet); the resumed carry-out writes
+    the grant, and the sweep takes it away."""
+    real = glass.backends("demo")
+
+    class DiesAfterTheGrant:
+        def grant_cluster_access(self, grant: object) -> object:
+            real.grant_cluster_access(grant)  # type: ignore[arg-type]
+            raise ProcessDied
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    glass.backends.install("demo", DiesAfterTheGrant())  # type: ignore[arg-type]
+    with pytest.raises(ProcessDied):
+        glass.service.handle_text("alice", EMERGENCY)
+    glass.backends.install("demo", real)
+    assert glass.service.handle_text("bob", 'deny 2 --reason "not an emergency"').ok
+
+    clock.advance(leases.LEASE + timedelta(seconds=1))
+    assert run_due(glass, glass.service.workflow, clock.now()).resumed == [1]
+    assert the_grant(glass).status == "active"  # written by the resumed carry-out
+    clock.advance(timedelta(seconds=5))
+    assert run_due(glass, glass.service.workflow, clock.now()).revoked == [the_grant(glass).id]
+    assert the_grant(glass).status == "revoked" and role_assignments(glass) == []
 
 
 def test_a_review_not_done_in_time_expires_and_says_so(glass: Core, clock: ManualClock) -> None:
