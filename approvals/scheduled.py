@@ -136,15 +136,18 @@ def run_due(
                 with report.lock:
                     report.job_changes += changes
 
-            steps.append(WorkspaceStep(f"jobs:{ws.name}", subscription, follow))
-
             def work(name: str = ws.name) -> None:
                 done = sweeps.end_grants_whose_work_ended(name)
-                report.work_ended.extend(done.ended)
-                report.work_warned.extend(done.warned)
+                with report.lock:
+                    report.work_ended.extend(done.ended)
+                    report.work_warned.extend(done.warned)
 
-            _step(report, f"jobs:{ws.name}", follow)
-            _step(report, f"work:{ws.name}", work)
+            def follow_then_end_work(name: str = ws.name) -> None:
+                # Grants tied to a job end on the job states just read.
+                _step(report, f"jobs:{name}", lambda: follow(name))
+                _step(report, f"work:{name}", lambda: work(name))
+
+            steps.append(WorkspaceStep(f"jobs:{ws.name}", subscription, follow_then_end_work))
         drift = ws.policy.drift
         if (
             drift.enabled

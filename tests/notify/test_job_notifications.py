@@ -10,6 +10,7 @@ import pytest
 
 from approvals.following.jobs import follow_jobs, record_job_status
 from approvals.idle.spend import idle_spend_between
+from approvals.scheduled import run_due
 from approvals.tables import JobRow
 from bot.wiring import Core
 from shared.errors import TransientError
@@ -110,6 +111,17 @@ def test_following_costs_one_list_call_per_workspace_per_sweep(
     counting.calls.clear()
     follow_jobs(core, clock.now() + RUNNING_AT, idle_spend=idle_spend_between)
     assert counting.calls == ["list_jobs"]
+
+
+def test_a_round_of_the_sweeps_follows_each_workspaces_jobs_once(
+    core: Core, clock: ManualClock, counting: CountingBackend
+) -> None:
+    """The round ran job following twice per workspace (once inline, once on the pool):
+    twice the ARM reads, and the workspaces' polls one after another."""
+    submit_job(core)
+    counting.calls.clear()
+    run_due(core, core.service.workflow, clock.now() + RUNNING_AT)
+    assert counting.calls.count("list_jobs") == 1
 
 
 def test_an_older_status_never_follows_a_newer_one(core: Core, clock: ManualClock) -> None:
