@@ -168,11 +168,32 @@ def claim(store: Store, row_id: int, worker_id: str, now: datetime, claim_for: t
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def mark_sent(store: Store, row_id: int, now: datetime) -> None:
+def _held_by(row_id: int, holder: str | None) -> list[Any]:
+    """The row, only while `holder` (when given) still has its claim: a worker whose
+    claim another took over leaves the row to that one."""
+    where: list[Any] = [OutboxRow.id == row_id]
+    if holder is not None:
+        where.append(OutboxRow.claimed_by == holder)
+    return where
+
+
+def renew_claim(store: Store, row_id: int, holder: str, until: datetime) -> bool:
+    """Move `holder`'s claim on to `until` while it delivers (compare-and-set on it)."""
     with store.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == row_id)
+            .where(*_held_by(row_id, holder), OutboxRow.status == OutboxStatus.PENDING)
+            .values(claimed_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def mark_sent(store: Store, row_id: int, now: datetime, *, holder: str | None = None) -> bool:
+    with store.transaction() as session:
+        result = session.execute(
+            update(OutboxRow)
+            .where(*_held_by(row_id, holder))
             .values(
                 status=OutboxStatus.SENT,
                 sent_at=now,
@@ -181,31 +202,49 @@ def mark_sent(store: Store, row_id: int, now: datetime) -> None:
                 last_error=None,
                 waiting_for=None,
             )
+            .execution_options(synchronize_session=False)
         )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def wait_for_pause(store: Store, row_id: int, until: datetime, scope: str, why: str) -> None:
+def wait_for_pause(
+    store: Store,
+    row_id: int,
+    until: datetime,
+    scope: str,
+    why: str,
+    *,
+    holder: str | None = None,
+) -> bool:
     """Put the row back until `until`, its attempts untouched: a pause is not a failure."""
     with store.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == row_id)
+            .where(*_held_by(row_id, holder))
             .values(
                 next_attempt_at=until,
                 waiting_for=scope,
                 claimed_until=None,
                 last_error=why[:1000],
             )
+            .execution_options(synchronize_session=False)
         )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def reschedule(
-    store: Store, row_id: int, attempts: int, next_attempt_at: datetime, why: str
-) -> None:
+    store: Store,
+    row_id: int,
+    attempts: int,
+    next_attempt_at: datetime,
+    why: str,
+    *,
+    holder: str | None = None,
+) -> bool:
     with store.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == row_id)
+            .where(*_held_by(row_id, holder))
             .values(
                 attempts=attempts,
                 next_attempt_at=next_attempt_at,
@@ -213,7 +252,9 @@ def reschedule(
                 claimed_until=None,
                 last_error=why[:1000],
             )
+            .execution_options(synchronize_session=False)
         )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def give_up(
@@ -224,13 +265,14 @@ def give_up(
     reason: str,
     now: datetime,
     reports: Sequence[tuple[str, str]] = (),
-) -> None:
+    holder: str | None = None,
+) -> bool:
     """`failed` (refused for good) or `dead` (too many failed attempts), and in the same
     transaction a notice of it to each (person, text) of `reports`."""
     with store.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == row_id)
+            .where(*_held_by(row_id, holder), OutboxRow.status == OutboxStatus.PENDING)
             .values(
                 status=OutboxStatus.DEAD if dead else OutboxStatus.FAILED,
                 attempts=OutboxRow.attempts + 1,
@@ -238,7 +280,10 @@ def give_up(
                 waiting_for=None,
                 last_error=reason[:1000],
             )
+            .execution_options(synchronize_session=False)
         )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
         for person, text in reports:
             enqueue(
                 session,
@@ -247,6 +292,7 @@ def give_up(
                 now=now,
                 dedupe_key=f"delivery-report:{row_id}:{person}",
             )
+        return True
 
 
 def request_workspace(store: Store, request_id: int) -> str | None:

@@ -23,7 +23,10 @@ import logging
 import os
 import random
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -116,6 +119,7 @@ class OutboxWorker:
         max_attempts: int = MAX_ATTEMPTS,
         backoff_cap: timedelta = TRANSIENT_BACKOFF_CAP,
         rng: random.Random | None = None,
+        claim_for: timedelta = CLAIM_FOR,
     ) -> None:
         self.store = store
         self.deliverer = deliverer
@@ -124,10 +128,11 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
+        self.claim_for = claim_for
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def _claim(self, row_id: int) -> bool:
-        return outbox.claim(self.store, row_id, self.worker_id, self.clock.now(), CLAIM_FOR)
+        return outbox.claim(self.store, row_id, self.worker_id, self.clock.now(), self.claim_for)
 
     def run_once(self, limit: int = 200) -> int:
         """Deliver what is due now. Returns how many messages were delivered.
@@ -177,7 +182,8 @@ class OutboxWorker:
 
     def _deliver_correlated(self, row: OutboxRow) -> bool:
         try:
-            self.deliverer.deliver(row)
+            with self._claim_kept(row.id):
+                self.deliverer.deliver(row)
         except DeliveryPaused as exc:
             self._wait_for_pause(row, exc)
             return False
@@ -194,15 +200,53 @@ class OutboxWorker:
             log.exception("delivering outbox message %s failed", row.id)
             self._reschedule(row, f"{type(exc).__name__}: {exc}", None)
             return False
-        outbox.mark_sent(self.store, row.id, self.clock.now())
+        if not outbox.mark_sent(self.store, row.id, self.clock.now(), holder=self.worker_id):
+            self._taken_over(row)
         return True
+
+    @contextmanager
+    def _claim_kept(self, row_id: int) -> Iterator[None]:
+        """Renew the claim every third of it while the row is delivered: a delivery is
+        several Slack calls, each up to its timeout, and another worker taking the row over
+        mid-way would find a step attempted but not yet shown, and post it again."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.claim_for.total_seconds() / 3):
+                try:
+                    until = self.clock.now() + self.claim_for
+                    if not outbox.renew_claim(self.store, row_id, self.worker_id, until):
+                        return
+                except Exception:
+                    log.exception("renewing the claim on outbox message %s failed", row_id)
+
+        keeper = threading.Thread(target=renew, name="amlbot-outbox-claim", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()  # no renewal after the row's outcome is written
+
+    def _taken_over(self, row: OutboxRow) -> None:
+        log.warning(
+            "outbox message %s (%s) was taken over by another worker; left to it",
+            row.id,
+            row.kind,
+        )
 
     def _wait_for_pause(self, row: OutboxRow, paused: DeliveryPaused) -> None:
         """Put the row back until the pause ends, attempts untouched."""
         log.info("outbox message %s (%s) waits for %s", row.id, row.kind, paused)
-        outbox.wait_for_pause(
-            self.store, row.id, max(paused.until, self.clock.now()), paused.scope, str(paused)
-        )
+        if not outbox.wait_for_pause(
+            self.store,
+            row.id,
+            max(paused.until, self.clock.now()),
+            paused.scope,
+            str(paused),
+            holder=self.worker_id,
+        ):
+            self._taken_over(row)
 
     def _probed_an_outage(self, row: OutboxRow, failed: RetryableDeliveryError) -> None:
         """The row's call found its scope still failing: it waits for the pause like the
@@ -217,9 +261,15 @@ class OutboxWorker:
             failed.failures_in_a_row,
             wait.total_seconds(),
         )
-        outbox.wait_for_pause(
-            self.store, row.id, self.clock.now() + wait, failed.failing_scope, str(failed)
-        )
+        if not outbox.wait_for_pause(
+            self.store,
+            row.id,
+            self.clock.now() + wait,
+            failed.failing_scope,
+            str(failed),
+            holder=self.worker_id,
+        ):
+            self._taken_over(row)
 
     def _reschedule(self, row: OutboxRow, reason: str, retry_after: float | None) -> None:
         attempts = row.attempts + 1
@@ -239,7 +289,11 @@ class OutboxWorker:
             backoff.total_seconds(),
             reason,
         )
-        outbox.reschedule(self.store, row.id, attempts, now + min(backoff, MAX_BACKOFF), reason)
+        until = now + min(backoff, MAX_BACKOFF)
+        if not outbox.reschedule(
+            self.store, row.id, attempts, until, reason, holder=self.worker_id
+        ):
+            self._taken_over(row)
 
     def _give_up(self, row: OutboxRow, reason: str, *, dead: bool = False) -> None:
         """`failed` (refused for good) or `dead` (too many failed attempts): either way
@@ -269,7 +323,16 @@ class OutboxWorker:
                 )
             )
             reports = [(lead, text) for lead in self.config.workspaces[workspace].team_leads]
-        outbox.give_up(self.store, row.id, dead=dead, reason=reason, now=now, reports=reports)
+        if not outbox.give_up(
+            self.store,
+            row.id,
+            dead=dead,
+            reason=reason,
+            now=now,
+            reports=reports,
+            holder=self.worker_id,
+        ):
+            self._taken_over(row)
 
     def _workspace_of(self, row: OutboxRow) -> str | None:
         payload = row.payload

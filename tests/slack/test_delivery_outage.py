@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -300,3 +303,59 @@ def test_a_lone_message_failing_is_kept_trying_as_an_outage_would_be(
     fake_slack.clear_failures()
     run_until_sent(worker, clock, core, limit=RECOVERY_BOUND)
     assert [m.text for m in fake_slack.messages_in(CHANNEL)] == ["notice 0"]
+
+
+def test_a_delivery_slower_than_its_claim_is_not_taken_over_and_posted_twice(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack, bot: SlackBot
+) -> None:
+    """Slack takes longer to answer a post than the claim lasts (a delivery is several
+    calls, each up to the client's timeout): the worker renews its claim while it delivers,
+    so another replica does not take the row over, find the step attempted but not yet
+    shown, and post it a second time."""
+    channel_notices(core, 1)
+    asked, slack_answers = threading.Event(), threading.Event()
+    post_as_usual = fake_slack._chat_post_message
+
+    def slow_post(params: dict[str, Any]) -> dict[str, Any]:
+        asked.set()
+        slack_answers.wait(10)
+        return post_as_usual(params)
+
+    fake_slack.add_method("chat.postMessage", slow_post)
+    claim = timedelta(seconds=0.9)  # renewed every 0.3 s
+    first = OutboxWorker(core.store, bot.deliverer, core.clock, core.config, claim_for=claim)
+    delivering = threading.Thread(target=first.run_once)
+    delivering.start()
+    assert asked.wait(5), "the notice was not posted"
+    for _ in range(50):  # nearly three claims go by, as time does: a step at a time
+        time.sleep(0.05)
+        clock.advance(timedelta(seconds=0.05))
+    second = another_replica(core, bot, fake_slack)
+    second.claim_for = claim
+    assert second.run_once() == 0  # the row is still the first worker's
+    slack_answers.set()
+    delivering.join(10)
+
+    assert [m.text for m in fake_slack.messages_in(CHANNEL)] == ["notice 0"]
+    (sent,) = rows(core)
+    assert sent.status == "sent" and sent.claimed_by == first.worker_id
+
+
+def test_a_worker_whose_claim_was_taken_over_leaves_the_outcome_to_the_new_holder(
+    core: Core, clock: ManualClock, fake_slack: FakeSlack, bot: SlackBot
+) -> None:
+    """A worker paused past its claim (a long GC, a frozen VM) comes back after another
+    took the row over: its late outcome must not overwrite the new holder's."""
+    channel_notices(core, 1)
+    stale = a_worker(core, bot)
+    (row,) = rows(core)
+    assert outbox.claim(core.store, row.id, stale.worker_id, clock.now(), timedelta(seconds=30))
+    clock.advance(timedelta(seconds=31))
+    assert another_replica(core, bot, fake_slack).run_once() == 1  # took it over, sent it
+
+    assert not outbox.give_up(
+        core.store, row.id, dead=True, reason="late", now=clock.now(), holder=stale.worker_id
+    )
+    assert not outbox.reschedule(core.store, row.id, 3, clock.now(), "late", holder=stale.worker_id)
+    (sent,) = rows(core)
+    assert sent.status == "sent" and sent.attempts == 1 and sent.last_error is None
