@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -97,10 +98,24 @@ def verify(verifier: SignatureVerifier, request: Request, body: bytes) -> Verifi
         raise Refused(400, "body is neither form fields nor JSON") from None
     if not isinstance(parsed, dict):
         raise Refused(400, "body (or its payload) is not a JSON object")
+    # Python's parser takes NaN and Infinity, which JSON (and PostgreSQL's json) does not:
+    # kept in the inbox, one would fail the insert of every arrival batched with it.
+    if ("NaN" in text or "Infinity" in text) and _holds_a_non_finite_number(parsed):
+        raise Refused(400, "body holds NaN or Infinity, which JSON does not allow")
     problem = shape_problem(parsed)
     if problem is not None:
         raise Refused(400, f"not a payload Slack sends: {problem}")
     return Verified(text, parsed)
+
+
+def _holds_a_non_finite_number(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_holds_a_non_finite_number(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_a_non_finite_number(item) for item in value)
+    return False
 
 
 def bolt_request(request: Request, verified: Verified) -> AsyncBoltRequest:

@@ -219,3 +219,19 @@ def pending_items(harness: SlackHarness) -> int:
             )
             or 0
         )
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_a_signed_payload_holding_a_number_json_does_not_allow_is_refused_whole(
+    harness: SlackHarness, number: str
+) -> None:
+    """Python's parser reads NaN and Infinity; PostgreSQL's json refuses them, and kept in
+    the inbox one failed the insert of every arrival batched with it (a 500 for each)."""
+    before = counts(harness)
+    user = f'{{"id": "{ALICE}", "username": {number}}}'
+    payload = f'{{"type": "block_actions", "user": {user}, "actions": []}}'
+    body = urlencode({"payload": payload})
+    response = post_signed(harness.url, "/slack/events", body, secret=SIGNING_SECRET)
+    assert response.status == 400
+    assert "NaN or Infinity" in response.body
+    assert counts(harness) == before
