@@ -625,6 +625,20 @@ class FakeSlack(ServesWhileOpen):
             if token is not None:
                 self._method_tokens[method] = token
 
+    def hold_answers(self, method: str) -> tuple[threading.Event, threading.Event]:
+        """Make `method` slow: each call sets the first event, then waits (up to 10 s) for
+        the second before it takes effect and answers. Returns (asked, answer)."""
+        asked, answer = threading.Event(), threading.Event()
+        as_usual = self._methods[method]
+
+        def held(params: JSONDict) -> JSONDict:
+            asked.set()
+            answer.wait(10)
+            return as_usual(params)
+
+        self.add_method(method, held)
+        return asked, answer
+
     def dm_channel_id(self, user_id: str) -> str:
         """The id `conversations.open` returns for `user_id` (deterministic)."""
         return f"D{user_id[1:]}"

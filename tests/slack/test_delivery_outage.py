@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -75,6 +74,15 @@ def channel_notices(core: Core, count: int) -> None:
                 {"workspace": "demo", "text": f"notice {n}"},
                 now=core.clock.now(),
             )
+
+
+def four_cards_and_ten_notices(core: Core) -> None:
+    for person, cluster in REQUESTS:
+        reply = core.service.handle_text(
+            person, f"/aml access request {cluster} --for 2h --reason 'fine-tune BERT'"
+        )
+        assert reply.ok, reply.text
+    channel_notices(core, 10)
 
 
 def rows(core: Core) -> list[OutboxRow]:
@@ -153,12 +161,7 @@ def test_a_429_on_one_channel_does_not_hold_back_another(
 def test_after_a_server_outage_everything_arrives_once_within_15_seconds(
     core: Core, clock: ManualClock, fake_slack: FakeSlack, bot: SlackBot
 ) -> None:
-    for person, cluster in REQUESTS:
-        reply = core.service.handle_text(
-            person, f"/aml access request {cluster} --for 2h --reason 'fine-tune BERT'"
-        )
-        assert reply.ok, reply.text
-    channel_notices(core, 10)
+    four_cards_and_ten_notices(core)
     worker = a_worker(core, bot)
     fake_slack.fail_every_call(status=500)
     for n in (1, 2, 3):  # decided during the outage: each card's update queues behind it
@@ -210,12 +213,7 @@ def test_an_outage_longer_than_every_attempt_dead_letters_nothing(
     """Twenty attempts at the capped backoff last about two and a half minutes: charged to
     the message probing the outage, they dead-lettered it three minutes into any longer
     one, and then the next oldest, one message every few minutes."""
-    for person, cluster in REQUESTS:
-        reply = core.service.handle_text(
-            person, f"/aml access request {cluster} --for 2h --reason 'fine-tune BERT'"
-        )
-        assert reply.ok, reply.text
-    channel_notices(core, 10)
+    four_cards_and_ten_notices(core)
     worker = a_worker(core, bot)
     fake_slack.fail_every_call(status=503)
     for _ in range(int(timedelta(minutes=8) / POLL)):
@@ -313,15 +311,7 @@ def test_a_delivery_slower_than_its_claim_is_not_taken_over_and_posted_twice(
     so another replica does not take the row over, find the step attempted but not yet
     shown, and post it a second time."""
     channel_notices(core, 1)
-    asked, slack_answers = threading.Event(), threading.Event()
-    post_as_usual = fake_slack._chat_post_message
-
-    def slow_post(params: dict[str, Any]) -> dict[str, Any]:
-        asked.set()
-        slack_answers.wait(10)
-        return post_as_usual(params)
-
-    fake_slack.add_method("chat.postMessage", slow_post)
+    asked, slack_answers = fake_slack.hold_answers("chat.postMessage")
     claim = timedelta(seconds=0.9)  # renewed every 0.3 s
     first = OutboxWorker(core.store, bot.deliverer, core.clock, core.config, claim_for=claim)
     delivering = threading.Thread(target=first.run_once)

@@ -5,10 +5,8 @@ acked it stops, or Slack's auth.test fails, before it is handled."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import select
 
@@ -173,15 +171,7 @@ def test_a_modal_slow_to_open_is_not_taken_over_by_a_worker(
     Building the form may wait on Azure for longer than the lease: the edge renews it, so no
     worker takes the item over and opens it again (with a trigger expired by then, which
     would tell the person to type the command again while their form is on its way)."""
-    asked, slack_answers = threading.Event(), threading.Event()
-    answer_as_usual = fake_slack._views_open
-
-    def slow_views_open(params: dict[str, Any]) -> dict[str, Any]:
-        asked.set()
-        slack_answers.wait(10)
-        return answer_as_usual(params)
-
-    fake_slack.add_method("views.open", slow_views_open)
+    asked, slack_answers = fake_slack.hold_answers("views.open")
     lease = timedelta(seconds=0.9)  # renewed every 0.3 s
     with running_bot(core, clock, fake_slack, SlackOptions(edge_lease=lease)) as harness:
         assert harness.command(ALICE, "job submit").status == 200
