@@ -77,12 +77,9 @@ class Execution(WorkflowBase):
         Azure failed for a passing reason and attempts remain."""
         ws = self.config.workspaces[row.workspace]
         heartbeat = leases.Heartbeat(
-            self.store,
-            self.clock,
-            row.id,
-            self.holder,
-            self.lease_length,
-            self.heartbeat_every,
+            leases.request_renewal(self.store, self.clock, row.id, self.holder, self.lease_length),
+            self.heartbeat_every or self.lease_length.total_seconds() / 3,
+            f"request {row.id}",
         )
         try:
             with heartbeat:

@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -120,33 +121,22 @@ def renew(session: Session, request_id: int, holder: str, until: datetime) -> bo
 
 
 class Heartbeat:
-    """Renews a request's lease every `every` seconds of wall time while the block runs.
+    """Calls `renew` every `every` seconds of wall time while the block runs, until it
+    answers False (the lease was taken over: stop renewing what is no longer ours). Used
+    for a request's lease while it is carried out (`request_renewal`) and an outbox row's
+    claim while it is delivered (`bot/outbox_worker.py`).
 
     A daemon thread: it dies with the process, which is the point (a dead process must stop
-    renewing). Times written come from the injected clock.
+    renewing). Leaving the block waits for the thread, so no renewal lands after what the
+    block's caller writes next.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        request_id: int,
-        holder: str,
-        length: timedelta = LEASE,
-        every: float | None = None,
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.request_id = request_id
-        self.holder = holder
-        self.length = length
-        self.every = every if every is not None else length.total_seconds() / 3
-        self.renewals = 0
-        self.lost = False
+    def __init__(self, renew: Callable[[], bool], every: float, what: str) -> None:
+        self.renew = renew
+        self.every = every
+        self.what = what
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"lease-heartbeat-{request_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="amlbot-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -164,22 +154,24 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                with self.store.transaction() as session:
-                    held = renew(
-                        session, self.request_id, self.holder, self.clock.now() + self.length
-                    )
+                held = self.renew()
             except Exception:
                 # The database is away for a moment: try again; if it stays away the lease
-                # runs out and another replica resumes the request, which is idempotent.
-                log.warning(
-                    "renewing the lease on request %s failed", self.request_id, exc_info=True
-                )
+                # runs out and another holder takes the work over, which is idempotent.
+                log.warning("renewing the lease on %s failed", self.what, exc_info=True)
                 continue
             if not held:
-                self.lost = True
-                log.warning(
-                    "the lease on request %s was taken over; no longer renewing it",
-                    self.request_id,
-                )
+                log.warning("the lease on %s was taken over; no longer renewing it", self.what)
                 return
-            self.renewals += 1
+
+
+def request_renewal(
+    store: Store, clock: Clock, request_id: int, holder: str, length: timedelta = LEASE
+) -> Callable[[], bool]:
+    """A `Heartbeat`'s renewal of a request's lease, while `holder` holds it."""
+
+    def renew_now() -> bool:
+        with store.transaction() as session:
+            return renew(session, request_id, holder, clock.now() + length)
+
+    return renew_now

@@ -168,13 +168,10 @@ def claim(store: Store, row_id: int, worker_id: str, now: datetime, claim_for: t
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def _held_by(row_id: int, holder: str | None) -> list[Any]:
-    """The row, only while `holder` (when given) still has its claim: a worker whose
-    claim another took over leaves the row to that one."""
-    where: list[Any] = [OutboxRow.id == row_id]
-    if holder is not None:
-        where.append(OutboxRow.claimed_by == holder)
-    return where
+def _held_by(row_id: int, holder: str) -> tuple[Any, ...]:
+    """The row, only while `holder` still has its claim: a worker whose claim another took
+    over leaves the row, and its outcome, to that one."""
+    return (OutboxRow.id == row_id, OutboxRow.claimed_by == holder)
 
 
 def renew_claim(store: Store, row_id: int, holder: str, until: datetime) -> bool:
@@ -189,7 +186,7 @@ def renew_claim(store: Store, row_id: int, holder: str, until: datetime) -> bool
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def mark_sent(store: Store, row_id: int, now: datetime, *, holder: str | None = None) -> bool:
+def mark_sent(store: Store, row_id: int, now: datetime, *, holder: str) -> bool:
     with store.transaction() as session:
         result = session.execute(
             update(OutboxRow)
@@ -214,7 +211,7 @@ def wait_for_pause(
     scope: str,
     why: str,
     *,
-    holder: str | None = None,
+    holder: str,
 ) -> bool:
     """Put the row back until `until`, its attempts untouched: a pause is not a failure."""
     with store.transaction() as session:
@@ -239,7 +236,7 @@ def reschedule(
     next_attempt_at: datetime,
     why: str,
     *,
-    holder: str | None = None,
+    holder: str,
 ) -> bool:
     with store.transaction() as session:
         result = session.execute(
@@ -265,7 +262,7 @@ def give_up(
     reason: str,
     now: datetime,
     reports: Sequence[tuple[str, str]] = (),
-    holder: str | None = None,
+    holder: str,
 ) -> bool:
     """`failed` (refused for good) or `dead` (too many failed attempts), and in the same
     transaction a notice of it to each (person, text) of `reports`."""

@@ -23,15 +23,13 @@ import logging
 import os
 import random
 import socket
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from approvals import outbox
 from approvals.config import AppConfig
+from approvals.leases import Heartbeat
 from approvals.outbox_pauses import TRANSIENT_BACKOFF_CAP, transient_backoff
 from approvals.store import Store
 from approvals.tables import OutboxRow
@@ -204,29 +202,16 @@ class OutboxWorker:
             self._taken_over(row)
         return True
 
-    @contextmanager
-    def _claim_kept(self, row_id: int) -> Iterator[None]:
-        """Renew the claim every third of it while the row is delivered: a delivery is
+    def _claim_kept(self, row_id: int) -> Heartbeat:
+        """The claim renewed every third of it while the row is delivered: a delivery is
         several Slack calls, each up to its timeout, and another worker taking the row over
         mid-way would find a step attempted but not yet shown, and post it again."""
-        done = threading.Event()
 
-        def renew() -> None:
-            while not done.wait(self.claim_for.total_seconds() / 3):
-                try:
-                    until = self.clock.now() + self.claim_for
-                    if not outbox.renew_claim(self.store, row_id, self.worker_id, until):
-                        return
-                except Exception:
-                    log.exception("renewing the claim on outbox message %s failed", row_id)
+        def renew() -> bool:
+            until = self.clock.now() + self.claim_for
+            return outbox.renew_claim(self.store, row_id, self.worker_id, until)
 
-        keeper = threading.Thread(target=renew, name="amlbot-outbox-claim", daemon=True)
-        keeper.start()
-        try:
-            yield
-        finally:
-            done.set()
-            keeper.join()  # no renewal after the row's outcome is written
+        return Heartbeat(renew, self.claim_for.total_seconds() / 3, f"outbox message {row_id}")
 
     def _taken_over(self, row: OutboxRow) -> None:
         log.warning(
