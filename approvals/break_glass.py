@@ -31,9 +31,6 @@ from shared.errors import PermissionRefusedError, UsageError, UserError, Workspa
 log = logging.getLogger(__name__)
 
 BREAK_GLASS = "break-glass"
-# Denied reviews the sweep checks for access still active: break-glass access lasts hours,
-# so this is far more than any could outlive its review's denial.
-DENIED_REVIEWS_LOOKED_AT = timedelta(days=30)
 
 
 def break_glass_duration(ws: WorkspaceConfig, person: str, asked: timedelta | None) -> timedelta:
@@ -191,32 +188,40 @@ class BreakGlass(Workflow):
         return super().revoke_expired_grants() + self._revoke_where_review_denied()
 
     def _revoke_where_review_denied(self) -> list[int]:
-        now = self.clock.now()
+        # Break-glass grants still active are few (they last hours at most), so the round
+        # reads them and their reviews, not every review ever denied.
         with self.store.transaction() as session:
-            denied = session.scalars(
-                select(RequestRow).where(
-                    RequestRow.status == RequestStatus.DENIED,
-                    RequestRow.action == "review",
-                    RequestRow.decided_at >= now - DENIED_REVIEWS_LOOKED_AT,
-                )
-            )
-            deciders = {
-                review.payload.reviews: review.decided_by or BREAK_GLASS
-                for review in denied
-                if isinstance(review.payload, ReviewPayload)
-            }
-            if not deciders:
-                return []
-            still_active = list(
-                session.execute(
-                    select(GrantRow.id, GrantRow.request_id).where(
-                        GrantRow.request_id.in_(deciders), GrantRow.status == GrantStatus.ACTIVE
+            given = {
+                grant_id: access.payload.review_request
+                for grant_id, access in session.execute(
+                    select(GrantRow.id, RequestRow)
+                    .join(RequestRow, RequestRow.id == GrantRow.request_id)
+                    .where(
+                        GrantRow.status == GrantStatus.ACTIVE,
+                        RequestRow.decided_by == BREAK_GLASS,
                     )
                 )
-            )
+                if isinstance(access.payload, AccessPayload)
+                and access.payload.review_request is not None
+            }
+            if not given:
+                return []
+            deciders = {
+                review_id: decided_by
+                for review_id, decided_by in session.execute(
+                    select(RequestRow.id, RequestRow.decided_by).where(
+                        RequestRow.id.in_(set(given.values())),
+                        RequestRow.status == RequestStatus.DENIED,
+                    )
+                )
+            }
+        still_active = [
+            (grant_id, deciders[review_id] or BREAK_GLASS)
+            for grant_id, review_id in given.items()
+            if review_id in deciders
+        ]
         revoked = []
-        for grant_id, request_id in still_active:
-            actor = deciders[request_id]
+        for grant_id, actor in still_active:
             log.warning(
                 "grant %s is active though its break-glass review was denied by %s; revoking",
                 grant_id,
