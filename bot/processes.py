@@ -153,7 +153,8 @@ class WorkerChildren:
 
     def _spawn(self, index: int) -> None:
         self._children[index] = subprocess.Popen(
-            self.command_of(index), preexec_fn=functools.partial(_in_child, self.priority)
+            self.command_of(index),
+            preexec_fn=functools.partial(_in_child, self.priority, os.getpid()),
         )
         self._started_at[index] = time.monotonic()
 
@@ -238,9 +239,9 @@ class WorkerChildren:
 WORKER_NICENESS = 10
 
 
-def _in_child(priority: WorkPriority) -> None:
+def _in_child(priority: WorkPriority, parent: int) -> None:
     """In a worker child, before exec."""
-    _die_with_parent()
+    _die_with_parent(parent)
     give_way_to_the_edge(priority)
 
 
@@ -283,11 +284,15 @@ def cpu_priority() -> str:
     return f"nice {niceness}" if niceness else "normal"
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL."""
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL. A parent
+    that died between the fork and this call sends nothing: the child, adopted by then,
+    ends here instead of running on as an orphan nobody stops."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the child outlives a killed parent
-        pass
+        return
+    if os.getppid() != parent:
+        os._exit(0)

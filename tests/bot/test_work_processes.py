@@ -3,14 +3,22 @@ machine's CPU count, unless AMLBOT_WORK_PROCESSES says."""
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from bot.processes import WorkerChildren, give_way_to_the_edge, usable_cpus, work_processes
+from bot.processes import (
+    WorkerChildren,
+    _in_child,
+    give_way_to_the_edge,
+    usable_cpus,
+    work_processes,
+)
 from bot.settings import Settings
 
 
@@ -132,3 +140,32 @@ def test_a_bad_work_priority_names_the_variable_and_the_choices(
 def test_the_work_priority_may_be_given_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMLBOT_WORK_PRIORITY", " LOW ")
     assert Settings().work_priority == "low"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_died_before_it_could_ask_for_the_signal_ends_at_once() -> None:
+    """The parent killed between the fork and the child's `prctl`: no signal will come, and
+    the child (adopted by then) would run on for ever. It ends before running anything."""
+    not_its_parent = os.getppid()  # the child's parent is this test process, not that one
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=functools.partial(_in_child, "low", not_its_parent),
+    )
+    try:
+        assert child.wait(timeout=10) == 0
+    finally:
+        child.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_lives_runs() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=functools.partial(_in_child, "low", os.getpid()),
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+    finally:
+        child.kill()
+        child.wait()
