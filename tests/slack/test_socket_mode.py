@@ -168,7 +168,14 @@ class SocketModeBot:
         """SIGTERM, as a container runtime stops it; the exit code, once it is clear that
         nothing logged a traceback."""
         self.process.terminate()
-        code = self.process.wait(timeout=20)
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self._reader.join(timeout=5)
+            raise AssertionError(
+                f"amlbot serve did not stop within 20 s of SIGTERM:\n{self.stderr()[-6000:]}"
+            ) from None
         self._reader.join(timeout=5)
         self.assert_no_traceback()
         return code
